@@ -1,0 +1,293 @@
+//! The crate's error type and the HTTP status each error answers.
+
+use std::fmt;
+
+use http::StatusCode;
+
+/// What went wrong, as a closed set of kinds that callers can `match` on.
+///
+/// Every kind knows the HTTP status NotMeta must receive for it (SPEC §6), so a
+/// receiver in any framework answers correctly with [`ErrorKind::status`].
+///
+/// | kind | status | retried by NotMeta |
+/// |---|---|---|
+/// | [`MissingSignature`](ErrorKind::MissingSignature) | 400 | no |
+/// | [`MalformedSignature`](ErrorKind::MalformedSignature) | 400 | no |
+/// | [`SignatureMismatch`](ErrorKind::SignatureMismatch) | 400 | no |
+/// | [`InvalidEvent`](ErrorKind::InvalidEvent) | 400 | no |
+/// | [`BodyTooLarge`](ErrorKind::BodyTooLarge) | 413 | no |
+/// | [`Config`](ErrorKind::Config) | 500 | yes (fix the configuration) |
+///
+/// ```
+/// use notmeta_webhooks::{ErrorKind, Verifier};
+///
+/// let verifier = Verifier::new("whsec_abc123")?;
+/// let err = verifier.verify(b"{}", "sha256=nothex").unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::MalformedSignature);
+/// assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
+/// # Ok::<(), notmeta_webhooks::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request carries no `X-NotMeta-Signature` header.
+    #[error("missing X-NotMeta-Signature header")]
+    MissingSignature,
+    /// The header is present but is not exactly `sha256=` followed by 64 hex digits,
+    /// or the request carries the header more than once.
+    #[error("malformed X-NotMeta-Signature header")]
+    MalformedSignature,
+    /// The header is well formed but its MAC matches none of the configured secrets.
+    #[error("signature does not match the body")]
+    SignatureMismatch,
+    /// The signature verified but the body is not a valid NotMeta event.
+    #[error("body is not a valid NotMeta event")]
+    InvalidEvent,
+    /// The body is larger than the configured limit.
+    #[error("body exceeds the configured size limit")]
+    BodyTooLarge,
+    /// The receiver is misconfigured (for example, an empty secret).
+    #[error("invalid configuration")]
+    Config,
+}
+
+impl ErrorKind {
+    /// The HTTP status a receiver answers for this kind of error (SPEC §6).
+    ///
+    /// ```
+    /// use notmeta_webhooks::ErrorKind;
+    /// assert_eq!(ErrorKind::BodyTooLarge.status().as_u16(), 413);
+    /// assert_eq!(ErrorKind::SignatureMismatch.status().as_u16(), 400);
+    /// ```
+    #[must_use]
+    pub const fn status(self) -> StatusCode {
+        match self {
+            Self::MissingSignature
+            | Self::MalformedSignature
+            | Self::SignatureMismatch
+            | Self::InvalidEvent => StatusCode::BAD_REQUEST,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Config => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Whether this is one of the three signature failures (missing, malformed,
+    /// mismatched), which receivers usually answer with the vendor's
+    /// `Invalid signature` text.
+    ///
+    /// ```
+    /// use notmeta_webhooks::ErrorKind;
+    /// assert!(ErrorKind::MissingSignature.is_signature());
+    /// assert!(!ErrorKind::InvalidEvent.is_signature());
+    /// ```
+    #[must_use]
+    pub const fn is_signature(self) -> bool {
+        matches!(
+            self,
+            Self::MissingSignature | Self::MalformedSignature | Self::SignatureMismatch
+        )
+    }
+
+    /// A short, fixed description that is safe to send back to the caller.
+    ///
+    /// ```
+    /// use notmeta_webhooks::ErrorKind;
+    /// assert_eq!(ErrorKind::SignatureMismatch.as_str(), "Invalid signature");
+    /// ```
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingSignature | Self::MalformedSignature | Self::SignatureMismatch => {
+                "Invalid signature"
+            }
+            Self::InvalidEvent => "Invalid event",
+            Self::BodyTooLarge => "Payload too large",
+            Self::Config => "Webhook receiver misconfigured",
+        }
+    }
+}
+
+/// Why a signature header is malformed or a body is refused; kept private so the
+/// wording can improve without breaking anyone.
+#[derive(Debug)]
+pub(crate) enum Detail {
+    None,
+    Static(&'static str),
+    TooLarge {
+        limit: usize,
+    },
+    Json {
+        path: Option<String>,
+        source: serde_json::Error,
+    },
+    Message(String),
+}
+
+/// The error returned by every fallible operation of this crate.
+///
+/// It is deliberately opaque: inspect it with [`Error::kind`] (to branch),
+/// [`Error::status`] (to answer NotMeta) and [`Error::json_path`] (to log where a
+/// body stopped being a valid event). Its messages never contain a secret, the
+/// expected MAC or the received signature.
+///
+/// ```
+/// use notmeta_webhooks::{sign, ErrorKind, Verifier};
+///
+/// let verifier = Verifier::new("whsec_abc123")?;
+/// let body = br#"{"id":"evt_1","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{"user":{"id":"user_1"}}}"#;
+/// let err = verifier.verify_and_parse(body, &sign(body, "another_secret")).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::SignatureMismatch);
+/// assert_eq!(err.to_string(), "signature does not match the body");
+/// # Ok::<(), notmeta_webhooks::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    detail: Detail,
+}
+
+impl Error {
+    pub(crate) const fn new(kind: ErrorKind) -> Self {
+        Self {
+            kind,
+            detail: Detail::None,
+        }
+    }
+
+    pub(crate) const fn with_static(kind: ErrorKind, detail: &'static str) -> Self {
+        Self {
+            kind,
+            detail: Detail::Static(detail),
+        }
+    }
+
+    pub(crate) fn invalid_event(message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::InvalidEvent,
+            detail: Detail::Message(message.into()),
+        }
+    }
+
+    pub(crate) fn json(source: serde_json::Error, path: Option<String>) -> Self {
+        Self {
+            kind: ErrorKind::InvalidEvent,
+            detail: Detail::Json { path, source },
+        }
+    }
+
+    /// The error for a body longer than `limit` bytes (answered 413).
+    ///
+    /// Adapters for other frameworks use it when they cut a body off while reading.
+    ///
+    /// ```
+    /// use notmeta_webhooks::{Error, ErrorKind};
+    /// let err = Error::body_too_large(1024);
+    /// assert_eq!(err.kind(), ErrorKind::BodyTooLarge);
+    /// assert_eq!(err.status().as_u16(), 413);
+    /// ```
+    #[must_use]
+    pub const fn body_too_large(limit: usize) -> Self {
+        Self {
+            kind: ErrorKind::BodyTooLarge,
+            detail: Detail::TooLarge { limit },
+        }
+    }
+
+    /// What kind of error this is.
+    #[must_use]
+    pub const fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The HTTP status to answer NotMeta with (SPEC §6); same as `self.kind().status()`.
+    #[must_use]
+    pub const fn status(&self) -> http::StatusCode {
+        self.kind.status()
+    }
+
+    /// For [`ErrorKind::InvalidEvent`], the JSON path where the body stopped being a
+    /// valid event (for example `data.message`), when one is known.
+    ///
+    /// ```
+    /// use notmeta_webhooks::Event;
+    ///
+    /// // message.received documents `message` as required.
+    /// let body = br#"{"id":"evt_1","type":"message.received","created_at":"2024-01-01T12:00:00Z",
+    ///                "data":{"message":"not an object","conversation":{"id":"conv_1"}}}"#;
+    /// let err = Event::parse_unverified(body).unwrap_err();
+    /// assert_eq!(err.json_path(), Some("data.message"));
+    /// ```
+    #[must_use]
+    pub fn json_path(&self) -> Option<&str> {
+        match &self.detail {
+            Detail::Json { path, .. } => path.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.kind, f)?;
+        match &self.detail {
+            Detail::None => Ok(()),
+            Detail::Static(s) => write!(f, ": {s}"),
+            Detail::TooLarge { limit } => write!(f, " of {limit} bytes"),
+            Detail::Message(m) => write!(f, ": {m}"),
+            Detail::Json {
+                path: Some(p),
+                source,
+            } => write!(f, " at `{p}`: {source}"),
+            Detail::Json { path: None, source } => write!(f, ": {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.detail {
+            Detail::Json { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<ErrorKind> for Error {
+    fn from(kind: ErrorKind) -> Self {
+        Self::new(kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_the_spec_status() {
+        let cases = [
+            (ErrorKind::MissingSignature, 400),
+            (ErrorKind::MalformedSignature, 400),
+            (ErrorKind::SignatureMismatch, 400),
+            (ErrorKind::InvalidEvent, 400),
+            (ErrorKind::BodyTooLarge, 413),
+            (ErrorKind::Config, 500),
+        ];
+        for (kind, status) in cases {
+            assert_eq!(kind.status().as_u16(), status, "{kind:?}");
+            assert_eq!(Error::new(kind).status().as_u16(), status, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn display_includes_detail() {
+        let e = Error::with_static(ErrorKind::MalformedSignature, "expected 64 hex digits");
+        assert_eq!(
+            e.to_string(),
+            "malformed X-NotMeta-Signature header: expected 64 hex digits"
+        );
+        assert_eq!(
+            Error::body_too_large(10).to_string(),
+            "body exceeds the configured size limit of 10 bytes"
+        );
+    }
+}

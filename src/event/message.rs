@@ -1,0 +1,113 @@
+//! Payloads of the `message.*` events.
+
+use serde::Deserialize;
+
+use super::lenient::opt_object;
+use super::objects::{Conversation, ErrorInfo, Message};
+
+/// The payload of `message.received` (documented): the incoming message and its
+/// conversation. Both objects are required.
+///
+/// ```
+/// use notmeta_webhooks::{Event, EventKind};
+///
+/// let body = br#"{"id":"evt_6","type":"message.received","created_at":"2024-01-01T12:00:00Z",
+///                "data":{"message":{"id":"msg_1","from":"1234567890","type":"text","text":"Hola"},
+///                        "conversation":{"id":"conv_1","status":"open"}}}"#;
+/// let event = Event::parse_unverified(body)?;
+/// let EventKind::MessageReceived(payload) = &event.kind else { unreachable!() };
+/// assert_eq!(payload.message.text.as_deref(), Some("Hola"));
+/// # Ok::<(), notmeta_webhooks::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct MessageReceived<'a> {
+    /// The message.
+    #[serde(borrow)]
+    pub message: Message<'a>,
+    /// The conversation it arrived in.
+    #[serde(borrow)]
+    pub conversation: Conversation<'a>,
+}
+
+impl MessageReceived<'_> {
+    /// A copy that owns its data, free of the body's lifetime.
+    #[must_use]
+    pub fn into_owned(self) -> MessageReceived<'static> {
+        MessageReceived {
+            message: self.message.into_owned(),
+            conversation: self.conversation.into_owned(),
+        }
+    }
+}
+
+/// The payload of `message.sent`, `message.delivered` and `message.read`.
+///
+/// NotMeta shows no example of these payloads, so both objects are optional
+/// (SPEC §4).
+///
+/// ```
+/// use notmeta_webhooks::{Event, EventKind};
+///
+/// let body = br#"{"id":"evt_9","type":"message.read","created_at":"2024-01-01T12:00:00Z",
+///                "data":{"message":{"id":"msg_1"}}}"#;
+/// let event = Event::parse_unverified(body)?;
+/// let EventKind::MessageRead(payload) = &event.kind else { unreachable!() };
+/// assert!(payload.conversation.is_none());
+/// # Ok::<(), notmeta_webhooks::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct MessagePayload<'a> {
+    /// The message.
+    #[serde(default, borrow, deserialize_with = "opt_object")]
+    pub message: Option<Message<'a>>,
+    /// Its conversation, when NotMeta sends it.
+    #[serde(default, borrow, deserialize_with = "opt_object")]
+    pub conversation: Option<Conversation<'a>>,
+}
+
+impl MessagePayload<'_> {
+    /// A copy that owns its data, free of the body's lifetime.
+    #[must_use]
+    pub fn into_owned(self) -> MessagePayload<'static> {
+        MessagePayload {
+            message: self.message.map(Message::into_owned),
+            conversation: self.conversation.map(Conversation::into_owned),
+        }
+    }
+}
+
+/// The payload of `message.failed`: the message that could not be sent and why.
+///
+/// ```
+/// use notmeta_webhooks::{Event, EventKind};
+///
+/// let body = br#"{"id":"evt_10","type":"message.failed","created_at":"2024-01-01T12:00:00Z",
+///                "data":{"message":{"id":"msg_1"},"error":{"code":"470","message":"Failed"}}}"#;
+/// let event = Event::parse_unverified(body)?;
+/// let EventKind::MessageFailed(payload) = &event.kind else { unreachable!() };
+/// assert_eq!(payload.error.as_ref().and_then(|e| e.message.as_deref()), Some("Failed"));
+/// # Ok::<(), notmeta_webhooks::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct MessageFailed<'a> {
+    /// The message.
+    #[serde(default, borrow, deserialize_with = "opt_object")]
+    pub message: Option<Message<'a>>,
+    /// Why it failed, when NotMeta says.
+    #[serde(default, borrow, deserialize_with = "opt_object")]
+    pub error: Option<ErrorInfo<'a>>,
+}
+
+impl MessageFailed<'_> {
+    /// A copy that owns its data, free of the body's lifetime.
+    #[must_use]
+    pub fn into_owned(self) -> MessageFailed<'static> {
+        MessageFailed {
+            message: self.message.map(Message::into_owned),
+            error: self.error.map(ErrorInfo::into_owned),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Receive NotMeta webhooks safely: verify the signature over the raw body in
+//! constant time, get a typed event, answer the verification challenge, and answer
+//! NotMeta with the status that makes its retries do the right thing.
+//!
+//! # Quick start
+//!
+//! ```
+//! use notmeta_webhooks::{verify_and_parse, EventKind};
+//! # let secret = "whsec_abc123";
+//! # let body: &[u8] = br#"{"id":"evt_1","type":"message.received","created_at":"2024-01-01T12:00:00Z","data":{"message":{"id":"msg_1","from":"1234567890","type":"text","text":"Hola"},"conversation":{"id":"conv_1","status":"open"}}}"#;
+//! # let signature_header = notmeta_webhooks::sign(body, secret);
+//!
+//! // `body`: the request body exactly as received; `signature_header`: the value
+//! // of `X-NotMeta-Signature`.
+//! match verify_and_parse(body, &signature_header, secret) {
+//!     Ok(event) => match &event.kind {
+//!         EventKind::MessageReceived(m) => println!("{}: {:?}", event.id, m.message.text),
+//!         EventKind::WebhookVerified(v) => { let _answer = v.response(); /* send it */ }
+//!         _ => {} // every other type, including ones NotMeta adds later
+//!     },
+//!     Err(e) => { let _status = e.status(); /* 400 or 413: answer it, do not retry */ }
+//! }
+//! ```
+//!
+//! Build a [`Verifier`] once when you receive many requests: it keys the HMAC once,
+//! holds several secrets during a rotation, enforces a body limit, and reads the
+//! header from an `http::HeaderMap` or `http::Request` for you.
+//!
+//! # The signature
+//!
+//! NotMeta sends `X-NotMeta-Signature: sha256=<hex(HMAC-SHA256(secret, raw_body))>`.
+//!
+//! - The key is the secret's UTF-8 bytes exactly as NotMeta shows it, prefix included.
+//! - The MAC covers the body **byte for byte as received**. Never verify JSON you
+//!   parsed and serialised again: key order and white space change and genuine
+//!   requests fail (or, worse, code that "fixes" this stops checking what was sent).
+//! - The header value is `sha256=` (lower case) and exactly 64 hex digits, either
+//!   case; spaces or tabs around the value are ignored. Anything else, and a header
+//!   sent twice, is [`ErrorKind::MalformedSignature`].
+//! - MACs are compared in constant time; the body is parsed only after the
+//!   signature verified.
+//!
+//! # Rotating secrets
+//!
+//! ```
+//! use notmeta_webhooks::{sign, Verifier};
+//!
+//! let verifier = Verifier::builder()
+//!     .secret("whsec_new") // tried first
+//!     .secret("whsec_old") // still accepted until NotMeta stops using it
+//!     .build()?;
+//! let body = br#"{"id":"evt_1","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{}}"#;
+//! let payload = verifier.verify(body, &sign(body, "whsec_old"))?;
+//! assert_eq!(payload.secret_index(), 1); // log this to see when "old" can go
+//! # Ok::<(), notmeta_webhooks::Error>(())
+//! ```
+//!
+//! # The challenge
+//!
+//! A new webhook receives a signed `webhook.verified` event and must answer `200`
+//! with the body being exactly its `challenge`. [`Event::challenge_response`] builds
+//! that `http::Response`; [`Event::challenge`] gives the bare string.
+//!
+//! # Events
+//!
+//! [`Event`] holds the envelope (`id`, `created_at`) and an [`EventKind`] with one
+//! variant per documented type. A type NotMeta adds later parses to
+//! [`EventKind::Unknown`] with its name and raw `data`: never an error. Status, message
+//! type and role values NotMeta adds later arrive as `Other(..)`. Payloads NotMeta does
+//! not document are lenient: a missing, `null` or oddly typed field reads as `None`.
+//! Fields this crate does not model stay reachable with [`Event::data_as`].
+//!
+//! Events borrow from the body; [`Event::into_owned`] detaches one.
+//!
+//! # Errors and HTTP statuses
+//!
+//! | situation | [`ErrorKind`] | status |
+//! |---|---|---|
+//! | no signature header | `MissingSignature` | 400 |
+//! | header not `sha256=` + 64 hex digits, or sent twice | `MalformedSignature` | 400 |
+//! | MAC matches no secret | `SignatureMismatch` | 400 |
+//! | verified body is not a valid event | `InvalidEvent` | 400 |
+//! | body over the limit (default 1 MiB) | `BodyTooLarge` | 413 |
+//! | empty or no secret configured | `Config` | 500 |
+//!
+//! [`Error::status`] gives the status for any error. 4xx tells NotMeta not to retry;
+//! answer 5xx (503) when *your* handling fails temporarily so that it retries.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod challenge;
+mod error;
+mod event;
+mod signature;
+
+pub use error::{Error, ErrorKind};
+pub use event::{
+    Conversation, ConversationAssigned, ConversationId, ConversationPayload, ConversationStatus,
+    ErrorInfo, Event, EventId, EventKind, EventType, Message, MessageFailed, MessageId,
+    MessagePayload, MessageReceived, MessageType, RawJson, Timestamp, UnknownEventType, User,
+    UserId, UserPayload, UserRole, WebhookFailed, WebhookId, WebhookVerified,
+};
+pub use signature::{
+    DEFAULT_MAX_BODY_SIZE, SIGNATURE_HEADER, Secret, VerifiedPayload, Verifier, VerifierBuilder,
+    sign, verify_and_parse,
+};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,584 @@
+//! Signature verification and signing (SPEC §2).
+//!
+//! NotMeta signs every request with
+//! `X-NotMeta-Signature: sha256=<hex(HMAC-SHA256(secret, raw_body))>`. This module
+//! checks that header over the body **exactly as received** and compares MACs in
+//! constant time.
+
+use std::fmt;
+
+use hmac::{Hmac, KeyInit, Mac};
+use http::HeaderName;
+use sha2::Sha256;
+
+use crate::error::{Error, ErrorKind};
+use crate::event::Event;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The name of the header that carries the signature, `x-notmeta-signature`.
+///
+/// Header names are case-insensitive; `http::HeaderMap` lookups with this constant
+/// match any spelling.
+///
+/// ```
+/// use notmeta_webhooks::SIGNATURE_HEADER;
+/// assert_eq!(SIGNATURE_HEADER.as_str(), "x-notmeta-signature");
+/// ```
+pub const SIGNATURE_HEADER: HeaderName = HeaderName::from_static("x-notmeta-signature");
+
+/// The label every signature starts with.
+const LABEL: &[u8] = b"sha256=";
+
+/// Length in bytes of an HMAC-SHA256 tag.
+const MAC_LEN: usize = 32;
+
+/// The default body limit, 1 MiB (see [`VerifierBuilder::max_body_size`]).
+pub const DEFAULT_MAX_BODY_SIZE: usize = 1024 * 1024;
+
+/// A webhook secret, pre-keyed for HMAC-SHA256.
+///
+/// The key is the secret's UTF-8 bytes exactly as NotMeta reports it, prefix
+/// included (`whsec_abc123` is the 12-byte key `whsec_abc123`). Keying happens once,
+/// here; each verification clones the keyed state. `Debug` never prints the secret.
+///
+/// ```
+/// use notmeta_webhooks::Secret;
+///
+/// let secret = Secret::new("whsec_abc123")?;
+/// assert_eq!(format!("{secret:?}"), "Secret(<redacted>)");
+/// assert!(Secret::new("").is_err());
+/// # Ok::<(), notmeta_webhooks::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Secret {
+    keyed: HmacSha256,
+}
+
+impl Secret {
+    /// Keys a secret. An empty secret is refused with [`ErrorKind::Config`].
+    pub fn new(secret: impl AsRef<[u8]>) -> Result<Self, Error> {
+        let secret = secret.as_ref();
+        if secret.is_empty() {
+            return Err(Error::with_static(
+                ErrorKind::Config,
+                "the webhook secret is empty",
+            ));
+        }
+        Ok(Self {
+            keyed: keyed(secret),
+        })
+    }
+
+    /// The MAC of `body` under this secret.
+    fn mac(&self, body: &[u8]) -> HmacSha256 {
+        let mut mac = self.keyed.clone();
+        mac.update(body);
+        mac
+    }
+
+    /// The exact `X-NotMeta-Signature` value NotMeta would send for `body`.
+    ///
+    /// ```
+    /// use notmeta_webhooks::Secret;
+    /// let header = Secret::new("whsec_abc123")?.sign(b"{}");
+    /// assert!(header.starts_with("sha256=") && header.len() == 7 + 64);
+    /// # Ok::<(), notmeta_webhooks::Error>(())
+    /// ```
+    #[must_use]
+    pub fn sign(&self, body: &[u8]) -> String {
+        format_header(&self.mac(body).finalize().into_bytes())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+fn keyed(secret: &[u8]) -> HmacSha256 {
+    // HMAC accepts keys of any length, so this cannot fail.
+    <HmacSha256 as KeyInit>::new_from_slice(secret).unwrap_or_else(|_| unreachable!())
+}
+
+fn format_header(mac: &[u8]) -> String {
+    let mut out = String::with_capacity(LABEL.len() + 2 * MAC_LEN);
+    out.push_str("sha256=");
+    out.push_str(&hex::encode(mac));
+    out
+}
+
+/// Computes the `X-NotMeta-Signature` header value for `body` signed with `secret`,
+/// in the lower-case form NotMeta sends.
+///
+/// Use it in tests, or to simulate NotMeta. It signs with any key, even an empty one,
+/// although a [`Verifier`] refuses empty secrets.
+///
+/// ```
+/// use notmeta_webhooks::{sign, Verifier};
+///
+/// let body = br#"{"id":"evt_1","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{}}"#;
+/// let header = sign(body, "whsec_abc123");
+/// assert!(Verifier::new("whsec_abc123")?.verify(body, &header).is_ok());
+/// # Ok::<(), notmeta_webhooks::Error>(())
+/// ```
+#[must_use]
+pub fn sign(body: &[u8], secret: &str) -> String {
+    let mut mac = keyed(secret.as_bytes());
+    mac.update(body);
+    format_header(&mac.finalize().into_bytes())
+}
+
+/// Parses a header value into the 32-byte MAC it carries (SPEC §2 rules).
+fn parse_header(value: &[u8]) -> Result<[u8; MAC_LEN], Error> {
+    let value = value.trim_ascii_start();
+    let value = trim_ows_end(value);
+    if value.is_empty() {
+        return Err(Error::with_static(
+            ErrorKind::MalformedSignature,
+            "the header value is empty",
+        ));
+    }
+    let Some(hex_digits) = value.strip_prefix(LABEL) else {
+        return Err(Error::with_static(
+            ErrorKind::MalformedSignature,
+            "expected the `sha256=` label",
+        ));
+    };
+    let mut mac = [0u8; MAC_LEN];
+    if hex_digits.len() != 2 * MAC_LEN || hex::decode_to_slice(hex_digits, &mut mac).is_err() {
+        return Err(Error::with_static(
+            ErrorKind::MalformedSignature,
+            "expected exactly 64 hex digits after `sha256=`",
+        ));
+    }
+    Ok(mac)
+}
+
+/// Trims trailing spaces and tabs (HTTP's optional white space) only.
+fn trim_ows_end(value: &[u8]) -> &[u8] {
+    let end = value
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(0, |i| i + 1);
+    &value[..end]
+}
+
+/// Verifies NotMeta signatures with one or more secrets; build it once, share it.
+///
+/// Holding several secrets supports rotation: a signature that matches any of them
+/// verifies, and [`VerifiedPayload::secret_index`] tells which one did, so you can
+/// see when the old secret stops being used.
+///
+/// ```
+/// use notmeta_webhooks::{sign, Verifier};
+///
+/// let verifier = Verifier::builder()
+///     .secret("whsec_new")
+///     .secret("whsec_old")
+///     .build()?;
+/// let body = br#"{"id":"evt_1","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{}}"#;
+/// let payload = verifier.verify(body, &sign(body, "whsec_old"))?;
+/// assert_eq!(payload.secret_index(), 1);
+/// # Ok::<(), notmeta_webhooks::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Verifier {
+    secrets: Vec<Secret>,
+    max_body_size: usize,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("secrets", &self.secrets.len())
+            .field("max_body_size", &self.max_body_size)
+            .finish()
+    }
+}
+
+/// Builds a [`Verifier`]: secrets (at least one) and a body limit.
+///
+/// ```
+/// use notmeta_webhooks::Verifier;
+///
+/// let verifier = Verifier::builder()
+///     .secret("whsec_abc123")
+///     .max_body_size(256 * 1024)
+///     .build()?;
+/// assert_eq!(verifier.max_body_size(), 256 * 1024);
+/// assert!(Verifier::builder().build().is_err()); // no secret
+/// # Ok::<(), notmeta_webhooks::Error>(())
+/// ```
+#[derive(Debug)]
+#[must_use]
+pub struct VerifierBuilder {
+    secrets: Vec<Result<Secret, Error>>,
+    max_body_size: usize,
+}
+
+impl VerifierBuilder {
+    /// Adds a secret. Secrets are tried in the order they were added; put the current
+    /// one first during a rotation.
+    pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.secrets.push(Secret::new(secret));
+        self
+    }
+
+    /// Adds an already keyed [`Secret`].
+    pub fn keyed_secret(mut self, secret: Secret) -> Self {
+        self.secrets.push(Ok(secret));
+        self
+    }
+
+    /// The largest body accepted, in bytes; larger ones fail with
+    /// [`ErrorKind::BodyTooLarge`] (413). Default: [`DEFAULT_MAX_BODY_SIZE`] (1 MiB).
+    /// The framework adapters enforce the same limit while reading the body.
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.max_body_size = bytes;
+        self
+    }
+
+    /// Builds the verifier. Fails with [`ErrorKind::Config`] if no secret was given
+    /// or any secret is empty.
+    pub fn build(self) -> Result<Verifier, Error> {
+        let secrets = self.secrets.into_iter().collect::<Result<Vec<_>, _>>()?;
+        if secrets.is_empty() {
+            return Err(Error::with_static(
+                ErrorKind::Config,
+                "no webhook secret configured",
+            ));
+        }
+        Ok(Verifier {
+            secrets,
+            max_body_size: self.max_body_size,
+        })
+    }
+}
+
+impl Verifier {
+    /// A verifier with one secret and the default body limit.
+    ///
+    /// ```
+    /// use notmeta_webhooks::Verifier;
+    /// let verifier = Verifier::new("whsec_abc123")?;
+    /// # Ok::<(), notmeta_webhooks::Error>(())
+    /// ```
+    pub fn new(secret: impl AsRef<[u8]>) -> Result<Self, Error> {
+        Self::builder().secret(secret).build()
+    }
+
+    /// Starts a [`VerifierBuilder`] (several secrets, a body limit).
+    pub fn builder() -> VerifierBuilder {
+        VerifierBuilder {
+            secrets: Vec::new(),
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+        }
+    }
+
+    /// The body limit in bytes.
+    #[must_use]
+    pub fn max_body_size(&self) -> usize {
+        self.max_body_size
+    }
+
+    /// Verifies `body` against one `X-NotMeta-Signature` header value.
+    ///
+    /// This is the entry point when your framework hands you the header as a string.
+    /// Use [`Verifier::verify_headers`] with an `http::HeaderMap` so that a missing or
+    /// repeated header is told apart.
+    ///
+    /// ```
+    /// use notmeta_webhooks::{sign, Verifier};
+    ///
+    /// let verifier = Verifier::new("whsec_abc123")?;
+    /// let body = b"queued for later";
+    /// let payload = verifier.verify(body, &sign(body, "whsec_abc123"))?;
+    /// assert_eq!(payload.body(), body);
+    /// # Ok::<(), notmeta_webhooks::Error>(())
+    /// ```
+    pub fn verify<'a>(
+        &self,
+        body: &'a [u8],
+        signature_header: &str,
+    ) -> Result<VerifiedPayload<'a>, Error> {
+        self.verify_header_values(body, [signature_header.as_bytes()])
+    }
+
+    /// Verifies `body` against every value the request carried for the signature
+    /// header, as raw bytes: none is [`ErrorKind::MissingSignature`], more than one is
+    /// [`ErrorKind::MalformedSignature`].
+    ///
+    /// This is the framework-neutral entry point; it needs no `http` types, so any
+    /// server library (including ones on `http` 0.2) can feed it.
+    ///
+    /// ```
+    /// use notmeta_webhooks::{sign, ErrorKind, Verifier};
+    ///
+    /// let verifier = Verifier::new("whsec_abc123")?;
+    /// let body = b"{}";
+    /// let header = sign(body, "whsec_abc123");
+    /// assert!(verifier.verify_header_values(body, [header.as_bytes()]).is_ok());
+    ///
+    /// let none: [&[u8]; 0] = [];
+    /// let err = verifier.verify_header_values(body, none).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::MissingSignature);
+    ///
+    /// let err = verifier
+    ///     .verify_header_values(body, [header.as_bytes(), header.as_bytes()])
+    ///     .unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::MalformedSignature);
+    /// # Ok::<(), notmeta_webhooks::Error>(())
+    /// ```
+    pub fn verify_header_values<'a, 'h, I>(
+        &self,
+        body: &'a [u8],
+        values: I,
+    ) -> Result<VerifiedPayload<'a>, Error>
+    where
+        I: IntoIterator<Item = &'h [u8]>,
+    {
+        let mut values = values.into_iter();
+        let Some(value) = values.next() else {
+            return Err(Error::new(ErrorKind::MissingSignature));
+        };
+        if values.next().is_some() {
+            return Err(Error::with_static(
+                ErrorKind::MalformedSignature,
+                "the header is present more than once",
+            ));
+        }
+        if body.len() > self.max_body_size {
+            return Err(Error::body_too_large(self.max_body_size));
+        }
+        let expected = parse_header(value)?;
+        self.check(body, &expected)
+    }
+
+    /// Verifies `body` against the signature header found in `headers`.
+    ///
+    /// ```
+    /// use notmeta_webhooks::{sign, Verifier, SIGNATURE_HEADER};
+    ///
+    /// let verifier = Verifier::new("whsec_abc123")?;
+    /// let body = b"{}";
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert(SIGNATURE_HEADER, sign(body, "whsec_abc123").parse().unwrap());
+    /// assert!(verifier.verify_headers(body, &headers).is_ok());
+    /// # Ok::<(), notmeta_webhooks::Error>(())
+    /// ```
+    pub fn verify_headers<'a>(
+        &self,
+        body: &'a [u8],
+        headers: &http::HeaderMap,
+    ) -> Result<VerifiedPayload<'a>, Error> {
+        self.verify_header_values(
+            body,
+            headers
+                .get_all(SIGNATURE_HEADER)
+                .iter()
+                .map(http::HeaderValue::as_bytes),
+        )
+    }
+
+    /// Verifies a whole `http::Request` whose body is already in memory.
+    ///
+    /// ```
+    /// use notmeta_webhooks::{sign, Verifier};
+    ///
+    /// let verifier = Verifier::new("whsec_abc123")?;
+    /// let body = br#"{"id":"evt_1","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{}}"#.to_vec();
+    /// let request = http::Request::post("/webhooks")
+    ///     .header("X-NotMeta-Signature", sign(&body, "whsec_abc123"))
+    ///     .body(body)
+    ///     .unwrap();
+    /// let event = verifier.verify_request(&request)?.parse()?;
+    /// assert_eq!(event.type_str(), "user.online");
+    /// # Ok::<(), notmeta_webhooks::Error>(())
+    /// ```
+    pub fn verify_request<'a, B: AsRef<[u8]>>(
+        &self,
+        request: &'a http::Request<B>,
+    ) -> Result<VerifiedPayload<'a>, Error> {
+        self.verify_headers(request.body().as_ref(), request.headers())
+    }
+
+    /// Verifies `body` against one header value, then parses it into a typed
+    /// [`Event`] borrowing from `body`.
+    ///
+    /// ```
+    /// use notmeta_webhooks::{sign, EventKind, Verifier};
+    ///
+    /// let verifier = Verifier::new("whsec_abc123")?;
+    /// let body = br#"{"id":"evt_1","type":"user.online","created_at":"2024-01-01T12:00:00Z",
+    ///                "data":{"user":{"id":"user_1","name":"Ana"}}}"#;
+    /// let event = verifier.verify_and_parse(body, &sign(body, "whsec_abc123"))?;
+    /// let EventKind::UserOnline(payload) = &event.kind else { unreachable!() };
+    /// assert_eq!(payload.user.as_ref().and_then(|u| u.name.as_deref()), Some("Ana"));
+    /// # Ok::<(), notmeta_webhooks::Error>(())
+    /// ```
+    pub fn verify_and_parse<'a>(
+        &self,
+        body: &'a [u8],
+        signature_header: &str,
+    ) -> Result<Event<'a>, Error> {
+        self.verify(body, signature_header)?.parse()
+    }
+
+    /// Constant-time check of `expected` against the MAC of `body` under each secret.
+    fn check<'a>(
+        &self,
+        body: &'a [u8],
+        expected: &[u8; MAC_LEN],
+    ) -> Result<VerifiedPayload<'a>, Error> {
+        for (secret_index, secret) in self.secrets.iter().enumerate() {
+            // `verify_slice` compares in constant time.
+            if secret.mac(body).verify_slice(expected).is_ok() {
+                return Ok(VerifiedPayload { body, secret_index });
+            }
+        }
+        Err(Error::new(ErrorKind::SignatureMismatch))
+    }
+}
+
+/// A body whose signature has verified: the only way to a typed [`Event`] other
+/// than [`Event::parse_unverified`].
+///
+/// Keep it when you queue raw payloads and parse later.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifiedPayload<'a> {
+    body: &'a [u8],
+    secret_index: usize,
+}
+
+impl<'a> VerifiedPayload<'a> {
+    /// The verified bytes, exactly as received.
+    #[must_use]
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+
+    /// Which secret matched, as its position in the order the secrets were added
+    /// (0 for the first).
+    #[must_use]
+    pub fn secret_index(&self) -> usize {
+        self.secret_index
+    }
+
+    /// Parses the verified bytes into a typed [`Event`] that borrows from them.
+    ///
+    /// Call [`Event::into_owned`] to keep the event past the body's lifetime.
+    pub fn parse(self) -> Result<Event<'a>, Error> {
+        crate::event::parse(self.body)
+    }
+}
+
+/// Verifies `body` against the `X-NotMeta-Signature` header value with one secret,
+/// then parses it into a typed [`Event`]: the one call most receivers make.
+///
+/// The body must be the request body **byte for byte as received**, never JSON
+/// re-serialised from a parsed value. Build a [`Verifier`] once instead when you
+/// handle many requests (it keys the secret once) or rotate secrets.
+///
+/// ```
+/// use notmeta_webhooks::{sign, verify_and_parse, EventKind};
+///
+/// let body = br#"{"id":"evt_verify_123","type":"webhook.verified","created_at":"2024-01-01T00:00:00Z",
+///                "data":{"webhook_id":"wh_123456789","challenge":"challenge_string_123"}}"#;
+/// let header = sign(body, "whsec_abc123");
+///
+/// let event = verify_and_parse(body, &header, "whsec_abc123")?;
+/// assert_eq!(event.id.as_str(), "evt_verify_123");
+/// assert_eq!(event.challenge(), Some("challenge_string_123"));
+///
+/// let forged = br#"{"id":"evt_verify_123","type":"webhook.verified","created_at":"2024-01-01T00:00:00Z",
+///                  "data":{"webhook_id":"wh_123456789","challenge":"attacker"}}"#;
+/// assert!(verify_and_parse(forged, &header, "whsec_abc123").is_err());
+/// # Ok::<(), notmeta_webhooks::Error>(())
+/// ```
+pub fn verify_and_parse<'a>(
+    body: &'a [u8],
+    signature_header: &str,
+    secret: &str,
+) -> Result<Event<'a>, Error> {
+    Verifier::new(secret)?.verify_and_parse(body, signature_header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAC_HEX: &str = "8d85cab2f4d57e46d916431de2291c69ea8b12392ee14f2b6e31605635b18ab9";
+
+    #[test]
+    fn header_parsing_follows_spec_rules() {
+        let ok = format!("sha256={MAC_HEX}");
+        assert!(parse_header(ok.as_bytes()).is_ok());
+        assert!(parse_header(format!(" \t{ok}\t ").as_bytes()).is_ok());
+        assert!(parse_header(ok.to_uppercase().replace("SHA256=", "sha256=").as_bytes()).is_ok());
+        let bad = [
+            String::new(),
+            "   ".to_owned(),
+            MAC_HEX.to_owned(),
+            format!("SHA256={MAC_HEX}"),
+            format!("sha256 ={MAC_HEX}"),
+            format!("sha256= {MAC_HEX}"),
+            format!("sha256={}", &MAC_HEX[..63]),
+            format!("sha256={MAC_HEX}0"),
+            format!("sha256={MAC_HEX}00"),
+            format!("sha256={} {}", &MAC_HEX[..32], &MAC_HEX[32..]),
+            format!("sha256={}g", &MAC_HEX[..63]),
+            format!("sha1={MAC_HEX}"),
+            format!("sha256={MAC_HEX},sha256={MAC_HEX}"),
+        ];
+        for value in bad {
+            let err = parse_header(value.as_bytes()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::MalformedSignature, "{value:?}");
+        }
+        // Non-UTF-8 bytes are malformed, never a panic.
+        assert!(parse_header(b"sha256=\xff\xfe").is_err());
+    }
+
+    #[test]
+    fn parsed_mac_is_the_decoded_hex() {
+        let mac = parse_header(format!("sha256={MAC_HEX}").as_bytes()).unwrap();
+        assert_eq!(hex::encode(mac), MAC_HEX);
+    }
+
+    #[test]
+    fn errors_never_print_macs_or_secrets() {
+        let verifier = Verifier::new("top-secret-value").unwrap();
+        let body = b"hello";
+        let wrong = sign(body, "other");
+        let err = verifier.verify(body, &wrong).unwrap_err();
+        let shown = format!("{err} {err:?} {verifier:?}");
+        let right = sign(body, "top-secret-value");
+        assert!(!shown.contains("top-secret-value"));
+        assert!(!shown.contains(&right[7..]));
+        assert!(!shown.contains(&wrong[7..]));
+    }
+
+    #[test]
+    fn body_limit_is_enforced_before_hashing() {
+        let verifier = Verifier::builder()
+            .secret("s")
+            .max_body_size(4)
+            .build()
+            .unwrap();
+        assert!(verifier.verify(b"1234", &sign(b"1234", "s")).is_ok());
+        let err = verifier.verify(b"12345", &sign(b"12345", "s")).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BodyTooLarge);
+    }
+
+    #[test]
+    fn empty_secret_is_refused_anywhere_in_the_list() {
+        let err = Verifier::builder()
+            .secret("a")
+            .secret("")
+            .build()
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert_eq!(Verifier::new("").unwrap_err().kind(), ErrorKind::Config);
+    }
+}
