@@ -16,6 +16,7 @@ use http::StatusCode;
 /// | [`SignatureMismatch`](ErrorKind::SignatureMismatch) | 400 | no |
 /// | [`InvalidEvent`](ErrorKind::InvalidEvent) | 400 | no |
 /// | [`BodyTooLarge`](ErrorKind::BodyTooLarge) | 413 | no |
+/// | [`BodyRead`](ErrorKind::BodyRead) | 400 | no (NotMeta saw the connection fail and retries) |
 /// | [`Config`](ErrorKind::Config) | 500 | yes (fix the configuration) |
 ///
 /// ```
@@ -46,6 +47,10 @@ pub enum ErrorKind {
     /// The body is larger than the configured limit.
     #[error("body exceeds the configured size limit")]
     BodyTooLarge,
+    /// The body could not be read to its end (the connection failed or the client
+    /// sent a broken chunked encoding).
+    #[error("the request body could not be read")]
+    BodyRead,
     /// The receiver is misconfigured (for example, an empty secret).
     #[error("invalid configuration")]
     Config,
@@ -65,7 +70,8 @@ impl ErrorKind {
             Self::MissingSignature
             | Self::MalformedSignature
             | Self::SignatureMismatch
-            | Self::InvalidEvent => StatusCode::BAD_REQUEST,
+            | Self::InvalidEvent
+            | Self::BodyRead => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Config => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -101,6 +107,7 @@ impl ErrorKind {
                 "Invalid signature"
             }
             Self::InvalidEvent => "Invalid event",
+            Self::BodyRead => "Unreadable body",
             Self::BodyTooLarge => "Payload too large",
             Self::Config => "Webhook receiver misconfigured",
         }
@@ -270,6 +277,7 @@ mod tests {
             (ErrorKind::SignatureMismatch, 400),
             (ErrorKind::InvalidEvent, 400),
             (ErrorKind::BodyTooLarge, 413),
+            (ErrorKind::BodyRead, 400),
             (ErrorKind::Config, 500),
         ];
         for (kind, status) in cases {

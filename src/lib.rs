@@ -89,9 +89,20 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "actix")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
+pub mod actix;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 mod challenge;
 mod error;
 mod event;
+#[cfg(feature = "receiver")]
+#[cfg_attr(docsrs, doc(cfg(feature = "receiver")))]
+pub mod receiver;
+#[cfg(any(feature = "axum", feature = "actix"))]
+mod rejection;
 mod signature;
 
 pub use error::{Error, ErrorKind};
@@ -106,6 +117,6 @@ pub use signature::{
     sign, verify_and_parse,
 };
 
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "axum", feature = "actix"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -6,6 +6,7 @@
 //! constant time.
 
 use std::fmt;
+use std::sync::Arc;
 
 use hmac::{Hmac, KeyInit, Mac};
 use http::HeaderName;
@@ -185,7 +186,8 @@ fn trim_ows_end(value: &[u8]) -> &[u8] {
 /// ```
 #[derive(Clone)]
 pub struct Verifier {
-    secrets: Vec<Secret>,
+    // Shared: cloning a verifier (per request, in framework state) is a counter bump.
+    secrets: Arc<[Secret]>,
     max_body_size: usize,
 }
 
@@ -243,7 +245,7 @@ impl VerifierBuilder {
     /// Builds the verifier. Fails with [`ErrorKind::Config`] if no secret was given
     /// or any secret is empty.
     pub fn build(self) -> Result<Verifier, Error> {
-        let secrets = self.secrets.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let secrets = self.secrets.into_iter().collect::<Result<Arc<[_]>, _>>()?;
         if secrets.is_empty() {
             return Err(Error::with_static(
                 ErrorKind::Config,

@@ -1,0 +1,194 @@
+//! The whole story in one process: an axum receiver on an ephemeral 127.0.0.1 port,
+//! and this program acting as NotMeta against it over real HTTP.
+//!
+//! ```text
+//! cargo run --example demo --features axum
+//! ```
+//!
+//! It sends the verification challenge, a signed event of every documented type, an
+//! event of a type that does not exist yet, a forged request, an oversized body, and
+//! an event whose handler fails temporarily followed by NotMeta's retry. It prints
+//! what was sent and what came back, and exits 0 only if every answer was right.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use common::client;
+use notmeta_webhooks::receiver::{HandlerError, Receiver};
+use notmeta_webhooks::{DEFAULT_MAX_BODY_SIZE, Event, EventType, Verifier, sign};
+
+const SECRET: &str = "whsec_demo";
+const CHALLENGE: &str = "challenge_string_123";
+
+/// Log lines the handler wrote, and how often the flaky event was attempted.
+#[derive(Default)]
+struct Handled {
+    lines: Mutex<Vec<String>>,
+    flaky_attempts: AtomicUsize,
+}
+
+async fn start_receiver(handled: Arc<Handled>) -> Result<SocketAddr, Box<dyn std::error::Error>> {
+    let receiver = Receiver::new(Verifier::new(SECRET)?, move |event: Event<'static>| {
+        let handled = Arc::clone(&handled);
+        async move {
+            if event.id == "evt_flaky" && handled.flaky_attempts.fetch_add(1, Ordering::SeqCst) == 0
+            {
+                return Err(HandlerError::temporary("the database is restarting"));
+            }
+            handled.lines.lock().unwrap().push(common::describe(&event));
+            Ok(())
+        }
+    });
+    let app = Router::new().route("/webhooks", notmeta_webhooks::axum::endpoint(receiver));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(addr)
+}
+
+/// A plausible body for each documented type (NotMeta's documented shapes, with
+/// the inferred ones filled in the same style).
+fn sample(event_type: EventType, id: &str) -> String {
+    let conversation = r#"{"id":"conv_123456789","status":"assigned","assigned_to":"user_123456789","created_at":"2024-01-01T11:55:00Z","assigned_at":"2024-01-01T12:05:00Z"}"#;
+    let user =
+        r#"{"id":"user_123456789","name":"Juan Pérez","email":"juan@empresa.com","role":"agent"}"#;
+    let message = r#"{"id":"msg_123456789","conversation_id":"conv_123456789","from":"1234567890","to":"0987654321","type":"text","text":"Hola, necesito ayuda","timestamp":"2024-01-01T12:00:00Z"}"#;
+    let error = r#"{"code":"470","message":"Message failed to send"}"#;
+    let name = event_type.as_str();
+    let data = match name.split('.').next() {
+        Some("conversation") => format!(r#"{{"conversation":{conversation},"user":{user}}}"#),
+        Some("message") => {
+            format!(r#"{{"message":{message},"conversation":{conversation},"error":{error}}}"#)
+        }
+        Some("user") => format!(r#"{{"user":{user}}}"#),
+        _ if event_type == EventType::WebhookVerified => {
+            format!(r#"{{"webhook_id":"wh_123456789","challenge":"{CHALLENGE}"}}"#)
+        }
+        _ => format!(r#"{{"webhook_id":"wh_123456789","error":{error}}}"#),
+    };
+    format!(r#"{{"id":"{id}","type":"{name}","created_at":"2024-01-01T12:00:00Z","data":{data}}}"#)
+}
+
+struct Step {
+    what: String,
+    body: Vec<u8>,
+    signature: String,
+    expect_status: u16,
+    expect_body: Option<&'static str>,
+}
+
+impl Step {
+    fn signed(what: impl Into<String>, body: impl Into<Vec<u8>>, expect_status: u16) -> Self {
+        let body = body.into();
+        Self {
+            what: what.into(),
+            signature: sign(&body, SECRET),
+            body,
+            expect_status,
+            expect_body: None,
+        }
+    }
+}
+
+fn steps() -> Vec<Step> {
+    let mut steps = Vec::new();
+    let challenge = Step {
+        expect_body: Some(CHALLENGE),
+        ..Step::signed(
+            "challenge (webhook.verified)",
+            sample(EventType::WebhookVerified, "evt_verify_123"),
+            200,
+        )
+    };
+    steps.push(challenge);
+    for (i, t) in EventType::ALL.iter().enumerate() {
+        if *t != EventType::WebhookVerified {
+            steps.push(Step::signed(
+                t.as_str(),
+                sample(*t, &format!("evt_{}", i + 1)),
+                200,
+            ));
+        }
+    }
+    steps.push(Step::signed(
+        "new type call.started",
+        r#"{"id":"evt_new","type":"call.started","created_at":"2024-01-01T12:00:00Z","data":{"call":{"id":"call_1"}}}"#,
+        200,
+    ));
+    let forged = sample(EventType::MessageReceived, "evt_forged");
+    steps.push(Step {
+        signature: sign(forged.as_bytes(), "not_the_secret"),
+        expect_body: Some("Invalid signature"),
+        ..Step::signed("forged message.received", forged, 400)
+    });
+    let mut oversized = sample(EventType::MessageReceived, "evt_huge").into_bytes();
+    oversized.resize(DEFAULT_MAX_BODY_SIZE + 1, b' ');
+    steps.push(Step::signed("oversized body (1 MiB + 1)", oversized, 413));
+    let flaky = sample(EventType::MessageSent, "evt_flaky");
+    steps.push(Step::signed(
+        "handler fails temporarily",
+        flaky.clone(),
+        503,
+    ));
+    steps.push(Step::signed("NotMeta retries it", flaky, 200));
+    steps
+}
+
+#[tokio::main]
+async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let handled = Arc::new(Handled::default());
+    let addr = start_receiver(Arc::clone(&handled)).await?;
+    println!("receiver listening on http://{addr}/webhooks\n");
+    println!(
+        "{:<32} {:>9} {:>6}  {:<4} answer",
+        "sent", "expected", "got", "ok"
+    );
+
+    let mut failures = 0;
+    let steps = steps();
+    for step in &steps {
+        let reply = client::post(
+            addr,
+            "/webhooks",
+            &[("X-NotMeta-Signature", &step.signature)],
+            &step.body,
+        )
+        .await;
+        let ok = reply.status == step.expect_status
+            && step.expect_body.is_none_or(|b| reply.body == b.as_bytes());
+        failures += usize::from(!ok);
+        let text: String = reply.text().chars().take(32).collect();
+        println!(
+            "{:<32} {:>9} {:>6}  {:<4} {:?}",
+            step.what,
+            step.expect_status,
+            reply.status,
+            if ok { "yes" } else { "NO" },
+            text
+        );
+    }
+
+    let lines = handled.lines.lock().unwrap().clone();
+    println!("\nthe handler logged {} events:", lines.len());
+    for line in &lines {
+        println!("  {line}");
+    }
+    // 16 documented types besides the challenge, the new type, and the retried event.
+    let expected_handled = EventType::ALL.len() - 1 + 2;
+    if lines.len() != expected_handled {
+        println!("expected {expected_handled} handled events");
+        failures += 1;
+    }
+    if failures == 0 {
+        println!("\nall {} answers were right", steps.len());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("\n{failures} wrong answers");
+        Ok(ExitCode::FAILURE)
+    }
+}

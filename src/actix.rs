@@ -1,0 +1,175 @@
+//! actix-web 4 integration (feature `actix`).
+//!
+//! Two ways in:
+//!
+//! - [`endpoint`]: a ready-made `POST` route that verifies, answers the challenge by
+//!   itself, runs your handler and maps its outcome to the status NotMeta needs;
+//! - [`VerifiedEvent`]: an extractor for your own handler, which rejects forged or
+//!   invalid requests with the right status ([`WebhookRejection`]).
+//!
+//! Both read the body themselves with the verifier's limit
+//! ([`Verifier::max_body_size`], 1 MiB by default), refusing a larger body with 413
+//! as soon as it is seen: from `Content-Length`, or while reading a chunked body.
+//! actix-web's `PayloadConfig` does not apply to them.
+//!
+//! actix-web 4 is built on `http` 0.2 while this crate's core uses `http` 1; the
+//! adapter converts between them, and only actix-web types appear here.
+//!
+//! ```no_run
+//! use actix_web::{App, HttpServer};
+//! use notmeta_webhooks::receiver::{HandlerError, Receiver};
+//! use notmeta_webhooks::{Event, Verifier};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let verifier = Verifier::new(std::env::var("NOTMETA_WEBHOOK_SECRET")?)?;
+//! HttpServer::new(move || {
+//!     let receiver = Receiver::new(verifier.clone(), |event: Event<'static>| async move {
+//!         println!("{} {}", event.id, event.type_str());
+//!         Ok::<(), HandlerError>(())
+//!     });
+//!     App::new().route("/webhooks", notmeta_webhooks::actix::endpoint(receiver))
+//! })
+//! .bind(("127.0.0.1", 3000))?
+//! .run()
+//! .await?;
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, Route, web};
+use futures_util::StreamExt as _;
+use futures_util::future::LocalBoxFuture;
+
+use crate::error::{Error, ErrorKind};
+use crate::event::Event;
+use crate::receiver::{Answer, Handler, LimitedBody, Receiver};
+pub use crate::rejection::WebhookRejection;
+use crate::signature::{SIGNATURE_HEADER, Verifier};
+
+/// A ready-made `POST` route for `receiver`: mount it with
+/// `App::route("/webhooks", endpoint(receiver))`.
+///
+/// It answers `webhook.verified` challenges itself, hands every other event to the
+/// handler, and answers as the [`receiver`](crate::receiver) module's table says.
+pub fn endpoint<H: Handler>(receiver: Receiver<H>) -> Route {
+    let receiver = Arc::new(receiver);
+    web::post().to(move |request: HttpRequest, payload: web::Payload| {
+        let receiver = Arc::clone(&receiver);
+        async move { receive(&receiver, &request, payload.into_inner()).await }
+    })
+}
+
+async fn receive<H: Handler>(
+    receiver: &Receiver<H>,
+    request: &HttpRequest,
+    payload: Payload,
+) -> HttpResponse {
+    let body = match read_body(request, payload, receiver.verifier().max_body_size()).await {
+        Ok(body) => body,
+        Err(error) => return answer(Answer::rejected(&error)),
+    };
+    let signatures = request
+        .headers()
+        .get_all(SIGNATURE_HEADER.as_str())
+        .map(|v| v.as_bytes());
+    answer(receiver.receive(&body, signatures).await)
+}
+
+fn answer(answer: Answer) -> HttpResponse {
+    let status = actix_status(answer.status());
+    let (_, body) = answer.into_parts();
+    HttpResponse::build(status)
+        .insert_header((CONTENT_TYPE, "text/plain; charset=utf-8"))
+        .body(body.into_owned())
+}
+
+/// Converts an `http` 1 status into actix-web's `http` 0.2 one.
+fn actix_status(status: http::StatusCode) -> StatusCode {
+    StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// Reads the whole body, refusing it once it exceeds `limit` bytes.
+async fn read_body(
+    request: &HttpRequest,
+    mut payload: Payload,
+    limit: usize,
+) -> Result<Vec<u8>, Error> {
+    let content_length = request.headers().get(CONTENT_LENGTH).map(|v| v.as_bytes());
+    let mut collected = LimitedBody::new(content_length, limit)?;
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| Error::new(ErrorKind::BodyRead))?;
+        collected.push(&chunk)?;
+    }
+    Ok(collected.into_vec())
+}
+
+/// An extractor for a verified, typed event.
+///
+/// The [`Verifier`] comes from app data: register it with
+/// `App::app_data(web::Data::new(verifier))`. A request that fails is rejected with
+/// [`WebhookRejection`] (400 or 413) before your handler runs. The challenge is yours
+/// to answer here ([`Event::challenge`]); [`endpoint`] answers it for you.
+///
+/// ```
+/// use actix_web::{web, App, HttpResponse};
+/// use notmeta_webhooks::actix::VerifiedEvent;
+/// use notmeta_webhooks::Verifier;
+///
+/// async fn webhook(VerifiedEvent(event): VerifiedEvent) -> HttpResponse {
+///     if let Some(challenge) = event.challenge() {
+///         return HttpResponse::Ok().content_type("text/plain").body(challenge.to_owned());
+///     }
+///     println!("{} {}", event.id, event.type_str());
+///     HttpResponse::Ok().finish()
+/// }
+///
+/// let verifier = Verifier::new("whsec_abc123")?;
+/// let app = App::new()
+///     .app_data(web::Data::new(verifier))
+///     .route("/webhooks", web::post().to(webhook));
+/// # Ok::<(), notmeta_webhooks::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct VerifiedEvent(pub Event<'static>);
+
+impl FromRequest for VerifiedEvent {
+    type Error = WebhookRejection;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let verifier = request
+            .app_data::<web::Data<Verifier>>()
+            .map(|data| Verifier::clone(data));
+        let request = request.clone();
+        let payload = payload.take();
+        Box::pin(async move {
+            let verifier = verifier.ok_or_else(|| {
+                Error::with_static(
+                    ErrorKind::Config,
+                    "no web::Data<Verifier> registered with App::app_data",
+                )
+            })?;
+            let body = read_body(&request, payload, verifier.max_body_size()).await?;
+            let signatures = request
+                .headers()
+                .get_all(SIGNATURE_HEADER.as_str())
+                .map(|v| v.as_bytes());
+            let event = verifier.verify_header_values(&body, signatures)?.parse()?;
+            Ok(Self(event.into_owned()))
+        })
+    }
+}
+
+impl ResponseError for WebhookRejection {
+    fn status_code(&self) -> StatusCode {
+        actix_status(self.0.status())
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        answer(Answer::rejected(&self.0))
+    }
+}

@@ -1,0 +1,154 @@
+//! axum 0.8 integration (feature `axum`).
+//!
+//! Two ways in:
+//!
+//! - [`endpoint`]: a ready-made `POST` route that verifies, answers the challenge by
+//!   itself, runs your handler and maps its outcome to the status NotMeta needs;
+//! - [`VerifiedEvent`]: an extractor for your own handler, which rejects forged or
+//!   invalid requests with the right status ([`WebhookRejection`]).
+//!
+//! Both read the body themselves with the verifier's limit
+//! ([`Verifier::max_body_size`], 1 MiB by default), refusing a larger body with 413
+//! as soon as it is seen: from `Content-Length`, or while reading a chunked body.
+//! axum's `DefaultBodyLimit` does not apply to them.
+//!
+//! ```no_run
+//! use axum::Router;
+//! use notmeta_webhooks::receiver::{HandlerError, Receiver};
+//! use notmeta_webhooks::{Event, EventKind, Verifier};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let receiver = Receiver::new(
+//!     Verifier::new(std::env::var("NOTMETA_WEBHOOK_SECRET")?)?,
+//!     |event: Event<'static>| async move {
+//!         if let EventKind::MessageReceived(m) = &event.kind {
+//!             println!("{}: {:?}", event.id, m.message.text);
+//!         }
+//!         Ok::<(), HandlerError>(())
+//!     },
+//! );
+//! let app: Router = Router::new().route("/webhooks", notmeta_webhooks::axum::endpoint(receiver));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{FromRef, FromRequest, Request};
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+use futures_util::StreamExt as _;
+use http::{HeaderMap, header};
+
+use crate::error::{Error, ErrorKind};
+use crate::event::Event;
+use crate::receiver::{Answer, Handler, LimitedBody, Receiver};
+pub use crate::rejection::WebhookRejection;
+use crate::signature::{SIGNATURE_HEADER, Verifier};
+
+/// A ready-made `POST` route for `receiver`: mount it with
+/// `Router::route("/webhooks", endpoint(receiver))`.
+///
+/// It answers `webhook.verified` challenges itself, hands every other event to the
+/// handler, and answers as the [`receiver`](crate::receiver) module's table says.
+pub fn endpoint<H, S>(receiver: Receiver<H>) -> MethodRouter<S>
+where
+    H: Handler,
+    S: Clone + Send + Sync + 'static,
+{
+    let receiver = Arc::new(receiver);
+    axum::routing::post(move |request: Request| {
+        let receiver = Arc::clone(&receiver);
+        async move { receive(&receiver, request).await }
+    })
+}
+
+async fn receive<H: Handler>(receiver: &Receiver<H>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = match read_body(&parts.headers, body, receiver.verifier().max_body_size()).await {
+        Ok(body) => body,
+        Err(error) => return answer(Answer::rejected(&error)),
+    };
+    let signatures = parts
+        .headers
+        .get_all(SIGNATURE_HEADER)
+        .iter()
+        .map(http::HeaderValue::as_bytes);
+    answer(receiver.receive(&body, signatures).await)
+}
+
+fn answer(answer: Answer) -> Response {
+    let content_type = answer.content_type();
+    let (status, body) = answer.into_parts();
+    (
+        status,
+        [(header::CONTENT_TYPE, content_type)],
+        body.into_owned(),
+    )
+        .into_response()
+}
+
+/// Reads the whole body, refusing it once it exceeds `limit` bytes.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, Error> {
+    let content_length = headers.get(header::CONTENT_LENGTH).map(|v| v.as_bytes());
+    let mut collected = LimitedBody::new(content_length, limit)?;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| Error::new(ErrorKind::BodyRead))?;
+        collected.push(&chunk)?;
+    }
+    Ok(collected.into_vec())
+}
+
+/// An extractor for a verified, typed event.
+///
+/// The [`Verifier`] comes from the router's state (`Verifier: FromRef<S>`, so the
+/// state can be the verifier itself or a struct with a verifier field). A request
+/// that fails is rejected with [`WebhookRejection`] (400 or 413) before your handler
+/// runs. The challenge is yours to answer here
+/// ([`Event::challenge_response`]); [`endpoint`] answers it for you.
+///
+/// ```
+/// use axum::{Router, routing::post, response::{IntoResponse, Response}};
+/// use notmeta_webhooks::axum::VerifiedEvent;
+/// use notmeta_webhooks::Verifier;
+///
+/// async fn webhook(VerifiedEvent(event): VerifiedEvent) -> Response {
+///     if let Some(answer) = event.challenge_response() {
+///         return answer.into_response();
+///     }
+///     println!("{} {}", event.id, event.type_str());
+///     "OK".into_response()
+/// }
+///
+/// let app: Router = Router::new()
+///     .route("/webhooks", post(webhook))
+///     .with_state(Verifier::new("whsec_abc123")?);
+/// # Ok::<(), notmeta_webhooks::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct VerifiedEvent(pub Event<'static>);
+
+impl<S> FromRequest<S> for VerifiedEvent
+where
+    Verifier: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = WebhookRejection;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let verifier = Verifier::from_ref(state);
+        let (parts, body) = request.into_parts();
+        let body = read_body(&parts.headers, body, verifier.max_body_size()).await?;
+        let event = verifier.verify_headers(&body, &parts.headers)?.parse()?;
+        Ok(Self(event.into_owned()))
+    }
+}
+
+impl IntoResponse for WebhookRejection {
+    fn into_response(self) -> Response {
+        answer(Answer::rejected(&self.0))
+    }
+}

@@ -1,0 +1,54 @@
+//! The error an adapter's extractor rejects a request with.
+
+use std::fmt;
+
+use crate::error::Error;
+
+/// Why a `VerifiedEvent` extractor refused a request.
+///
+/// With the `axum` feature it implements `IntoResponse`; with the `actix` feature,
+/// `ResponseError`. Either way it answers its SPEC §6 status (400, or 413 past the
+/// body limit) with a short `text/plain` body that reveals nothing secret.
+///
+/// ```
+/// use notmeta_webhooks::receiver::WebhookRejection;
+/// use notmeta_webhooks::{Error, ErrorKind};
+///
+/// let rejection = WebhookRejection::from(Error::from(ErrorKind::SignatureMismatch));
+/// assert_eq!(rejection.error().status(), 400);
+/// assert_eq!(rejection.to_string(), "signature does not match the body");
+/// ```
+#[derive(Debug)]
+pub struct WebhookRejection(pub(crate) Error);
+
+impl WebhookRejection {
+    /// The underlying error.
+    #[must_use]
+    pub fn error(&self) -> &Error {
+        &self.0
+    }
+
+    /// Takes the underlying error.
+    #[must_use]
+    pub fn into_error(self) -> Error {
+        self.0
+    }
+}
+
+impl From<Error> for WebhookRejection {
+    fn from(error: Error) -> Self {
+        Self(error)
+    }
+}
+
+impl fmt::Display for WebhookRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for WebhookRejection {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}

@@ -1,0 +1,64 @@
+//! The actix-web adapter over real HTTP on 127.0.0.1.
+
+mod common;
+mod harness;
+
+use std::net::SocketAddr;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use harness::{SECRET, Seen, failing, recording};
+use notmeta_webhooks::Verifier;
+use notmeta_webhooks::actix::{VerifiedEvent, endpoint};
+
+async fn extract(VerifiedEvent(event): VerifiedEvent, seen: web::Data<Seen>) -> HttpResponse {
+    if let Some(challenge) = event.challenge() {
+        return HttpResponse::Ok()
+            .content_type("text/plain")
+            .body(challenge.to_owned());
+    }
+    seen.push(event);
+    HttpResponse::Ok().body("OK")
+}
+
+fn serve(seen: &Seen) -> SocketAddr {
+    let seen = seen.clone();
+    let server = HttpServer::new(move || {
+        let mut app = App::new()
+            .app_data(web::Data::new(seen.clone()))
+            .route("/webhooks", endpoint(recording(SECRET, &seen)))
+            .service(
+                web::scope("/extract")
+                    .app_data(web::Data::new(Verifier::new(SECRET).unwrap()))
+                    .route("", web::post().to(extract)),
+            )
+            .route("/temporary", endpoint(failing("temporary")))
+            .route("/permanent", endpoint(failing("permanent")))
+            .route("/panic", endpoint(failing("panic")));
+        for (i, secret) in harness::vector_secrets().iter().enumerate() {
+            app = app
+                .route(
+                    &format!("/s/{i}/webhooks"),
+                    endpoint(recording(secret, &seen)),
+                )
+                .service(
+                    web::scope(&format!("/s/{i}/extract"))
+                        .app_data(web::Data::new(Verifier::new(secret).unwrap()))
+                        .route("", web::post().to(extract)),
+                );
+        }
+        app
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let addr = server.addrs()[0];
+    actix_web::rt::spawn(server.run());
+    addr
+}
+
+#[actix_web::test]
+async fn actix_adapter_meets_the_wire_contract() {
+    let seen = Seen::default();
+    let addr = serve(&seen);
+    harness::run_all(addr, &seen).await;
+}
