@@ -17,13 +17,17 @@ use notmeta_webhooks::{Event, Verifier};
 async fn main() -> std::io::Result<()> {
     let verifier = Verifier::new(common::secret_from_env()).map_err(std::io::Error::other)?;
     let port = common::port_from_env();
+    // One receiver for all workers: its clones share the handler and the dedup store.
+    let receiver = Receiver::new(verifier, |event: Event<'static>| async move {
+        println!("{}", common::describe(&event));
+        Ok::<(), HandlerError>(())
+    });
     println!("listening on http://127.0.0.1:{port}/webhooks");
     HttpServer::new(move || {
-        let receiver = Receiver::new(verifier.clone(), |event: Event<'static>| async move {
-            println!("{}", common::describe(&event));
-            Ok::<(), HandlerError>(())
-        });
-        App::new().route("/webhooks", notmeta_webhooks::actix::endpoint(receiver))
+        App::new().route(
+            "/webhooks",
+            notmeta_webhooks::actix::endpoint(receiver.clone()),
+        )
     })
     .bind(("127.0.0.1", port))?
     .run()

@@ -6,9 +6,11 @@
 //! ```
 //!
 //! It sends the verification challenge, a signed event of every documented type, an
-//! event of a type that does not exist yet, a forged request, an oversized body, and
-//! an event whose handler fails temporarily followed by NotMeta's retry. It prints
-//! what was sent and what came back, and exits 0 only if every answer was right.
+//! event of a type that does not exist yet, a forged request, an oversized body, an
+//! event whose handler fails temporarily followed by NotMeta's retry, a duplicate
+//! delivery (handled once), and a captured request replayed hours later (refused). It
+//! prints what was sent and what came back, and exits 0 only if every answer was
+//! right.
 
 mod common;
 
@@ -16,11 +18,14 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use common::client;
 use notmeta_webhooks::receiver::{HandlerError, Receiver};
 use notmeta_webhooks::{DEFAULT_MAX_BODY_SIZE, Event, EventType, Verifier, sign};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 const SECRET: &str = "whsec_demo";
 const CHALLENGE: &str = "challenge_string_123";
@@ -43,7 +48,10 @@ async fn start_receiver(handled: Arc<Handled>) -> Result<SocketAddr, Box<dyn std
             handled.lines.lock().unwrap().push(common::describe(&event));
             Ok(())
         }
-    });
+    })
+    // Refuse replays of requests captured more than 90 minutes ago (NotMeta's last
+    // retry comes 81 minutes after the first attempt).
+    .with_max_event_age(Duration::from_secs(90 * 60));
     let app = Router::new().route("/webhooks", notmeta_webhooks::axum::endpoint(receiver));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -54,6 +62,11 @@ async fn start_receiver(handled: Arc<Handled>) -> Result<SocketAddr, Box<dyn std
 /// A plausible body for each documented type (NotMeta's documented shapes, with
 /// the inferred ones filled in the same style).
 fn sample(event_type: EventType, id: &str) -> String {
+    sample_at(event_type, id, OffsetDateTime::now_utc())
+}
+
+fn sample_at(event_type: EventType, id: &str, created_at: OffsetDateTime) -> String {
+    let created_at = created_at.format(&Rfc3339).expect("a formattable time");
     let conversation = r#"{"id":"conv_123456789","status":"assigned","assigned_to":"user_123456789","created_at":"2024-01-01T11:55:00Z","assigned_at":"2024-01-01T12:05:00Z"}"#;
     let user =
         r#"{"id":"user_123456789","name":"Juan Pérez","email":"juan@empresa.com","role":"agent"}"#;
@@ -71,7 +84,7 @@ fn sample(event_type: EventType, id: &str) -> String {
         }
         _ => format!(r#"{{"webhook_id":"wh_123456789","error":{error}}}"#),
     };
-    format!(r#"{{"id":"{id}","type":"{name}","created_at":"2024-01-01T12:00:00Z","data":{data}}}"#)
+    format!(r#"{{"id":"{id}","type":"{name}","created_at":"{created_at}","data":{data}}}"#)
 }
 
 struct Step {
@@ -115,9 +128,12 @@ fn steps() -> Vec<Step> {
             ));
         }
     }
+    let now = OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .expect("a formattable time");
     steps.push(Step::signed(
         "new type call.started",
-        r#"{"id":"evt_new","type":"call.started","created_at":"2024-01-01T12:00:00Z","data":{"call":{"id":"call_1"}}}"#,
+        format!(r#"{{"id":"evt_new","type":"call.started","created_at":"{now}","data":{{"call":{{"id":"call_1"}}}}}}"#),
         200,
     ));
     let forged = sample(EventType::MessageReceived, "evt_forged");
@@ -136,6 +152,25 @@ fn steps() -> Vec<Step> {
         503,
     ));
     steps.push(Step::signed("NotMeta retries it", flaky, 200));
+    let delivered_twice = sample(EventType::MessageReceived, "evt_twice");
+    steps.push(Step::signed(
+        "message.received",
+        delivered_twice.clone(),
+        200,
+    ));
+    steps.push(Step {
+        expect_body: Some("OK (duplicate)"),
+        ..Step::signed("the same event again (duplicate)", delivered_twice, 200)
+    });
+    let three_hours_ago = OffsetDateTime::now_utc() - Duration::from_secs(3 * 60 * 60);
+    steps.push(Step {
+        expect_body: Some("Event too old"),
+        ..Step::signed(
+            "replay captured 3 h ago",
+            sample_at(EventType::MessageReceived, "evt_captured", three_hours_ago),
+            400,
+        )
+    });
     steps
 }
 
@@ -178,8 +213,9 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     for line in &lines {
         println!("  {line}");
     }
-    // 16 documented types besides the challenge, the new type, and the retried event.
-    let expected_handled = EventType::ALL.len() - 1 + 2;
+    // 16 documented types besides the challenge, the new type, the retried event, and
+    // the event delivered twice (once).
+    let expected_handled = EventType::ALL.len() - 1 + 3;
     if lines.len() != expected_handled {
         println!("expected {expected_handled} handled events");
         failures += 1;

@@ -22,12 +22,14 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let verifier = Verifier::new(std::env::var("NOTMETA_WEBHOOK_SECRET")?)?;
+//! // Build the receiver once, outside the app factory: its clones share the handler
+//! // and the dedup store across actix-web's workers.
+//! let receiver = Receiver::new(verifier, |event: Event<'static>| async move {
+//!     println!("{} {}", event.id, event.type_str());
+//!     Ok::<(), HandlerError>(())
+//! });
 //! HttpServer::new(move || {
-//!     let receiver = Receiver::new(verifier.clone(), |event: Event<'static>| async move {
-//!         println!("{} {}", event.id, event.type_str());
-//!         Ok::<(), HandlerError>(())
-//!     });
-//!     App::new().route("/webhooks", notmeta_webhooks::actix::endpoint(receiver))
+//!     App::new().route("/webhooks", notmeta_webhooks::actix::endpoint(receiver.clone()))
 //! })
 //! .bind(("127.0.0.1", 3000))?
 //! .run()
@@ -55,6 +57,9 @@ use crate::signature::{SIGNATURE_HEADER, Verifier};
 ///
 /// It answers `webhook.verified` challenges itself, hands every other event to the
 /// handler, and answers as the [`receiver`](crate::receiver) module's table says.
+///
+/// actix-web calls the app factory once per worker: create the [`Receiver`] outside
+/// it and pass a clone here, so that all workers share one dedup store.
 pub fn endpoint<H: Handler>(receiver: Receiver<H>) -> Route {
     let receiver = Arc::new(receiver);
     web::post().to(move |request: HttpRequest, payload: web::Payload| {

@@ -9,12 +9,21 @@
 //! | situation | status | retried by NotMeta |
 //! |---|---|---|
 //! | handler returned `Ok(())` | 200 | no |
+//! | duplicate of an event already handled | 200 (handler not run) | no |
 //! | `webhook.verified` challenge (answered for you; the handler is not called) | 200, body = challenge | no |
 //! | signature missing, malformed or wrong; body not an event | 400 | no |
+//! | event older than [`Receiver::with_max_event_age`] (a replay) | 400 | no |
 //! | body over the limit | 413 | no |
 //! | handler returned [`HandlerError::temporary`] | 503 | yes |
+//! | handler ran past [`Receiver::with_handler_timeout`] (default 25 s) | 503 | yes |
+//! | duplicate of an event still being handled | 503 | yes |
+//! | idempotency store unreachable | 503 | yes |
 //! | handler returned [`HandlerError::permanent`] | 400 | no |
 //! | handler panicked | 500 | yes |
+//!
+//! By default a receiver de-duplicates on event id in memory ([`MemoryStore`]) for
+//! [`DEFAULT_DEDUP_WINDOW`] (2 h); give several replicas one shared store
+//! (`RedisStore`, feature `redis`) with [`Receiver::with_store`].
 //!
 //! Events of a type this version does not know reach the handler as
 //! [`EventKind::Unknown`](crate::EventKind::Unknown); a handler that answers them
@@ -24,13 +33,28 @@ use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use http::{HeaderValue, StatusCode, header};
 
+use crate::clock::{Clock, SystemClock};
+use crate::dedup::{Claim, ClaimToken, DEFAULT_DEDUP_WINDOW, IdempotencyStore, MemoryStore};
 use crate::error::{Error, ErrorKind};
 use crate::event::Event;
 use crate::signature::Verifier;
+
+/// The default handler time limit: 25 s, safely under NotMeta's 30 s.
+pub const DEFAULT_HANDLER_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// How far NotMeta's clock and this host's may disagree; added to the maximum event
+/// age when sizing the dedup window.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+
+/// How much longer than the handler time limit a claim lives, so that a live claim
+/// never expires under a running handler.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 #[cfg(any(feature = "axum", feature = "actix"))]
 pub use crate::rejection::WebhookRejection;
@@ -157,6 +181,16 @@ pub enum Outcome {
     PermanentFailure,
     /// The handler panicked (500, retried).
     Panicked,
+    /// The handler ran past the time limit (503, retried).
+    TimedOut,
+    /// A duplicate of an event already handled (200, handler not run).
+    Duplicate,
+    /// A duplicate of an event still being handled (503, retried later).
+    InProgress,
+    /// The event is older than the maximum event age: a replay (400).
+    Stale,
+    /// The idempotency store could not be reached (503, retried).
+    StoreUnavailable,
 }
 
 /// The response to send NotMeta for one delivery: status, a short `text/plain` body,
@@ -248,7 +282,8 @@ impl Answer {
     }
 }
 
-/// A ready-made webhook endpoint: a [`Verifier`] and your [`Handler`].
+/// A ready-made webhook endpoint: a [`Verifier`], your [`Handler`], and the delivery
+/// guarantees around it (dedup, maximum event age, handler time limit).
 ///
 /// ```
 /// use notmeta_webhooks::receiver::{HandlerError, Outcome, Receiver};
@@ -270,6 +305,10 @@ impl Answer {
 /// assert_eq!(answer.status(), 200);
 /// assert_eq!(answer.outcome(), Outcome::Handled);
 ///
+/// // NotMeta delivers the same event again: answered 200, handler not run.
+/// let answer = receiver.receive(body, [header.as_bytes()]).await;
+/// assert_eq!(answer.outcome(), Outcome::Duplicate);
+///
 /// let answer = receiver.receive(b"{}", [header.as_bytes()]).await;
 /// assert_eq!(answer.status(), 400);
 /// # Ok(())
@@ -277,34 +316,147 @@ impl Answer {
 /// ```
 pub struct Receiver<H> {
     verifier: Verifier,
-    handler: H,
+    handler: Arc<H>,
+    store: Option<Arc<dyn IdempotencyStore>>,
+    dedup_window: Duration,
+    max_event_age: Option<Duration>,
+    handler_timeout: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+/// Clones share the handler and the idempotency store: build one receiver and give
+/// every server worker a clone (actix-web calls its app factory once per worker).
+impl<H> Clone for Receiver<H> {
+    fn clone(&self) -> Self {
+        Self {
+            verifier: self.verifier.clone(),
+            handler: Arc::clone(&self.handler),
+            store: self.store.clone(),
+            dedup_window: self.dedup_window,
+            max_event_age: self.max_event_age,
+            handler_timeout: self.handler_timeout,
+            clock: Arc::clone(&self.clock),
+        }
+    }
 }
 
 impl<H> fmt::Debug for Receiver<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Receiver")
             .field("verifier", &self.verifier)
+            .field("dedup", &self.store.is_some())
+            .field("dedup_window", &self.effective_dedup_window())
+            .field("max_event_age", &self.max_event_age)
+            .field("handler_timeout", &self.handler_timeout)
             .finish_non_exhaustive()
     }
 }
 
-impl<H: Handler> Receiver<H> {
-    /// An endpoint that verifies with `verifier` and hands events to `handler`.
-    pub fn new(verifier: Verifier, handler: H) -> Self {
-        Self { verifier, handler }
-    }
-
+impl<H> Receiver<H> {
     /// The verifier (its [`Verifier::max_body_size`] is the limit to read bodies with).
     #[must_use]
     pub fn verifier(&self) -> &Verifier {
         &self.verifier
     }
 
+    /// How long finished event ids are remembered: the configured window, or the
+    /// maximum event age plus [`MAX_CLOCK_SKEW`] if that is longer, so that an event
+    /// young enough to be accepted is always still remembered (no replay).
+    #[must_use]
+    pub fn effective_dedup_window(&self) -> Duration {
+        match self.max_event_age {
+            Some(age) => self.dedup_window.max(age + MAX_CLOCK_SKEW),
+            None => self.dedup_window,
+        }
+    }
+
+    /// The handler time limit.
+    #[must_use]
+    pub fn handler_timeout(&self) -> Duration {
+        self.handler_timeout
+    }
+
+    /// The maximum event age, if one is set.
+    #[must_use]
+    pub fn max_event_age(&self) -> Option<Duration> {
+        self.max_event_age
+    }
+}
+
+impl<H: Handler> Receiver<H> {
+    /// An endpoint that verifies with `verifier` and hands events to `handler`, with
+    /// in-memory dedup ([`MemoryStore`], [`DEFAULT_DEDUP_WINDOW`]), no maximum event
+    /// age, and a [`DEFAULT_HANDLER_TIMEOUT`] of 25 s.
+    pub fn new(verifier: Verifier, handler: H) -> Self {
+        Self {
+            verifier,
+            handler: Arc::new(handler),
+            store: Some(Arc::new(MemoryStore::new())),
+            dedup_window: DEFAULT_DEDUP_WINDOW,
+            max_event_age: None,
+            handler_timeout: DEFAULT_HANDLER_TIMEOUT,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// De-duplicates with `store` (share one store between replicas, such as a
+    /// `RedisStore`).
+    #[must_use]
+    pub fn with_store(mut self, store: impl IdempotencyStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Turns de-duplication off: every delivery runs the handler (at least once).
+    #[must_use]
+    pub fn without_dedup(mut self) -> Self {
+        self.store = None;
+        self
+    }
+
+    /// How long finished event ids are remembered (default 2 h, which covers NotMeta's
+    /// 81-minute retry window with room for clock skew and delays).
+    #[must_use]
+    pub fn with_dedup_window(mut self, window: Duration) -> Self {
+        self.dedup_window = window;
+        self
+    }
+
+    /// Refuses (400, not retried) events whose signed `created_at` is older than
+    /// `age`, so a captured request cannot be replayed later. The dedup window grows to
+    /// at least `age` plus [`MAX_CLOCK_SKEW`], so within the age a replay is a
+    /// duplicate and after it a stale event: never handled twice.
+    ///
+    /// NotMeta's own last retry comes about 81 minutes after the first attempt; an
+    /// `age` below about 90 minutes refuses genuine late retries.
+    #[must_use]
+    pub fn with_max_event_age(mut self, age: Duration) -> Self {
+        self.max_event_age = Some(age);
+        self
+    }
+
+    /// Stops a handler after `timeout` and answers 503 so NotMeta retries, instead of
+    /// letting NotMeta's 30 s limit expire. The handler's future is dropped at that
+    /// point. Default 25 s.
+    #[must_use]
+    pub fn with_handler_timeout(mut self, timeout: Duration) -> Self {
+        self.handler_timeout = timeout;
+        self
+    }
+
+    /// Uses `clock` for the event age (for tests; the system clock by default).
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
     /// Processes one delivery: `body` exactly as received (read with the verifier's
     /// body limit) and every value of the `X-NotMeta-Signature` header.
     ///
     /// Verification and parsing happen before the returned future is first polled;
-    /// the future then runs the handler, catching panics.
+    /// the future then claims the event, runs the handler (with the time limit,
+    /// catching panics) and records the outcome.
     pub fn receive<'r, 'h, I>(
         &'r self,
         body: &'r [u8],
@@ -317,42 +469,178 @@ impl<H: Handler> Receiver<H> {
             .verifier
             .verify_header_values(body, signature_values)
             .and_then(crate::VerifiedPayload::parse);
-        async move {
+        let delivery = async move {
             match parsed {
                 Ok(event) => self.dispatch(event).await,
                 Err(error) => Answer::rejected(&error),
             }
-        }
+        };
+        #[cfg(feature = "tracing")]
+        let delivery = trace::delivery(delivery);
+        delivery
     }
 
     async fn dispatch(&self, event: Event<'_>) -> Answer {
+        #[cfg(feature = "tracing")]
+        trace::record_event(&event);
         if let Some(challenge) = event.challenge() {
             return Answer::new(StatusCode::OK, challenge.to_owned(), Outcome::Challenge);
         }
-        let event = event.into_owned();
+        if self.is_stale(&event) {
+            return Answer::new(StatusCode::BAD_REQUEST, "Event too old", Outcome::Stale);
+        }
+        let Some(store) = &self.store else {
+            return self.run_handler(event.into_owned()).await;
+        };
+        let lease = self.handler_timeout + LEASE_MARGIN;
+        let token = match store.claim(event.id.as_str(), lease).await {
+            Ok(Claim::Claimed(token)) => token,
+            Ok(Claim::Done) => {
+                return Answer::new(StatusCode::OK, "OK (duplicate)", Outcome::Duplicate);
+            }
+            Ok(Claim::InProgress) => {
+                return Answer::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Event in progress, retry later",
+                    Outcome::InProgress,
+                );
+            }
+            Err(_error) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(error = %_error, "cannot claim the event");
+                return Answer::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Temporary failure, retry later",
+                    Outcome::StoreUnavailable,
+                );
+            }
+        };
+        let id = event.id.as_str().to_owned();
+        let answer = self.run_handler(event.into_owned()).await;
+        self.settle(store.as_ref(), &id, &token, answer.outcome)
+            .await;
+        answer
+    }
+
+    /// Records the outcome: done after success or a permanent failure, released after
+    /// anything NotMeta will retry.
+    async fn settle(
+        &self,
+        store: &dyn IdempotencyStore,
+        id: &str,
+        token: &ClaimToken,
+        outcome: Outcome,
+    ) {
+        let settled = match outcome {
+            Outcome::Handled | Outcome::PermanentFailure => {
+                store
+                    .complete(id, token, self.effective_dedup_window())
+                    .await
+            }
+            _ => store.release(id, token).await,
+        };
+        // The answer stands either way: the handler's work is done (or it failed and
+        // the claim's lease will lapse before NotMeta's next retry).
+        if let Err(_error) = settled {
+            #[cfg(feature = "tracing")]
+            tracing::warn!(error = %_error, "cannot record the event's outcome");
+        }
+    }
+
+    fn is_stale(&self, event: &Event<'_>) -> bool {
+        let Some(max_age) = self.max_event_age else {
+            return false;
+        };
+        self.clock
+            .now()
+            .duration_since(event.created_at.to_system_time())
+            .is_ok_and(|age| age > max_age)
+    }
+
+    async fn run_handler(&self, event: Event<'static>) -> Answer {
         // A panic while creating the future or while polling it answers 500.
-        let result = match std::panic::catch_unwind(AssertUnwindSafe(|| self.handler.call(event))) {
-            Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
-            Err(panic) => Err(panic),
+        let run = async {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| self.handler.call(event))) {
+                Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
+                Err(panic) => Err(panic),
+            }
+        };
+        let Ok(result) = tokio::time::timeout(self.handler_timeout, run).await else {
+            return Answer::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Handler timed out, retry later",
+                Outcome::TimedOut,
+            );
         };
         match result {
             Ok(Ok(())) => Answer::new(StatusCode::OK, "OK", Outcome::Handled),
-            Ok(Err(e)) if e.is_temporary() => Answer::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Temporary failure, retry later",
-                Outcome::TemporaryFailure,
-            ),
-            Ok(Err(_)) => Answer::new(
-                StatusCode::BAD_REQUEST,
-                "Event refused",
-                Outcome::PermanentFailure,
-            ),
-            Err(_) => Answer::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal error",
-                Outcome::Panicked,
-            ),
+            Ok(Err(_error)) if _error.is_temporary() => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(error = %_error, "handler failed temporarily");
+                Answer::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Temporary failure, retry later",
+                    Outcome::TemporaryFailure,
+                )
+            }
+            Ok(Err(_error)) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(error = %_error, "handler failed permanently");
+                Answer::new(
+                    StatusCode::BAD_REQUEST,
+                    "Event refused",
+                    Outcome::PermanentFailure,
+                )
+            }
+            Err(_panic) => {
+                #[cfg(feature = "tracing")]
+                tracing::error!("handler panicked");
+                Answer::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal error",
+                    Outcome::Panicked,
+                )
+            }
         }
+    }
+}
+
+#[cfg(feature = "tracing")]
+mod trace {
+    //! One span per delivery: event id, type and outcome; never a secret or a
+    //! signature. Refused requests are logged at `debug`, so forged traffic cannot
+    //! flood the logs.
+
+    use std::future::Future;
+
+    use tracing::Instrument as _;
+    use tracing::field::Empty;
+
+    use super::Answer;
+    use crate::event::Event;
+
+    pub(super) async fn delivery(delivery: impl Future<Output = Answer>) -> Answer {
+        let span = tracing::info_span!(
+            "notmeta_webhook",
+            event_id = Empty,
+            event_type = Empty,
+            outcome = Empty,
+            status = Empty
+        );
+        let answer = delivery.instrument(span.clone()).await;
+        span.record("outcome", tracing::field::debug(answer.outcome()));
+        span.record("status", answer.status().as_u16());
+        span.in_scope(|| match answer.outcome() {
+            super::Outcome::Rejected(kind) => tracing::debug!(reason = %kind, "delivery refused"),
+            outcome => tracing::debug!(?outcome, "delivery answered"),
+        });
+        answer
+    }
+
+    pub(super) fn record_event(event: &Event<'_>) {
+        let span = tracing::Span::current();
+        span.record("event_id", event.id.as_str());
+        span.record("event_type", event.type_str());
     }
 }
 

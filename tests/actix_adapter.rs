@@ -22,24 +22,29 @@ async fn extract(VerifiedEvent(event): VerifiedEvent, seen: web::Data<Seen>) -> 
 
 fn serve(seen: &Seen) -> SocketAddr {
     let seen = seen.clone();
+    // Built once and cloned into each worker's app, as users are told to.
+    let main = recording(SECRET, &seen);
+    let (temporary, permanent, panic) =
+        (failing("temporary"), failing("permanent"), failing("panic"));
+    let per_secret: Vec<_> = harness::vector_secrets()
+        .into_iter()
+        .map(|secret| (recording(&secret, &seen), secret))
+        .collect();
     let server = HttpServer::new(move || {
         let mut app = App::new()
             .app_data(web::Data::new(seen.clone()))
-            .route("/webhooks", endpoint(recording(SECRET, &seen)))
+            .route("/webhooks", endpoint(main.clone()))
             .service(
                 web::scope("/extract")
                     .app_data(web::Data::new(Verifier::new(SECRET).unwrap()))
                     .route("", web::post().to(extract)),
             )
-            .route("/temporary", endpoint(failing("temporary")))
-            .route("/permanent", endpoint(failing("permanent")))
-            .route("/panic", endpoint(failing("panic")));
-        for (i, secret) in harness::vector_secrets().iter().enumerate() {
+            .route("/temporary", endpoint(temporary.clone()))
+            .route("/permanent", endpoint(permanent.clone()))
+            .route("/panic", endpoint(panic.clone()));
+        for (i, (receiver, secret)) in per_secret.iter().enumerate() {
             app = app
-                .route(
-                    &format!("/s/{i}/webhooks"),
-                    endpoint(recording(secret, &seen)),
-                )
+                .route(&format!("/s/{i}/webhooks"), endpoint(receiver.clone()))
                 .service(
                     web::scope(&format!("/s/{i}/extract"))
                         .app_data(web::Data::new(Verifier::new(secret).unwrap()))
@@ -48,7 +53,7 @@ fn serve(seen: &Seen) -> SocketAddr {
         }
         app
     })
-    .workers(1)
+    .workers(2)
     .bind(("127.0.0.1", 0))
     .unwrap();
     let addr = server.addrs()[0];
