@@ -43,12 +43,11 @@ use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, Route, web};
-use futures_util::StreamExt as _;
 use futures_util::future::LocalBoxFuture;
 
 use crate::error::{Error, ErrorKind};
 use crate::event::Event;
-use crate::receiver::{Answer, Handler, LimitedBody, Receiver};
+use crate::receiver::{Answer, Handler, Receiver, read_limited};
 pub use crate::rejection::WebhookRejection;
 use crate::signature::{SIGNATURE_HEADER, Verifier};
 
@@ -97,19 +96,14 @@ fn actix_status(status: http::StatusCode) -> StatusCode {
     StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-/// Reads the whole body, refusing it once it exceeds `limit` bytes.
+/// Reads the whole body with the verifier's limit.
 async fn read_body(
     request: &HttpRequest,
-    mut payload: Payload,
+    payload: Payload,
     limit: usize,
 ) -> Result<Vec<u8>, Error> {
     let content_length = request.headers().get(CONTENT_LENGTH).map(|v| v.as_bytes());
-    let mut collected = LimitedBody::new(content_length, limit)?;
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| Error::new(ErrorKind::BodyRead))?;
-        collected.push(&chunk)?;
-    }
-    Ok(collected.into_vec())
+    read_limited(payload, content_length, limit).await
 }
 
 /// An extractor for a verified, typed event.

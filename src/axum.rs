@@ -39,12 +39,11 @@ use axum::body::Body;
 use axum::extract::{FromRef, FromRequest, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
-use futures_util::StreamExt as _;
 use http::{HeaderMap, header};
 
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::event::Event;
-use crate::receiver::{Answer, Handler, LimitedBody, Receiver};
+use crate::receiver::{Answer, Handler, Receiver, read_limited};
 pub use crate::rejection::WebhookRejection;
 use crate::signature::{SIGNATURE_HEADER, Verifier};
 
@@ -90,16 +89,10 @@ fn answer(answer: Answer) -> Response {
         .into_response()
 }
 
-/// Reads the whole body, refusing it once it exceeds `limit` bytes.
+/// Reads the whole body with the verifier's limit.
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, Error> {
     let content_length = headers.get(header::CONTENT_LENGTH).map(|v| v.as_bytes());
-    let mut collected = LimitedBody::new(content_length, limit)?;
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| Error::new(ErrorKind::BodyRead))?;
-        collected.push(&chunk)?;
-    }
-    Ok(collected.into_vec())
+    read_limited(body.into_data_stream(), content_length, limit).await
 }
 
 /// An extractor for a verified, typed event.

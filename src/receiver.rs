@@ -644,40 +644,61 @@ mod trace {
     }
 }
 
-/// Collects a body chunk by chunk, refusing it as soon as it exceeds the limit (so a
-/// chunked body with no `Content-Length` is cut off too). Used by the adapters.
+/// Reads a whole body from a stream of chunks, refusing it as soon as it exceeds
+/// `limit` bytes: up front from `Content-Length`, or while reading (a chunked body
+/// with no `Content-Length` is cut off too). Used by the adapters.
+///
+/// A refused body is still read and discarded up to `limit` more bytes before the
+/// 413 is sent: closing a socket with unread data makes the kernel reset the
+/// connection, and the client would see a reset instead of the 413 (and NotMeta
+/// would retry). Anything larger than that is cut off.
 #[cfg(any(feature = "axum", feature = "actix"))]
-pub(crate) struct LimitedBody {
-    buf: Vec<u8>,
+pub(crate) async fn read_limited<S, B, E>(
+    mut stream: S,
+    content_length: Option<&[u8]>,
     limit: usize,
+) -> Result<Vec<u8>, Error>
+where
+    S: futures_util::Stream<Item = Result<B, E>> + Unpin,
+    B: AsRef<[u8]>,
+{
+    use futures_util::StreamExt as _;
+
+    let declared = content_length
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let too_large = Error::body_too_large(limit);
+    if declared.is_some_and(|n| n > limit as u64) {
+        drain(&mut stream, limit).await;
+        return Err(too_large);
+    }
+    // `declared` is at most `limit` here.
+    let mut body = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| Error::new(ErrorKind::BodyRead))?;
+        let chunk = chunk.as_ref();
+        if chunk.len() > limit - body.len() {
+            drain(&mut stream, limit).await;
+            return Err(too_large);
+        }
+        body.extend_from_slice(chunk);
+    }
+    Ok(body)
 }
 
+/// Reads and discards up to `budget` bytes of what is left of a body.
 #[cfg(any(feature = "axum", feature = "actix"))]
-impl LimitedBody {
-    /// Starts a body; `content_length` (if sent) is checked up front.
-    pub(crate) fn new(content_length: Option<&[u8]>, limit: usize) -> Result<Self, Error> {
-        let declared = content_length
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Err(Error::body_too_large(limit));
-        }
-        let capacity = declared.map_or(0, |n| n as usize);
-        Ok(Self {
-            buf: Vec::with_capacity(capacity),
-            limit,
-        })
-    }
+async fn drain<S, B, E>(stream: &mut S, mut budget: usize)
+where
+    S: futures_util::Stream<Item = Result<B, E>> + Unpin,
+    B: AsRef<[u8]>,
+{
+    use futures_util::StreamExt as _;
 
-    pub(crate) fn push(&mut self, chunk: &[u8]) -> Result<(), Error> {
-        if chunk.len() > self.limit - self.buf.len() {
-            return Err(Error::body_too_large(self.limit));
-        }
-        self.buf.extend_from_slice(chunk);
-        Ok(())
-    }
-
-    pub(crate) fn into_vec(self) -> Vec<u8> {
-        self.buf
+    while let Some(Ok(chunk)) = stream.next().await {
+        let Some(left) = budget.checked_sub(chunk.as_ref().len()) else {
+            return;
+        };
+        budget = left;
     }
 }

@@ -1,0 +1,489 @@
+//! Load and soak over loopback, against a receiver in a child process.
+//!
+//! ```text
+//! # 200,000 signed requests on 64 keep-alive connections against the axum endpoint,
+//! # with ~1% forged, ~1% oversized and ~1% unknown-type events mixed in:
+//! cargo run --release --example load --features axum,actix -- run axum 200000 64
+//! cargo run --release --example load --features axum,actix -- run actix 200000 64
+//!
+//! # The ready-made endpoints against bare handlers of the same framework that read
+//! # the same body and answer 200, at 16 and 64 connections, in one run:
+//! cargo run --release --example load --features axum,actix -- compare 50000
+//! ```
+//!
+//! `run` reports requests/s, p50/p99 latency and a count of every status, and exits
+//! non-zero on any wrong status, any 5xx, any dropped connection, or if the
+//! receiver's resident memory at the end is more than 10% above what it was after the
+//! warm-up (the median of the last five of ten samples on each side). The receiver
+//! runs in a child process (this same program, `serve`, with `MALLOC_ARENA_MAX=2` and
+//! `MALLOC_MMAP_THRESHOLD_=65536`) so its memory is measured alone; its dedup store is
+//! bounded (20,000 ids), and the warm-up (a quarter of the run, at least 80,000
+//! requests) fills it and churns it past its one-time table growth.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use notmeta_webhooks::dedup::MemoryStore;
+use notmeta_webhooks::receiver::{HandlerError, Receiver};
+use notmeta_webhooks::{DEFAULT_MAX_BODY_SIZE, Event, Verifier, sign};
+
+const SECRET: &str = "whsec_load";
+const STORE_CAPACITY: usize = 20_000;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+// ---------------------------------------------------------------- the receiver side
+
+fn receiver() -> Receiver<impl notmeta_webhooks::receiver::Handler> {
+    Receiver::new(
+        Verifier::new(SECRET).expect("a valid secret"),
+        |_event: Event<'static>| async { Ok::<(), HandlerError>(()) },
+    )
+    .with_store(MemoryStore::with_capacity(STORE_CAPACITY))
+}
+
+fn serve(kind: &str) -> Result<(), BoxError> {
+    match kind {
+        "axum" | "axum-bare" => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let app = if kind == "axum" {
+                    axum::Router::new()
+                        .route("/webhooks", notmeta_webhooks::axum::endpoint(receiver()))
+                } else {
+                    axum::Router::new().route(
+                        "/webhooks",
+                        axum::routing::post(|body: Bytes| async move {
+                            std::hint::black_box(body);
+                            "OK"
+                        }),
+                    )
+                };
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                println!("listening {}", listener.local_addr()?);
+                axum::serve(listener, app).await?;
+                Ok(())
+            })
+        }
+        "actix" | "actix-bare" => {
+            let bare = kind == "actix-bare";
+            actix_web::rt::System::new().block_on(async move {
+                let receiver = receiver();
+                let server = actix_web::HttpServer::new(move || {
+                    let app = actix_web::App::new();
+                    if bare {
+                        app.route(
+                            "/webhooks",
+                            actix_web::web::post().to(|body: actix_web::web::Bytes| async move {
+                                std::hint::black_box(body);
+                                "OK"
+                            }),
+                        )
+                    } else {
+                        app.route(
+                            "/webhooks",
+                            notmeta_webhooks::actix::endpoint(receiver.clone()),
+                        )
+                    }
+                })
+                .workers(2)
+                .bind(("127.0.0.1", 0))?;
+                println!("listening {}", server.addrs()[0]);
+                server.run().await?;
+                Ok(())
+            })
+        }
+        other => Err(format!("unknown receiver kind {other:?}").into()),
+    }
+}
+
+/// The receiver in a child process, killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(kind: &str) -> Result<Self, BoxError> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["serve", kind])
+            // glibc gives each thread its own malloc arena and keeps freed large
+            // buffers in them, which makes a server's resident memory jump between
+            // samples; two arenas and returning buffers of 64 KiB and more to the OS
+            // at once are common server settings and keep the samples about live memory.
+            .env("MALLOC_ARENA_MAX", "2")
+            .env("MALLOC_MMAP_THRESHOLD_", "65536")
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .ok_or_else(|| format!("unexpected first line {line:?}"))?
+            .parse()?;
+        Ok(Self { child, addr })
+    }
+
+    /// Resident memory in KiB, from `/proc`.
+    fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ------------------------------------------------------------------ the NotMeta side
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Kind {
+    Valid,
+    Forged,
+    Oversized,
+    UnknownType,
+}
+
+impl Kind {
+    fn for_request(n: usize, mixed: bool) -> Self {
+        match n % 100 {
+            17 if mixed => Kind::Forged,
+            42 if mixed => Kind::Oversized,
+            73 if mixed => Kind::UnknownType,
+            _ => Kind::Valid,
+        }
+    }
+
+    fn expected_status(self) -> u16 {
+        match self {
+            Kind::Valid | Kind::UnknownType => 200,
+            Kind::Forged => 400,
+            Kind::Oversized => 413,
+        }
+    }
+}
+
+/// A signed request body of about 1 KiB, unique per `n`.
+fn request(n: usize, kind: Kind, oversized: &Bytes) -> (Bytes, String) {
+    let event_type = if kind == Kind::UnknownType {
+        "call.started"
+    } else {
+        "message.received"
+    };
+    let text = "x".repeat(640);
+    let body = Bytes::from(format!(
+        r#"{{"id":"evt_load_{n}","type":"{event_type}","created_at":"2024-01-01T12:00:00Z","data":{{"message":{{"id":"msg_{n}","conversation_id":"conv_1","from":"1234567890","to":"0987654321","type":"text","text":"{text}","timestamp":"2024-01-01T12:00:00Z"}},"conversation":{{"id":"conv_1","status":"open","assigned_to":null}}}}}}"#
+    ));
+    match kind {
+        Kind::Forged => {
+            let header = sign(&body, "not-the-secret");
+            (body, header)
+        }
+        Kind::Oversized => (oversized.clone(), sign(oversized, SECRET)),
+        Kind::Valid | Kind::UnknownType => {
+            let header = sign(&body, SECRET);
+            (body, header)
+        }
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u32>,
+    statuses: BTreeMap<u16, usize>,
+    wrong: usize,
+    dropped: usize,
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(addr: SocketAddr) -> Result<Sender, BoxError> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// One keep-alive connection sending requests until `next` passes `total`.
+async fn connection_loop(
+    addr: SocketAddr,
+    next: Arc<AtomicUsize>,
+    total: usize,
+    mixed: bool,
+    oversized: Bytes,
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut sender = None;
+    loop {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        if n >= total {
+            return tally;
+        }
+        let kind = Kind::for_request(n, mixed);
+        let (body, header) = request(n, kind, &oversized);
+        let request = http::Request::post(format!("http://{addr}/webhooks"))
+            .header("host", addr.to_string())
+            .header("content-type", "application/json")
+            .header("x-notmeta-signature", header)
+            .body(Full::new(body))
+            .expect("a valid request");
+        let started = Instant::now();
+        let mut s = match sender.take() {
+            Some(s) => s,
+            None => match connect(addr).await {
+                Ok(s) => s,
+                Err(_) => {
+                    tally.dropped += 1;
+                    continue;
+                }
+            },
+        };
+        let response = match s.send_request(request).await {
+            Ok(response) => response,
+            Err(_) => {
+                tally.dropped += 1;
+                continue;
+            }
+        };
+        let status = response.status().as_u16();
+        let closes = response
+            .headers()
+            .get("connection")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        if response.into_body().collect().await.is_err() {
+            tally.dropped += 1;
+            continue;
+        }
+        tally
+            .latencies_us
+            .push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
+        *tally.statuses.entry(status).or_default() += 1;
+        tally.wrong += usize::from(status != kind.expected_status());
+        // The server may close after refusing a body it did not read (413).
+        if !closes && !s.is_closed() {
+            sender = Some(s);
+        }
+    }
+}
+
+impl Tally {
+    fn absorb(&mut self, other: Tally) {
+        self.latencies_us.extend(other.latencies_us);
+        for (status, count) in other.statuses {
+            *self.statuses.entry(status).or_default() += count;
+        }
+        self.wrong += other.wrong;
+        self.dropped += other.dropped;
+    }
+
+    fn requests(&self) -> usize {
+        self.latencies_us.len()
+    }
+
+    fn server_errors(&self) -> usize {
+        self.statuses.range(500..).map(|(_, count)| count).sum()
+    }
+
+    /// The latency at quantile `q` (0..=1), in µs.
+    fn percentile(&mut self, q: f64) -> u32 {
+        self.latencies_us.sort_unstable();
+        let i = ((self.latencies_us.len().max(1) - 1) as f64 * q).round() as usize;
+        self.latencies_us.get(i).copied().unwrap_or(0)
+    }
+}
+
+/// Sends requests `from..to` (the number is also the event id) on `connections`
+/// keep-alive connections; `mixed` adds the forged, oversized and unknown-type ones.
+/// Returns what came back and how long it took.
+async fn drive(
+    addr: SocketAddr,
+    from: usize,
+    to: usize,
+    connections: usize,
+    mixed: bool,
+) -> (Tally, f64) {
+    let mut oversized = request(0, Kind::Valid, &Bytes::new()).0.to_vec();
+    oversized.resize(DEFAULT_MAX_BODY_SIZE + 1, b' ');
+    let oversized = Bytes::from(oversized);
+    let next = Arc::new(AtomicUsize::new(from));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            tokio::spawn(connection_loop(
+                addr,
+                Arc::clone(&next),
+                to,
+                mixed,
+                oversized.clone(),
+            ))
+        })
+        .collect();
+    let mut all = Tally::default();
+    for task in tasks {
+        all.absorb(task.await.expect("a connection task"));
+    }
+    (all, started.elapsed().as_secs_f64())
+}
+
+async fn run(kind: &str, total: usize, connections: usize) -> Result<bool, BoxError> {
+    const SLICES: usize = 10;
+    let server = Server::start(kind)?;
+    let rss = || server.rss_kib().ok_or("cannot read the receiver's memory");
+    // The warm-up fills the bounded dedup store and lets every connection's buffers
+    // reach their working size, so what follows is the steady state. Memory is
+    // sampled after every tenth of each phase; the comparison uses the median of the
+    // last five samples on each side, since the allocator's page use moves by a few MB
+    // from one instant to the next.
+    let warm_up = (total / 4).max(4 * STORE_CAPACITY);
+    let mut warm = Tally::default();
+    let mut warm_samples = Vec::new();
+    for slice in 0..SLICES {
+        let (from, to) = (slice * warm_up / SLICES, (slice + 1) * warm_up / SLICES);
+        let (tally, _) = drive(server.addr, from, to, connections, true).await;
+        warm.absorb(tally);
+        warm_samples.push(rss()?);
+    }
+    let mut measured = Tally::default();
+    let mut seconds = 0.0;
+    let mut rss_samples = Vec::new();
+    for slice in 0..SLICES {
+        let from = warm_up + slice * total / SLICES;
+        let to = warm_up + (slice + 1) * total / SLICES;
+        let (tally, elapsed) = drive(server.addr, from, to, connections, true).await;
+        measured.absorb(tally);
+        seconds += elapsed;
+        rss_samples.push(rss()?);
+    }
+    let median_of_last_half = |samples: &[u64]| {
+        let mut last: Vec<u64> = samples[samples.len() / 2..].to_vec();
+        last.sort_unstable();
+        last[last.len() / 2]
+    };
+    let rss_after_warm_up = median_of_last_half(&warm_samples);
+    let rss_end = median_of_last_half(&rss_samples);
+
+    let wrong = measured.wrong + warm.wrong;
+    let dropped = measured.dropped + warm.dropped;
+    let server_errors = measured.server_errors() + warm.server_errors();
+    let growth = rss_end as f64 / rss_after_warm_up as f64 - 1.0;
+    println!(
+        "receiver: {kind}; {connections} connections; {} requests after a {}-request warm-up",
+        measured.requests(),
+        warm.requests()
+    );
+    println!(
+        "throughput: {:.0} requests/s over {seconds:.1} s",
+        measured.requests() as f64 / seconds
+    );
+    println!(
+        "latency: p50 {} µs, p99 {} µs",
+        measured.percentile(0.50),
+        measured.percentile(0.99)
+    );
+    println!("statuses: {:?}", measured.statuses);
+    println!("wrong statuses: {wrong}, 5xx: {server_errors}, dropped connections: {dropped}");
+    println!(
+        "receiver RSS (KiB) during warm-up: {warm_samples:?}; after each tenth: {rss_samples:?}"
+    );
+    println!(
+        "receiver RSS: {rss_after_warm_up} KiB after warm-up, {rss_end} KiB at the end ({:+.1}%)",
+        growth * 100.0
+    );
+    let ok = wrong == 0
+        && dropped == 0
+        && server_errors == 0
+        && measured.requests() == total
+        && growth <= 0.10;
+    println!("{}", if ok { "PASS" } else { "FAIL" });
+    Ok(ok)
+}
+
+async fn compare(total: usize) -> Result<bool, BoxError> {
+    // Alternating slices, so that whatever else the machine does falls on both sides.
+    const SLICES: usize = 8;
+    println!(
+        "{:<9} {:>5} {:>14} {:>15} {:>6}",
+        "framework", "conns", "bare req/s", "endpoint req/s", "ratio"
+    );
+    let mut ok = true;
+    for framework in ["axum", "actix"] {
+        for connections in [16, 64] {
+            let bare = Server::start(&format!("{framework}-bare"))?;
+            let endpoint = Server::start(framework)?;
+            drive(bare.addr, 0, total / 5, connections, false).await;
+            drive(endpoint.addr, 0, total / 5, connections, false).await;
+            let (mut bare_s, mut endpoint_s) = (0.0, 0.0);
+            for slice in 0..SLICES {
+                let from = total + slice * total / SLICES;
+                let to = total + (slice + 1) * total / SLICES;
+                let (b, bs) = drive(bare.addr, from, to, connections, false).await;
+                let (e, es) = drive(endpoint.addr, from, to, connections, false).await;
+                ok &= b.wrong + e.wrong + b.dropped + e.dropped == 0;
+                bare_s += bs;
+                endpoint_s += es;
+            }
+            let (b, e) = (total as f64 / bare_s, total as f64 / endpoint_s);
+            println!(
+                "{framework:<9} {connections:>5} {b:>14.0} {e:>15.0} {:>6.2}",
+                e / b
+            );
+        }
+    }
+    Ok(ok)
+}
+
+fn main() -> Result<ExitCode, BoxError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg =
+        |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
+    match args.first().map(String::as_str) {
+        Some("serve") => {
+            serve(args.get(1).map_or("axum", String::as_str))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("run") => {
+            let kind = args.get(1).cloned().unwrap_or_else(|| "axum".to_owned());
+            let runtime = tokio::runtime::Runtime::new()?;
+            let ok = runtime.block_on(run(&kind, arg(2, 200_000), arg(3, 64)))?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Some("compare") => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let ok = runtime.block_on(compare(arg(1, 50_000)))?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        _ => {
+            eprintln!(
+                "usage: load run <axum|actix> [requests] [connections] | load compare [requests]"
+            );
+            Ok(ExitCode::from(2))
+        }
+    }
+}
