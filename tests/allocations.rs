@@ -8,7 +8,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use notmeta_webhooks::{EventKind, Verifier, sign};
+use notmeta_webhooks::{EventKind, SIGNATURE_HEADER, Verifier, sign};
 
 #[path = "common/bodies.rs"]
 mod bodies;
@@ -89,6 +89,16 @@ fn verify_and_parse_of_message_received_does_not_allocate() {
             "{} bytes: {n} allocations, at most {MAX_ALLOCATIONS} expected",
             body.len()
         );
+        // The same when the header is read from an `http::HeaderMap`.
+        let mut headers = http::HeaderMap::new();
+        headers.insert(SIGNATURE_HEADER, header.parse().unwrap());
+        let (from_map, event) = allocations(|| {
+            verifier
+                .verify_headers(&body, &headers)
+                .and_then(|p| p.parse())
+        });
+        assert!(matches!(event.unwrap().kind, EventKind::MessageReceived(_)));
+        assert_eq!(from_map, n, "{} bytes, from a HeaderMap", body.len());
     }
 }
 
