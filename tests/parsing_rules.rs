@@ -211,6 +211,29 @@ fn escaped_strings_are_decoded() {
 }
 
 #[test]
+fn non_ascii_text_is_borrowed_and_invalid_utf8_is_an_error_with_its_path() {
+    let b = body(
+        "message.received",
+        r#"{"message":{"id":"msg_1","text":"¿Hola? Ça va 😀"},"conversation":{"id":"conv_1"}}"#,
+    );
+    let event = Event::parse_unverified(b.as_bytes()).unwrap();
+    let EventKind::MessageReceived(p) = &event.kind else {
+        panic!()
+    };
+    assert!(matches!(
+        p.message.text,
+        Some(std::borrow::Cow::Borrowed("¿Hola? Ça va 😀"))
+    ));
+
+    let mut bad = b.into_bytes();
+    let at = bad.iter().position(|&c| c == b'\xc2').unwrap(); // the `¿`
+    bad[at] = 0xff;
+    let err = Event::parse_unverified(&bad).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidEvent);
+    assert_eq!(err.json_path(), Some("data.message.text"));
+}
+
+#[test]
 fn deeply_nested_json_is_an_error_not_a_crash() {
     for depth in [200, 100_000] {
         let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));

@@ -1,0 +1,71 @@
+//! A criterion measurement of the bench thread's CPU time.
+//!
+//! The benches run on shared machines (CI, a laptop busy with other work). Wall-clock
+//! time counts every moment the bench thread waits for a core, which varies from row
+//! to row and makes ratios of rows meaningless; the thread's CPU time
+//! (`CLOCK_THREAD_CPUTIME_ID`) does not. Reported values are nanoseconds, as with
+//! criterion's `WallTime`. Where that clock is missing (not Unix), wall-clock time is
+//! used instead.
+
+#[cfg(unix)]
+pub(crate) use thread::ThreadCpuTime as Clock;
+
+#[cfg(not(unix))]
+pub(crate) use criterion::measurement::WallTime as Clock;
+
+/// The clock every bench group uses.
+pub(crate) const CLOCK: Clock = {
+    #[cfg(unix)]
+    {
+        thread::ThreadCpuTime
+    }
+    #[cfg(not(unix))]
+    {
+        criterion::measurement::WallTime
+    }
+};
+
+#[cfg(unix)]
+mod thread {
+    use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+
+    /// CPU time of the calling thread, in nanoseconds.
+    pub(crate) struct ThreadCpuTime;
+
+    fn now() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable `timespec`; the clock id is a constant
+        // every supported Unix defines.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+        u64::try_from(ts.tv_sec).unwrap() * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap()
+    }
+
+    impl Measurement for ThreadCpuTime {
+        type Intermediate = u64;
+        type Value = u64;
+
+        fn start(&self) -> u64 {
+            now()
+        }
+        fn end(&self, start: u64) -> u64 {
+            now() - start
+        }
+        fn add(&self, a: &u64, b: &u64) -> u64 {
+            a + b
+        }
+        fn zero(&self) -> u64 {
+            0
+        }
+        fn to_f64(&self, value: &u64) -> f64 {
+            *value as f64
+        }
+        fn formatter(&self) -> &dyn ValueFormatter {
+            // Nanoseconds, shown as times and throughputs like wall-clock ones.
+            WallTime.formatter()
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Heap allocations made by one `Verifier::verify_and_parse` of a `message.received`
+//! body, counted by a global allocator, so that a regression fails here.
+//!
+//! A global allocator is an `unsafe impl`: this file is the one place outside the
+//! library (which forbids unsafe code) that allows it.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use notmeta_webhooks::{EventKind, SIGNATURE_HEADER, Verifier, sign};
+
+#[path = "common/bodies.rs"]
+mod bodies;
+
+/// The system allocator, counting the allocations each thread makes, so that tests
+/// running in parallel do not see each other's.
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the counter is a
+// const-initialised thread-local `Cell`, which never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+fn count() {
+    // `try_with`: the allocator can run while this thread's locals are torn down.
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// How many allocations (and reallocations) `f` makes on this thread.
+fn allocations<T>(f: impl FnOnce() -> T) -> (usize, T) {
+    let before = ALLOCATIONS.with(Cell::get);
+    let out = f();
+    (ALLOCATIONS.with(Cell::get) - before, out)
+}
+
+/// The most allocations one `verify_and_parse` of a `message.received` body may make:
+/// none. The header is parsed in place and its hex decoded into a fixed array; the
+/// keyed HMAC state is cloned on the stack; serde_json reads the body in place and
+/// every string of the event borrows from it (none of these bodies holds an escape,
+/// which is the only case a string is copied); timestamps are plain values; and the
+/// `message.received` payload is stored inline in the event.
+const MAX_ALLOCATIONS: usize = 0;
+
+#[test]
+fn verify_and_parse_of_message_received_does_not_allocate() {
+    let verifier = Verifier::builder()
+        .secret("whsec_alloc")
+        .max_body_size(2 * 1024 * 1024)
+        .build()
+        .unwrap();
+    for size in bodies::SIZES {
+        let body = bodies::message_received(size);
+        let header = sign(&body, "whsec_alloc");
+        let (n, event) = allocations(|| verifier.verify_and_parse(&body, &header));
+        let event = event.unwrap();
+        assert!(matches!(event.kind, EventKind::MessageReceived(_)));
+        println!("{} bytes: {n} allocations", body.len());
+        // `==` rather than `<=`: the bound is zero.
+        assert_eq!(
+            n,
+            MAX_ALLOCATIONS,
+            "{} bytes: {n} allocations, at most {MAX_ALLOCATIONS} expected",
+            body.len()
+        );
+        // The same when the header is read from an `http::HeaderMap`.
+        let mut headers = http::HeaderMap::new();
+        headers.insert(SIGNATURE_HEADER, header.parse().unwrap());
+        let (from_map, event) = allocations(|| {
+            verifier
+                .verify_headers(&body, &headers)
+                .and_then(|p| p.parse())
+        });
+        assert!(matches!(event.unwrap().kind, EventKind::MessageReceived(_)));
+        assert_eq!(from_map, n, "{} bytes, from a HeaderMap", body.len());
+    }
+}
+
+#[test]
+fn the_counter_sees_allocations() {
+    let (n, v) = allocations(|| vec![1u8; 16]);
+    assert_eq!(v.len(), 16);
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn the_bench_bodies_have_the_sizes_asked_for() {
+    let smallest = bodies::message_received(0);
+    assert_eq!(smallest.len(), 380);
+    assert_eq!(
+        bodies::compact(br#"{ "a" : "b c\" d" ,"e":[1, 2]}"#),
+        br#"{"a":"b c\" d","e":[1,2]}"#
+    );
+    for size in &bodies::SIZES[1..] {
+        assert_eq!(bodies::message_received(*size).len(), *size);
+    }
+}
