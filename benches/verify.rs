@@ -39,7 +39,6 @@ use sha2::Sha256;
 
 #[path = "../tests/common/bodies.rs"]
 mod bodies;
-#[allow(unsafe_code)] // one `clock_gettime` call
 #[path = "support/cpu_time.rs"]
 mod cpu_time;
 

@@ -1,63 +1,18 @@
 //! Heap allocations made by one `Verifier::verify_and_parse` of a `message.received`
-//! body, counted by a global allocator, so that a regression fails here.
-//!
-//! A global allocator is an `unsafe impl`: this file is the one place outside the
-//! library (which forbids unsafe code) that allows it.
-#![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+//! body, counted by a global allocator (`allocation-counter`, counting per thread so
+//! that tests running in parallel do not see each other's), so that a regression
+//! fails here.
 
 use notmeta_webhooks::{EventKind, SIGNATURE_HEADER, Verifier, sign};
 
 #[path = "common/bodies.rs"]
 mod bodies;
 
-/// The system allocator, counting the allocations each thread makes, so that tests
-/// running in parallel do not see each other's.
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the counter is a
-// const-initialised thread-local `Cell`, which never allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-fn count() {
-    // `try_with`: the allocator can run while this thread's locals are torn down.
-    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
 /// How many allocations (and reallocations) `f` makes on this thread.
 fn allocations<T>(f: impl FnOnce() -> T) -> (usize, T) {
-    let before = ALLOCATIONS.with(Cell::get);
-    let out = f();
-    (ALLOCATIONS.with(Cell::get) - before, out)
+    let mut out = None;
+    let info = allocation_counter::measure(|| out = Some(f()));
+    (usize::try_from(info.count_total).unwrap(), out.unwrap())
 }
 
 /// The most allocations one `verify_and_parse` of a `message.received` body may make:

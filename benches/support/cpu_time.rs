@@ -32,16 +32,11 @@ mod thread {
     /// CPU time of the calling thread, in nanoseconds.
     pub(crate) struct ThreadCpuTime;
 
+    /// Nanoseconds of CPU time this thread has used, from `cpu-time`'s safe
+    /// wrapper of `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`.
     fn now() -> u64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid, writable `timespec`; the clock id is a constant
-        // every supported Unix defines.
-        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-        u64::try_from(ts.tv_sec).unwrap() * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap()
+        let used = ::cpu_time::ThreadTime::now().as_duration();
+        u64::try_from(used.as_nanos()).unwrap_or(u64::MAX)
     }
 
     impl Measurement for ThreadCpuTime {
