@@ -470,6 +470,22 @@ fn main() -> Result<ExitCode, BoxError> {
                 ExitCode::FAILURE
             })
         }
+        Some("drive") => {
+            // Valid events only, against a receiver started elsewhere (for profiling).
+            let addr: SocketAddr = args
+                .get(1)
+                .ok_or("drive ADDR [requests] [connections]")?
+                .parse()?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            let (tally, seconds) =
+                runtime.block_on(drive(addr, 0, arg(2, 100_000), arg(3, 64), false));
+            println!(
+                "{:.0} requests/s, statuses {:?}",
+                tally.requests() as f64 / seconds,
+                tally.statuses
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Some("compare") => {
             let runtime = tokio::runtime::Runtime::new()?;
             let ok = runtime.block_on(compare(arg(1, 50_000)))?;

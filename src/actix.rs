@@ -37,11 +37,13 @@
 //! # Ok(()) }
 //! ```
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::web::Bytes;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, Route, web};
 use futures_util::future::LocalBoxFuture;
 
@@ -86,9 +88,13 @@ async fn receive<H: Handler>(
 fn answer(answer: Answer) -> HttpResponse {
     let status = actix_status(answer.status());
     let (_, body) = answer.into_parts();
-    HttpResponse::build(status)
-        .insert_header((CONTENT_TYPE, "text/plain; charset=utf-8"))
-        .body(body.into_owned())
+    let mut response = HttpResponse::build(status);
+    response.insert_header((CONTENT_TYPE, "text/plain; charset=utf-8"));
+    // A fixed text is sent without copying it.
+    match body {
+        Cow::Borrowed(text) => response.body(text),
+        Cow::Owned(text) => response.body(text),
+    }
 }
 
 /// Converts an `http` 1 status into actix-web's `http` 0.2 one.
@@ -97,11 +103,7 @@ fn actix_status(status: http::StatusCode) -> StatusCode {
 }
 
 /// Reads the whole body with the verifier's limit.
-async fn read_body(
-    request: &HttpRequest,
-    payload: Payload,
-    limit: usize,
-) -> Result<Vec<u8>, Error> {
+async fn read_body(request: &HttpRequest, payload: Payload, limit: usize) -> Result<Bytes, Error> {
     let content_length = request.headers().get(CONTENT_LENGTH).map(|v| v.as_bytes());
     read_limited(payload, content_length, limit).await
 }

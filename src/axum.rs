@@ -33,9 +33,10 @@
 //! # Ok(()) }
 //! ```
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRef, FromRequest, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
@@ -81,16 +82,16 @@ async fn receive<H: Handler>(receiver: &Receiver<H>, request: Request) -> Respon
 fn answer(answer: Answer) -> Response {
     let content_type = answer.content_type();
     let (status, body) = answer.into_parts();
-    (
-        status,
-        [(header::CONTENT_TYPE, content_type)],
-        body.into_owned(),
-    )
-        .into_response()
+    // A fixed text is sent without copying it.
+    let body = match body {
+        Cow::Borrowed(text) => Body::from(text),
+        Cow::Owned(text) => Body::from(text),
+    };
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 /// Reads the whole body with the verifier's limit.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, Error> {
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Error> {
     let content_length = headers.get(header::CONTENT_LENGTH).map(|v| v.as_bytes());
     read_limited(body.into_data_stream(), content_length, limit).await
 }

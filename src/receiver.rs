@@ -282,6 +282,53 @@ impl Answer {
     }
 }
 
+/// The idempotency store of a receiver. The in-memory store, the default, is called
+/// directly (it never waits), saving two boxed futures per delivery; any other store
+/// goes through [`IdempotencyStore`].
+#[derive(Clone)]
+enum Store {
+    Memory(MemoryStore),
+    Shared(Arc<dyn IdempotencyStore>),
+}
+
+impl Store {
+    fn new<S: IdempotencyStore>(store: S) -> Self {
+        match (&store as &dyn std::any::Any).downcast_ref::<MemoryStore>() {
+            Some(memory) => Self::Memory(memory.clone()),
+            None => Self::Shared(Arc::new(store)),
+        }
+    }
+
+    async fn claim(&self, id: &str, lease: Duration) -> Result<Claim, crate::dedup::StoreError> {
+        match self {
+            Self::Memory(memory) => memory.claim_now(id, lease),
+            Self::Shared(store) => store.claim(id, lease).await,
+        }
+    }
+
+    async fn complete(
+        &self,
+        id: &str,
+        token: &ClaimToken,
+        window: Duration,
+    ) -> Result<(), crate::dedup::StoreError> {
+        match self {
+            Self::Memory(memory) => memory.complete_now(id, window),
+            Self::Shared(store) => store.complete(id, token, window).await,
+        }
+    }
+
+    async fn release(&self, id: &str, token: &ClaimToken) -> Result<(), crate::dedup::StoreError> {
+        match self {
+            Self::Memory(memory) => {
+                memory.release_now(id, token);
+                Ok(())
+            }
+            Self::Shared(store) => store.release(id, token).await,
+        }
+    }
+}
+
 /// A ready-made webhook endpoint: a [`Verifier`], your [`Handler`], and the delivery
 /// guarantees around it (dedup, maximum event age, handler time limit).
 ///
@@ -317,7 +364,7 @@ impl Answer {
 pub struct Receiver<H> {
     verifier: Verifier,
     handler: Arc<H>,
-    store: Option<Arc<dyn IdempotencyStore>>,
+    store: Option<Store>,
     dedup_window: Duration,
     max_event_age: Option<Duration>,
     handler_timeout: Duration,
@@ -391,7 +438,7 @@ impl<H: Handler> Receiver<H> {
         Self {
             verifier,
             handler: Arc::new(handler),
-            store: Some(Arc::new(MemoryStore::new())),
+            store: Some(Store::Memory(MemoryStore::new())),
             dedup_window: DEFAULT_DEDUP_WINDOW,
             max_event_age: None,
             handler_timeout: DEFAULT_HANDLER_TIMEOUT,
@@ -403,7 +450,7 @@ impl<H: Handler> Receiver<H> {
     /// `RedisStore`).
     #[must_use]
     pub fn with_store(mut self, store: impl IdempotencyStore) -> Self {
-        self.store = Some(Arc::new(store));
+        self.store = Some(Store::new(store));
         self
     }
 
@@ -517,20 +564,13 @@ impl<H: Handler> Receiver<H> {
         };
         let id = event.id.as_str().to_owned();
         let answer = self.run_handler(event.into_owned()).await;
-        self.settle(store.as_ref(), &id, &token, answer.outcome)
-            .await;
+        self.settle(store, &id, &token, answer.outcome).await;
         answer
     }
 
     /// Records the outcome: done after success or a permanent failure, released after
     /// anything NotMeta will retry.
-    async fn settle(
-        &self,
-        store: &dyn IdempotencyStore,
-        id: &str,
-        token: &ClaimToken,
-        outcome: Outcome,
-    ) {
+    async fn settle(&self, store: &Store, id: &str, token: &ClaimToken, outcome: Outcome) {
         let settled = match outcome {
             Outcome::Handled | Outcome::PermanentFailure => {
                 store
@@ -653,14 +693,13 @@ mod trace {
 /// connection, and the client would see a reset instead of the 413 (and NotMeta
 /// would retry). Anything larger than that is cut off.
 #[cfg(any(feature = "axum", feature = "actix"))]
-pub(crate) async fn read_limited<S, B, E>(
+pub(crate) async fn read_limited<S, E>(
     mut stream: S,
     content_length: Option<&[u8]>,
     limit: usize,
-) -> Result<Vec<u8>, Error>
+) -> Result<bytes::Bytes, Error>
 where
-    S: futures_util::Stream<Item = Result<B, E>> + Unpin,
-    B: AsRef<[u8]>,
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
 {
     use futures_util::StreamExt as _;
 
@@ -672,31 +711,45 @@ where
         drain(&mut stream, limit).await;
         return Err(too_large);
     }
-    // `declared` is at most `limit` here.
-    let mut body = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+    // A body that arrives in one chunk (the usual case) is kept as it is, without a
+    // copy; a body in several chunks is gathered into one buffer.
+    let mut first: Option<bytes::Bytes> = None;
+    let mut gathered = bytes::BytesMut::new();
+    let mut len = 0;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| Error::new(ErrorKind::BodyRead))?;
-        let chunk = chunk.as_ref();
-        if chunk.len() > limit - body.len() {
+        if chunk.len() > limit - len {
             drain(&mut stream, limit).await;
             return Err(too_large);
         }
-        body.extend_from_slice(chunk);
+        len += chunk.len();
+        match first.take() {
+            None if gathered.is_empty() => first = Some(chunk),
+            earlier => {
+                if gathered.is_empty() {
+                    // `declared` is at most `limit` here.
+                    gathered.reserve(declared.map_or(len, |n| n as usize));
+                }
+                if let Some(earlier) = earlier {
+                    gathered.extend_from_slice(&earlier);
+                }
+                gathered.extend_from_slice(&chunk);
+            }
+        }
     }
-    Ok(body)
+    Ok(first.unwrap_or_else(|| gathered.freeze()))
 }
 
 /// Reads and discards up to `budget` bytes of what is left of a body.
 #[cfg(any(feature = "axum", feature = "actix"))]
-async fn drain<S, B, E>(stream: &mut S, mut budget: usize)
+async fn drain<S, E>(stream: &mut S, mut budget: usize)
 where
-    S: futures_util::Stream<Item = Result<B, E>> + Unpin,
-    B: AsRef<[u8]>,
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
 {
     use futures_util::StreamExt as _;
 
     while let Some(Ok(chunk)) = stream.next().await {
-        let Some(left) = budget.checked_sub(chunk.as_ref().len()) else {
+        let Some(left) = budget.checked_sub(chunk.len()) else {
             return;
         };
         budget = left;

@@ -1,7 +1,8 @@
 //! The in-process idempotency store.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::hash::{Hash as _, Hasher as _};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -21,7 +22,9 @@ pub const DEFAULT_CAPACITY: usize = 100_000;
 /// Bounded in both directions: entries expire (claims after their lease, finished
 /// events after the dedup window), and at most `capacity` ids are kept. When full, the
 /// finished ids closest to expiry are forgotten first; live claims are never dropped
-/// (if every entry is a live claim, a new claim fails and is answered 503).
+/// (if every entry is a live claim, a new claim fails and is answered 503). Every
+/// operation takes constant time (amortised); a store of 4,096 ids or more is split
+/// into 16 independently locked shards, each with its share of the capacity.
 ///
 /// ```
 /// use std::time::Duration;
@@ -37,7 +40,7 @@ pub const DEFAULT_CAPACITY: usize = 100_000;
 /// ```
 #[derive(Clone)]
 pub struct MemoryStore {
-    inner: Arc<Mutex<Inner>>,
+    shards: Arc<[Mutex<Shard>]>,
     clock: Arc<dyn Clock>,
     capacity: usize,
 }
@@ -51,12 +54,6 @@ impl fmt::Debug for MemoryStore {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Expiry {
-    at: SystemTime,
-    seq: u64,
-}
-
 #[derive(Debug)]
 enum State {
     Claimed(ClaimToken),
@@ -66,61 +63,121 @@ enum State {
 #[derive(Debug)]
 struct Entry {
     state: State,
-    expiry: Expiry,
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    entries: HashMap<Box<str>, Entry>,
-    /// Every entry's expiry, oldest first, for expiring and evicting.
-    by_expiry: BTreeMap<Expiry, Box<str>>,
+    expires: SystemTime,
+    /// Which queue item speaks for this entry; older items for the id are stale.
     seq: u64,
 }
 
-impl Inner {
-    fn purge_expired(&mut self, now: SystemTime) {
-        while let Some(entry) = self.by_expiry.first_entry() {
-            if entry.key().at > now {
-                break;
+/// A queue item: an id and the entry it was queued for.
+#[derive(Debug)]
+struct Queued {
+    expires: SystemTime,
+    seq: u64,
+    id: Arc<str>,
+}
+
+/// One part of the store, behind its own lock.
+///
+/// Claims and finished ids each have one time to live, so each queue is in expiry
+/// order: expiring and evicting take the oldest item of a queue, in constant time.
+/// An item whose entry has moved on (released, completed, re-claimed) is stale and is
+/// dropped when it reaches the front; live entries are also checked against the
+/// clock when looked up, so a caller that varies the time to live stays correct.
+#[derive(Debug, Default)]
+struct Shard {
+    entries: HashMap<Arc<str>, Entry>,
+    claims: VecDeque<Queued>,
+    done: VecDeque<Queued>,
+    seq: u64,
+}
+
+impl Shard {
+    fn is_live(&self, item: &Queued) -> bool {
+        self.entries
+            .get(&item.id)
+            .is_some_and(|e| e.seq == item.seq)
+    }
+
+    /// Drops expired queue fronts (and their entries, unless they have moved on).
+    /// Stale items that have not expired wait for their expiry or for [`compact`].
+    ///
+    /// [`compact`]: Shard::compact
+    fn tidy(&mut self, now: SystemTime) {
+        for done_queue in [false, true] {
+            loop {
+                let queue = if done_queue {
+                    &mut self.done
+                } else {
+                    &mut self.claims
+                };
+                if queue.front().is_none_or(|front| front.expires > now) {
+                    break;
+                }
+                let item = queue.pop_front().unwrap_or_else(|| unreachable!());
+                if self.is_live(&item) {
+                    self.entries.remove(&item.id);
+                }
             }
-            let id = entry.remove();
-            self.entries.remove(&id);
         }
     }
 
-    fn remove(&mut self, id: &str) {
-        if let Some(old) = self.entries.remove(id) {
-            self.by_expiry.remove(&old.expiry);
-        }
+    /// The live entry for `id`, if any.
+    fn get(&self, id: &str, now: SystemTime) -> Option<&Entry> {
+        self.entries.get(id).filter(|e| e.expires > now)
     }
 
-    /// Makes room for one more id: forgets the finished id closest to expiry.
+    /// Makes room for one more id: forgets the oldest finished id.
     fn make_room(&mut self, capacity: usize) -> Result<(), StoreError> {
-        if self.entries.len() < capacity {
-            return Ok(());
-        }
-        let victim = self
-            .by_expiry
-            .values()
-            .find(|id| matches!(self.entries[&**id].state, State::Done))
-            .cloned();
-        match victim {
-            Some(id) => {
-                self.remove(&id);
-                Ok(())
+        while self.entries.len() >= capacity {
+            let Some(item) = self.done.pop_front() else {
+                return Err(StoreError::new(
+                    "the in-memory idempotency store is full of claims in progress",
+                ));
+            };
+            if self.is_live(&item) {
+                self.entries.remove(&item.id);
             }
-            None => Err(StoreError::new(
-                "the in-memory idempotency store is full of claims in progress",
-            )),
         }
+        Ok(())
     }
 
-    fn insert(&mut self, id: &str, state: State, at: SystemTime) {
-        self.remove(id);
+    fn insert(&mut self, id: &str, state: State, expires: SystemTime) {
         self.seq += 1;
-        let expiry = Expiry { at, seq: self.seq };
-        self.by_expiry.insert(expiry, id.into());
-        self.entries.insert(id.into(), Entry { state, expiry });
+        let seq = self.seq;
+        let shared: Arc<str> = match self.entries.get_key_value(id) {
+            Some((key, _)) => Arc::clone(key),
+            None => id.into(),
+        };
+        let queue = match state {
+            State::Claimed(_) => &mut self.claims,
+            State::Done => &mut self.done,
+        };
+        queue.push_back(Queued {
+            expires,
+            seq,
+            id: Arc::clone(&shared),
+        });
+        self.entries.insert(
+            shared,
+            Entry {
+                state,
+                expires,
+                seq,
+            },
+        );
+        self.compact();
+    }
+
+    /// Keeps the queues in proportion to the entries: stale items behind a long-lived
+    /// claim are dropped once they outnumber the entries (amortised constant time).
+    fn compact(&mut self) {
+        let bound = 2 * self.entries.len() + 64;
+        if self.claims.len() + self.done.len() > bound {
+            let entries = &self.entries;
+            let live = |item: &Queued| entries.get(&item.id).is_some_and(|e| e.seq == item.seq);
+            self.claims.retain(live);
+            self.done.retain(live);
+        }
     }
 }
 
@@ -129,6 +186,11 @@ impl Default for MemoryStore {
         Self::new()
     }
 }
+
+/// Stores of at least this capacity are split into [`SHARDS`] independently locked
+/// parts, so that concurrent deliveries rarely wait for one another.
+const SHARDED_FROM: usize = 4096;
+const SHARDS: usize = 16;
 
 impl MemoryStore {
     /// A store for [`DEFAULT_CAPACITY`] ids on the system clock.
@@ -140,10 +202,12 @@ impl MemoryStore {
     /// A store that remembers at most `capacity` ids (at least 1).
     #[must_use]
     pub fn with_capacity(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        let shards = if capacity >= SHARDED_FROM { SHARDS } else { 1 };
         Self {
-            inner: Arc::default(),
+            shards: (0..shards).map(|_| Mutex::default()).collect(),
             clock: Arc::new(SystemClock),
-            capacity: capacity.max(1),
+            capacity,
         }
     }
 
@@ -157,7 +221,15 @@ impl MemoryStore {
     /// How many ids are held now (claims and finished events, expired or not).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.lock().entries.len()
+        self.shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entries
+                    .len()
+            })
+            .sum()
     }
 
     /// Whether no id is held.
@@ -166,42 +238,56 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The shard holding `id`, and that shard's share of the capacity.
+    fn shard(&self, id: &str) -> (std::sync::MutexGuard<'_, Shard>, usize) {
+        let index = if self.shards.len() == 1 {
+            0
+        } else {
+            let mut hasher = std::hash::DefaultHasher::new();
+            id.hash(&mut hasher);
+            (hasher.finish() % self.shards.len() as u64) as usize
+        };
+        let guard = self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        (guard, self.capacity.div_ceil(self.shards.len()))
     }
 
-    fn claim_now(&self, id: &str, lease: Duration) -> Result<Claim, StoreError> {
+    pub(crate) fn claim_now(&self, id: &str, lease: Duration) -> Result<Claim, StoreError> {
         let now = self.clock.now();
-        let mut inner = self.lock();
-        inner.purge_expired(now);
-        if let Some(entry) = inner.entries.get(id) {
+        let (mut shard, capacity) = self.shard(id);
+        shard.tidy(now);
+        if let Some(entry) = shard.get(id, now) {
             return Ok(match entry.state {
                 State::Done => Claim::Done,
                 State::Claimed(_) => Claim::InProgress,
             });
         }
-        inner.make_room(self.capacity)?;
+        if !shard.entries.contains_key(id) {
+            shard.make_room(capacity)?;
+        }
         let token = ClaimToken::new();
-        inner.insert(id, State::Claimed(token.clone()), now + lease);
+        shard.insert(id, State::Claimed(token), now + lease);
         Ok(Claim::Claimed(token))
     }
 
-    fn complete_now(&self, id: &str, window: Duration) -> Result<(), StoreError> {
+    pub(crate) fn complete_now(&self, id: &str, window: Duration) -> Result<(), StoreError> {
         let now = self.clock.now();
-        let mut inner = self.lock();
-        inner.purge_expired(now);
-        if !inner.entries.contains_key(id) {
-            inner.make_room(self.capacity)?;
+        let (mut shard, capacity) = self.shard(id);
+        shard.tidy(now);
+        if !shard.entries.contains_key(id) {
+            shard.make_room(capacity)?;
         }
-        inner.insert(id, State::Done, now + window);
+        shard.insert(id, State::Done, now + window);
         Ok(())
     }
 
-    fn release_now(&self, id: &str, token: &ClaimToken) {
-        let mut inner = self.lock();
-        if matches!(&inner.entries.get(id), Some(Entry { state: State::Claimed(held), .. }) if held == token)
+    pub(crate) fn release_now(&self, id: &str, token: &ClaimToken) {
+        let (mut shard, _) = self.shard(id);
+        if matches!(&shard.entries.get(id), Some(Entry { state: State::Claimed(held), .. }) if held == token)
         {
-            inner.remove(id);
+            // Its queue item is now stale and goes when it reaches the front.
+            shard.entries.remove(id);
         }
     }
 }
@@ -329,5 +415,44 @@ mod tests {
             let _ = store.claim_now("evt_flood", LEASE);
         }
         assert_eq!(store.len(), 3);
+    }
+
+    #[test]
+    fn queues_stay_in_proportion_behind_a_long_claim() {
+        let (store, _) = store(10);
+        let _slow = claimed(&store, "evt_slow");
+        for i in 0..10_000 {
+            let id = format!("evt_{i}");
+            let token = claimed(&store, &id);
+            store.release_now(&id, &token);
+        }
+        let shard = store.shards[0].lock().unwrap();
+        assert_eq!(shard.entries.len(), 1);
+        assert!(
+            shard.claims.len() <= 2 * shard.entries.len() + 64 + 1,
+            "{}",
+            shard.claims.len()
+        );
+    }
+
+    #[test]
+    fn large_stores_are_sharded_and_keep_their_bound() {
+        let (store, _) = {
+            let clock = ManualClock::new(UNIX_EPOCH);
+            (
+                MemoryStore::with_capacity(8192).with_clock(clock.clone()),
+                clock,
+            )
+        };
+        assert_eq!(store.shards.len(), SHARDS);
+        for i in 0..50_000 {
+            let id = format!("evt_{i}");
+            claimed(&store, &id);
+            store.complete_now(&id, WINDOW).unwrap();
+        }
+        assert!(store.len() <= 8192, "{}", store.len());
+        assert!(store.len() >= 8192 - SHARDS * 64, "{}", store.len());
+        // The newest ids are remembered.
+        assert_eq!(store.claim_now("evt_49999", LEASE).unwrap(), Claim::Done);
     }
 }

@@ -48,10 +48,12 @@ pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(2 * 60 * 60);
 ///
 /// ```
 /// use notmeta_webhooks::dedup::ClaimToken;
-/// assert_ne!(ClaimToken::new(), ClaimToken::new());
+/// let (a, b) = (ClaimToken::new(), ClaimToken::new());
+/// assert_ne!(a, b);
+/// assert_eq!(a.to_string().len(), 32);
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct ClaimToken(String);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClaimToken(u128);
 
 impl ClaimToken {
     /// A new token, unique across processes with overwhelming probability.
@@ -65,13 +67,7 @@ impl ClaimToken {
         let mut a = std::collections::hash_map::RandomState::new().build_hasher();
         a.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
         let b = std::collections::hash_map::RandomState::new().build_hasher();
-        Self(format!("{:016x}{:016x}", a.finish(), b.finish()))
-    }
-
-    /// The token as text (for stores that keep it as a value).
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
+        Self((u128::from(a.finish()) << 64) | u128::from(b.finish()))
     }
 }
 
@@ -81,9 +77,10 @@ impl Default for ClaimToken {
     }
 }
 
-impl fmt::Debug for ClaimToken {
+/// 32 lower-case hex digits (for stores that keep the token as text).
+impl fmt::Display for ClaimToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("ClaimToken").field(&self.0).finish()
+        write!(f, "{:032x}", self.0)
     }
 }
 

@@ -117,7 +117,7 @@ impl IdempotencyStore for RedisStore {
             let state: String = self
                 .claim
                 .key(self.key(event_id))
-                .arg(token.as_str())
+                .arg(token.to_string())
                 .arg(millis(lease))
                 .invoke_async(&mut connection)
                 .await
@@ -157,7 +157,7 @@ impl IdempotencyStore for RedisStore {
             let mut connection = self.connection.clone();
             self.release
                 .key(self.key(event_id))
-                .arg(token.as_str())
+                .arg(token.to_string())
                 .invoke_async::<i64>(&mut connection)
                 .await
                 .map(drop)
