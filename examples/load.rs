@@ -6,6 +6,9 @@
 //! cargo run --release --example load --features axum,actix -- run axum 200000 64
 //! cargo run --release --example load --features axum,actix -- run actix 200000 64
 //!
+//! # A short smoke run, judged on its answers only (as CI runs it):
+//! cargo run --release --example load --features axum,actix -- run axum 20000 64 --statuses-only
+//!
 //! # The ready-made endpoints against bare handlers of the same framework that read
 //! # the same body and answer 200, at 16 and 64 connections, in one run:
 //! cargo run --release --example load --features axum,actix -- compare 50000
@@ -14,7 +17,7 @@
 //! `run` reports requests/s, p50/p99 latency and a count of every status, and exits
 //! non-zero on any wrong status, any 5xx, any dropped connection, or if the
 //! receiver's resident memory at the end is more than 10% above what it was after the
-//! warm-up (the median of the last five of ten samples on each side). The receiver
+//! warm-up (the median of the last ten of twenty samples on each side). The receiver
 //! runs in a child process (this same program, `serve`, with `MALLOC_ARENA_MAX=2` and
 //! `MALLOC_MMAP_THRESHOLD_=65536`) so its memory is measured alone; its dedup store is
 //! bounded (20,000 ids), and the warm-up (a quarter of the run, at least 80,000
@@ -344,15 +347,20 @@ async fn drive(
     (all, started.elapsed().as_secs_f64())
 }
 
-async fn run(kind: &str, total: usize, connections: usize) -> Result<bool, BoxError> {
-    const SLICES: usize = 10;
+async fn run(
+    kind: &str,
+    total: usize,
+    connections: usize,
+    check_memory: bool,
+) -> Result<bool, BoxError> {
+    const SLICES: usize = 20;
     let server = Server::start(kind)?;
     let rss = || server.rss_kib().ok_or("cannot read the receiver's memory");
     // The warm-up fills the bounded dedup store and lets every connection's buffers
     // reach their working size, so what follows is the steady state. Memory is
-    // sampled after every tenth of each phase; the comparison uses the median of the
-    // last five samples on each side, since the allocator's page use moves by a few MB
-    // from one instant to the next.
+    // sampled after every twentieth of each phase; the comparison uses the median of
+    // the last ten samples on each side, since the allocator's page use moves by a few
+    // MB from one instant to the next.
     let warm_up = (total / 4).max(4 * STORE_CAPACITY);
     let mut warm = Tally::default();
     let mut warm_samples = Vec::new();
@@ -402,7 +410,7 @@ async fn run(kind: &str, total: usize, connections: usize) -> Result<bool, BoxEr
     println!("statuses: {:?}", measured.statuses);
     println!("wrong statuses: {wrong}, 5xx: {server_errors}, dropped connections: {dropped}");
     println!(
-        "receiver RSS (KiB) during warm-up: {warm_samples:?}; after each tenth: {rss_samples:?}"
+        "receiver RSS (KiB) during warm-up: {warm_samples:?}; after each twentieth: {rss_samples:?}"
     );
     println!(
         "receiver RSS: {rss_after_warm_up} KiB after warm-up, {rss_end} KiB at the end ({:+.1}%)",
@@ -412,7 +420,7 @@ async fn run(kind: &str, total: usize, connections: usize) -> Result<bool, BoxEr
         && dropped == 0
         && server_errors == 0
         && measured.requests() == total
-        && growth <= 0.10;
+        && (growth <= 0.10 || !check_memory);
     println!("{}", if ok { "PASS" } else { "FAIL" });
     Ok(ok)
 }
@@ -463,7 +471,10 @@ fn main() -> Result<ExitCode, BoxError> {
         Some("run") => {
             let kind = args.get(1).cloned().unwrap_or_else(|| "axum".to_owned());
             let runtime = tokio::runtime::Runtime::new()?;
-            let ok = runtime.block_on(run(&kind, arg(2, 200_000), arg(3, 64)))?;
+            // `--statuses-only`: a short smoke run judged on its answers alone, too short
+            // for a memory verdict.
+            let check_memory = !args.iter().any(|a| a == "--statuses-only");
+            let ok = runtime.block_on(run(&kind, arg(2, 200_000), arg(3, 64), check_memory))?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {

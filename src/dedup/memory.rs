@@ -127,7 +127,15 @@ impl Shard {
     }
 
     /// Makes room for one more id: forgets the oldest finished id.
+    ///
+    /// Once the shard is full it also sizes its table for good: a hash table kept
+    /// full while ids come and go fills with deleted-slot markers and would double
+    /// once, at some later moment; at twice its share it only ever tidies in place,
+    /// so a full store's memory stays flat.
     fn make_room(&mut self, capacity: usize) -> Result<(), StoreError> {
+        if self.entries.len() + 1 >= capacity && self.entries.capacity() < 2 * capacity {
+            self.entries.reserve(2 * capacity - self.entries.len());
+        }
         while self.entries.len() >= capacity {
             let Some(item) = self.done.pop_front() else {
                 return Err(StoreError::new(
