@@ -29,7 +29,6 @@ use svix::webhooks::Webhook;
 
 #[path = "../../../tests/common/bodies.rs"]
 mod bodies;
-#[allow(unsafe_code)] // one `clock_gettime` call
 #[path = "../../support/cpu_time.rs"]
 mod cpu_time;
 
