@@ -85,6 +85,16 @@
 //!
 //! [`Error::status`] gives the status for any error. 4xx tells NotMeta not to retry;
 //! answer 5xx (503) when *your* handling fails temporarily so that it retries.
+//!
+//! # Frameworks and delivery guarantees (optional features)
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `receiver` | `receiver::Receiver`: a framework-neutral endpoint that answers the challenge, runs your async handler under a time limit, catches its panics, de-duplicates on event id (`dedup::MemoryStore` by default) and maps every outcome to SPEC §6 |
+//! | `axum` | `axum::VerifiedEvent` (extractor) and `axum::endpoint` (ready-made route) |
+//! | `actix` | `actix::VerifiedEvent` (extractor) and `actix::endpoint` (ready-made route) |
+//! | `redis` | `dedup::RedisStore`, one idempotency store for several replicas |
+//! | `tracing` | one span per delivery with event id, type and outcome |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
