@@ -1,0 +1,50 @@
+//! `verify_and_parse` with a fixed secret.
+//!
+//! Input: a header value, `\n`, then the body. Seeds carry valid signatures, so the
+//! fuzzer starts past the MAC; a mutated body almost always fails it, which is the
+//! point: nothing but an exactly signed body may ever reach the parser.
+#![no_main]
+
+use std::sync::LazyLock;
+
+use libfuzzer_sys::fuzz_target;
+use notmeta_webhooks::{ErrorKind, Event, Verifier, verify_and_parse};
+use notmeta_webhooks_fuzz::{OTHER_SECRET, SECRET, check_parse_outcome, expected_verdict};
+
+static VERIFIER: LazyLock<Verifier> = LazyLock::new(|| {
+    Verifier::builder()
+        .secret(OTHER_SECRET)
+        .secret(SECRET)
+        .build()
+        .unwrap()
+});
+
+fuzz_target!(|data: &[u8]| {
+    let (header, body) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+    let header = String::from_utf8_lossy(header);
+
+    let got = VERIFIER.verify_and_parse(body, &header);
+    match expected_verdict(body, &[header.as_bytes()]) {
+        Ok(_) => {
+            // Verified: exactly what parsing the bytes gives.
+            let unverified = Event::parse_unverified(body);
+            assert_eq!(
+                got.as_ref().map_err(|e| e.kind()),
+                unverified.as_ref().map_err(|e| e.kind())
+            );
+            check_parse_outcome(body, &got);
+        }
+        Err(kind) => assert_eq!(got.map_err(|e| e.kind()).unwrap_err(), kind),
+    }
+
+    // The one-call function with a single secret agrees with the model too.
+    let single = verify_and_parse(body, &header, SECRET).map_err(|e| e.kind());
+    match expected_verdict(body, &[header.as_bytes()]) {
+        Ok(1) => assert!(single.is_ok() || single == Err(ErrorKind::InvalidEvent)),
+        Ok(_) => assert_eq!(single.unwrap_err(), ErrorKind::SignatureMismatch),
+        Err(kind) => assert_eq!(single.unwrap_err(), kind),
+    }
+});
