@@ -355,14 +355,20 @@ impl<'de> Deserialize<'de> for EventType {
 /// Parses a body into an event; the envelope is read in one pass, and `data` is
 /// deserialised straight into the payload type when `type` comes before it (as
 /// NotMeta sends it), or captured raw and parsed after the envelope otherwise.
+///
+/// JSON text is UTF-8 (RFC 8259 §8.1). serde_json checks the strings it reads but
+/// not those it skips, so the whole body is checked once, first: a body is never an
+/// event because its invalid bytes sit in a field this crate ignores.
 pub(crate) fn parse(body: &[u8]) -> Result<Event<'_>, Error> {
-    let mut de = serde_json::Deserializer::from_slice(body);
+    let text = std::str::from_utf8(body)
+        .map_err(|e| Error::invalid_event(format!("the body is not UTF-8: {e}")))?;
+    let mut de = serde_json::Deserializer::from_str(text);
     let parsed = de
         .deserialize_map(EnvelopeVisitor { body })
         .and_then(|event| de.end().map(|()| event));
     parsed.map_err(|e| {
         // Cold path: parse again, tracking where the error happened.
-        let mut de = serde_json::Deserializer::from_slice(body);
+        let mut de = serde_json::Deserializer::from_str(text);
         let mut track = serde_path_to_error::Track::new();
         let _ = serde_path_to_error::Deserializer::new(&mut de, &mut track)
             .deserialize_map(EnvelopeVisitor { body });
