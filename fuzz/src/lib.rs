@@ -70,7 +70,11 @@ pub fn check_parse_outcome(body: &[u8], outcome: &Result<Event<'_>, notmeta_webh
 pub fn check_event(body: &[u8], event: &Event<'_>) {
     // The event keeps the exact bytes it was parsed from.
     assert_eq!(event.raw_body(), body);
-    // A parsed body is valid JSON (checked without a recursion limit).
+    // A parsed body is UTF-8 and valid JSON (checked without a recursion limit).
+    assert!(
+        std::str::from_utf8(body).is_ok(),
+        "an event from non-UTF-8 bytes"
+    );
     serde_json::from_slice::<IgnoredAny>(body).expect("a parsed event is valid JSON");
     // When the tree fits serde_json's recursion limit, the envelope is really there.
     if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(body) {
