@@ -14,10 +14,19 @@
 //! outliers) and the largest |t| is reported. |t| < 4.5 means no evidence of a timing
 //! difference at that sample size; |t| ≥ 4.5 means the two classes are told apart.
 //!
-//! The same measurement is run against a deliberately leaky verifier that compares
-//! hex strings with `==` (which stops at the first differing byte): its large |t|
-//! shows that the harness can see a leak of that kind, so a small |t| for the crate
-//! is evidence, not a harness that sees nothing.
+//! Three controls run with it:
+//!
+//! - **leak control**: the same measurement against a deliberately leaky verifier
+//!   that compares hex strings with `==` (which stops at the first differing byte);
+//!   its large |t| shows that the harness can see a leak of that kind, so a small |t|
+//!   for the crate is evidence, not a harness that sees nothing;
+//! - **null control**: one input against a copy of itself; its |t| is the machine's
+//!   noise, and a run where it reaches 4.5 proves nothing either way;
+//! - **input control**: a MAC wrong in the same byte by a digit or by a letter; hex
+//!   decoding does different work for the two, so |t| is large. That time depends on
+//!   the received header only, which its sender knows, never on the expected MAC;
+//!   it is why the two real classes keep the true MAC's pattern of digits and
+//!   letters.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -160,22 +169,29 @@ fn measure(samples: usize, seed: u64, inputs: [&str; 2], f: &dyn Fn(&str) -> boo
 /// The header for `BODY` with hex digit `position` (0..64) of its MAC changed.
 ///
 /// A digit is replaced by a digit and a letter by a letter, so both classes hold
-/// the same pattern of digits and letters as the true MAC: hex decoding (which may
-/// branch on the kind of character, a property of the attacker's own input) does
-/// the same work for both, and only the position of the wrong byte differs.
+/// the same pattern of digits and letters as the true MAC: hex decoding branches on
+/// the kind of each character (a property of the attacker's own input, not of the
+/// expected MAC), and this keeps that work identical, so that only the position of
+/// the wrong byte differs. The last measurement shows why this matters.
 fn wrong_at(position: usize) -> String {
-    let mut header = sign(BODY, SECRET).into_bytes();
-    let i = "sha256=".len() + position;
-    header[i] = match header[i] {
+    let mac = sign(BODY, SECRET);
+    let replacement = match mac.as_bytes()["sha256=".len() + position] {
         b'0' => b'1',
         b'1'..=b'9' => b'0',
         b'a' => b'b',
         _ => b'a',
     };
+    replace_at(position, replacement)
+}
+
+/// The header for `BODY` with hex digit `position` of its MAC replaced by `with`.
+fn replace_at(position: usize, with: u8) -> String {
+    let mut header = sign(BODY, SECRET).into_bytes();
+    header["sha256=".len() + position] = with;
     String::from_utf8(header).unwrap()
 }
 
-fn report(name: &str, o: &Outcome) {
+fn report(name: &str, labels: [&str; 2], o: &Outcome) {
     let verdict = if o.max_t.abs() < THRESHOLD {
         "no evidence of a timing difference"
     } else {
@@ -185,8 +201,8 @@ fn report(name: &str, o: &Outcome) {
         o.at.map_or_else(|| "uncropped".to_owned(), |p| format!("cropped at p{p:.1}"));
     println!("{name}");
     println!(
-        "  mean ns: first-byte {:.1} (n = {}), last-byte {:.1} (n = {})",
-        o.mean_a, o.n_a, o.mean_b, o.n_b
+        "  mean ns: {} {:.1} (n = {}), {} {:.1} (n = {})",
+        labels[0], o.mean_a, o.n_a, labels[1], o.mean_b, o.n_b
     );
     println!(
         "  Welch t: uncropped {:+.2}; max |t| over {} tests {:+.2} ({at})",
@@ -233,11 +249,17 @@ fn main() {
 
     let verify = |h: &str| verifier.verify(BODY, h).is_ok();
     let real = measure(samples, 0x5eed_0001, [&first, &last], &verify);
-    report("Verifier::verify (constant-time comparison)", &real);
+    let positions = ["first byte", "last byte"];
+    report(
+        "Verifier::verify (constant-time comparison)",
+        positions,
+        &real,
+    );
     println!();
     let control = measure(samples, 0x5eed_0002, [&first, &last], &leaky);
     report(
         "leak control: the same HMAC, then `==` on the hex strings (early exit)",
+        positions,
         &control,
     );
     println!();
@@ -247,7 +269,27 @@ fn main() {
     let null = measure(samples, 0x5eed_0003, [&first, &same], &verify);
     report(
         "null control: Verifier::verify, first-byte input against a copy of itself",
+        ["input", "copy"],
         &null,
+    );
+    println!();
+    // Wrong in the same byte, by a digit or by a letter: the received header's own
+    // characters change the work of hex decoding. Large |t| is expected: it shows the
+    // harness resolves a single mispredicted branch, and why the two classes above
+    // keep the true MAC's pattern of digits and letters. This depends only on what
+    // the sender sent, so it tells an attacker nothing about the expected MAC.
+    let original = sign(BODY, SECRET).as_bytes()["sha256=".len() + 31];
+    let (digit, letter) = (
+        if original == b'0' { b'1' } else { b'0' },
+        if original == b'a' { b'b' } else { b'a' },
+    );
+    let by_digit = replace_at(31, digit);
+    let by_letter = replace_at(31, letter);
+    let input = measure(samples, 0x5eed_0004, [&by_digit, &by_letter], &verify);
+    report(
+        "input control: Verifier::verify, MAC wrong in one byte by a digit vs by a letter",
+        ["digit", "letter"],
+        &input,
     );
     if null.max_t.abs() >= THRESHOLD {
         println!(
