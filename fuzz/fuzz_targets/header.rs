@@ -34,13 +34,13 @@ fuzz_target!(|data: &[u8]| {
         .map_err(|err| err.kind());
     assert_eq!(got, expected_verdict(BODY, &values), "values {values:?}");
     // The &str entry point agrees for a single UTF-8 value.
-    if let [value] = values[..] {
-        if let Ok(text) = std::str::from_utf8(value) {
-            let via_str = VERIFIER
-                .verify(BODY, text)
-                .map(|payload| payload.secret_index())
-                .map_err(|err| err.kind());
-            assert_eq!(via_str, got);
-        }
+    if let [value] = values[..]
+        && let Ok(text) = std::str::from_utf8(value)
+    {
+        let via_str = VERIFIER
+            .verify(BODY, text)
+            .map(|payload| payload.secret_index())
+            .map_err(|err| err.kind());
+        assert_eq!(via_str, got);
     }
 });
