@@ -5,6 +5,9 @@
 #   fuzz/run.sh full [SECONDS]     every target for SECONDS (default 300): the plateau runs
 #   fuzz/run.sh TARGET [SECONDS]   one target (header, verify_and_parse, signed_parse,
 #                                  parse_unverified) for SECONDS (default 300)
+#   fuzz/run.sh coverage           line and region coverage of src/ reached by the
+#                                  corpora, all targets together (needs the nightly
+#                                  llvm-tools-preview component)
 #
 # Needs the nightly toolchain (`rustup toolchain install nightly`) and python3; installs
 # cargo-fuzz if it is absent. Seeds fuzz/corpus/<target>/ from ../shared at every run
@@ -26,13 +29,14 @@ max_len() {
 }
 
 usage() {
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
 mode="${1:-}"
 case "$mode" in
     smoke) seconds=15; targets=("${TARGETS[@]}") ;;
+    coverage) seconds=0; targets=("${TARGETS[@]}") ;;
     full) seconds="${2:-300}"; targets=("${TARGETS[@]}") ;;
     header | verify_and_parse | signed_parse | parse_unverified)
         seconds="${2:-300}"; targets=("$mode") ;;
@@ -54,6 +58,36 @@ fi
 python3 "$FUZZ_DIR/seed.py"
 
 cd "$ROOT"
+
+if [[ "$mode" == coverage ]]; then
+    sysroot="$(rustup run nightly rustc --print sysroot)"
+    tools="$(echo "$sysroot"/lib/rustlib/*/bin)"
+    if [[ ! -x "$tools/llvm-cov" ]]; then
+        echo "fuzz: coverage needs: rustup component add llvm-tools-preview --toolchain nightly" >&2
+        exit 1
+    fi
+    host="$(rustup run nightly rustc -vV | sed -n 's/^host: //p')"
+    objects=()
+    profiles=()
+    for target in "${targets[@]}"; do
+        echo "== fuzz: coverage of $target over fuzz/corpus/$target"
+        cargo +nightly fuzz coverage "$target" "$FUZZ_DIR/corpus/$target" >/dev/null 2>&1
+        # Where cargo-fuzz leaves the instrumented binary depends on its version.
+        bin=""
+        for dir in "$ROOT/target" "$FUZZ_DIR/target"; do
+            candidate="$dir/$host/coverage/$host/release/$target"
+            [[ -x "$candidate" ]] && { bin="$candidate"; break; }
+        done
+        [[ -n "$bin" ]] || { echo "fuzz: no coverage binary for $target" >&2; exit 1; }
+        objects+=(-object "$bin")
+        profiles+=("$FUZZ_DIR/coverage/$target/coverage.profdata")
+    done
+    "$tools/llvm-profdata" merge -sparse "${profiles[@]}" -o "$FUZZ_DIR/coverage/all.profdata"
+    # Only the crate's own sources: dependencies and the harness are left out.
+    "$tools/llvm-cov" report "${objects[@]:1}" -instr-profile="$FUZZ_DIR/coverage/all.profdata" \
+        --ignore-filename-regex='(/\.cargo/|/rustc/|/fuzz/|/rustlib/)'
+    exit 0
+fi
 echo "== fuzz: building the targets (nightly, release, debug assertions, ASan)"
 cargo +nightly fuzz build --debug-assertions
 

@@ -27,6 +27,33 @@ def header(body: bytes, secret: bytes) -> bytes:
     return b"sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
 
 
+class Obj(list):
+    """A JSON object as its list of (key, value) pairs: order and duplicates kept."""
+
+
+def dump(value) -> str:
+    if isinstance(value, Obj):
+        return "{" + ",".join(json.dumps(k) + ":" + dump(v) for k, v in value) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(dump(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def variants(body: bytes) -> list:
+    """Shapes the example events do not show: `data` before `type` (the crate's
+    second parsing path), an unknown type, an extra envelope field."""
+    try:
+        event = json.loads(body, object_pairs_hook=Obj)
+    except ValueError:
+        return []
+    if not isinstance(event, Obj):
+        return []
+    data_first = Obj([p for p in event if p[0] != "type"] + [p for p in event if p[0] == "type"])
+    unknown = Obj([(k, "call.started" if k == "type" else v) for k, v in event])
+    extra = Obj(list(event) + [("api_version", "v2")])
+    return [dump(e).encode("utf-8") for e in (data_first, unknown, extra, Obj(data_first[:-1] + [("type", "call.started")]))]
+
+
 def write(target: str, data: bytes) -> None:
     directory = FUZZ / "corpus" / target
     directory.mkdir(parents=True, exist_ok=True)
@@ -41,6 +68,7 @@ def main() -> int:
         return 1
     cases = json.loads(vectors_file.read_text(encoding="utf-8"))["cases"]
     events = [p.read_bytes() for p in sorted(events_dir.glob("*.json"))]
+    events += [v for e in events for v in variants(e)]
     vector_bodies = [base64.b64decode(c["body_base64"]) for c in cases]
     headers = [
         c["signature_header"].encode("utf-8")

@@ -2,13 +2,14 @@
 //!
 //! Input: the raw bytes of zero or more `X-NotMeta-Signature` values separated by
 //! `\n` (the empty input is "no header"). Every verdict is checked against an
-//! independent model of the SPEC §2 rules, not only for panics.
+//! independent model of the SPEC §2 rules, not only for panics, and the `&str` and
+//! `http::HeaderMap` entry points must agree with it.
 #![no_main]
 
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use notmeta_webhooks::Verifier;
+use notmeta_webhooks::{SIGNATURE_HEADER, Verifier};
 use notmeta_webhooks_fuzz::{OTHER_SECRET, SECRET, expected_verdict};
 
 /// The body of the shared vectors' "empty body" case, whose header is a valid seed.
@@ -34,6 +35,19 @@ fuzz_target!(|data: &[u8]| {
         .map_err(|err| err.kind());
     assert_eq!(got, expected_verdict(BODY, &values), "values {values:?}");
     // The &str entry point agrees for a single UTF-8 value.
+    // The HeaderMap entry point agrees whenever the values are valid header values.
+    let mut headers = http::HeaderMap::new();
+    if values.iter().all(|v| {
+        http::HeaderValue::from_bytes(v)
+            .map(|v| headers.append(SIGNATURE_HEADER, v))
+            .is_ok()
+    }) {
+        let via_map = VERIFIER
+            .verify_headers(BODY, &headers)
+            .map(|payload| payload.secret_index())
+            .map_err(|err| err.kind());
+        assert_eq!(via_map, got);
+    }
     if let [value] = values[..]
         && let Ok(text) = std::str::from_utf8(value)
     {

@@ -22,6 +22,17 @@ static VERIFIER: LazyLock<Verifier> = LazyLock::new(|| {
         .unwrap()
 });
 
+const SMALL_LIMIT: usize = 512;
+
+static SMALL: LazyLock<Verifier> = LazyLock::new(|| {
+    Verifier::builder()
+        .secret(OTHER_SECRET)
+        .secret(SECRET)
+        .max_body_size(SMALL_LIMIT)
+        .build()
+        .unwrap()
+});
+
 fuzz_target!(|data: &[u8]| {
     let (header, body) = match data.iter().position(|&b| b == b'\n') {
         Some(i) => (&data[..i], &data[i + 1..]),
@@ -41,6 +52,18 @@ fuzz_target!(|data: &[u8]| {
             check_parse_outcome(body, &got);
         }
         Err(kind) => assert_eq!(got.map_err(|e| e.kind()).unwrap_err(), kind),
+    }
+
+    // A verifier with a small body limit refuses longer bodies before anything else
+    // (the header is present exactly once here), and agrees otherwise.
+    let limited = SMALL.verify(body, &header).map(|p| p.secret_index());
+    if body.len() > SMALL_LIMIT {
+        assert_eq!(limited.unwrap_err().kind(), ErrorKind::BodyTooLarge);
+    } else {
+        assert_eq!(
+            limited.map_err(|e| e.kind()),
+            expected_verdict(body, &[header.as_bytes()])
+        );
     }
 
     // The one-call function with a single secret agrees with the model too.
