@@ -133,8 +133,7 @@ pub fn sign(body: &[u8], secret: &str) -> String {
 
 /// Parses a header value into the 32-byte MAC it carries (SPEC §2 rules).
 fn parse_header(value: &[u8]) -> Result<[u8; MAC_LEN], Error> {
-    let value = value.trim_ascii_start();
-    let value = trim_ows_end(value);
+    let value = trim_ows(value);
     if value.is_empty() {
         return Err(Error::with_static(
             ErrorKind::MalformedSignature,
@@ -158,13 +157,18 @@ fn parse_header(value: &[u8]) -> Result<[u8; MAC_LEN], Error> {
     Ok(mac)
 }
 
-/// Trims trailing spaces and tabs (HTTP's optional white space) only.
-fn trim_ows_end(value: &[u8]) -> &[u8] {
+/// Trims leading and trailing spaces and tabs (HTTP's optional white space) only:
+/// any other control character, at either end, leaves the value malformed.
+fn trim_ows(value: &[u8]) -> &[u8] {
+    let is_ows = |b: &u8| matches!(b, b' ' | b'\t');
+    let Some(start) = value.iter().position(|b| !is_ows(b)) else {
+        return &[];
+    };
     let end = value
         .iter()
-        .rposition(|b| !matches!(b, b' ' | b'\t'))
-        .map_or(0, |i| i + 1);
-    &value[..end]
+        .rposition(|b| !is_ows(b))
+        .map_or(start, |i| i + 1);
+    &value[start..end]
 }
 
 /// Verifies NotMeta signatures with one or more secrets; build it once, share it.
@@ -541,6 +545,15 @@ mod tests {
         }
         // Non-UTF-8 bytes are malformed, never a panic.
         assert!(parse_header(b"sha256=\xff\xfe").is_err());
+        // Only spaces and tabs are trimmed, and the same at both ends: other ASCII
+        // white space (form feed, CR, LF, vertical tab) is malformed before the value
+        // as after it.
+        for ws in ["\x0c", "\r", "\n", "\r\n", "\x0b", " \x0c"] {
+            for value in [format!("{ws}{ok}"), format!("{ok}{ws}")] {
+                let err = parse_header(value.as_bytes()).unwrap_err();
+                assert_eq!(err.kind(), ErrorKind::MalformedSignature, "{value:?}");
+            }
+        }
     }
 
     #[test]

@@ -356,26 +356,43 @@ impl<'de> Deserialize<'de> for EventType {
 /// deserialised straight into the payload type when `type` comes before it (as
 /// NotMeta sends it), or captured raw and parsed after the envelope otherwise.
 ///
-/// The body is checked to be UTF-8 once, up front, and then read as a `str`, so that
-/// serde_json borrows each string without checking its UTF-8 again (one pass over
-/// the whole body costs less than one check per string). Both readers accept the same
-/// UTF-8 bodies the same way; a body that is not UTF-8 (never valid JSON text, RFC
-/// 8259) still goes to the byte reader, so what is accepted and every error message
-/// stay as they were.
+/// JSON text is UTF-8 (RFC 8259 §8.1). serde_json checks the strings it reads but
+/// not those it skips, so the whole body is checked once, first: a body is never an
+/// event because its invalid bytes sit in a field this crate ignores. The checked
+/// body is then read as a `str`, so serde_json borrows each string without checking
+/// its UTF-8 again.
 pub(crate) fn parse(body: &[u8]) -> Result<Event<'_>, Error> {
-    let parsed = match std::str::from_utf8(body) {
-        Ok(text) => parse_from(serde_json::Deserializer::from_str(text), body),
-        Err(_) => parse_from(serde_json::Deserializer::from_slice(body), body),
+    let text = match std::str::from_utf8(body) {
+        Ok(text) => text,
+        Err(utf8) => {
+            // Cold path: where serde_json meets the bad bytes, it says where; bad
+            // bytes only in a skipped field are refused all the same.
+            return Err(
+                match tracked(serde_json::Deserializer::from_slice(body), body) {
+                    (Err(e), path) => Error::json(e, path),
+                    (Ok(_), _) => Error::invalid_event(format!("the body is not UTF-8: {utf8}")),
+                },
+            );
+        }
     };
-    parsed.map_err(|e| {
+    parse_from(serde_json::Deserializer::from_str(text), body).map_err(|e| {
         // Cold path: parse again, tracking where the error happened.
-        let mut de = serde_json::Deserializer::from_slice(body);
-        let mut track = serde_path_to_error::Track::new();
-        let _ = serde_path_to_error::Deserializer::new(&mut de, &mut track)
-            .deserialize_map(EnvelopeVisitor { body });
-        let path = track.path().to_string();
-        Error::json(e, (path != ".").then_some(path))
+        let (_, path) = tracked(serde_json::Deserializer::from_str(text), body);
+        Error::json(e, path)
     })
+}
+
+/// Parses while tracking the JSON path, for error reports.
+fn tracked<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+    body: &'de [u8],
+) -> (Result<Event<'de>, serde_json::Error>, Option<String>) {
+    let mut track = serde_path_to_error::Track::new();
+    let parsed = serde_path_to_error::Deserializer::new(&mut de, &mut track)
+        .deserialize_map(EnvelopeVisitor { body })
+        .and_then(|event| de.end().map(|()| event));
+    let path = track.path().to_string();
+    (parsed, (path != ".").then_some(path))
 }
 
 fn parse_from<'de, R: serde_json::de::Read<'de>>(
