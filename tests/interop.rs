@@ -333,7 +333,7 @@ fn openssl_signatures_verify_and_match_sign() {
         } else {
             cmd.args(["-mac", "HMAC", "-macopt"]).arg(format!(
                 "hexkey:{}",
-                const_hex::encode(case.secret.as_bytes())
+                hex::encode(case.secret.as_bytes())
             ));
             as_hexkey += 1;
         }
