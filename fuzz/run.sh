@@ -112,14 +112,17 @@ for target in "${targets[@]}"; do
     fi
     # Final figures: runs, seconds, coverage, features, corpus, and the run at which
     # coverage last grew (a plateau shows as an early last growth).
+    # (A run that finds nothing new has no NEW lines: no grep here may fail the script.)
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
     rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -n 1)
-    final=$(grep -E '^#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE|INITED)' "$log" | tail -n 1)
+    final=$(grep -E '^#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE|INITED)' "$log" | tail -n 1 || true)
     cov=$(sed -E 's/.* cov: ([0-9]+).*/\1/' <<<"$final")
     ft=$(sed -E 's/.* ft: ([0-9]+).*/\1/' <<<"$final")
     corp=$(sed -E 's/.* corp: ([0-9]+)\/.*/\1/' <<<"$final")
-    last_new=$(grep -E '^#[0-9]+[[:space:]]+NEW' "$log" | tail -n 1 | sed -E 's/^#([0-9]+).*/\1/')
-    line="$target: ${runs:-?} runs in ${seconds} s, cov ${cov:-?}, ft ${ft:-?}, corpus ${corp:-?}, peak RSS ${rss:-?} MB, coverage last grew at run #${last_new:-0}, no crash"
+    last_new=$({ grep -E '^#[0-9]+[[:space:]]+NEW' "$log" || true; } | tail -n 1 | sed -E 's/^#([0-9]+).*/\1/')
+    growth="coverage last grew at run #$last_new"
+    [[ -n "$last_new" ]] || growth="no new coverage"
+    line="$target: ${runs:-?} runs in ${seconds} s, cov ${cov:-?}, ft ${ft:-?}, corpus ${corp:-?}, peak RSS ${rss:-?} MB, $growth, no crash"
     echo "$line"
     echo "$(date -u +%FT%TZ) $line" >>"$logs/summary.txt"
 done
