@@ -12,7 +12,6 @@
 //! Run with `cargo bench --bench receiver --features receiver`.
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use notmeta_webhooks::dedup::MemoryStore;
@@ -87,10 +86,7 @@ fn receiver(c: &mut Criterion<cpu_time::Clock>) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .with_measurement(cpu_time::CLOCK)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    config = cpu_time::criterion();
     targets = receiver
 }
 criterion_main!(benches);

@@ -208,10 +208,7 @@ fn message_received(c: &mut Criterion<cpu_time::Clock>) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .with_measurement(cpu_time::CLOCK)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    config = cpu_time::criterion();
     targets = message_received
 }
 criterion_main!(benches);

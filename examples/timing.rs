@@ -42,17 +42,9 @@ const THRESHOLD: f64 = 4.5;
 /// Number of cropping percentiles, as in dudect.
 const PERCENTILES: usize = 100;
 
-/// xorshift64*: the random class order.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
+#[path = "../tests/common/rng.rs"]
+mod rng;
+use rng::Rng;
 
 /// Welford's running mean and variance.
 #[derive(Default, Clone, Copy)]

@@ -147,8 +147,7 @@ fn parse_header(value: &[u8]) -> Result<[u8; MAC_LEN], Error> {
         ));
     };
     let mut mac = [0u8; MAC_LEN];
-    if hex_digits.len() != 2 * MAC_LEN || hex::decode_to_slice(hex_digits, &mut mac).is_err()
-    {
+    if hex_digits.len() != 2 * MAC_LEN || hex::decode_to_slice(hex_digits, &mut mac).is_err() {
         return Err(Error::with_static(
             ErrorKind::MalformedSignature,
             "expected exactly 64 hex digits after `sha256=`",

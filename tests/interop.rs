@@ -23,25 +23,9 @@ use notmeta_webhooks::{Secret, Verifier, sign};
 const DEFAULT_SEED: u64 = 0x6e6f_746d_6574_6121; // "notmeta!"
 const RANDOM_CASES: usize = 48;
 
-/// xorshift64*: small, deterministic, good enough to pick test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
 
 fn seed() -> u64 {
     std::env::var("NOTMETA_INTEROP_SEED")
@@ -331,10 +315,8 @@ fn openssl_signatures_verify_and_match_sign() {
             cmd.args(["-hmac", &case.secret]);
             as_argument += 1;
         } else {
-            cmd.args(["-mac", "HMAC", "-macopt"]).arg(format!(
-                "hexkey:{}",
-                hex::encode(case.secret.as_bytes())
-            ));
+            cmd.args(["-mac", "HMAC", "-macopt"])
+                .arg(format!("hexkey:{}", hex::encode(case.secret.as_bytes())));
             as_hexkey += 1;
         }
         let output = cmd

@@ -64,3 +64,12 @@ mod thread {
         }
     }
 }
+
+/// The criterion configuration every bench uses: this clock, 1 s of warm-up and 3 s
+/// of measurement per row (the whole suite runs in a few minutes on 2 cores).
+pub(crate) fn criterion() -> criterion::Criterion<Clock> {
+    criterion::Criterion::default()
+        .with_measurement(CLOCK)
+        .warm_up_time(std::time::Duration::from_secs(1))
+        .measurement_time(std::time::Duration::from_secs(3))
+}

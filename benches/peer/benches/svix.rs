@@ -107,10 +107,7 @@ fn against_svix(c: &mut Criterion<cpu_time::Clock>) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .with_measurement(cpu_time::CLOCK)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    config = cpu_time::criterion();
     targets = against_svix
 }
 criterion_main!(benches);
