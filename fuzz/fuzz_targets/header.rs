@@ -10,18 +10,12 @@ use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use notmeta_webhooks::{SIGNATURE_HEADER, Verifier};
-use notmeta_webhooks_fuzz::{OTHER_SECRET, SECRET, expected_verdict};
+use notmeta_webhooks_fuzz::{expected_verdict, verifier};
 
 /// The body of the shared vectors' "empty body" case, whose header is a valid seed.
 const BODY: &[u8] = b"";
 
-static VERIFIER: LazyLock<Verifier> = LazyLock::new(|| {
-    Verifier::builder()
-        .secret(OTHER_SECRET)
-        .secret(SECRET)
-        .build()
-        .unwrap()
-});
+static VERIFIER: LazyLock<Verifier> = LazyLock::new(verifier);
 
 fuzz_target!(|data: &[u8]| {
     let values: Vec<&[u8]> = if data.is_empty() {

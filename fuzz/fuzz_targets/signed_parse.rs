@@ -6,15 +6,9 @@ use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use notmeta_webhooks::{Event, Verifier, sign};
-use notmeta_webhooks_fuzz::{OTHER_SECRET, SECRET, check_parse_outcome};
+use notmeta_webhooks_fuzz::{SECRET, check_parse_outcome, verifier};
 
-static VERIFIER: LazyLock<Verifier> = LazyLock::new(|| {
-    Verifier::builder()
-        .secret(OTHER_SECRET)
-        .secret(SECRET)
-        .build()
-        .unwrap()
-});
+static VERIFIER: LazyLock<Verifier> = LazyLock::new(verifier);
 
 fuzz_target!(|body: &[u8]| {
     let header = sign(body, SECRET);

@@ -12,15 +12,11 @@ use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use notmeta_webhooks::{ErrorKind, Event, Verifier, verify_and_parse};
-use notmeta_webhooks_fuzz::{OTHER_SECRET, SECRET, check_parse_outcome, expected_verdict};
+use notmeta_webhooks_fuzz::{
+    OTHER_SECRET, SECRET, check_parse_outcome, expected_verdict, verifier,
+};
 
-static VERIFIER: LazyLock<Verifier> = LazyLock::new(|| {
-    Verifier::builder()
-        .secret(OTHER_SECRET)
-        .secret(SECRET)
-        .build()
-        .unwrap()
-});
+static VERIFIER: LazyLock<Verifier> = LazyLock::new(verifier);
 
 const SMALL_LIMIT: usize = 512;
 

@@ -5,7 +5,7 @@
 //! rules, written from the specification and not from the crate's code, and
 //! [`check_event`] asserts the invariants every parsed event must satisfy.
 
-use notmeta_webhooks::{ErrorKind, Event, EventKind, EventType, sign};
+use notmeta_webhooks::{ErrorKind, Event, EventKind, EventType, Verifier, sign};
 use serde::de::IgnoredAny;
 
 /// The secret every fuzz target verifies with (the one of the shared signature
@@ -14,6 +14,15 @@ pub const SECRET: &str = "tu_secret_webhook";
 
 /// A second, unrelated secret, tried first, so that rotation is exercised.
 pub const OTHER_SECRET: &str = "whsec_rotated_out";
+
+/// The verifier every target uses: the rotated-out secret first, [`SECRET`] second.
+pub fn verifier() -> Verifier {
+    Verifier::builder()
+        .secret(OTHER_SECRET)
+        .secret(SECRET)
+        .build()
+        .expect("two non-empty secrets")
+}
 
 /// What SPEC §2 says the verdict for these header values over `body` must be.
 ///
