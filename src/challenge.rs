@@ -8,8 +8,8 @@ use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::event::{Event, WebhookVerified};
 
-/// The `Content-Type` of a challenge answer.
-const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+/// The `Content-Type` of a challenge answer, and of every answer the endpoints send.
+pub(crate) const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 
 impl WebhookVerified<'_> {
     /// The answer NotMeta expects: `200`, `text/plain`, body exactly the challenge.
@@ -60,6 +60,6 @@ fn challenge_response(challenge: &str) -> Response<String> {
     *response.status_mut() = StatusCode::OK;
     response
         .headers_mut()
-        .insert(header::CONTENT_TYPE, TEXT_PLAIN);
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_PLAIN));
     response
 }

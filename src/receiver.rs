@@ -251,7 +251,7 @@ impl Answer {
     /// The value of the `Content-Type` header to send with [`Answer::body`].
     #[must_use]
     pub fn content_type(&self) -> HeaderValue {
-        HeaderValue::from_static("text/plain; charset=utf-8")
+        HeaderValue::from_static(crate::challenge::TEXT_PLAIN)
     }
 
     /// Splits the answer into its status and body.
@@ -562,9 +562,11 @@ impl<H: Handler> Receiver<H> {
                 );
             }
         };
-        let id = event.id.as_str().to_owned();
+        // Still borrowed from the body (no copy) unless the id held an escape.
+        let id = event.id.clone();
         let answer = self.run_handler(event.into_owned()).await;
-        self.settle(store, &id, &token, answer.outcome).await;
+        self.settle(store, id.as_str(), &token, answer.outcome)
+            .await;
         answer
     }
 
