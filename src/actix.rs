@@ -42,26 +42,27 @@ use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use actix_web::web::Bytes;
+use actix_web::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, Route, web};
 use futures_util::future::LocalBoxFuture;
 
+use crate::adapter::body::{Declared, read_limited};
+pub use crate::adapter::rejection::WebhookRejection;
+use crate::dedup::IdempotencyStore;
 use crate::error::{Error, ErrorKind};
 use crate::event::Event;
-use crate::receiver::{Answer, Handler, Receiver, read_limited};
-pub use crate::rejection::WebhookRejection;
+use crate::receiver::{Answer, Handler, Receiver};
 use crate::signature::{SIGNATURE_HEADER, Verifier};
 
 /// A ready-made `POST` route for `receiver`: mount it with
 /// `App::route("/webhooks", endpoint(receiver))`.
 ///
 /// It answers `webhook.verified` challenges itself, hands every other event to the
-/// handler, and answers as the [`receiver`](crate::receiver) module's table says.
+/// handler, and answers as [`Outcome`](crate::receiver::Outcome) says.
 ///
 /// actix-web calls the app factory once per worker: create the [`Receiver`] outside
 /// it and pass a clone here, so that all workers share one dedup store.
-pub fn endpoint<H: Handler>(receiver: Receiver<H>) -> Route {
+pub fn endpoint<H: Handler, S: IdempotencyStore>(receiver: Receiver<H, S>) -> Route {
     let receiver = Arc::new(receiver);
     web::post().to(move |request: HttpRequest, payload: web::Payload| {
         let receiver = Arc::clone(&receiver);
@@ -69,12 +70,12 @@ pub fn endpoint<H: Handler>(receiver: Receiver<H>) -> Route {
     })
 }
 
-async fn receive<H: Handler>(
-    receiver: &Receiver<H>,
+async fn receive<H: Handler, S: IdempotencyStore>(
+    receiver: &Receiver<H, S>,
     request: &HttpRequest,
     payload: Payload,
 ) -> HttpResponse {
-    let body = match read_body(request, payload, receiver.verifier().max_body_size()).await {
+    let body = match read_body(request, payload, receiver.verifier()).await {
         Ok(body) => body,
         Err(error) => return answer(Answer::rejected(&error)),
     };
@@ -87,9 +88,13 @@ async fn receive<H: Handler>(
 
 fn answer(answer: Answer) -> HttpResponse {
     let status = actix_status(answer.status());
+    let close = crate::adapter::closes_connection(answer.outcome());
     let (_, body) = answer.into_parts();
     let mut response = HttpResponse::build(status);
     response.insert_header((CONTENT_TYPE, crate::challenge::TEXT_PLAIN));
+    if close {
+        response.insert_header((CONNECTION, "close"));
+    }
     // A fixed text is sent without copying it.
     match body {
         Cow::Borrowed(text) => response.body(text),
@@ -102,18 +107,32 @@ fn actix_status(status: http::StatusCode) -> StatusCode {
     StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-/// Reads the whole body with the verifier's limit.
-async fn read_body(request: &HttpRequest, payload: Payload, limit: usize) -> Result<Bytes, Error> {
-    let content_length = request.headers().get(CONTENT_LENGTH).map(|v| v.as_bytes());
-    read_limited(payload, content_length, limit).await
+/// Reads the whole body with the verifier's limits.
+async fn read_body(
+    request: &HttpRequest,
+    payload: Payload,
+    verifier: &Verifier,
+) -> Result<actix_web::web::Bytes, Error> {
+    let headers = request.headers();
+    let declared = Declared::new(
+        headers.get(CONTENT_LENGTH).map(|v| v.as_bytes()),
+        headers.get(EXPECT).map(|v| v.as_bytes()),
+    );
+    read_limited(
+        payload,
+        declared,
+        verifier.max_body_size(),
+        verifier.body_read_timeout(),
+    )
+    .await
 }
 
 /// An extractor for a verified, typed event.
 ///
 /// The [`Verifier`] comes from app data: register it with
 /// `App::app_data(web::Data::new(verifier))`. A request that fails is rejected with
-/// [`WebhookRejection`] (400 or 413) before your handler runs. The challenge is yours
-/// to answer here ([`Event::challenge`]); [`endpoint`] answers it for you.
+/// [`WebhookRejection`] (400, 413 or 503) before your handler runs. The challenge is
+/// yours to answer here ([`Event::challenge`]); [`endpoint`] answers it for you.
 ///
 /// ```
 /// use actix_web::{web, App, HttpResponse};
@@ -154,7 +173,7 @@ impl FromRequest for VerifiedEvent {
                     "no web::Data<Verifier> registered with App::app_data",
                 )
             })?;
-            let body = read_body(&request, payload, verifier.max_body_size()).await?;
+            let body = read_body(&request, payload, &verifier).await?;
             let signatures = request
                 .headers()
                 .get_all(SIGNATURE_HEADER.as_str())
@@ -167,10 +186,10 @@ impl FromRequest for VerifiedEvent {
 
 impl ResponseError for WebhookRejection {
     fn status_code(&self) -> StatusCode {
-        actix_status(self.0.status())
+        actix_status(self.error().status())
     }
 
     fn error_response(&self) -> HttpResponse {
-        answer(Answer::rejected(&self.0))
+        answer(Answer::rejected(self.error()))
     }
 }

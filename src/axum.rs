@@ -33,75 +33,41 @@
 //! # Ok(()) }
 //! ```
 
-use std::borrow::Cow;
-use std::sync::Arc;
-
-use axum::body::{Body, Bytes};
 use axum::extract::{FromRef, FromRequest, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
-use http::{HeaderMap, header};
+use http::{HeaderValue, header};
 
-use crate::error::Error;
+use crate::adapter::body::{Declared, read_limited};
+pub use crate::adapter::rejection::WebhookRejection;
+use crate::dedup::IdempotencyStore;
 use crate::event::Event;
-use crate::receiver::{Answer, Handler, Receiver, read_limited};
-pub use crate::rejection::WebhookRejection;
-use crate::signature::{SIGNATURE_HEADER, Verifier};
+use crate::receiver::{Answer, Handler, Receiver};
+use crate::signature::Verifier;
+use crate::tower::{WebhookService, response};
 
 /// A ready-made `POST` route for `receiver`: mount it with
 /// `Router::route("/webhooks", endpoint(receiver))`.
 ///
 /// It answers `webhook.verified` challenges itself, hands every other event to the
-/// handler, and answers as the [`receiver`](crate::receiver) module's table says.
-pub fn endpoint<H, S>(receiver: Receiver<H>) -> MethodRouter<S>
+/// handler, and answers as [`Outcome`](crate::receiver::Outcome) says. It is the
+/// [`WebhookService`] of the `tower` entry point behind axum's `post_service`; mount
+/// that service with `Router::route_service` to take every method.
+pub fn endpoint<H, St, S>(receiver: Receiver<H, St>) -> MethodRouter<S>
 where
     H: Handler,
+    St: IdempotencyStore,
     S: Clone + Send + Sync + 'static,
 {
-    let receiver = Arc::new(receiver);
-    axum::routing::post(move |request: Request| {
-        let receiver = Arc::clone(&receiver);
-        async move { receive(&receiver, request).await }
-    })
-}
-
-async fn receive<H: Handler>(receiver: &Receiver<H>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let body = match read_body(&parts.headers, body, receiver.verifier().max_body_size()).await {
-        Ok(body) => body,
-        Err(error) => return answer(Answer::rejected(&error)),
-    };
-    let signatures = parts
-        .headers
-        .get_all(SIGNATURE_HEADER)
-        .iter()
-        .map(http::HeaderValue::as_bytes);
-    answer(receiver.receive(&body, signatures).await)
-}
-
-fn answer(answer: Answer) -> Response {
-    let content_type = answer.content_type();
-    let (status, body) = answer.into_parts();
-    // A fixed text is sent without copying it.
-    let body = match body {
-        Cow::Borrowed(text) => Body::from(text),
-        Cow::Owned(text) => Body::from(text),
-    };
-    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
-}
-
-/// Reads the whole body with the verifier's limit.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Error> {
-    let content_length = headers.get(header::CONTENT_LENGTH).map(|v| v.as_bytes());
-    read_limited(body.into_data_stream(), content_length, limit).await
+    axum::routing::post_service(WebhookService::new(receiver))
 }
 
 /// An extractor for a verified, typed event.
 ///
 /// The [`Verifier`] comes from the router's state (`Verifier: FromRef<S>`, so the
 /// state can be the verifier itself or a struct with a verifier field). A request
-/// that fails is rejected with [`WebhookRejection`] (400 or 413) before your handler
-/// runs. The challenge is yours to answer here
+/// that fails is rejected with [`WebhookRejection`] (400, 413 or 503) before your
+/// handler runs. The challenge is yours to answer here
 /// ([`Event::challenge_response`]); [`endpoint`] answers it for you.
 ///
 /// ```
@@ -135,7 +101,20 @@ where
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let verifier = Verifier::from_ref(state);
         let (parts, body) = request.into_parts();
-        let body = read_body(&parts.headers, body, verifier.max_body_size()).await?;
+        let declared = Declared::new(
+            parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .map(HeaderValue::as_bytes),
+            parts.headers.get(header::EXPECT).map(HeaderValue::as_bytes),
+        );
+        let body = read_limited(
+            body.into_data_stream(),
+            declared,
+            verifier.max_body_size(),
+            verifier.body_read_timeout(),
+        )
+        .await?;
         let event = verifier.verify_headers(&body, &parts.headers)?.parse()?;
         Ok(Self(event.into_owned()))
     }
@@ -143,6 +122,6 @@ where
 
 impl IntoResponse for WebhookRejection {
     fn into_response(self) -> Response {
-        answer(Answer::rejected(&self.0))
+        response(Answer::rejected(self.error())).into_response()
     }
 }

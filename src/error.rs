@@ -51,6 +51,11 @@ pub enum ErrorKind {
     /// sent a broken chunked encoding).
     #[error("the request body could not be read")]
     BodyRead,
+    /// The body did not arrive within the read time limit (a client sending it too
+    /// slowly). Answered 503, not 408: a 4xx would tell NotMeta to give up on the
+    /// event, while a slow link deserves a retry. The connection is not reused.
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     /// The receiver is misconfigured (for example, an empty secret).
     #[error("invalid configuration")]
     Config,
@@ -73,6 +78,7 @@ impl ErrorKind {
             | Self::InvalidEvent
             | Self::BodyRead => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::SERVICE_UNAVAILABLE,
             Self::Config => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -108,6 +114,7 @@ impl ErrorKind {
             }
             Self::InvalidEvent => "Invalid event",
             Self::BodyRead => "Unreadable body",
+            Self::BodyTimeout => "Body too slow, retry later",
             Self::BodyTooLarge => "Payload too large",
             Self::Config => "Webhook receiver misconfigured",
         }
@@ -278,6 +285,7 @@ mod tests {
             (ErrorKind::InvalidEvent, 400),
             (ErrorKind::BodyTooLarge, 413),
             (ErrorKind::BodyRead, 400),
+            (ErrorKind::BodyTimeout, 503),
             (ErrorKind::Config, 500),
         ];
         for (kind, status) in cases {

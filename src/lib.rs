@@ -91,10 +91,12 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `receiver` | `receiver::Receiver`: a framework-neutral endpoint that answers the challenge, runs your async handler under a time limit, catches its panics, de-duplicates on event id (`dedup::MemoryStore` by default) and maps every outcome to SPEC §6 |
+//! | `tower` | `tower::WebhookService`: the ready-made endpoint as a `tower::Service` for hyper, axum, tonic or `lambda_http` |
 //! | `axum` | `axum::VerifiedEvent` (extractor) and `axum::endpoint` (ready-made route) |
 //! | `actix` | `actix::VerifiedEvent` (extractor) and `actix::endpoint` (ready-made route) |
 //! | `redis` | `dedup::RedisStore`, one idempotency store for several replicas |
 //! | `tracing` | one span per delivery with event id, type and outcome |
+//! | `metrics` | counters per outcome, store errors, lease renewals and losses, and a handler-duration histogram, through the `metrics` facade |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -102,6 +104,8 @@
 #[cfg(feature = "actix")]
 #[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
 pub mod actix;
+#[cfg(any(feature = "tower", feature = "actix"))]
+mod adapter;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
@@ -117,9 +121,10 @@ mod event;
 #[cfg(feature = "receiver")]
 #[cfg_attr(docsrs, doc(cfg(feature = "receiver")))]
 pub mod receiver;
-#[cfg(any(feature = "axum", feature = "actix"))]
-mod rejection;
 mod signature;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 
 pub use error::{Error, ErrorKind};
 pub use event::{
@@ -129,8 +134,8 @@ pub use event::{
     UserId, UserPayload, UserRole, WebhookFailed, WebhookId, WebhookVerified,
 };
 pub use signature::{
-    DEFAULT_MAX_BODY_SIZE, SIGNATURE_HEADER, Secret, VerifiedPayload, Verifier, VerifierBuilder,
-    sign, verify_and_parse,
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_SIZE, SIGNATURE_HEADER, Secret, VerifiedPayload,
+    Verifier, VerifierBuilder, sign, verify_and_parse,
 };
 
 #[cfg(all(doctest, feature = "axum", feature = "actix"))]

@@ -78,7 +78,7 @@ fn receiver<S: IdempotencyStore>(
     ledger: &Arc<Ledger>,
     clock: &ManualClock,
     store: S,
-) -> Receiver<impl Handler + use<S>> {
+) -> Receiver<impl Handler + use<S>, S> {
     Receiver::new(
         Verifier::new(SECRET).unwrap(),
         flaky_handler(Arc::clone(ledger)),
@@ -89,7 +89,7 @@ fn receiver<S: IdempotencyStore>(
     .with_handler_timeout(Duration::from_millis(300))
 }
 
-async fn serve_axum(receiver: Receiver<impl Handler>) -> SocketAddr {
+async fn serve_axum(receiver: Receiver<impl Handler, impl IdempotencyStore>) -> SocketAddr {
     let app = Router::new().route("/webhooks", notmeta_webhooks::axum::endpoint(receiver));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -97,7 +97,7 @@ async fn serve_axum(receiver: Receiver<impl Handler>) -> SocketAddr {
     addr
 }
 
-fn serve_actix<H: Handler>(receiver: Receiver<H>) -> SocketAddr {
+fn serve_actix<H: Handler, S: IdempotencyStore>(receiver: Receiver<H, S>) -> SocketAddr {
     let server = HttpServer::new(move || {
         App::new().route(
             "/webhooks",
@@ -256,7 +256,7 @@ async fn two_replicas_sharing_redis_handle_every_event_exactly_once() {
         RedisStore::connect(&redis.url())
             .await
             .unwrap()
-            .namespace(namespace.clone())
+            .with_namespace(namespace.clone())
     };
     // Two independent receivers (one per framework), as two replicas would be.
     let axum = serve_axum(receiver(&ledger, &clock, store().await)).await;

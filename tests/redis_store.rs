@@ -6,14 +6,13 @@ mod redis_server;
 
 use std::time::Duration;
 
-use notmeta_webhooks::dedup::{Claim, ClaimToken, IdempotencyStore, RedisStore};
+use notmeta_webhooks::dedup::{Claim, ClaimToken, IdempotencyStore, RedisStore, Settled};
 use redis_server::RedisServer;
 
-const LEASE: Duration = Duration::from_secs(30);
 const WINDOW: Duration = Duration::from_secs(7200);
 
-async fn claimed(store: &RedisStore, id: &str, lease: Duration) -> ClaimToken {
-    match store.claim(id, lease).await.unwrap() {
+async fn claimed(store: &RedisStore, id: &str) -> ClaimToken {
+    match store.claim(id).await.unwrap() {
         Claim::Claimed(token) => token,
         other => panic!("{id}: {other:?}"),
     }
@@ -24,24 +23,21 @@ async fn two_phase_protocol_on_a_real_server() {
     let server = RedisServer::start();
     let store = RedisStore::connect(&server.url()).await.unwrap();
 
-    let token = claimed(&store, "evt_1", LEASE).await;
-    assert_eq!(
-        store.claim("evt_1", LEASE).await.unwrap(),
-        Claim::InProgress
-    );
+    let token = claimed(&store, "evt_1").await;
+    assert_eq!(store.claim("evt_1").await.unwrap(), Claim::InProgress);
     // Only the holder's token releases.
     store.release("evt_1", &ClaimToken::new()).await.unwrap();
-    assert_eq!(
-        store.claim("evt_1", LEASE).await.unwrap(),
-        Claim::InProgress
-    );
+    assert_eq!(store.claim("evt_1").await.unwrap(), Claim::InProgress);
     store.release("evt_1", &token).await.unwrap();
-    let token = claimed(&store, "evt_1", LEASE).await;
-    store.complete("evt_1", &token, WINDOW).await.unwrap();
-    assert_eq!(store.claim("evt_1", LEASE).await.unwrap(), Claim::Done);
+    let token = claimed(&store, "evt_1").await;
+    assert_eq!(
+        store.complete("evt_1", &token, WINDOW).await.unwrap(),
+        Settled::Recorded
+    );
+    assert_eq!(store.claim("evt_1").await.unwrap(), Claim::Done);
     // Releasing after completion does not forget the event.
     store.release("evt_1", &token).await.unwrap();
-    assert_eq!(store.claim("evt_1", LEASE).await.unwrap(), Claim::Done);
+    assert_eq!(store.claim("evt_1").await.unwrap(), Claim::Done);
 
     // The key is namespaced and expires with the window.
     let client = redis::Client::open(server.url()).unwrap();
@@ -63,21 +59,102 @@ async fn two_phase_protocol_on_a_real_server() {
 #[tokio::test]
 async fn a_crashed_claim_expires_and_namespaces_are_separate() {
     let server = RedisServer::start();
-    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let store = RedisStore::connect(&server.url())
+        .await
+        .unwrap()
+        .with_lease(Duration::from_secs(1));
     let other = RedisStore::connect(&server.url())
         .await
         .unwrap()
-        .namespace("staging");
+        .with_namespace("staging");
 
-    let _abandoned = claimed(&store, "evt_crash", Duration::from_millis(200)).await;
-    assert_eq!(
-        store.claim("evt_crash", LEASE).await.unwrap(),
-        Claim::InProgress
-    );
+    let _abandoned = claimed(&store, "evt_crash").await;
+    assert_eq!(store.claim("evt_crash").await.unwrap(), Claim::InProgress);
     // Another namespace does not see it.
-    claimed(&other, "evt_crash", LEASE).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    claimed(&store, "evt_crash", LEASE).await;
+    claimed(&other, "evt_crash").await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    claimed(&store, "evt_crash").await;
+}
+
+#[tokio::test]
+async fn renewal_keeps_a_claim_and_only_the_holder_settles_it() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url())
+        .await
+        .unwrap()
+        .with_lease(Duration::from_secs(1));
+    let token = claimed(&store, "evt_1").await;
+    // Renewed every 400 ms, the 1 s claim outlives three leases.
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            store.renew("evt_1", &token).await.unwrap(),
+            Settled::Recorded
+        );
+    }
+    assert_eq!(store.claim("evt_1").await.unwrap(), Claim::InProgress);
+    let stranger = ClaimToken::new();
+    assert_eq!(
+        store.renew("evt_1", &stranger).await.unwrap(),
+        Settled::LeaseLost
+    );
+    assert_eq!(
+        store.complete("evt_1", &stranger, WINDOW).await.unwrap(),
+        Settled::LeaseLost
+    );
+    assert_eq!(store.claim("evt_1").await.unwrap(), Claim::InProgress);
+
+    // Not renewed, the lease lapses and a second delivery takes over; the first
+    // learns it lost the lease and changes nothing.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let second = claimed(&store, "evt_1").await;
+    assert_eq!(
+        store.renew("evt_1", &token).await.unwrap(),
+        Settled::LeaseLost
+    );
+    assert_eq!(
+        store.complete("evt_1", &token, WINDOW).await.unwrap(),
+        Settled::LeaseLost
+    );
+    assert_eq!(store.claim("evt_1").await.unwrap(), Claim::InProgress);
+    assert_eq!(
+        store.complete("evt_1", &second, WINDOW).await.unwrap(),
+        Settled::Recorded
+    );
+    assert_eq!(store.claim("evt_1").await.unwrap(), Claim::Done);
+}
+
+#[tokio::test]
+async fn huge_durations_are_clamped_not_refused() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url())
+        .await
+        .unwrap()
+        .with_lease(Duration::MAX);
+    let token = claimed(&store, "evt_1").await;
+    assert_eq!(
+        store.renew("evt_1", &token).await.unwrap(),
+        Settled::Recorded
+    );
+    assert_eq!(
+        store
+            .complete("evt_1", &token, Duration::MAX)
+            .await
+            .unwrap(),
+        Settled::Recorded
+    );
+    assert_eq!(store.claim("evt_1").await.unwrap(), Claim::Done);
+    let zero = RedisStore::connect(&server.url())
+        .await
+        .unwrap()
+        .with_lease(Duration::ZERO);
+    let token = claimed(&zero, "evt_2").await;
+    assert_eq!(
+        zero.complete("evt_2", &token, Duration::ZERO)
+            .await
+            .unwrap(),
+        Settled::Recorded
+    );
 }
 
 #[tokio::test]
@@ -93,10 +170,7 @@ async fn concurrent_claims_have_one_winner() {
     for round in 0..50 {
         let id = format!("evt_race_{round}");
         let claims = futures_util::future::join_all(
-            stores
-                .iter()
-                .flat_map(|s| [s, s])
-                .map(|s| s.claim(&id, LEASE)),
+            stores.iter().flat_map(|s| [s, s]).map(|s| s.claim(&id)),
         )
         .await;
         let winners = claims
@@ -112,6 +186,6 @@ async fn an_unreachable_server_is_an_error_not_a_hang() {
     let server = RedisServer::start();
     let store = RedisStore::connect(&server.url()).await.unwrap();
     drop(server);
-    let result = tokio::time::timeout(Duration::from_secs(20), store.claim("evt_1", LEASE)).await;
+    let result = tokio::time::timeout(Duration::from_secs(20), store.claim("evt_1")).await;
     assert!(matches!(result, Ok(Err(_))), "{result:?}");
 }

@@ -95,8 +95,8 @@ async fn debug_logs_show_one_span_per_delivery() {
             .filter(|l| l.contains("delivery refused"))
             .all(|l| l.contains("DEBUG"))
     );
-    assert!(text.contains("outcome=Handled"), "{text}");
-    assert!(text.contains("outcome=TemporaryFailure"), "{text}");
+    assert!(text.contains("outcome=\"handled\""), "{text}");
+    assert!(text.contains("outcome=\"temporary_failure\""), "{text}");
 }
 
 #[tokio::test]

@@ -1,191 +1,139 @@
 //! The in-process idempotency store.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
-use std::hash::{Hash as _, Hasher as _};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::future::{Future, ready};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
-use futures_util::future::{BoxFuture, FutureExt as _, ready};
-
-use super::{Claim, ClaimToken, IdempotencyStore, StoreError};
+use super::{Claim, ClaimToken, IdempotencyStore, Settled, StoreError, clamp};
 use crate::clock::{Clock, SystemClock};
 
-/// The default number of event ids a [`MemoryStore`] remembers.
+/// The default number of event ids a [`MemoryStore`] remembers: 500,000.
 ///
-/// At NotMeta's retry window this covers a sustained ~14 events per second; an entry
-/// costs roughly 150 bytes plus the id, so the default bound is about 20 MB.
-pub const DEFAULT_CAPACITY: usize = 100_000;
+/// Sized for a sustained **69 events per second** over the default 2-hour dedup
+/// window (500,000 ÷ 7,200 s). A remembered id costs about 100 bytes whatever its
+/// length (the store keeps a 128-bit keyed hash of it, not the id), so a full default
+/// store holds about 50 MB. For a higher rate `r` (events/s) and window `w` (s), use
+/// [`MemoryStore::with_capacity`]`(r × w)` with some headroom.
+pub const DEFAULT_CAPACITY: usize = 500_000;
 
 /// An idempotency store in this process's memory: for a single replica.
 ///
-/// Bounded in both directions: entries expire (claims after their lease, finished
-/// events after the dedup window), and at most `capacity` ids are kept. When full, the
-/// finished ids closest to expiry are forgotten first; live claims are never dropped
-/// (if every entry is a live claim, a new claim fails and is answered 503). Every
-/// operation takes constant time (amortised); a store of 4,096 ids or more is split
-/// into 16 independently locked shards, each with its share of the capacity.
+/// - **Never forgets an id inside its window.** A finished id is remembered until its
+///   window has passed, whatever else arrives.
+/// - **Bounded.** At most `capacity` ids are held (claims and finished ids). When it
+///   is full of ids it must still remember, a *new* id is refused with
+///   [`Claim::Full`] (the receiver answers 503, so NotMeta retries later, and counts
+///   and logs the refusal); duplicates of ids it holds are still recognised.
+///   [`refused`](Self::refused) counts refusals.
+/// - **Claims live as long as the delivery**: they are held until completed or
+///   released ([`lease`](IdempotencyStore::lease) is `None`), so a handler that runs
+///   long, or blocks its thread, never loses its claim to a duplicate. They die with
+///   the process, as everything here does.
+/// - **Monotonic time**: windows are measured on [`Clock::monotonic`], so a step of
+///   the wall clock does not forget ids early.
+/// - **Cheap**: ids are kept as a 128-bit keyed hash (the key is random per process),
+///   operations take O(log n) at worst, and a store of 4,096 ids or more is split into
+///   16 independently locked shards, each with its share of the capacity.
 ///
 /// ```
 /// use std::time::Duration;
-/// use notmeta_webhooks::dedup::{Claim, IdempotencyStore, MemoryStore};
+/// use notmeta_webhooks::dedup::{Claim, IdempotencyStore, MemoryStore, Settled};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = MemoryStore::new();
-/// let Claim::Claimed(token) = store.claim("evt_1", Duration::from_secs(30)).await? else { panic!() };
-/// assert_eq!(store.claim("evt_1", Duration::from_secs(30)).await?, Claim::InProgress);
-/// store.complete("evt_1", &token, Duration::from_secs(7200)).await?;
-/// assert_eq!(store.claim("evt_1", Duration::from_secs(30)).await?, Claim::Done);
+/// let Claim::Claimed(token) = store.claim("evt_1").await? else { panic!() };
+/// assert_eq!(store.claim("evt_1").await?, Claim::InProgress);
+/// assert_eq!(store.complete("evt_1", &token, Duration::from_secs(7200)).await?, Settled::Recorded);
+/// assert_eq!(store.claim("evt_1").await?, Claim::Done);
 /// # Ok(()) }
 /// ```
+///
+/// Clones share the same ids. Each handle reads time from its own clock
+/// ([`with_clock`](Self::with_clock)); give every handle that writes the same one.
 #[derive(Clone)]
 pub struct MemoryStore {
-    shards: Arc<[Mutex<Shard>]>,
+    shared: Arc<Shared>,
     clock: Arc<dyn Clock>,
+}
+
+struct Shared {
+    shards: Box<[Mutex<Shard>]>,
     capacity: usize,
+    keys: (std::hash::RandomState, std::hash::RandomState),
+    refused: AtomicU64,
 }
 
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
             .field("len", &self.len())
-            .field("capacity", &self.capacity)
+            .field("capacity", &self.shared.capacity)
+            .field("refused", &self.refused())
             .finish_non_exhaustive()
     }
 }
 
-#[derive(Debug)]
+/// A 128-bit keyed hash of an event id: the table's key.
+type Key = u128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Claimed(ClaimToken),
-    Done,
+    /// Done until this monotonic time.
+    Done(Instant),
 }
 
-#[derive(Debug)]
-struct Entry {
-    state: State,
-    expires: SystemTime,
-    /// Which queue item speaks for this entry; older items for the id are stale.
-    seq: u64,
-}
+/// The keys are already uniformly random, so the table uses them as they are.
+#[derive(Default)]
+struct KeyHasher(u64);
 
-/// A queue item: an id and the entry it was queued for.
-#[derive(Debug)]
-struct Queued {
-    expires: SystemTime,
-    seq: u64,
-    id: Arc<str>,
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u128(&mut self, key: u128) {
+        // Truncation intended: the low half of a random key.
+        self.0 = key as u64;
+    }
 }
 
 /// One part of the store, behind its own lock.
-///
-/// Claims and finished ids each have one time to live, so each queue is in expiry
-/// order: expiring and evicting take the oldest item of a queue, in constant time.
-/// An item whose entry has moved on (released, completed, re-claimed) is stale and is
-/// dropped when it reaches the front; live entries are also checked against the
-/// clock when looked up, so a caller that varies the time to live stays correct.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Shard {
-    entries: HashMap<Arc<str>, Entry>,
-    claims: VecDeque<Queued>,
-    done: VecDeque<Queued>,
-    seq: u64,
+    entries: HashMap<Key, State, BuildHasherDefault<KeyHasher>>,
+    /// Finished ids by expiry, earliest first.
+    expiry: BinaryHeap<Reverse<(Instant, Key)>>,
 }
 
 impl Shard {
-    fn is_live(&self, item: &Queued) -> bool {
-        self.entries
-            .get(&item.id)
-            .is_some_and(|e| e.seq == item.seq)
-    }
-
-    /// Drops expired queue fronts (and their entries, unless they have moved on).
-    /// Stale items that have not expired wait for their expiry or for [`compact`].
-    ///
-    /// [`compact`]: Shard::compact
-    fn tidy(&mut self, now: SystemTime) {
-        for done_queue in [false, true] {
-            loop {
-                let queue = if done_queue {
-                    &mut self.done
-                } else {
-                    &mut self.claims
-                };
-                if queue.front().is_none_or(|front| front.expires > now) {
-                    break;
-                }
-                let item = queue.pop_front().unwrap_or_else(|| unreachable!());
-                if self.is_live(&item) {
-                    self.entries.remove(&item.id);
-                }
+    /// Forgets the finished ids whose window has passed.
+    fn tidy(&mut self, now: Instant) {
+        while let Some(&Reverse((expires, key))) = self.expiry.peek() {
+            if expires > now {
+                break;
+            }
+            self.expiry.pop();
+            if self.entries.get(&key) == Some(&State::Done(expires)) {
+                self.entries.remove(&key);
             }
         }
     }
 
-    /// The live entry for `id`, if any.
-    fn get(&self, id: &str, now: SystemTime) -> Option<&Entry> {
-        self.entries.get(id).filter(|e| e.expires > now)
-    }
-
-    /// Makes room for one more id: forgets the oldest finished id.
-    ///
-    /// Once the shard is full it also sizes its table for good: a hash table kept
-    /// full while ids come and go fills with deleted-slot markers and would double
-    /// once, at some later moment; at twice its share it only ever tidies in place,
-    /// so a full store's memory stays flat.
-    fn make_room(&mut self, capacity: usize) -> Result<(), StoreError> {
-        if self.entries.len() + 1 >= capacity && self.entries.capacity() < 2 * capacity {
-            self.entries.reserve(2 * capacity - self.entries.len());
-        }
-        while self.entries.len() >= capacity {
-            let Some(item) = self.done.pop_front() else {
-                return Err(StoreError::new(
-                    "the in-memory idempotency store is full of claims in progress",
-                ));
-            };
-            if self.is_live(&item) {
-                self.entries.remove(&item.id);
-            }
-        }
-        Ok(())
-    }
-
-    fn insert(&mut self, id: &str, state: State, expires: SystemTime) {
-        self.seq += 1;
-        let seq = self.seq;
-        let shared: Arc<str> = match self.entries.get_key_value(id) {
-            Some((key, _)) => Arc::clone(key),
-            None => id.into(),
-        };
-        let queue = match state {
-            State::Claimed(_) => &mut self.claims,
-            State::Done => &mut self.done,
-        };
-        queue.push_back(Queued {
-            expires,
-            seq,
-            id: Arc::clone(&shared),
-        });
-        self.entries.insert(
-            shared,
-            Entry {
-                state,
-                expires,
-                seq,
-            },
-        );
-        self.compact();
-    }
-
-    /// Keeps the queues in proportion to the entries: stale items behind a long-lived
-    /// claim are dropped once they outnumber the entries (amortised constant time).
-    fn compact(&mut self) {
-        let bound = 2 * self.entries.len() + 64;
-        if self.claims.len() + self.done.len() > bound {
-            let entries = &self.entries;
-            let live = |item: &Queued| entries.get(&item.id).is_some_and(|e| e.seq == item.seq);
-            self.claims.retain(live);
-            self.done.retain(live);
-        }
+    fn done(&mut self, key: Key, expires: Instant) {
+        self.entries.insert(key, State::Done(expires));
+        self.expiry.push(Reverse((expires, key)));
     }
 }
 
@@ -200,6 +148,9 @@ impl Default for MemoryStore {
 const SHARDED_FROM: usize = 4096;
 const SHARDS: usize = 16;
 
+/// A window that an `Instant` can always hold (where a longer one would overflow).
+const MAX_SAFE: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+
 impl MemoryStore {
     /// A store for [`DEFAULT_CAPACITY`] ids on the system clock.
     #[must_use]
@@ -207,36 +158,56 @@ impl MemoryStore {
         Self::with_capacity(DEFAULT_CAPACITY)
     }
 
-    /// A store that remembers at most `capacity` ids (at least 1).
+    /// A store that remembers at most `capacity` ids (at least 1; memory is taken as
+    /// ids arrive, not up front).
+    ///
+    /// ```
+    /// use notmeta_webhooks::dedup::MemoryStore;
+    /// // 200 events/s over a 2-hour window, with 10% headroom.
+    /// let store = MemoryStore::with_capacity(200 * 7200 * 11 / 10);
+    /// assert_eq!(store.capacity(), 1_584_000);
+    /// ```
     #[must_use]
     pub fn with_capacity(capacity: usize) -> Self {
+        Self::build(capacity, Arc::new(SystemClock))
+    }
+
+    fn build(capacity: usize, clock: Arc<dyn Clock>) -> Self {
         let capacity = capacity.max(1);
         let shards = if capacity >= SHARDED_FROM { SHARDS } else { 1 };
         Self {
-            shards: (0..shards).map(|_| Mutex::default()).collect(),
-            clock: Arc::new(SystemClock),
-            capacity,
+            shared: Arc::new(Shared {
+                shards: (0..shards).map(|_| Mutex::default()).collect(),
+                capacity,
+                keys: Default::default(),
+                refused: AtomicU64::new(0),
+            }),
+            clock,
         }
     }
 
-    /// Uses `clock` for expiry instead of the system clock (for tests).
+    /// This handle reads time from `clock` instead of the system clock (for tests).
+    /// A [`Receiver`](crate::receiver::Receiver) gives its store its own clock, so
+    /// this is needed only for a store used on its own.
     #[must_use]
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
     }
 
-    /// How many ids are held now (claims and finished events, expired or not).
+    /// The most ids it holds.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity
+    }
+
+    /// How many ids are held now (claims and finished ids).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.shards
+        self.shared
+            .shards
             .iter()
-            .map(|s| {
-                s.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .entries
-                    .len()
-            })
+            .map(|s| lock(s).entries.len())
             .sum()
     }
 
@@ -246,85 +217,120 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    /// The shard holding `id`, and that shard's share of the capacity.
-    fn shard(&self, id: &str) -> (std::sync::MutexGuard<'_, Shard>, usize) {
-        let index = if self.shards.len() == 1 {
-            0
-        } else {
-            let mut hasher = std::hash::DefaultHasher::new();
-            id.hash(&mut hasher);
-            (hasher.finish() % self.shards.len() as u64) as usize
-        };
-        let guard = self.shards[index]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        (guard, self.capacity.div_ceil(self.shards.len()))
+    /// How many new ids were refused because the store was full.
+    #[must_use]
+    pub fn refused(&self) -> u64 {
+        self.shared.refused.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn claim_now(&self, id: &str, lease: Duration) -> Result<Claim, StoreError> {
-        let now = self.clock.now();
-        let (mut shard, capacity) = self.shard(id);
+    fn now(&self) -> Instant {
+        self.clock.monotonic()
+    }
+
+    /// The id's key and the shard holding it, locked, with that shard's share of the
+    /// capacity.
+    fn shard(&self, id: &str) -> (Key, MutexGuard<'_, Shard>, usize) {
+        let (a, b) = &self.shared.keys;
+        let key = (u128::from(a.hash_one(id)) << 64) | u128::from(b.hash_one(id));
+        let shards = &self.shared.shards;
+        // The top bits pick the shard; the table uses the low ones.
+        let index = ((key >> 124) as usize) % shards.len();
+        let share = self.shared.capacity.div_ceil(shards.len());
+        (key, lock(&shards[index]), share)
+    }
+
+    fn claim_now(&self, id: &str) -> Claim {
+        let now = self.now();
+        let (key, mut shard, share) = self.shard(id);
         shard.tidy(now);
-        if let Some(entry) = shard.get(id, now) {
-            return Ok(match entry.state {
-                State::Done => Claim::Done,
-                State::Claimed(_) => Claim::InProgress,
-            });
+        match shard.entries.get(&key) {
+            Some(State::Claimed(_)) => Claim::InProgress,
+            Some(State::Done(_)) => Claim::Done,
+            None if shard.entries.len() >= share => {
+                self.shared.refused.fetch_add(1, Ordering::Relaxed);
+                Claim::Full
+            }
+            None => {
+                let token = ClaimToken::new();
+                shard.entries.insert(key, State::Claimed(token));
+                Claim::Claimed(token)
+            }
         }
-        if !shard.entries.contains_key(id) {
-            shard.make_room(capacity)?;
-        }
-        let token = ClaimToken::new();
-        shard.insert(id, State::Claimed(token), now + lease);
-        Ok(Claim::Claimed(token))
     }
 
-    pub(crate) fn complete_now(&self, id: &str, window: Duration) -> Result<(), StoreError> {
-        let now = self.clock.now();
-        let (mut shard, capacity) = self.shard(id);
+    fn renew_now(&self, id: &str, token: &ClaimToken) -> Settled {
+        let (key, shard, _) = self.shard(id);
+        match shard.entries.get(&key) {
+            Some(State::Claimed(held)) if held == token => Settled::Recorded,
+            _ => Settled::LeaseLost,
+        }
+    }
+
+    fn complete_now(&self, id: &str, token: &ClaimToken, window: Duration) -> Settled {
+        let now = self.now();
+        let (key, mut shard, _) = self.shard(id);
         shard.tidy(now);
-        if !shard.entries.contains_key(id) {
-            shard.make_room(capacity)?;
+        match shard.entries.get(&key) {
+            // A free id is recorded too (even past the capacity by one: forgetting
+            // it would let the handler run again).
+            Some(State::Claimed(held)) if held == token => {}
+            None => {}
+            Some(_) => return Settled::LeaseLost,
         }
-        shard.insert(id, State::Done, now + window);
-        Ok(())
+        let expires = now.checked_add(clamp(window)).unwrap_or(now + MAX_SAFE);
+        shard.done(key, expires);
+        Settled::Recorded
     }
 
-    pub(crate) fn release_now(&self, id: &str, token: &ClaimToken) {
-        let (mut shard, _) = self.shard(id);
-        if matches!(&shard.entries.get(id), Some(Entry { state: State::Claimed(held), .. }) if held == token)
-        {
-            // Its queue item is now stale and goes when it reaches the front.
-            shard.entries.remove(id);
+    fn release_now(&self, id: &str, token: &ClaimToken) {
+        let (key, mut shard, _) = self.shard(id);
+        if shard.entries.get(&key) == Some(&State::Claimed(*token)) {
+            shard.entries.remove(&key);
         }
     }
 }
 
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl IdempotencyStore for MemoryStore {
-    fn claim<'a>(
-        &'a self,
-        event_id: &'a str,
-        lease: Duration,
-    ) -> BoxFuture<'a, Result<Claim, StoreError>> {
-        ready(self.claim_now(event_id, lease)).boxed()
+    fn lease(&self) -> Option<Duration> {
+        None
     }
 
-    fn complete<'a>(
-        &'a self,
-        event_id: &'a str,
-        _token: &'a ClaimToken,
+    fn claim(&self, event_id: &str) -> impl Future<Output = Result<Claim, StoreError>> + Send {
+        ready(Ok(self.claim_now(event_id)))
+    }
+
+    fn renew(
+        &self,
+        event_id: &str,
+        token: &ClaimToken,
+    ) -> impl Future<Output = Result<Settled, StoreError>> + Send {
+        ready(Ok(self.renew_now(event_id, token)))
+    }
+
+    fn complete(
+        &self,
+        event_id: &str,
+        token: &ClaimToken,
         window: Duration,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        ready(self.complete_now(event_id, window)).boxed()
+    ) -> impl Future<Output = Result<Settled, StoreError>> + Send {
+        ready(Ok(self.complete_now(event_id, token, window)))
     }
 
-    fn release<'a>(
-        &'a self,
-        event_id: &'a str,
-        token: &'a ClaimToken,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn release(
+        &self,
+        event_id: &str,
+        token: &ClaimToken,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.release_now(event_id, token);
-        ready(Ok(())).boxed()
+        ready(Ok(()))
+    }
+
+    fn use_clock(&mut self, clock: Arc<dyn Clock>) {
+        self.clock = clock;
     }
 }
 
@@ -332,9 +338,8 @@ impl IdempotencyStore for MemoryStore {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use std::time::UNIX_EPOCH;
+    use std::time::{SystemTime, UNIX_EPOCH};
 
-    const LEASE: Duration = Duration::from_secs(30);
     const WINDOW: Duration = Duration::from_secs(7200);
 
     fn store(capacity: usize) -> (MemoryStore, ManualClock) {
@@ -346,7 +351,7 @@ mod tests {
     }
 
     fn claimed(store: &MemoryStore, id: &str) -> ClaimToken {
-        match store.claim_now(id, LEASE).unwrap() {
+        match store.claim_now(id) {
             Claim::Claimed(token) => token,
             other => panic!("{id}: {other:?}"),
         }
@@ -356,110 +361,136 @@ mod tests {
     fn claim_complete_and_duplicates() {
         let (store, _) = store(10);
         let token = claimed(&store, "evt_1");
-        assert_eq!(store.claim_now("evt_1", LEASE).unwrap(), Claim::InProgress);
-        store.complete_now("evt_1", WINDOW).unwrap();
-        assert_eq!(store.claim_now("evt_1", LEASE).unwrap(), Claim::Done);
-        // Releasing a finished id does nothing.
+        assert_eq!(store.claim_now("evt_1"), Claim::InProgress);
+        assert_eq!(store.renew_now("evt_1", &token), Settled::Recorded);
+        assert_eq!(
+            store.complete_now("evt_1", &token, WINDOW),
+            Settled::Recorded
+        );
+        assert_eq!(store.claim_now("evt_1"), Claim::Done);
+        // Releasing a finished id does nothing; completing it again is refused.
         store.release_now("evt_1", &token);
-        assert_eq!(store.claim_now("evt_1", LEASE).unwrap(), Claim::Done);
+        assert_eq!(store.claim_now("evt_1"), Claim::Done);
+        assert_eq!(
+            store.complete_now("evt_1", &token, WINDOW),
+            Settled::LeaseLost
+        );
     }
 
     #[test]
-    fn release_lets_a_retry_claim_and_only_the_holder_can_release() {
+    fn only_the_holder_renews_completes_or_releases() {
         let (store, _) = store(10);
         let first = claimed(&store, "evt_1");
-        store.release_now("evt_1", &ClaimToken::new());
-        assert_eq!(store.claim_now("evt_1", LEASE).unwrap(), Claim::InProgress);
+        let stranger = ClaimToken::new();
+        store.release_now("evt_1", &stranger);
+        assert_eq!(store.claim_now("evt_1"), Claim::InProgress);
+        assert_eq!(store.renew_now("evt_1", &stranger), Settled::LeaseLost);
+        assert_eq!(
+            store.complete_now("evt_1", &stranger, WINDOW),
+            Settled::LeaseLost
+        );
+        assert_eq!(store.claim_now("evt_1"), Claim::InProgress);
         store.release_now("evt_1", &first);
+        assert_eq!(store.renew_now("evt_1", &first), Settled::LeaseLost);
         let second = claimed(&store, "evt_1");
         assert_ne!(first, second);
     }
 
     #[test]
-    fn a_crashed_claim_expires_after_its_lease() {
+    fn claims_do_not_expire_while_held() {
         let (store, clock) = store(10);
-        let _abandoned = claimed(&store, "evt_1");
-        clock.advance(LEASE - Duration::from_secs(1));
-        assert_eq!(store.claim_now("evt_1", LEASE).unwrap(), Claim::InProgress);
-        clock.advance(Duration::from_secs(1));
-        claimed(&store, "evt_1");
+        let token = claimed(&store, "evt_1");
+        clock.advance(Duration::from_secs(365 * 24 * 3600));
+        assert_eq!(store.claim_now("evt_1"), Claim::InProgress);
+        assert_eq!(
+            store.complete_now("evt_1", &token, WINDOW),
+            Settled::Recorded
+        );
     }
 
     #[test]
-    fn finished_ids_expire_after_the_window() {
+    fn finished_ids_expire_after_the_window_on_monotonic_time() {
         let (store, clock) = store(10);
-        claimed(&store, "evt_1");
-        store.complete_now("evt_1", WINDOW).unwrap();
-        clock.advance(WINDOW - Duration::from_secs(1));
-        assert_eq!(store.claim_now("evt_1", LEASE).unwrap(), Claim::Done);
-        clock.advance(Duration::from_secs(1));
+        let token = claimed(&store, "evt_1");
+        store.complete_now("evt_1", &token, WINDOW);
+        // A wall-clock step changes nothing.
+        clock.set(SystemTime::now() + Duration::from_secs(10 * 86_400));
+        clock.advance(WINDOW - Duration::from_millis(1));
+        assert_eq!(store.claim_now("evt_1"), Claim::Done);
+        clock.advance(Duration::from_millis(1));
         claimed(&store, "evt_1");
         assert_eq!(store.len(), 1, "the expired entry was dropped");
     }
 
     #[test]
-    fn capacity_is_a_hard_bound_and_claims_are_never_evicted() {
+    fn a_full_store_refuses_new_ids_and_forgets_nothing() {
         let (store, clock) = store(3);
         for i in 0..3 {
-            claimed(&store, &format!("evt_{i}"));
-            store.complete_now(&format!("evt_{i}"), WINDOW).unwrap();
+            let token = claimed(&store, &format!("evt_{i}"));
+            store.complete_now(&format!("evt_{i}"), &token, WINDOW);
             clock.advance(Duration::from_secs(1));
         }
-        assert_eq!(store.len(), 3);
-        // A fourth id evicts the finished id closest to expiry (the oldest).
-        claimed(&store, "evt_3");
-        assert_eq!(store.len(), 3);
-        claimed(&store, "evt_0"); // forgotten, so claimable again
-        assert_eq!(store.claim_now("evt_2", LEASE).unwrap(), Claim::Done);
-        // Now: evt_2 done, evt_3 and evt_0 claimed; one more evicts evt_2.
-        claimed(&store, "evt_4");
-        assert_eq!(store.len(), 3);
-        // All three are live claims: a new claim is refused, nothing is dropped.
-        assert!(store.claim_now("evt_5", LEASE).is_err());
-        assert_eq!(store.claim_now("evt_3", LEASE).unwrap(), Claim::InProgress);
-        assert_eq!(store.len(), 3);
+        assert_eq!(store.claim_now("evt_3"), Claim::Full);
+        assert_eq!(store.refused(), 1);
+        for i in 0..3 {
+            assert_eq!(store.claim_now(&format!("evt_{i}")), Claim::Done);
+        }
         for _ in 0..10_000 {
-            let _ = store.claim_now("evt_flood", LEASE);
+            assert_eq!(store.claim_now("evt_flood"), Claim::Full);
         }
         assert_eq!(store.len(), 3);
+        // Once the oldest window passes, there is room again.
+        clock.advance(WINDOW - Duration::from_secs(3));
+        claimed(&store, "evt_3");
+        assert_eq!(store.claim_now("evt_1"), Claim::Done);
     }
 
     #[test]
-    fn queues_stay_in_proportion_behind_a_long_claim() {
-        let (store, _) = store(10);
-        let _slow = claimed(&store, "evt_slow");
-        for i in 0..10_000 {
-            let id = format!("evt_{i}");
-            let token = claimed(&store, &id);
-            store.release_now(&id, &token);
-        }
-        let shard = store.shards[0].lock().unwrap();
-        assert_eq!(shard.entries.len(), 1);
-        assert!(
-            shard.claims.len() <= 2 * shard.entries.len() + 64 + 1,
-            "{}",
-            shard.claims.len()
+    fn windows_of_different_lengths_expire_in_their_own_order() {
+        let (store, clock) = store(10);
+        let long = claimed(&store, "evt_long");
+        store.complete_now("evt_long", &long, WINDOW * 3);
+        let short = claimed(&store, "evt_short");
+        store.complete_now("evt_short", &short, WINDOW);
+        clock.advance(WINDOW);
+        claimed(&store, "evt_short");
+        assert_eq!(store.claim_now("evt_long"), Claim::Done);
+        clock.advance(WINDOW * 2);
+        claimed(&store, "evt_long");
+    }
+
+    #[test]
+    fn huge_windows_saturate() {
+        let (store, clock) = store(10);
+        let token = claimed(&store, "evt_1");
+        assert_eq!(
+            store.complete_now("evt_1", &token, Duration::MAX),
+            Settled::Recorded
         );
+        clock.advance(Duration::from_secs(50 * 365 * 86_400));
+        assert_eq!(store.claim_now("evt_1"), Claim::Done);
     }
 
     #[test]
     fn large_stores_are_sharded_and_keep_their_bound() {
-        let (store, _) = {
-            let clock = ManualClock::new(UNIX_EPOCH);
-            (
-                MemoryStore::with_capacity(8192).with_clock(clock.clone()),
-                clock,
-            )
-        };
-        assert_eq!(store.shards.len(), SHARDS);
+        let (store, _) = store(8192);
+        assert_eq!(store.shared.shards.len(), SHARDS);
+        let mut refused = 0;
         for i in 0..50_000 {
             let id = format!("evt_{i}");
-            claimed(&store, &id);
-            store.complete_now(&id, WINDOW).unwrap();
+            match store.claim_now(&id) {
+                Claim::Claimed(token) => {
+                    store.complete_now(&id, &token, WINDOW);
+                }
+                Claim::Full => refused += 1,
+                other => panic!("{id}: {other:?}"),
+            }
         }
         assert!(store.len() <= 8192, "{}", store.len());
         assert!(store.len() >= 8192 - SHARDS * 64, "{}", store.len());
-        // The newest ids are remembered.
-        assert_eq!(store.claim_now("evt_49999", LEASE).unwrap(), Claim::Done);
+        assert_eq!(refused, 50_000 - store.len());
+        assert_eq!(store.refused(), refused as u64);
+        // The oldest ids are still remembered.
+        assert_eq!(store.claim_now("evt_0"), Claim::Done);
     }
 }

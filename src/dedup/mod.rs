@@ -1,4 +1,4 @@
-//! Acting once per event over NotMeta's at-least-once delivery (SPEC §1).
+//! Acting once per event over NotMeta's at-least-once delivery.
 //!
 //! NotMeta retries a delivery that failed (1 min, 5 min, 15 min, 1 h after the first
 //! attempt) and may deliver an event twice, so the same event `id` can arrive several
@@ -6,13 +6,22 @@
 //! [`Receiver`](crate::receiver::Receiver) run the handler once per id with a
 //! two-phase protocol:
 //!
-//! 1. **claim** the id before the handler runs; a claim carries a lease, so a claim
-//!    left by a crashed process expires and the next retry is processed;
+//! 1. **claim** the id before the handler runs. The claim is held for as long as the
+//!    handler really runs: an in-process store ([`MemoryStore`]) holds it until the
+//!    delivery settles; a shared store (`RedisStore`) gives it a lease that the
+//!    receiver renews (every third of the lease) while the handler runs, so only a
+//!    crashed process's claim ever expires;
 //! 2. after success (or a permanent failure), **complete** it: the id is remembered
 //!    as done for the dedup window, and duplicates are answered 200 without running
 //!    the handler;
 //! 3. after a temporary failure, a time-out or a panic, **release** it, so NotMeta's
 //!    retry is processed.
+//!
+//! Every call after the claim carries the claim's [`ClaimToken`]: only the delivery
+//! that holds the claim may renew, complete or release it. A delivery whose lease
+//! lapsed while another delivery took the claim over learns it from
+//! [`Settled::LeaseLost`] (or a failed renewal) instead of overwriting the other's
+//! state; the receiver counts and logs it.
 //!
 //! A duplicate that arrives while the first delivery is still being handled is
 //! answered 503: NotMeta will try again later, and by then the first attempt has
@@ -23,9 +32,11 @@
 //! replicas behind a load balancer.
 
 use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
+use crate::clock::Clock;
 
 mod memory;
 #[cfg(feature = "redis")]
@@ -36,15 +47,15 @@ pub use memory::{DEFAULT_CAPACITY, MemoryStore};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;
 
-/// The last NotMeta retry comes about 81 minutes after the first attempt (1 + 5 + 15
-/// + 60 minutes of waiting).
-pub const RETRY_WINDOW: Duration = Duration::from_secs(81 * 60);
-
-/// How long the default dedup window remembers a finished event: 2 hours, the retry
-/// window plus generous clock skew and delivery delay.
+/// How long the default dedup window remembers a finished event: 2 hours, NotMeta's
+/// 81-minute retry window plus generous clock skew and delivery delay.
 pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(2 * 60 * 60);
 
-/// Identifies one claim, so that only its holder can release it.
+/// The longest time a store is asked to remember anything: 100 years. Longer
+/// durations are clamped to it, so no setting can overflow a deadline.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// Identifies one claim, so that only its holder can renew, complete or release it.
 ///
 /// ```
 /// use notmeta_webhooks::dedup::ClaimToken;
@@ -94,13 +105,30 @@ pub enum Claim {
     InProgress,
     /// The event was handled already (answer 200 without running the handler).
     Done,
+    /// The store is full of ids it must still remember and refuses new ones (answer
+    /// 503: NotMeta retries once room has been made).
+    Full,
+}
+
+/// What recording a delivery's outcome found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Settled {
+    /// Recorded: the id is done (complete) or free again (release).
+    Recorded,
+    /// The claim had lapsed and another delivery holds the id (or has finished it):
+    /// nothing was changed. The handler may have run twice; the receiver counts and
+    /// logs it.
+    LeaseLost,
 }
 
 /// A store that could not be reached or answered something unexpected.
 ///
-/// The receiver answers 503 when it cannot claim, so NotMeta retries later.
+/// The receiver answers 503 when it cannot claim, so NotMeta retries later. `Display`
+/// says which operation failed; the store's own error is the
+/// [`source`](std::error::Error::source).
 #[derive(Debug, thiserror::Error)]
-#[error("idempotency store error: {0}")]
+#[error("the idempotency store failed")]
 pub struct StoreError(#[source] Box<dyn std::error::Error + Send + Sync>);
 
 impl StoreError {
@@ -113,28 +141,57 @@ impl StoreError {
 /// Remembers which events were claimed and handled, keyed on event id.
 ///
 /// Implementations must make [`claim`](Self::claim) atomic: of several concurrent
-/// claims of one id, exactly one gets [`Claim::Claimed`].
+/// claims of one id, exactly one gets [`Claim::Claimed`]. The token-taking calls act
+/// only while the token's claim is the one held (see the [module docs](self)).
+///
+/// The methods return `impl Future + Send`, so a store that never waits (such as
+/// [`MemoryStore`]) costs no allocation, and the receiver is generic over its store.
 pub trait IdempotencyStore: Send + Sync + 'static {
-    /// Claims `event_id` for `lease`, unless it is claimed or done already.
-    fn claim<'a>(
-        &'a self,
-        event_id: &'a str,
-        lease: Duration,
-    ) -> BoxFuture<'a, Result<Claim, StoreError>>;
+    /// How long a claim lives unless renewed, or `None` when claims live until they
+    /// are completed or released (an in-process store, whose claims die with the
+    /// process). The receiver renews a claim every third of this while the handler
+    /// runs.
+    fn lease(&self) -> Option<Duration>;
 
-    /// Records `event_id` as done for `window` (dedup), whoever holds the claim.
-    fn complete<'a>(
-        &'a self,
-        event_id: &'a str,
-        token: &'a ClaimToken,
+    /// Claims `event_id`, unless it is claimed or done already.
+    fn claim(&self, event_id: &str) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+
+    /// Extends the claim `token` holds by another [`lease`](Self::lease);
+    /// [`Settled::LeaseLost`] if it is no longer held.
+    fn renew(
+        &self,
+        event_id: &str,
+        token: &ClaimToken,
+    ) -> impl Future<Output = Result<Settled, StoreError>> + Send;
+
+    /// Records `event_id` as done for `window` (dedup), if `token` still holds the
+    /// claim or the id is free; [`Settled::LeaseLost`] otherwise.
+    fn complete(
+        &self,
+        event_id: &str,
+        token: &ClaimToken,
         window: Duration,
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    ) -> impl Future<Output = Result<Settled, StoreError>> + Send;
 
     /// Gives up the claim `token` holds on `event_id`, so a retry can claim it; does
-    /// nothing if the claim has expired or passed to another delivery.
-    fn release<'a>(
-        &'a self,
-        event_id: &'a str,
-        token: &'a ClaimToken,
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// nothing if the claim has lapsed or passed to another delivery.
+    fn release(
+        &self,
+        event_id: &str,
+        token: &ClaimToken,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adopts the receiver's clock ([`Receiver::with_clock`]) so that one injected
+    /// time source drives both. Stores that keep time elsewhere (a Redis server's
+    /// clock) ignore it, which is what this default does.
+    ///
+    /// [`Receiver::with_clock`]: crate::receiver::Receiver::with_clock
+    fn use_clock(&mut self, clock: Arc<dyn Clock>) {
+        let _ = clock;
+    }
+}
+
+/// `d`, at most [`MAX_DURATION`].
+pub(crate) fn clamp(d: Duration) -> Duration {
+    d.min(MAX_DURATION)
 }

@@ -1,13 +1,13 @@
 //! An idempotency store in Redis, for receivers with several replicas.
 
 use std::fmt;
+use std::future::Future;
 use std::time::Duration;
 
-use futures_util::future::{BoxFuture, FutureExt as _};
+use redis::Script;
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands as _, Script};
 
-use super::{Claim, ClaimToken, IdempotencyStore, StoreError};
+use super::{Claim, ClaimToken, IdempotencyStore, Settled, StoreError, clamp};
 
 /// Claims atomically: a missing key becomes `claim:<token>` with the lease as expiry.
 const CLAIM: &str = r"
@@ -22,6 +22,26 @@ else
 end
 ";
 
+/// Extends the lease of the claim this token holds.
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == 'claim:' .. ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// Records done if this token holds the claim or the id is free; never overwrites
+/// another delivery's claim or result.
+const COMPLETE: &str = r"
+local v = redis.call('GET', KEYS[1])
+if (not v) or v == 'claim:' .. ARGV[1] then
+  redis.call('SET', KEYS[1], 'done', 'PX', ARGV[2])
+  return 1
+end
+return 0
+";
+
 /// Releases only the claim this token holds.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == 'claim:' .. ARGV[1] then
@@ -33,9 +53,18 @@ return 0
 /// An idempotency store in Redis, shared by every replica of a receiver.
 ///
 /// Each event id is one key, `<namespace>:event:<id>`, holding `claim:<token>` while
-/// a delivery is being handled (expiring with the claim's lease) and `done` for the
-/// dedup window. Claims are atomic (a Lua script), and expiry uses the Redis server's
-/// clock, which all replicas share. Connections are re-established automatically.
+/// a delivery is being handled and `done` for the dedup window. A claim expires
+/// after its lease (default 30 s) unless renewed; the receiver renews it every third
+/// of the lease while the handler runs, so only the claim of a crashed or stalled
+/// process expires, and NotMeta's next retry then reaches a live replica. Every call
+/// is one atomic Lua script; renewal, completion and release check the claim's token.
+/// Expiry uses the Redis server's clock, which all replicas share. Connections are
+/// re-established automatically.
+///
+/// **Durability.** Exactly-once across a Redis restart needs every write on disk
+/// before it is acknowledged: run Redis with `appendonly yes` and
+/// `appendfsync always`. With `everysec`, a crash loses up to a second of claims and
+/// completions, and events finished in that second can be handled again.
 ///
 /// ```no_run
 /// use notmeta_webhooks::dedup::RedisStore;
@@ -43,7 +72,9 @@ return 0
 /// use notmeta_webhooks::{Event, Verifier};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let store = RedisStore::connect("redis://127.0.0.1:6379/").await?.namespace("shop-webhooks");
+/// let store = RedisStore::connect("redis://127.0.0.1:6379/")
+///     .await?
+///     .with_namespace("shop-webhooks");
 /// let receiver = Receiver::new(Verifier::new("whsec_abc123")?, |event: Event<'static>| async move {
 ///     Ok::<(), HandlerError>(())
 /// })
@@ -54,7 +85,10 @@ return 0
 pub struct RedisStore {
     connection: ConnectionManager,
     namespace: String,
+    lease: Duration,
     claim: Script,
+    renew: Script,
+    complete: Script,
     release: Script,
 }
 
@@ -62,12 +96,20 @@ impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
             .field("namespace", &self.namespace)
+            .field("lease", &self.lease)
             .finish_non_exhaustive()
     }
 }
 
 impl RedisStore {
+    /// The default lease of a claim: 30 s, renewed every 10 s while the handler runs.
+    pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
     /// Connects to the Redis server at `url` (`redis://host:port/db`).
+    ///
+    /// # Errors
+    ///
+    /// If `url` is not a Redis URL or the server cannot be reached.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(StoreError::new)?;
         let connection = ConnectionManager::new(client)
@@ -77,13 +119,16 @@ impl RedisStore {
     }
 
     /// A store over an existing connection manager, in the namespace
-    /// `notmeta-webhooks`.
+    /// `notmeta-webhooks`, with a [`DEFAULT_LEASE`](Self::DEFAULT_LEASE) of 30 s.
     #[must_use]
     pub fn new(connection: ConnectionManager) -> Self {
         Self {
             connection,
             namespace: "notmeta-webhooks".to_owned(),
+            lease: Self::DEFAULT_LEASE,
             claim: Script::new(CLAIM),
+            renew: Script::new(RENEW),
+            complete: Script::new(COMPLETE),
             release: Script::new(RELEASE),
         }
     }
@@ -91,78 +136,101 @@ impl RedisStore {
     /// Prefixes every key with `namespace` (so several receivers, or several
     /// environments, can share one Redis).
     #[must_use]
-    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = namespace.into();
+        self
+    }
+
+    /// How long a claim lives without renewal (default 30 s; at least 1 s, at most
+    /// [`MAX_DURATION`](super::MAX_DURATION)): how long NotMeta's retries of an
+    /// event wait after the replica handling it crashed.
+    #[must_use]
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = clamp(lease).max(Duration::from_secs(1));
         self
     }
 
     fn key(&self, event_id: &str) -> String {
         format!("{}:event:{event_id}", self.namespace)
     }
+
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        event_id: &str,
+        token: &ClaimToken,
+        ms: u64,
+    ) -> Result<T, StoreError> {
+        let mut connection = self.connection.clone();
+        script
+            .key(self.key(event_id))
+            .arg(token.to_string())
+            .arg(ms)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(StoreError::new)
+    }
+
+    async fn flag(
+        &self,
+        script: &Script,
+        event_id: &str,
+        token: &ClaimToken,
+        ms: u64,
+    ) -> Result<Settled, StoreError> {
+        match self.run::<i64>(script, event_id, token, ms).await? {
+            1 => Ok(Settled::Recorded),
+            _ => Ok(Settled::LeaseLost),
+        }
+    }
 }
 
+/// Milliseconds for `PX`/`PEXPIRE`: at least 1, at most [`MAX_DURATION`](super::MAX_DURATION)
+/// (Redis refuses expiry times that overflow).
 fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    u64::try_from(clamp(d).as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 impl IdempotencyStore for RedisStore {
-    fn claim<'a>(
-        &'a self,
-        event_id: &'a str,
-        lease: Duration,
-    ) -> BoxFuture<'a, Result<Claim, StoreError>> {
-        async move {
-            let token = ClaimToken::new();
-            let mut connection = self.connection.clone();
-            let state: String = self
-                .claim
-                .key(self.key(event_id))
-                .arg(token.to_string())
-                .arg(millis(lease))
-                .invoke_async(&mut connection)
-                .await
-                .map_err(StoreError::new)?;
-            match state.as_str() {
-                "claimed" => Ok(Claim::Claimed(token)),
-                "done" => Ok(Claim::Done),
-                "busy" => Ok(Claim::InProgress),
-                other => Err(StoreError::new(format!("unexpected claim reply {other:?}"))),
-            }
-        }
-        .boxed()
+    fn lease(&self) -> Option<Duration> {
+        Some(self.lease)
     }
 
-    fn complete<'a>(
-        &'a self,
-        event_id: &'a str,
-        _token: &'a ClaimToken,
+    async fn claim(&self, event_id: &str) -> Result<Claim, StoreError> {
+        let token = ClaimToken::new();
+        let state: String = self
+            .run(&self.claim, event_id, &token, millis(self.lease))
+            .await?;
+        match state.as_str() {
+            "claimed" => Ok(Claim::Claimed(token)),
+            "done" => Ok(Claim::Done),
+            "busy" => Ok(Claim::InProgress),
+            other => Err(StoreError::new(format!("unexpected claim reply {other:?}"))),
+        }
+    }
+
+    fn renew(
+        &self,
+        event_id: &str,
+        token: &ClaimToken,
+    ) -> impl Future<Output = Result<Settled, StoreError>> + Send {
+        self.flag(&self.renew, event_id, token, millis(self.lease))
+    }
+
+    fn complete(
+        &self,
+        event_id: &str,
+        token: &ClaimToken,
         window: Duration,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        async move {
-            let mut connection = self.connection.clone();
-            connection
-                .pset_ex::<_, _, ()>(self.key(event_id), "done", millis(window))
-                .await
-                .map_err(StoreError::new)
-        }
-        .boxed()
+    ) -> impl Future<Output = Result<Settled, StoreError>> + Send {
+        self.flag(&self.complete, event_id, token, millis(window))
     }
 
-    fn release<'a>(
-        &'a self,
-        event_id: &'a str,
-        token: &'a ClaimToken,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        async move {
-            let mut connection = self.connection.clone();
-            self.release
-                .key(self.key(event_id))
-                .arg(token.to_string())
-                .invoke_async::<i64>(&mut connection)
-                .await
-                .map(drop)
-                .map_err(StoreError::new)
-        }
-        .boxed()
+    async fn release(&self, event_id: &str, token: &ClaimToken) -> Result<(), StoreError> {
+        self.run::<i64>(&self.release, event_id, token, 0)
+            .await
+            .map(drop)
     }
 }

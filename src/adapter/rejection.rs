@@ -7,11 +7,17 @@ use crate::error::Error;
 /// Why a `VerifiedEvent` extractor refused a request.
 ///
 /// With the `axum` feature it implements `IntoResponse`; with the `actix` feature,
-/// `ResponseError`. Either way it answers its SPEC §6 status (400, or 413 past the
-/// body limit) with a short `text/plain` body that reveals nothing secret.
+/// `ResponseError`. Either way it answers the error's status (400; 413 past the body
+/// limit; 503 for a body too slow to arrive) with a short `text/plain` body that
+/// reveals nothing secret.
+///
+/// It is transparent: `Display` and `source()` are the underlying error's.
 ///
 /// ```
-/// use notmeta_webhooks::receiver::WebhookRejection;
+/// # #[cfg(feature = "axum")]
+/// use notmeta_webhooks::axum::WebhookRejection;
+/// # #[cfg(not(feature = "axum"))]
+/// # use notmeta_webhooks::actix::WebhookRejection;
 /// use notmeta_webhooks::{Error, ErrorKind};
 ///
 /// let rejection = WebhookRejection::from(Error::from(ErrorKind::SignatureMismatch));
@@ -49,6 +55,6 @@ impl fmt::Display for WebhookRejection {
 
 impl std::error::Error for WebhookRejection {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
+        std::error::Error::source(&self.0)
     }
 }

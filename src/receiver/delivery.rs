@@ -1,0 +1,225 @@
+//! One claimed delivery, run to its end in a task of its own: the handler (under the
+//! time limit, panics caught), the claim's lease renewed while it runs, and the
+//! outcome recorded in the store (retried a few times if the store fails).
+//!
+//! The task is spawned, so a client that disconnects (dropping the request future)
+//! cannot cancel a handler halfway or leave its claim unsettled.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt as _;
+use futures_util::future::{Either, select};
+
+use super::report::{self, DeliveryReport};
+use super::{Handler, HandlerError, Outcome, Settings};
+use crate::dedup::{ClaimToken, IdempotencyStore, Settled, StoreError};
+use crate::event::Event;
+
+/// How often recording an outcome is tried when the store fails, and the pauses
+/// between tries.
+const SETTLE_BACKOFF: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(250)];
+
+/// What a delivery task needs, detached from the request.
+pub(super) struct Task<H, S> {
+    pub(super) handler: Arc<H>,
+    pub(super) store: Option<Arc<S>>,
+    pub(super) hook: Option<report::Hook>,
+    pub(super) settings: Settings,
+}
+
+/// A claim this delivery holds.
+pub(super) struct Held {
+    pub(super) token: ClaimToken,
+    /// How long the id must be remembered once done.
+    pub(super) window: Duration,
+}
+
+impl<H: Handler, S: IdempotencyStore> Task<H, S> {
+    /// Runs the handler and settles the claim; returns the outcome.
+    pub(super) async fn run(
+        self,
+        event: Event<'static>,
+        held: Option<Held>,
+        secret_index: usize,
+    ) -> Outcome {
+        let started = Instant::now();
+        let id = event.id.clone();
+        let event_type = event.type_str().to_owned();
+        let lease = self.store.as_ref().and_then(|s| s.lease());
+        let (outcome, error, renewal) = match (&held, lease, &self.store) {
+            (Some(held), Some(lease), Some(store)) => {
+                self.run_renewing(event, store, id.as_str(), &held.token, lease)
+                    .await
+            }
+            _ => {
+                let (outcome, error) = self.run_inline(event).await;
+                (outcome, error, Settled::Recorded)
+            }
+        };
+        let handler_time = started.elapsed();
+        let mut lease_lost = renewal == Settled::LeaseLost;
+        if let (Some(held), Some(store)) = (&held, &self.store) {
+            let limit = self.settings.store_timeout;
+            let settled = settle(&**store, id.as_str(), held, outcome, limit).await;
+            lease_lost |= settled == Some(Settled::LeaseLost);
+        }
+        report::delivered(
+            self.hook.as_ref(),
+            &DeliveryReport {
+                event_id: Some(id.as_str()),
+                event_type: Some(&event_type),
+                outcome,
+                secret_index: Some(secret_index),
+                handler_error: error.as_ref(),
+                handler_time: Some(handler_time),
+                lease_lost,
+            },
+        );
+        outcome
+    }
+
+    /// For stores whose claims do not lapse: the handler runs in this task.
+    async fn run_inline(&self, event: Event<'static>) -> (Outcome, Option<HandlerError>) {
+        let handler = &self.handler;
+        let run = AssertUnwindSafe(async move { handler.call(event).await }).catch_unwind();
+        match tokio::time::timeout(self.settings.handler_timeout, run).await {
+            Err(_elapsed) => (Outcome::TimedOut, None),
+            Ok(Err(_panic)) => (Outcome::Panicked, None),
+            Ok(Ok(result)) => from_result(result),
+        }
+    }
+
+    /// For stores with leases: the handler runs in a task of its own, so the lease
+    /// is renewed even while the handler blocks its thread; past the time limit it is
+    /// cancelled, and the claim is kept (and renewed) until it has really stopped.
+    async fn run_renewing(
+        &self,
+        event: Event<'static>,
+        store: &S,
+        id: &str,
+        token: &ClaimToken,
+        lease: Duration,
+    ) -> (Outcome, Option<HandlerError>, Settled) {
+        let handler = Arc::clone(&self.handler);
+        let mut handle = tokio::spawn(async move { handler.call(event).await });
+        let lost = AtomicBool::new(false);
+        let every = (lease / 3).max(Duration::from_millis(10));
+        let limit = self.settings.store_timeout;
+        let mut renewing = pin!(renew(store, id, token, every, limit, &lost));
+        let deadline = pin!(tokio::time::sleep(self.settings.handler_timeout));
+        let joined = match select(&mut handle, select(renewing.as_mut(), deadline)).await {
+            Either::Left((joined, _)) => joined,
+            Either::Right(_) => {
+                // Cancelled at its next await; the claim is renewed until it stops.
+                handle.abort();
+                match select(&mut handle, renewing).await {
+                    Either::Left((joined, _)) => joined,
+                    Either::Right(((), _)) => (&mut handle).await,
+                }
+            }
+        };
+        let (outcome, error) = match joined {
+            Ok(result) => from_result(result),
+            Err(e) if e.is_panic() => (Outcome::Panicked, None),
+            Err(_cancelled) => (Outcome::TimedOut, None),
+        };
+        let renewal = if lost.load(Ordering::Relaxed) {
+            Settled::LeaseLost
+        } else {
+            Settled::Recorded
+        };
+        (outcome, error, renewal)
+    }
+}
+
+fn from_result(result: Result<(), HandlerError>) -> (Outcome, Option<HandlerError>) {
+    match result {
+        Ok(()) => (Outcome::Handled, None),
+        Err(error) => (error.outcome(), Some(error)),
+    }
+}
+
+/// Renews the claim every `every`, for as long as it is polled; records a lost lease
+/// in `lost` (and stops renewing). Never finishes.
+async fn renew<S: IdempotencyStore>(
+    store: &S,
+    id: &str,
+    token: &ClaimToken,
+    every: Duration,
+    limit: Duration,
+    lost: &AtomicBool,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        if lost.load(Ordering::Relaxed) {
+            continue;
+        }
+        match bounded(limit, store.renew(id, token)).await {
+            Ok(Settled::Recorded) => report::lease_renewed(),
+            Ok(_lost) => {
+                lost.store(true, Ordering::Relaxed);
+                report::lease_lost(id);
+            }
+            Err(error) => report::store_failed("renew", &error),
+        }
+    }
+}
+
+/// Records the outcome: done after success or a permanent failure, released after
+/// anything NotMeta will retry. A failing store is tried [`SETTLE_BACKOFF`]`.len() + 1`
+/// times; `None` if every try failed (counted and logged: a completion lost this way
+/// lets a later duplicate run the handler again once the claim lapses).
+async fn settle<S: IdempotencyStore>(
+    store: &S,
+    id: &str,
+    held: &Held,
+    outcome: Outcome,
+    limit: Duration,
+) -> Option<Settled> {
+    let complete = matches!(outcome, Outcome::Handled | Outcome::PermanentFailure);
+    let operation = if complete { "complete" } else { "release" };
+    let mut pauses = SETTLE_BACKOFF.iter();
+    loop {
+        let result: Result<Settled, StoreError> = if complete {
+            bounded(limit, store.complete(id, &held.token, held.window)).await
+        } else {
+            bounded(limit, store.release(id, &held.token))
+                .await
+                .map(|()| Settled::Recorded)
+        };
+        match result {
+            Ok(settled) => {
+                if settled == Settled::LeaseLost {
+                    report::lease_lost(id);
+                }
+                return Some(settled);
+            }
+            Err(error) => {
+                report::store_failed(operation, &error);
+                let Some(pause) = pauses.next() else {
+                    report::settle_failed(id, operation);
+                    return None;
+                };
+                tokio::time::sleep(*pause).await;
+            }
+        }
+    }
+}
+
+/// Runs `future` with the store time limit; a time-out is a store error.
+pub(super) async fn bounded<T>(
+    limit: Duration,
+    future: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, future).await {
+        Ok(result) => result,
+        Err(_) => Err(StoreError::new(
+            "the idempotency store did not answer in time",
+        )),
+    }
+}

@@ -1,0 +1,459 @@
+//! A framework-neutral webhook endpoint: verify, parse, answer the challenge, run
+//! your handler once per event, and turn what happened into the status NotMeta needs.
+//!
+//! The axum, actix-web and tower entry points are thin layers over [`Receiver`]; use
+//! it directly with any other server library: read the body (with the limit of
+//! [`Verifier::max_body_size`]), collect the `X-NotMeta-Signature` values, call
+//! [`Receiver::receive`], and send the [`Answer`]. [`Outcome`] lists every answer
+//! with its status and text.
+//!
+//! # How a delivery flows
+//!
+//! 1. **Verify and parse** (synchronously, before the returned future is first
+//!    polled). Refused: 400 or 413, the handler never runs.
+//! 2. **Challenge**: a `webhook.verified` event is answered with its challenge.
+//! 3. **Age**: with [`Receiver::with_max_event_age`], an older event is a replay (400).
+//! 4. **Claim** the event id in the idempotency store (default: in memory). A
+//!    duplicate is answered 200 (handled already) or 503 (still being handled).
+//! 5. **Handle** in a task of its own: the handler runs under the time limit with
+//!    panics caught, and its claim is held (renewed, for stores with leases) until it
+//!    has really stopped. A client that disconnects does not cancel it.
+//! 6. **Settle**: done after success or a permanent failure, released otherwise,
+//!    tried three times if the store fails. Then the answer is sent.
+//!
+//! Events of a type this version does not know reach the handler as
+//! [`EventKind::Unknown`](crate::EventKind::Unknown); a handler that answers them
+//! `Ok(())` (a `_ => Ok(())` arm) keeps new event types from ever causing retries.
+//!
+//! # Runtime
+//!
+//! A receiver runs on Tokio with timers (`#[tokio::main]`, or a runtime built with
+//! `enable_time` or `enable_all`; axum and actix-web provide one). On a thread with
+//! no Tokio runtime, or a runtime without timers, every delivery that would run the
+//! handler is answered 500 (`Webhook receiver misconfigured`, retried by NotMeta)
+//! before anything is claimed. Handlers must not block their thread (see
+//! [`Handler`]).
+//!
+//! # Limits of the settings
+//!
+//! Every duration setting accepts any value: durations above 100 years
+//! ([`dedup::MAX_DURATION`]) are treated as 100 years, and no setting can make an
+//! addition overflow.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+use crate::clock::{Clock, SystemClock};
+use crate::dedup::{self, Claim, DEFAULT_DEDUP_WINDOW, IdempotencyStore, MemoryStore, clamp};
+use crate::error::ErrorKind;
+use crate::event::Event;
+use crate::signature::Verifier;
+
+mod delivery;
+mod handler;
+mod outcome;
+mod report;
+#[cfg(feature = "tracing")]
+mod trace;
+
+pub use handler::{Handler, HandlerError};
+pub use outcome::{Answer, Outcome};
+pub use report::DeliveryReport;
+
+use delivery::{Held, Task, bounded};
+
+/// The default handler time limit: 25 s, safely under NotMeta's 30 s.
+pub const DEFAULT_HANDLER_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// The default time limit of one idempotency store call: 1 s. A store that does not
+/// answer in time counts as unavailable (503).
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How far NotMeta's clock and this host's may disagree; added to the maximum event
+/// age when sizing the dedup window.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+
+/// The receiver's time settings.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    handler_timeout: Duration,
+    store_timeout: Duration,
+    dedup_window: Duration,
+    max_event_age: Option<Duration>,
+}
+
+/// A ready-made webhook endpoint, independent of any server library.
+///
+/// ```
+/// use notmeta_webhooks::receiver::{HandlerError, Outcome, Receiver};
+/// use notmeta_webhooks::{sign, Event, EventKind, Verifier};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), notmeta_webhooks::Error> {
+/// let receiver = Receiver::new(Verifier::new("whsec_abc123")?, |event: Event<'static>| async move {
+///     match &event.kind {
+///         EventKind::MessageReceived(_) => { /* store it, notify someone, ... */ }
+///         _ => {} // every other type, including ones NotMeta adds later
+///     }
+///     Ok::<(), HandlerError>(())
+/// });
+///
+/// let body = br#"{"id":"evt_1","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{}}"#;
+/// let header = sign(body, "whsec_abc123");
+/// let answer = receiver.receive(body, [header.as_bytes()]).await;
+/// assert_eq!((answer.status(), answer.body()), (http::StatusCode::OK, "OK"));
+///
+/// // NotMeta delivers the same event again: answered 200, the handler does not run.
+/// let answer = receiver.receive(body, [header.as_bytes()]).await;
+/// assert_eq!(answer.outcome(), Outcome::Duplicate);
+///
+/// let answer = receiver.receive(b"{}", [header.as_bytes()]).await;
+/// assert_eq!(answer.status(), 400);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Receiver<H, S = MemoryStore> {
+    verifier: Verifier,
+    handler: Arc<H>,
+    store: Option<Arc<S>>,
+    clock: Arc<dyn Clock>,
+    hook: Option<report::Hook>,
+    settings: Settings,
+}
+
+/// Clones share the handler and the idempotency store: build one receiver and give
+/// every server worker a clone (actix-web calls its app factory once per worker).
+impl<H, S> Clone for Receiver<H, S> {
+    fn clone(&self) -> Self {
+        Self {
+            verifier: self.verifier.clone(),
+            handler: Arc::clone(&self.handler),
+            store: self.store.clone(),
+            clock: Arc::clone(&self.clock),
+            hook: self.hook.clone(),
+            settings: self.settings,
+        }
+    }
+}
+
+impl<H, S: fmt::Debug> fmt::Debug for Receiver<H, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("verifier", &self.verifier)
+            .field("store", &self.store)
+            .field("dedup_window", &self.effective_dedup_window())
+            .field("max_event_age", &self.settings.max_event_age)
+            .field("handler_timeout", &self.settings.handler_timeout)
+            .field("store_timeout", &self.settings.store_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: Handler> Receiver<H> {
+    /// An endpoint that verifies with `verifier` and hands events to `handler`, with
+    /// in-memory dedup ([`MemoryStore`], [`DEFAULT_DEDUP_WINDOW`]), no maximum event
+    /// age, and a [`DEFAULT_HANDLER_TIMEOUT`] of 25 s.
+    pub fn new(verifier: Verifier, handler: H) -> Self {
+        Self {
+            verifier,
+            handler: Arc::new(handler),
+            store: Some(Arc::new(MemoryStore::new())),
+            clock: Arc::new(SystemClock),
+            hook: None,
+            settings: Settings {
+                handler_timeout: DEFAULT_HANDLER_TIMEOUT,
+                store_timeout: DEFAULT_STORE_TIMEOUT,
+                dedup_window: DEFAULT_DEDUP_WINDOW,
+                max_event_age: None,
+            },
+        }
+    }
+}
+
+impl<H, S> Receiver<H, S> {
+    /// The verifier (its [`Verifier::max_body_size`] is the limit to read bodies with).
+    #[must_use]
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// The idempotency store, unless de-duplication is off.
+    #[must_use]
+    pub fn store(&self) -> Option<&S> {
+        self.store.as_deref()
+    }
+
+    /// How long finished event ids are remembered at least: the configured window,
+    /// or the maximum event age plus [`MAX_CLOCK_SKEW`] if that is longer, so that an
+    /// event young enough to be accepted is always still remembered (no replay). An
+    /// event dated in the future is remembered longer: until its `created_at` plus
+    /// the maximum age and the skew.
+    #[must_use]
+    pub fn effective_dedup_window(&self) -> Duration {
+        let window = self.settings.dedup_window;
+        let window = match self.settings.max_event_age {
+            Some(age) => window.max(age.saturating_add(MAX_CLOCK_SKEW)),
+            None => window,
+        };
+        clamp(window)
+    }
+
+    /// The handler time limit.
+    #[must_use]
+    pub fn handler_timeout(&self) -> Duration {
+        self.settings.handler_timeout
+    }
+
+    /// The maximum event age, if one is set.
+    #[must_use]
+    pub fn max_event_age(&self) -> Option<Duration> {
+        self.settings.max_event_age
+    }
+
+    /// De-duplicates with `store` (share one store between replicas, such as a
+    /// `RedisStore`). The store adopts the receiver's clock
+    /// ([`IdempotencyStore::use_clock`]).
+    #[must_use]
+    pub fn with_store<T: IdempotencyStore>(self, mut store: T) -> Receiver<H, T> {
+        store.use_clock(Arc::clone(&self.clock));
+        Receiver {
+            verifier: self.verifier,
+            handler: self.handler,
+            store: Some(Arc::new(store)),
+            clock: self.clock,
+            hook: self.hook,
+            settings: self.settings,
+        }
+    }
+
+    /// Turns de-duplication off: every delivery runs the handler (at least once).
+    #[must_use]
+    pub fn without_dedup(mut self) -> Self {
+        self.store = None;
+        self
+    }
+
+    /// How long finished event ids are remembered (default 2 h, which covers NotMeta's
+    /// 81-minute retry window with room for clock skew and delays).
+    #[must_use]
+    pub fn with_dedup_window(mut self, window: Duration) -> Self {
+        self.settings.dedup_window = clamp(window);
+        self
+    }
+
+    /// Refuses (400, not retried) events whose signed `created_at` is older than
+    /// `age`, so a captured request cannot be replayed later. The dedup window grows to
+    /// at least `age` plus [`MAX_CLOCK_SKEW`], so within the age a replay is a
+    /// duplicate and after it a stale event: never handled twice.
+    ///
+    /// An event dated in the future (NotMeta's clock ahead of this host's) is
+    /// accepted as usual, and its id is remembered until its `created_at` plus `age`
+    /// and the skew, so that it cannot be replayed either: NotMeta sees no difference.
+    ///
+    /// NotMeta's own last retry comes about 81 minutes after the first attempt; an
+    /// `age` below about 90 minutes refuses genuine late retries.
+    #[must_use]
+    pub fn with_max_event_age(mut self, age: Duration) -> Self {
+        self.settings.max_event_age = Some(clamp(age));
+        self
+    }
+
+    /// Cancels a handler after `timeout` (at its next `.await`) and answers 503 so
+    /// NotMeta retries, instead of letting NotMeta's 30 s limit expire. Default 25 s.
+    #[must_use]
+    pub fn with_handler_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.handler_timeout = clamp(timeout);
+        self
+    }
+
+    /// The time limit of each idempotency store call (default 1 s): a claim that
+    /// takes longer is answered 503, a completion that takes longer is tried again.
+    #[must_use]
+    pub fn with_store_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.store_timeout = clamp(timeout);
+        self
+    }
+
+    /// Uses `clock` for the event age and, through
+    /// [`IdempotencyStore::use_clock`], for the store's windows (for tests; the
+    /// system clock by default). Set it before cloning the receiver.
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self
+    where
+        S: IdempotencyStore,
+    {
+        self.clock = Arc::new(clock);
+        if let Some(store) = self.store.as_mut().and_then(Arc::get_mut) {
+            store.use_clock(Arc::clone(&self.clock));
+        }
+        self
+    }
+
+    /// Calls `hook` once per delivery with what happened (see [`DeliveryReport`]):
+    /// to count outcomes or log handler errors your own way. For a delivery that ran
+    /// the handler it is called from the delivery's task, once the outcome is
+    /// recorded, even if the client has gone. A panic in the hook is caught.
+    #[must_use]
+    pub fn on_outcome(
+        mut self,
+        hook: impl Fn(&DeliveryReport<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.hook = Some(Arc::new(hook));
+        self
+    }
+}
+
+impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
+    /// Processes one delivery: `body` exactly as received (read with the verifier's
+    /// body limit) and every value of the `X-NotMeta-Signature` header.
+    ///
+    /// Verification and parsing happen before the returned future is first polled;
+    /// the future then claims the event, runs the handler in a task of its own and
+    /// records the outcome. Dropping the future once the handler has started does not
+    /// stop it.
+    ///
+    /// The future is boxed (one allocation): its type names neither the handler nor
+    /// the store, so it can be spawned or stored whatever closure the handler is.
+    pub fn receive<'r, 'h, I>(
+        &'r self,
+        body: &'r [u8],
+        signature_values: I,
+    ) -> BoxFuture<'r, Answer>
+    where
+        I: IntoIterator<Item = &'h [u8]>,
+    {
+        let verified = self
+            .verifier
+            .verify_header_values(body, signature_values)
+            .and_then(|payload| {
+                let secret_index = payload.secret_index();
+                payload.parse().map(|event| (event, secret_index))
+            });
+        let delivery = async move {
+            match verified {
+                Ok((event, secret_index)) => self.dispatch(event, secret_index).await,
+                Err(error) => self.early(None, Outcome::Rejected(error.kind()), None),
+            }
+        };
+        #[cfg(feature = "tracing")]
+        let delivery = trace::delivery(delivery);
+        Box::pin(delivery)
+    }
+
+    async fn dispatch(&self, event: Event<'_>, secret_index: usize) -> Answer {
+        #[cfg(feature = "tracing")]
+        trace::record_event(&event);
+        if let Some(challenge) = event.challenge() {
+            self.early(Some(&event), Outcome::Challenge, Some(secret_index));
+            return Answer::challenge(challenge);
+        }
+        if self.is_stale(&event) {
+            return self.early(Some(&event), Outcome::Stale, Some(secret_index));
+        }
+        if !runtime_ready() {
+            let outcome = Outcome::Rejected(ErrorKind::Config);
+            return self.early(Some(&event), outcome, Some(secret_index));
+        }
+        let held = match &self.store {
+            None => None,
+            Some(store) => {
+                let claim = bounded(self.settings.store_timeout, store.claim(event.id.as_str()));
+                let outcome = match claim.await {
+                    Ok(Claim::Claimed(token)) => {
+                        let window = self.window_for(&event);
+                        Ok(Held { token, window })
+                    }
+                    Ok(Claim::Done) => Err(Outcome::Duplicate),
+                    Ok(Claim::Full) => Err(Outcome::StoreFull),
+                    Ok(_in_progress) => Err(Outcome::InProgress),
+                    Err(error) => {
+                        report::store_failed("claim", &error);
+                        Err(Outcome::StoreUnavailable)
+                    }
+                };
+                match outcome {
+                    Ok(held) => Some(held),
+                    Err(outcome) => return self.early(Some(&event), outcome, Some(secret_index)),
+                }
+            }
+        };
+        let task = Task {
+            handler: Arc::clone(&self.handler),
+            store: self.store.clone(),
+            hook: self.hook.clone(),
+            settings: self.settings,
+        };
+        let run = task.run(event.into_owned(), held, secret_index);
+        #[cfg(feature = "tracing")]
+        let run = tracing::Instrument::in_current_span(run);
+        // The task cannot panic (the handler's panics are caught inside it); a
+        // runtime shutting down can cancel it, which is answered like a panic.
+        match tokio::spawn(run).await {
+            Ok(outcome) => outcome.into(),
+            Err(_) => Outcome::Panicked.into(),
+        }
+    }
+
+    /// Reports and answers an outcome reached before the handler ran.
+    fn early(
+        &self,
+        event: Option<&Event<'_>>,
+        outcome: Outcome,
+        secret_index: Option<usize>,
+    ) -> Answer {
+        report::delivered(
+            self.hook.as_ref(),
+            &DeliveryReport {
+                event_id: event.map(|e| e.id.as_str()),
+                event_type: event.map(Event::type_str),
+                outcome,
+                secret_index,
+                handler_error: None,
+                handler_time: None,
+                lease_lost: false,
+            },
+        );
+        outcome.into()
+    }
+
+    fn is_stale(&self, event: &Event<'_>) -> bool {
+        let Some(max_age) = self.settings.max_event_age else {
+            return false;
+        };
+        self.clock
+            .now()
+            .duration_since(event.created_at.to_system_time())
+            .is_ok_and(|age| age > max_age)
+    }
+
+    /// How long this event's id must be remembered once done: the effective window,
+    /// or longer for an event dated in the future (until `created_at` + maximum age +
+    /// skew, so a replay is never fresh while forgotten).
+    fn window_for(&self, event: &Event<'_>) -> Duration {
+        let window = self.effective_dedup_window();
+        let Some(age) = self.settings.max_event_age else {
+            return window;
+        };
+        let fresh_until = event
+            .created_at
+            .to_system_time()
+            .checked_add(age.saturating_add(MAX_CLOCK_SKEW));
+        let needed = match fresh_until {
+            Some(until) => until
+                .duration_since(self.clock.now())
+                .unwrap_or(Duration::ZERO),
+            None => dedup::MAX_DURATION,
+        };
+        clamp(window.max(needed))
+    }
+}
+
+/// Whether this thread runs in a Tokio runtime with timers. Creating a timer on a
+/// runtime without them panics, so this asks before anything is claimed.
+fn runtime_ready() -> bool {
+    tokio::runtime::Handle::try_current().is_ok()
+        && std::panic::catch_unwind(|| drop(tokio::time::sleep(Duration::ZERO))).is_ok()
+}

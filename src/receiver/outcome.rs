@@ -1,0 +1,233 @@
+//! What happened to a delivery, and the answer NotMeta gets for it.
+//!
+//! [`Outcome`] is the one place that knows each outcome's status and response text;
+//! [`Answer`] carries an outcome (and, for the challenge, its text) to the adapter.
+
+use std::borrow::Cow;
+
+use http::{HeaderValue, StatusCode, header};
+
+use crate::error::ErrorKind;
+
+/// What happened to one delivery; the reason behind an [`Answer`]'s status.
+///
+/// | outcome | status | text | retried by NotMeta |
+/// |---|---|---|---|
+/// | [`Handled`](Self::Handled) | 200 | `OK` | no |
+/// | [`Duplicate`](Self::Duplicate) | 200 | `OK (duplicate)` | no |
+/// | [`Challenge`](Self::Challenge) | 200 | the challenge | no |
+/// | [`Rejected`](Self::Rejected) | the [`ErrorKind`]'s (400, 413, 500, 503) | the kind's text | per status |
+/// | [`Stale`](Self::Stale) | 400 | `Event too old` | no |
+/// | [`PermanentFailure`](Self::PermanentFailure) | 400 | `Event refused` | no |
+/// | [`Panicked`](Self::Panicked) | 500 | `Internal error` | yes |
+/// | [`TemporaryFailure`](Self::TemporaryFailure) | 503 | `Temporary failure, retry later` | yes |
+/// | [`TimedOut`](Self::TimedOut) | 503 | `Handler timed out, retry later` | yes |
+/// | [`InProgress`](Self::InProgress) | 503 | `Event in progress, retry later` | yes |
+/// | [`StoreUnavailable`](Self::StoreUnavailable) | 503 | `Temporary failure, retry later` | yes |
+/// | [`StoreFull`](Self::StoreFull) | 503 | `Busy, retry later` | yes |
+///
+/// ```
+/// use notmeta_webhooks::receiver::Outcome;
+///
+/// assert_eq!(Outcome::Duplicate.status(), 200);
+/// assert_eq!(Outcome::InProgress.status(), 503);
+/// assert!(Outcome::TimedOut.is_retried());
+/// assert_eq!(Outcome::StoreFull.as_str(), "store_full");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The handler processed the event.
+    Handled,
+    /// A `webhook.verified` challenge was answered (the handler is not called).
+    Challenge,
+    /// The request was refused before the handler ran: a bad signature, a body that
+    /// is not an event, too large or unreadable, or a misconfigured receiver.
+    Rejected(ErrorKind),
+    /// The handler reported a temporary failure.
+    TemporaryFailure,
+    /// The handler reported a permanent failure.
+    PermanentFailure,
+    /// The handler panicked.
+    Panicked,
+    /// The handler ran past the time limit.
+    TimedOut,
+    /// A duplicate of an event already handled (the handler is not run).
+    Duplicate,
+    /// A duplicate of an event still being handled.
+    InProgress,
+    /// The event is older than the maximum event age: a replay.
+    Stale,
+    /// The idempotency store could not be reached.
+    StoreUnavailable,
+    /// The idempotency store is full of ids it must still remember.
+    StoreFull,
+}
+
+impl Outcome {
+    /// The HTTP status NotMeta receives.
+    #[must_use]
+    pub const fn status(self) -> StatusCode {
+        match self {
+            Self::Handled | Self::Challenge | Self::Duplicate => StatusCode::OK,
+            Self::Rejected(kind) => kind.status(),
+            Self::Stale | Self::PermanentFailure => StatusCode::BAD_REQUEST,
+            Self::Panicked => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::TemporaryFailure
+            | Self::TimedOut
+            | Self::InProgress
+            | Self::StoreUnavailable
+            | Self::StoreFull => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The short fixed text sent as the body (for [`Challenge`](Self::Challenge),
+    /// the answer carries the challenge instead).
+    #[must_use]
+    pub const fn response_text(self) -> &'static str {
+        match self {
+            Self::Handled | Self::Challenge => "OK",
+            Self::Duplicate => "OK (duplicate)",
+            Self::Rejected(kind) => kind.as_str(),
+            Self::Stale => "Event too old",
+            Self::PermanentFailure => "Event refused",
+            Self::Panicked => "Internal error",
+            Self::TemporaryFailure | Self::StoreUnavailable => "Temporary failure, retry later",
+            Self::TimedOut => "Handler timed out, retry later",
+            Self::InProgress => "Event in progress, retry later",
+            Self::StoreFull => "Busy, retry later",
+        }
+    }
+
+    /// Whether NotMeta retries the delivery (the status is 5xx).
+    #[must_use]
+    pub const fn is_retried(self) -> bool {
+        self.status().as_u16() >= 500
+    }
+
+    /// A stable lower-case name, for logs and metric labels (`"handled"`,
+    /// `"duplicate"`, `"rejected"`, …).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Handled => "handled",
+            Self::Challenge => "challenge",
+            Self::Rejected(_) => "rejected",
+            Self::TemporaryFailure => "temporary_failure",
+            Self::PermanentFailure => "permanent_failure",
+            Self::Panicked => "panicked",
+            Self::TimedOut => "timed_out",
+            Self::Duplicate => "duplicate",
+            Self::InProgress => "in_progress",
+            Self::Stale => "stale",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::StoreFull => "store_full",
+        }
+    }
+}
+
+/// The response to send NotMeta for one delivery: the [`Outcome`], its status, and a
+/// short `text/plain` body.
+///
+/// Bodies never echo secrets, signatures or handler error messages.
+///
+/// ```
+/// use notmeta_webhooks::receiver::{Answer, Outcome};
+///
+/// let answer = Answer::from(Outcome::InProgress);
+/// assert_eq!(answer.status(), 503);
+/// assert_eq!(answer.body(), "Event in progress, retry later");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    outcome: Outcome,
+    body: Cow<'static, str>,
+}
+
+impl From<Outcome> for Answer {
+    fn from(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            body: Cow::Borrowed(outcome.response_text()),
+        }
+    }
+}
+
+impl Answer {
+    /// The answer to a `webhook.verified` challenge: 200 with the challenge as body.
+    pub(crate) fn challenge(challenge: &str) -> Self {
+        Self {
+            outcome: Outcome::Challenge,
+            body: Cow::Owned(challenge.to_owned()),
+        }
+    }
+
+    /// The answer for a request refused with `error` (its status and a fixed,
+    /// non-leaking text).
+    ///
+    /// ```
+    /// use notmeta_webhooks::receiver::Answer;
+    /// use notmeta_webhooks::Error;
+    ///
+    /// let answer = Answer::rejected(&Error::body_too_large(1024));
+    /// assert_eq!(answer.status(), 413);
+    /// assert_eq!(answer.body(), "Payload too large");
+    /// ```
+    #[must_use]
+    pub fn rejected(error: &crate::Error) -> Self {
+        Outcome::Rejected(error.kind()).into()
+    }
+
+    /// The HTTP status.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        self.outcome.status()
+    }
+
+    /// The response body (`text/plain`): the challenge, or a short fixed text.
+    #[must_use]
+    pub fn body(&self) -> &str {
+        &self.body
+    }
+
+    /// What happened.
+    #[must_use]
+    pub fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    /// The value of the `Content-Type` header to send with [`Answer::body`].
+    #[must_use]
+    pub fn content_type(&self) -> HeaderValue {
+        HeaderValue::from_static(crate::challenge::TEXT_PLAIN)
+    }
+
+    /// The status and body, for adapters that build their own response (a fixed
+    /// text stays borrowed).
+    #[must_use]
+    pub fn into_parts(self) -> (StatusCode, Cow<'static, str>) {
+        (self.status(), self.body)
+    }
+
+    /// The answer as an `http::Response`, `Content-Type` set.
+    ///
+    /// ```
+    /// use notmeta_webhooks::receiver::{Answer, Outcome};
+    ///
+    /// let response = Answer::from(Outcome::Handled).into_response();
+    /// assert_eq!(response.status(), 200);
+    /// assert_eq!(response.headers()["content-type"], "text/plain; charset=utf-8");
+    /// assert_eq!(response.body(), "OK");
+    /// ```
+    #[must_use]
+    pub fn into_response(self) -> http::Response<String> {
+        let content_type = self.content_type();
+        let (status, body) = self.into_parts();
+        let mut response = http::Response::new(body.into_owned());
+        *response.status_mut() = status;
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+        response
+    }
+}

@@ -1,0 +1,157 @@
+//! The ready-made endpoint as a `tower::Service` (feature `tower`).
+//!
+//! [`WebhookService`] serves `http::Request<B>` for any `http_body::Body` `B`, so
+//! hyper alone, axum (`Router::route_service`), tonic and `lambda_http` share one
+//! path: it reads the body with the verifier's limits, hands it to the
+//! [`Receiver`], and answers as [`Outcome`](crate::receiver::Outcome) says. It never
+//! fails (`Error = Infallible`) and is always ready.
+//!
+//! ```no_run
+//! use hyper_util::rt::{TokioExecutor, TokioIo};
+//! use hyper_util::server::conn::auto;
+//! use hyper_util::service::TowerToHyperService;
+//! use notmeta_webhooks::receiver::{HandlerError, Receiver};
+//! use notmeta_webhooks::tower::WebhookService;
+//! use notmeta_webhooks::{Event, Verifier};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let receiver = Receiver::new(Verifier::new("whsec_abc123")?, |event: Event<'static>| async move {
+//!     println!("{} {}", event.id, event.type_str());
+//!     Ok::<(), HandlerError>(())
+//! });
+//! let service = WebhookService::new(receiver);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! loop {
+//!     let (socket, _) = listener.accept().await?;
+//!     let service = TowerToHyperService::new(service.clone());
+//!     tokio::spawn(async move {
+//!         let _ = auto::Builder::new(TokioExecutor::new())
+//!             .serve_connection(TokioIo::new(socket), service)
+//!             .await;
+//!     });
+//! }
+//! # }
+//! ```
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf as _, Bytes};
+use futures_util::StreamExt as _;
+use http::{HeaderValue, Request, Response, header};
+use http_body_util::{BodyExt as _, Full};
+
+use crate::adapter::body::{Declared, read_limited};
+use crate::adapter::{Endpoint, closes_connection};
+use crate::dedup::IdempotencyStore;
+use crate::receiver::{Answer, Handler, Receiver};
+use crate::signature::SIGNATURE_HEADER;
+
+/// A `tower::Service` that receives NotMeta webhooks with a [`Receiver`].
+///
+/// It names neither the handler nor the store: build it from any receiver and keep
+/// it as `WebhookService`. Cloning it is cheap, and clones share the receiver (its
+/// handler and store).
+#[derive(Clone)]
+pub struct WebhookService {
+    endpoint: Arc<dyn Endpoint>,
+}
+
+impl fmt::Debug for WebhookService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookService")
+            .field("verifier", self.endpoint.verifier())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebhookService {
+    /// A service over `receiver`.
+    #[must_use]
+    pub fn new<H: Handler, S: IdempotencyStore>(receiver: Receiver<H, S>) -> Self {
+        Self {
+            endpoint: Arc::new(receiver),
+        }
+    }
+}
+
+impl<B> tower_service::Service<Request<B>> for WebhookService
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let endpoint = Arc::clone(&self.endpoint);
+        Box::pin(async move { Ok(response(receive(endpoint, request).await)) })
+    }
+}
+
+/// Reads the request's body with the verifier's limits and processes it.
+async fn receive<B>(endpoint: Arc<dyn Endpoint>, request: Request<B>) -> Answer
+where
+    B: http_body::Body + Send,
+    B::Data: Send,
+{
+    let (parts, body) = request.into_parts();
+    let declared = Declared::new(
+        parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .map(HeaderValue::as_bytes),
+        parts.headers.get(header::EXPECT).map(HeaderValue::as_bytes),
+    );
+    let verifier = endpoint.verifier();
+    let chunks = body
+        .into_data_stream()
+        .map(|chunk| chunk.map(|mut data| data.copy_to_bytes(data.remaining())));
+    let body = read_limited(
+        std::pin::pin!(chunks),
+        declared,
+        verifier.max_body_size(),
+        verifier.body_read_timeout(),
+    )
+    .await;
+    match body {
+        Ok(body) => {
+            // The receiver needs no more than two values to tell one from several.
+            let mut values = parts.headers.get_all(SIGNATURE_HEADER).iter().cloned();
+            endpoint.deliver(body, [values.next(), values.next()]).await
+        }
+        Err(error) => Answer::rejected(&error),
+    }
+}
+
+/// The `http` response for an answer.
+pub(crate) fn response(answer: Answer) -> Response<Full<Bytes>> {
+    let close = closes_connection(answer.outcome());
+    let (status, body) = answer.into_parts();
+    // A fixed text is sent without copying it.
+    let body = match body {
+        Cow::Borrowed(text) => Bytes::from_static(text.as_bytes()),
+        Cow::Owned(text) => Bytes::from(text),
+    };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::challenge::TEXT_PLAIN),
+    );
+    if close {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
