@@ -89,7 +89,7 @@ fn answer(answer: Answer) -> HttpResponse {
     let status = actix_status(answer.status());
     let (_, body) = answer.into_parts();
     let mut response = HttpResponse::build(status);
-    response.insert_header((CONTENT_TYPE, crate::challenge::TEXT_PLAIN));
+    response.insert_header((CONTENT_TYPE, crate::event::TEXT_PLAIN));
     // A fixed text is sent without copying it.
     match body {
         Cow::Borrowed(text) => response.body(text),

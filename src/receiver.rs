@@ -251,7 +251,7 @@ impl Answer {
     /// The value of the `Content-Type` header to send with [`Answer::body`].
     #[must_use]
     pub fn content_type(&self) -> HeaderValue {
-        HeaderValue::from_static(crate::challenge::TEXT_PLAIN)
+        HeaderValue::from_static(crate::event::TEXT_PLAIN)
     }
 
     /// Splits the answer into its status and body.

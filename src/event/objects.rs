@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use super::lenient::{opt_string, opt_timestamp, own};
-use super::types::{
+use super::{
     ConversationId, ConversationStatus, MessageId, MessageType, Timestamp, UserId, UserRole,
 };
 

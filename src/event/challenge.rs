@@ -6,7 +6,7 @@
 
 use http::{HeaderValue, Response, StatusCode, header};
 
-use crate::event::{Event, WebhookVerified};
+use super::{Event, WebhookVerified};
 
 /// The `Content-Type` of a challenge answer, and of every answer the endpoints send.
 pub(crate) const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
