@@ -112,7 +112,7 @@ pub mod clock;
 #[cfg_attr(docsrs, doc(cfg(feature = "receiver")))]
 pub mod dedup;
 mod error;
-mod event;
+pub mod event;
 #[cfg(feature = "receiver")]
 #[cfg_attr(docsrs, doc(cfg(feature = "receiver")))]
 pub mod receiver;
@@ -121,12 +121,7 @@ mod rejection;
 mod signature;
 
 pub use error::{Error, ErrorKind};
-pub use event::{
-    Conversation, ConversationAssigned, ConversationId, ConversationPayload, ConversationStatus,
-    ErrorInfo, Event, EventId, EventKind, EventType, Message, MessageFailed, MessageId,
-    MessagePayload, MessageReceived, MessageType, RawJson, Timestamp, UnknownEventType, User,
-    UserId, UserPayload, UserRole, WebhookFailed, WebhookId, WebhookVerified,
-};
+pub use event::{Event, EventKind, EventType};
 pub use signature::{
     DEFAULT_MAX_BODY_SIZE, SIGNATURE_HEADER, Secret, VerifiedPayload, Verifier, VerifierBuilder,
     sign, verify_and_parse,

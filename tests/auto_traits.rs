@@ -1,5 +1,6 @@
 //! Every public type can cross threads and live in shared state.
 
+use notmeta_webhooks::event::*;
 use notmeta_webhooks::*;
 
 fn assert_send_sync_static<T: Send + Sync + 'static>() {}

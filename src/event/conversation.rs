@@ -47,7 +47,8 @@ impl ConversationPayload<'_> {
 /// user it is now assigned to. Both objects are required.
 ///
 /// ```
-/// use notmeta_webhooks::{ConversationStatus, Event, EventKind};
+/// use notmeta_webhooks::{Event, EventKind};
+/// use notmeta_webhooks::event::ConversationStatus;
 ///
 /// let body = br#"{"id":"evt_2","type":"conversation.assigned","created_at":"2024-01-01T12:00:00Z",
 ///                "data":{"conversation":{"id":"conv_1","status":"assigned","assigned_to":"user_1",

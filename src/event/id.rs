@@ -15,7 +15,7 @@ macro_rules! string_newtype {
         /// The value borrows from the request body until [`into_owned`](Self::into_owned).
         ///
         /// ```
-        #[doc = concat!("use notmeta_webhooks::", stringify!($name), ";")]
+        #[doc = concat!("use notmeta_webhooks::event::", stringify!($name), ";")]
         #[doc = concat!("let id = ", stringify!($name), "::from(\"", $example, "\");")]
         #[doc = concat!("assert_eq!(id.as_str(), \"", $example, "\");")]
         #[doc = concat!("assert_eq!(id, \"", $example, "\");")]

@@ -29,7 +29,7 @@ macro_rules! event_types {
         /// assert_eq!(t.as_str(), "message.received");
         /// assert_eq!(EventType::ALL.len(), 17);
         /// assert!("message.edited".parse::<EventType>().is_err());
-        /// # Ok::<(), notmeta_webhooks::UnknownEventType>(())
+        /// # Ok::<(), notmeta_webhooks::event::UnknownEventType>(())
         /// ```
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[non_exhaustive]

@@ -1,12 +1,39 @@
-//! Typed NotMeta events (SPEC §3–4).
+//! Typed NotMeta events: the payloads and the values they carry.
 //!
 //! An [`Event`] is the envelope (`id`, `created_at`, the type) plus an [`EventKind`]:
 //! one variant per event type NotMeta documents, grouped by family
 //! (`Conversation*`, `Message*`, `User*`, `Webhook*`), and [`EventKind::Unknown`] for
 //! types added after this version, so that a new event type never breaks a receiver.
+//! `Event`, `EventKind` and `EventType` are also at the crate root; this module holds
+//! everything they contain:
+//!
+//! - the payload of each variant ([`MessageReceived`], [`ConversationAssigned`],
+//!   [`WebhookVerified`], …) and the objects inside them ([`Message`],
+//!   [`Conversation`], [`User`], [`ErrorInfo`]);
+//! - identifiers ([`EventId`], [`MessageId`], …), the [`Timestamp`] of RFC 3339
+//!   dates, and [`RawJson`] for data kept unparsed;
+//! - open enums ([`ConversationStatus`], [`MessageType`], [`UserRole`]) whose `Other`
+//!   variant keeps values NotMeta adds later.
 //!
 //! Events borrow their strings from the verified body (no copies on the hot path);
 //! [`Event::into_owned`] gives an `Event<'static>` to keep or send to another task.
+//!
+//! ```
+//! use notmeta_webhooks::event::{ConversationStatus, MessageReceived};
+//! use notmeta_webhooks::{Event, EventKind};
+//!
+//! fn on_message<'a>(m: &'a MessageReceived<'_>) -> Option<&'a str> {
+//!     let open = m.conversation.status == Some(ConversationStatus::Open);
+//!     open.then(|| m.message.text.as_deref()).flatten()
+//! }
+//!
+//! let event = Event::parse_unverified(br#"{"id":"evt_1","type":"message.received","created_at":"2024-01-01T12:00:00Z",
+//!   "data":{"message":{"id":"msg_1","type":"text","text":"Hola"},"conversation":{"id":"conv_1","status":"open"}}}"#)?;
+//! if let EventKind::MessageReceived(m) = &event.kind {
+//!     assert_eq!(on_message(m), Some("Hola"));
+//! }
+//! # Ok::<(), notmeta_webhooks::Error>(())
+//! ```
 
 use std::borrow::Cow;
 

@@ -74,7 +74,7 @@ open_enum!(
     /// The status of a conversation; values NotMeta adds later arrive as `Other`.
     ///
     /// ```
-    /// use notmeta_webhooks::ConversationStatus;
+    /// use notmeta_webhooks::event::ConversationStatus;
     /// assert_eq!(ConversationStatus::from("assigned"), ConversationStatus::Assigned);
     /// assert_eq!(ConversationStatus::from("snoozed").as_str(), "snoozed");
     /// ```
@@ -92,7 +92,7 @@ open_enum!(
     /// The type of a message's content; values NotMeta adds later arrive as `Other`.
     ///
     /// ```
-    /// use notmeta_webhooks::MessageType;
+    /// use notmeta_webhooks::event::MessageType;
     /// assert_eq!(MessageType::from("text"), MessageType::Text);
     /// assert!(matches!(MessageType::from("sticker"), MessageType::Other(s) if s == "sticker"));
     /// ```
@@ -116,7 +116,7 @@ open_enum!(
     /// The role of a user; values NotMeta adds later arrive as `Other`.
     ///
     /// ```
-    /// use notmeta_webhooks::UserRole;
+    /// use notmeta_webhooks::event::UserRole;
     /// assert_eq!(UserRole::from("agent"), UserRole::Agent);
     /// assert_eq!(UserRole::from("supervisor").to_string(), "supervisor");
     /// ```

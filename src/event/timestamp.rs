@@ -12,7 +12,7 @@ use time::format_description::well_known::Rfc3339;
 /// Fractional seconds and offsets other than `Z` are accepted; the offset is kept.
 ///
 /// ```
-/// use notmeta_webhooks::Timestamp;
+/// use notmeta_webhooks::event::Timestamp;
 ///
 /// let t: Timestamp = "2024-01-01T13:30:00.250+01:30".parse()?;
 /// assert_eq!(t.unix_timestamp(), 1_704_110_400);
@@ -37,7 +37,7 @@ impl Timestamp {
     /// The instant as a [`std::time::SystemTime`].
     ///
     /// ```
-    /// use notmeta_webhooks::Timestamp;
+    /// use notmeta_webhooks::event::Timestamp;
     /// let t: Timestamp = "1970-01-01T00:00:01Z".parse()?;
     /// assert_eq!(t.to_system_time(), std::time::UNIX_EPOCH + std::time::Duration::from_secs(1));
     /// # Ok::<(), notmeta_webhooks::Error>(())
