@@ -130,12 +130,18 @@ pub(crate) enum Detail {
     Message(String),
 }
 
-/// The error returned by every fallible operation of this crate.
+/// The error of verifying a request or parsing its body: it knows the HTTP status
+/// to answer NotMeta with.
 ///
 /// It is deliberately opaque: inspect it with [`Error::kind`] (to branch),
 /// [`Error::status`] (to answer NotMeta) and [`Error::json_path`] (to log where a
 /// body stopped being a valid event). Its messages never contain a secret, the
 /// expected MAC or the received signature.
+///
+/// `Display` describes this error alone; when a body is not a valid event, the JSON
+/// parser's message is the error's [`source`](std::error::Error::source), so print
+/// the whole chain to see it (`{:#}` with `anyhow`, or any reporter that walks
+/// `source()`).
 ///
 /// ```
 /// use notmeta_webhooks::{sign, ErrorKind, Verifier};
@@ -241,11 +247,9 @@ impl fmt::Display for Error {
             Detail::Static(s) => write!(f, ": {s}"),
             Detail::TooLarge { limit } => write!(f, " of {limit} bytes"),
             Detail::Message(m) => write!(f, ": {m}"),
-            Detail::Json {
-                path: Some(p),
-                source,
-            } => write!(f, " at `{p}`: {source}"),
-            Detail::Json { path: None, source } => write!(f, ": {source}"),
+            // The parser's own message is the source, not part of this one.
+            Detail::Json { path: Some(p), .. } => write!(f, " at `{p}`"),
+            Detail::Json { path: None, .. } => Ok(()),
         }
     }
 }
@@ -284,6 +288,42 @@ mod tests {
             assert_eq!(kind.status().as_u16(), status, "{kind:?}");
             assert_eq!(Error::new(kind).status().as_u16(), status, "{kind:?}");
         }
+    }
+
+    /// What `anyhow`'s `{:#}` prints: the error, then each source, joined by ": ".
+    fn chain(error: &dyn std::error::Error) -> String {
+        let mut text = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+
+    #[test]
+    fn the_parser_message_appears_once_in_the_chain() {
+        let body = br#"{"id":"evt_1","type":"message.received","created_at":"2024-01-01T12:00:00Z",
+                       "data":{"message":"not an object","conversation":{"id":"conv_1"}}}"#;
+        let err = crate::Event::parse_unverified(body).unwrap_err();
+        let cause = std::error::Error::source(&err)
+            .expect("the parser's error")
+            .to_string();
+        assert!(cause.contains("expected"), "{cause}");
+        let printed = chain(&err);
+        assert_eq!(printed.matches(&cause).count(), 1, "{printed}");
+        assert_eq!(
+            err.to_string(),
+            "body is not a valid NotMeta event at `data.message`"
+        );
+        assert!(printed.starts_with("body is not a valid NotMeta event at `data.message`: "));
+
+        // Without a path, the same rule.
+        let err = crate::Event::parse_unverified(b"{").unwrap_err();
+        let printed = chain(&err);
+        let cause = std::error::Error::source(&err).unwrap().to_string();
+        assert_eq!(printed.matches(&cause).count(), 1, "{printed}");
     }
 
     #[test]
