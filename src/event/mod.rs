@@ -43,6 +43,7 @@ use crate::error::Error;
 
 mod challenge;
 mod conversation;
+mod data;
 mod envelope;
 mod id;
 mod kind;
@@ -58,6 +59,7 @@ mod webhook;
 #[cfg(feature = "receiver")]
 pub(crate) use challenge::TEXT_PLAIN;
 pub use conversation::{ConversationAssigned, ConversationPayload};
+pub use data::DataError;
 pub(crate) use envelope::parse;
 pub use id::{ConversationId, EventId, MessageId, UserId, WebhookId};
 pub use kind::{EventKind, EventType, UnknownEventType};
@@ -65,7 +67,7 @@ pub use message::{MessageFailed, MessagePayload, MessageReceived};
 pub use objects::{Conversation, ErrorInfo, Message, User};
 pub use open_enums::{ConversationStatus, MessageType, UserRole};
 pub use raw::RawJson;
-pub use timestamp::Timestamp;
+pub use timestamp::{ParseTimestampError, Timestamp};
 pub use user::UserPayload;
 pub use webhook::{WebhookFailed, WebhookVerified};
 
@@ -152,6 +154,11 @@ impl<'a> Event<'a> {
     /// Deserialises the `data` object into your own type: the way to reach fields
     /// NotMeta sends that this version does not model.
     ///
+    /// # Errors
+    ///
+    /// [`DataError`] when `data` does not fit `T`. That is a fault in `T`, not in
+    /// the request, so the error carries no HTTP status (see [`DataError`]).
+    ///
     /// ```
     /// use notmeta_webhooks::Event;
     ///
@@ -165,16 +172,14 @@ impl<'a> Event<'a> {
     /// let event = Event::parse_unverified(body)?;
     /// let extra: Extra = event.data_as()?;
     /// assert_eq!(extra.message.url, "https://cdn/x.png");
-    /// # Ok::<(), notmeta_webhooks::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn data_as<'s, T: Deserialize<'s>>(&'s self) -> Result<T, Error> {
+    pub fn data_as<'s, T: Deserialize<'s>>(&'s self) -> Result<T, DataError> {
         #[derive(Deserialize)]
         struct DataOnly<T> {
             data: T,
         }
-        serde_json::from_slice::<DataOnly<T>>(&self.raw)
-            .map(|d| d.data)
-            .map_err(|e| Error::json(e, None))
+        data::from_json::<DataOnly<T>>(&self.raw).map(|d| d.data)
     }
 
     /// The challenge string, if this is a `webhook.verified` event.

@@ -18,7 +18,7 @@ use time::format_description::well_known::Rfc3339;
 /// assert_eq!(t.unix_timestamp(), 1_704_110_400);
 /// assert_eq!(t.to_string(), "2024-01-01T13:30:00.25+01:30");
 /// assert!("2024-01-01 12:00:00".parse::<Timestamp>().is_err());
-/// # Ok::<(), notmeta_webhooks::Error>(())
+/// # Ok::<(), notmeta_webhooks::event::ParseTimestampError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Timestamp(OffsetDateTime);
@@ -40,7 +40,7 @@ impl Timestamp {
     /// use notmeta_webhooks::event::Timestamp;
     /// let t: Timestamp = "1970-01-01T00:00:01Z".parse()?;
     /// assert_eq!(t.to_system_time(), std::time::UNIX_EPOCH + std::time::Duration::from_secs(1));
-    /// # Ok::<(), notmeta_webhooks::Error>(())
+    /// # Ok::<(), notmeta_webhooks::event::ParseTimestampError>(())
     /// ```
     #[must_use]
     pub fn to_system_time(&self) -> std::time::SystemTime {
@@ -54,12 +54,47 @@ impl Timestamp {
     }
 }
 
+/// Parses an RFC 3339 timestamp.
+///
+/// # Errors
+///
+/// [`ParseTimestampError`] when the text is not an RFC 3339 date and time.
 impl FromStr for Timestamp {
-    type Err = crate::Error;
+    type Err = ParseTimestampError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-            .map_err(|e| crate::Error::invalid_event(format!("bad RFC 3339 timestamp: {e}")))
+        Self::parse(s).map_err(ParseTimestampError)
+    }
+}
+
+/// The error of parsing a [`Timestamp`] from a string that is not RFC 3339.
+///
+/// `Display` says only that; the date parser's explanation (which component is
+/// wrong) is the [`source`](std::error::Error::source). It has no HTTP status:
+/// a timestamp inside an event that fails to parse makes the event invalid, and that
+/// is reported as an [`Error`](crate::Error) by the envelope parser.
+///
+/// ```
+/// use notmeta_webhooks::event::Timestamp;
+///
+/// let err = "2024-01-01 12:00:00".parse::<Timestamp>().unwrap_err();
+/// assert_eq!(err.to_string(), "invalid RFC 3339 timestamp");
+/// assert!(std::error::Error::source(&err).is_some());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseTimestampError(time::error::Parse);
+
+impl fmt::Display for ParseTimestampError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("invalid RFC 3339 timestamp")
+    }
+}
+
+impl std::error::Error for ParseTimestampError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // `time::error::Parse` prints its failing stage's message and returns that
+        // stage as its own source: start the chain at the stage so it says it once.
+        self.0.source().or(Some(&self.0))
     }
 }
 
