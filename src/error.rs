@@ -28,31 +28,24 @@ use http::StatusCode;
 /// assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
 /// # Ok::<(), notmeta_webhooks::Error>(())
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// The request carries no `X-NotMeta-Signature` header.
-    #[error("missing X-NotMeta-Signature header")]
     MissingSignature,
     /// The header is present but is not exactly `sha256=` followed by 64 hex digits,
     /// or the request carries the header more than once.
-    #[error("malformed X-NotMeta-Signature header")]
     MalformedSignature,
     /// The header is well formed but its MAC matches none of the configured secrets.
-    #[error("signature does not match the body")]
     SignatureMismatch,
     /// The signature verified but the body is not a valid NotMeta event.
-    #[error("body is not a valid NotMeta event")]
     InvalidEvent,
     /// The body is larger than the configured limit.
-    #[error("body exceeds the configured size limit")]
     BodyTooLarge,
     /// The body could not be read to its end (the connection failed or the client
     /// sent a broken chunked encoding).
-    #[error("the request body could not be read")]
     BodyRead,
     /// The receiver is misconfigured (for example, an empty secret).
-    #[error("invalid configuration")]
     Config,
 }
 
@@ -94,14 +87,20 @@ impl ErrorKind {
         )
     }
 
-    /// A short, fixed description that is safe to send back to the caller.
+    /// The short, fixed text a receiver sends back as the response body: safe to
+    /// show the caller, and the same for the three signature failures
+    /// (`Invalid signature`, as NotMeta's own examples answer).
+    ///
+    /// `Display` gives the longer description meant for logs.
     ///
     /// ```
     /// use notmeta_webhooks::ErrorKind;
-    /// assert_eq!(ErrorKind::SignatureMismatch.as_str(), "Invalid signature");
+    /// assert_eq!(ErrorKind::SignatureMismatch.response_text(), "Invalid signature");
+    /// assert_eq!(ErrorKind::MissingSignature.response_text(), "Invalid signature");
+    /// assert_eq!(ErrorKind::BodyTooLarge.response_text(), "Payload too large");
     /// ```
     #[must_use]
-    pub const fn as_str(self) -> &'static str {
+    pub const fn response_text(self) -> &'static str {
         match self {
             Self::MissingSignature | Self::MalformedSignature | Self::SignatureMismatch => {
                 "Invalid signature"
@@ -111,6 +110,26 @@ impl ErrorKind {
             Self::BodyTooLarge => "Payload too large",
             Self::Config => "Webhook receiver misconfigured",
         }
+    }
+}
+
+/// The description meant for logs, such as `signature does not match the body`.
+///
+/// ```
+/// use notmeta_webhooks::ErrorKind;
+/// assert_eq!(ErrorKind::MissingSignature.to_string(), "missing X-NotMeta-Signature header");
+/// ```
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::MissingSignature => "missing X-NotMeta-Signature header",
+            Self::MalformedSignature => "malformed X-NotMeta-Signature header",
+            Self::SignatureMismatch => "signature does not match the body",
+            Self::InvalidEvent => "body is not a valid NotMeta event",
+            Self::BodyTooLarge => "body exceeds the configured size limit",
+            Self::BodyRead => "the request body could not be read",
+            Self::Config => "invalid configuration",
+        })
     }
 }
 

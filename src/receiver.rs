@@ -227,7 +227,7 @@ impl Answer {
     #[must_use]
     pub fn rejected(error: &Error) -> Self {
         let kind = error.kind();
-        Self::new(kind.status(), kind.as_str(), Outcome::Rejected(kind))
+        Self::new(kind.status(), kind.response_text(), Outcome::Rejected(kind))
     }
 
     /// The HTTP status.
