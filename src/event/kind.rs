@@ -41,6 +41,9 @@ macro_rules! event_types {
             /// Every documented event type, in SPEC order.
             pub const ALL: &'static [EventType] = &[$(EventType::$variant),+];
 
+            /// The wire names of [`EventType::ALL`], for serde's error messages.
+            const NAMES: &'static [&'static str] = &[$($wire),+];
+
             /// The wire name, such as `"message.received"`.
             #[must_use]
             pub const fn as_str(self) -> &'static str {
@@ -177,8 +180,34 @@ impl Serialize for EventType {
 impl<'de> Deserialize<'de> for EventType {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = lenient::cow_str(d)?;
-        Self::from_wire(&s).ok_or_else(|| {
-            de::Error::unknown_variant(&s, &[] /* 17 names: see EventType::ALL */)
-        })
+        Self::from_wire(&s).ok_or_else(|| de::Error::unknown_variant(&s, Self::NAMES))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_all() {
+        assert_eq!(EventType::NAMES.len(), EventType::ALL.len());
+        for (name, t) in EventType::NAMES.iter().zip(EventType::ALL) {
+            assert_eq!(*name, t.as_str());
+        }
+    }
+
+    #[test]
+    fn an_unknown_name_is_answered_with_the_known_ones() {
+        let err = serde_json::from_str::<EventType>("\"call.started\"").unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with(
+                "unknown variant `call.started`, expected one of `conversation.created`, \
+                 `conversation.assigned`,"
+            ),
+            "{message}"
+        );
+        assert!(message.contains("`webhook.failed`"), "{message}");
+        assert!(!message.contains("there are no variants"), "{message}");
     }
 }
