@@ -1,4 +1,4 @@
-//! The crate's error type and the HTTP status each error answers.
+//! The error of verifying and parsing a request, and the HTTP status each answers.
 
 use std::fmt;
 
@@ -6,18 +6,14 @@ use http::StatusCode;
 
 /// What went wrong, as a closed set of kinds that callers can `match` on.
 ///
-/// Every kind knows the HTTP status NotMeta must receive for it (SPEC §6), so a
-/// receiver in any framework answers correctly with [`ErrorKind::status`].
+/// Every kind knows the HTTP status NotMeta must receive for it, so a receiver in
+/// any framework answers correctly with [`ErrorKind::status`]: a 4xx tells NotMeta
+/// the request can never succeed (it does not retry), a 5xx that the failure is
+/// temporary (it retries). The [crate documentation](crate#errors-and-http-statuses)
+/// has the table of kinds, statuses and retries.
 ///
-/// | kind | status | retried by NotMeta |
-/// |---|---|---|
-/// | [`MissingSignature`](ErrorKind::MissingSignature) | 400 | no |
-/// | [`MalformedSignature`](ErrorKind::MalformedSignature) | 400 | no |
-/// | [`SignatureMismatch`](ErrorKind::SignatureMismatch) | 400 | no |
-/// | [`InvalidEvent`](ErrorKind::InvalidEvent) | 400 | no |
-/// | [`BodyTooLarge`](ErrorKind::BodyTooLarge) | 413 | no |
-/// | [`BodyRead`](ErrorKind::BodyRead) | 400 | no (NotMeta saw the connection fail and retries) |
-/// | [`Config`](ErrorKind::Config) | 500 | yes (fix the configuration) |
+/// Like [`std::io::ErrorKind`], this is a kind, not an error: `Display` gives its
+/// description for logs, [`ErrorKind::response_text`] the short text to answer with.
 ///
 /// ```
 /// use notmeta_webhooks::{ErrorKind, Verifier};
@@ -50,7 +46,9 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// The HTTP status a receiver answers for this kind of error (SPEC §6).
+    /// The HTTP status a receiver answers for this kind of error: 400 for a request
+    /// that can never succeed, 413 for a body over the limit, 500 for a
+    /// misconfigured receiver (NotMeta retries only the last).
     ///
     /// ```
     /// use notmeta_webhooks::ErrorKind;
@@ -231,7 +229,7 @@ impl Error {
         self.kind
     }
 
-    /// The HTTP status to answer NotMeta with (SPEC §6); same as `self.kind().status()`.
+    /// The HTTP status to answer NotMeta with; same as `self.kind().status()`.
     #[must_use]
     pub const fn status(&self) -> http::StatusCode {
         self.kind.status()

@@ -1,5 +1,6 @@
 //! A framework-neutral webhook endpoint: verify, parse, answer the challenge, run
-//! your handler, and turn its outcome into the status NotMeta needs (SPEC §6).
+//! your handler, and turn its outcome into the status that makes NotMeta retry
+//! exactly when it should.
 //!
 //! The axum and actix-web adapters are thin layers over [`Receiver`]; use it directly
 //! with any other server library: read the body (with the limit of
@@ -213,8 +214,8 @@ impl Answer {
         }
     }
 
-    /// The answer for a request refused with `error` (its SPEC §6 status and a fixed,
-    /// non-leaking text).
+    /// The answer for a request refused with `error` (its status, which NotMeta does
+    /// not retry, and a fixed, non-leaking text).
     ///
     /// ```
     /// use notmeta_webhooks::receiver::Answer;

@@ -7,8 +7,8 @@ use crate::error::Error;
 /// Why a `VerifiedEvent` extractor refused a request.
 ///
 /// With the `axum` feature it implements `IntoResponse`; with the `actix` feature,
-/// `ResponseError`. Either way it answers its SPEC §6 status (400, or 413 past the
-/// body limit) with a short `text/plain` body that reveals nothing secret.
+/// `ResponseError`. Either way it answers the status NotMeta must receive for it
+/// (400, which NotMeta does not retry, or 413 past the body limit) with a short `text/plain` body that reveals nothing secret.
 ///
 /// ```
 /// use notmeta_webhooks::receiver::WebhookRejection;

@@ -1,4 +1,4 @@
-//! Acting once per event over NotMeta's at-least-once delivery (SPEC §1).
+//! Acting once per event over NotMeta's at-least-once delivery.
 //!
 //! NotMeta retries a delivery that failed (1 min, 5 min, 15 min, 1 h after the first
 //! attempt) and may deliver an event twice, so the same event `id` can arrive several

@@ -1,4 +1,4 @@
-//! Answering the verification challenge (SPEC §5).
+//! Answering the verification challenge.
 //!
 //! When a webhook is created NotMeta sends a signed `webhook.verified` event; the
 //! receiver proves it holds the secret by answering `200` with the body being exactly

@@ -8,8 +8,9 @@ use super::objects::{Conversation, User};
 /// The payload of `conversation.created`, `conversation.unassigned`,
 /// `conversation.closed` and `conversation.reopened`.
 ///
-/// NotMeta shows no example of these payloads, so both objects are optional
-/// (SPEC §4); `user` is sent with `conversation.unassigned` (the former assignee).
+/// NotMeta's documentation shows no example of these payloads, so both objects are
+/// optional, and a field that is missing, `null` or of another JSON type reads as
+/// `None`; `user` is sent with `conversation.unassigned` (the former assignee).
 ///
 /// ```
 /// use notmeta_webhooks::{Event, EventKind};

@@ -38,7 +38,8 @@ macro_rules! event_types {
         }
 
         impl EventType {
-            /// Every documented event type, in SPEC order.
+            /// Every documented event type: conversation, message, user, then
+            /// webhook events.
             pub const ALL: &'static [EventType] = &[$(EventType::$variant),+];
 
             /// The wire names of [`EventType::ALL`], for serde's error messages.
@@ -157,6 +158,13 @@ impl EventKind<'_> {
 #[error("unknown NotMeta event type `{0}`")]
 pub struct UnknownEventType(String);
 
+/// Parses a wire name such as `"message.received"`.
+///
+/// # Errors
+///
+/// [`UnknownEventType`] for a name that is not one of the 17 documented types
+/// (a type NotMeta added later is not an error in an event: it parses to
+/// [`EventKind::Unknown`]).
 impl FromStr for EventType {
     type Err = UnknownEventType;
 

@@ -1,6 +1,6 @@
 //! Deserialisation helpers that borrow from the body and never fail on a field of an
-//! unexpected JSON type (SPEC §4: such a field becomes unavailable, the event stays
-//! readable).
+//! unexpected JSON type: in the payloads NotMeta does not document, such a field
+//! becomes unavailable and the event stays readable.
 
 use std::borrow::Cow;
 use std::fmt;

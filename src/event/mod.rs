@@ -117,6 +117,11 @@ impl<'a> Event<'a> {
     /// [`crate::Verifier::verify`] before queueing them). Never call it on request
     /// bytes whose signature has not been checked.
     ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidEvent`](crate::ErrorKind::InvalidEvent) for bytes that are
+    /// not a valid event; [`Error::json_path`] says where they stopped being one.
+    ///
     /// ```
     /// use notmeta_webhooks::{Event, ErrorKind};
     ///

@@ -3,7 +3,7 @@
 //!
 //! Every field is optional: NotMeta documents only some payloads, and a field that is
 //! absent, `null` or of an unexpected JSON type reads as `None` instead of making the
-//! whole event unreadable (SPEC §4). Fields this version does not model are still
+//! whole event unreadable. Fields this version does not model are still
 //! reachable through [`Event::data_as`](crate::Event::data_as).
 
 use std::borrow::Cow;
