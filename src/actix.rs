@@ -91,7 +91,7 @@ fn answer(answer: Answer) -> HttpResponse {
     let close = crate::adapter::closes_connection(answer.outcome());
     let (_, body) = answer.into_parts();
     let mut response = HttpResponse::build(status);
-    response.insert_header((CONTENT_TYPE, crate::challenge::TEXT_PLAIN));
+    response.insert_header((CONTENT_TYPE, crate::event::TEXT_PLAIN));
     if close {
         response.insert_header((CONNECTION, "close"));
     }

@@ -1,4 +1,4 @@
-//! The crate's error type and the HTTP status each error answers.
+//! The error of verifying and parsing a request, and the HTTP status each answers.
 
 use std::fmt;
 
@@ -6,18 +6,14 @@ use http::StatusCode;
 
 /// What went wrong, as a closed set of kinds that callers can `match` on.
 ///
-/// Every kind knows the HTTP status NotMeta must receive for it (SPEC §6), so a
-/// receiver in any framework answers correctly with [`ErrorKind::status`].
+/// Every kind knows the HTTP status NotMeta must receive for it, so a receiver in
+/// any framework answers correctly with [`ErrorKind::status`]: a 4xx tells NotMeta
+/// the request can never succeed (it does not retry), a 5xx that the failure is
+/// temporary (it retries). The [crate documentation](crate#errors-and-http-statuses)
+/// has the table of kinds, statuses and retries.
 ///
-/// | kind | status | retried by NotMeta |
-/// |---|---|---|
-/// | [`MissingSignature`](ErrorKind::MissingSignature) | 400 | no |
-/// | [`MalformedSignature`](ErrorKind::MalformedSignature) | 400 | no |
-/// | [`SignatureMismatch`](ErrorKind::SignatureMismatch) | 400 | no |
-/// | [`InvalidEvent`](ErrorKind::InvalidEvent) | 400 | no |
-/// | [`BodyTooLarge`](ErrorKind::BodyTooLarge) | 413 | no |
-/// | [`BodyRead`](ErrorKind::BodyRead) | 400 | no (NotMeta saw the connection fail and retries) |
-/// | [`Config`](ErrorKind::Config) | 500 | yes (fix the configuration) |
+/// Like [`std::io::ErrorKind`], this is a kind, not an error: `Display` gives its
+/// description for logs, [`ErrorKind::response_text`] the short text to answer with.
 ///
 /// ```
 /// use notmeta_webhooks::{ErrorKind, Verifier};
@@ -28,41 +24,35 @@ use http::StatusCode;
 /// assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
 /// # Ok::<(), notmeta_webhooks::Error>(())
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// The request carries no `X-NotMeta-Signature` header.
-    #[error("missing X-NotMeta-Signature header")]
     MissingSignature,
     /// The header is present but is not exactly `sha256=` followed by 64 hex digits,
     /// or the request carries the header more than once.
-    #[error("malformed X-NotMeta-Signature header")]
     MalformedSignature,
     /// The header is well formed but its MAC matches none of the configured secrets.
-    #[error("signature does not match the body")]
     SignatureMismatch,
     /// The signature verified but the body is not a valid NotMeta event.
-    #[error("body is not a valid NotMeta event")]
     InvalidEvent,
     /// The body is larger than the configured limit.
-    #[error("body exceeds the configured size limit")]
     BodyTooLarge,
     /// The body could not be read to its end (the connection failed or the client
     /// sent a broken chunked encoding).
-    #[error("the request body could not be read")]
     BodyRead,
     /// The body did not arrive within the read time limit (a client sending it too
     /// slowly). Answered 503, not 408: a 4xx would tell NotMeta to give up on the
     /// event, while a slow link deserves a retry. The connection is not reused.
-    #[error("the request body did not arrive in time")]
     BodyTimeout,
     /// The receiver is misconfigured (for example, an empty secret).
-    #[error("invalid configuration")]
     Config,
 }
 
 impl ErrorKind {
-    /// The HTTP status a receiver answers for this kind of error (SPEC §6).
+    /// The HTTP status a receiver answers for this kind of error: 400 for a request
+    /// that can never succeed, 413 for a body over the limit, 500 for a
+    /// misconfigured receiver (NotMeta retries only the last).
     ///
     /// ```
     /// use notmeta_webhooks::ErrorKind;
@@ -100,14 +90,20 @@ impl ErrorKind {
         )
     }
 
-    /// A short, fixed description that is safe to send back to the caller.
+    /// The short, fixed text a receiver sends back as the response body: safe to
+    /// show the caller, and the same for the three signature failures
+    /// (`Invalid signature`, as NotMeta's own examples answer).
+    ///
+    /// `Display` gives the longer description meant for logs.
     ///
     /// ```
     /// use notmeta_webhooks::ErrorKind;
-    /// assert_eq!(ErrorKind::SignatureMismatch.as_str(), "Invalid signature");
+    /// assert_eq!(ErrorKind::SignatureMismatch.response_text(), "Invalid signature");
+    /// assert_eq!(ErrorKind::MissingSignature.response_text(), "Invalid signature");
+    /// assert_eq!(ErrorKind::BodyTooLarge.response_text(), "Payload too large");
     /// ```
     #[must_use]
-    pub const fn as_str(self) -> &'static str {
+    pub const fn response_text(self) -> &'static str {
         match self {
             Self::MissingSignature | Self::MalformedSignature | Self::SignatureMismatch => {
                 "Invalid signature"
@@ -118,6 +114,27 @@ impl ErrorKind {
             Self::BodyTooLarge => "Payload too large",
             Self::Config => "Webhook receiver misconfigured",
         }
+    }
+}
+
+/// The description meant for logs, such as `signature does not match the body`.
+///
+/// ```
+/// use notmeta_webhooks::ErrorKind;
+/// assert_eq!(ErrorKind::MissingSignature.to_string(), "missing X-NotMeta-Signature header");
+/// ```
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::MissingSignature => "missing X-NotMeta-Signature header",
+            Self::MalformedSignature => "malformed X-NotMeta-Signature header",
+            Self::SignatureMismatch => "signature does not match the body",
+            Self::InvalidEvent => "body is not a valid NotMeta event",
+            Self::BodyTooLarge => "body exceeds the configured size limit",
+            Self::BodyRead => "the request body could not be read",
+            Self::BodyTimeout => "the request body did not arrive in time",
+            Self::Config => "invalid configuration",
+        })
     }
 }
 
@@ -137,12 +154,18 @@ pub(crate) enum Detail {
     Message(String),
 }
 
-/// The error returned by every fallible operation of this crate.
+/// The error of verifying a request or parsing its body: it knows the HTTP status
+/// to answer NotMeta with.
 ///
 /// It is deliberately opaque: inspect it with [`Error::kind`] (to branch),
 /// [`Error::status`] (to answer NotMeta) and [`Error::json_path`] (to log where a
 /// body stopped being a valid event). Its messages never contain a secret, the
 /// expected MAC or the received signature.
+///
+/// `Display` describes this error alone; when a body is not a valid event, the JSON
+/// parser's message is the error's [`source`](std::error::Error::source), so print
+/// the whole chain to see it (`{:#}` with `anyhow`, or any reporter that walks
+/// `source()`).
 ///
 /// ```
 /// use notmeta_webhooks::{sign, ErrorKind, Verifier};
@@ -213,7 +236,7 @@ impl Error {
         self.kind
     }
 
-    /// The HTTP status to answer NotMeta with (SPEC §6); same as `self.kind().status()`.
+    /// The HTTP status to answer NotMeta with; same as `self.kind().status()`.
     #[must_use]
     pub const fn status(&self) -> http::StatusCode {
         self.kind.status()
@@ -248,11 +271,9 @@ impl fmt::Display for Error {
             Detail::Static(s) => write!(f, ": {s}"),
             Detail::TooLarge { limit } => write!(f, " of {limit} bytes"),
             Detail::Message(m) => write!(f, ": {m}"),
-            Detail::Json {
-                path: Some(p),
-                source,
-            } => write!(f, " at `{p}`: {source}"),
-            Detail::Json { path: None, source } => write!(f, ": {source}"),
+            // The parser's own message is the source, not part of this one.
+            Detail::Json { path: Some(p), .. } => write!(f, " at `{p}`"),
+            Detail::Json { path: None, .. } => Ok(()),
         }
     }
 }
@@ -292,6 +313,42 @@ mod tests {
             assert_eq!(kind.status().as_u16(), status, "{kind:?}");
             assert_eq!(Error::new(kind).status().as_u16(), status, "{kind:?}");
         }
+    }
+
+    /// What `anyhow`'s `{:#}` prints: the error, then each source, joined by ": ".
+    fn chain(error: &dyn std::error::Error) -> String {
+        let mut text = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+
+    #[test]
+    fn the_parser_message_appears_once_in_the_chain() {
+        let body = br#"{"id":"evt_1","type":"message.received","created_at":"2024-01-01T12:00:00Z",
+                       "data":{"message":"not an object","conversation":{"id":"conv_1"}}}"#;
+        let err = crate::Event::parse_unverified(body).unwrap_err();
+        let cause = std::error::Error::source(&err)
+            .expect("the parser's error")
+            .to_string();
+        assert!(cause.contains("expected"), "{cause}");
+        let printed = chain(&err);
+        assert_eq!(printed.matches(&cause).count(), 1, "{printed}");
+        assert_eq!(
+            err.to_string(),
+            "body is not a valid NotMeta event at `data.message`"
+        );
+        assert!(printed.starts_with("body is not a valid NotMeta event at `data.message`: "));
+
+        // Without a path, the same rule.
+        let err = crate::Event::parse_unverified(b"{").unwrap_err();
+        let printed = chain(&err);
+        let cause = std::error::Error::source(&err).unwrap().to_string();
+        assert_eq!(printed.matches(&cause).count(), 1, "{printed}");
     }
 
     #[test]

@@ -72,25 +72,40 @@
 //!
 //! Events borrow from the body; [`Event::into_owned`] detaches one.
 //!
+//! [`Event`], [`EventKind`] and [`EventType`] are at the crate root; the payload of
+//! each variant, the objects inside it, the identifiers, [`event::Timestamp`] and the
+//! open enums are in the [`event`] module.
+//!
 //! # Errors and HTTP statuses
 //!
-//! | situation | [`ErrorKind`] | status |
-//! |---|---|---|
-//! | no signature header | `MissingSignature` | 400 |
-//! | header not `sha256=` + 64 hex digits, or sent twice | `MalformedSignature` | 400 |
-//! | MAC matches no secret | `SignatureMismatch` | 400 |
-//! | verified body is not a valid event | `InvalidEvent` | 400 |
-//! | body over the limit (default 1 MiB) | `BodyTooLarge` | 413 |
-//! | empty or no secret configured | `Config` | 500 |
+//! Verifying and parsing fail with an [`Error`]; its [`ErrorKind`] tells what went
+//! wrong and [`Error::status`] what to answer. A 4xx tells NotMeta the request can
+//! never succeed, so it does not retry; a 5xx or no answer in time is a temporary
+//! failure, which it retries (after 1 min, 5 min, 15 min and 1 h).
 //!
-//! [`Error::status`] gives the status for any error. 4xx tells NotMeta not to retry;
-//! answer 5xx (503) when *your* handling fails temporarily so that it retries.
+//! | situation | [`ErrorKind`] | status | NotMeta retries |
+//! |---|---|---|---|
+//! | no signature header | [`MissingSignature`](ErrorKind::MissingSignature) | 400 | no |
+//! | header not `sha256=` + 64 hex digits, or sent twice | [`MalformedSignature`](ErrorKind::MalformedSignature) | 400 | no |
+//! | MAC matches no secret | [`SignatureMismatch`](ErrorKind::SignatureMismatch) | 400 | no |
+//! | verified body is not a valid event | [`InvalidEvent`](ErrorKind::InvalidEvent) | 400 | no |
+//! | body over the limit (default 1 MiB) | [`BodyTooLarge`](ErrorKind::BodyTooLarge) | 413 | no |
+//! | body not readable to its end (connection lost, broken chunked encoding) | [`BodyRead`](ErrorKind::BodyRead) | 400 | yes: the answer rarely arrives, and NotMeta retries the failed connection |
+//! | body slower to arrive than the read time limit (default 15 s; the connection is closed) | [`BodyTimeout`](ErrorKind::BodyTimeout) | 503 | yes |
+//! | empty secret, or none configured; a receiver on a thread without a Tokio runtime with timers | [`Config`](ErrorKind::Config) | 500 | yes, until the configuration is fixed |
+//!
+//! Answer 5xx (503) yourself when *your* handling fails temporarily, so that NotMeta
+//! retries. Reading event data into your own types ([`Event::data_as`],
+//! [`event::RawJson::deserialize`]) and parsing a timestamp fail with
+//! [`event::DataError`] and [`event::ParseTimestampError`] instead: those are faults on
+//! the receiving side, so they carry no status; answering 400 for them would tell
+//! NotMeta never to retry.
 //!
 //! # Frameworks and delivery guarantees (optional features)
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `receiver` | `receiver::Receiver`: a framework-neutral endpoint that answers the challenge, runs your async handler under a time limit, catches its panics, de-duplicates on event id (`dedup::MemoryStore` by default) and maps every outcome to SPEC §6 |
+//! | `receiver` | `receiver::Receiver`: a framework-neutral endpoint that answers the challenge, runs your async handler under a time limit, catches its panics, de-duplicates on event id (`dedup::MemoryStore` by default) and maps every outcome to the status NotMeta's retries need |
 //! | `tower` | `tower::WebhookService`: the ready-made endpoint as a `tower::Service` for hyper, axum, tonic or `lambda_http` |
 //! | `axum` | `axum::VerifiedEvent` (extractor) and `axum::endpoint` (ready-made route) |
 //! | `actix` | `actix::VerifiedEvent` (extractor) and `actix::endpoint` (ready-made route) |
@@ -109,7 +124,6 @@ mod adapter;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
-mod challenge;
 #[cfg(feature = "receiver")]
 #[cfg_attr(docsrs, doc(cfg(feature = "receiver")))]
 pub mod clock;
@@ -117,7 +131,7 @@ pub mod clock;
 #[cfg_attr(docsrs, doc(cfg(feature = "receiver")))]
 pub mod dedup;
 mod error;
-mod event;
+pub mod event;
 #[cfg(feature = "receiver")]
 #[cfg_attr(docsrs, doc(cfg(feature = "receiver")))]
 pub mod receiver;
@@ -127,12 +141,7 @@ mod signature;
 pub mod tower;
 
 pub use error::{Error, ErrorKind};
-pub use event::{
-    Conversation, ConversationAssigned, ConversationId, ConversationPayload, ConversationStatus,
-    ErrorInfo, Event, EventId, EventKind, EventType, Message, MessageFailed, MessageId,
-    MessagePayload, MessageReceived, MessageType, RawJson, Timestamp, UnknownEventType, User,
-    UserId, UserPayload, UserRole, WebhookFailed, WebhookId, WebhookVerified,
-};
+pub use event::{Event, EventKind, EventType};
 pub use signature::{
     DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_SIZE, SIGNATURE_HEADER, Secret, VerifiedPayload,
     Verifier, VerifierBuilder, sign, verify_and_parse,

@@ -1,4 +1,4 @@
-//! Signature verification and signing (SPEC §2).
+//! Signature verification and signing.
 //!
 //! NotMeta signs every request with
 //! `X-NotMeta-Signature: sha256=<hex(HMAC-SHA256(secret, raw_body))>`. This module
@@ -62,7 +62,11 @@ pub struct Secret {
 }
 
 impl Secret {
-    /// Keys a secret. An empty secret is refused with [`ErrorKind::Config`].
+    /// Keys a secret.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] for an empty secret.
     pub fn new(secret: impl AsRef<[u8]>) -> Result<Self, Error> {
         let secret = secret.as_ref();
         if secret.is_empty() {
@@ -136,7 +140,8 @@ pub fn sign(body: &[u8], secret: &str) -> String {
     format_header(&mac.finalize().into_bytes())
 }
 
-/// Parses a header value into the 32-byte MAC it carries (SPEC §2 rules).
+/// Parses a header value into the 32-byte MAC it carries: optional spaces or tabs
+/// around it, the lower-case `sha256=` label, then exactly 64 hex digits.
 fn parse_header(value: &[u8]) -> Result<[u8; MAC_LEN], Error> {
     let value = trim_ows(value);
     if value.is_empty() {
@@ -263,8 +268,11 @@ impl VerifierBuilder {
         self
     }
 
-    /// Builds the verifier. Fails with [`ErrorKind::Config`] if no secret was given
-    /// or any secret is empty.
+    /// Builds the verifier.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] if no secret was given or any secret is empty.
     pub fn build(self) -> Result<Verifier, Error> {
         let secrets = self.secrets.into_iter().collect::<Result<Arc<[_]>, _>>()?;
         if secrets.is_empty() {
@@ -283,6 +291,10 @@ impl VerifierBuilder {
 
 impl Verifier {
     /// A verifier with one secret and the default body limit.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] for an empty secret.
     ///
     /// ```
     /// use notmeta_webhooks::Verifier;
@@ -320,6 +332,13 @@ impl Verifier {
     /// Use [`Verifier::verify_headers`] with an `http::HeaderMap` so that a missing or
     /// repeated header is told apart.
     ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::BodyTooLarge`] for a body over the limit,
+    /// [`ErrorKind::MalformedSignature`] for a header value that is not `sha256=`
+    /// and 64 hex digits, [`ErrorKind::SignatureMismatch`] when no secret's MAC
+    /// matches.
+    ///
     /// ```
     /// use notmeta_webhooks::{sign, Verifier};
     ///
@@ -343,6 +362,13 @@ impl Verifier {
     ///
     /// This is the framework-neutral entry point; it needs no `http` types, so any
     /// server library (including ones on `http` 0.2) can feed it.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::MissingSignature`] when the header is absent,
+    /// [`ErrorKind::MalformedSignature`] when it is present more than once or is not
+    /// `sha256=` and 64 hex digits, [`ErrorKind::BodyTooLarge`] for a body over the
+    /// limit, [`ErrorKind::SignatureMismatch`] when no secret's MAC matches.
     ///
     /// ```
     /// use notmeta_webhooks::{sign, ErrorKind, Verifier};
@@ -389,6 +415,13 @@ impl Verifier {
 
     /// Verifies `body` against the signature header found in `headers`.
     ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::MissingSignature`] when the header is absent,
+    /// [`ErrorKind::MalformedSignature`] when it is present more than once or is not
+    /// `sha256=` and 64 hex digits, [`ErrorKind::BodyTooLarge`] for a body over the
+    /// limit, [`ErrorKind::SignatureMismatch`] when no secret's MAC matches.
+    ///
     /// ```
     /// use notmeta_webhooks::{sign, Verifier, SIGNATURE_HEADER};
     ///
@@ -415,6 +448,13 @@ impl Verifier {
 
     /// Verifies a whole `http::Request` whose body is already in memory.
     ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::MissingSignature`] when the header is absent,
+    /// [`ErrorKind::MalformedSignature`] when it is present more than once or is not
+    /// `sha256=` and 64 hex digits, [`ErrorKind::BodyTooLarge`] for a body over the
+    /// limit, [`ErrorKind::SignatureMismatch`] when no secret's MAC matches.
+    ///
     /// ```
     /// use notmeta_webhooks::{sign, Verifier};
     ///
@@ -437,6 +477,14 @@ impl Verifier {
 
     /// Verifies `body` against one header value, then parses it into a typed
     /// [`Event`] borrowing from `body`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::BodyTooLarge`] for a body over the limit,
+    /// [`ErrorKind::MalformedSignature`] for a header value that is not `sha256=`
+    /// and 64 hex digits, [`ErrorKind::SignatureMismatch`] when no secret's MAC
+    /// matches; after the signature verified, [`ErrorKind::InvalidEvent`] for a body
+    /// that is not a valid event.
     ///
     /// ```
     /// use notmeta_webhooks::{sign, EventKind, Verifier};
@@ -500,6 +548,21 @@ impl<'a> VerifiedPayload<'a> {
     /// Parses the verified bytes into a typed [`Event`] that borrows from them.
     ///
     /// Call [`Event::into_owned`] to keep the event past the body's lifetime.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidEvent`] for a body that is not a valid event (not JSON,
+    /// a field missing or of the wrong type); [`Error::json_path`] says where.
+    ///
+    /// ```
+    /// use notmeta_webhooks::{sign, ErrorKind, Verifier};
+    ///
+    /// let verifier = Verifier::new("whsec_abc123")?;
+    /// let body = br#"{"id":"evt_1","type":"user.online","data":{}}"#; // no created_at
+    /// let payload = verifier.verify(body, &sign(body, "whsec_abc123"))?;
+    /// assert_eq!(payload.parse().unwrap_err().kind(), ErrorKind::InvalidEvent);
+    /// # Ok::<(), notmeta_webhooks::Error>(())
+    /// ```
     pub fn parse(self) -> Result<Event<'a>, Error> {
         crate::event::parse(self.body)
     }
@@ -511,6 +574,14 @@ impl<'a> VerifiedPayload<'a> {
 /// The body must be the request body **byte for byte as received**, never JSON
 /// re-serialised from a parsed value. Build a [`Verifier`] once instead when you
 /// handle many requests (it keys the secret once) or rotate secrets.
+///
+/// # Errors
+///
+/// [`ErrorKind::Config`] for an empty secret; [`ErrorKind::BodyTooLarge`] for a body
+/// over [`DEFAULT_MAX_BODY_SIZE`]; [`ErrorKind::MalformedSignature`] or
+/// [`ErrorKind::SignatureMismatch`] for a header that is not a valid signature of
+/// `body`; after the signature verified, [`ErrorKind::InvalidEvent`] for a body that
+/// is not a valid event.
 ///
 /// ```
 /// use notmeta_webhooks::{sign, verify_and_parse, EventKind};

@@ -148,7 +148,7 @@ pub(crate) fn response(answer: Answer) -> Response<Full<Bytes>> {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(crate::challenge::TEXT_PLAIN),
+        HeaderValue::from_static(crate::event::TEXT_PLAIN),
     );
     if close {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -1,5 +1,6 @@
 //! Every public type can cross threads and live in shared state.
 
+use notmeta_webhooks::event::*;
 use notmeta_webhooks::*;
 
 fn assert_send_sync_static<T: Send + Sync + 'static>() {}
@@ -16,6 +17,8 @@ fn public_types_are_send_sync_static() {
     assert_send_sync_static::<EventKind<'static>>();
     assert_send_sync_static::<EventType>();
     assert_send_sync_static::<UnknownEventType>();
+    assert_send_sync_static::<DataError>();
+    assert_send_sync_static::<ParseTimestampError>();
     assert_send_sync_static::<EventId<'static>>();
     assert_send_sync_static::<MessageId<'static>>();
     assert_send_sync_static::<ConversationId<'static>>();

@@ -3,9 +3,8 @@
 
 mod common;
 
-use notmeta_webhooks::{
-    ConversationStatus, Event, EventKind, EventType, MessageType, UserRole, Verifier, sign,
-};
+use notmeta_webhooks::event::{ConversationStatus, MessageType, UserRole};
+use notmeta_webhooks::{Event, EventKind, EventType, Verifier, sign};
 
 fn parse_signed(body: &[u8]) -> Event<'_> {
     let verifier = Verifier::new("whsec_test").unwrap();

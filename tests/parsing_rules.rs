@@ -1,7 +1,8 @@
 //! The envelope and payload rules of SPEC §3–4: strict where documented, lenient
 //! where inferred, and never an error for what NotMeta may add later.
 
-use notmeta_webhooks::{ConversationStatus, ErrorKind, Event, EventKind, MessageType, UserRole};
+use notmeta_webhooks::event::{ConversationStatus, MessageType, UserRole};
+use notmeta_webhooks::{ErrorKind, Event, EventKind};
 
 fn body(event_type: &str, data: &str) -> String {
     format!(

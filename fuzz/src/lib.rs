@@ -115,7 +115,7 @@ pub fn check_event(body: &[u8], event: &Event<'_>) {
     }
     // The timestamp survives printing and reading back; conversions never panic.
     let printed = event.created_at.to_string();
-    let reread: notmeta_webhooks::Timestamp = printed.parse().expect("own output parses");
+    let reread: notmeta_webhooks::event::Timestamp = printed.parse().expect("own output parses");
     assert_eq!(reread.unix_timestamp(), event.created_at.unix_timestamp());
     let _ = event.created_at.to_system_time();
     // The challenge answer exists exactly for webhook.verified and carries the string.

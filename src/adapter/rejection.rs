@@ -7,9 +7,9 @@ use crate::error::Error;
 /// Why a `VerifiedEvent` extractor refused a request.
 ///
 /// With the `axum` feature it implements `IntoResponse`; with the `actix` feature,
-/// `ResponseError`. Either way it answers the error's status (400; 413 past the body
-/// limit; 503 for a body too slow to arrive) with a short `text/plain` body that
-/// reveals nothing secret.
+/// `ResponseError`. Either way it answers the status NotMeta must receive for it
+/// (400 or 413, which NotMeta does not retry; 503 for a body too slow to arrive,
+/// which it retries) with a short `text/plain` body that reveals nothing secret.
 ///
 /// It is transparent: `Display` and `source()` are the underlying error's.
 ///

@@ -8,8 +8,9 @@ use super::objects::{Conversation, User};
 /// The payload of `conversation.created`, `conversation.unassigned`,
 /// `conversation.closed` and `conversation.reopened`.
 ///
-/// NotMeta shows no example of these payloads, so both objects are optional
-/// (SPEC §4); `user` is sent with `conversation.unassigned` (the former assignee).
+/// NotMeta's documentation shows no example of these payloads, so both objects are
+/// optional, and a field that is missing, `null` or of another JSON type reads as
+/// `None`; `user` is sent with `conversation.unassigned` (the former assignee).
 ///
 /// ```
 /// use notmeta_webhooks::{Event, EventKind};
@@ -47,7 +48,8 @@ impl ConversationPayload<'_> {
 /// user it is now assigned to. Both objects are required.
 ///
 /// ```
-/// use notmeta_webhooks::{ConversationStatus, Event, EventKind};
+/// use notmeta_webhooks::{Event, EventKind};
+/// use notmeta_webhooks::event::ConversationStatus;
 ///
 /// let body = br#"{"id":"evt_2","type":"conversation.assigned","created_at":"2024-01-01T12:00:00Z",
 ///                "data":{"conversation":{"id":"conv_1","status":"assigned","assigned_to":"user_1",

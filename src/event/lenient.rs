@@ -1,6 +1,6 @@
 //! Deserialisation helpers that borrow from the body and never fail on a field of an
-//! unexpected JSON type (SPEC §4: such a field becomes unavailable, the event stays
-//! readable).
+//! unexpected JSON type: in the payloads NotMeta does not document, such a field
+//! becomes unavailable and the event stays readable.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -8,7 +8,7 @@ use std::fmt;
 use serde::Deserializer;
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::types::Timestamp;
+use super::Timestamp;
 
 /// A string borrowed from the body when it holds no escapes, copied otherwise.
 pub(crate) fn cow_str<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Cow<'a, str>, D::Error> {

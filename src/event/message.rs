@@ -43,8 +43,9 @@ impl MessageReceived<'_> {
 
 /// The payload of `message.sent`, `message.delivered` and `message.read`.
 ///
-/// NotMeta shows no example of these payloads, so both objects are optional
-/// (SPEC §4).
+/// NotMeta's documentation shows no example of these payloads, so both objects are
+/// optional, and a field that is missing, `null` or of another JSON type reads as
+/// `None`.
 ///
 /// ```
 /// use notmeta_webhooks::{Event, EventKind};

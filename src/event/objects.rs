@@ -3,7 +3,7 @@
 //!
 //! Every field is optional: NotMeta documents only some payloads, and a field that is
 //! absent, `null` or of an unexpected JSON type reads as `None` instead of making the
-//! whole event unreadable (SPEC §4). Fields this version does not model are still
+//! whole event unreadable. Fields this version does not model are still
 //! reachable through [`Event::data_as`](crate::Event::data_as).
 
 use std::borrow::Cow;
@@ -11,14 +11,15 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use super::lenient::{opt_string, opt_timestamp, own};
-use super::types::{
+use super::{
     ConversationId, ConversationStatus, MessageId, MessageType, Timestamp, UserId, UserRole,
 };
 
 /// A conversation between a customer and the business.
 ///
 /// ```
-/// use notmeta_webhooks::{ConversationStatus, Event, EventKind};
+/// use notmeta_webhooks::{Event, EventKind};
+/// use notmeta_webhooks::event::ConversationStatus;
 ///
 /// let body = br#"{"id":"evt_2","type":"conversation.closed","created_at":"2024-01-01T12:00:00Z",
 ///                "data":{"conversation":{"id":"conv_1","status":"closed","assigned_to":null}}}"#;
@@ -66,7 +67,8 @@ impl Conversation<'_> {
 /// A message sent or received in a conversation.
 ///
 /// ```
-/// use notmeta_webhooks::{Event, EventKind, MessageType};
+/// use notmeta_webhooks::{Event, EventKind};
+/// use notmeta_webhooks::event::MessageType;
 ///
 /// let body = br#"{"id":"evt_7","type":"message.sent","created_at":"2024-01-01T12:00:00Z",
 ///                "data":{"message":{"id":"msg_1","type":"image","from":"1234","url":"https://x"}}}"#;
@@ -123,7 +125,8 @@ impl Message<'_> {
 /// A user of the business's NotMeta account, such as an agent.
 ///
 /// ```
-/// use notmeta_webhooks::{Event, EventKind, UserRole};
+/// use notmeta_webhooks::{Event, EventKind};
+/// use notmeta_webhooks::event::UserRole;
 ///
 /// let body = br#"{"id":"evt_11","type":"user.created","created_at":"2024-01-01T12:00:00Z",
 ///                "data":{"user":{"id":"user_1","name":"Juan P\u00e9rez","role":"supervisor"}}}"#;

@@ -6,7 +6,8 @@ use super::lenient::opt_object;
 use super::objects::User;
 
 /// The payload of `user.created`, `user.updated`, `user.deleted`, `user.online` and
-/// `user.offline`: the user concerned (optional, as SPEC §4 infers these payloads).
+/// `user.offline`: the user concerned (optional: NotMeta's documentation shows no
+/// example of these payloads).
 ///
 /// ```
 /// use notmeta_webhooks::{Event, EventKind};

@@ -4,9 +4,9 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use super::WebhookId;
 use super::lenient::{cow_str, opt_object, opt_string, own};
 use super::objects::ErrorInfo;
-use super::types::WebhookId;
 
 /// The payload of `webhook.verified` (documented): the challenge NotMeta sends when a
 /// webhook is created. Answer it with [`WebhookVerified::response`] (or let an adapter

@@ -88,7 +88,7 @@ impl Outcome {
         match self {
             Self::Handled | Self::Challenge => "OK",
             Self::Duplicate => "OK (duplicate)",
-            Self::Rejected(kind) => kind.as_str(),
+            Self::Rejected(kind) => kind.response_text(),
             Self::Stale => "Event too old",
             Self::PermanentFailure => "Event refused",
             Self::Panicked => "Internal error",
@@ -199,7 +199,7 @@ impl Answer {
     /// The value of the `Content-Type` header to send with [`Answer::body`].
     #[must_use]
     pub fn content_type(&self) -> HeaderValue {
-        HeaderValue::from_static(crate::challenge::TEXT_PLAIN)
+        HeaderValue::from_static(crate::event::TEXT_PLAIN)
     }
 
     /// The status and body, for adapters that build their own response (a fixed

@@ -1,4 +1,4 @@
-//! Answering the verification challenge (SPEC §5).
+//! Answering the verification challenge.
 //!
 //! When a webhook is created NotMeta sends a signed `webhook.verified` event; the
 //! receiver proves it holds the secret by answering `200` with the body being exactly
@@ -6,7 +6,7 @@
 
 use http::{HeaderValue, Response, StatusCode, header};
 
-use crate::event::{Event, WebhookVerified};
+use super::{Event, WebhookVerified};
 
 /// The `Content-Type` of a challenge answer, and of every answer the endpoints send.
 pub(crate) const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
