@@ -1,4 +1,4 @@
-//! Every example event of the shared fixtures parses into its typed variant, with
+//! Every example event of the fixtures parses into its typed variant, with
 //! concrete field values checked.
 
 mod common;

@@ -112,9 +112,9 @@ fn cases(dir: &Path) -> Vec<Case> {
         (
             fs::read(
                 Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../shared/events/evt_6.message.received.json"),
+                    .join("data/events/evt_6.message.received.json"),
             )
-            .expect("the shared example events"),
+            .expect("the example events in data/"),
             "tu_secret_webhook".into(),
         ),
     ];

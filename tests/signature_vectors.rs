@@ -1,4 +1,4 @@
-//! Every case of the shared signature vectors maps to the right outcome.
+//! Every case of the signature vectors maps to the right outcome.
 
 mod common;
 
@@ -103,7 +103,10 @@ fn sign_reproduces_every_valid_header_in_lower_case() {
         );
         count += 1;
     }
-    assert!(count >= 8, "expected the shared valid cases, found {count}");
+    assert!(
+        count >= 8,
+        "expected the valid cases of the vectors, found {count}"
+    );
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! `message.received` bodies of chosen sizes, built from the shared example event.
+//! `message.received` bodies of chosen sizes, built from the example event in `data/`.
 //!
 //! Used by the allocation test and by the benches (which include this file by path),
 //! so that every measurement runs on the same bytes.
@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 /// The example event the bodies are built from.
-const EXAMPLE: &str = "shared/events/evt_6.message.received.json";
+const EXAMPLE: &str = "data/events/evt_6.message.received.json";
 
 /// The text of the example message; a longer body repeats it.
 const TEXT: &str = "Hola, necesito ayuda";
@@ -18,7 +18,7 @@ pub const SIZES: [usize; 4] = [0, 1024, 16 * 1024, 1024 * 1024];
 
 /// The example `message.received` event, pretty-printed as stored.
 ///
-/// Found in a `shared/` directory beside any ancestor of the calling crate, so that
+/// Found in the `data/` directory of the calling crate or of any ancestor, so that
 /// crates nested in this repository read the same file.
 pub fn example_message_received() -> Vec<u8> {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

@@ -1,16 +1,16 @@
-//! Access to the shared wire-contract fixtures that live beside the repository.
+//! Access to the wire-contract fixtures kept in the repository's `data/` directory.
 #![allow(dead_code, unreachable_pub)]
 
 use std::path::PathBuf;
 
 use base64::Engine as _;
 
-/// `../shared`, the directory holding SPEC vectors and example events.
-pub fn shared_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared");
+/// `data/`, the directory holding SPEC vectors and example events.
+pub fn data_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data");
     assert!(
         dir.join("vectors/signatures.json").is_file(),
-        "the shared fixtures are missing: expected them at {}",
+        "the fixtures are missing: expected them at {}",
         dir.display()
     );
     dir
@@ -27,7 +27,7 @@ pub struct Vector {
 }
 
 pub fn signature_vectors() -> Vec<Vector> {
-    let text = std::fs::read_to_string(shared_dir().join("vectors/signatures.json")).unwrap();
+    let text = std::fs::read_to_string(data_dir().join("vectors/signatures.json")).unwrap();
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
     let cases = doc["cases"].as_array().expect("cases array");
     assert!(!cases.is_empty());
@@ -47,7 +47,7 @@ pub fn signature_vectors() -> Vec<Vector> {
 
 /// Every example event body of `events/`, as `(file name, bytes)`, sorted by name.
 pub fn example_events() -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<_> = std::fs::read_dir(shared_dir().join("events"))
+    let mut out: Vec<_> = std::fs::read_dir(data_dir().join("events"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))

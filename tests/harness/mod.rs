@@ -76,7 +76,7 @@ pub fn failing(outcome: &'static str) -> Receiver<impl Handler> {
     )
 }
 
-/// The distinct secrets of the shared signature vectors; the server mounts
+/// The distinct secrets of the signature vectors; the server mounts
 /// `/s/{index}/webhooks` and `/s/{index}/extract` for each.
 pub fn vector_secrets() -> Vec<String> {
     let mut secrets: Vec<String> = Vec::new();
@@ -151,7 +151,7 @@ async fn check_delivery(
     }
 }
 
-/// Every shared signature vector through both the endpoint and the extractor.
+/// Every signature vector through both the endpoint and the extractor.
 pub async fn vectors(addr: SocketAddr, seen: &Seen) {
     let secrets = vector_secrets();
     for v in common::signature_vectors() {
