@@ -42,9 +42,7 @@ const THRESHOLD: f64 = 4.5;
 /// Number of cropping percentiles, as in dudect.
 const PERCENTILES: usize = 100;
 
-#[path = "../tests/common/rng.rs"]
-mod rng;
-use rng::Rng;
+use notmeta_test_support::Rng;
 
 /// Welford's running mean and variance.
 #[derive(Default, Clone, Copy)]
