@@ -1,7 +1,7 @@
 //! What the ready-made endpoint adds to a delivery beyond `verify_and_parse`: the
 //! owned copy of the event for the handler, the dedup claim and completion, the
 //! handler time limit and the panic guard. HTTP itself is measured by
-//! `cargo run --release --example load --features axum,actix -- compare`.
+//! `cargo run --release -p notmeta-tools --bin load -- compare`.
 //!
 //! Rows, for the 1 KiB `message.received` body, each with a fresh event id:
 //!
@@ -18,8 +18,7 @@ use notmeta_webhooks::dedup::MemoryStore;
 use notmeta_webhooks::receiver::{HandlerError, Receiver};
 use notmeta_webhooks::{Event, Verifier, sign};
 
-#[path = "support/cpu_time.rs"]
-mod cpu_time;
+use notmeta_test_support::cpu_time;
 
 const SECRET: &str = "whsec_bench";
 

@@ -21,7 +21,7 @@
 //!   so it is timed against a signature of the re-serialised bytes. Target:
 //!   `verify_and_parse` at least 2.2 × faster at 1 KiB.
 //!
-//! Times are the bench thread's CPU time (see `support/cpu_time.rs`), so that other
+//! Times are the bench thread's CPU time (see `test-support/src/cpu_time.rs`), so that other
 //! work on the machine moves the ratios less. Run with `cargo bench --bench verify`;
 //! `python3 benches/ratios.py` then prints the ratios as Markdown tables. The
 //! comparison with the `svix` crate lives in the separate crate `benches/peer` (see
@@ -37,10 +37,7 @@ use notmeta_webhooks::{Event, EventKind, Verifier, sign};
 use serde::Deserialize;
 use sha2::Sha256;
 
-#[path = "../tests/common/bodies.rs"]
-mod bodies;
-#[path = "support/cpu_time.rs"]
-mod cpu_time;
+use notmeta_test_support::{bodies, cpu_time};
 
 const SECRET: &str = "whsec_bench";
 

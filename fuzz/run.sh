@@ -10,7 +10,7 @@
 #                                  llvm-tools-preview component)
 #
 # Needs the nightly toolchain (`rustup toolchain install nightly`) and python3; installs
-# cargo-fuzz if it is absent. Seeds fuzz/corpus/<target>/ from ../shared at every run
+# cargo-fuzz if it is absent. Seeds fuzz/corpus/<target>/ from data/ at every run
 # (fuzz/seed.py). One job, 2 GiB RSS limit, 5 s per input. Exits non-zero on any crash,
 # panic, failed check, timeout or out-of-memory; the input is saved under
 # fuzz/artifacts/<target>/ and `cargo +nightly fuzz run TARGET <file>` replays it.

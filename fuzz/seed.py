@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Builds the fuzz seed corpora from the shared fixtures, read at run time.
+"""Builds the fuzz seed corpora from the repository's fixtures, read at run time.
 
     fuzz/seed.py            # writes fuzz/corpus/<target>/ (git-ignored)
 
-Sources: ../shared/events/*.json (the 17 example events) and
-../shared/vectors/signatures.json (the signature cases). Nothing is copied into the
-repository; the corpus directories are rebuilt (and only added to) on every run.
+Sources: data/events/*.json (the 17 example events) and
+data/vectors/signatures.json (the signature cases). The corpus directories are
+rebuilt (and only added to) on every run.
 Files are named by the SHA-1 of their content, as libFuzzer names its own, so
 running this twice adds nothing.
 """
@@ -17,7 +17,7 @@ import pathlib
 import sys
 
 FUZZ = pathlib.Path(__file__).resolve().parent
-SHARED = FUZZ.parent.parent / "shared"
+DATA = FUZZ.parent / "data"
 # Must match notmeta_webhooks_fuzz::{SECRET, OTHER_SECRET} (fuzz/src/lib.rs).
 SECRET = b"tu_secret_webhook"
 OTHER_SECRET = b"whsec_rotated_out"
@@ -61,10 +61,10 @@ def write(target: str, data: bytes) -> None:
 
 
 def main() -> int:
-    vectors_file = SHARED / "vectors" / "signatures.json"
-    events_dir = SHARED / "events"
+    vectors_file = DATA / "vectors" / "signatures.json"
+    events_dir = DATA / "events"
     if not vectors_file.is_file() or not events_dir.is_dir():
-        print(f"seed.py: shared fixtures not found under {SHARED}", file=sys.stderr)
+        print(f"seed.py: fixtures not found under {DATA}", file=sys.stderr)
         return 1
     cases = json.loads(vectors_file.read_text(encoding="utf-8"))["cases"]
     events = [p.read_bytes() for p in sorted(events_dir.glob("*.json"))]

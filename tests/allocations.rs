@@ -5,8 +5,7 @@
 
 use notmeta_webhooks::{EventKind, SIGNATURE_HEADER, Verifier, sign};
 
-#[path = "common/bodies.rs"]
-mod bodies;
+use notmeta_test_support::bodies;
 
 /// How many allocations (and reallocations) `f` makes on this thread.
 fn allocations<T>(f: impl FnOnce() -> T) -> (usize, T) {

@@ -1,6 +1,5 @@
 //! The axum adapter over real HTTP on 127.0.0.1.
 
-mod common;
 mod harness;
 
 use std::net::SocketAddr;

@@ -3,10 +3,7 @@
 //! (sequential and concurrent), replays; on one receiver and on two replicas sharing
 //! a real Redis.
 
-mod common;
 mod harness;
-#[path = "harness/redis_server.rs"]
-mod redis_server;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,11 +13,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix_web::{App, HttpServer};
 use axum::Router;
 use harness::client;
+use notmeta_test_support::RedisServer;
 use notmeta_webhooks::clock::ManualClock;
 use notmeta_webhooks::dedup::{IdempotencyStore, MemoryStore, RedisStore};
 use notmeta_webhooks::receiver::{Handler, HandlerError, Receiver};
 use notmeta_webhooks::{Event, Verifier, sign};
-use redis_server::RedisServer;
 
 const SECRET: &str = "whsec_delivery";
 const EVENTS: usize = 40;

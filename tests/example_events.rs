@@ -1,8 +1,7 @@
-//! Every example event of the shared fixtures parses into its typed variant, with
+//! Every example event of the fixtures parses into its typed variant, with
 //! concrete field values checked.
 
-mod common;
-
+use notmeta_test_support::example_events;
 use notmeta_webhooks::event::{ConversationStatus, MessageType, UserRole};
 use notmeta_webhooks::{Event, EventKind, EventType, Verifier, sign};
 
@@ -15,7 +14,7 @@ fn parse_signed(body: &[u8]) -> Event<'_> {
 
 #[test]
 fn all_seventeen_types_have_an_example_and_parse_to_their_variant() {
-    let events = common::example_events();
+    let events = example_events();
     assert_eq!(events.len(), 17, "one example per event type");
     let mut types = Vec::new();
     for (file, body) in &events {
@@ -41,7 +40,7 @@ fn all_seventeen_types_have_an_example_and_parse_to_their_variant() {
 }
 
 fn example(type_name: &str) -> Vec<u8> {
-    common::example_events()
+    example_events()
         .into_iter()
         .find(|(f, _)| f.ends_with(&format!(".{type_name}.json")))
         .unwrap_or_else(|| panic!("no example for {type_name}"))

@@ -23,9 +23,7 @@ use notmeta_webhooks::{Secret, Verifier, sign};
 const DEFAULT_SEED: u64 = 0x6e6f_746d_6574_6121; // "notmeta!"
 const RANDOM_CASES: usize = 48;
 
-#[path = "common/rng.rs"]
-mod rng;
-use rng::Rng;
+use notmeta_test_support::Rng;
 
 fn seed() -> u64 {
     std::env::var("NOTMETA_INTEROP_SEED")
@@ -110,11 +108,7 @@ fn cases(dir: &Path) -> Vec<Case> {
         (b"{}".to_vec(), r#"quote" back\slash $HOME `id`"#.into()),
         (vec![b'a'; 256 * 1024], "whsec_large".into()),
         (
-            fs::read(
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../shared/events/evt_6.message.received.json"),
-            )
-            .expect("the shared example events"),
+            notmeta_test_support::fixtures::example_event("evt_6.message.received.json"),
             "tu_secret_webhook".into(),
         ),
     ];

@@ -1,13 +1,9 @@
 //! The Redis idempotency store against a real `redis-server`.
 
-mod common;
-#[path = "harness/redis_server.rs"]
-mod redis_server;
-
 use std::time::Duration;
 
+use notmeta_test_support::RedisServer;
 use notmeta_webhooks::dedup::{Claim, ClaimToken, IdempotencyStore, RedisStore, Settled};
-use redis_server::RedisServer;
 
 const WINDOW: Duration = Duration::from_secs(7200);
 

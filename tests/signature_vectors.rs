@@ -1,7 +1,6 @@
-//! Every case of the shared signature vectors maps to the right outcome.
+//! Every case of the signature vectors maps to the right outcome.
 
-mod common;
-
+use notmeta_test_support::signature_vectors;
 use notmeta_webhooks::{ErrorKind, SIGNATURE_HEADER, Verifier, sign};
 
 fn outcome(result: Result<(), ErrorKind>) -> &'static str {
@@ -16,7 +15,7 @@ fn outcome(result: Result<(), ErrorKind>) -> &'static str {
 
 #[test]
 fn every_vector_has_its_expected_outcome_through_every_entry_point() {
-    let vectors = common::signature_vectors();
+    let vectors = signature_vectors();
     let mut seen = std::collections::BTreeSet::new();
     for v in &vectors {
         seen.insert(v.expect.clone());
@@ -82,10 +81,7 @@ fn every_vector_has_its_expected_outcome_through_every_entry_point() {
 #[test]
 fn sign_reproduces_every_valid_header_in_lower_case() {
     let mut count = 0;
-    for v in common::signature_vectors()
-        .iter()
-        .filter(|v| v.expect == "valid")
-    {
+    for v in signature_vectors().iter().filter(|v| v.expect == "valid") {
         let expected = v
             .signature_header
             .as_deref()
@@ -103,12 +99,15 @@ fn sign_reproduces_every_valid_header_in_lower_case() {
         );
         count += 1;
     }
-    assert!(count >= 8, "expected the shared valid cases, found {count}");
+    assert!(
+        count >= 8,
+        "expected the valid cases of the vectors, found {count}"
+    );
 }
 
 #[test]
 fn a_valid_vector_verifies_under_any_position_of_a_rotated_secret() {
-    let v = common::signature_vectors()
+    let v = signature_vectors()
         .into_iter()
         .find(|v| v.expect == "valid")
         .unwrap();
@@ -130,7 +129,7 @@ fn a_valid_vector_verifies_under_any_position_of_a_rotated_secret() {
 
 #[test]
 fn header_name_is_case_insensitive_and_repeats_are_malformed() {
-    let v = common::signature_vectors()
+    let v = signature_vectors()
         .into_iter()
         .find(|v| v.expect == "valid")
         .unwrap();

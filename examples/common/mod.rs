@@ -1,8 +1,6 @@
 //! Pieces shared by the example programs.
 #![allow(dead_code, unreachable_pub)]
 
-pub mod client;
-
 use notmeta_webhooks::{Event, EventKind};
 
 /// One log line per event, in the spirit of NotMeta's own samples: id and type, the

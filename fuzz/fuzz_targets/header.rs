@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use notmeta_webhooks::{SIGNATURE_HEADER, Verifier};
 use notmeta_webhooks_fuzz::{expected_verdict, verifier};
 
-/// The body of the shared vectors' "empty body" case, whose header is a valid seed.
+/// The body of the signature vectors' "empty body" case, whose header is a valid seed.
 const BODY: &[u8] = b"";
 
 static VERIFIER: LazyLock<Verifier> = LazyLock::new(verifier);

@@ -8,8 +8,8 @@
 use notmeta_webhooks::{ErrorKind, Event, EventKind, EventType, Verifier, sign};
 use serde::de::IgnoredAny;
 
-/// The secret every fuzz target verifies with (the one of the shared signature
-/// vectors, so the vectors' headers are meaningful seeds).
+/// The secret every fuzz target verifies with (the one of the signature vectors in
+/// `data/`, so the vectors' headers are meaningful seeds).
 pub const SECRET: &str = "tu_secret_webhook";
 
 /// A second, unrelated secret, tried first, so that rotation is exercised.

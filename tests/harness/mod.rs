@@ -2,9 +2,6 @@
 //! against each adapter's server.
 #![allow(dead_code, unreachable_pub)]
 
-#[path = "../../examples/common/client.rs"]
-pub mod client;
-
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -12,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use notmeta_webhooks::receiver::{Handler, HandlerError, Receiver};
 use notmeta_webhooks::{Event, EventKind, Verifier, sign};
 
-use crate::common;
+pub use notmeta_test_support::client;
+use notmeta_test_support::{example_events as fixture_events, signature_vectors};
 
 /// The secret of the `/webhooks`, `/extract` and failure routes.
 pub const SECRET: &str = "whsec_adapter_test";
@@ -76,11 +74,11 @@ pub fn failing(outcome: &'static str) -> Receiver<impl Handler> {
     )
 }
 
-/// The distinct secrets of the shared signature vectors; the server mounts
+/// The distinct secrets of the signature vectors; the server mounts
 /// `/s/{index}/webhooks` and `/s/{index}/extract` for each.
 pub fn vector_secrets() -> Vec<String> {
     let mut secrets: Vec<String> = Vec::new();
-    for v in common::signature_vectors() {
+    for v in signature_vectors() {
         if !secrets.contains(&v.secret) {
             secrets.push(v.secret);
         }
@@ -151,10 +149,10 @@ async fn check_delivery(
     }
 }
 
-/// Every shared signature vector through both the endpoint and the extractor.
+/// Every signature vector through both the endpoint and the extractor.
 pub async fn vectors(addr: SocketAddr, seen: &Seen) {
     let secrets = vector_secrets();
-    for v in common::signature_vectors() {
+    for v in signature_vectors() {
         let index = secrets.iter().position(|s| *s == v.secret).unwrap();
         let headers: Vec<(&str, &str)> = v
             .signature_header
@@ -170,7 +168,7 @@ pub async fn vectors(addr: SocketAddr, seen: &Seen) {
 
 /// Every example event, signed, through both the endpoint and the extractor.
 pub async fn example_events(addr: SocketAddr, seen: &Seen) {
-    let events = common::example_events();
+    let events = fixture_events();
     assert_eq!(events.len(), 17);
     for (name, body) in events {
         let header = signed(&body);

@@ -27,10 +27,7 @@ use http::{HeaderMap, HeaderValue};
 use notmeta_webhooks::{EventKind, SIGNATURE_HEADER, Verifier, sign};
 use svix::webhooks::Webhook;
 
-#[path = "../../../tests/common/bodies.rs"]
-mod bodies;
-#[path = "../../support/cpu_time.rs"]
-mod cpu_time;
+use notmeta_test_support::{bodies, cpu_time};
 
 const SECRET: &str = "whsec_bench";
 

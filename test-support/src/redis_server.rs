@@ -1,11 +1,13 @@
 //! A real `redis-server` on a free loopback port, stopped when dropped.
-#![allow(dead_code, unreachable_pub)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A `redis-server` child process; killed and reaped when dropped.
+#[derive(Debug)]
 pub struct RedisServer {
     child: Child,
+    /// The loopback port it listens on.
     pub port: u16,
 }
 
@@ -38,6 +40,7 @@ impl RedisServer {
         Self { child, port }
     }
 
+    /// `redis://127.0.0.1:{port}/`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }

@@ -1,11 +1,13 @@
 //! xorshift64*: a small deterministic generator for test data and random orders,
-//! shared by the interop tests and the timing example.
-#![allow(dead_code, unreachable_pub)]
+//! used by the interop tests and the timing tool.
 
 /// A seeded xorshift64* generator (the seed must not be 0).
+#[derive(Debug, Clone)]
 pub struct Rng(pub u64);
 
 impl Rng {
+    /// The next 64 random bits.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;

@@ -8,13 +8,13 @@
 //! used instead.
 
 #[cfg(unix)]
-pub(crate) use thread::ThreadCpuTime as Clock;
+pub use thread::ThreadCpuTime as Clock;
 
 #[cfg(not(unix))]
-pub(crate) use criterion::measurement::WallTime as Clock;
+pub use criterion::measurement::WallTime as Clock;
 
 /// The clock every bench group uses.
-pub(crate) const CLOCK: Clock = {
+pub const CLOCK: Clock = {
     #[cfg(unix)]
     {
         thread::ThreadCpuTime
@@ -30,7 +30,8 @@ mod thread {
     use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 
     /// CPU time of the calling thread, in nanoseconds.
-    pub(crate) struct ThreadCpuTime;
+    #[derive(Debug, Clone, Copy)]
+    pub struct ThreadCpuTime;
 
     /// Nanoseconds of CPU time this thread has used, from `cpu-time`'s safe
     /// wrapper of `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`.
@@ -67,7 +68,7 @@ mod thread {
 
 /// The criterion configuration every bench uses: this clock, 1 s of warm-up and 3 s
 /// of measurement per row (the whole suite runs in a few minutes on 2 cores).
-pub(crate) fn criterion() -> criterion::Criterion<Clock> {
+pub fn criterion() -> criterion::Criterion<Clock> {
     criterion::Criterion::default()
         .with_measurement(CLOCK)
         .warm_up_time(std::time::Duration::from_secs(1))

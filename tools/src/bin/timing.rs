@@ -1,8 +1,9 @@
 //! Timing-safety evidence: a dudect-style test (Reparaz, Balasch, Verbauwhede, "Dude,
 //! is my code constant time?", 2017) of signature verification.
 //!
-//! Run with `cargo run --release --example timing` (optionally `-- SAMPLES`, default
-//! 1,000,000 per test). On a quiet machine it takes well under a minute.
+//! Run with `cargo run --release -p notmeta-tools --bin timing` (optionally
+//! `-- SAMPLES`, default 1,000,000 per test). On a quiet machine it takes well under a
+//! minute.
 //!
 //! Method: two classes of input that differ only where a leaky comparison would
 //! leak — the same body, the same secret, a header whose MAC is wrong in its **first**
@@ -42,9 +43,7 @@ const THRESHOLD: f64 = 4.5;
 /// Number of cropping percentiles, as in dudect.
 const PERCENTILES: usize = 100;
 
-#[path = "../tests/common/rng.rs"]
-mod rng;
-use rng::Rng;
+use notmeta_test_support::Rng;
 
 /// Welford's running mean and variance.
 #[derive(Default, Clone, Copy)]

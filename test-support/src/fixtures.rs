@@ -1,16 +1,17 @@
-//! Access to the shared wire-contract fixtures that live beside the repository.
-#![allow(dead_code, unreachable_pub)]
+//! The wire-contract fixtures kept in the repository's `data/` directory: the
+//! signature vectors (`data/vectors/signatures.json`) and the example event bodies
+//! (`data/events/*.json`).
 
 use std::path::PathBuf;
 
 use base64::Engine as _;
 
-/// `../shared`, the directory holding SPEC vectors and example events.
-pub fn shared_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared");
+/// The repository's `data/` directory.
+pub fn data_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data");
     assert!(
         dir.join("vectors/signatures.json").is_file(),
-        "the shared fixtures are missing: expected them at {}",
+        "the fixtures are missing: expected them at {}",
         dir.display()
     );
     dir
@@ -19,15 +20,21 @@ pub fn shared_dir() -> PathBuf {
 /// One case of `vectors/signatures.json`.
 #[derive(Debug, Clone)]
 pub struct Vector {
+    /// What the case shows.
     pub name: String,
+    /// The secret to verify with.
     pub secret: String,
+    /// The raw body.
     pub body: Vec<u8>,
+    /// The `X-NotMeta-Signature` value, or `None` for no header.
     pub signature_header: Option<String>,
+    /// The outcome: `valid`, `mismatch`, `malformed` or `missing`.
     pub expect: String,
 }
 
+/// Every case of `data/vectors/signatures.json`, in file order.
 pub fn signature_vectors() -> Vec<Vector> {
-    let text = std::fs::read_to_string(shared_dir().join("vectors/signatures.json")).unwrap();
+    let text = std::fs::read_to_string(data_dir().join("vectors/signatures.json")).unwrap();
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
     let cases = doc["cases"].as_array().expect("cases array");
     assert!(!cases.is_empty());
@@ -45,9 +52,10 @@ pub fn signature_vectors() -> Vec<Vector> {
         .collect()
 }
 
-/// Every example event body of `events/`, as `(file name, bytes)`, sorted by name.
+/// Every example event body of `data/events/`, as `(file name, bytes)`, sorted by
+/// name.
 pub fn example_events() -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<_> = std::fs::read_dir(shared_dir().join("events"))
+    let mut out: Vec<_> = std::fs::read_dir(data_dir().join("events"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
@@ -60,4 +68,10 @@ pub fn example_events() -> Vec<(String, Vec<u8>)> {
         .collect();
     out.sort();
     out
+}
+
+/// The bytes of one example event, by file name (`evt_6.message.received.json`).
+pub fn example_event(name: &str) -> Vec<u8> {
+    let path = data_dir().join("events").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

@@ -1,7 +1,6 @@
 //! A small HTTP/1.1 client for talking to a receiver the way NotMeta does: hyper for
 //! ordinary and chunked requests, raw bytes where the wire form itself matters.
-//! Shared by the demo and the adapter tests.
-#![allow(dead_code, unreachable_pub)]
+//! Used by the demo and the adapter tests.
 
 use std::net::SocketAddr;
 
@@ -15,11 +14,14 @@ use tokio::net::TcpStream;
 /// A response: status and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
+    /// The status code.
     pub status: u16,
+    /// The whole body (de-chunked).
     pub body: Vec<u8>,
 }
 
 impl Reply {
+    /// The body as text (lossy UTF-8).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }

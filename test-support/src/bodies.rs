@@ -1,13 +1,11 @@
-//! `message.received` bodies of chosen sizes, built from the shared example event.
+//! `message.received` bodies of chosen sizes, built from the example event in
+//! `data/events/`.
 //!
-//! Used by the allocation test and by the benches (which include this file by path),
-//! so that every measurement runs on the same bytes.
-#![allow(dead_code, unreachable_pub)]
-
-use std::path::PathBuf;
+//! Used by the allocation test and by the benches, so that every measurement runs on
+//! the same bytes.
 
 /// The example event the bodies are built from.
-const EXAMPLE: &str = "shared/events/evt_6.message.received.json";
+const EXAMPLE: &str = "evt_6.message.received.json";
 
 /// The text of the example message; a longer body repeats it.
 const TEXT: &str = "Hola, necesito ayuda";
@@ -17,17 +15,8 @@ const TEXT: &str = "Hola, necesito ayuda";
 pub const SIZES: [usize; 4] = [0, 1024, 16 * 1024, 1024 * 1024];
 
 /// The example `message.received` event, pretty-printed as stored.
-///
-/// Found in a `shared/` directory beside any ancestor of the calling crate, so that
-/// crates nested in this repository read the same file.
 pub fn example_message_received() -> Vec<u8> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let path = manifest
-        .ancestors()
-        .map(|dir| dir.join(EXAMPLE))
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| panic!("{EXAMPLE} not found beside {}", manifest.display()));
-    std::fs::read(path).unwrap()
+    crate::fixtures::example_event(EXAMPLE)
 }
 
 /// `json` without the white space between tokens; key order and every string are

@@ -3,15 +3,15 @@
 //! ```text
 //! # 200,000 signed requests on 64 keep-alive connections against the axum endpoint,
 //! # with ~1% forged, ~1% oversized and ~1% unknown-type events mixed in:
-//! cargo run --release --example load --features axum,actix -- run axum 200000 64
-//! cargo run --release --example load --features axum,actix -- run actix 200000 64
+//! cargo run --release -p notmeta-tools --bin load -- run axum 200000 64
+//! cargo run --release -p notmeta-tools --bin load -- run actix 200000 64
 //!
 //! # A short smoke run, judged on its answers only (as CI runs it):
-//! cargo run --release --example load --features axum,actix -- run axum 20000 64 --statuses-only
+//! cargo run --release -p notmeta-tools --bin load -- run axum 20000 64 --statuses-only
 //!
 //! # The ready-made endpoints against bare handlers of the same framework that read
 //! # the same body and answer 200, at 16 and 64 connections, in one run:
-//! cargo run --release --example load --features axum,actix -- compare 50000
+//! cargo run --release -p notmeta-tools --bin load -- compare 50000
 //! ```
 //!
 //! `run` reports requests/s, p50/p99 latency and a count of every status, and exits
@@ -22,8 +22,6 @@
 //! `MALLOC_MMAP_THRESHOLD_=65536`) so its memory is measured alone; its dedup store is
 //! bounded (20,000 ids), and the warm-up (a quarter of the run, at least 80,000
 //! requests) fills it and churns it past its one-time table growth.
-
-mod common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
