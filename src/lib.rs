@@ -95,6 +95,7 @@
 //! | `actix` | `actix::VerifiedEvent` (extractor) and `actix::endpoint` (ready-made route) |
 //! | `redis` | `dedup::RedisStore`, one idempotency store for several replicas |
 //! | `tracing` | one span per delivery with event id, type and outcome |
+//! | `client` | `client::Client`, a typed async client for NotMeta's management API (create, list, logs, stats, and an idempotent `ensure_webhook` for deploys) over rustls, with timeouts and retries |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -106,6 +107,9 @@ pub mod actix;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 mod challenge;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+pub mod client;
 #[cfg(feature = "receiver")]
 #[cfg_attr(docsrs, doc(cfg(feature = "receiver")))]
 pub mod clock;
