@@ -447,10 +447,10 @@ async fn a_429_is_retried_after_its_retry_after() {
 #[tokio::test]
 async fn a_retry_after_date_is_honoured_and_every_wait_is_capped() {
     let fake = Fake::default();
-    let in_two_seconds = httpdate_in(Duration::from_secs(2));
+    let in_three_seconds = httpdate_in(Duration::from_secs(3));
     fake.then(Canned {
         status: 429,
-        headers: vec![("retry-after", in_two_seconds)],
+        headers: vec![("retry-after", in_three_seconds)],
         body: String::new(),
     })
     .then(Canned {
@@ -467,10 +467,11 @@ async fn a_retry_after_date_is_honoured_and_every_wait_is_capped() {
 
     let seen = fake.seen();
     assert_eq!(seen.len(), 3);
-    // The date has one-second resolution: between 1 s and 2 s away, capped at 1.5 s.
+    // The date has one-second resolution: 2 s to 3 s away, so the cap of 1.5 s waited
+    // (a date that failed to parse would have meant the 10 ms backoff).
     let first = seen[1].at - seen[0].at;
     assert!(
-        first >= Duration::from_millis(900) && first < Duration::from_millis(2500),
+        first >= Duration::from_millis(1200) && first < Duration::from_secs(3),
         "{first:?}"
     );
     // An hour asked for, the cap waited.
