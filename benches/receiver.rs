@@ -49,8 +49,8 @@ fn receiver(c: &mut Criterion<cpu_time::Clock>) {
         Ok::<(), HandlerError>(())
     };
     let without_dedup = Receiver::new(verifier.clone(), handler).without_dedup();
-    let with_dedup =
-        Receiver::new(verifier.clone(), handler).with_store(MemoryStore::with_capacity(20_000));
+    let with_dedup = Receiver::new(verifier.clone(), handler)
+        .with_store(MemoryStore::new().with_capacity(20_000));
 
     let mut group = c.benchmark_group("receiver/1KiB");
     let mut i = 0;

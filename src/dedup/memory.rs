@@ -18,7 +18,8 @@ use crate::clock::{Clock, SystemClock};
 /// window (500,000 ÷ 7,200 s). A remembered id costs about 100 bytes whatever its
 /// length (the store keeps a 128-bit keyed hash of it, not the id), so a full default
 /// store holds about 50 MB. For a higher rate `r` (events/s) and window `w` (s), use
-/// [`MemoryStore::with_capacity`]`(r × w)` with some headroom.
+/// `MemoryStore::new().`[`with_capacity`](MemoryStore::with_capacity)`(r × w)` with
+/// some headroom.
 pub const DEFAULT_CAPACITY: usize = 500_000;
 
 /// An idempotency store in this process's memory: for a single replica.
@@ -155,21 +156,21 @@ impl MemoryStore {
     /// A store for [`DEFAULT_CAPACITY`] ids on the system clock.
     #[must_use]
     pub fn new() -> Self {
-        Self::with_capacity(DEFAULT_CAPACITY)
+        Self::build(DEFAULT_CAPACITY, Arc::new(SystemClock))
     }
 
-    /// A store that remembers at most `capacity` ids (at least 1; memory is taken as
-    /// ids arrive, not up front).
+    /// The same store, empty, remembering at most `capacity` ids (at least 1; memory
+    /// is taken as ids arrive, not up front).
     ///
     /// ```
     /// use notmeta_webhooks::dedup::MemoryStore;
     /// // 200 events/s over a 2-hour window, with 10% headroom.
-    /// let store = MemoryStore::with_capacity(200 * 7200 * 11 / 10);
+    /// let store = MemoryStore::new().with_capacity(200 * 7200 * 11 / 10);
     /// assert_eq!(store.capacity(), 1_584_000);
     /// ```
     #[must_use]
-    pub fn with_capacity(capacity: usize) -> Self {
-        Self::build(capacity, Arc::new(SystemClock))
+    pub fn with_capacity(self, capacity: usize) -> Self {
+        Self::build(capacity, self.clock)
     }
 
     fn build(capacity: usize, clock: Arc<dyn Clock>) -> Self {
@@ -345,7 +346,9 @@ mod tests {
     fn store(capacity: usize) -> (MemoryStore, ManualClock) {
         let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
         (
-            MemoryStore::with_capacity(capacity).with_clock(clock.clone()),
+            MemoryStore::new()
+                .with_capacity(capacity)
+                .with_clock(clock.clone()),
             clock,
         )
     }

@@ -20,9 +20,11 @@ use super::{Handler, HandlerError, Outcome, Settings};
 use crate::dedup::{ClaimToken, IdempotencyStore, Settled, StoreError};
 use crate::event::Event;
 
-/// How often recording an outcome is tried when the store fails, and the pauses
-/// between tries.
-const SETTLE_BACKOFF: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(250)];
+/// Recording an outcome is tried at least this many times when the store fails...
+const SETTLE_TRIES: u32 = 3;
+/// ...and, for stores with leases, for as long as the claim would live anyway (at
+/// most this long), pausing between tries from 50 ms, doubling, up to 1 s.
+const SETTLE_BUDGET_MAX: Duration = Duration::from_secs(25);
 
 /// What a delivery task needs, detached from the request.
 pub(super) struct Task<H, S> {
@@ -171,9 +173,13 @@ async fn renew<S: IdempotencyStore>(
 }
 
 /// Records the outcome: done after success or a permanent failure, released after
-/// anything NotMeta will retry. A failing store is tried [`SETTLE_BACKOFF`]`.len() + 1`
-/// times; `None` if every try failed (counted and logged: a completion lost this way
-/// lets a later duplicate run the handler again once the claim lapses).
+/// anything NotMeta will retry.
+///
+/// A failing store is tried again: at least [`SETTLE_TRIES`] times and, for a store
+/// with leases, until the claim's lease would have run out (the claim still keeps
+/// duplicates away meanwhile). `None` if every try failed (counted and logged: a
+/// completion lost this way lets a later duplicate run the handler again once the
+/// claim lapses).
 async fn settle<S: IdempotencyStore>(
     store: &S,
     id: &str,
@@ -183,8 +189,10 @@ async fn settle<S: IdempotencyStore>(
 ) -> Option<Settled> {
     let complete = matches!(outcome, Outcome::Handled | Outcome::PermanentFailure);
     let operation = if complete { "complete" } else { "release" };
-    let mut pauses = SETTLE_BACKOFF.iter();
-    loop {
+    let budget = store.lease().unwrap_or(Duration::ZERO).min(SETTLE_BUDGET_MAX);
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(50);
+    for attempt in 1.. {
         let result: Result<Settled, StoreError> = if complete {
             bounded(limit, store.complete(id, &held.token, held.window)).await
         } else {
@@ -201,14 +209,16 @@ async fn settle<S: IdempotencyStore>(
             }
             Err(error) => {
                 report::store_failed(operation, &error);
-                let Some(pause) = pauses.next() else {
-                    report::settle_failed(id, operation);
-                    return None;
-                };
-                tokio::time::sleep(*pause).await;
+                if attempt >= SETTLE_TRIES && started.elapsed() + pause > budget {
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
             }
         }
     }
+    report::settle_failed(id, operation);
+    None
 }
 
 /// Runs `future` with the store time limit; a time-out is a store error.

@@ -50,7 +50,7 @@ fn receiver() -> Receiver<impl notmeta_webhooks::receiver::Handler> {
         Verifier::new(SECRET).expect("a valid secret"),
         |_event: Event<'static>| async { Ok::<(), HandlerError>(()) },
     )
-    .with_store(MemoryStore::with_capacity(STORE_CAPACITY))
+    .with_store(MemoryStore::new().with_capacity(STORE_CAPACITY))
 }
 
 fn serve(kind: &str) -> Result<(), BoxError> {
