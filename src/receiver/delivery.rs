@@ -96,9 +96,11 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
         }
     }
 
-    /// For stores with leases: the handler runs in a task of its own, so the lease
-    /// is renewed even while the handler blocks its thread; past the time limit it is
-    /// cancelled, and the claim is kept (and renewed) until it has really stopped.
+    /// For stores with leases: the handler runs on Tokio's blocking pool (driven by
+    /// `Handle::block_on`), so that even a handler that blocks its thread cannot
+    /// stall the runtime's timers and I/O, and the claim's lease is renewed from this
+    /// task meanwhile. Past the time limit the handler is cancelled at its next
+    /// `.await`; the claim is kept (and renewed) until it has really stopped.
     async fn run_renewing(
         &self,
         event: Event<'static>,
@@ -108,7 +110,16 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
         lease: Duration,
     ) -> (Outcome, Option<HandlerError>, Settled) {
         let handler = Arc::clone(&self.handler);
-        let mut handle = tokio::spawn(async move { handler.call(event).await });
+        let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Handle::current();
+        let mut handle = tokio::task::spawn_blocking(move || {
+            runtime.block_on(async move {
+                match select(pin!(handler.call(event)), cancelled).await {
+                    Either::Left((result, _)) => Some(result),
+                    Either::Right(_) => None,
+                }
+            })
+        });
         let lost = AtomicBool::new(false);
         let every = (lease / 3).max(Duration::from_millis(10));
         let limit = self.settings.store_timeout;
@@ -117,8 +128,7 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
         let joined = match select(&mut handle, select(renewing.as_mut(), deadline)).await {
             Either::Left((joined, _)) => joined,
             Either::Right(_) => {
-                // Cancelled at its next await; the claim is renewed until it stops.
-                handle.abort();
+                let _ = cancel.send(());
                 match select(&mut handle, renewing).await {
                     Either::Left((joined, _)) => joined,
                     Either::Right(((), _)) => (&mut handle).await,
@@ -126,9 +136,9 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
             }
         };
         let (outcome, error) = match joined {
-            Ok(result) => from_result(result),
-            Err(e) if e.is_panic() => (Outcome::Panicked, None),
-            Err(_cancelled) => (Outcome::TimedOut, None),
+            Ok(Some(result)) => from_result(result),
+            Ok(None) => (Outcome::TimedOut, None),
+            Err(_panic) => (Outcome::Panicked, None),
         };
         let renewal = if lost.load(Ordering::Relaxed) {
             Settled::LeaseLost
@@ -189,7 +199,10 @@ async fn settle<S: IdempotencyStore>(
 ) -> Option<Settled> {
     let complete = matches!(outcome, Outcome::Handled | Outcome::PermanentFailure);
     let operation = if complete { "complete" } else { "release" };
-    let budget = store.lease().unwrap_or(Duration::ZERO).min(SETTLE_BUDGET_MAX);
+    let budget = store
+        .lease()
+        .unwrap_or(Duration::ZERO)
+        .min(SETTLE_BUDGET_MAX);
     let started = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(50);
     for attempt in 1.. {
