@@ -737,8 +737,9 @@ fn spawn_replica(url: &str) -> (std::process::Child, SocketAddr) {
     let mut lines = std::io::BufReader::new(stdout).lines();
     let addr = loop {
         let line = lines.next().expect("the replica exited").unwrap();
-        if let Some(addr) = line.strip_prefix("LISTENING ") {
-            break addr.parse().unwrap();
+        // The harness may print the test's name on the same line first.
+        if let Some((_, addr)) = line.split_once("LISTENING ") {
+            break addr.trim().parse().unwrap();
         }
     };
     (child, addr)
