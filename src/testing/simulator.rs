@@ -327,11 +327,11 @@ impl Tracked {
 pub enum Kind {
     /// The first attempt or a retry (numbered by [`Attempt::number`]).
     Attempt,
-    /// A copy of an attempt sent at the same moment
-    /// ([`Simulator::with_concurrent_duplicates`]).
-    Concurrent,
     /// A delivery of an event already answered 2xx ([`Simulator::with_duplicates`]).
     Duplicate,
+    /// A copy of an attempt or a duplicate, sent at the same moment
+    /// ([`Simulator::with_concurrent_duplicates`]).
+    Concurrent,
 }
 
 impl fmt::Display for Kind {

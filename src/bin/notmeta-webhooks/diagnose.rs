@@ -194,23 +194,38 @@ pub(crate) fn diagnose(body: &[u8], header: &str, secrets: &[String]) -> Diagnos
         row.pop().unwrap_or_else(|| "no match".into()),
     ]);
 
-    let all_secrets: Vec<&str> = secrets
+    // The secrets as given, then their variants (with what was changed).
+    let all_secrets: Vec<(&str, Option<&str>)> = secrets
         .iter()
-        .map(String::as_str)
-        .chain(secret_variants.iter().map(|(s, _)| s.as_str()))
+        .map(|s| (s.as_str(), None))
+        .chain(
+            secret_variants
+                .iter()
+                .map(|(s, how)| (s.as_str(), Some(*how))),
+        )
         .collect();
-    let mut try_bodies = |check: &str, variants: Vec<(String, Vec<u8>)>, why: &str| {
+    let mut try_bodies = |check: &str, mut variants: Vec<(String, Vec<u8>)>, why: &str| {
+        variants.retain(|(_, b)| b != body);
         if variants.is_empty() {
             table.row([check.into(), "not applicable".into()]);
             return;
         }
-        let hit = variants
-            .iter()
-            .find(|(_, b)| all_secrets.iter().any(|s| matches(b, s)));
+        let hit = variants.iter().find_map(|(how, b)| {
+            let (_, secret_how) = all_secrets.iter().find(|(s, _)| matches(b, s))?;
+            Some((how, *secret_how))
+        });
         match hit {
-            Some((how, _)) => {
-                table.row([check.into(), format!("MATCH {how}")]);
+            Some((how, secret_how)) => {
+                let and_secret = secret_how
+                    .map(|s| format!(", and the secret {s}"))
+                    .unwrap_or_default();
+                table.row([check.into(), format!("MATCH {how}{and_secret}")]);
                 found.push(format!("the body was changed: it matches {how}. {why}"));
+                if let Some(s) = secret_how {
+                    found.push(format!(
+                        "the secret is wrong too: it matches {s}. The key is the secret exactly as NotMeta shows it, `whsec_` prefix included."
+                    ));
+                }
             }
             None => table.row([check.into(), format!("no match ({} tried)", variants.len())]),
         }
@@ -270,11 +285,12 @@ fn normalise(value: &str) -> (Option<String>, Option<String>) {
         );
         return (None, Some(note));
     }
-    if let Some((label, hex)) = value.split_once('=') {
-        if label.eq_ignore_ascii_case("sha256") && is_mac(hex) {
-            let note = format!("the label is {label:?}: it must be lower case `sha256=`");
-            return (Some(hex.to_ascii_lowercase()), Some(note));
-        }
+    if let Some((label, hex)) = value.split_once('=')
+        && label.eq_ignore_ascii_case("sha256")
+        && is_mac(hex)
+    {
+        let note = format!("the label is {label:?}: it must be lower case `sha256=`");
+        return (Some(hex.to_ascii_lowercase()), Some(note));
     }
     if is_mac(value) {
         let note = "the value lacks its `sha256=` label".to_owned();
@@ -390,7 +406,8 @@ fn json_variants(body: &[u8]) -> Vec<(String, Vec<u8>)> {
     ] {
         let mut out = Vec::new();
         let mut ser = serde_json::Serializer::with_formatter(&mut out, style.formatter());
-        if json.serialize(&mut ser).is_ok() && out != body {
+        // A body that differs only by its trailing newline is the newline check's.
+        if json.serialize(&mut ser).is_ok() && out != body.trim_ascii_end() {
             v.push((format!("re-serialised {how}"), out.clone()));
             out.push(b'\n');
             v.push((format!("re-serialised {how}, with a newline"), out));
