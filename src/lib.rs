@@ -112,6 +112,8 @@
 //! | `redis` | `dedup::RedisStore`, one idempotency store for several replicas |
 //! | `tracing` | one span per delivery with event id, type and outcome |
 //! | `metrics` | counters per outcome, store errors, lease renewals and losses, and a handler-duration histogram, through the `metrics` facade |
+//! | `testing` | `testing`: a sample event of every documented type with a builder (fresh id, `created_at` now), signed requests, and `testing::Simulator`, NotMeta's retry schedule and duplicates played against a URL or a tower service (for your dev-dependencies) |
+//! | `cli` | the `notmeta-webhooks` binary: `send`, `sign`, `replay`, `simulate` and `verify` (explains why a signature fails) |
 //! | `client` | `client::Client`, a typed async client for NotMeta's management API (create, list, logs, stats, and an idempotent `ensure_webhook` for deploys) over rustls, with timeouts and retries |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
@@ -137,9 +139,14 @@ pub mod dedup;
 mod error;
 pub mod event;
 #[cfg(feature = "receiver")]
+mod handler_ext;
+#[cfg(feature = "receiver")]
 #[cfg_attr(docsrs, doc(cfg(feature = "receiver")))]
 pub mod receiver;
 mod signature;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
@@ -151,6 +158,6 @@ pub use signature::{
     Verifier, VerifierBuilder, sign, verify_and_parse,
 };
 
-#[cfg(all(doctest, feature = "axum", feature = "actix"))]
+#[cfg(all(doctest, feature = "axum", feature = "actix", feature = "testing"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -1,9 +1,7 @@
 //! Exactly-once handling over at-least-once delivery, shown by playing NotMeta over
-//! real HTTP: a flaky handler, the retry schedule on an injected clock, duplicates
-//! (sequential and concurrent), replays; on one receiver and on two replicas sharing
-//! a real Redis.
-
-mod harness;
+//! real HTTP with the test kit's simulator: a flaky handler, the retry schedule on an
+//! injected clock, duplicates (sequential and concurrent), replays; on one receiver
+//! and on two replicas sharing a real Redis.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,19 +10,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::{App, HttpServer};
 use axum::Router;
-use harness::client;
 use notmeta_test_support::RedisServer;
-use notmeta_webhooks::clock::ManualClock;
+use notmeta_webhooks::clock::{Clock, ManualClock};
 use notmeta_webhooks::dedup::{IdempotencyStore, MemoryStore, RedisStore};
 use notmeta_webhooks::receiver::{Handler, HandlerError, Receiver};
-use notmeta_webhooks::{Event, Verifier, sign};
+use notmeta_webhooks::testing::{Fate, Kind, Simulator, Target, sample};
+use notmeta_webhooks::{Event, EventType, Verifier};
 
 const SECRET: &str = "whsec_delivery";
 const EVENTS: usize = 40;
-/// NotMeta's attempts: the first, then 1 min, 5 min, 15 min and 1 h after each other.
-const ATTEMPT_OFFSETS_MIN: [u64; 5] = [0, 1, 6, 21, 81];
-/// 2024-01-01T12:00:00Z, the `created_at` of every event.
-const CREATED_AT: u64 = 1_704_110_400;
+/// 2024-01-01T12:00:00Z, where the clock starts.
+const START: u64 = 1_704_110_400;
 
 /// How the handler misbehaves for an event, by its index.
 fn behaviour(i: usize) -> &'static str {
@@ -38,10 +34,11 @@ fn behaviour(i: usize) -> &'static str {
     }
 }
 
-/// What the handler did, per event id.
-#[derive(Default)]
+/// What the handler did, per event id: when (on the injected clock) it was called,
+/// and how often it succeeded.
 struct Ledger {
-    calls: Mutex<HashMap<String, usize>>,
+    clock: ManualClock,
+    calls: Mutex<HashMap<String, Vec<SystemTime>>>,
     successes: Mutex<HashMap<String, usize>>,
 }
 
@@ -53,9 +50,9 @@ fn flaky_handler(ledger: Arc<Ledger>) -> impl Handler {
             let index: usize = id.trim_start_matches("evt_").parse().unwrap();
             let call = {
                 let mut calls = ledger.calls.lock().unwrap();
-                let n = calls.entry(id.clone()).or_default();
-                *n += 1;
-                *n
+                let times = calls.entry(id.clone()).or_default();
+                times.push(ledger.clock.now());
+                times.len()
             };
             match (behaviour(index), call) {
                 ("fail-once", 1) | ("fail-twice", 1..=2) | ("fail-thrice", 1..=3) => {
@@ -109,122 +106,109 @@ fn serve_actix<H: Handler, S: IdempotencyStore>(receiver: Receiver<H, S>) -> Soc
     addr
 }
 
-fn body(i: usize) -> Vec<u8> {
-    format!(
-        r#"{{"id":"evt_{i}","type":"message.received","created_at":"2024-01-01T12:00:00Z","data":{{"message":{{"id":"msg_{i}","text":"hola {i}"}},"conversation":{{"id":"conv_1"}}}}}}"#
-    )
-    .into_bytes()
-}
-
-async fn deliver(addr: SocketAddr, i: usize) -> u16 {
-    let body = body(i);
-    let header = sign(&body, SECRET);
-    client::post(
-        addr,
-        "/webhooks",
-        &[("x-notmeta-signature", &header)],
-        &body,
-    )
-    .await
-    .status
-}
-
-/// Plays NotMeta: every event is delivered, and re-delivered on NotMeta's schedule
-/// until answered 2xx; some deliveries are duplicated concurrently (to different
-/// replicas when there are several), finished events are delivered again, and
-/// finally everything is replayed after the maximum age.
+/// NotMeta playing against `replicas`: every event delivered, retried on NotMeta's
+/// schedule until answered 2xx (attempts alternate between replicas), every attempt
+/// sent twice at once (to both replicas when there are two), each event delivered
+/// twice more after its 2xx; then every request replayed after the maximum age.
 async fn play_notmeta(replicas: &[SocketAddr], clock: &ManualClock, ledger: &Ledger) {
-    let start = UNIX_EPOCH + Duration::from_secs(CREATED_AT);
-    let mut answered_2xx = [false; EVENTS];
-    let mut calls_at_first_2xx: Vec<Option<usize>> = vec![None; EVENTS];
-    let calls = |i: usize| {
-        ledger
-            .calls
-            .lock()
-            .unwrap()
-            .get(&format!("evt_{i}"))
-            .copied()
-            .unwrap_or(0)
-    };
+    let targets: Vec<Target> = replicas
+        .iter()
+        .map(|addr| Target::url(&format!("http://{addr}/webhooks")).unwrap())
+        .collect();
+    let start = clock.now();
+    let bodies: Vec<Vec<u8>> = (0..EVENTS)
+        .map(|i| {
+            sample(EventType::MessageReceived)
+                .id(format!("evt_{i}"))
+                .text(&format!("hola {i}"))
+                .created_at(start)
+                .body()
+        })
+        .collect();
+    let report = Simulator::new(SECRET)
+        .with_clock(clock.clone())
+        .with_duplicates(2)
+        .with_concurrent_duplicates(1)
+        .deliver_all(&targets, bodies.clone())
+        .await;
 
-    for (round, minutes) in ATTEMPT_OFFSETS_MIN.iter().enumerate() {
-        clock.set(start + Duration::from_secs(minutes * 60));
-        let mut deliveries = Vec::new();
-        for i in 0..EVENTS {
-            let to = replicas[(i + round) % replicas.len()];
-            if answered_2xx[i] {
-                // NotMeta delivers a finished event again.
-                deliveries.push((i, true, tokio::spawn(deliver(to, i))));
-            } else {
-                deliveries.push((i, false, tokio::spawn(deliver(to, i))));
-                if i % 3 == 0 {
-                    // A concurrent duplicate, to another replica when there is one.
-                    let other = replicas[(i + round + 1) % replicas.len()];
-                    deliveries.push((i, false, tokio::spawn(deliver(other, i))));
-                }
-            }
-        }
-        for (i, duplicate_of_done, delivery) in deliveries {
-            let status = delivery.await.unwrap();
-            if duplicate_of_done {
-                assert_eq!(status, 200, "evt_{i}: a finished event delivered again");
-            }
-            assert!(
-                [200, 500, 503].contains(&status),
-                "evt_{i}: round {round}: unexpected status {status}"
+    for attempt in report.attempts() {
+        let status = attempt.answer.status().map(|s| s.as_u16());
+        if attempt.kind == Kind::Duplicate {
+            assert_eq!(
+                status,
+                Some(200),
+                "a finished event delivered again:\n{report}"
             );
-            if status == 200 && !answered_2xx[i] {
-                answered_2xx[i] = true;
-            }
         }
-        for i in 0..EVENTS {
-            if answered_2xx[i] && calls_at_first_2xx[i].is_none() {
-                calls_at_first_2xx[i] = Some(calls(i));
-            }
-        }
+        assert!(
+            matches!(status, Some(200 | 500 | 503)),
+            "{} attempt {}: unexpected answer {}",
+            attempt.event_id,
+            attempt.number,
+            attempt.answer
+        );
     }
 
     // A captured request replayed after the maximum age is refused, handler not run.
-    clock.set(start + Duration::from_secs(3 * 60 * 60));
-    for i in 0..EVENTS {
-        assert_eq!(
-            deliver(replicas[i % replicas.len()], i).await,
-            400,
-            "evt_{i}: replay"
-        );
+    clock.advance(Duration::from_secs(3 * 60 * 60) - clock.now().duration_since(start).unwrap());
+    let replays = Simulator::new(SECRET)
+        .with_schedule([])
+        .deliver_all(&targets, bodies)
+        .await;
+    for (id, fate) in replays.fates() {
+        assert_eq!(*fate, Fate::Refused { status: 400 }, "{id}: replay");
     }
 
     let successes = ledger.successes.lock().unwrap().clone();
+    let calls = ledger.calls.lock().unwrap().clone();
     for i in 0..EVENTS {
         let id = format!("evt_{i}");
-        assert!(
-            answered_2xx[i],
-            "{id} was lost: never answered 2xx in 5 attempts"
-        );
+        let Some(Fate::Delivered { attempts }) = report.fate(&id) else {
+            panic!("{id} was lost: never answered 2xx in 5 attempts\n{report}");
+        };
         assert_eq!(
             successes.get(&id),
             Some(&1),
             "{id} handled exactly once ({})",
             behaviour(i)
         );
-        assert_eq!(
-            calls_at_first_2xx[i],
-            Some(calls(i)),
-            "{id}: the handler ran after the event was answered 2xx"
-        );
+        // The handler never ran after the slot of the attempt answered 2xx.
+        let delivered_at = report
+            .attempts()
+            .iter()
+            .filter(|a| a.event_id == id && a.number == attempts)
+            .map(|a| a.at)
+            .min()
+            .unwrap();
+        for call in &calls[&id] {
+            assert!(
+                call.duration_since(start).unwrap() <= delivered_at,
+                "{id}: the handler ran after the event was answered 2xx"
+            );
+        }
     }
     // The misbehaving handlers really were exercised.
-    let all_calls: usize = (0..EVENTS).map(calls).sum();
+    let all_calls: usize = calls.values().map(Vec::len).sum();
     assert!(all_calls > EVENTS + 10, "only {all_calls} handler calls");
 }
 
 fn manual_clock() -> ManualClock {
-    ManualClock::new(UNIX_EPOCH + Duration::from_secs(CREATED_AT))
+    ManualClock::new(UNIX_EPOCH + Duration::from_secs(START))
+}
+
+fn ledger(clock: &ManualClock) -> Arc<Ledger> {
+    Arc::new(Ledger {
+        clock: clock.clone(),
+        calls: Mutex::default(),
+        successes: Mutex::default(),
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn axum_receiver_handles_every_event_exactly_once() {
-    let (ledger, clock) = (Arc::new(Ledger::default()), manual_clock());
+    let clock = manual_clock();
+    let ledger = ledger(&clock);
     let store = MemoryStore::new().with_clock(clock.clone());
     let addr = serve_axum(receiver(&ledger, &clock, store)).await;
     play_notmeta(&[addr], &clock, &ledger).await;
@@ -232,7 +216,8 @@ async fn axum_receiver_handles_every_event_exactly_once() {
 
 #[actix_web::test]
 async fn actix_receiver_handles_every_event_exactly_once() {
-    let (ledger, clock) = (Arc::new(Ledger::default()), manual_clock());
+    let clock = manual_clock();
+    let ledger = ledger(&clock);
     let store = MemoryStore::new().with_clock(clock.clone());
     let addr = serve_actix(receiver(&ledger, &clock, store));
     play_notmeta(&[addr], &clock, &ledger).await;
@@ -241,7 +226,8 @@ async fn actix_receiver_handles_every_event_exactly_once() {
 #[actix_web::test]
 async fn two_replicas_sharing_redis_handle_every_event_exactly_once() {
     let redis = RedisServer::start();
-    let (ledger, clock) = (Arc::new(Ledger::default()), manual_clock());
+    let clock = manual_clock();
+    let ledger = ledger(&clock);
     let namespace = format!(
         "test-{}",
         SystemTime::now()

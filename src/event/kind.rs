@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 use super::conversation::{ConversationAssigned, ConversationPayload};
 use super::lenient;
 use super::message::{MessageFailed, MessagePayload, MessageReceived};
+use super::objects::{Conversation, ErrorInfo, Message, User};
 use super::raw::RawJson;
 use super::user::UserPayload;
 use super::webhook::{WebhookFailed, WebhookVerified};
@@ -136,13 +137,107 @@ event_types! {
     WebhookFailed(WebhookFailed) = "webhook.failed",
 }
 
-impl EventKind<'_> {
+impl<'a> EventKind<'a> {
     /// The event type exactly as sent, known or not.
     #[must_use]
     pub fn type_str(&self) -> &str {
         match self {
             EventKind::Unknown { event_type, .. } => event_type,
             known => known.event_type().map_or("", EventType::as_str),
+        }
+    }
+
+    /// The message of any `message.*` event, the same way for all of them
+    /// (`message.received` always has one; the others have one when NotMeta sends it).
+    ///
+    /// ```
+    /// use notmeta_webhooks::Event;
+    ///
+    /// for body in [
+    ///     &br#"{"id":"evt_1","type":"message.received","created_at":"2024-01-01T12:00:00Z",
+    ///          "data":{"message":{"id":"msg_1","text":"Hola"},"conversation":{"id":"conv_1"}}}"#[..],
+    ///     br#"{"id":"evt_2","type":"message.sent","created_at":"2024-01-01T12:00:00Z",
+    ///          "data":{"message":{"id":"msg_1","text":"Hola"}}}"#,
+    /// ] {
+    ///     let event = Event::parse_unverified(body)?;
+    ///     let message = event.kind.message().unwrap();
+    ///     assert_eq!(message.text.as_deref(), Some("Hola"));
+    /// }
+    /// # Ok::<(), notmeta_webhooks::Error>(())
+    /// ```
+    #[must_use]
+    pub fn message(&self) -> Option<&Message<'a>> {
+        match self {
+            EventKind::MessageReceived(p) => Some(&p.message),
+            EventKind::MessageSent(p)
+            | EventKind::MessageDelivered(p)
+            | EventKind::MessageRead(p) => p.message.as_ref(),
+            EventKind::MessageFailed(p) => p.message.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The conversation of any `conversation.*` or `message.*` event that carries one.
+    ///
+    /// ```
+    /// use notmeta_webhooks::Event;
+    ///
+    /// let event = Event::parse_unverified(br#"{"id":"evt_1","type":"conversation.closed",
+    ///   "created_at":"2024-01-01T12:00:00Z","data":{"conversation":{"id":"conv_1","status":"closed"}}}"#)?;
+    /// assert_eq!(event.kind.conversation().and_then(|c| c.id.as_deref()), Some("conv_1"));
+    /// # Ok::<(), notmeta_webhooks::Error>(())
+    /// ```
+    #[must_use]
+    pub fn conversation(&self) -> Option<&Conversation<'a>> {
+        match self {
+            EventKind::ConversationAssigned(p) => Some(&p.conversation),
+            EventKind::ConversationCreated(p)
+            | EventKind::ConversationUnassigned(p)
+            | EventKind::ConversationClosed(p)
+            | EventKind::ConversationReopened(p) => p.conversation.as_ref(),
+            EventKind::MessageReceived(p) => Some(&p.conversation),
+            EventKind::MessageSent(p)
+            | EventKind::MessageDelivered(p)
+            | EventKind::MessageRead(p) => p.conversation.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The user of any `user.*` event, and the user a `conversation.*` event names
+    /// (the assignee of `conversation.assigned`).
+    ///
+    /// ```
+    /// use notmeta_webhooks::Event;
+    ///
+    /// let event = Event::parse_unverified(br#"{"id":"evt_1","type":"user.online",
+    ///   "created_at":"2024-01-01T12:00:00Z","data":{"user":{"id":"user_1","name":"Ana"}}}"#)?;
+    /// assert_eq!(event.kind.user().and_then(|u| u.name.as_deref()), Some("Ana"));
+    /// # Ok::<(), notmeta_webhooks::Error>(())
+    /// ```
+    #[must_use]
+    pub fn user(&self) -> Option<&User<'a>> {
+        match self {
+            EventKind::ConversationAssigned(p) => Some(&p.user),
+            EventKind::ConversationCreated(p)
+            | EventKind::ConversationUnassigned(p)
+            | EventKind::ConversationClosed(p)
+            | EventKind::ConversationReopened(p) => p.user.as_ref(),
+            EventKind::UserCreated(p)
+            | EventKind::UserUpdated(p)
+            | EventKind::UserDeleted(p)
+            | EventKind::UserOnline(p)
+            | EventKind::UserOffline(p) => p.user.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Why a `message.failed` or `webhook.failed` event failed, when NotMeta says.
+    #[must_use]
+    pub fn error(&self) -> Option<&ErrorInfo<'a>> {
+        match self {
+            EventKind::MessageFailed(p) => p.error.as_ref(),
+            EventKind::WebhookFailed(p) => p.error.as_ref(),
+            _ => None,
         }
     }
 }

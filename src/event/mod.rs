@@ -18,6 +18,33 @@
 //! Events borrow their strings from the verified body (no copies on the hot path);
 //! [`Event::into_owned`] gives an `Event<'static>` to keep or send to another task.
 //!
+//! # Storing, queueing and replaying events
+//!
+//! The storage format of an event is its body: [`Event::raw_body`], the bytes exactly
+//! as NotMeta signed them. Keep those (in a database, a queue, a file) and read them
+//! back with [`Event::parse_unverified`], or keep the signature header too and verify
+//! them again with [`crate::Verifier::verify_and_parse`] before acting on them. The
+//! typed view is computed from the body, so nothing is lost: fields this version does
+//! not model come back as well.
+//!
+//! [`Event`] is also [`Serialize`]: it writes that same body as a JSON value, so an
+//! event can be a field of a record you serialise with serde_json, and the JSON it
+//! gives parses back to an equal event.
+//!
+//! ```
+//! use notmeta_webhooks::Event;
+//!
+//! let body = br#"{"id":"evt_1","type":"message.received","created_at":"2024-01-01T12:00:00Z",
+//!   "data":{"message":{"id":"msg_1","text":"Hola","x-extra":[1,2]},"conversation":{"id":"conv_1"}}}"#;
+//! let event = Event::parse_unverified(body)?;
+//!
+//! let stored: Vec<u8> = event.raw_body().to_vec(); // or serde_json::to_vec(&event)
+//! assert_eq!(serde_json::to_vec(&event).unwrap(), stored);
+//! let back = Event::parse_unverified(&stored)?;
+//! assert_eq!(back, event);
+//! # Ok::<(), notmeta_webhooks::Error>(())
+//! ```
+//!
 //! ```
 //! use notmeta_webhooks::event::{ConversationStatus, MessageReceived};
 //! use notmeta_webhooks::{Event, EventKind};
@@ -37,7 +64,8 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
 
 use crate::error::Error;
 
@@ -150,7 +178,8 @@ impl<'a> Event<'a> {
         self.kind.type_str()
     }
 
-    /// The body exactly as received and verified.
+    /// The body exactly as received and verified: the form to store an event in (see
+    /// [Storing, queueing and replaying events](crate::event#storing-queueing-and-replaying-events)).
     #[must_use]
     pub fn raw_body(&self) -> &[u8] {
         &self.raw
@@ -224,5 +253,39 @@ impl<'a> Event<'a> {
             kind: self.kind.into_owned(),
             raw: Cow::Owned(self.raw.into_owned()),
         }
+    }
+}
+
+/// Writes the body the event was parsed from ([`Event::raw_body`]), unchanged, as a
+/// JSON value: `serde_json::to_vec(&event)` gives back the body (without white space
+/// around it, if it had any), and an event nested in a record of yours is written as
+/// that JSON object. Parse it back with [`Event::parse_unverified`].
+///
+/// ```
+/// use notmeta_webhooks::Event;
+///
+/// #[derive(serde::Serialize)]
+/// struct Job<'a> { attempts: u32, event: &'a Event<'a> }
+///
+/// let event = Event::parse_unverified(
+///     br#"{"id":"evt_1","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{}}"#,
+/// )?;
+/// let job = serde_json::to_string(&Job { attempts: 0, event: &event }).unwrap();
+/// assert_eq!(job, r#"{"attempts":0,"event":{"id":"evt_1","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{}}}"#);
+///
+/// // Read it back byte for byte: the event as a `RawValue`, then parsed.
+/// #[derive(serde::Deserialize)]
+/// struct Stored<'a> { #[serde(borrow)] event: &'a serde_json::value::RawValue }
+/// let stored: Stored = serde_json::from_str(&job).unwrap();
+/// assert_eq!(Event::parse_unverified(stored.event.get().as_bytes())?, event);
+/// # Ok::<(), notmeta_webhooks::Error>(())
+/// ```
+impl Serialize for Event<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // An event's body was checked to be UTF-8 and one JSON object when it was
+        // parsed, so neither step can fail; they are still reported, not unwrapped.
+        let text = std::str::from_utf8(&self.raw).map_err(serde::ser::Error::custom)?;
+        let raw: &RawValue = serde_json::from_str(text).map_err(serde::ser::Error::custom)?;
+        raw.serialize(s)
     }
 }

@@ -65,6 +65,13 @@ impl RawJson<'_> {
     }
 }
 
+/// Writes the JSON text unchanged.
+impl serde::Serialize for RawJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
 impl PartialEq for RawJson<'_> {
     fn eq(&self, other: &Self) -> bool {
         self.get() == other.get()

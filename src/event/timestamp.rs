@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::de::{self, Deserialize, Deserializer, Visitor};
+use serde::{Serialize, Serializer};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -26,6 +27,52 @@ pub struct Timestamp(OffsetDateTime);
 impl Timestamp {
     pub(crate) fn parse(s: &str) -> Result<Self, time::error::Parse> {
         OffsetDateTime::parse(s, &Rfc3339).map(Self)
+    }
+
+    /// The current time, in UTC (for events built in tests, or to compare an event's
+    /// age with).
+    ///
+    /// ```
+    /// use notmeta_webhooks::event::Timestamp;
+    ///
+    /// let before: Timestamp = std::time::SystemTime::now().into();
+    /// let now = Timestamp::now();
+    /// assert!(now >= before);
+    /// assert!(now.to_string().ends_with('Z'));
+    /// ```
+    #[must_use]
+    pub fn now() -> Self {
+        Self(OffsetDateTime::now_utc())
+    }
+
+    /// The timestamp `seconds` after the Unix epoch (before it, if negative), in UTC;
+    /// `None` outside the years -9999 to 9999.
+    ///
+    /// ```
+    /// use notmeta_webhooks::event::Timestamp;
+    ///
+    /// let t = Timestamp::from_unix_timestamp(1_704_110_400).unwrap();
+    /// assert_eq!(t.to_string(), "2024-01-01T12:00:00Z");
+    /// assert!(Timestamp::from_unix_timestamp(i64::MAX).is_none());
+    /// ```
+    #[must_use]
+    pub fn from_unix_timestamp(seconds: i64) -> Option<Self> {
+        OffsetDateTime::from_unix_timestamp(seconds).ok().map(Self)
+    }
+
+    /// The same instant without its fraction of a second, as NotMeta writes its
+    /// dates (`2024-01-01T12:00:00Z`).
+    ///
+    /// ```
+    /// use notmeta_webhooks::event::Timestamp;
+    ///
+    /// let t: Timestamp = "2024-01-01T12:00:00.75Z".parse()?;
+    /// assert_eq!(t.trunc_seconds().to_string(), "2024-01-01T12:00:00Z");
+    /// # Ok::<(), notmeta_webhooks::event::ParseTimestampError>(())
+    /// ```
+    #[must_use]
+    pub fn trunc_seconds(self) -> Self {
+        Self(self.0.replace_nanosecond(0).unwrap_or(self.0))
     }
 
     /// Whole seconds since the Unix epoch.
@@ -107,6 +154,13 @@ impl fmt::Display for Timestamp {
     }
 }
 
+/// The same instant and offset.
+impl From<OffsetDateTime> for Timestamp {
+    fn from(t: OffsetDateTime) -> Self {
+        Self(t)
+    }
+}
+
 impl From<Timestamp> for OffsetDateTime {
     fn from(t: Timestamp) -> Self {
         t.0
@@ -116,6 +170,37 @@ impl From<Timestamp> for OffsetDateTime {
 impl From<Timestamp> for std::time::SystemTime {
     fn from(t: Timestamp) -> Self {
         t.0.into()
+    }
+}
+
+/// The instant of a `SystemTime`, in UTC (a time outside the years -9999 to 9999 is
+/// clamped to the nearest of them).
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use notmeta_webhooks::event::Timestamp;
+///
+/// let t = Timestamp::from(UNIX_EPOCH + Duration::from_secs(1_704_110_400));
+/// assert_eq!(t.to_string(), "2024-01-01T12:00:00Z");
+/// assert_eq!(t.to_system_time(), UNIX_EPOCH + Duration::from_secs(1_704_110_400));
+/// ```
+impl From<std::time::SystemTime> for Timestamp {
+    fn from(t: std::time::SystemTime) -> Self {
+        let max = OffsetDateTime::new_utc(time::Date::MAX, time::Time::MAX);
+        let min = OffsetDateTime::new_utc(time::Date::MIN, time::Time::MIDNIGHT);
+        let unix = match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(after) => time::Duration::try_from(after).ok(),
+            Err(before) => time::Duration::try_from(before.duration()).ok().map(|d| -d),
+        };
+        let at = unix.and_then(|d| OffsetDateTime::UNIX_EPOCH.checked_add(d));
+        Self(at.unwrap_or(if t >= std::time::UNIX_EPOCH { max } else { min }))
+    }
+}
+
+/// Serialises as its RFC 3339 text (the form it parses from).
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 

@@ -118,6 +118,12 @@ impl std::error::Error for HandlerError {
 ///     .map_err(HandlerError::temporary)
 /// });
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a NotMeta webhook handler",
+    label = "not a handler",
+    note = "a handler is `Fn(Event<'static>) -> impl Future<Output = Result<(), HandlerError>> + Send + 'static`, and itself `Send + Sync + 'static`",
+    note = "wrap the closure in `receiver::handler_fn(|event| async move {{ … }})` so it needs no type annotations; clone shared state before `async move`: the future must be `'static` and cannot borrow from the closure"
+)]
 pub trait Handler: Send + Sync + 'static {
     /// The future [`Handler::call`] returns.
     type Future: Future<Output = Result<(), HandlerError>> + Send + 'static;

@@ -59,6 +59,7 @@ mod report;
 #[cfg(feature = "tracing")]
 mod trace;
 
+pub use crate::handler_ext::{ResultExt, handler_fn};
 pub use handler::{Handler, HandlerError};
 pub use outcome::{Answer, Outcome};
 pub use report::DeliveryReport;

@@ -1,0 +1,296 @@
+//! `notmeta-webhooks`: send signed sample events to a receiver, sign bodies for curl,
+//! replay captured requests, play NotMeta's retry schedule, and find out why a
+//! captured request does not verify.
+
+mod diagnose;
+mod table;
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use clap::{Parser, Subcommand};
+use notmeta_webhooks::EventType;
+use notmeta_webhooks::testing::{Sample, SignedRequest, Simulator, Target, fresh_id, sample};
+
+use table::Table;
+
+/// Test a NotMeta webhook receiver: send signed events, sign bodies, replay captured
+/// requests, simulate NotMeta's retries, and explain why a signature fails.
+#[derive(Debug, Parser)]
+#[command(name = "notmeta-webhooks", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Send a signed sample event (or a body from a file) with a new id and
+    /// `created_at` now.
+    Send {
+        /// The event type, such as `message.received` (`list` prints them all).
+        event_type: String,
+        /// The receiver's URL (plain HTTP), such as http://127.0.0.1:3000/webhooks.
+        #[arg(long)]
+        url: String,
+        /// The webhook secret, `whsec_…` (or set NOTMETA_WEBHOOK_SECRET).
+        #[arg(long, env = "NOTMETA_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: String,
+        /// A body to send instead of the sample (its id and `created_at` are renewed).
+        #[arg(long, value_name = "FILE")]
+        data: Option<PathBuf>,
+        /// The event id to send (default: a new one).
+        #[arg(long)]
+        id: Option<String>,
+        /// The message text (for `message.*` events).
+        #[arg(long)]
+        text: Option<String>,
+    },
+    /// Print the `X-NotMeta-Signature` header for a body read from FILE or stdin.
+    Sign {
+        /// The body (default: standard input), signed byte for byte.
+        file: Option<PathBuf>,
+        /// The webhook secret, `whsec_…` (or set NOTMETA_WEBHOOK_SECRET).
+        #[arg(long, env = "NOTMETA_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: String,
+        /// Print only the value (`sha256=…`), not `X-NotMeta-Signature: `.
+        #[arg(long)]
+        value_only: bool,
+    },
+    /// Send captured bodies again, unchanged, signed with the secret.
+    Replay {
+        /// The bodies, one request each, in order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The receiver's URL (plain HTTP).
+        #[arg(long)]
+        url: String,
+        /// The webhook secret, `whsec_…` (or set NOTMETA_WEBHOOK_SECRET).
+        #[arg(long, env = "NOTMETA_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: String,
+    },
+    /// Deliver one event through NotMeta's whole retry schedule (1 min, 5 min, 15 min,
+    /// 1 h), time compressed, until it is answered 2xx or 4xx.
+    Simulate {
+        /// The event type, such as `message.received`.
+        event_type: String,
+        /// The receiver's URL (plain HTTP).
+        #[arg(long)]
+        url: String,
+        /// The webhook secret, `whsec_…` (or set NOTMETA_WEBHOOK_SECRET).
+        #[arg(long, env = "NOTMETA_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: String,
+        /// A body to send instead of the sample (its id and `created_at` are renewed).
+        #[arg(long, value_name = "FILE")]
+        data: Option<PathBuf>,
+        /// How much faster than real time: 3600 makes an hour last a second.
+        #[arg(long, default_value_t = 3600)]
+        speed: u32,
+        /// Deliveries of the event after it is answered 2xx, as NotMeta may make.
+        #[arg(long, default_value_t = 0)]
+        duplicates: u32,
+        /// Copies of each attempt sent at the same moment.
+        #[arg(long, default_value_t = 0)]
+        concurrent: u32,
+    },
+    /// Check a captured request's signature, and say why it fails.
+    Verify {
+        /// The captured body, exactly as received.
+        file: PathBuf,
+        /// The `X-NotMeta-Signature` value (`sha256=…`).
+        #[arg(long)]
+        header: String,
+        /// The webhook secret; repeat it for each secret of a rotation.
+        #[arg(long = "secret", required = true)]
+        secrets: Vec<String>,
+    },
+    /// List the event types there are samples of.
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(message) => fail(&message),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}
+
+/// Exit 0 when everything succeeded, 1 when a receiver or a check said no; errors
+/// of use (a missing file, a bad URL) are exit 2.
+async fn run(command: Command) -> Result<ExitCode, String> {
+    match command {
+        Command::Send {
+            event_type,
+            url,
+            secret,
+            data,
+            id,
+            text,
+        } => {
+            let target = Target::url(&url).map_err(|e| e.to_string())?;
+            let mut sample = fresh(&event_type, data.as_deref())?;
+            if let Some(id) = id {
+                sample = sample.id(id);
+            }
+            if let Some(text) = text {
+                sample = sample.text(&text);
+            }
+            let signed = sample.signed(&secret);
+            let answer = target.send(signed.request_to(&url)).await;
+            let mut table = Table::new(["event", "type", "status", "answer"]);
+            let ok = answer_row(&mut table, sample.event_id(), sample.event_type(), answer);
+            print!("{table}");
+            Ok(code(ok))
+        }
+        Command::Sign {
+            file,
+            secret,
+            value_only,
+        } => {
+            let body = match file {
+                Some(path) => read(&path)?,
+                None => {
+                    let mut body = Vec::new();
+                    std::io::stdin()
+                        .read_to_end(&mut body)
+                        .map_err(|e| format!("cannot read standard input: {e}"))?;
+                    body
+                }
+            };
+            let signed = SignedRequest::new(body, &secret);
+            if value_only {
+                println!("{}", signed.signature);
+            } else {
+                println!("{}", signed.header_line());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay { files, url, secret } => {
+            let target = Target::url(&url).map_err(|e| e.to_string())?;
+            let mut table = Table::new(["file", "event", "status", "answer"]);
+            let mut all_ok = true;
+            for file in files {
+                let body = read(&file)?;
+                let id = Sample::from_body(&body)
+                    .map_or_else(|_| "?".to_owned(), |s| s.event_id().to_owned());
+                let signed = SignedRequest::new(body, &secret);
+                let answer = target.send(signed.request_to(&url)).await;
+                all_ok &= answer_row(&mut table, &file.display().to_string(), &id, answer);
+            }
+            print!("{table}");
+            Ok(code(all_ok))
+        }
+        Command::Simulate {
+            event_type,
+            url,
+            secret,
+            data,
+            speed,
+            duplicates,
+            concurrent,
+        } => {
+            let target = Target::url(&url).map_err(|e| e.to_string())?;
+            let sample = fresh(&event_type, data.as_deref())?;
+            println!(
+                "{} {} to {url}, NotMeta's schedule {}x faster than real time",
+                sample.event_type(),
+                sample.event_id(),
+                speed.max(1)
+            );
+            let report = Simulator::new(&secret)
+                .compressed(speed)
+                .with_duplicates(duplicates)
+                .with_concurrent_duplicates(concurrent)
+                .deliver(&target, sample.body())
+                .await;
+            print!("{report}");
+            Ok(code(report.all_delivered()))
+        }
+        Command::Verify {
+            file,
+            header,
+            secrets,
+        } => {
+            let body = read(&file)?;
+            let diagnosis = diagnose::diagnose(&body, &header, &secrets);
+            print!("{diagnosis}");
+            Ok(code(diagnosis.valid()))
+        }
+        Command::List => {
+            for t in EventType::ALL {
+                println!("{t}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn code(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// The sample of `event_type`, or the body in `data`, with a new id and
+/// `created_at` now.
+fn fresh(event_type: &str, data: Option<&Path>) -> Result<Sample, String> {
+    let sample = match data {
+        Some(path) => Sample::from_body(&read(path)?)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .id(fresh_id())
+            .created_at(SystemTime::now()),
+        None => {
+            let t: EventType = event_type.parse().map_err(|e| {
+                format!("{e} (`notmeta-webhooks list` prints the types there are samples of)")
+            })?;
+            sample(t)
+        }
+    };
+    Ok(sample)
+}
+
+/// Adds a row for one request; whether it was answered 2xx.
+fn answer_row(
+    table: &mut Table<4>,
+    first: &str,
+    second: &str,
+    answer: Result<notmeta_webhooks::testing::Reply, String>,
+) -> bool {
+    match answer {
+        Ok(reply) => {
+            let text: String = reply.body.chars().take(60).collect();
+            table.row([
+                first.to_owned(),
+                second.to_owned(),
+                reply.status.as_u16().to_string(),
+                text,
+            ]);
+            reply.status.is_success()
+        }
+        Err(error) => {
+            table.row([first.to_owned(), second.to_owned(), "-".to_owned(), error]);
+            false
+        }
+    }
+}

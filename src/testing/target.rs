@@ -1,0 +1,186 @@
+//! Where a simulated NotMeta delivers: a URL or a tower service.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, StatusCode, Uri, header};
+use http_body_util::{BodyExt as _, Full};
+
+type Sending = Pin<Box<dyn Future<Output = Result<Reply, String>> + Send>>;
+type Send_ = dyn Fn(Request<Full<Bytes>>) -> Sending + Send + Sync;
+
+/// What a receiver answered: its status and body (as text, lossily).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Reply {
+    /// The status.
+    pub status: StatusCode,
+    /// The body, as text (invalid UTF-8 replaced).
+    pub body: String,
+}
+
+/// A receiver to deliver to: a URL (plain HTTP) or an in-process tower service.
+/// Cloning is cheap.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use notmeta_webhooks::receiver::{HandlerError, Receiver};
+/// use notmeta_webhooks::testing::{sample, Target};
+/// use notmeta_webhooks::tower::WebhookService;
+/// use notmeta_webhooks::{Event, EventType, Verifier};
+///
+/// let receiver = Receiver::new(Verifier::new("whsec_abc123")?, |_: Event<'static>| async {
+///     Ok::<(), HandlerError>(())
+/// });
+/// let target = Target::service(WebhookService::new(receiver));
+/// let reply = target.send(sample(EventType::UserOnline).request("whsec_abc123")).await?;
+/// assert_eq!(reply.status, 200);
+///
+/// assert!(Target::url("https://example.com/webhooks").is_err()); // plain HTTP only
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Target {
+    name: String,
+    send: Arc<Send_>,
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Target").field(&self.name).finish()
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// A URL a [`Target`] cannot deliver to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot deliver to {url:?}: {reason}")]
+pub struct TargetError {
+    url: String,
+    reason: &'static str,
+}
+
+impl Target {
+    /// A receiver at `url`, `http://host:port/path` (plain HTTP, one new connection
+    /// per request, as NotMeta's deliveries come).
+    ///
+    /// # Errors
+    ///
+    /// [`TargetError`] when `url` is not an `http://` URL with a host.
+    pub fn url(url: &str) -> Result<Self, TargetError> {
+        let error = |reason| TargetError {
+            url: url.to_owned(),
+            reason,
+        };
+        let uri: Uri = url.parse().map_err(|_| error("not a URL"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(error("only plain http:// URLs are supported"));
+        }
+        let authority = uri.authority().ok_or_else(|| error("no host"))?.clone();
+        let address = if authority.port().is_some() {
+            authority.to_string()
+        } else {
+            format!("{}:80", authority.host())
+        };
+        let path = uri
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), ToString::to_string);
+        let host = HeaderValue::from_str(authority.as_str()).map_err(|_| error("bad host"))?;
+        let send = move |mut request: Request<Full<Bytes>>| -> Sending {
+            let address = address.clone();
+            *request.uri_mut() = path.parse().unwrap_or_default();
+            request.headers_mut().insert(header::HOST, host.clone());
+            Box::pin(async move { post(&address, request).await })
+        };
+        Ok(Self {
+            name: url.to_owned(),
+            send: Arc::new(send),
+        })
+    }
+
+    /// An in-process service, such as [`WebhookService`](crate::tower::WebhookService)
+    /// or an axum `Router`: each request goes to a clone of it.
+    pub fn service<S, B>(service: S) -> Self
+    where
+        S: tower_service::Service<Request<Full<Bytes>>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send,
+        S::Error: fmt::Display,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: fmt::Display,
+    {
+        let send = move |request: Request<Full<Bytes>>| -> Sending {
+            let mut service = service.clone();
+            Box::pin(async move {
+                std::future::poll_fn(|cx| service.poll_ready(cx))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let response = service.call(request).await.map_err(|e| e.to_string())?;
+                reply(response).await
+            })
+        };
+        Self {
+            name: "service".to_owned(),
+            send: Arc::new(send),
+        }
+    }
+
+    /// Sends one request and reads the answer.
+    ///
+    /// # Errors
+    ///
+    /// A description of what went wrong when no answer came (connection refused or
+    /// lost, the service failed).
+    pub async fn send(&self, request: Request<Full<Bytes>>) -> Result<Reply, String> {
+        (self.send)(request).await
+    }
+}
+
+async fn reply<B>(response: http::Response<B>) -> Result<Reply, String>
+where
+    B: http_body::Body,
+    B::Error: fmt::Display,
+{
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok(Reply {
+        status: parts.status,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+async fn post(address: &str, request: Request<Full<Bytes>>) -> Result<Reply, String> {
+    let stream = tokio::net::TcpStream::connect(address)
+        .await
+        .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    let connection = tokio::spawn(connection);
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string());
+    let answer = match response {
+        Ok(response) => reply(response).await,
+        Err(e) => Err(e),
+    };
+    drop(sender);
+    connection.abort();
+    answer
+}

@@ -1,0 +1,442 @@
+//! The command-line tool, run as a built binary against a real axum receiver on
+//! 127.0.0.1.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use notmeta_webhooks::receiver::{HandlerError, Receiver};
+use notmeta_webhooks::testing::{documented, sample};
+use notmeta_webhooks::{Event, EventKind, EventType, Verifier, sign};
+
+const SECRET: &str = "whsec_cli_test";
+const BIN: &str = env!("CARGO_BIN_EXE_notmeta-webhooks");
+
+/// Events the receiver's handler saw; a handler that fails its first `failures`
+/// calls with a temporary error.
+#[derive(Clone, Default)]
+struct Seen {
+    events: Arc<Mutex<Vec<Event<'static>>>>,
+    failures: Arc<Mutex<u32>>,
+}
+
+impl Seen {
+    fn events(&self) -> Vec<Event<'static>> {
+        self.events.lock().unwrap().clone()
+    }
+}
+
+/// A receiver as the README builds one: refuses events older than 90 minutes.
+async fn serve(seen: &Seen) -> String {
+    let handler_seen = seen.clone();
+    let receiver = Receiver::new(
+        Verifier::new(SECRET).unwrap(),
+        move |event: Event<'static>| {
+            let seen = handler_seen.clone();
+            async move {
+                {
+                    let mut failures = seen.failures.lock().unwrap();
+                    if *failures > 0 {
+                        *failures -= 1;
+                        return Err(HandlerError::temporary("downstream unavailable"));
+                    }
+                }
+                seen.events.lock().unwrap().push(event);
+                Ok(())
+            }
+        },
+    )
+    .with_max_event_age(Duration::from_secs(90 * 60));
+    let app = Router::new().route("/webhooks", notmeta_webhooks::axum::endpoint(receiver));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/webhooks")
+}
+
+/// Runs the tool with `args` (and `stdin`), off the runtime's threads.
+async fn run(args: &[&str], stdin: Option<Vec<u8>>) -> Output {
+    let args: Vec<String> = args.iter().map(|&a| a.to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .env_remove("NOTMETA_WEBHOOK_SECRET")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(body) = stdin {
+            std::io::Write::write_all(&mut input, &body).unwrap();
+        }
+        drop(input);
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn temp_file(name: &str, body: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("notmeta-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_delivers_a_fresh_signed_sample() {
+    let seen = Seen::default();
+    let url = serve(&seen).await;
+    let out = run(
+        &[
+            "send",
+            "message.received",
+            "--url",
+            &url,
+            "--secret",
+            SECRET,
+            "--text",
+            "hola",
+        ],
+        None,
+    )
+    .await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.starts_with("event"), "a table: {text}");
+    assert!(
+        text.contains("message.received") && text.contains("200"),
+        "{text}"
+    );
+
+    let events = seen.events();
+    assert_eq!(events.len(), 1);
+    let EventKind::MessageReceived(m) = &events[0].kind else {
+        panic!("{:?}", events[0].kind)
+    };
+    assert_eq!(m.message.text.as_deref(), Some("hola"));
+    assert!(text.contains(events[0].id.as_str()), "{text}");
+    let age = SystemTime::now().duration_since(events[0].created_at.to_system_time());
+    assert!(age.unwrap_or_default() < Duration::from_secs(60));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_data_renews_the_id_and_date_of_a_file() {
+    let seen = Seen::default();
+    let url = serve(&seen).await;
+    // The documented body is dated 2024: sent as it is, it would be refused as stale.
+    let file = temp_file(
+        "assigned.json",
+        documented(EventType::ConversationAssigned).as_bytes(),
+    );
+    let out = run(
+        &[
+            "send",
+            "conversation.assigned",
+            "--url",
+            &url,
+            "--secret",
+            SECRET,
+            "--data",
+            file.to_str().unwrap(),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let events = seen.events();
+    assert_eq!(events.len(), 1);
+    assert_ne!(events[0].id, "evt_2");
+    let user = events[0].kind.user().unwrap();
+    assert_eq!(user.name.as_deref(), Some("Juan Pérez"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_exit_non_zero() {
+    let seen = Seen::default();
+    let url = serve(&seen).await;
+    let wrong = run(
+        &[
+            "send",
+            "user.online",
+            "--url",
+            &url,
+            "--secret",
+            "whsec_wrong",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(wrong.status.code(), Some(1), "{}", stdout(&wrong));
+    assert!(stdout(&wrong).contains("400"));
+
+    let unknown = run(
+        &["send", "call.started", "--url", &url, "--secret", SECRET],
+        None,
+    )
+    .await;
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("call.started"));
+
+    let https = run(
+        &[
+            "send",
+            "user.online",
+            "--url",
+            "https://example.com/",
+            "--secret",
+            SECRET,
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(https.status.code(), Some(2));
+
+    let closed = run(
+        &[
+            "send",
+            "user.online",
+            "--url",
+            "http://127.0.0.1:9/webhooks",
+            "--secret",
+            SECRET,
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(closed.status.code(), Some(1));
+    assert!(seen.events().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_prints_the_header_for_stdin_or_a_file() {
+    let body = sample(EventType::UserOnline).body();
+    let out = run(&["sign", "--secret", SECRET], Some(body.clone())).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stdout(&out),
+        format!("X-NotMeta-Signature: {}\n", sign(&body, SECRET))
+    );
+    let file = temp_file("sign.json", &body);
+    let out = run(
+        &[
+            "sign",
+            file.to_str().unwrap(),
+            "--secret",
+            SECRET,
+            "--value-only",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(stdout(&out), format!("{}\n", sign(&body, SECRET)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_sends_captured_bodies_unchanged() {
+    let seen = Seen::default();
+    let url = serve(&seen).await;
+    let first = sample(EventType::MessageReceived).text("uno").body();
+    let second = sample(EventType::ConversationAssigned).body();
+    let a = temp_file("replay-a.json", &first);
+    let b = temp_file("replay-b.json", &second);
+    let args = [
+        "replay",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--url",
+        &url,
+        "--secret",
+        SECRET,
+    ];
+    let out = run(&args, None).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(text.matches(" 200 ").count(), 2, "{text}");
+    let events = seen.events();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].raw_body(), first.as_slice());
+    assert_eq!(events[1].raw_body(), second.as_slice());
+
+    // Replayed again: duplicates, answered 200 without running the handler.
+    let out = run(&args, None).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(seen.events().len(), 2);
+
+    // A stale capture is refused, and the exit code says so.
+    let stale = sample(EventType::UserOnline)
+        .created_at(SystemTime::now() - Duration::from_secs(3 * 3600))
+        .body();
+    let c = temp_file("replay-c.json", &stale);
+    let out = run(
+        &[
+            "replay",
+            c.to_str().unwrap(),
+            "--url",
+            &url,
+            "--secret",
+            SECRET,
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_follows_the_retry_schedule_until_2xx() {
+    let seen = Seen::default();
+    *seen.failures.lock().unwrap() = 2;
+    let url = serve(&seen).await;
+    let out = run(
+        &[
+            "simulate",
+            "message.received",
+            "--url",
+            &url,
+            "--secret",
+            SECRET,
+            "--speed",
+            "36000",
+            "--duplicates",
+            "1",
+        ],
+        None,
+    )
+    .await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[1].starts_with("event"), "{text}");
+    for (line, (at, answer)) in lines[2..6].iter().zip([
+        ("+0s", "503"),
+        ("+1m", "503"),
+        ("+6m", "200"),
+        ("+21m", "200"),
+    ]) {
+        assert!(
+            line.contains(at) && line.contains(answer),
+            "{line:?} in\n{text}"
+        );
+    }
+    assert!(lines[5].contains("duplicate"), "{text}");
+    assert!(text.contains("delivered after 3 attempts"), "{text}");
+    assert_eq!(seen.events().len(), 1);
+
+    // Every attempt refused: the tool says so and exits 1.
+    let out = run(
+        &[
+            "simulate",
+            "user.online",
+            "--url",
+            &url,
+            "--secret",
+            "whsec_wrong",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("refused (400)"), "{}", stdout(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_explains_signature_errors() {
+    let body = sample(EventType::MessageReceived).text("¿qué tal?").body();
+    let header = sign(&body, SECRET);
+    let file = temp_file("verify.json", &body);
+    let path = file.to_str().unwrap();
+
+    let out = run(
+        &["verify", path, "--header", &header, "--secret", SECRET],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains("valid"));
+
+    let bare = SECRET.strip_prefix("whsec_").unwrap();
+    let out = run(
+        &["verify", path, "--header", &header, "--secret", bare],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("whsec_ prefix added"),
+        "{}",
+        stdout(&out)
+    );
+
+    let with_newline = temp_file("verify-nl.json", &[&body[..], b"\n"].concat());
+    let out = run(
+        &[
+            "verify",
+            with_newline.to_str().unwrap(),
+            "--header",
+            &header,
+            "--secret",
+            SECRET,
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("trailing newline removed"),
+        "{}",
+        stdout(&out)
+    );
+
+    // NotMeta signed a pretty-printed body; what was captured had its white space
+    // removed (parsed and serialised again).
+    let signed = documented(EventType::MessageReceived);
+    let flattened: String = signed.lines().map(str::trim).collect();
+    let captured = temp_file("verify-flat.json", flattened.as_bytes());
+    let out = run(
+        &[
+            "verify",
+            captured.to_str().unwrap(),
+            "--header",
+            &sign(signed.as_bytes(), SECRET),
+            "--secret",
+            SECRET,
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("body was changed") && text.contains("pretty-printed, 2 spaces"),
+        "{text}"
+    );
+
+    let out = run(
+        &[
+            "verify",
+            path,
+            "--header",
+            &header,
+            "--secret",
+            "whsec_other",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("no variant matches"),
+        "{}",
+        stdout(&out)
+    );
+}
