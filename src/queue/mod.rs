@@ -437,19 +437,26 @@ impl Queue {
         let mut connection = self.connection.clone();
         let mut letters = Vec::new();
         for p in 0..self.partitions {
-            let left = limit.saturating_sub(letters.len());
-            if left == 0 {
-                break;
+            let mut from = "-".to_owned();
+            loop {
+                let left = limit.saturating_sub(letters.len()).min(1000);
+                if left == 0 {
+                    return Ok(letters);
+                }
+                let reply: StreamRangeReply = redis::cmd("XRANGE")
+                    .arg(self.keys(p).dead)
+                    .arg(&from)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(left)
+                    .query_async(&mut connection)
+                    .await?;
+                letters.extend(reply.ids.iter().map(dead_letter));
+                match reply.ids.last() {
+                    Some(last) if reply.ids.len() == left => from = format!("({}", last.id),
+                    _ => break,
+                }
             }
-            let reply: StreamRangeReply = redis::cmd("XRANGE")
-                .arg(self.keys(p).dead)
-                .arg("-")
-                .arg("+")
-                .arg("COUNT")
-                .arg(left)
-                .query_async(&mut connection)
-                .await?;
-            letters.extend(reply.ids.iter().map(dead_letter));
         }
         Ok(letters)
     }
