@@ -110,6 +110,7 @@
 //! | `axum` | `axum::VerifiedEvent` (extractor) and `axum::endpoint` (ready-made route) |
 //! | `actix` | `actix::VerifiedEvent` (extractor) and `actix::endpoint` (ready-made route) |
 //! | `redis` | `dedup::RedisStore`, one idempotency store for several replicas |
+//! | `queue` | `queue::Enqueuer` and `queue::Worker`: verify and enqueue in Redis Streams, answer 200 at once, and handle the events later (retries, dead letters, reclaim after a crash, Redis Cluster) |
 //! | `tracing` | one span per delivery with event id, type and outcome |
 //! | `metrics` | counters per outcome, store errors, lease renewals and losses, and a handler-duration histogram, through the `metrics` facade |
 //! | `client` | `client::Client`, a typed async client for NotMeta's management API (create, list, logs, stats, and an idempotent `ensure_webhook` for deploys) over rustls, with timeouts and retries |
@@ -154,6 +155,6 @@ pub use signature::{
     Verifier, VerifierBuilder, sign, verify_and_parse,
 };
 
-#[cfg(all(doctest, feature = "axum", feature = "actix"))]
+#[cfg(all(doctest, feature = "axum", feature = "actix", feature = "queue"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
