@@ -384,11 +384,11 @@ fn spawn<H: Handler>(
     reclaimed: bool,
 ) {
     let key = (partition, entry.id.clone());
-    if let Ok(mut set) = shared.in_flight.lock() {
-        if !set.insert(key.clone()) {
-            // Running here already: the reclaim only reset its idle time.
-            return;
-        }
+    if let Ok(mut set) = shared.in_flight.lock()
+        && !set.insert(key.clone())
+    {
+        // Running here already: the reclaim only reset its idle time.
+        return;
     }
     // The reader asked for no more entries than there were free slots.
     let Ok(permit) = Arc::clone(slots).try_acquire_owned() else {
