@@ -86,6 +86,47 @@ async fn receive<H: Handler, S: IdempotencyStore>(
     answer(receiver.receive(&body, signatures).await)
 }
 
+/// A ready-made `POST` route that verifies each delivery and puts it on a queue
+/// (feature `queue`), answering 200 once Redis has accepted it; mount it with
+/// `App::route("/webhooks", queue_endpoint(enqueuer.clone()))` and run
+/// [`Worker`](crate::queue::Worker)s to handle the events.
+///
+/// ```no_run
+/// use actix_web::{App, HttpServer};
+/// use notmeta_webhooks::queue::{Enqueuer, Queue};
+/// use notmeta_webhooks::Verifier;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let queue = Queue::connect("redis://127.0.0.1:6379/").await?;
+/// let enqueuer = Enqueuer::new(Verifier::new("whsec_abc123")?, queue);
+/// HttpServer::new(move || {
+///     App::new().route("/webhooks", notmeta_webhooks::actix::queue_endpoint(enqueuer.clone()))
+/// })
+/// .bind(("127.0.0.1", 3000))?
+/// .run()
+/// .await?;
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "queue")]
+#[cfg_attr(docsrs, doc(cfg(feature = "queue")))]
+pub fn queue_endpoint(enqueuer: crate::queue::Enqueuer) -> Route {
+    let enqueuer = Arc::new(enqueuer);
+    web::post().to(move |request: HttpRequest, payload: web::Payload| {
+        let enqueuer = Arc::clone(&enqueuer);
+        async move {
+            let body = match read_body(&request, payload.into_inner(), enqueuer.verifier()).await {
+                Ok(body) => body,
+                Err(error) => return answer(Answer::rejected(&error)),
+            };
+            let signatures = request
+                .headers()
+                .get_all(SIGNATURE_HEADER.as_str())
+                .map(|v| v.as_bytes());
+            answer(enqueuer.receive(&body, signatures).await)
+        }
+    })
+}
+
 fn answer(answer: Answer) -> HttpResponse {
     let status = actix_status(answer.status());
     let close = crate::adapter::closes_connection(answer.outcome());

@@ -62,6 +62,32 @@ where
     axum::routing::post_service(WebhookService::new(receiver))
 }
 
+/// A ready-made `POST` route that verifies each delivery and puts it on a queue
+/// (feature `queue`), answering 200 once Redis has accepted it; mount it with
+/// `Router::route("/webhooks", queue_endpoint(enqueuer))` and run
+/// [`Worker`](crate::queue::Worker)s to handle the events.
+///
+/// ```no_run
+/// use axum::Router;
+/// use notmeta_webhooks::queue::{Enqueuer, Queue};
+/// use notmeta_webhooks::Verifier;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let queue = Queue::connect("redis://127.0.0.1:6379/").await?;
+/// let enqueuer = Enqueuer::new(Verifier::new("whsec_abc123")?, queue);
+/// let app: Router = Router::new().route("/webhooks", notmeta_webhooks::axum::queue_endpoint(enqueuer));
+/// # let _ = app;
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "queue")]
+#[cfg_attr(docsrs, doc(cfg(feature = "queue")))]
+pub fn queue_endpoint<S>(enqueuer: crate::queue::Enqueuer) -> MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    axum::routing::post_service(WebhookService::from_queue(enqueuer))
+}
+
 /// An extractor for a verified, typed event.
 ///
 /// The [`Verifier`] comes from the router's state (`Verifier: FromRef<S>`, so the

@@ -110,6 +110,7 @@
 //! | `axum` | `axum::VerifiedEvent` (extractor) and `axum::endpoint` (ready-made route) |
 //! | `actix` | `actix::VerifiedEvent` (extractor) and `actix::endpoint` (ready-made route) |
 //! | `redis` | `dedup::RedisStore`, one idempotency store for several replicas |
+//! | `queue` | `queue::Enqueuer` and `queue::Worker`: verify and enqueue in Redis Streams, answer 200 at once, and handle the events later (retries, dead letters, reclaim after a crash, Redis Cluster) |
 //! | `tracing` | one span per delivery with event id, type and outcome |
 //! | `metrics` | counters per outcome, store errors, lease renewals and losses, and a handler-duration histogram, through the `metrics` facade |
 //! | `testing` | `testing`: a sample event of every documented type with a builder (fresh id, `created_at` now), signed requests, and `testing::Simulator`, NotMeta's retry schedule and duplicates played against a URL or a tower service (for your dev-dependencies) |
@@ -140,6 +141,9 @@ mod error;
 pub mod event;
 #[cfg(feature = "receiver")]
 mod handler_ext;
+#[cfg(feature = "queue")]
+#[cfg_attr(docsrs, doc(cfg(feature = "queue")))]
+pub mod queue;
 #[cfg(feature = "receiver")]
 #[cfg_attr(docsrs, doc(cfg(feature = "receiver")))]
 pub mod receiver;
@@ -158,6 +162,12 @@ pub use signature::{
     Verifier, VerifierBuilder, sign, verify_and_parse,
 };
 
-#[cfg(all(doctest, feature = "axum", feature = "actix", feature = "testing"))]
+#[cfg(all(
+    doctest,
+    feature = "axum",
+    feature = "actix",
+    feature = "testing",
+    feature = "queue"
+))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

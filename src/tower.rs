@@ -78,6 +78,30 @@ impl WebhookService {
             endpoint: Arc::new(receiver),
         }
     }
+
+    /// A service that verifies each delivery and puts it on a queue (feature
+    /// `queue`): 200 once Redis has accepted it, and
+    /// [`Worker`](crate::queue::Worker)s run the handler later.
+    ///
+    /// ```no_run
+    /// use notmeta_webhooks::queue::{Enqueuer, Queue};
+    /// use notmeta_webhooks::tower::WebhookService;
+    /// use notmeta_webhooks::Verifier;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let queue = Queue::connect("redis://127.0.0.1:6379/").await?;
+    /// let service = WebhookService::from_queue(Enqueuer::new(Verifier::new("whsec_abc123")?, queue));
+    /// # let _ = service;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "queue")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "queue")))]
+    #[must_use]
+    pub fn from_queue(enqueuer: crate::queue::Enqueuer) -> Self {
+        Self {
+            endpoint: Arc::new(enqueuer),
+        }
+    }
 }
 
 impl<B> tower_service::Service<Request<B>> for WebhookService

@@ -664,7 +664,7 @@ async fn redis_frozen_then_killed_and_restarted() {
     assert_eq!(frozen.0, 503, "answered while Redis is frozen: {frozen:?}");
     redis.resume();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    redis.kill_and_restart();
+    redis.restart();
     let statuses = during.await.unwrap();
     assert!(statuses.contains(&503), "no delivery saw Redis away");
     // After the restart, every event finished before it is still remembered.

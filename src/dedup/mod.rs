@@ -38,10 +38,15 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 
+#[cfg(feature = "redis")]
+mod connection;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use connection::RedisConnection;
 pub use memory::{DEFAULT_CAPACITY, MemoryStore};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

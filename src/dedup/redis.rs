@@ -5,7 +5,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use redis::Script;
-use redis::aio::ConnectionManager;
+
+use super::RedisConnection;
 
 use super::{Claim, ClaimToken, IdempotencyStore, Settled, StoreError, clamp};
 
@@ -83,7 +84,7 @@ return 0
 /// ```
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     namespace: String,
     lease: Duration,
     claim: Script,
@@ -111,19 +112,34 @@ impl RedisStore {
     ///
     /// If `url` is not a Redis URL or the server cannot be reached.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(StoreError::new)?;
-        let connection = ConnectionManager::new(client)
+        let connection = RedisConnection::connect(url)
             .await
             .map_err(StoreError::new)?;
         Ok(Self::new(connection))
     }
 
-    /// A store over an existing connection manager, in the namespace
-    /// `notmeta-webhooks`, with a [`DEFAULT_LEASE`](Self::DEFAULT_LEASE) of 30 s.
+    /// Connects to a Redis Cluster through any of its `nodes`. Each call is one
+    /// script on one key, so the store runs unchanged on a cluster.
+    ///
+    /// # Errors
+    ///
+    /// If a node URL is invalid or no node can be reached.
+    pub async fn connect_cluster<'a>(
+        nodes: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, StoreError> {
+        let connection = RedisConnection::connect_cluster(nodes)
+            .await
+            .map_err(StoreError::new)?;
+        Ok(Self::new(connection))
+    }
+
+    /// A store over an existing connection (a `redis::aio::ConnectionManager` converts into
+    /// one), in the namespace `notmeta-webhooks`, with a
+    /// [`DEFAULT_LEASE`](Self::DEFAULT_LEASE) of 30 s.
     #[must_use]
-    pub fn new(connection: ConnectionManager) -> Self {
+    pub fn new(connection: impl Into<RedisConnection>) -> Self {
         Self {
-            connection,
+            connection: connection.into(),
             namespace: "notmeta-webhooks".to_owned(),
             lease: Self::DEFAULT_LEASE,
             claim: Script::new(CLAIM),

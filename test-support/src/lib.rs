@@ -19,5 +19,5 @@ pub mod redis_server;
 pub mod rng;
 
 pub use fixtures::{Vector, data_dir, example_events, signature_vectors};
-pub use redis_server::RedisServer;
+pub use redis_server::{RedisCluster, RedisServer, TempDir};
 pub use rng::Rng;

@@ -1,0 +1,545 @@
+//! Acknowledge fast, process later: a durable queue in Redis Streams (feature
+//! `queue`).
+//!
+//! NotMeta's guide for heavy work is to verify the signature, put the event on a
+//! queue, answer 200 at once, and process it from the queue. This module does that:
+//!
+//! - an [`Enqueuer`] is the endpoint: it verifies the signature and the event
+//!   inline (400 and 413 exactly as the inline [`Receiver`](crate::receiver::Receiver)),
+//!   answers the challenge, refuses events older than the maximum age, and appends
+//!   the raw body to a Redis stream **at most once per event id** (the dedup check
+//!   and the append are one Lua script). It answers 200 only once Redis has accepted
+//!   the entry, and 503 when Redis cannot be reached in time, so NotMeta retries.
+//!   Mount it with `WebhookService::from_queue` (tower), `axum::queue_endpoint`, or
+//!   `actix::queue_endpoint`, or call [`Enqueuer::receive`] from any server;
+//! - a [`Worker`] runs your [`Handler`](crate::receiver::Handler) on the queued
+//!   events, with no time limit, N at a time, retrying temporary failures and
+//!   panics with exponential backoff, and moving permanent failures, exhausted
+//!   retries and bodies that no longer parse to a dead-letter stream;
+//! - a [`Queue`] names the Redis keys and the consumer group both share, and gives
+//!   the operations: [`Queue::counts`], [`Queue::dead_letters`],
+//!   [`Queue::replay_dead_letters`].
+//!
+//! # Guarantees
+//!
+//! - **Nothing acknowledged is lost**, as long as Redis keeps what it acknowledged
+//!   (`appendonly yes` with `appendfsync always`; see the README's "Acknowledge fast,
+//!   process later").
+//! - **At most one entry per event id** for the dedup window (2 h by default): a
+//!   duplicate delivery, concurrent or not, is answered 200 and not queued again.
+//! - **Each entry is handled once.** A worker marks the event done and acknowledges
+//!   the entry in one script, and checks the mark before it runs an entry it
+//!   reclaimed from a crashed worker. The one window that remains: a worker that
+//!   dies after the handler's side effects and before that script runs (a few
+//!   milliseconds) leaves the entry unmarked, and it is handled again after the
+//!   visibility timeout. A handler whose effects must never repeat records them
+//!   idempotently (keyed on the event id) in its own store.
+//! - **A running handler keeps its entry**: the worker renews its claim (an
+//!   `XCLAIM … JUSTID` to itself resets the entry's idle time) every third of the
+//!   visibility timeout, so a handler may run for hours. An entry whose worker died
+//!   is reclaimed (`XAUTOCLAIM`) once it has been idle for the visibility timeout.
+//! - **Bounded**: acknowledged entries are deleted from the stream (`XDEL`), so the
+//!   stream holds only what is waiting or running; [`Enqueuer::with_max_len`] bounds
+//!   it further (503 when full).
+//!
+//! # Ordering
+//!
+//! None. Entries are handled concurrently, retries come back later, and NotMeta
+//! itself delivers out of order; a handler that cares compares `created_at` (or the
+//! object's own timestamps) with what it stored.
+//!
+//! # Scale-out on Redis Cluster
+//!
+//! A stream lives on one shard. [`Queue::with_partitions`] splits the queue into N
+//! streams by a hash of the event id; each partition's keys share a hash tag
+//! (`{namespace:p}`), so every script touches one slot, and workers read every
+//! partition. Connect with [`Queue::connect_cluster`].
+//!
+//! ```no_run
+//! use notmeta_webhooks::queue::{Enqueuer, Queue, Worker};
+//! use notmeta_webhooks::receiver::HandlerError;
+//! use notmeta_webhooks::{Event, Verifier};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let queue = Queue::connect("redis://127.0.0.1:6379/").await?;
+//!
+//! // In the web process: verify, enqueue, answer 200.
+//! let enqueuer = Enqueuer::new(Verifier::new("whsec_abc123")?, queue.clone());
+//! # let _ = enqueuer;
+//!
+//! // In the worker process: run the handler, as long as it takes.
+//! let worker = Worker::new(queue, |event: Event<'static>| async move {
+//!     println!("{} {}", event.id, event.type_str());
+//!     Ok::<(), HandlerError>(())
+//! })
+//! .with_concurrency(8);
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! # drop(stop);
+//! worker.run(async { let _ = stopped.await; }).await?;
+//! # Ok(()) }
+//! ```
+
+use crate::dedup::RedisConnection;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::Script;
+use redis::streams::{StreamId, StreamRangeReply};
+
+use crate::dedup::{DEFAULT_DEDUP_WINDOW, clamp};
+
+mod enqueue;
+mod scripts;
+mod worker;
+
+pub use enqueue::{DEFAULT_ENQUEUE_TIMEOUT, Enqueuer};
+pub use worker::{Worker, WorkerStats};
+
+/// Something went wrong talking to Redis (or Redis answered something unexpected).
+///
+/// `Display` says so; the `redis` error is the [`source`](std::error::Error::source).
+#[derive(Debug, thiserror::Error)]
+#[error("the queue's Redis failed")]
+pub struct QueueError(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+impl QueueError {
+    /// Wraps the underlying error.
+    pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self(error.into())
+    }
+}
+
+impl From<redis::RedisError> for QueueError {
+    fn from(error: redis::RedisError) -> Self {
+        Self::new(error)
+    }
+}
+
+/// How many entries are where, summed over the partitions.
+///
+/// ```
+/// use notmeta_webhooks::queue::QueueCounts;
+/// let counts = QueueCounts::default();
+/// assert_eq!(counts.pending + counts.in_progress + counts.retrying + counts.dead_letters, 0);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueCounts {
+    /// Waiting in the stream for a worker.
+    pub pending: u64,
+    /// Delivered to a worker and not yet settled (running, or left by a worker that
+    /// died and waiting to be reclaimed).
+    pub in_progress: u64,
+    /// Failed temporarily and waiting for their next attempt.
+    pub retrying: u64,
+    /// In the dead-letter stream.
+    pub dead_letters: u64,
+}
+
+/// One entry of the dead-letter stream.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DeadLetter {
+    /// The dead letter's own entry id.
+    pub entry_id: String,
+    /// The event id.
+    pub event_id: String,
+    /// The event type as sent.
+    pub event_type: String,
+    /// Why it was given up: the handler's error (with its sources), a panic, or a
+    /// body that does not parse.
+    pub error: String,
+    /// How many times the handler ran.
+    pub attempts: u32,
+    /// When the endpoint accepted it.
+    pub received_at: SystemTime,
+    /// The body exactly as received and verified.
+    pub body: Vec<u8>,
+}
+
+/// The Redis keys and consumer group an [`Enqueuer`] and its [`Worker`]s share, and
+/// the queue's operations.
+///
+/// Clones share the connection. Every setting must be the same in the endpoints and
+/// the workers (the namespace, the number of partitions and the group).
+///
+/// ```no_run
+/// use notmeta_webhooks::queue::Queue;
+///
+/// # async fn run() -> Result<(), notmeta_webhooks::queue::QueueError> {
+/// let queue = Queue::connect("redis://127.0.0.1:6379/").await?.with_namespace("shop");
+/// let counts = queue.counts().await?;
+/// println!("{} waiting, {} dead", counts.pending, counts.dead_letters);
+/// if counts.dead_letters > 0 {
+///     for letter in queue.dead_letters(10).await? {
+///         println!("{} {}: {}", letter.event_id, letter.event_type, letter.error);
+///     }
+///     // Once the cause is fixed: back into the queue.
+///     queue.replay_dead_letters(usize::MAX).await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Queue {
+    connection: RedisConnection,
+    namespace: Arc<str>,
+    group: Arc<str>,
+    partitions: u16,
+    window: Duration,
+    scripts: Arc<Scripts>,
+}
+
+pub(crate) struct Scripts {
+    pub(crate) enqueue: Script,
+    pub(crate) settle: Script,
+    pub(crate) inspect: Script,
+    pub(crate) promote: Script,
+    pub(crate) replay: Script,
+}
+
+impl fmt::Debug for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("connection", &self.connection)
+            .field("namespace", &self.namespace)
+            .field("group", &self.group)
+            .field("partitions", &self.partitions)
+            .field("dedup_window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The keys of one partition.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    pub(crate) stream: String,
+    pub(crate) dead: String,
+    pub(crate) retry: String,
+    /// Followed by an event id: the retry hash.
+    pub(crate) retry_prefix: String,
+    /// Followed by an event id: the state key.
+    pub(crate) state_prefix: String,
+}
+
+impl Keys {
+    pub(crate) fn state(&self, event_id: &str) -> String {
+        format!("{}{event_id}", self.state_prefix)
+    }
+
+    pub(crate) fn retry_hash(&self, event_id: &str) -> String {
+        format!("{}{event_id}", self.retry_prefix)
+    }
+}
+
+impl Queue {
+    /// A queue over `connection`, in the namespace `notmeta-webhooks`, with one
+    /// partition, the consumer group `workers` and a 2 h dedup window.
+    #[must_use]
+    pub fn new(connection: impl Into<RedisConnection>) -> Self {
+        Self {
+            connection: connection.into(),
+            namespace: Arc::from("notmeta-webhooks"),
+            group: Arc::from("workers"),
+            partitions: 1,
+            window: DEFAULT_DEDUP_WINDOW,
+            scripts: Arc::new(Scripts {
+                enqueue: Script::new(scripts::ENQUEUE),
+                settle: Script::new(scripts::SETTLE),
+                inspect: Script::new(scripts::INSPECT),
+                promote: Script::new(scripts::PROMOTE),
+                replay: Script::new(scripts::REPLAY),
+            }),
+        }
+    }
+
+    /// Connects to the Redis server at `url` (`redis://host:port/db`).
+    ///
+    /// # Errors
+    ///
+    /// If `url` is not a Redis URL or the server cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, QueueError> {
+        Ok(Self::new(RedisConnection::connect(url).await?))
+    }
+
+    /// Connects to a Redis Cluster through any of its `nodes`.
+    ///
+    /// # Errors
+    ///
+    /// If a node URL is invalid or no node can be reached.
+    pub async fn connect_cluster<'a>(
+        nodes: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, QueueError> {
+        Ok(Self::new(RedisConnection::connect_cluster(nodes).await?))
+    }
+
+    /// Prefixes every key with `namespace` (several queues can share one Redis).
+    #[must_use]
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Arc::from(namespace.into());
+        self
+    }
+
+    /// Splits the queue into `partitions` streams (at least 1; default 1), chosen by a
+    /// hash of the event id. On a Redis Cluster each partition's keys share one slot,
+    /// so partitions spread over the shards.
+    #[must_use]
+    pub fn with_partitions(mut self, partitions: u16) -> Self {
+        self.partitions = partitions.max(1);
+        self
+    }
+
+    /// The consumer group the workers read with (default `workers`).
+    #[must_use]
+    pub fn with_group(mut self, group: impl Into<String>) -> Self {
+        self.group = Arc::from(group.into());
+        self
+    }
+
+    /// How long an event id is remembered after it was queued and after it was
+    /// handled (default 2 h, NotMeta's 81-minute retry window with room to spare).
+    #[must_use]
+    pub fn with_dedup_window(mut self, window: Duration) -> Self {
+        self.window = clamp(window).max(Duration::from_secs(1));
+        self
+    }
+
+    /// The number of partitions.
+    #[must_use]
+    pub fn partitions(&self) -> u16 {
+        self.partitions
+    }
+
+    /// The dedup window.
+    #[must_use]
+    pub fn dedup_window(&self) -> Duration {
+        self.window
+    }
+
+    /// The connection.
+    #[must_use]
+    pub fn connection(&self) -> &RedisConnection {
+        &self.connection
+    }
+
+    /// The partition `event_id` belongs to (FNV-1a of the id, modulo the number of
+    /// partitions: the same in every process).
+    ///
+    /// ```
+    /// # async fn f(queue: notmeta_webhooks::queue::Queue) {
+    /// let queue = queue.with_partitions(4);
+    /// assert!(queue.partition_of("evt_1") < 4);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn partition_of(&self, event_id: &str) -> u16 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in event_id.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        // The remainder is below `partitions`, a u16.
+        u16::try_from(hash % u64::from(self.partitions)).unwrap_or(0)
+    }
+
+    /// The key names of partition `p`: `{namespace:p}:stream` and so on.
+    pub(crate) fn keys(&self, p: u16) -> Keys {
+        let tag = format!("{{{}:{p}}}", self.namespace);
+        Keys {
+            stream: format!("{tag}:stream"),
+            dead: format!("{tag}:dead"),
+            retry: format!("{tag}:retry"),
+            retry_prefix: format!("{tag}:retry:"),
+            state_prefix: format!("{tag}:event:"),
+        }
+    }
+
+    pub(crate) fn group(&self) -> &str {
+        &self.group
+    }
+
+    pub(crate) fn scripts(&self) -> &Scripts {
+        &self.scripts
+    }
+
+    /// Creates the consumer group on every partition's stream (and the stream), if
+    /// missing.
+    pub(crate) async fn ensure_groups(&self) -> Result<(), QueueError> {
+        let mut connection = self.connection.clone();
+        for p in 0..self.partitions {
+            let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(self.keys(p).stream)
+                .arg(&*self.group)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut connection)
+                .await;
+            match created {
+                Ok(()) => {}
+                Err(e) if e.code() == Some("BUSYGROUP") => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// How many entries wait, run, wait for a retry, and are dead letters. With the
+    /// `metrics` feature the figures are also set as gauges
+    /// (`notmeta_webhooks_queue_pending`, `…_in_progress`, `…_retrying`,
+    /// `…_dead_letters`).
+    ///
+    /// # Errors
+    ///
+    /// If Redis fails.
+    pub async fn counts(&self) -> Result<QueueCounts, QueueError> {
+        self.ensure_groups().await?;
+        let mut connection = self.connection.clone();
+        let mut counts = QueueCounts::default();
+        for p in 0..self.partitions {
+            let keys = self.keys(p);
+            let (len, pending, retrying, dead): (u64, redis::Value, u64, u64) = redis::pipe()
+                .cmd("XLEN")
+                .arg(&keys.stream)
+                .cmd("XPENDING")
+                .arg(&keys.stream)
+                .arg(&*self.group)
+                .cmd("ZCARD")
+                .arg(&keys.retry)
+                .cmd("XLEN")
+                .arg(&keys.dead)
+                .query_async(&mut connection)
+                .await?;
+            let running = match pending {
+                redis::Value::Array(items) => match items.first() {
+                    Some(v) => redis::from_redis_value_ref::<u64>(v).map_err(QueueError::new)?,
+                    None => 0,
+                },
+                _ => 0,
+            };
+            counts.pending += len.saturating_sub(running);
+            counts.in_progress += running;
+            counts.retrying += retrying;
+            counts.dead_letters += dead;
+        }
+        #[cfg(feature = "metrics")]
+        report_counts(&counts);
+        Ok(counts)
+    }
+
+    /// Up to `limit` dead letters, oldest first, partition by partition.
+    ///
+    /// # Errors
+    ///
+    /// If Redis fails.
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        let mut connection = self.connection.clone();
+        let mut letters = Vec::new();
+        for p in 0..self.partitions {
+            let mut from = "-".to_owned();
+            loop {
+                let left = limit.saturating_sub(letters.len()).min(1000);
+                if left == 0 {
+                    return Ok(letters);
+                }
+                let reply: StreamRangeReply = redis::cmd("XRANGE")
+                    .arg(self.keys(p).dead)
+                    .arg(&from)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(left)
+                    .query_async(&mut connection)
+                    .await?;
+                letters.extend(reply.ids.iter().map(dead_letter));
+                match reply.ids.last() {
+                    Some(last) if reply.ids.len() == left => from = format!("({}", last.id),
+                    _ => break,
+                }
+            }
+        }
+        Ok(letters)
+    }
+
+    /// Moves up to `limit` dead letters back into the queue, oldest first, with their
+    /// attempts reset; returns how many moved. Each move is atomic.
+    ///
+    /// # Errors
+    ///
+    /// If Redis fails.
+    pub async fn replay_dead_letters(&self, limit: usize) -> Result<usize, QueueError> {
+        let mut connection = self.connection.clone();
+        let mut moved = 0;
+        for p in 0..self.partitions {
+            loop {
+                let left = limit.saturating_sub(moved).min(100);
+                if left == 0 {
+                    return Ok(moved);
+                }
+                let keys = self.keys(p);
+                let n: usize = self
+                    .scripts
+                    .replay
+                    .key(&keys.dead)
+                    .key(&keys.stream)
+                    .arg(left)
+                    .arg(&keys.state_prefix)
+                    .arg(millis(self.window))
+                    .invoke_async(&mut connection)
+                    .await?;
+                moved += n;
+                if n < left {
+                    break;
+                }
+            }
+        }
+        Ok(moved)
+    }
+}
+
+/// Milliseconds for `PX`: at least 1.
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(clamp(d).as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+pub(crate) fn unix_millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A field of a stream entry as text (empty if missing).
+pub(crate) fn field_str(entry: &StreamId, name: &str) -> String {
+    entry.get::<String>(name).unwrap_or_default()
+}
+
+/// A field of a stream entry as bytes (empty if missing).
+pub(crate) fn field_bytes(entry: &StreamId, name: &str) -> Vec<u8> {
+    entry.get::<Vec<u8>>(name).unwrap_or_default()
+}
+
+/// A numeric field of a stream entry (0 if missing or not a number).
+pub(crate) fn field_u64(entry: &StreamId, name: &str) -> u64 {
+    field_str(entry, name).parse().unwrap_or(0)
+}
+
+fn dead_letter(entry: &StreamId) -> DeadLetter {
+    DeadLetter {
+        entry_id: entry.id.clone(),
+        event_id: field_str(entry, "id"),
+        event_type: field_str(entry, "type"),
+        error: field_str(entry, "error"),
+        attempts: u32::try_from(field_u64(entry, "attempt")).unwrap_or(u32::MAX),
+        received_at: UNIX_EPOCH + Duration::from_millis(field_u64(entry, "received")),
+        body: field_bytes(entry, "body"),
+    }
+}
+
+#[cfg(feature = "metrics")]
+#[allow(clippy::cast_precision_loss)] // gauges are f64; counts far below 2^52
+fn report_counts(counts: &QueueCounts) {
+    metrics::gauge!("notmeta_webhooks_queue_pending").set(counts.pending as f64);
+    metrics::gauge!("notmeta_webhooks_queue_in_progress").set(counts.in_progress as f64);
+    metrics::gauge!("notmeta_webhooks_queue_retrying").set(counts.retrying as f64);
+    metrics::gauge!("notmeta_webhooks_queue_dead_letters").set(counts.dead_letters as f64);
+}

@@ -1,0 +1,463 @@
+//! The queue against a real `redis-server`: the endpoint's answers and the worker's
+//! rules one at a time, and durability across a Redis restart.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use notmeta_test_support::{RedisServer, TempDir};
+use notmeta_webhooks::queue::{Enqueuer, Queue, Worker, WorkerStats};
+use notmeta_webhooks::receiver::{HandlerError, Outcome};
+use notmeta_webhooks::{Event, Verifier, sign};
+use redis::AsyncCommands as _;
+
+const SECRET: &str = "whsec_queue";
+
+fn body(id: &str) -> Vec<u8> {
+    format!(
+        r#"{{"id":"{id}","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{{}}}}"#
+    )
+    .into_bytes()
+}
+
+fn enqueuer(queue: &Queue) -> Enqueuer {
+    Enqueuer::new(Verifier::new(SECRET).unwrap(), queue.clone())
+}
+
+async fn send(enqueuer: &Enqueuer, body: &[u8]) -> (u16, String) {
+    let answer = enqueuer
+        .receive(body, [sign(body, SECRET).as_bytes()])
+        .await;
+    (answer.status().as_u16(), answer.body().to_owned())
+}
+
+async fn connection(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Runs `worker` until `done` says so (checked every 20 ms), then shuts it down.
+async fn run_until<H, F>(worker: Worker<H>, mut done: F) -> WorkerStats
+where
+    H: notmeta_webhooks::receiver::Handler,
+    F: AsyncFnMut() -> bool,
+{
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done().await {
+        assert!(Instant::now() < deadline, "the worker did not get there");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn the_endpoint_answers_like_the_inline_one_and_enqueues_once() {
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url()).await.unwrap();
+    let enqueuer = enqueuer(&queue).with_max_event_age(Duration::from_secs(3600));
+    let fresh = |id: &str| {
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        format!(r#"{{"id":"{id}","type":"user.online","created_at":"{now}","data":{{}}}}"#)
+            .into_bytes()
+    };
+
+    let b = fresh("evt_1");
+    assert_eq!(send(&enqueuer, &b).await, (200, "OK".into()));
+    assert_eq!(send(&enqueuer, &b).await, (200, "OK (duplicate)".into()));
+    // Forged, malformed, not an event, stale: refused, nothing queued.
+    let forged = enqueuer
+        .receive(&b, [sign(&b, "whsec_other").as_bytes()])
+        .await;
+    assert_eq!(forged.status(), 400);
+    assert_eq!(
+        enqueuer.receive(&b, [&b"sha256=zz"[..]]).await.status(),
+        400
+    );
+    assert_eq!(send(&enqueuer, b"{}").await.0, 400);
+    let stale = send(&enqueuer, &body("evt_old")).await;
+    assert_eq!(stale, (400, "Event too old".into()));
+    // The challenge is answered inline and not queued.
+    let challenge = br#"{"id":"evt_verify","type":"webhook.verified","created_at":"2024-01-01T00:00:00Z","data":{"webhook_id":"wh_1","challenge":"c123"}}"#;
+    assert_eq!(
+        enqueuer
+            .receive(challenge, [sign(challenge, SECRET).as_bytes()])
+            .await
+            .body(),
+        "c123"
+    );
+    // Concurrent duplicates: one is queued.
+    let b2 = fresh("evt_2");
+    let answers = futures_util::future::join_all((0..16).map(|_| send(&enqueuer, &b2))).await;
+    assert_eq!(answers.iter().filter(|a| a.1 == "OK").count(), 1);
+    assert_eq!(
+        answers.iter().filter(|a| a.1 == "OK (duplicate)").count(),
+        15
+    );
+
+    let counts = queue.counts().await.unwrap();
+    assert_eq!(counts.pending, 2);
+    // The entry: raw body, type, secret index, received time, attempt.
+    let mut redis = connection(&server).await;
+    let entries: redis::streams::StreamRangeReply = redis
+        .xrange_all("{notmeta-webhooks:0}:stream")
+        .await
+        .unwrap();
+    let first = &entries.ids[0];
+    assert_eq!(first.get::<Vec<u8>>("body").unwrap(), b);
+    assert_eq!(first.get::<String>("type").unwrap(), "user.online");
+    assert_eq!(first.get::<String>("secret").unwrap(), "0");
+    assert_eq!(first.get::<String>("attempt").unwrap(), "0");
+    assert!(first.get::<u64>("received").unwrap() > 1_700_000_000_000);
+    let ttl: i64 = redis
+        .pttl("{notmeta-webhooks:0}:event:evt_1")
+        .await
+        .unwrap();
+    assert!(ttl > 7_000_000, "remembered for the dedup window: {ttl}");
+
+    // A full queue and an unreachable Redis are answered 503, so NotMeta retries.
+    let full = enqueuer.clone().with_max_len(2);
+    assert_eq!(
+        send(&full, &fresh("evt_3")).await.1,
+        Outcome::StoreFull.response_text()
+    );
+    drop(server);
+    let started = Instant::now();
+    let down = enqueuer.with_timeout(Duration::from_millis(300));
+    assert_eq!(send(&down, &fresh("evt_4")).await.0, 503);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn failures_retry_then_dead_letter_and_replay_brings_them_back() {
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url()).await.unwrap();
+    let enqueuer = enqueuer(&queue);
+    for id in ["evt_ok", "evt_flaky", "evt_refused", "evt_always"] {
+        assert_eq!(send(&enqueuer, &body(id)).await.0, 200);
+    }
+    // A body that no longer parses (written by an older version, say).
+    let mut redis = connection(&server).await;
+    let _: String = redis
+        .xadd(
+            "{notmeta-webhooks:0}:stream",
+            "*",
+            &[
+                ("id", "evt_poison"),
+                ("type", "user.online"),
+                ("body", "{not json"),
+                ("attempt", "0"),
+            ],
+        )
+        .await
+        .unwrap();
+
+    let runs = Arc::new(std::sync::Mutex::new(HashMap::<String, usize>::new()));
+    let fixed = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let runs = Arc::clone(&runs);
+        let fixed = Arc::clone(&fixed);
+        move |event: Event<'static>| {
+            let n = {
+                let mut runs = runs.lock().unwrap();
+                let n = runs.entry(event.id.to_string()).or_default();
+                *n += 1;
+                *n
+            };
+            let fixed = fixed.load(Ordering::Relaxed) > 0;
+            async move {
+                match event.id.as_str() {
+                    "evt_flaky" if n == 1 => panic!("designed panic"),
+                    "evt_flaky" if n == 2 => Err(HandlerError::temporary("designed temporary")),
+                    "evt_refused" if !fixed => Err(HandlerError::permanent("no such conversation")),
+                    "evt_always" if !fixed => Err(HandlerError::temporary("downstream down")),
+                    _ => Ok(()),
+                }
+            }
+        }
+    };
+    let worker = |queue: &Queue| {
+        Worker::new(queue.clone(), handler.clone())
+            .with_max_attempts(3)
+            .with_backoff(Duration::from_millis(50), Duration::from_millis(100))
+            .with_poll_interval(Duration::from_millis(10))
+    };
+    let q = queue.clone();
+    let stats = run_until(worker(&queue), async || {
+        let c = q.counts().await.unwrap();
+        c.dead_letters == 3 && c.pending + c.in_progress + c.retrying == 0
+    })
+    .await;
+    assert_eq!(
+        (stats.handled, stats.dead_lettered, stats.retried),
+        (2, 3, 4)
+    );
+    assert_eq!(runs.lock().unwrap()["evt_flaky"], 3);
+    assert_eq!(runs.lock().unwrap()["evt_always"], 3);
+    let mut letters = queue.dead_letters(10).await.unwrap();
+    letters.sort_by(|a, b| a.event_id.cmp(&b.event_id));
+    let summary: Vec<(&str, u32)> = letters
+        .iter()
+        .map(|l| (l.event_id.as_str(), l.attempts))
+        .collect();
+    assert_eq!(
+        summary,
+        [("evt_always", 3), ("evt_poison", 1), ("evt_refused", 1)]
+    );
+    assert!(
+        letters[0]
+            .error
+            .contains("downstream down (attempt 3 of 3)"),
+        "{}",
+        letters[0].error
+    );
+    assert!(
+        letters[1].error.starts_with("the body does not parse"),
+        "{}",
+        letters[1].error
+    );
+    assert_eq!(
+        letters[2].error,
+        "permanent handler failure: no such conversation"
+    );
+    assert_eq!(letters[2].body, body("evt_refused"));
+    // Dead events stay duplicates for the window.
+    assert_eq!(
+        send(&enqueuer, &body("evt_refused")).await.1,
+        "OK (duplicate)"
+    );
+
+    // The cause is fixed: replay. The poison entry dies again, the others are handled.
+    fixed.store(1, Ordering::Relaxed);
+    assert_eq!(queue.replay_dead_letters(usize::MAX).await.unwrap(), 3);
+    assert_eq!(queue.counts().await.unwrap().pending, 3);
+    let q = queue.clone();
+    let stats = run_until(worker(&queue), async || {
+        let c = q.counts().await.unwrap();
+        c.dead_letters == 1 && c.pending + c.in_progress + c.retrying == 0
+    })
+    .await;
+    assert_eq!((stats.handled, stats.dead_lettered), (2, 1));
+    assert_eq!(
+        queue.dead_letters(10).await.unwrap()[0].event_id,
+        "evt_poison"
+    );
+    // Acknowledged entries are deleted: the stream is empty.
+    let len: u64 = redis.xlen("{notmeta-webhooks:0}:stream").await.unwrap();
+    assert_eq!(len, 0);
+}
+
+#[tokio::test]
+async fn a_reclaimed_entry_already_done_is_not_run_again() {
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url()).await.unwrap();
+    assert_eq!(send(&enqueuer(&queue), &body("evt_1")).await.0, 200);
+    assert_eq!(send(&enqueuer(&queue), &body("evt_2")).await.0, 200);
+    queue.counts().await.unwrap(); // creates the group
+    // A worker read both and died; it had marked evt_1 done (its acknowledgement
+    // never arrived: the state stands for a settle whose reply was lost).
+    let mut redis = connection(&server).await;
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg(&[
+            "GROUP",
+            "workers",
+            "ghost",
+            "COUNT",
+            "2",
+            "STREAMS",
+            "{notmeta-webhooks:0}:stream",
+            ">",
+        ])
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let _: () = redis
+        .set("{notmeta-webhooks:0}:event:evt_1", "done")
+        .await
+        .unwrap();
+
+    let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&ran);
+    let worker = Worker::new(queue.clone(), move |event: Event<'static>| {
+        seen.lock().unwrap().push(event.id.to_string());
+        async { Ok::<(), HandlerError>(()) }
+    })
+    .with_visibility_timeout(Duration::from_millis(300))
+    .with_poll_interval(Duration::from_millis(10));
+    let q = queue.clone();
+    let stats = run_until(worker, async || {
+        let c = q.counts().await.unwrap();
+        c.pending + c.in_progress == 0
+    })
+    .await;
+    assert_eq!(*ran.lock().unwrap(), ["evt_2"]);
+    assert_eq!((stats.handled, stats.skipped), (1, 1));
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_handlers_then_leaves_the_rest_for_reclaim() {
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url()).await.unwrap();
+    for id in ["evt_short", "evt_endless"] {
+        assert_eq!(send(&enqueuer(&queue), &body(id)).await.0, 200);
+    }
+    let started = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&started);
+    let worker = Worker::new(queue.clone(), move |event: Event<'static>| {
+        count.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let pause = if event.id == "evt_short" {
+                300
+            } else {
+                3_600_000
+            };
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            Ok::<(), HandlerError>(())
+        }
+    })
+    .with_visibility_timeout(Duration::from_secs(600))
+    .with_shutdown_deadline(Duration::from_secs(1))
+    .with_poll_interval(Duration::from_millis(10));
+    let stats = run_until(worker, async || started.load(Ordering::SeqCst) == 2).await;
+    assert_eq!((stats.handled, stats.abandoned), (1, 1));
+
+    // The abandoned entry is reclaimable at once, not after the 600 s timeout.
+    let ran = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&ran);
+    let next = Worker::new(queue.clone(), move |_: Event<'static>| {
+        count.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<(), HandlerError>(()) }
+    })
+    .with_visibility_timeout(Duration::from_secs(600))
+    .with_poll_interval(Duration::from_millis(10));
+    let stats = run_until(next, async || ran.load(Ordering::SeqCst) == 1).await;
+    assert_eq!(stats.handled, 1);
+}
+
+#[tokio::test]
+async fn a_slow_handler_does_not_stall_the_others_and_concurrency_is_bounded() {
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url()).await.unwrap();
+    for i in 0..20 {
+        assert_eq!(
+            send(&enqueuer(&queue), &body(&format!("evt_{i}"))).await.0,
+            200
+        );
+    }
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let (r, p, d) = (Arc::clone(&running), Arc::clone(&peak), Arc::clone(&done));
+    let worker = Worker::new(queue.clone(), move |_: Event<'static>| {
+        let (r, p, d) = (Arc::clone(&r), Arc::clone(&p), Arc::clone(&d));
+        async move {
+            let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+            p.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            r.fetch_sub(1, Ordering::SeqCst);
+            d.fetch_add(1, Ordering::SeqCst);
+            Ok::<(), HandlerError>(())
+        }
+    })
+    .with_concurrency(4)
+    .with_poll_interval(Duration::from_millis(5));
+    // While all four run, nothing more is read: the rest stays pending.
+    let q = queue.clone();
+    let mut saw_backpressure = false;
+    run_until(worker, async || {
+        let c = q.counts().await.unwrap();
+        if c.in_progress > 0 && c.pending > 0 {
+            assert!(c.in_progress <= 4, "{c:?}");
+            saw_backpressure = true;
+        }
+        done.load(Ordering::SeqCst) == 20
+    })
+    .await;
+    assert!(saw_backpressure);
+    assert_eq!(peak.load(Ordering::SeqCst), 4);
+}
+
+/// Redis killed (SIGKILL) and restarted mid-run with `appendfsync always`: every
+/// event answered 200 survives and is handled exactly once; deliveries answered 503
+/// while Redis was down are retried, as NotMeta does, until answered 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_acknowledged_is_lost_across_a_redis_restart() {
+    let dir = TempDir::new("aof");
+    let mut server = RedisServer::start_durable(dir.path());
+    let queue = Queue::connect(&server.url()).await.unwrap();
+    let enqueuer = enqueuer(&queue).with_timeout(Duration::from_millis(500));
+    let runs = Arc::new(std::sync::Mutex::new(HashMap::<String, usize>::new()));
+    let seen = Arc::clone(&runs);
+    let worker = Worker::new(queue.clone(), move |event: Event<'static>| {
+        *seen
+            .lock()
+            .unwrap()
+            .entry(event.id.to_string())
+            .or_default() += 1;
+        async { Ok::<(), HandlerError>(()) }
+    })
+    .with_visibility_timeout(Duration::from_secs(2))
+    .with_poll_interval(Duration::from_millis(10));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+
+    const EVENTS: usize = 3000;
+    let unavailable = Arc::new(AtomicUsize::new(0));
+    let senders: Vec<_> = (0..8)
+        .map(|c| {
+            let enqueuer = enqueuer.clone();
+            let unavailable = Arc::clone(&unavailable);
+            tokio::spawn(async move {
+                for i in (c..EVENTS).step_by(8) {
+                    let b = body(&format!("evt_{i}"));
+                    loop {
+                        let (status, _) = send(&enqueuer, &b).await;
+                        if status == 200 {
+                            break;
+                        }
+                        assert_eq!(status, 503);
+                        unavailable.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.restart();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let q = queue.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let c = q.counts().await.unwrap();
+        if c.pending + c.in_progress + c.retrying == 0 && runs.lock().unwrap().len() == EVENTS {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not drained: {c:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    assert!(
+        unavailable.load(Ordering::Relaxed) > 0,
+        "Redis was down for some deliveries"
+    );
+    let runs = runs.lock().unwrap();
+    assert!(runs.values().all(|&n| n == 1), "handled once each");
+}

@@ -1,0 +1,28 @@
+//! The queue end to end against a real `redis-server`: see `queue_support`.
+//!
+//! `NOTMETA_QUEUE_E2E_EVENTS` sets the number of events (default 20,000).
+
+mod queue_support;
+
+use notmeta_test_support::RedisServer;
+use queue_support::{Target, end_to_end};
+
+/// The child side (does nothing unless started by `end_to_end`).
+#[test]
+fn worker_process() {
+    queue_support::worker_process();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_is_handled_exactly_once() {
+    if std::env::var("NOTMETA_QUEUE_E2E_WORKER").is_ok() {
+        return;
+    }
+    let events = std::env::var("NOTMETA_QUEUE_E2E_EVENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000);
+    let server = RedisServer::start();
+    let summary = end_to_end("worker_process", Target::Single(server.url()), 1, events).await;
+    eprintln!("{summary}");
+}
