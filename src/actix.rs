@@ -12,6 +12,19 @@
 //! as soon as it is seen: from `Content-Length`, or while reading a chunked body.
 //! actix-web's `PayloadConfig` does not apply to them.
 //!
+//! A body refused for its size or for arriving too slowly is answered with
+//! `Connection: close`. Two things actix-web's server does on its own:
+//!
+//! - it answers `Expect: 100-continue` with `100 Continue` before any route runs
+//!   (`HttpServer` has no setting for it), so a client announcing a body over the
+//!   limit is asked for it, then answered 413 without it being read;
+//! - after an answer to a chunked body that was not read to its end, it reads the rest
+//!   of that body, however slowly it comes, unless the payload is still held when the
+//!   answer has been written. [`endpoint`] holds it, and the connection is closed
+//!   after actix-web's client disconnect timeout (1 s by default); a
+//!   [`VerifiedEvent`] rejection cannot, so there a client dripping a chunked body
+//!   keeps its connection (not a worker) until it stops.
+//!
 //! actix-web 4 is built on `http` 0.2 while this crate's core uses `http` 1; the
 //! adapter converts between them, and only actix-web types appear here.
 //!
