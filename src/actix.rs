@@ -12,6 +12,19 @@
 //! as soon as it is seen: from `Content-Length`, or while reading a chunked body.
 //! actix-web's `PayloadConfig` does not apply to them.
 //!
+//! A body refused for its size or for arriving too slowly is answered with
+//! `Connection: close`. Two things actix-web's server does on its own:
+//!
+//! - it answers `Expect: 100-continue` with `100 Continue` before any route runs
+//!   (`HttpServer` has no setting for it), so a client announcing a body over the
+//!   limit is asked for it, then answered 413 without it being read;
+//! - after an answer to a chunked body that was not read to its end, it reads the rest
+//!   of that body, however slowly it comes, unless the payload is still held when the
+//!   answer has been written. [`endpoint`] holds it, and the connection is closed
+//!   after actix-web's client disconnect timeout (1 s by default); a
+//!   [`VerifiedEvent`] rejection cannot, so there a client dripping a chunked body
+//!   keeps its connection (not a worker) until it stops.
+//!
 //! actix-web 4 is built on `http` 0.2 while this crate's core uses `http` 1; the
 //! adapter converts between them, and only actix-web types appear here.
 //!
@@ -42,8 +55,9 @@ use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT};
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, EXPECT};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, Route, web};
+use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
 
 use crate::adapter::body::{Declared, read_limited};
@@ -75,15 +89,31 @@ async fn receive<H: Handler, S: IdempotencyStore>(
     request: &HttpRequest,
     payload: Payload,
 ) -> HttpResponse {
-    let body = match read_body(request, payload, receiver.verifier()).await {
+    let body = match read_or_refuse(request, payload, receiver.verifier()).await {
         Ok(body) => body,
-        Err(error) => return answer(Answer::rejected(&error)),
+        Err(refused) => return refused,
     };
-    let signatures = request
+    answer(receiver.receive(&body, signatures(request)).await)
+}
+
+/// Reads the whole body with the verifier's limits, or the refusal to send.
+async fn read_or_refuse(
+    request: &HttpRequest,
+    mut payload: Payload,
+    verifier: &Verifier,
+) -> Result<Bytes, HttpResponse> {
+    match read_body(request, &mut payload, verifier).await {
+        Ok(body) => Ok(body),
+        Err(error) => Err(refusal(Answer::rejected(&error), payload)),
+    }
+}
+
+/// The values of the signature header.
+fn signatures(request: &HttpRequest) -> impl Iterator<Item = &[u8]> {
+    request
         .headers()
         .get_all(SIGNATURE_HEADER.as_str())
-        .map(|v| v.as_bytes());
-    answer(receiver.receive(&body, signatures).await)
+        .map(|v| v.as_bytes())
 }
 
 /// A ready-made `POST` route that verifies each delivery and puts it on a queue
@@ -114,32 +144,76 @@ pub fn queue_endpoint(enqueuer: crate::queue::Enqueuer) -> Route {
     web::post().to(move |request: HttpRequest, payload: web::Payload| {
         let enqueuer = Arc::clone(&enqueuer);
         async move {
-            let body = match read_body(&request, payload.into_inner(), enqueuer.verifier()).await {
-                Ok(body) => body,
-                Err(error) => return answer(Answer::rejected(&error)),
-            };
-            let signatures = request
-                .headers()
-                .get_all(SIGNATURE_HEADER.as_str())
-                .map(|v| v.as_bytes());
-            answer(enqueuer.receive(&body, signatures).await)
+            let body =
+                match read_or_refuse(&request, payload.into_inner(), enqueuer.verifier()).await {
+                    Ok(body) => body,
+                    Err(refused) => return refused,
+                };
+            answer(enqueuer.receive(&body, signatures(&request)).await)
         }
     })
 }
 
 fn answer(answer: Answer) -> HttpResponse {
+    respond(answer, None)
+}
+
+/// The answer to a request whose body was not read to its end: when the connection
+/// is to be closed, the unread payload is held until the answer has been written.
+///
+/// actix-http reads what is left of a chunked body whose payload was dropped, however
+/// long that takes, to keep the connection; while the payload is still held when the
+/// response ends, it closes the connection instead (after its client disconnect
+/// timeout), so a client dripping a body cannot keep it open.
+fn refusal(answer: Answer, payload: Payload) -> HttpResponse {
+    respond(answer, Some(payload))
+}
+
+fn respond(answer: Answer, unread: Option<Payload>) -> HttpResponse {
     let status = actix_status(answer.status());
     let close = crate::adapter::closes_connection(answer.outcome());
     let (_, body) = answer.into_parts();
     let mut response = HttpResponse::build(status);
     response.insert_header((CONTENT_TYPE, crate::event::TEXT_PLAIN));
-    if close {
-        response.insert_header((CONNECTION, "close"));
-    }
     // A fixed text is sent without copying it.
-    match body {
-        Cow::Borrowed(text) => response.body(text),
-        Cow::Owned(text) => response.body(text),
+    let text = match body {
+        Cow::Borrowed(text) => Bytes::from_static(text.as_bytes()),
+        Cow::Owned(text) => Bytes::from(text),
+    };
+    if !close {
+        return response.body(text);
+    }
+    // actix-http writes the `Connection` header from the response's connection type
+    // and drops one set by hand: only `force_close` ends the connection.
+    response.force_close();
+    match unread {
+        Some(payload) => response.body(HoldingPayload {
+            text: Some(text),
+            _payload: payload,
+        }),
+        None => response.body(text),
+    }
+}
+
+/// A fixed response body that keeps the request's payload alive until it is sent.
+struct HoldingPayload {
+    text: Option<Bytes>,
+    _payload: Payload,
+}
+
+impl actix_web::body::MessageBody for HoldingPayload {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        let len = self.text.as_ref().map_or(0, Bytes::len);
+        actix_web::body::BodySize::Sized(u64::try_from(len).unwrap_or(u64::MAX))
+    }
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Bytes, Self::Error>>> {
+        std::task::Poll::Ready(self.get_mut().text.take().filter(|t| !t.is_empty()).map(Ok))
     }
 }
 
@@ -151,7 +225,7 @@ fn actix_status(status: http::StatusCode) -> StatusCode {
 /// Reads the whole body with the verifier's limits.
 async fn read_body(
     request: &HttpRequest,
-    payload: Payload,
+    payload: &mut Payload,
     verifier: &Verifier,
 ) -> Result<actix_web::web::Bytes, Error> {
     let headers = request.headers();
@@ -206,7 +280,7 @@ impl FromRequest for VerifiedEvent {
             .app_data::<web::Data<Verifier>>()
             .map(|data| Verifier::clone(data));
         let request = request.clone();
-        let payload = payload.take();
+        let mut payload = payload.take();
         Box::pin(async move {
             let verifier = verifier.ok_or_else(|| {
                 Error::with_static(
@@ -214,7 +288,7 @@ impl FromRequest for VerifiedEvent {
                     "no web::Data<Verifier> registered with App::app_data",
                 )
             })?;
-            let body = read_body(&request, payload, &verifier).await?;
+            let body = read_body(&request, &mut payload, &verifier).await?;
             let signatures = request
                 .headers()
                 .get_all(SIGNATURE_HEADER.as_str())

@@ -48,6 +48,17 @@ pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(15);
 /// included (`whsec_abc123` is the 12-byte key `whsec_abc123`). Keying happens once,
 /// here; each verification clones the keyed state. `Debug` never prints the secret.
 ///
+/// The keyed state stands in for the secret (anyone holding it can forge MACs): it is
+/// HMAC-SHA256's inner and outer SHA-256 states, which overwrite themselves with zeros
+/// when dropped (`sha2`'s `zeroize` feature; `hmac`'s wipes the partial message block
+/// too). That covers the `Secret`, its clones, the copy each verification or
+/// signature works on, and a [`Verifier`]'s secrets once its last clone is dropped.
+/// It does not cover the secret you passed in (your `String`, environment variable or
+/// file contents: wipe those yourself, for example with the `zeroize` crate), the
+/// padded key block HMAC builds on the stack while keying, stale bytes a move leaves
+/// behind (a `Secret` moved into a builder and then into the verifier's shared list),
+/// nor memory written to swap or a core dump.
+///
 /// ```
 /// use notmeta_webhooks::Secret;
 ///
@@ -106,6 +117,12 @@ impl fmt::Debug for Secret {
         f.write_str("Secret(<redacted>)")
     }
 }
+
+// The keyed state is two SHA-256 cores; they must wipe themselves when dropped.
+const _: () = {
+    fn wiped_on_drop<T: hmac::digest::zeroize::ZeroizeOnDrop>() {}
+    let _ = wiped_on_drop::<<Sha256 as hmac::digest::block_api::CoreProxy>::Core>;
+};
 
 fn keyed(secret: &[u8]) -> HmacSha256 {
     // HMAC accepts keys of any length, so this cannot fail.

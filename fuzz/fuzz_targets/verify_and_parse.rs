@@ -1,14 +1,17 @@
 //! `verify_and_parse` with a fixed secret.
 //!
-//! Input: a header value, `\n`, then the body. Seeds carry valid signatures, so the
-//! fuzzer starts past the MAC. The model (`expected_verdict`) compares the right MAC
-//! with the input's digits using an ordinary `==`, and libFuzzer watches such
-//! comparisons: it copies the right MAC into its inputs, so mutated bodies with
-//! valid signatures keep reaching the parser (about half the corpus verifies). The
-//! crate's own comparison is constant-time and gives the fuzzer no such hint.
+//! Input: a header value, `\n`, then the body; the last byte also picks a body limit
+//! and a read time limit for a verifier built from them. Seeds carry valid
+//! signatures, so the fuzzer starts past the MAC. The model (`expected_verdict`)
+//! compares the right MAC with the input's digits using an ordinary `==`, and
+//! libFuzzer watches such comparisons: it copies the right MAC into its inputs, so
+//! mutated bodies with valid signatures keep reaching the parser (about half the
+//! corpus verifies). The crate's own comparison is constant-time and gives the fuzzer
+//! no such hint.
 #![no_main]
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use notmeta_webhooks::{ErrorKind, Event, Verifier, verify_and_parse};
@@ -60,6 +63,43 @@ fuzz_target!(|data: &[u8]| {
             limited.map_err(|e| e.kind()),
             expected_verdict(body, &[header.as_bytes()])
         );
+    }
+
+    // Builder settings taken from the input's last byte: a body limit from 0 to
+    // `usize::MAX` (around the body's own length) and a read time limit up to
+    // `Duration::MAX`. The verifier prints, and refuses exactly the bodies over its
+    // limit.
+    let knob = data.last().copied().unwrap_or(0);
+    let limit = match knob % 6 {
+        0 => 0,
+        1 => body.len().saturating_sub(1),
+        2 => body.len(),
+        3 => usize::MAX,
+        4 => usize::MAX - 1,
+        _ => usize::from(knob) * 64,
+    };
+    let read_timeout = match knob / 6 % 3 {
+        0 => Duration::ZERO,
+        1 => Duration::from_secs(u64::from(knob) << 56),
+        _ => Duration::MAX,
+    };
+    let configured = Verifier::builder()
+        .secret(SECRET)
+        .max_body_size(limit)
+        .body_read_timeout(read_timeout)
+        .build()
+        .unwrap();
+    let _ = format!("{configured:?}");
+    assert!(configured.body_read_timeout() <= Duration::from_secs(100 * 365 * 24 * 3600));
+    let got = configured
+        .verify_and_parse(body, &header)
+        .map(|_| ())
+        .map_err(|e| e.kind());
+    if body.len() > limit {
+        assert_eq!(got, Err(ErrorKind::BodyTooLarge));
+    } else {
+        let one_call = verify_and_parse(body, &header, SECRET);
+        assert_eq!(got, one_call.map(|_| ()).map_err(|e| e.kind()));
     }
 
     // The one-call function with a single secret agrees with the model too.

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 use std::str::FromStr;
 
 use serde::de::{self, Deserializer};
@@ -107,7 +108,7 @@ macro_rules! event_types {
             d: D,
         ) -> Result<EventKind<'de>, D::Error> {
             Ok(match EventType::from_wire(&event_type) {
-                $( Some(EventType::$variant) => EventKind::$variant(Deserialize::deserialize(d)?), )+
+                $( Some(EventType::$variant) => EventKind::$variant(d.deserialize_map(ObjectOnly(PhantomData))?), )+
                 None => EventKind::Unknown {
                     data: RawJson(Cow::Borrowed(<&RawValue>::deserialize(d)?)),
                     event_type,
@@ -115,6 +116,23 @@ macro_rules! event_types {
             })
         }
     };
+}
+
+/// Deserialises a known type's payload from a JSON object only: serde's derived
+/// structs also accept an array of their fields, and every payload field is optional,
+/// so `[]` would otherwise read as a payload with nothing in it.
+struct ObjectOnly<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> de::Visitor<'de> for ObjectOnly<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::deserialize(de::value::MapAccessDeserializer::new(map))
+    }
 }
 
 event_types! {
