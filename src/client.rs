@@ -1,4 +1,4 @@
-//! A typed async client for NotMeta's management API (SPEC §7): create webhooks,
+//! A typed async client for NotMeta's management API: create webhooks,
 //! list them, read their delivery logs and statistics.
 //!
 //! ```no_run

@@ -1,6 +1,6 @@
 //! What the management API sends and answers.
 //!
-//! The creation call is documented (SPEC §7) and [`Webhook`] reads its answer. The
+//! The creation call is documented by NotMeta and [`Webhook`] reads its answer. The
 //! list, logs and stats answers are not documented: their models read the fields
 //! they name when present and of a fitting JSON type, and keep everything else in an
 //! `extra` map, so nothing NotMeta sends is lost and no unexpected shape fails a call.

@@ -15,9 +15,10 @@ use crate::clock::{Clock, SystemClock};
 /// The default number of event ids a [`MemoryStore`] remembers: 500,000.
 ///
 /// Sized for a sustained **69 events per second** over the default 2-hour dedup
-/// window (500,000 ÷ 7,200 s). A remembered id costs about 100 bytes whatever its
-/// length (the store keeps a 128-bit keyed hash of it, not the id), so a full default
-/// store holds about 50 MB. For a higher rate `r` (events/s) and window `w` (s), use
+/// window (500,000 ÷ 7,200 s). A remembered id costs at most about 150 bytes whatever
+/// its length (the store keeps a 128-bit keyed hash of it, not the id; measured at the
+/// peak of a two-hour run, table growth included), so a full default store holds
+/// about 75 MB. Memory is taken as ids arrive, not up front. For a higher rate `r` (events/s) and window `w` (s), use
 /// `MemoryStore::new().`[`with_capacity`](MemoryStore::with_capacity)`(r × w)` with
 /// some headroom.
 pub const DEFAULT_CAPACITY: usize = 500_000;

@@ -615,15 +615,8 @@ async fn run_renewing<H: Handler>(
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) if error.is_temporary() => Err(Failure::Temporary(describe(&error))),
         Ok(Err(error)) => Err(Failure::Permanent(describe(&error))),
-        Err(e) if e.is_panic() => {
-            let panic = e.into_panic();
-            let text = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a non-text payload".to_owned());
-            Err(Failure::Temporary(format!("the handler panicked: {text}")))
-        }
+        // The panic's payload is not kept: it is the handler's, and may hold anything.
+        Err(e) if e.is_panic() => Err(Failure::Temporary("the handler panicked".to_owned())),
         Err(_) => Err(Failure::Temporary("the handler was cancelled".to_owned())),
     }
 }

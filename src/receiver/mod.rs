@@ -25,6 +25,15 @@
 //! [`EventKind::Unknown`](crate::EventKind::Unknown); a handler that answers them
 //! `Ok(())` (a `_ => Ok(())` arm) keeps new event types from ever causing retries.
 //!
+//! # Observability
+//!
+//! [`Receiver::on_outcome`] calls your hook once per delivery with a
+//! [`DeliveryReport`] (event id and type, outcome, which secret matched, the
+//! handler's error, its run time, a lost lease). With the `tracing` feature each
+//! delivery is a span, and handler failures, lost leases and store errors are events;
+//! with the `metrics` feature they are counted. Without either, nothing is logged: a
+//! handler's error reaches you only through the hook.
+//!
 //! # Runtime
 //!
 //! A receiver runs on Tokio with timers (`#[tokio::main]`, or a runtime built with
