@@ -15,7 +15,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use notmeta_webhooks::dedup::MemoryStore;
-use notmeta_webhooks::receiver::{HandlerError, Receiver};
+use notmeta_webhooks::receiver::{HandlerError, Outcome, Receiver};
 use notmeta_webhooks::{Event, Verifier, sign};
 
 use notmeta_test_support::cpu_time;
@@ -49,8 +49,11 @@ fn receiver(c: &mut Criterion<cpu_time::Clock>) {
         Ok::<(), HandlerError>(())
     };
     let without_dedup = Receiver::new(verifier.clone(), handler).without_dedup();
+    // Ids are remembered for 50 ms: at a few microseconds a delivery, about ten
+    // thousand are held, and each has expired before its id comes round again.
     let with_dedup = Receiver::new(verifier.clone(), handler)
-        .with_store(MemoryStore::new().with_capacity(20_000));
+        .with_store(MemoryStore::new().with_capacity(20_000))
+        .with_dedup_window(std::time::Duration::from_millis(50));
 
     let mut group = c.benchmark_group("receiver/1KiB");
     let mut i = 0;
@@ -72,12 +75,12 @@ fn receiver(c: &mut Criterion<cpu_time::Clock>) {
             assert_eq!(answer.status(), 200);
         })
     });
-    // Ids repeat after 65,536 deliveries, long after the 20,000-id store forgot them.
+    // Ids repeat after 65,536 deliveries, long after their 50 ms window.
     group.bench_function("receive", |b| {
         b.iter(|| {
             let (body, header) = next();
             let answer = runtime.block_on(with_dedup.receive(black_box(body), [header.as_bytes()]));
-            assert_eq!(answer.status(), 200);
+            assert_eq!(answer.outcome(), Outcome::Handled);
         })
     });
     group.finish();

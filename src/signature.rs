@@ -343,6 +343,22 @@ impl Verifier {
         self.body_read_timeout
     }
 
+    /// Verifies against every value of the signature header and parses, keeping
+    /// which secret matched (for the entry points' reports).
+    #[cfg(feature = "receiver")]
+    pub(crate) fn verify_and_parse_indexed<'a, 'h, I>(
+        &self,
+        body: &'a [u8],
+        signature_values: I,
+    ) -> Result<(Event<'a>, usize), Error>
+    where
+        I: IntoIterator<Item = &'h [u8]>,
+    {
+        let payload = self.verify_header_values(body, signature_values)?;
+        let secret_index = payload.secret_index();
+        payload.parse().map(|event| (event, secret_index))
+    }
+
     /// Verifies `body` against one `X-NotMeta-Signature` header value.
     ///
     /// This is the entry point when your framework hands you the header as a string.

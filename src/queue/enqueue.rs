@@ -8,9 +8,10 @@ use futures_util::future::BoxFuture;
 
 use super::{Queue, QueueError, millis, unix_millis};
 use crate::clock::{Clock, SystemClock};
-use crate::dedup::{self, clamp};
+use crate::dedup::clamp;
 use crate::event::Event;
-use crate::receiver::{Answer, MAX_CLOCK_SKEW, Outcome};
+use crate::receiver::age;
+use crate::receiver::{Answer, Outcome};
 use crate::signature::Verifier;
 
 /// The default time limit of one enqueue: 2 s. Redis not answering in time is
@@ -99,7 +100,7 @@ impl Enqueuer {
     /// Refuses (400) events whose signed `created_at` is older than `age`, as
     /// [`Receiver::with_max_event_age`](crate::receiver::Receiver::with_max_event_age)
     /// does; the event id is then remembered for at least `age` plus
-    /// [`MAX_CLOCK_SKEW`], so a replay within the age is a duplicate.
+    /// [`MAX_CLOCK_SKEW`](crate::receiver::MAX_CLOCK_SKEW), so a replay within the age is a duplicate.
     #[must_use]
     pub fn with_max_event_age(mut self, age: Duration) -> Self {
         self.max_event_age = Some(clamp(age));
@@ -146,11 +147,7 @@ impl Enqueuer {
     {
         let verified = self
             .verifier
-            .verify_header_values(body, signature_values)
-            .and_then(|payload| {
-                let secret_index = payload.secret_index();
-                payload.parse().map(|event| (event, secret_index))
-            });
+            .verify_and_parse_indexed(body, signature_values);
         Box::pin(async move {
             let (event, secret_index) = match verified {
                 Ok(verified) => verified,
@@ -213,31 +210,12 @@ impl Enqueuer {
     }
 
     fn is_stale(&self, event: &Event<'_>) -> bool {
-        let Some(max_age) = self.max_event_age else {
-            return false;
-        };
-        self.clock
-            .now()
-            .duration_since(event.created_at.to_system_time())
-            .is_ok_and(|age| age > max_age)
+        age::is_stale(self.max_event_age, &*self.clock, event)
     }
 
-    /// How long the event id is remembered: the queue's window, at least the maximum
-    /// age plus the skew, and for an event dated in the future until its
-    /// `created_at` plus both.
     fn window_for(&self, event: &Event<'_>) -> Duration {
         let window = self.queue.dedup_window();
-        let Some(age) = self.max_event_age else {
-            return window;
-        };
-        let reach = age.saturating_add(MAX_CLOCK_SKEW);
-        let needed = match event.created_at.to_system_time().checked_add(reach) {
-            Some(until) => until
-                .duration_since(self.clock.now())
-                .unwrap_or(Duration::ZERO),
-            None => dedup::MAX_DURATION,
-        };
-        clamp(window.max(reach).max(needed))
+        age::window_for(window, self.max_event_age, &*self.clock, event)
     }
 }
 

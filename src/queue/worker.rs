@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use super::{Keys, Queue, QueueError, field_bytes, field_str, field_u64, millis};
 use crate::dedup::clamp;
 use crate::event::Event;
+use crate::receiver::delivery::spawn_isolated;
 use crate::receiver::{Handler, HandlerError};
 
 /// Runs a [`Handler`] on the events of a [`Queue`].
@@ -593,39 +594,32 @@ fn describe(error: &HandlerError) -> String {
     text
 }
 
-/// Runs the handler in a task of its own (so renewal goes on even if it blocks its
-/// thread), renewing the entry until it stops.
+/// Runs the handler isolated on the blocking pool (so renewal goes on even if it
+/// blocks its thread), renewing the entry until it stops.
 async fn run_renewing<H: Handler>(
     shared: &Shared<H>,
     keys: &Keys,
     entry: &Entry,
     event: Event<'static>,
 ) -> Result<(), Failure> {
-    let handler = Arc::clone(&shared.handler);
-    let handle = tokio::spawn(async move { handler.call(event).await });
-    // Cancelling this future (shutdown deadline) cancels the handler too.
-    let mut handle = AbortOnDrop(handle);
+    // On the blocking pool, so that a handler blocking its thread cannot stall the
+    // renewal. Cancelling this future (shutdown deadline) drops `_cancel`, which
+    // cancels the handler at its next `.await`.
+    let (mut handle, _cancel) = spawn_isolated(Arc::clone(&shared.handler), event);
     let lost = AtomicBool::new(false);
     let renewing = pin!(renew(shared, keys, entry, &lost));
-    let joined = match select(&mut handle.0, renewing).await {
+    let joined = match select(&mut handle, renewing).await {
         Either::Left((joined, _)) => joined,
-        Either::Right(((), _)) => (&mut handle.0).await,
+        Either::Right(((), _)) => (&mut handle).await,
     };
     match joined {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) if error.is_temporary() => Err(Failure::Temporary(describe(&error))),
-        Ok(Err(error)) => Err(Failure::Permanent(describe(&error))),
+        Ok(Some(Ok(()))) => Ok(()),
+        Ok(Some(Err(error))) if error.is_temporary() => Err(Failure::Temporary(describe(&error))),
+        Ok(Some(Err(error))) => Err(Failure::Permanent(describe(&error))),
+        Ok(None) => Err(Failure::Temporary("the handler was cancelled".to_owned())),
         // The panic's payload is not kept: it is the handler's, and may hold anything.
         Err(e) if e.is_panic() => Err(Failure::Temporary("the handler panicked".to_owned())),
         Err(_) => Err(Failure::Temporary("the handler was cancelled".to_owned())),
-    }
-}
-
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -109,17 +109,7 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
         token: &ClaimToken,
         lease: Duration,
     ) -> (Outcome, Option<HandlerError>, Settled) {
-        let handler = Arc::clone(&self.handler);
-        let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
-        let runtime = tokio::runtime::Handle::current();
-        let mut handle = tokio::task::spawn_blocking(move || {
-            runtime.block_on(async move {
-                match select(pin!(handler.call(event)), cancelled).await {
-                    Either::Left((result, _)) => Some(result),
-                    Either::Right(_) => None,
-                }
-            })
-        });
+        let (mut handle, cancel) = spawn_isolated(Arc::clone(&self.handler), event);
         let lost = AtomicBool::new(false);
         let every = (lease / 3).max(Duration::from_millis(10));
         let limit = self.settings.store_timeout;
@@ -128,7 +118,7 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
         let joined = match select(&mut handle, select(renewing.as_mut(), deadline)).await {
             Either::Left((joined, _)) => joined,
             Either::Right(_) => {
-                let _ = cancel.send(());
+                drop(cancel);
                 match select(&mut handle, renewing).await {
                     Either::Left((joined, _)) => joined,
                     Either::Right(((), _)) => (&mut handle).await,
@@ -147,6 +137,34 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
         };
         (outcome, error, renewal)
     }
+}
+
+/// Cancels an isolated handler when dropped (at the handler's next `.await`).
+#[derive(Debug)]
+pub(crate) struct Cancel(#[allow(dead_code)] tokio::sync::oneshot::Sender<()>);
+
+/// Runs `handler` on `event` on Tokio's blocking pool, driven by `Handle::block_on`,
+/// so that a handler that blocks its thread cannot stall the runtime's timers and
+/// I/O (and so the renewal of its claim). The task's result is `None` if it was
+/// cancelled by dropping the [`Cancel`]; a panic is the `JoinError`.
+pub(crate) fn spawn_isolated<H: Handler>(
+    handler: Arc<H>,
+    event: Event<'static>,
+) -> (
+    tokio::task::JoinHandle<Option<Result<(), HandlerError>>>,
+    Cancel,
+) {
+    let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::runtime::Handle::current();
+    let handle = tokio::task::spawn_blocking(move || {
+        runtime.block_on(async move {
+            match select(pin!(handler.call(event)), cancelled).await {
+                Either::Left((result, _)) => Some(result),
+                Either::Right(_) => None,
+            }
+        })
+    });
+    (handle, Cancel(cancel))
 }
 
 fn from_result(result: Result<(), HandlerError>) -> (Outcome, Option<HandlerError>) {

@@ -46,7 +46,7 @@
 //! # Limits of the settings
 //!
 //! Every duration setting accepts any value: durations above 100 years
-//! ([`dedup::MAX_DURATION`]) are treated as 100 years, and no setting can make an
+//! ([`dedup::MAX_DURATION`](crate::dedup::MAX_DURATION)) are treated as 100 years, and no setting can make an
 //! addition overflow.
 
 use std::fmt;
@@ -56,12 +56,13 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 
 use crate::clock::{Clock, SystemClock};
-use crate::dedup::{self, Claim, DEFAULT_DEDUP_WINDOW, IdempotencyStore, MemoryStore, clamp};
+use crate::dedup::{Claim, DEFAULT_DEDUP_WINDOW, IdempotencyStore, MemoryStore, clamp};
 use crate::error::ErrorKind;
 use crate::event::Event;
 use crate::signature::Verifier;
 
-mod delivery;
+pub(crate) mod age;
+pub(crate) mod delivery;
 mod handler;
 mod outcome;
 mod report;
@@ -337,11 +338,7 @@ impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
     {
         let verified = self
             .verifier
-            .verify_header_values(body, signature_values)
-            .and_then(|payload| {
-                let secret_index = payload.secret_index();
-                payload.parse().map(|event| (event, secret_index))
-            });
+            .verify_and_parse_indexed(body, signature_values);
         let delivery = async move {
             match verified {
                 Ok((event, secret_index)) => self.dispatch(event, secret_index).await,
@@ -430,34 +427,12 @@ impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
     }
 
     fn is_stale(&self, event: &Event<'_>) -> bool {
-        let Some(max_age) = self.settings.max_event_age else {
-            return false;
-        };
-        self.clock
-            .now()
-            .duration_since(event.created_at.to_system_time())
-            .is_ok_and(|age| age > max_age)
+        age::is_stale(self.settings.max_event_age, &*self.clock, event)
     }
 
-    /// How long this event's id must be remembered once done: the effective window,
-    /// or longer for an event dated in the future (until `created_at` + maximum age +
-    /// skew, so a replay is never fresh while forgotten).
     fn window_for(&self, event: &Event<'_>) -> Duration {
-        let window = self.effective_dedup_window();
-        let Some(age) = self.settings.max_event_age else {
-            return window;
-        };
-        let fresh_until = event
-            .created_at
-            .to_system_time()
-            .checked_add(age.saturating_add(MAX_CLOCK_SKEW));
-        let needed = match fresh_until {
-            Some(until) => until
-                .duration_since(self.clock.now())
-                .unwrap_or(Duration::ZERO),
-            None => dedup::MAX_DURATION,
-        };
-        clamp(window.max(needed))
+        let (window, max_age) = (self.settings.dedup_window, self.settings.max_event_age);
+        age::window_for(window, max_age, &*self.clock, event)
     }
 }
 
