@@ -131,9 +131,40 @@ pub struct Webhook {
     pub status: Option<String>,
     /// Every other field NotMeta sent.
     pub extra: Map<String, Value>,
+    /// The secret's text, for [`Webhook::expose_secret`].
+    secret_text: SecretText,
+}
+
+/// A secret's text: wiped when dropped, never printed by `Debug`.
+#[derive(Clone)]
+struct SecretText(zeroize::Zeroizing<String>);
+
+impl fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl Webhook {
+    /// The secret as NotMeta sent it (`whsec_…`), to store in your receiver's
+    /// configuration: NotMeta documents no other way to read it again. The text is
+    /// overwritten with zeros when the `Webhook` is dropped; `Debug` and `Display`
+    /// never print it.
+    ///
+    /// ```
+    /// use notmeta_webhooks::client::Webhook;
+    ///
+    /// let webhook: Webhook = serde_json::from_str(
+    ///     r#"{"id":"wh_1","url":"https://example.com/webhook","secret":"whsec_abc123"}"#,
+    /// )?;
+    /// assert_eq!(webhook.expose_secret(), "whsec_abc123");
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    #[must_use]
+    pub fn expose_secret(&self) -> &str {
+        &self.secret_text.0
+    }
+
     /// The subscribed event types this version knows, in NotMeta's order.
     #[must_use]
     pub fn event_types(&self) -> Vec<EventType> {
@@ -166,9 +197,12 @@ impl<'de> Deserialize<'de> for Webhook {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
         let mut map = Map::deserialize(d)?;
-        let secret = match map.remove("secret") {
+        let (secret, secret_text) = match map.remove("secret") {
             Some(Value::String(s)) if !s.is_empty() => {
-                Secret::new(s).map_err(|_| D::Error::custom("the webhook secret is empty"))?
+                let text = SecretText(zeroize::Zeroizing::new(s));
+                let keyed = Secret::new(text.0.as_str())
+                    .map_err(|_| D::Error::custom("the webhook secret is empty"))?;
+                (keyed, text)
             }
             Some(_) => return Err(D::Error::custom("`secret` is not a non-empty string")),
             None => return Err(D::Error::missing_field("secret")),
@@ -183,6 +217,7 @@ impl<'de> Deserialize<'de> for Webhook {
             created_at: timestamp(&mut map, "created_at"),
             status: text(&mut map, "status"),
             extra: map,
+            secret_text,
         })
     }
 }
