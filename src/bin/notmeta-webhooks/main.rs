@@ -1,9 +1,12 @@
 //! `notmeta-webhooks`: send signed sample events to a receiver, sign bodies for curl,
 //! replay captured requests, play NotMeta's retry schedule, and find out why a
-//! captured request does not verify.
+//! captured request does not verify; with the `client` feature, manage webhooks
+//! through NotMeta's API.
 
 mod diagnose;
 mod table;
+#[cfg(feature = "client")]
+mod webhooks;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -108,6 +111,9 @@ enum Command {
     },
     /// List the event types there are samples of.
     List,
+    /// Create, list and inspect webhooks through NotMeta's management API.
+    #[cfg(feature = "client")]
+    Webhooks(webhooks::Args),
 }
 
 fn main() -> ExitCode {
@@ -237,6 +243,8 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "client")]
+        Command::Webhooks(args) => webhooks::run(args).await,
     }
 }
 
