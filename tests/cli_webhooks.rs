@@ -1,0 +1,372 @@
+//! `notmeta-webhooks webhooks …`, run as a built binary against a small stand-in for
+//! NotMeta's management API on 127.0.0.1 that records what it is sent.
+
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_notmeta-webhooks");
+const TOKEN: &str = "tok_cli_7c21e0";
+const NOTMETA_SECRET: &str = "whsec_from_notmeta_91b2";
+
+/// One request as the stand-in saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: Method,
+    path: String,
+    authorization: Option<String>,
+    body: Bytes,
+}
+
+#[derive(Clone, Default)]
+struct StandIn {
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+async fn answer(
+    State(state): State<StandIn>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    state.seen.lock().unwrap().push(Seen {
+        method: method.clone(),
+        path: uri.path().to_owned(),
+        authorization: authorization.clone(),
+        body: body.clone(),
+    });
+    if authorization.as_deref() != Some(&format!("Bearer {TOKEN}")) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [("content-type", "application/json")],
+            r#"{"error":"invalid_token","message":"The API token is not valid"}"#,
+        )
+            .into_response();
+    }
+    let body = match (method.as_str(), uri.path()) {
+        ("POST", "/v1/webhooks") => {
+            let request: Value = serde_json::from_slice(&body).unwrap();
+            json!({
+                "id": "wh_123456789",
+                "url": request["url"],
+                "events": request["events"],
+                "secret": NOTMETA_SECRET,
+                "created_at": "2024-01-01T00:00:00Z",
+                "status": "active",
+            })
+        }
+        ("GET", "/v1/webhooks") => json!({"data": [
+            {"id": "wh_1", "url": "https://a.example/hooks", "events": ["message.received"],
+             "status": "active", "created_at": "2024-01-01T00:00:00Z"},
+            {"id": "wh_2", "url": "https://b.example/notmeta", "events": ["user.online", "user.offline"],
+             "status": "disabled"},
+        ], "has_more": false}),
+        ("GET", "/v1/webhooks/wh_1/logs") => json!({"logs": [
+            {"event_id": "evt_1", "event_type": "message.received", "status": "success",
+             "status_code": 200, "created_at": "2024-01-01T12:00:00Z", "duration_ms": 87},
+            {"event_id": "evt_2", "event_type": "message.received", "status": "failed",
+             "status_code": 503, "created_at": "2024-01-01T12:01:00Z"},
+        ]}),
+        ("GET", "/v1/webhooks/wh_1/stats") => json!({
+            "total_deliveries": 120, "failed_deliveries": 3, "success_rate": 0.975,
+        }),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    ([("content-type", "application/json")], body.to_string()).into_response()
+}
+
+/// Serves the stand-in; its base URL.
+async fn serve(state: &StandIn) -> String {
+    let app = Router::new().fallback(answer).with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/v1")
+}
+
+/// Runs the tool with `args` and the token in `NOTMETA_API_TOKEN` (if any), off the
+/// runtime's threads.
+async fn run(args: &[&str], token: Option<&str>) -> Output {
+    let args: Vec<String> = args.iter().map(|&a| a.to_owned()).collect();
+    let token = token.map(str::to_owned);
+    tokio::task::spawn_blocking(move || {
+        let mut command = Command::new(BIN);
+        command
+            .args(&args)
+            .env_remove("NOTMETA_API_TOKEN")
+            .env_remove("NOTMETA_API_URL")
+            .stdin(Stdio::null());
+        if let Some(token) = token {
+            command.env("NOTMETA_API_TOKEN", token);
+        }
+        command.output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_sends_the_webhook_with_the_token_and_hides_the_secret() {
+    let state = StandIn::default();
+    let base = serve(&state).await;
+    let out = run(
+        &[
+            "webhooks",
+            "create",
+            "--base-url",
+            &base,
+            "--url",
+            "https://example.com/webhooks",
+            "--event",
+            "message.received",
+            "--event",
+            "conversation.assigned,user.online",
+            "--secret",
+            "my_secret",
+        ],
+        Some(TOKEN),
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+
+    let seen = state.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, Method::POST);
+    assert_eq!(seen[0].path, "/v1/webhooks");
+    assert_eq!(
+        seen[0].authorization.as_deref(),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+    let sent: Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(
+        sent,
+        json!({
+            "url": "https://example.com/webhooks",
+            "events": ["message.received", "conversation.assigned", "user.online"],
+            "secret": "my_secret",
+        })
+    );
+
+    assert!(stdout.starts_with("field"), "a table: {stdout}");
+    for expected in [
+        "wh_123456789",
+        "https://example.com/webhooks",
+        "message.received,conversation.assigned,user.online",
+        "active",
+        "2024-01-01T00:00:00Z",
+        "--show-secret",
+    ] {
+        assert!(stdout.contains(expected), "{expected}: {stdout}");
+    }
+    for shown in [&stdout, &stderr] {
+        assert!(!shown.contains(NOTMETA_SECRET), "{shown}");
+        assert!(!shown.contains("my_secret"), "{shown}");
+        assert!(!shown.contains(TOKEN), "{shown}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_secret_prints_notmeta_s_secret_and_a_missing_secret_is_generated() {
+    let state = StandIn::default();
+    let base = serve(&state).await;
+    let out = run(
+        &[
+            "webhooks",
+            "create",
+            "--token",
+            TOKEN,
+            "--base-url",
+            &base,
+            "--url",
+            "https://example.com/webhooks",
+            "--event",
+            "message.received",
+            "--show-secret",
+        ],
+        None,
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("secret"))
+        .unwrap_or_default();
+    assert!(line.ends_with(NOTMETA_SECRET), "{stdout}");
+
+    let seen = state.seen.lock().unwrap().clone();
+    let sent: Value = serde_json::from_slice(&seen[0].body).unwrap();
+    let secret = sent["secret"].as_str().unwrap();
+    assert!(
+        secret.len() == 6 + 64
+            && secret.starts_with("whsec_")
+            && secret[6..].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{secret}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_prints_every_webhook() {
+    let state = StandIn::default();
+    let base = serve(&state).await;
+    let out = run(&["webhooks", "list", "--base-url", &base], Some(TOKEN)).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "a header and two rows: {stdout}");
+    assert!(
+        lines[0].starts_with("id") && lines[0].contains("url"),
+        "{stdout}"
+    );
+    for expected in [
+        "wh_1",
+        "https://a.example/hooks",
+        "message.received",
+        "wh_2",
+        "disabled",
+        "https://b.example/notmeta",
+        "user.online,user.offline",
+    ] {
+        assert!(stdout.contains(expected), "{expected}: {stdout}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_and_stats_print_their_fields() {
+    let state = StandIn::default();
+    let base = serve(&state).await;
+
+    let out = run(
+        &["webhooks", "logs", "wh_1", "--base-url", &base],
+        Some(TOKEN),
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    for expected in [
+        "2024-01-01T12:00:00Z",
+        "message.received",
+        "evt_1",
+        "success",
+        "200",
+        "duration_ms=87",
+        "evt_2",
+        "failed",
+        "503",
+    ] {
+        assert!(stdout.contains(expected), "{expected}: {stdout}");
+    }
+
+    let out = run(
+        &["webhooks", "stats", "wh_1", "--base-url", &base],
+        Some(TOKEN),
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    for (name, value) in [
+        ("total_deliveries", "120"),
+        ("failed_deliveries", "3"),
+        ("success_rate", "0.975"),
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(name) && l.ends_with(value)),
+            "{name}: {stdout}"
+        );
+    }
+
+    let paths: Vec<String> = state
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| format!("{} {}", s.method, s.path))
+        .collect();
+    assert_eq!(
+        paths,
+        ["GET /v1/webhooks/wh_1/logs", "GET /v1/webhooks/wh_1/stats"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_exits_1_with_the_status_and_notmeta_s_answer() {
+    let state = StandIn::default();
+    let base = serve(&state).await;
+    let out = run(
+        &["webhooks", "list", "--base-url", &base],
+        Some("tok_wrong"),
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("401"), "{stderr}");
+    assert!(stderr.contains("The API token is not valid"), "{stderr}");
+    assert!(!stderr.contains("tok_wrong") && !stdout.contains("tok_wrong"));
+    assert_eq!(state.seen.lock().unwrap().len(), 1, "a 401 is not retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_errors_exit_2_without_a_request() {
+    let state = StandIn::default();
+    let base = serve(&state).await;
+    let cases: [(&[&str], Option<&str>, &str); 4] = [
+        (
+            &["webhooks", "list", "--base-url", &base],
+            None,
+            "NOTMETA_API_TOKEN",
+        ),
+        (
+            &["webhooks", "list", "--base-url", &base, "--token", "  "],
+            None,
+            "no API token",
+        ),
+        (
+            &[
+                "webhooks",
+                "create",
+                "--base-url",
+                &base,
+                "--url",
+                "https://example.com/webhooks",
+                "--event",
+                "message.recieved",
+            ],
+            Some(TOKEN),
+            "message.recieved",
+        ),
+        (
+            &["webhooks", "list", "--base-url", "api.notmeta.com"],
+            Some(TOKEN),
+            "base URL",
+        ),
+    ];
+    for (args, token, expected) in cases {
+        let out = run(args, token).await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stdout}{stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    assert!(state.seen.lock().unwrap().is_empty());
+}
