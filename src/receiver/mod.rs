@@ -396,6 +396,13 @@ impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
         let run = task.run(event.into_owned(), held, secret_index);
         #[cfg(feature = "tracing")]
         let run = tracing::Instrument::in_current_span(run);
+        // A delivery that finishes at its first poll (a handler that never waits)
+        // needs no task of its own; one that waits goes on in a spawned task, so
+        // that dropping this future (a client gone) cannot cancel it halfway.
+        let mut run = Box::pin(run);
+        if let Some(outcome) = futures_util::FutureExt::now_or_never(&mut run) {
+            return outcome.into();
+        }
         // The task cannot panic (the handler's panics are caught inside it); a
         // runtime shutting down can cancel it, which is answered like a panic.
         match tokio::spawn(run).await {
