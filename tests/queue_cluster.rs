@@ -4,6 +4,11 @@
 //! so the streams spread over the shards; see `queue_support` for the run.
 //!
 //! `NOTMETA_QUEUE_CLUSTER_EVENTS` sets the number of events (default 3,000).
+//!
+//! The inline receivers' `RedisStore` runs on a cluster too: two replicas (the axum
+//! endpoint and the tower service served by hyper) share one store over the cluster,
+//! and every event is handled exactly once under concurrent duplicates, failures and
+//! panics.
 
 mod queue_support;
 
@@ -58,4 +63,194 @@ async fn every_event_is_handled_exactly_once_on_a_cluster() {
 
     let summary = end_to_end("worker_process", target, 6, events).await;
     eprintln!("{summary}");
+}
+
+/// hyper's server alone, with the tower service.
+async fn serve_hyper(service: notmeta_webhooks::tower::WebhookService) -> std::net::SocketAddr {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            let service = hyper_util::service::TowerToHyperService::new(service.clone());
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(socket), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Two inline replicas sharing `RedisStore::connect_cluster`: every event is sent to
+/// both at once and each delivery is retried until it gets a 2xx, as NotMeta does,
+/// while the handler fails temporarily once or twice for some events and panics once
+/// for others. Every event is handled exactly once, none is lost, and the store's
+/// keys are spread over the masters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_on_a_cluster_handles_every_event_exactly_once() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use notmeta_test_support::client;
+    use notmeta_webhooks::dedup::RedisStore;
+    use notmeta_webhooks::receiver::{HandlerError, Receiver};
+    use notmeta_webhooks::{Event, Verifier, sign};
+
+    if std::env::var("NOTMETA_QUEUE_E2E_WORKER").is_ok() {
+        return;
+    }
+    const EVENTS: usize = 1_500;
+    let cluster = RedisCluster::start(3);
+    let urls = cluster.urls();
+    let store = RedisStore::connect_cluster(urls.iter().map(String::as_str))
+        .await
+        .unwrap()
+        .with_namespace("inline");
+
+    #[derive(Default)]
+    struct Record {
+        attempts: HashMap<String, u64>,
+        runs: HashMap<String, u64>,
+    }
+    let record = Arc::new(Mutex::new(Record::default()));
+    let replica = || {
+        let record = Arc::clone(&record);
+        Receiver::new(
+            Verifier::new(queue_support::SECRET).unwrap(),
+            move |event: Event<'static>| {
+                let record = Arc::clone(&record);
+                async move {
+                    let id = event.id.as_str().to_owned();
+                    let i: u64 = id.trim_start_matches("evt_").parse().unwrap();
+                    let attempt = {
+                        let mut record = record.lock().unwrap();
+                        let n = record.attempts.entry(id.clone()).or_default();
+                        *n += 1;
+                        *n
+                    };
+                    // One in seven fails temporarily once or twice; one in eleven
+                    // panics on its first run.
+                    if i % 7 == 3 && attempt <= 1 + i % 2 {
+                        return Err(HandlerError::temporary("designed temporary failure"));
+                    }
+                    if i % 11 == 5 && attempt == 1 {
+                        panic!("designed panic");
+                    }
+                    tokio::time::sleep(Duration::from_millis(i % 5)).await;
+                    *record.lock().unwrap().runs.entry(id).or_default() += 1;
+                    Ok::<(), HandlerError>(())
+                }
+            },
+        )
+        .with_store(store.clone())
+    };
+    let a = {
+        let app =
+            axum::Router::new().route("/webhooks", notmeta_webhooks::axum::endpoint(replica()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        addr
+    };
+    let b = serve_hyper(notmeta_webhooks::tower::WebhookService::new(replica())).await;
+
+    // The designed panics are expected; keep the output readable.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+
+    /// One delivery, retried until it gets a 2xx.
+    async fn until_2xx(addr: std::net::SocketAddr, body: Vec<u8>) -> String {
+        let header = sign(&body, queue_support::SECRET);
+        for _ in 0..200 {
+            let reply = client::post(
+                addr,
+                "/webhooks",
+                &[("x-notmeta-signature", &header)],
+                &body,
+            )
+            .await;
+            if (200..300).contains(&reply.status) {
+                return reply.text();
+            }
+            assert!(
+                matches!(reply.status, 500 | 503),
+                "unexpected {} {:?}",
+                reply.status,
+                reply.text()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no 2xx after 200 attempts");
+    }
+
+    let started = std::time::Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let next = Arc::clone(&next);
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= EVENTS {
+                        return answers;
+                    }
+                    let body = queue_support::body(&format!("evt_{i}"));
+                    let (x, y) = tokio::join!(until_2xx(a, body.clone()), until_2xx(b, body));
+                    answers.push(x);
+                    answers.push(y);
+                }
+            })
+        })
+        .collect();
+    let mut firsts = 0;
+    for task in tasks {
+        for answer in task.await.unwrap() {
+            match answer.as_str() {
+                "OK" => firsts += 1,
+                "OK (duplicate)" => {}
+                other => panic!("unexpected answer {other:?}"),
+            }
+        }
+    }
+    std::panic::set_hook(default_hook);
+
+    let record = record.lock().unwrap();
+    assert_eq!(record.runs.len(), EVENTS, "events lost");
+    let twice: Vec<_> = record.runs.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "handled more than once: {twice:?}");
+    assert_eq!(firsts, EVENTS, "one delivery of each event is the first");
+    let failed_first = record.attempts.values().filter(|n| **n > 1).count();
+    assert!(failed_first > EVENTS / 7, "{failed_first} events retried");
+
+    // The store's keys (one per event id, no hash tag) are spread over the masters.
+    let sizes: Vec<u64> = cluster
+        .nodes
+        .iter()
+        .map(|node| {
+            let out = std::process::Command::new("redis-cli")
+                .args(["-p", &node.port.to_string(), "dbsize"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        sizes.iter().sum::<u64>(),
+        EVENTS as u64,
+        "keys per master {sizes:?}"
+    );
+    assert!(
+        sizes.iter().filter(|&&n| n > 0).count() >= 2,
+        "keys per master {sizes:?}"
+    );
+    eprintln!(
+        "{EVENTS} events through two replicas on a 3-master cluster in {:.1} s; \
+         {failed_first} handled after a failure or a panic; keys per master {sizes:?}",
+        started.elapsed().as_secs_f64()
+    );
 }
