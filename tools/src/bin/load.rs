@@ -12,6 +12,11 @@
 //! # The ready-made endpoints against bare handlers of the same framework that read
 //! # the same body and answer 200, at 16 and 64 connections, in one run:
 //! cargo run --release -p notmeta-tools --bin load -- compare 50000
+//!
+//! # The queue endpoint (Redis Streams) against the inline axum endpoint, at 16 and
+//! # 64 connections, then a worker draining what was enqueued; with a redis-server
+//! # (started here) without persistence and one with `appendfsync always`:
+//! cargo run --release -p notmeta-tools --bin load -- queue-compare 40000
 //! ```
 //!
 //! `run` reports requests/s, p50/p99 latency and a count of every status, and exits
@@ -34,7 +39,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use notmeta_test_support::{RedisServer, TempDir};
 use notmeta_webhooks::dedup::MemoryStore;
+use notmeta_webhooks::queue::{Enqueuer, Queue, Worker};
 use notmeta_webhooks::receiver::{HandlerError, Receiver};
 use notmeta_webhooks::{DEFAULT_MAX_BODY_SIZE, Event, Verifier, sign};
 
@@ -55,12 +62,37 @@ fn receiver() -> Receiver<impl notmeta_webhooks::receiver::Handler> {
 
 fn serve(kind: &str) -> Result<(), BoxError> {
     match kind {
-        "axum" | "axum-bare" => {
+        "axum-queue" => {
+            let url = std::env::var("NOTMETA_LOAD_REDIS")?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let queue = Queue::connect(&url).await?.with_namespace("load");
+                let enqueuer = Enqueuer::new(Verifier::new(SECRET)?, queue);
+                let app = axum::Router::new().route(
+                    "/webhooks",
+                    notmeta_webhooks::axum::queue_endpoint(enqueuer),
+                );
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                println!("listening {}", listener.local_addr()?);
+                axum::serve(listener, app).await?;
+                Ok(())
+            })
+        }
+        "axum" | "axum-default" | "axum-bare" => {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 let app = if kind == "axum" {
                     axum::Router::new()
                         .route("/webhooks", notmeta_webhooks::axum::endpoint(receiver()))
+                } else if kind == "axum-default" {
+                    // The default in-memory store (500,000 ids), as an application
+                    // that sets nothing has.
+                    let receiver =
+                        Receiver::new(Verifier::new(SECRET)?, |_event: Event<'static>| async {
+                            Ok::<(), HandlerError>(())
+                        });
+                    axum::Router::new()
+                        .route("/webhooks", notmeta_webhooks::axum::endpoint(receiver))
                 } else {
                     axum::Router::new().route(
                         "/webhooks",
@@ -116,8 +148,14 @@ struct Server {
 
 impl Server {
     fn start(kind: &str) -> Result<Self, BoxError> {
+        Self::start_with_redis(kind, "")
+    }
+
+    /// `redis`: the Redis URL of a queue endpoint (`axum-queue`).
+    fn start_with_redis(kind: &str, redis: &str) -> Result<Self, BoxError> {
         let mut child = Command::new(std::env::current_exe()?)
             .args(["serve", kind])
+            .env("NOTMETA_LOAD_REDIS", redis)
             // glibc gives each thread its own malloc arena and keeps freed large
             // buffers in them, which makes a server's resident memory jump between
             // samples; two arenas and returning buffers of 64 KiB and more to the OS
@@ -457,6 +495,165 @@ async fn compare(total: usize) -> Result<bool, BoxError> {
     Ok(ok)
 }
 
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (which may hold spaces) start at the state.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// `INFO cpu` of a redis-server: its CPU seconds, user + system (main and
+/// background threads).
+fn redis_cpu_seconds(port: u16) -> f64 {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "info", "cpu"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.lines()
+        .filter_map(|l| {
+            l.strip_prefix("used_cpu_sys:")
+                .or_else(|| l.strip_prefix("used_cpu_user:"))
+        })
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// The queue endpoint against the inline endpoint (axum, the default in-memory
+/// store, no-op handler), alternating slices among the inline endpoint and a queue endpoint on
+/// each Redis (no persistence; `appendonly yes` with `appendfsync always`), at 16
+/// and 64 connections; then a worker (no-op handler) drains each queue.
+async fn queue_compare(total: usize) -> Result<bool, BoxError> {
+    const SLICES: usize = 8;
+    let dir = TempDir::new("load-aof");
+    let redis = [
+        ("no persistence", RedisServer::start()),
+        ("AOF, fsync always", RedisServer::start_durable(dir.path())),
+    ];
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    println!(
+        "{total} requests per side and connection count, in {SLICES} alternating slices; \
+         {cores} cores shared by the load, the receivers and redis-server"
+    );
+    println!(
+        "{:<26} {:>5} {:>10} {:>9} {:>9} {:>7}",
+        "endpoint", "conns", "req/s", "p50 µs", "p99 µs", "ratio"
+    );
+    let mut ok = true;
+    let mut offset = 0;
+    for connections in [16, 64] {
+        let mut servers = vec![(
+            "inline (axum::endpoint)".to_owned(),
+            Server::start("axum-default")?,
+        )];
+        for (name, server) in &redis {
+            servers.push((
+                format!("queue, {name}"),
+                Server::start_with_redis("axum-queue", &server.url())?,
+            ));
+        }
+        // Warm-up: connections, buffers, the Lua script cache.
+        for (_, server) in &servers {
+            drive(server.addr, offset, offset + total / 10, connections, false).await;
+        }
+        offset += total / 10;
+        let mut results: Vec<(Tally, f64)> =
+            servers.iter().map(|_| (Tally::default(), 0.0)).collect();
+        for slice in 0..SLICES {
+            let from = offset + slice * total / SLICES;
+            let to = offset + (slice + 1) * total / SLICES;
+            for ((name, server), (tally, seconds)) in servers.iter().zip(&mut results) {
+                let (t, s) = drive(server.addr, from, to, connections, false).await;
+                if t.wrong + t.dropped != 0 {
+                    println!("{name}: statuses {:?}, dropped {}", t.statuses, t.dropped);
+                    ok = false;
+                }
+                tally.absorb(t);
+                *seconds += s;
+            }
+        }
+        offset += total;
+        let inline_rate = results[0].0.requests() as f64 / results[0].1;
+        for ((name, _), (tally, seconds)) in servers.iter().zip(&mut results) {
+            let rate = tally.requests() as f64 / *seconds;
+            println!(
+                "{name:<26} {connections:>5} {rate:>10.0} {:>9} {:>9} {:>7.2}",
+                tally.percentile(0.50),
+                tally.percentile(0.99),
+                rate / inline_rate
+            );
+        }
+    }
+
+    // The worker drains what the queue endpoints enqueued: warm-ups and slices.
+    println!();
+    println!(
+        "{:<26} {:>8} {:>10} {:>12} {:>12} {:>12}",
+        "worker (no-op handler)",
+        "events",
+        "events/s",
+        "worker cores",
+        "redis cores",
+        "events/s/core"
+    );
+    let pid = std::process::id().to_string();
+    for (name, server) in &redis {
+        let queue = Queue::connect(&server.url()).await?.with_namespace("load");
+        let waiting = queue.counts().await?.pending;
+        let handled = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&handled);
+        let worker = Worker::new(
+            queue.clone(),
+            move |_event: notmeta_webhooks::Event<'static>| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                async { Ok::<(), HandlerError>(()) }
+            },
+        )
+        .with_concurrency(64)
+        .with_poll_interval(std::time::Duration::from_millis(5));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (cpu0, redis0) = (
+            cpu_seconds(&pid).unwrap_or(0.0),
+            redis_cpu_seconds(server.port),
+        );
+        let started = Instant::now();
+        let running = tokio::spawn(worker.run(async {
+            let _ = stopped.await;
+        }));
+        // Drained: nothing waiting, nothing in progress (acknowledged and deleted).
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            let counts = queue.counts().await?;
+            if counts.pending == 0 && counts.in_progress == 0 {
+                break;
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let cpu = cpu_seconds(&pid).unwrap_or(0.0) - cpu0;
+        let redis_cpu = redis_cpu_seconds(server.port) - redis0;
+        let _ = stop.send(());
+        let stats = running.await??;
+        let n = handled.load(Ordering::Relaxed);
+        if n as u64 != waiting || stats.handled != waiting {
+            println!("{name}: {waiting} waiting, {n} handled, {stats:?}");
+            ok = false;
+        }
+        let rate = n as f64 / seconds;
+        println!(
+            "{:<26} {n:>8} {rate:>10.0} {:>12.2} {:>12.2} {:>12.0}",
+            format!("queue, {name}"),
+            cpu / seconds,
+            redis_cpu / seconds,
+            rate / (cpu / seconds).max(f64::EPSILON)
+        );
+    }
+    println!("{}", if ok { "PASS" } else { "FAIL" });
+    Ok(ok)
+}
+
 fn main() -> Result<ExitCode, BoxError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg =
@@ -504,9 +701,19 @@ fn main() -> Result<ExitCode, BoxError> {
                 ExitCode::FAILURE
             })
         }
+        Some("queue-compare") => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let ok = runtime.block_on(queue_compare(arg(1, 40_000)))?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         _ => {
             eprintln!(
-                "usage: load run <axum|actix> [requests] [connections] | load compare [requests]"
+                "usage: load run <axum|actix> [requests] [connections] | load compare [requests] \
+                 | load queue-compare [requests]"
             );
             Ok(ExitCode::from(2))
         }
