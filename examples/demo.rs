@@ -11,6 +11,14 @@
 //! delivery (handled once), and a captured request replayed hours later (refused). It
 //! prints what was sent and what came back, and exits 0 only if every answer was
 //! right.
+//!
+//! Built with the `queue` feature too, and with `redis-server` on the PATH, it then
+//! starts a redis-server on a free loopback port and sends a slow event to a queue
+//! endpoint: the 200 comes back at once, and a worker handles the event afterwards.
+//!
+//! ```text
+//! cargo run --example demo --features axum,queue
+//! ```
 
 mod common;
 
@@ -220,11 +228,143 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         println!("expected {expected_handled} handled events");
         failures += 1;
     }
+    let mut checks = steps.len();
+    println!();
+    match queue_part::run().await? {
+        queue_part::Outcome::Skipped(why) => println!("queue part skipped: {why}"),
+        queue_part::Outcome::Ran { checks: n, failed } => {
+            checks += n;
+            failures += failed;
+        }
+    }
     if failures == 0 {
-        println!("\nall {} answers were right", steps.len());
+        println!("\nall {checks} answers were right");
         Ok(ExitCode::SUCCESS)
     } else {
         println!("\n{failures} wrong answers");
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Acknowledge fast, process later: a slow event through a queue endpoint.
+mod queue_part {
+    /// What the queue part did.
+    #[cfg_attr(not(feature = "queue"), allow(dead_code))]
+    pub(crate) enum Outcome {
+        Skipped(&'static str),
+        Ran { checks: usize, failed: usize },
+    }
+
+    #[cfg(not(feature = "queue"))]
+    pub(crate) async fn run() -> Result<Outcome, Box<dyn std::error::Error>> {
+        Ok(Outcome::Skipped(
+            "built without the `queue` feature (cargo run --example demo --features axum,queue)",
+        ))
+    }
+
+    #[cfg(feature = "queue")]
+    pub(crate) async fn run() -> Result<Outcome, Box<dyn std::error::Error>> {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::time::{Duration, Instant};
+
+        use notmeta_test_support::{RedisServer, client};
+        use notmeta_webhooks::queue::{Enqueuer, Queue, Worker};
+        use notmeta_webhooks::receiver::HandlerError;
+        use notmeta_webhooks::{Event, EventType, Verifier, sign};
+
+        const SLOW: Duration = Duration::from_secs(2);
+
+        let found = std::process::Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return Ok(Outcome::Skipped(
+                "no redis-server on the PATH (apt-get install -y redis-server)",
+            ));
+        }
+        let redis = RedisServer::start();
+        let queue = Queue::connect(&redis.url()).await?.with_namespace("demo");
+        let enqueuer = Enqueuer::new(Verifier::new(super::SECRET)?, queue.clone());
+        let app = axum::Router::new().route(
+            "/webhooks",
+            notmeta_webhooks::axum::queue_endpoint(enqueuer),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        println!(
+            "queue endpoint on http://{addr}/webhooks, Redis on port {}",
+            redis.port
+        );
+
+        let mut failed = 0;
+        let mut check = |what: &str, ok: bool, detail: String| {
+            failed += usize::from(!ok);
+            println!("{what:<48} {:<4} {detail}", if ok { "yes" } else { "NO" });
+        };
+
+        // The endpoint verifies, enqueues and answers; the handler is not run yet.
+        let body = super::sample(EventType::MessageReceived, "evt_slow");
+        let sent = Instant::now();
+        let reply = client::post(
+            addr,
+            "/webhooks",
+            &[("X-NotMeta-Signature", &sign(body.as_bytes(), super::SECRET))],
+            body.as_bytes(),
+        )
+        .await;
+        let answered = sent.elapsed();
+        check(
+            "slow event (2 s handler) answered 200 OK",
+            reply.status == 200 && reply.body == b"OK",
+            format!("{} {:?}", reply.status, reply.text()),
+        );
+        check(
+            "  ... at once, before the handler ran",
+            answered < SLOW / 4,
+            format!("in {} ms", answered.as_millis()),
+        );
+
+        // A worker (in a real deployment, another process) handles it afterwards.
+        let done = Arc::new(AtomicBool::new(false));
+        let handled = Arc::clone(&done);
+        let worker = Worker::new(queue.clone(), move |event: Event<'static>| {
+            let handled = Arc::clone(&handled);
+            async move {
+                tokio::time::sleep(SLOW).await;
+                println!("  worker handled {}", super::common::describe(&event));
+                handled.store(true, Ordering::SeqCst);
+                Ok::<(), HandlerError>(())
+            }
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(worker.run(async {
+            let _ = stopped.await;
+        }));
+        let deadline = Instant::now() + SLOW * 5;
+        while !done.load(Ordering::SeqCst) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let took = sent.elapsed();
+        let _ = stop.send(());
+        let stats = running.await??;
+        check(
+            "the worker then handled it, once",
+            done.load(Ordering::SeqCst) && stats.handled == 1 && took >= SLOW,
+            format!(
+                "{:.1} s after it was sent; handled {}",
+                took.as_secs_f64(),
+                stats.handled
+            ),
+        );
+        let counts = queue.counts().await?;
+        check(
+            "the queue is empty",
+            counts.pending + counts.in_progress + counts.retrying + counts.dead_letters == 0,
+            format!("{counts:?}"),
+        );
+        Ok(Outcome::Ran { checks: 4, failed })
     }
 }
