@@ -16,7 +16,7 @@
 //! # The queue endpoint (Redis Streams) against the inline axum endpoint, at 16 and
 //! # 64 connections, then a worker draining what was enqueued; with a redis-server
 //! # (started here) without persistence and one with `appendfsync always`:
-//! cargo run --release -p notmeta-tools --bin load -- queue-compare 40000
+//! cargo run --release -p notmeta-tools --bin load -- queue-compare 60000
 //! ```
 //!
 //! `run` reports requests/s, p50/p99 latency and a count of every status, and exits
