@@ -944,9 +944,9 @@ async fn the_drain_of_a_refused_body_is_bounded_in_size() {
             ),
         ))
         .await;
-        // 320 KiB at once, then nothing more: only the size bound can end the drain
-        // before its 2 s.
-        conn.send(&vec![b' '; 320 * 1024]).await;
+        // 2 MiB and a little more at once, then nothing more: only the size bound
+        // can end the drain before its 2 s.
+        conn.send(&vec![b' '; 2 * 1024 * 1024 + 64 * 1024]).await;
         let reply = conn.reply(Duration::from_secs(5)).await.unwrap();
         assert_eq!(reply.status, 413, "{}: {}", entry.name, reply.text());
         assert!(reply.closes(), "{}", entry.name);

@@ -11,8 +11,9 @@ use crate::error::{Error, ErrorKind};
 /// buffer is never sized from what a client claims, only from what arrives.
 const PRESIZE_MAX: usize = 64 * 1024;
 
-/// A refused body is read and discarded up to this many bytes...
-const DRAIN_MAX_BYTES: usize = 256 * 1024;
+/// A refused body is read and discarded up to this many bytes (a body just over the
+/// default 1 MiB limit is drained whole, so its client reads the 413)...
+const DRAIN_MAX_BYTES: usize = 2 * 1024 * 1024;
 /// ...and for at most this long, before the refusal is sent.
 const DRAIN_MAX_TIME: Duration = Duration::from_secs(2);
 
@@ -50,8 +51,8 @@ impl Declared {
 /// longer than `time_limit` to arrive (503, so NotMeta retries; the connection is
 /// not reused).
 ///
-/// A body refused for its size is still read and discarded (up to 256 KiB, for up
-/// to 2 s) before the 413 is sent: closing a socket with unread data makes the
+/// A body refused for its size is still read and discarded (up to 2 MiB, for up to
+/// 2 s) before the 413 is sent: closing a socket with unread data makes the
 /// kernel reset the connection, and the client would see a reset instead of the 413.
 /// With `Expect: 100-continue` nothing is read: the client has not sent the body,
 /// and reading would ask it to.
