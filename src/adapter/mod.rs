@@ -1,20 +1,19 @@
 //! What the entry points (tower, axum, actix-web) share: reading a body with the
-//! verifier's limits, and the extractors' rejection.
+//! verifier's limits, the extractors' rejection, and the type-erased endpoint the
+//! tower service holds.
 
 pub(crate) mod body;
 #[cfg(any(feature = "axum", feature = "actix"))]
 pub(crate) mod rejection;
 
-use std::sync::Arc;
+#[cfg(feature = "tower")]
+mod endpoint;
 
-use bytes::Bytes;
-use futures_util::future::BoxFuture;
-use http::HeaderValue;
+#[cfg(feature = "tower")]
+pub(crate) use endpoint::Endpoint;
 
-use crate::dedup::IdempotencyStore;
 use crate::error::ErrorKind;
-use crate::receiver::{Answer, Handler, Outcome, Receiver};
-use crate::signature::Verifier;
+use crate::receiver::Outcome;
 
 /// Whether the connection must not be reused after this answer: a body refused
 /// before it was read to its end leaves unread bytes on it.
@@ -23,39 +22,4 @@ pub(crate) fn closes_connection(outcome: Outcome) -> bool {
         outcome,
         Outcome::Rejected(ErrorKind::BodyTooLarge | ErrorKind::BodyTimeout | ErrorKind::BodyRead)
     )
-}
-
-/// A receiver with its handler and store types erased: what an entry point holds.
-///
-/// Entry points are then not generic over the handler, so a server's connection
-/// future never has to prove the handler's bounds again (which the compiler cannot
-/// always do for closures inside `async` blocks).
-#[cfg(feature = "tower")]
-pub(crate) trait Endpoint: Send + Sync + 'static {
-    fn verifier(&self) -> &Verifier;
-
-    /// Processes a body read to its end, with the first two signature header values.
-    fn deliver(
-        self: Arc<Self>,
-        body: Bytes,
-        signatures: [Option<HeaderValue>; 2],
-    ) -> BoxFuture<'static, Answer>;
-}
-
-#[cfg(feature = "tower")]
-impl<H: Handler, S: IdempotencyStore> Endpoint for Receiver<H, S> {
-    fn verifier(&self) -> &Verifier {
-        Receiver::verifier(self)
-    }
-
-    fn deliver(
-        self: Arc<Self>,
-        body: Bytes,
-        signatures: [Option<HeaderValue>; 2],
-    ) -> BoxFuture<'static, Answer> {
-        Box::pin(async move {
-            let values = signatures.iter().flatten().map(HeaderValue::as_bytes);
-            self.receive(&body, values).await
-        })
-    }
 }
