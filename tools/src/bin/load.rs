@@ -9,8 +9,9 @@
 //! # A short smoke run, judged on its answers only (as CI runs it):
 //! cargo run --release -p notmeta-tools --bin load -- run axum 20000 64 --statuses-only
 //!
-//! # The ready-made endpoints against bare handlers of the same framework that read
-//! # the same body and answer 200, at 16 and 64 connections, in one run:
+//! # The ready-made endpoints (axum, actix-web, and the tower service on hyper alone)
+//! # against bare handlers of the same server that read the same body and answer 200,
+//! # at 16 and 64 connections, in one run:
 //! cargo run --release -p notmeta-tools --bin load -- compare 50000
 //!
 //! # The queue endpoint (Redis Streams) against the inline axum endpoint, at 16 and
@@ -25,7 +26,7 @@
 //! warm-up (the median of the last ten of twenty samples on each side). The receiver
 //! runs in a child process (this same program, `serve`, with `MALLOC_ARENA_MAX=2` and
 //! `MALLOC_MMAP_THRESHOLD_=65536`) so its memory is measured alone; its dedup store
-//! remembers ids for 2 s (200,000 at most), and the warm-up (a quarter of the run, at
+//! remembers ids for 0.5 s (200,000 at most), and the warm-up (a quarter of the run, at
 //! least 80,000 requests) fills it to its steady state, where ids expire as fast as
 //! new ones arrive.
 
@@ -52,7 +53,7 @@ const SECRET: &str = "whsec_load";
 /// every new id is accepted; older ids expire and the store churns as a full
 /// production store does.
 const STORE_CAPACITY: usize = 200_000;
-const DEDUP_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+const DEDUP_WINDOW: std::time::Duration = std::time::Duration::from_millis(500);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -141,6 +142,43 @@ fn serve(kind: &str) -> Result<(), BoxError> {
                 println!("listening {}", server.addrs()[0]);
                 server.run().await?;
                 Ok(())
+            })
+        }
+        "tower" | "tower-bare" => {
+            use hyper_util::rt::{TokioExecutor, TokioIo};
+            use hyper_util::server::conn::auto;
+            let bare = kind == "tower-bare";
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async move {
+                let service = notmeta_webhooks::tower::WebhookService::new(receiver());
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                println!("listening {}", listener.local_addr()?);
+                loop {
+                    let (socket, _) = listener.accept().await?;
+                    let io = TokioIo::new(socket);
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    if bare {
+                        // hyper alone: read the whole body, answer 200.
+                        tokio::spawn(async move {
+                            let bare = hyper::service::service_fn(
+                                |request: http::Request<hyper::body::Incoming>| async move {
+                                    let body = request.into_body().collect().await?.to_bytes();
+                                    std::hint::black_box(body);
+                                    Ok::<_, hyper::Error>(http::Response::new(Full::new(
+                                        Bytes::from_static(b"OK"),
+                                    )))
+                                },
+                            );
+                            let _ = builder.serve_connection(io, bare).await;
+                        });
+                    } else {
+                        let service =
+                            hyper_util::service::TowerToHyperService::new(service.clone());
+                        tokio::spawn(async move {
+                            let _ = builder.serve_connection(io, service).await;
+                        });
+                    }
+                }
             })
         }
         other => Err(format!("unknown receiver kind {other:?}").into()),
@@ -476,7 +514,7 @@ async fn compare(total: usize) -> Result<bool, BoxError> {
         "framework", "conns", "bare req/s", "endpoint req/s", "ratio"
     );
     let mut ok = true;
-    for framework in ["axum", "actix"] {
+    for framework in ["axum", "actix", "tower"] {
         for connections in [16, 64] {
             let bare = Server::start(&format!("{framework}-bare"))?;
             let endpoint = Server::start(framework)?;
