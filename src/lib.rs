@@ -114,7 +114,7 @@
 //! | `tracing` | one span per delivery with event id, type and outcome |
 //! | `metrics` | counters per outcome, store errors, lease renewals and losses, and a handler-duration histogram, through the `metrics` facade |
 //! | `testing` | `testing`: a sample event of every documented type with a builder (fresh id, `created_at` now), signed requests, and `testing::Simulator`, NotMeta's retry schedule and duplicates played against a URL or a tower service (for your dev-dependencies) |
-//! | `cli` | the `notmeta-webhooks` binary: `send`, `sign`, `replay`, `simulate` and `verify` (explains why a signature fails) |
+//! | `cli` | the `notmeta-webhooks` binary: `send`, `sign`, `replay`, `simulate` and `verify` (explains why a signature fails); with `client` also `webhooks create`, `list`, `logs` and `stats` |
 //! | `client` | `client::Client`, a typed async client for NotMeta's management API (create, list, logs, stats, and an idempotent `ensure_webhook` for deploys) over rustls, with timeouts and retries |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
