@@ -293,6 +293,20 @@ impl From<ErrorKind> for Error {
     }
 }
 
+/// An error and its sources joined by ": ", as chain printers (anyhow's `{:#}`)
+/// print them: for logs and dead letters.
+#[cfg(any(test, feature = "queue"))]
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,18 +327,6 @@ mod tests {
             assert_eq!(kind.status().as_u16(), status, "{kind:?}");
             assert_eq!(Error::new(kind).status().as_u16(), status, "{kind:?}");
         }
-    }
-
-    /// What `anyhow`'s `{:#}` prints: the error, then each source, joined by ": ".
-    fn chain(error: &dyn std::error::Error) -> String {
-        let mut text = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
     }
 
     #[test]

@@ -89,18 +89,8 @@ mod tests {
     use std::error::Error as _;
 
     use crate::Event;
+    use crate::error::chain;
     use crate::event::Timestamp;
-
-    fn chain(error: &dyn std::error::Error) -> String {
-        let mut text = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
-    }
 
     #[test]
     fn causes_appear_once_in_the_chain() {

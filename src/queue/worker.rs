@@ -584,14 +584,7 @@ enum Failure {
 
 /// A handler error with its sources, for the dead letters.
 fn describe(error: &HandlerError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    crate::error::chain(error)
 }
 
 /// Runs the handler isolated on the blocking pool (so renewal goes on even if it
