@@ -3,12 +3,13 @@
 //! injected clock, duplicates (sequential and concurrent), replays; on one receiver
 //! and on two replicas sharing a real Redis.
 
+mod servers;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use actix_web::{App, HttpServer};
 use axum::Router;
 use notmeta_test_support::RedisServer;
 use notmeta_webhooks::clock::{Clock, ManualClock};
@@ -84,26 +85,12 @@ fn receiver<S: IdempotencyStore>(
 }
 
 async fn serve_axum(receiver: Receiver<impl Handler, impl IdempotencyStore>) -> SocketAddr {
-    let app = Router::new().route("/webhooks", notmeta_webhooks::axum::endpoint(receiver));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    servers::axum(Router::new().route("/webhooks", notmeta_webhooks::axum::endpoint(receiver)))
+        .await
 }
 
 fn serve_actix<H: Handler, S: IdempotencyStore>(receiver: Receiver<H, S>) -> SocketAddr {
-    let server = HttpServer::new(move || {
-        App::new().route(
-            "/webhooks",
-            notmeta_webhooks::actix::endpoint(receiver.clone()),
-        )
-    })
-    .workers(2)
-    .bind(("127.0.0.1", 0))
-    .unwrap();
-    let addr = server.addrs()[0];
-    actix_web::rt::spawn(server.run());
-    addr
+    servers::actix(move || notmeta_webhooks::actix::endpoint(receiver.clone()))
 }
 
 /// NotMeta playing against `replicas`: every event delivered, retried on NotMeta's

@@ -21,6 +21,8 @@ use notmeta_webhooks::tower::WebhookService;
 use notmeta_webhooks::{Event, Verifier, sign};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+mod servers;
+
 const SECRET: &str = "whsec_exactly_once";
 /// 2024-01-01T00:00:00Z.
 const T0: u64 = 1_704_067_200;
@@ -209,44 +211,11 @@ async fn beyond_its_capacity_the_store_refuses_and_forgets_nothing() {
 
 async fn serve_axum<H: Handler, S: IdempotencyStore>(receiver: Receiver<H, S>) -> SocketAddr {
     let app = axum::Router::new().route("/webhooks", notmeta_webhooks::axum::endpoint(receiver));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    servers::axum(app).await
 }
 
 fn serve_actix<H: Handler, S: IdempotencyStore>(receiver: Receiver<H, S>) -> SocketAddr {
-    let server = actix_web::HttpServer::new(move || {
-        actix_web::App::new().route(
-            "/webhooks",
-            notmeta_webhooks::actix::endpoint(receiver.clone()),
-        )
-    })
-    .workers(2)
-    .bind(("127.0.0.1", 0))
-    .unwrap();
-    let addr = server.addrs()[0];
-    actix_web::rt::spawn(server.run());
-    addr
-}
-
-/// hyper's server alone, with the tower service.
-async fn serve_hyper(service: WebhookService) -> SocketAddr {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (socket, _) = listener.accept().await.unwrap();
-            let service = hyper_util::service::TowerToHyperService::new(service.clone());
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(socket), service)
-                    .await;
-            });
-        }
-    });
-    addr
+    servers::actix(move || notmeta_webhooks::actix::endpoint(receiver.clone()))
 }
 
 async fn deliver(addr: SocketAddr, body: &[u8]) -> (u16, String) {
@@ -363,7 +332,7 @@ async fn actix_finishes_a_delivery_whose_client_disconnected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tower_service_finishes_a_delivery_whose_client_disconnected() {
     let (receiver, (runs, finished)) = slow_receiver();
-    let addr = serve_hyper(WebhookService::new(receiver)).await;
+    let addr = servers::hyper(WebhookService::new(receiver)).await;
     disconnect_mid_handler(addr, &runs, &finished).await;
 }
 
@@ -652,7 +621,7 @@ async fn redis_frozen_then_killed_and_restarted() {
             .with_lease(Duration::from_secs(5))
     };
     let a = serve_axum(replica(&runs, store().await)).await;
-    let b = serve_hyper(WebhookService::new(replica(&runs, store().await))).await;
+    let b = servers::hyper(WebhookService::new(replica(&runs, store().await))).await;
 
     // Warm up, then freeze Redis in the middle of a batch.
     play(&[a, b], 0, 100, 5).await;

@@ -12,6 +12,8 @@
 
 mod queue_support;
 
+mod servers;
+
 use notmeta_test_support::RedisCluster;
 use queue_support::{Target, end_to_end};
 
@@ -63,25 +65,6 @@ async fn every_event_is_handled_exactly_once_on_a_cluster() {
 
     let summary = end_to_end("worker_process", target, 6, events).await;
     eprintln!("{summary}");
-}
-
-/// hyper's server alone, with the tower service.
-async fn serve_hyper(service: notmeta_webhooks::tower::WebhookService) -> std::net::SocketAddr {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (socket, _) = listener.accept().await.unwrap();
-            let service = hyper_util::service::TowerToHyperService::new(service.clone());
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(socket), service)
-                    .await;
-            });
-        }
-    });
-    addr
 }
 
 /// Two inline replicas sharing `RedisStore::connect_cluster`: every event is sent to
@@ -156,7 +139,7 @@ async fn redis_store_on_a_cluster_handles_every_event_exactly_once() {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         addr
     };
-    let b = serve_hyper(notmeta_webhooks::tower::WebhookService::new(replica())).await;
+    let b = servers::hyper(notmeta_webhooks::tower::WebhookService::new(replica())).await;
 
     // The designed panics are expected; keep the output readable.
     let default_hook = std::panic::take_hook();
