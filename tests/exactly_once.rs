@@ -225,10 +225,10 @@ async fn deliver(addr: SocketAddr, body: &[u8]) -> (u16, String) {
     (reply.status, text)
 }
 
-/// A handler that blocks its thread for 1.5 s, far past its 200 ms time limit and
-/// the Redis store's 1 s lease, while NotMeta sends a duplicate at 1.2 s: the
-/// duplicate is told to retry (503), the handler runs once, and once it has finished
-/// the next retry is a duplicate (200).
+/// A handler that blocks its thread for 3 s, far past its 200 ms time limit and the
+/// Redis store's 1 s lease, while NotMeta sends a duplicate 1.5 s after the handler
+/// started: the duplicate is told to retry (503), the handler runs once, and once it
+/// has finished the next retry is a duplicate (200).
 async fn blocking_handler_with_a_duplicate<S: IdempotencyStore>(store: S) {
     let runs = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&runs);
@@ -236,7 +236,7 @@ async fn blocking_handler_with_a_duplicate<S: IdempotencyStore>(store: S) {
         let counted = Arc::clone(&counted);
         async move {
             counted.fetch_add(1, Ordering::SeqCst);
-            std::thread::sleep(Duration::from_millis(1500));
+            std::thread::sleep(Duration::from_millis(3000));
             Ok::<(), HandlerError>(())
         }
     })
@@ -248,7 +248,11 @@ async fn blocking_handler_with_a_duplicate<S: IdempotencyStore>(store: S) {
         let event = event.clone();
         async move { deliver(addr, &event).await }
     });
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Timed from the handler's start, whatever delayed the first delivery.
+    while runs.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let duplicate = deliver(addr, &event).await;
     assert_eq!(duplicate.0, 503, "{duplicate:?}");
     assert_eq!(first.await.unwrap().0, 200);
@@ -274,28 +278,46 @@ async fn a_blocking_handler_keeps_its_redis_claim_renewed() {
     blocking_handler_with_a_duplicate(store).await;
 }
 
-/// The client hangs up while the handler runs: the handler still finishes, its
-/// outcome is recorded, and NotMeta's redelivery is answered 200 as a duplicate.
-async fn disconnect_mid_handler(addr: SocketAddr, runs: &AtomicUsize, finished: &AtomicUsize) {
-    let event = body(7, T0);
-    let header = sign(&event, SECRET);
+/// Sends a signed delivery of `event` on a connection of its own, and returns the
+/// connection without reading the answer (to hang up or to read it later).
+async fn send_raw(addr: SocketAddr, event: &[u8]) -> tokio::net::TcpStream {
+    let header = sign(event, SECRET);
     let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(
         "POST /webhooks HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-notmeta-signature: {header}\r\ncontent-length: {}\r\n\r\n",
         event.len()
     );
     socket.write_all(head.as_bytes()).await.unwrap();
-    socket.write_all(&event).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(runs.load(Ordering::SeqCst), 1, "the handler started");
+    socket.write_all(event).await.unwrap();
+    socket
+}
+
+/// The client hangs up while the handler runs: the handler still finishes, its
+/// outcome is recorded, and NotMeta's redelivery is answered 200 as a duplicate.
+async fn disconnect_mid_handler(addr: SocketAddr, runs: &AtomicUsize, finished: &AtomicUsize) {
+    let event = body(7, T0);
+    let socket = send_raw(addr, &event).await;
+    wait_for(runs, "the handler to start").await;
+    assert_eq!(finished.load(Ordering::SeqCst), 0, "hung up before the end");
     drop(socket);
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(finished.load(Ordering::SeqCst), 1, "the handler finished");
+    wait_for(finished, "the handler to finish").await;
     assert_eq!(
         deliver(addr, &event).await,
         (200, "OK (duplicate)".to_owned())
     );
     assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+/// Waits (at most 10 s) until `counter` is 1.
+async fn wait_for(counter: &AtomicUsize, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while counter.load(Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited 10 s for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 type Counters = (Arc<AtomicUsize>, Arc<AtomicUsize>);
@@ -307,7 +329,7 @@ fn slow_receiver() -> (Receiver<impl Handler>, Counters) {
         let (r, f) = (Arc::clone(&r), Arc::clone(&f));
         async move {
             r.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_millis(1000)).await;
             f.fetch_add(1, Ordering::SeqCst);
             Ok::<(), HandlerError>(())
         }
@@ -742,14 +764,7 @@ async fn a_replica_killed_mid_handler_leaves_the_event_to_another() {
     let delivery = tokio::spawn({
         let event = event.clone();
         async move {
-            let header = sign(&event, SECRET);
-            let mut socket = tokio::net::TcpStream::connect(first).await.unwrap();
-            let head = format!(
-                "POST /webhooks HTTP/1.1\r\nhost: x\r\nx-notmeta-signature: {header}\r\ncontent-length: {}\r\n\r\n",
-                event.len()
-            );
-            socket.write_all(head.as_bytes()).await.unwrap();
-            socket.write_all(&event).await.unwrap();
+            let mut socket = send_raw(first, &event).await;
             let mut answer = Vec::new();
             let _ = socket.read_to_end(&mut answer).await;
             answer

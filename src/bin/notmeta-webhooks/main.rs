@@ -28,6 +28,23 @@ struct Cli {
     command: Command,
 }
 
+/// Where events are sent, and the secret they are signed with.
+#[derive(Debug, clap::Args)]
+struct ReceiverArgs {
+    /// The receiver's URL (plain HTTP), such as http://127.0.0.1:3000/webhooks.
+    #[arg(long)]
+    url: String,
+    /// The webhook secret, `whsec_…` (or set NOTMETA_WEBHOOK_SECRET).
+    #[arg(long, env = "NOTMETA_WEBHOOK_SECRET", hide_env_values = true)]
+    secret: String,
+}
+
+impl ReceiverArgs {
+    fn target(&self) -> Result<Target, String> {
+        Target::url(&self.url).map_err(|e| e.to_string())
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Send a signed sample event (or a body from a file) with a new id and
@@ -35,12 +52,8 @@ enum Command {
     Send {
         /// The event type, such as `message.received` (`list` prints them all).
         event_type: String,
-        /// The receiver's URL (plain HTTP), such as http://127.0.0.1:3000/webhooks.
-        #[arg(long)]
-        url: String,
-        /// The webhook secret, `whsec_…` (or set NOTMETA_WEBHOOK_SECRET).
-        #[arg(long, env = "NOTMETA_WEBHOOK_SECRET", hide_env_values = true)]
-        secret: String,
+        #[command(flatten)]
+        to: ReceiverArgs,
         /// A body to send instead of the sample (its id and `created_at` are renewed).
         #[arg(long, value_name = "FILE")]
         data: Option<PathBuf>,
@@ -67,24 +80,16 @@ enum Command {
         /// The bodies, one request each, in order.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// The receiver's URL (plain HTTP).
-        #[arg(long)]
-        url: String,
-        /// The webhook secret, `whsec_…` (or set NOTMETA_WEBHOOK_SECRET).
-        #[arg(long, env = "NOTMETA_WEBHOOK_SECRET", hide_env_values = true)]
-        secret: String,
+        #[command(flatten)]
+        to: ReceiverArgs,
     },
     /// Deliver one event through NotMeta's whole retry schedule (1 min, 5 min, 15 min,
     /// 1 h), time compressed, until it is answered 2xx or 4xx.
     Simulate {
         /// The event type, such as `message.received`.
         event_type: String,
-        /// The receiver's URL (plain HTTP).
-        #[arg(long)]
-        url: String,
-        /// The webhook secret, `whsec_…` (or set NOTMETA_WEBHOOK_SECRET).
-        #[arg(long, env = "NOTMETA_WEBHOOK_SECRET", hide_env_values = true)]
-        secret: String,
+        #[command(flatten)]
+        to: ReceiverArgs,
         /// A body to send instead of the sample (its id and `created_at` are renewed).
         #[arg(long, value_name = "FILE")]
         data: Option<PathBuf>,
@@ -142,13 +147,12 @@ async fn run(command: Command) -> Result<ExitCode, String> {
     match command {
         Command::Send {
             event_type,
-            url,
-            secret,
+            to,
             data,
             id,
             text,
         } => {
-            let target = Target::url(&url).map_err(|e| e.to_string())?;
+            let target = to.target()?;
             let mut sample = fresh(&event_type, data.as_deref())?;
             if let Some(id) = id {
                 sample = sample.id(id);
@@ -156,8 +160,8 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             if let Some(text) = text {
                 sample = sample.text(&text);
             }
-            let signed = sample.signed(&secret);
-            let answer = target.send(signed.request_to(&url)).await;
+            let signed = sample.signed(&to.secret);
+            let answer = target.send(signed.request_to(&to.url)).await;
             let mut table = Table::new(["event", "type", "status", "answer"]);
             let ok = answer_row(&mut table, sample.event_id(), sample.event_type(), answer);
             print!("{table}");
@@ -186,16 +190,16 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Replay { files, url, secret } => {
-            let target = Target::url(&url).map_err(|e| e.to_string())?;
+        Command::Replay { files, to } => {
+            let target = to.target()?;
             let mut table = Table::new(["file", "event", "status", "answer"]);
             let mut all_ok = true;
             for file in files {
                 let body = read(&file)?;
                 let id = Sample::from_body(&body)
                     .map_or_else(|_| "?".to_owned(), |s| s.event_id().to_owned());
-                let signed = SignedRequest::new(body, &secret);
-                let answer = target.send(signed.request_to(&url)).await;
+                let signed = SignedRequest::new(body, &to.secret);
+                let answer = target.send(signed.request_to(&to.url)).await;
                 all_ok &= answer_row(&mut table, &file.display().to_string(), &id, answer);
             }
             print!("{table}");
@@ -203,22 +207,22 @@ async fn run(command: Command) -> Result<ExitCode, String> {
         }
         Command::Simulate {
             event_type,
-            url,
-            secret,
+            to,
             data,
             speed,
             duplicates,
             concurrent,
         } => {
-            let target = Target::url(&url).map_err(|e| e.to_string())?;
+            let target = to.target()?;
             let sample = fresh(&event_type, data.as_deref())?;
             println!(
-                "{} {} to {url}, NotMeta's schedule {}x faster than real time",
+                "{} {} to {}, NotMeta's schedule {}x faster than real time",
                 sample.event_type(),
                 sample.event_id(),
+                to.url,
                 speed.max(1)
             );
-            let report = Simulator::new(&secret)
+            let report = Simulator::new(&to.secret)
                 .compressed(speed)
                 .with_duplicates(duplicates)
                 .with_concurrent_duplicates(concurrent)
