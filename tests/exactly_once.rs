@@ -278,6 +278,78 @@ async fn a_blocking_handler_keeps_its_redis_claim_renewed() {
     blocking_handler_with_a_duplicate(store).await;
 }
 
+/// With isolation off, the handler runs in the delivery's task beside the renewal of
+/// its lease: an `.await`-only handler that runs for 2.5 leases keeps its claim (a
+/// duplicate 1.5 s in is told to retry, and the handler runs once); one past its time
+/// limit is stopped and its claim released, so the retry runs it again; a panic is
+/// answered 500 and releases the claim too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_isolation_an_async_handler_keeps_its_renewed_claim() {
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&redis.url())
+        .await
+        .unwrap()
+        .with_lease(Duration::from_secs(1));
+    let runs = Arc::new(Mutex::new(HashMap::<usize, usize>::new()));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let (counted, done) = (Arc::clone(&runs), Arc::clone(&finished));
+    let receiver = Receiver::new(verifier(), move |event: Event<'static>| {
+        let (counted, done) = (Arc::clone(&counted), Arc::clone(&done));
+        async move {
+            let i = index(&event);
+            let run = {
+                let mut runs = counted.lock().unwrap();
+                let run = runs.entry(i).or_default();
+                *run += 1;
+                *run
+            };
+            match (i, run) {
+                // Slow but polite: 2.5 leases.
+                (1, _) => tokio::time::sleep(Duration::from_millis(2500)).await,
+                // Past the 4 s time limit on its first run only.
+                (2, 1) => tokio::time::sleep(Duration::from_secs(60)).await,
+                (3, 1) => panic!("a handler bug"),
+                _ => {}
+            }
+            done.fetch_add(1, Ordering::SeqCst);
+            Ok::<(), HandlerError>(())
+        }
+    })
+    .with_store(store)
+    .with_handler_isolation(false)
+    .with_handler_timeout(Duration::from_secs(4));
+    let addr = serve_axum(receiver).await;
+    let runs_of = |i: usize| runs.lock().unwrap().get(&i).copied().unwrap_or(0);
+
+    let slow = body(1, T0);
+    let first = tokio::spawn({
+        let slow = slow.clone();
+        async move { deliver(addr, &slow).await }
+    });
+    while runs_of(1) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(deliver(addr, &slow).await.0, 503);
+    assert_eq!(first.await.unwrap(), (200, "OK".to_owned()));
+    assert_eq!(
+        deliver(addr, &slow).await,
+        (200, "OK (duplicate)".to_owned())
+    );
+    assert_eq!(runs_of(1), 1);
+
+    let too_slow = body(2, T0);
+    assert_eq!(deliver(addr, &too_slow).await.0, 503);
+    assert_eq!(deliver(addr, &too_slow).await, (200, "OK".to_owned()));
+    assert_eq!(runs_of(2), 2);
+
+    let panicking = body(3, T0);
+    assert_eq!(deliver(addr, &panicking).await.0, 500);
+    assert_eq!(deliver(addr, &panicking).await, (200, "OK".to_owned()));
+    assert_eq!(runs_of(3), 2);
+    assert_eq!(finished.load(Ordering::SeqCst), 3);
+}
+
 /// Sends a signed delivery of `event` on a connection of its own, and returns the
 /// connection without reading the answer (to hang up or to read it later).
 async fn send_raw(addr: SocketAddr, event: &[u8]) -> tokio::net::TcpStream {

@@ -6,6 +6,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt as _};
 
 use crate::error::{Error, ErrorKind};
+use crate::receiver::delivery::within;
 
 /// At most this much is reserved up front from a declared `Content-Length`: a
 /// buffer is never sized from what a client claims, only from what arrives.
@@ -71,13 +72,13 @@ where
         }
         return Err(Error::body_too_large(limit));
     }
-    match tokio::time::timeout(time_limit, gather(&mut stream, declared, limit)).await {
-        Ok(Err(error)) if error.kind() == ErrorKind::BodyTooLarge => {
+    match within(time_limit, gather(&mut stream, declared, limit)).await {
+        Some(Err(error)) if error.kind() == ErrorKind::BodyTooLarge => {
             drain(&mut stream).await;
             Err(error)
         }
-        Ok(result) => result,
-        Err(_elapsed) => Err(Error::new(ErrorKind::BodyTimeout)),
+        Some(result) => result,
+        None => Err(Error::new(ErrorKind::BodyTimeout)),
     }
 }
 

@@ -51,7 +51,12 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
     ) -> Outcome {
         let started = Instant::now();
         let id = event.id.clone();
-        let event_type = event.type_str().to_owned();
+        // Kept for the report once the handler has the event: a known type's name is
+        // static, only an unknown one is copied.
+        let event_type: std::borrow::Cow<'static, str> = match event.event_type() {
+            Some(known) => known.as_str().into(),
+            None => event.type_str().to_owned().into(),
+        };
         let lease = self.store.as_ref().and_then(|s| s.lease());
         let (outcome, error, renewal) = match (&held, lease, &self.store) {
             (Some(held), Some(lease), Some(store)) => {
@@ -89,18 +94,19 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
     async fn run_inline(&self, event: Event<'static>) -> (Outcome, Option<HandlerError>) {
         let handler = &self.handler;
         let run = AssertUnwindSafe(async move { handler.call(event).await }).catch_unwind();
-        match tokio::time::timeout(self.settings.handler_timeout, run).await {
-            Err(_elapsed) => (Outcome::TimedOut, None),
-            Ok(Err(_panic)) => (Outcome::Panicked, None),
-            Ok(Ok(result)) => from_result(result),
+        match within(self.settings.handler_timeout, run).await {
+            None => (Outcome::TimedOut, None),
+            Some(Err(_panic)) => (Outcome::Panicked, None),
+            Some(Ok(result)) => from_result(result),
         }
     }
 
-    /// For stores with leases: the handler runs on Tokio's blocking pool (driven by
-    /// `Handle::block_on`), so that even a handler that blocks its thread cannot
-    /// stall the runtime's timers and I/O, and the claim's lease is renewed from this
-    /// task meanwhile. Past the time limit the handler is cancelled at its next
-    /// `.await`; the claim is kept (and renewed) until it has really stopped.
+    /// For stores with leases: the claim's lease is renewed from this task while the
+    /// handler runs. The handler runs on Tokio's blocking pool (driven by
+    /// `Handle::block_on`) unless isolation is off, so that even a handler that
+    /// blocks its thread cannot stall the runtime's timers and I/O. Past the time
+    /// limit the handler is cancelled at its next `.await`; the claim is kept (and
+    /// renewed) until it has really stopped.
     async fn run_renewing(
         &self,
         event: Event<'static>,
@@ -109,26 +115,38 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
         token: &ClaimToken,
         lease: Duration,
     ) -> (Outcome, Option<HandlerError>, Settled) {
-        let (mut handle, cancel) = spawn_isolated(Arc::clone(&self.handler), event);
         let lost = AtomicBool::new(false);
         let every = (lease / 3).max(Duration::from_millis(10));
         let limit = self.settings.store_timeout;
         let mut renewing = pin!(renew(store, id, token, every, limit, &lost));
         let deadline = pin!(tokio::time::sleep(self.settings.handler_timeout));
-        let joined = match select(&mut handle, select(renewing.as_mut(), deadline)).await {
-            Either::Left((joined, _)) => joined,
-            Either::Right(_) => {
-                drop(cancel);
-                match select(&mut handle, renewing).await {
-                    Either::Left((joined, _)) => joined,
-                    Either::Right(((), _)) => (&mut handle).await,
+        let (outcome, error) = if self.settings.isolate {
+            let (mut handle, cancel) = spawn_isolated(Arc::clone(&self.handler), event);
+            let joined = match select(&mut handle, select(renewing.as_mut(), deadline)).await {
+                Either::Left((joined, _)) => joined,
+                Either::Right(_) => {
+                    drop(cancel);
+                    match select(&mut handle, renewing).await {
+                        Either::Left((joined, _)) => joined,
+                        Either::Right(((), _)) => (&mut handle).await,
+                    }
                 }
+            };
+            match joined {
+                Ok(Some(result)) => from_result(result),
+                Ok(None) => (Outcome::TimedOut, None),
+                Err(_panic) => (Outcome::Panicked, None),
             }
-        };
-        let (outcome, error) = match joined {
-            Ok(Some(result)) => from_result(result),
-            Ok(None) => (Outcome::TimedOut, None),
-            Err(_panic) => (Outcome::Panicked, None),
+        } else {
+            // In this task, beside its renewal: past the time limit the handler's
+            // future is dropped, which stops it.
+            let handler = &self.handler;
+            let run = pin!(AssertUnwindSafe(handler.call(event)).catch_unwind());
+            match select(run, select(renewing, deadline)).await {
+                Either::Left((Ok(result), _)) => from_result(result),
+                Either::Left((Err(_panic), _)) => (Outcome::Panicked, None),
+                Either::Right(_) => (Outcome::TimedOut, None),
+            }
         };
         let renewal = if lost.load(Ordering::Relaxed) {
             Settled::LeaseLost
@@ -221,7 +239,8 @@ async fn settle<S: IdempotencyStore>(
         .lease()
         .unwrap_or(Duration::ZERO)
         .min(SETTLE_BUDGET_MAX);
-    let started = tokio::time::Instant::now();
+    // Read at the first failure: a store that answers costs no clock read here.
+    let mut started = None;
     let mut pause = Duration::from_millis(50);
     for attempt in 1.. {
         let result: Result<Settled, StoreError> = if complete {
@@ -240,6 +259,7 @@ async fn settle<S: IdempotencyStore>(
             }
             Err(error) => {
                 report::store_failed(operation, &error);
+                let started = *started.get_or_insert_with(tokio::time::Instant::now);
                 if attempt >= SETTLE_TRIES && started.elapsed() + pause > budget {
                     break;
                 }
@@ -257,10 +277,21 @@ pub(super) async fn bounded<T>(
     limit: Duration,
     future: impl Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
-    match tokio::time::timeout(limit, future).await {
-        Ok(result) => result,
-        Err(_) => Err(StoreError::new(
+    match within(limit, future).await {
+        Some(result) => result,
+        None => Err(StoreError::new(
             "the idempotency store did not answer in time",
         )),
     }
+}
+
+/// `future`'s output, or `None` if it takes longer than `limit`. A future that is
+/// ready at its first poll (an in-memory store, a body that has arrived) is
+/// answered without arming a timer or reading the clock.
+pub(crate) async fn within<F: Future>(limit: Duration, future: F) -> Option<F::Output> {
+    let mut future = pin!(future);
+    if let Some(output) = (&mut future).now_or_never() {
+        return Some(output);
+    }
+    tokio::time::timeout(limit, future).await.ok()
 }

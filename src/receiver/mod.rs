@@ -94,6 +94,8 @@ struct Settings {
     store_timeout: Duration,
     dedup_window: Duration,
     max_event_age: Option<Duration>,
+    /// Whether a handler with a lease store runs on the blocking pool.
+    isolate: bool,
 }
 
 /// A ready-made webhook endpoint, independent of any server library.
@@ -179,6 +181,7 @@ impl<H: Handler> Receiver<H> {
                 store_timeout: DEFAULT_STORE_TIMEOUT,
                 dedup_window: DEFAULT_DEDUP_WINDOW,
                 max_event_age: None,
+                isolate: true,
             },
         }
     }
@@ -277,6 +280,42 @@ impl<H, S> Receiver<H, S> {
     #[must_use]
     pub fn with_handler_timeout(mut self, timeout: Duration) -> Self {
         self.settings.handler_timeout = clamp(timeout);
+        self
+    }
+
+    /// Whether, with a store whose claims have a lease (such as `RedisStore`), the
+    /// handler runs on Tokio's blocking pool (the default) or in the delivery's own
+    /// task.
+    ///
+    /// On the blocking pool, a handler that blocks its thread (synchronous I/O, a
+    /// long computation, `std::thread::sleep`) cannot stall the runtime's timers and
+    /// I/O, so its claim's lease is renewed whatever it does, and other requests are
+    /// still answered. The hand-off to another thread costs about 10 µs of CPU and a
+    /// context switch or two per delivery (see the README's performance section).
+    ///
+    /// `false` keeps the handler in the delivery's task, beside the renewal of its
+    /// lease: the right choice when every handler only `.await`s. A handler that
+    /// then blocks its thread for longer than the lease stalls its renewal, and
+    /// another replica may run a duplicate once the lease has lapsed.
+    ///
+    /// Stores without leases ([`MemoryStore`]) always run the handler in the
+    /// delivery's task: their claims cannot lapse.
+    ///
+    /// ```
+    /// use notmeta_webhooks::receiver::{HandlerError, Receiver};
+    /// use notmeta_webhooks::{Event, Verifier};
+    ///
+    /// # fn main() -> Result<(), notmeta_webhooks::Error> {
+    /// let receiver = Receiver::new(Verifier::new("whsec_abc123")?, |event: Event<'static>| async move {
+    ///     // Only `.await`s: nothing here blocks the thread.
+    ///     Ok::<(), HandlerError>(())
+    /// })
+    /// .with_handler_isolation(false);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_handler_isolation(mut self, isolate: bool) -> Self {
+        self.settings.isolate = isolate;
         self
     }
 
@@ -446,6 +485,10 @@ impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
 /// Whether this thread runs in a Tokio runtime with timers. Creating a timer on a
 /// runtime without them panics, so this asks before anything is claimed.
 fn runtime_ready() -> bool {
+    // Any instant will do (the timer is never polled); a fixed one saves reading the
+    // clock.
+    static ANCHOR: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let anchor = *ANCHOR.get_or_init(tokio::time::Instant::now);
     tokio::runtime::Handle::try_current().is_ok()
-        && std::panic::catch_unwind(|| drop(tokio::time::sleep(Duration::ZERO))).is_ok()
+        && std::panic::catch_unwind(|| drop(tokio::time::sleep_until(anchor))).is_ok()
 }
