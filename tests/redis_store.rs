@@ -185,3 +185,41 @@ async fn an_unreachable_server_is_an_error_not_a_hang() {
     let result = tokio::time::timeout(Duration::from_secs(20), store.claim("evt_1")).await;
     assert!(matches!(result, Ok(Err(_))), "{result:?}");
 }
+
+/// The claim is one plain `SET … NX PX` with a lease as its expiry; a key that holds
+/// neither a claim nor `done` (written by something else) is an error, not a claim.
+#[tokio::test]
+async fn a_claim_is_a_leased_key_and_a_foreign_value_is_an_error() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url())
+        .await
+        .unwrap()
+        .with_lease(Duration::from_secs(5));
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+
+    let token = claimed(&store, "evt_1").await;
+    let key = "notmeta-webhooks:event:evt_1";
+    let value: String = redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(value, format!("claim:{token}"));
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!((4_000..=5_000).contains(&ttl), "{ttl}");
+
+    let () = redis::cmd("SET")
+        .arg("notmeta-webhooks:event:evt_2")
+        .arg("something else")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let error = store.claim("evt_2").await.unwrap_err();
+    let cause = std::error::Error::source(&error).unwrap().to_string();
+    assert!(cause.contains("something else"), "{cause}");
+}

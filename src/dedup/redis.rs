@@ -10,18 +10,9 @@ use super::RedisConnection;
 
 use super::{Claim, ClaimToken, IdempotencyStore, Settled, StoreError, clamp};
 
-/// Claims atomically: a missing key becomes `claim:<token>` with the lease as expiry.
-const CLAIM: &str = r"
-local v = redis.call('GET', KEYS[1])
-if not v then
-  redis.call('SET', KEYS[1], 'claim:' .. ARGV[1], 'PX', ARGV[2])
-  return 'claimed'
-elseif v == 'done' then
-  return 'done'
-else
-  return 'busy'
-end
-";
+/// How many times a claim is tried when the id frees up between the `SET` and the
+/// `GET`.
+const CLAIM_TRIES: usize = 3;
 
 /// Extends the lease of the claim this token holds.
 const RENEW: &str = r"
@@ -57,8 +48,10 @@ return 0
 /// a delivery is being handled and `done` for the dedup window. A claim expires
 /// after its lease (default 30 s) unless renewed; the receiver renews it every third
 /// of the lease while the handler runs, so only the claim of a crashed or stalled
-/// process expires, and NotMeta's next retry then reaches a live replica. Every call
-/// is one atomic Lua script; renewal, completion and release check the claim's token.
+/// process expires, and NotMeta's next retry then reaches a live replica. A claim is
+/// one plain `SET … NX PX` (a `GET` follows only for an id already taken); renewal,
+/// completion and release are each one atomic Lua script that checks the claim's
+/// token, so a delivery costs two round trips to Redis.
 /// Expiry uses the Redis server's clock, which all replicas share. Connections are
 /// re-established automatically.
 ///
@@ -87,7 +80,6 @@ pub struct RedisStore {
     connection: RedisConnection,
     namespace: String,
     lease: Duration,
-    claim: Script,
     renew: Script,
     complete: Script,
     release: Script,
@@ -142,7 +134,6 @@ impl RedisStore {
             connection: connection.into(),
             namespace: "notmeta-webhooks".to_owned(),
             lease: Self::DEFAULT_LEASE,
-            claim: Script::new(CLAIM),
             renew: Script::new(RENEW),
             complete: Script::new(COMPLETE),
             release: Script::new(RELEASE),
@@ -214,17 +205,46 @@ impl IdempotencyStore for RedisStore {
         Some(self.lease)
     }
 
+    /// One plain `SET key claim:<token> NX PX <lease>`: the claim, atomic on the
+    /// server. Only when the id is taken (a duplicate, rare) does a `GET` tell done
+    /// from in progress.
     async fn claim(&self, event_id: &str) -> Result<Claim, StoreError> {
         let token = ClaimToken::new();
-        let state: String = self
-            .run(&self.claim, event_id, &token, millis(self.lease))
-            .await?;
-        match state.as_str() {
-            "claimed" => Ok(Claim::Claimed(token)),
-            "done" => Ok(Claim::Done),
-            "busy" => Ok(Claim::InProgress),
-            other => Err(StoreError::new(format!("unexpected claim reply {other:?}"))),
+        let key = self.key(event_id);
+        let mut connection = self.connection.clone();
+        // The key can vanish between the refused SET and the GET (a claim released
+        // or expired meanwhile): then claiming again is the right answer.
+        for _ in 0..CLAIM_TRIES {
+            let set: redis::Value = redis::cmd("SET")
+                .arg(&key)
+                .arg(format!("claim:{token}"))
+                .arg("NX")
+                .arg("PX")
+                .arg(millis(self.lease))
+                .query_async(&mut connection)
+                .await
+                .map_err(StoreError::new)?;
+            if set != redis::Value::Nil {
+                return Ok(Claim::Claimed(token));
+            }
+            let held: Option<String> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut connection)
+                .await
+                .map_err(StoreError::new)?;
+            match held.as_deref() {
+                None => continue,
+                Some("done") => return Ok(Claim::Done),
+                Some(v) if v.starts_with("claim:") => return Ok(Claim::InProgress),
+                Some(other) => {
+                    return Err(StoreError::new(format!(
+                        "unexpected value {other:?} at {key}"
+                    )));
+                }
+            }
         }
+        // Claimed and freed again each time: another delivery is busy with it.
+        Ok(Claim::InProgress)
     }
 
     fn renew(
