@@ -16,10 +16,11 @@
 //! # `HashSet` of ids behind a mutex):
 //! cargo run --release -p notmeta-tools --bin load -- compare 50000
 //!
-//! # The queue endpoint (Redis Streams) against the inline axum endpoint, at 16 and
-//! # 64 connections, then a worker draining what was enqueued; with a redis-server
-//! # (started here) without persistence and one with `appendfsync always`:
-//! cargo run --release -p notmeta-tools --bin load -- queue-compare 60000
+//! # The inline axum endpoint with the in-memory store against the same endpoint with
+//! # `RedisStore` and the queue endpoint (Redis Streams), at 16 and 64 connections,
+//! # then a worker draining what was enqueued; with a redis-server (started here)
+//! # without persistence and one with `appendfsync always`:
+//! cargo run --release -p notmeta-tools --bin load -- redis-compare 60000
 //! ```
 //!
 //! `run` reports requests/s, p50/p99 latency and a count of every status, and exits
@@ -44,7 +45,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use notmeta_test_support::{RedisServer, TempDir};
-use notmeta_webhooks::dedup::MemoryStore;
+use notmeta_webhooks::dedup::{MemoryStore, RedisStore};
 use notmeta_webhooks::queue::{Enqueuer, Queue, Worker};
 use notmeta_webhooks::receiver::{HandlerError, Receiver};
 use notmeta_webhooks::{DEFAULT_MAX_BODY_SIZE, Event, Verifier, sign};
@@ -82,6 +83,31 @@ fn serve(kind: &str) -> Result<(), BoxError> {
                     "/webhooks",
                     notmeta_webhooks::axum::queue_endpoint(enqueuer),
                 );
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                println!("listening {}", listener.local_addr()?);
+                axum::serve(listener, app).await?;
+                Ok(())
+            })
+        }
+        "axum-redis" | "axum-redis-async" => {
+            // The inline endpoint with the Redis idempotency store (the default
+            // dedup window and lease), as every replica of a scaled-out receiver runs;
+            // `-async`: with the handler in the delivery's task (isolation off).
+            let isolate = kind == "axum-redis";
+            let url = std::env::var("NOTMETA_LOAD_REDIS")?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                // A namespace per kind: both kinds share a redis-server in
+                // `redis-compare`, and each must see fresh ids.
+                let store = RedisStore::connect(&url).await?.with_namespace(kind);
+                let receiver =
+                    Receiver::new(Verifier::new(SECRET)?, |_event: Event<'static>| async {
+                        Ok::<(), HandlerError>(())
+                    })
+                    .with_store(store)
+                    .with_handler_isolation(isolate);
+                let app = axum::Router::new()
+                    .route("/webhooks", notmeta_webhooks::axum::endpoint(receiver));
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
                 println!("listening {}", listener.local_addr()?);
                 axum::serve(listener, app).await?;
@@ -622,11 +648,12 @@ fn redis_cpu_seconds(port: u16) -> f64 {
         .sum()
 }
 
-/// The queue endpoint against the inline endpoint (axum, the default in-memory
-/// store, no-op handler), alternating slices among the inline endpoint and a queue endpoint on
-/// each Redis (no persistence; `appendonly yes` with `appendfsync always`), at 16
-/// and 64 connections; then a worker (no-op handler) drains each queue.
-async fn queue_compare(total: usize) -> Result<bool, BoxError> {
+/// What Redis costs an endpoint: the inline endpoint (axum, no-op handler) with the
+/// default in-memory store, against the same endpoint with [`RedisStore`] and the
+/// queue endpoint, each on a redis-server without persistence and on one with
+/// `appendonly yes` and `appendfsync always`; alternating slices, at 16 and 64
+/// connections. Then a worker (no-op handler) drains each queue.
+async fn redis_compare(total: usize) -> Result<bool, BoxError> {
     const SLICES: usize = 8;
     let dir = TempDir::new("load-aof");
     let redis = [
@@ -639,16 +666,26 @@ async fn queue_compare(total: usize) -> Result<bool, BoxError> {
          {cores} cores shared by the load, the receivers and redis-server"
     );
     println!(
-        "{:<26} {:>5} {:>10} {:>9} {:>9} {:>7}",
+        "{:<50} {:>5} {:>10} {:>9} {:>9} {:>7}",
         "endpoint", "conns", "req/s", "p50 µs", "p99 µs", "ratio"
     );
     let mut ok = true;
     let mut offset = 0;
     for connections in [16, 64] {
         let mut servers = vec![(
-            "inline (axum::endpoint)".to_owned(),
+            "inline, MemoryStore".to_owned(),
             Server::start("axum-default")?,
         )];
+        for (name, server) in &redis {
+            servers.push((
+                format!("inline, RedisStore, {name}"),
+                Server::start_with_redis("axum-redis", &server.url())?,
+            ));
+            servers.push((
+                format!("inline, RedisStore, not isolated, {name}"),
+                Server::start_with_redis("axum-redis-async", &server.url())?,
+            ));
+        }
         for (name, server) in &redis {
             servers.push((
                 format!("queue, {name}"),
@@ -680,7 +717,7 @@ async fn queue_compare(total: usize) -> Result<bool, BoxError> {
         for ((name, _), (tally, seconds)) in servers.iter().zip(&mut results) {
             let rate = tally.requests() as f64 / *seconds;
             println!(
-                "{name:<26} {connections:>5} {rate:>10.0} {:>9} {:>9} {:>7.2}",
+                "{name:<50} {connections:>5} {rate:>10.0} {:>9} {:>9} {:>7.2}",
                 tally.percentile(0.50),
                 tally.percentile(0.99),
                 rate / inline_rate
@@ -777,14 +814,16 @@ fn main() -> Result<ExitCode, BoxError> {
             })
         }
         Some("drive") => {
-            // Valid events only, against a receiver started elsewhere (for profiling).
+            // Valid events only, against a receiver started elsewhere (for profiling);
+            // ids from `first` on.
             let addr: SocketAddr = args
                 .get(1)
-                .ok_or("drive ADDR [requests] [connections]")?
+                .ok_or("drive ADDR [requests] [connections] [first]")?
                 .parse()?;
             let runtime = tokio::runtime::Runtime::new()?;
+            let from = arg(4, 0);
             let (tally, seconds) =
-                runtime.block_on(drive(addr, 0, arg(2, 100_000), arg(3, 64), false));
+                runtime.block_on(drive(addr, from, from + arg(2, 100_000), arg(3, 64), false));
             println!(
                 "{:.0} requests/s, statuses {:?}",
                 tally.requests() as f64 / seconds,
@@ -801,9 +840,9 @@ fn main() -> Result<ExitCode, BoxError> {
                 ExitCode::FAILURE
             })
         }
-        Some("queue-compare") => {
+        Some("redis-compare") => {
             let runtime = tokio::runtime::Runtime::new()?;
-            let ok = runtime.block_on(queue_compare(arg(1, 40_000)))?;
+            let ok = runtime.block_on(redis_compare(arg(1, 40_000)))?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {
@@ -813,7 +852,7 @@ fn main() -> Result<ExitCode, BoxError> {
         _ => {
             eprintln!(
                 "usage: load run <axum|actix> [requests] [connections] | load compare [requests] \
-                 | load queue-compare [requests]"
+                 | load redis-compare [requests]"
             );
             Ok(ExitCode::from(2))
         }
