@@ -140,6 +140,17 @@ async fn the_endpoint_answers_like_the_inline_one_and_enqueues_once() {
 
 #[tokio::test]
 async fn failures_retry_then_dead_letter_and_replay_brings_them_back() {
+    failures_retry_then_dead_letter(true).await;
+}
+
+/// The same with the handler in the worker's own task: its panic, errors and retries
+/// come out the same.
+#[tokio::test]
+async fn without_isolation_failures_retry_and_dead_letter_the_same() {
+    failures_retry_then_dead_letter(false).await;
+}
+
+async fn failures_retry_then_dead_letter(isolate: bool) {
     let server = RedisServer::start();
     let queue = Queue::connect(&server.url()).await.unwrap();
     let enqueuer = enqueuer(&queue);
@@ -191,6 +202,7 @@ async fn failures_retry_then_dead_letter_and_replay_brings_them_back() {
             .with_max_attempts(3)
             .with_backoff(Duration::from_millis(50), Duration::from_millis(100))
             .with_poll_interval(Duration::from_millis(10))
+            .with_handler_isolation(isolate)
     };
     let q = queue.clone();
     let stats = run_until(worker(&queue), async || {

@@ -3,11 +3,13 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt as _;
 use futures_util::future::{Either, select};
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use tokio::sync::Semaphore;
@@ -81,6 +83,7 @@ struct Settings {
     poll: Duration,
     shutdown_deadline: Duration,
     consumer: String,
+    isolate: bool,
 }
 
 impl<H> fmt::Debug for Worker<H> {
@@ -140,6 +143,7 @@ impl<H: Handler> Worker<H> {
                 poll: Duration::from_millis(100),
                 shutdown_deadline: Duration::from_secs(30),
                 consumer: format!("worker-{}-{}", std::process::id(), &token[..8]),
+                isolate: true,
             },
         }
     }
@@ -150,6 +154,19 @@ impl<H> Worker<H> {
     #[must_use]
     pub fn with_concurrency(mut self, handlers: usize) -> Self {
         self.settings.concurrency = handlers.max(1);
+        self
+    }
+
+    /// Whether the handler runs on Tokio's blocking pool (the default) or in the
+    /// task that renews its entry, as
+    /// [`Receiver::with_handler_isolation`](crate::receiver::Receiver::with_handler_isolation)
+    /// explains: `false` saves a hand-off to another thread per event, for handlers
+    /// that only `.await`. A handler that then blocks its thread for longer than the
+    /// visibility timeout stalls the renewal, and another worker may run the event
+    /// again.
+    #[must_use]
+    pub fn with_handler_isolation(mut self, isolate: bool) -> Self {
+        self.settings.isolate = isolate;
         self
     }
 
@@ -587,8 +604,8 @@ fn describe(error: &HandlerError) -> String {
     crate::error::chain(error)
 }
 
-/// Runs the handler isolated on the blocking pool (so renewal goes on even if it
-/// blocks its thread), renewing the entry until it stops.
+/// Runs the handler, isolated on the blocking pool unless isolation is off (so
+/// renewal goes on even if it blocks its thread), renewing the entry until it stops.
 async fn run_renewing<H: Handler>(
     shared: &Shared<H>,
     keys: &Keys,
@@ -598,21 +615,35 @@ async fn run_renewing<H: Handler>(
     // On the blocking pool, so that a handler blocking its thread cannot stall the
     // renewal. Cancelling this future (shutdown deadline) drops `_cancel`, which
     // cancels the handler at its next `.await`.
-    let (mut handle, _cancel) = spawn_isolated(Arc::clone(&shared.handler), event);
     let lost = AtomicBool::new(false);
     let renewing = pin!(renew(shared, keys, entry, &lost));
-    let joined = match select(&mut handle, renewing).await {
-        Either::Left((joined, _)) => joined,
-        Either::Right(((), _)) => (&mut handle).await,
+    let result = if shared.settings.isolate {
+        let (mut handle, _cancel) = spawn_isolated(Arc::clone(&shared.handler), event);
+        let joined = match select(&mut handle, renewing).await {
+            Either::Left((joined, _)) => joined,
+            Either::Right(((), _)) => (&mut handle).await,
+        };
+        match joined {
+            Ok(Some(result)) => Ok(result),
+            Ok(None) => Err("the handler was cancelled"),
+            // The panic's payload is not kept: it is the handler's, and may hold anything.
+            Err(e) if e.is_panic() => Err("the handler panicked"),
+            Err(_) => Err("the handler was cancelled"),
+        }
+    } else {
+        // In this task: cancelling this future (shutdown deadline) drops the handler.
+        let run = pin!(AssertUnwindSafe(shared.handler.call(event)).catch_unwind());
+        let finished = match select(run, renewing).await {
+            Either::Left((finished, _)) => finished,
+            Either::Right(((), run)) => run.await,
+        };
+        finished.map_err(|_panic| "the handler panicked")
     };
-    match joined {
-        Ok(Some(Ok(()))) => Ok(()),
-        Ok(Some(Err(error))) if error.is_temporary() => Err(Failure::Temporary(describe(&error))),
-        Ok(Some(Err(error))) => Err(Failure::Permanent(describe(&error))),
-        Ok(None) => Err(Failure::Temporary("the handler was cancelled".to_owned())),
-        // The panic's payload is not kept: it is the handler's, and may hold anything.
-        Err(e) if e.is_panic() => Err(Failure::Temporary("the handler panicked".to_owned())),
-        Err(_) => Err(Failure::Temporary("the handler was cancelled".to_owned())),
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) if error.is_temporary() => Err(Failure::Temporary(describe(&error))),
+        Ok(Err(error)) => Err(Failure::Permanent(describe(&error))),
+        Err(text) => Err(Failure::Temporary(text.to_owned())),
     }
 }
 
