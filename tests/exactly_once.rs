@@ -281,8 +281,9 @@ async fn a_blocking_handler_keeps_its_redis_claim_renewed() {
 /// With isolation off, the handler runs in the delivery's task beside the renewal of
 /// its lease: an `.await`-only handler that runs for 2.5 leases keeps its claim (a
 /// duplicate 1.5 s in is told to retry, and the handler runs once); one past its time
-/// limit is stopped and its claim released, so the retry runs it again; a panic is
-/// answered 500 and releases the claim too.
+/// limit is stopped and its claim released, so the retry runs it again; a panic, in
+/// the handler's future or before it returns one, is answered 500 and releases the
+/// claim too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_isolation_an_async_handler_keeps_its_renewed_claim() {
     let redis = RedisServer::start();
@@ -295,14 +296,17 @@ async fn without_isolation_an_async_handler_keeps_its_renewed_claim() {
     let (counted, done) = (Arc::clone(&runs), Arc::clone(&finished));
     let receiver = Receiver::new(verifier(), move |event: Event<'static>| {
         let (counted, done) = (Arc::clone(&counted), Arc::clone(&done));
+        let i = index(&event);
+        let run = {
+            let mut runs = counted.lock().unwrap();
+            let run = runs.entry(i).or_default();
+            *run += 1;
+            *run
+        };
+        if (i, run) == (4, 1) {
+            panic!("a handler bug before its future exists");
+        }
         async move {
-            let i = index(&event);
-            let run = {
-                let mut runs = counted.lock().unwrap();
-                let run = runs.entry(i).or_default();
-                *run += 1;
-                *run
-            };
             match (i, run) {
                 // Slow but polite: 2.5 leases.
                 (1, _) => tokio::time::sleep(Duration::from_millis(2500)).await,
@@ -347,7 +351,15 @@ async fn without_isolation_an_async_handler_keeps_its_renewed_claim() {
     assert_eq!(deliver(addr, &panicking).await.0, 500);
     assert_eq!(deliver(addr, &panicking).await, (200, "OK".to_owned()));
     assert_eq!(runs_of(3), 2);
-    assert_eq!(finished.load(Ordering::SeqCst), 3);
+
+    let panicking_early = body(4, T0);
+    assert_eq!(deliver(addr, &panicking_early).await.0, 500);
+    assert_eq!(
+        deliver(addr, &panicking_early).await,
+        (200, "OK".to_owned())
+    );
+    assert_eq!(runs_of(4), 2);
+    assert_eq!(finished.load(Ordering::SeqCst), 4);
 }
 
 /// Sends a signed delivery of `event` on a connection of its own, and returns the

@@ -1114,3 +1114,43 @@ async fn what_a_handler_fails_with_stays_inside() {
     })
     .await;
 }
+
+/// The handler's time limit counts from its start, its first poll included: a handler
+/// that blocks 300 ms before its first `.await`, then waits 150 ms, is past a 200 ms
+/// limit when it first waits, and is stopped there (503, retried) rather than given
+/// another 200 ms. One that finishes at its first poll, however long that took, has
+/// nothing left to stop.
+#[tokio::test]
+async fn the_time_limit_counts_the_first_poll() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let (counted, done) = (Arc::clone(&runs), Arc::clone(&finished));
+    let receiver = Receiver::new(
+        Verifier::new(SECRET).unwrap(),
+        move |event: Event<'static>| {
+            let (counted, done) = (Arc::clone(&counted), Arc::clone(&done));
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(300));
+                if event.id.as_str() == "evt_waits" {
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+                Ok::<(), HandlerError>(())
+            }
+        },
+    )
+    .with_handler_timeout(Duration::from_millis(200));
+    let waits = event_body("evt_waits");
+    let answer = receiver
+        .receive(&waits, [sign(&waits, SECRET).as_bytes()])
+        .await;
+    assert_eq!(answer.outcome(), Outcome::TimedOut);
+    let at_once = event_body("evt_at_once");
+    let answer = receiver
+        .receive(&at_once, [sign(&at_once, SECRET).as_bytes()])
+        .await;
+    assert_eq!(answer.outcome(), Outcome::Handled);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert_eq!(finished.load(Ordering::SeqCst), 1);
+}

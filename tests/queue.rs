@@ -186,10 +186,12 @@ async fn failures_retry_then_dead_letter(isolate: bool) {
                 *n
             };
             let fixed = fixed.load(Ordering::Relaxed) > 0;
+            if event.id.as_str() == "evt_flaky" && n == 1 {
+                panic!("designed panic, before the handler's future exists");
+            }
             async move {
                 match event.id.as_str() {
-                    "evt_flaky" if n == 1 => panic!("designed panic"),
-                    "evt_flaky" if n == 2 => Err(HandlerError::temporary("designed temporary")),
+                    "evt_flaky" if n == 2 => panic!("designed panic, in the future"),
                     "evt_refused" if !fixed => Err(HandlerError::permanent("no such conversation")),
                     "evt_always" if !fixed => Err(HandlerError::temporary("downstream down")),
                     _ => Ok(()),

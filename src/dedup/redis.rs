@@ -235,6 +235,10 @@ impl IdempotencyStore for RedisStore {
             match held.as_deref() {
                 None => continue,
                 Some("done") => return Ok(Claim::Done),
+                // Its own claim: the SET was applied but its reply lost, and sent again.
+                Some(v) if v.strip_prefix("claim:") == Some(&token.to_string()) => {
+                    return Ok(Claim::Claimed(token));
+                }
                 Some(v) if v.starts_with("claim:") => return Ok(Claim::InProgress),
                 Some(other) => {
                     return Err(StoreError::new(format!(

@@ -632,7 +632,10 @@ async fn run_renewing<H: Handler>(
         }
     } else {
         // In this task: cancelling this future (shutdown deadline) drops the handler.
-        let run = pin!(AssertUnwindSafe(shared.handler.call(event)).catch_unwind());
+        // `call` inside the guarded future: a handler that panics before it returns
+        // its future is caught too.
+        let handler = &shared.handler;
+        let run = pin!(AssertUnwindSafe(async move { handler.call(event).await }).catch_unwind());
         let finished = match select(run, renewing).await {
             Either::Left((finished, _)) => finished,
             Either::Right(((), run)) => run.await,

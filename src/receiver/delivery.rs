@@ -10,7 +10,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use futures_util::future::{Either, select};
@@ -49,7 +49,8 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
         held: Option<Held>,
         secret_index: usize,
     ) -> Outcome {
-        let started = Instant::now();
+        // Tokio's clock, so that a paused test clock governs the time limit too.
+        let started = tokio::time::Instant::now();
         let id = event.id.clone();
         // Kept for the report once the handler has the event: a known type's name is
         // static, only an unknown one is copied.
@@ -64,7 +65,7 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
                     .await
             }
             _ => {
-                let (outcome, error) = self.run_inline(event).await;
+                let (outcome, error) = self.run_inline(event, started).await;
                 (outcome, error, Settled::Recorded)
             }
         };
@@ -91,10 +92,19 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
     }
 
     /// For stores whose claims do not lapse: the handler runs in this task.
-    async fn run_inline(&self, event: Event<'static>) -> (Outcome, Option<HandlerError>) {
+    async fn run_inline(
+        &self,
+        event: Event<'static>,
+        started: tokio::time::Instant,
+    ) -> (Outcome, Option<HandlerError>) {
         let handler = &self.handler;
         let run = AssertUnwindSafe(async move { handler.call(event).await }).catch_unwind();
-        match within(self.settings.handler_timeout, run).await {
+        // The time limit runs from the handler's start, its first poll included.
+        let limit = self.settings.handler_timeout;
+        let limit = started
+            .checked_add(limit)
+            .map_or(Limit::After(limit), Limit::At);
+        match within(limit, run).await {
             None => (Outcome::TimedOut, None),
             Some(Err(_panic)) => (Outcome::Panicked, None),
             Some(Ok(result)) => from_result(result),
@@ -140,8 +150,11 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
         } else {
             // In this task, beside its renewal: past the time limit the handler's
             // future is dropped, which stops it.
+            // `call` inside the guarded future: a handler that panics before it
+            // returns its future is caught too.
             let handler = &self.handler;
-            let run = pin!(AssertUnwindSafe(handler.call(event)).catch_unwind());
+            let run =
+                pin!(AssertUnwindSafe(async move { handler.call(event).await }).catch_unwind());
             match select(run, select(renewing, deadline)).await {
                 Either::Left((Ok(result), _)) => from_result(result),
                 Either::Left((Err(_panic), _)) => (Outcome::Panicked, None),
@@ -239,8 +252,8 @@ async fn settle<S: IdempotencyStore>(
         .lease()
         .unwrap_or(Duration::ZERO)
         .min(SETTLE_BUDGET_MAX);
-    // Read at the first failure: a store that answers costs no clock read here.
-    let mut started = None;
+    // Only a store with leases has a time budget (and a clock read here).
+    let started = store.lease().map(|_| tokio::time::Instant::now());
     let mut pause = Duration::from_millis(50);
     for attempt in 1.. {
         let result: Result<Settled, StoreError> = if complete {
@@ -259,8 +272,8 @@ async fn settle<S: IdempotencyStore>(
             }
             Err(error) => {
                 report::store_failed(operation, &error);
-                let started = *started.get_or_insert_with(tokio::time::Instant::now);
-                if attempt >= SETTLE_TRIES && started.elapsed() + pause > budget {
+                let spent = started.map_or(Duration::ZERO, |t| t.elapsed());
+                if attempt >= SETTLE_TRIES && spent + pause > budget {
                     break;
                 }
                 tokio::time::sleep(pause).await;
@@ -285,13 +298,41 @@ pub(super) async fn bounded<T>(
     }
 }
 
-/// `future`'s output, or `None` if it takes longer than `limit`. A future that is
-/// ready at its first poll (an in-memory store, a body that has arrived) is
-/// answered without arming a timer or reading the clock.
-pub(crate) async fn within<F: Future>(limit: Duration, future: F) -> Option<F::Output> {
+/// `future`'s output, or `None` if it is not done by `limit`: a duration, counted
+/// from when the future turns out not to be ready at once, or a deadline. A future
+/// that is ready at its first poll (an in-memory store, a body that has arrived, a
+/// handler that never waits) is answered without arming a timer, and with a
+/// duration, without reading the clock.
+pub(crate) async fn within<F: Future>(limit: impl Into<Limit>, future: F) -> Option<F::Output> {
     let mut future = pin!(future);
     if let Some(output) = (&mut future).now_or_never() {
         return Some(output);
     }
-    tokio::time::timeout(limit, future).await.ok()
+    let deadline = match limit.into() {
+        Limit::After(duration) => tokio::time::Instant::now().checked_add(duration),
+        Limit::At(deadline) => Some(deadline),
+    };
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, future).await.ok(),
+        // Beyond what the clock can express: no limit.
+        None => Some(future.await),
+    }
+}
+
+/// The time limit of [`within`].
+pub(crate) enum Limit {
+    After(Duration),
+    At(tokio::time::Instant),
+}
+
+impl From<Duration> for Limit {
+    fn from(duration: Duration) -> Self {
+        Self::After(duration)
+    }
+}
+
+impl From<tokio::time::Instant> for Limit {
+    fn from(deadline: tokio::time::Instant) -> Self {
+        Self::At(deadline)
+    }
 }
