@@ -652,7 +652,9 @@ fn redis_cpu_seconds(port: u16) -> f64 {
 /// default in-memory store, against the same endpoint with [`RedisStore`] and the
 /// queue endpoint, each on a redis-server without persistence and on one with
 /// `appendonly yes` and `appendfsync always`; alternating slices, at 16 and 64
-/// connections. Then a worker (no-op handler) drains each queue.
+/// connections. Then a worker (no-op handler) drains each queue, with its handler
+/// isolated (the default); the queue is filled again with as many events and a
+/// worker without isolation drains it.
 async fn redis_compare(total: usize) -> Result<bool, BoxError> {
     const SLICES: usize = 8;
     let dir = TempDir::new("load-aof");
@@ -728,7 +730,7 @@ async fn redis_compare(total: usize) -> Result<bool, BoxError> {
     // The worker drains what the queue endpoints enqueued: warm-ups and slices.
     println!();
     println!(
-        "{:<26} {:>8} {:>10} {:>12} {:>12} {:>12}",
+        "{:<40} {:>8} {:>10} {:>12} {:>12} {:>12}",
         "worker (no-op handler)",
         "events",
         "events/s",
@@ -737,8 +739,20 @@ async fn redis_compare(total: usize) -> Result<bool, BoxError> {
         "events/s/core"
     );
     let pid = std::process::id().to_string();
-    for (name, server) in &redis {
+    let drains = redis
+        .iter()
+        .flat_map(|redis| [(redis, true), (redis, false)]);
+    for ((name, server), isolate) in drains {
         let queue = Queue::connect(&server.url()).await?.with_namespace("load");
+        if !isolate {
+            // As many events again, for the worker without isolation.
+            let filled = queue.counts().await?.pending;
+            let filler = Server::start_with_redis("axum-queue", &server.url())?;
+            let count = usize::try_from(filled).unwrap_or(0);
+            let (t, _) = drive(filler.addr, offset, offset + count, 64, false).await;
+            offset += count;
+            ok &= t.wrong + t.dropped == 0;
+        }
         let waiting = queue.counts().await?.pending;
         let handled = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&handled);
@@ -750,7 +764,8 @@ async fn redis_compare(total: usize) -> Result<bool, BoxError> {
             },
         )
         .with_concurrency(64)
-        .with_poll_interval(std::time::Duration::from_millis(5));
+        .with_poll_interval(std::time::Duration::from_millis(5))
+        .with_handler_isolation(isolate);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (cpu0, redis0) = (
             cpu_seconds(&pid).unwrap_or(0.0),
@@ -779,9 +794,10 @@ async fn redis_compare(total: usize) -> Result<bool, BoxError> {
             ok = false;
         }
         let rate = n as f64 / seconds;
+        let label = if isolate { "" } else { ", not isolated" };
         println!(
-            "{:<26} {n:>8} {rate:>10.0} {:>12.2} {:>12.2} {:>12.0}",
-            format!("queue, {name}"),
+            "{:<40} {n:>8} {rate:>10.0} {:>12.2} {:>12.2} {:>12.0}",
+            format!("queue, {name}{label}"),
             cpu / seconds,
             redis_cpu / seconds,
             rate / (cpu / seconds).max(f64::EPSILON)
