@@ -151,6 +151,9 @@ impl StoreError {
 ///
 /// The methods return `impl Future + Send`, so a store that never waits (such as
 /// [`MemoryStore`]) costs no allocation, and the receiver is generic over its store.
+/// The receiver polls each call once before it arms the call's time limit, so a
+/// store that answers at once costs no timer; as the `Future` contract asks, a
+/// pending future must wake the waker of its most recent poll.
 pub trait IdempotencyStore: Send + Sync + 'static {
     /// How long a claim lives unless renewed, or `None` when claims live until they
     /// are completed or released (an in-process store, whose claims die with the

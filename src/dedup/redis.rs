@@ -55,6 +55,12 @@ return 0
 /// Expiry uses the Redis server's clock, which all replicas share. Connections are
 /// re-established automatically.
 ///
+/// **Replicas.** Every write goes to the primary, and `SET … NX` there decides which
+/// delivery runs the handler. A cluster connection built to read from replicas may
+/// send the claim's `GET` (made only for an id already taken) to a replica that
+/// lags: a duplicate is then answered 503 (NotMeta retries) instead of 200, and
+/// nothing runs twice.
+///
 /// **Durability.** Exactly-once across a Redis restart needs every write on disk
 /// before it is acknowledged: run Redis with `appendonly yes` and
 /// `appendfsync always`. With `everysec`, a crash loses up to a second of claims and
