@@ -2,14 +2,12 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
+use std::future::{Future, pending};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::FutureExt as _;
 use futures_util::future::{Either, select};
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use tokio::sync::Semaphore;
@@ -18,7 +16,7 @@ use tokio::task::JoinSet;
 use super::{Keys, Queue, QueueError, field_bytes, field_str, field_u64, millis};
 use crate::dedup::clamp;
 use crate::event::Event;
-use crate::receiver::delivery::spawn_isolated;
+use crate::receiver::delivery::{Ran, run_beside};
 use crate::receiver::{Handler, HandlerError};
 
 /// Runs a [`Handler`] on the events of a [`Queue`].
@@ -612,35 +610,17 @@ async fn run_renewing<H: Handler>(
     entry: &Entry,
     event: Event<'static>,
 ) -> Result<(), Failure> {
-    // On the blocking pool, so that a handler blocking its thread cannot stall the
-    // renewal. Cancelling this future (shutdown deadline) drops `_cancel`, which
-    // cancels the handler at its next `.await`.
+    // Cancelling this future (shutdown deadline) stops the handler (isolated: at
+    // its next `.await`). There is no time limit here: the visibility timeout and
+    // the renewal bound how long an entry stays with this worker.
     let lost = AtomicBool::new(false);
-    let renewing = pin!(renew(shared, keys, entry, &lost));
-    let result = if shared.settings.isolate {
-        let (mut handle, _cancel) = spawn_isolated(Arc::clone(&shared.handler), event);
-        let joined = match select(&mut handle, renewing).await {
-            Either::Left((joined, _)) => joined,
-            Either::Right(((), _)) => (&mut handle).await,
-        };
-        match joined {
-            Ok(Some(result)) => Ok(result),
-            Ok(None) => Err("the handler was cancelled"),
-            // The panic's payload is not kept: it is the handler's, and may hold anything.
-            Err(e) if e.is_panic() => Err("the handler panicked"),
-            Err(_) => Err("the handler was cancelled"),
-        }
-    } else {
-        // In this task: cancelling this future (shutdown deadline) drops the handler.
-        // `call` inside the guarded future: a handler that panics before it returns
-        // its future is caught too.
-        let handler = &shared.handler;
-        let run = pin!(AssertUnwindSafe(async move { handler.call(event).await }).catch_unwind());
-        let finished = match select(run, renewing).await {
-            Either::Left((finished, _)) => finished,
-            Either::Right(((), run)) => run.await,
-        };
-        finished.map_err(|_panic| "the handler panicked")
+    let renewing = renew(shared, keys, entry, &lost);
+    let isolate = shared.settings.isolate;
+    let ran = run_beside(&shared.handler, event, isolate, renewing, pending()).await;
+    let result = match ran {
+        Ran::Finished(result) => Ok(result),
+        Ran::Panicked => Err("the handler panicked"),
+        Ran::Stopped | Ran::Cancelled => Err("the handler was cancelled"),
     };
     match result {
         Ok(Ok(())) => Ok(()),

@@ -97,8 +97,7 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
         event: Event<'static>,
         started: tokio::time::Instant,
     ) -> (Outcome, Option<HandlerError>) {
-        let handler = &self.handler;
-        let run = AssertUnwindSafe(async move { handler.call(event).await }).catch_unwind();
+        let run = guarded(&*self.handler, event);
         // The time limit runs from the handler's start, its first poll included.
         let limit = self.settings.handler_timeout;
         let limit = started
@@ -128,38 +127,20 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
         let lost = AtomicBool::new(false);
         let every = (lease / 3).max(Duration::from_millis(10));
         let limit = self.settings.store_timeout;
-        let mut renewing = pin!(renew(store, id, token, every, limit, &lost));
-        let deadline = pin!(tokio::time::sleep(self.settings.handler_timeout));
-        let (outcome, error) = if self.settings.isolate {
-            let (mut handle, cancel) = spawn_isolated(Arc::clone(&self.handler), event);
-            let joined = match select(&mut handle, select(renewing.as_mut(), deadline)).await {
-                Either::Left((joined, _)) => joined,
-                Either::Right(_) => {
-                    drop(cancel);
-                    match select(&mut handle, renewing).await {
-                        Either::Left((joined, _)) => joined,
-                        Either::Right(((), _)) => (&mut handle).await,
-                    }
-                }
-            };
-            match joined {
-                Ok(Some(result)) => from_result(result),
-                Ok(None) => (Outcome::TimedOut, None),
-                Err(_panic) => (Outcome::Panicked, None),
-            }
-        } else {
-            // In this task, beside its renewal: past the time limit the handler's
-            // future is dropped, which stops it.
-            // `call` inside the guarded future: a handler that panics before it
-            // returns its future is caught too.
-            let handler = &self.handler;
-            let run =
-                pin!(AssertUnwindSafe(async move { handler.call(event).await }).catch_unwind());
-            match select(run, select(renewing, deadline)).await {
-                Either::Left((Ok(result), _)) => from_result(result),
-                Either::Left((Err(_panic), _)) => (Outcome::Panicked, None),
-                Either::Right(_) => (Outcome::TimedOut, None),
-            }
+        let renewing = renew(store, id, token, every, limit, &lost);
+        let deadline = tokio::time::sleep(self.settings.handler_timeout);
+        let ran = run_beside(
+            &self.handler,
+            event,
+            self.settings.isolate,
+            renewing,
+            deadline,
+        );
+        let (outcome, error) = match ran.await {
+            Ran::Finished(result) => from_result(result),
+            Ran::Stopped => (Outcome::TimedOut, None),
+            // A runtime shutting down cancels the task: answered like a panic.
+            Ran::Panicked | Ran::Cancelled => (Outcome::Panicked, None),
         };
         let renewal = if lost.load(Ordering::Relaxed) {
             Settled::LeaseLost
@@ -168,6 +149,69 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
         };
         (outcome, error, renewal)
     }
+}
+
+/// How a handler's run ended.
+pub(crate) enum Ran {
+    /// It returned.
+    Finished(Result<(), HandlerError>),
+    /// It was stopped at its deadline.
+    Stopped,
+    /// It panicked (the payload is the handler's, and is not kept).
+    Panicked,
+    /// The runtime cancelled its task (shutting down).
+    Cancelled,
+}
+
+/// Runs `handler` on `event` while `beside` (the renewal of its claim, which never
+/// ends) is polled, until the handler ends or `deadline` passes.
+///
+/// Isolated, the handler runs on Tokio's blocking pool ([`spawn_isolated`]); past
+/// the deadline it is cancelled at its next `.await`, and `beside` goes on until it
+/// has really stopped. Not isolated, it runs in this task, and past the deadline its
+/// future is dropped. Dropping this future stops the handler either way.
+pub(crate) async fn run_beside<H: Handler>(
+    handler: &Arc<H>,
+    event: Event<'static>,
+    isolate: bool,
+    beside: impl Future<Output = ()>,
+    deadline: impl Future<Output = ()>,
+) -> Ran {
+    let mut beside = pin!(beside);
+    let deadline = pin!(deadline);
+    if !isolate {
+        return match select(pin!(guarded(&**handler, event)), select(beside, deadline)).await {
+            Either::Left((Ok(result), _)) => Ran::Finished(result),
+            Either::Left((Err(_panic), _)) => Ran::Panicked,
+            Either::Right(_) => Ran::Stopped,
+        };
+    }
+    let (mut handle, cancel) = spawn_isolated(Arc::clone(handler), event);
+    let joined = match select(&mut handle, select(beside.as_mut(), deadline)).await {
+        Either::Left((joined, _)) => joined,
+        Either::Right(_) => {
+            drop(cancel);
+            match select(&mut handle, beside).await {
+                Either::Left((joined, _)) => joined,
+                Either::Right(((), _)) => (&mut handle).await,
+            }
+        }
+    };
+    match joined {
+        Ok(Some(result)) => Ran::Finished(result),
+        Ok(None) => Ran::Stopped,
+        Err(error) if error.is_panic() => Ran::Panicked,
+        Err(_) => Ran::Cancelled,
+    }
+}
+
+/// The handler's future with its panics caught, `call` included: a handler that
+/// panics before it returns its future is caught too.
+fn guarded<'h, H: Handler>(
+    handler: &'h H,
+    event: Event<'static>,
+) -> impl Future<Output = std::thread::Result<Result<(), HandlerError>>> + 'h {
+    AssertUnwindSafe(async move { handler.call(event).await }).catch_unwind()
 }
 
 /// Cancels an isolated handler when dropped (at the handler's next `.await`).
