@@ -440,3 +440,70 @@ async fn verify_explains_signature_errors() {
         stdout(&out)
     );
 }
+
+/// Runs the tool with its standard output already closed by the reader, as
+/// `… | grep -q` or `… | head -1` leave it.
+async fn run_unread(args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|&a| a.to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        Command::new(BIN)
+            .args(&args)
+            .env_remove("NOTMETA_WEBHOOK_SECRET")
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_output_neither_panics_nor_stops_the_work() {
+    // Each case: its arguments (`URL` stands for the receiver's), the exit code,
+    // and the events the receiver holds afterwards.
+    let seen = Seen::default();
+    let url = serve(&seen).await;
+    let cases: [(&[&str], i32, usize); 3] = [
+        (&["list"], 0, 0),
+        // The event is still delivered, and the exit code is still the receiver's.
+        (
+            &[
+                "send",
+                "message.received",
+                "--url",
+                "URL",
+                "--secret",
+                SECRET,
+            ],
+            0,
+            1,
+        ),
+        (
+            &[
+                "send",
+                "message.received",
+                "--url",
+                "URL",
+                "--secret",
+                "whsec_wrong",
+            ],
+            1,
+            1,
+        ),
+    ];
+    for (args, code, events) in cases {
+        let args: Vec<&str> = args
+            .iter()
+            .map(|&a| if a == "URL" { &url } else { a })
+            .collect();
+        let out = run_unread(&args).await;
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+        assert_eq!(seen.events().len(), events, "{args:?}");
+    }
+}

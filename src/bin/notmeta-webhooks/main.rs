@@ -8,7 +8,7 @@ mod table;
 #[cfg(feature = "client")]
 mod webhooks;
 
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -137,8 +137,23 @@ fn main() -> ExitCode {
 }
 
 fn fail(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
+    // A closed standard error cannot be reported anywhere; the exit code still is.
+    let _ = writeln!(std::io::stderr(), "error: {message}");
     ExitCode::from(2)
+}
+
+/// Writes `text` to standard output. A reader that has gone away (`… | head -1`,
+/// `… | grep -q`) is not an error: the command still finishes its work and exits
+/// with its own code, and what is left unread is dropped. Any other write failure
+/// (a full disk) is an error of use, exit 2.
+fn out(text: impl std::fmt::Display) -> Result<(), String> {
+    let mut stdout = std::io::stdout().lock();
+    match write!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("cannot write to standard output: {e}"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Exit 0 when everything succeeded, 1 when a receiver or a check said no; errors
@@ -164,7 +179,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             let answer = target.send(signed.request_to(&to.url)).await;
             let mut table = Table::new(["event", "type", "status", "answer"]);
             let ok = answer_row(&mut table, sample.event_id(), sample.event_type(), answer);
-            print!("{table}");
+            out(&table)?;
             Ok(code(ok))
         }
         Command::Sign {
@@ -184,9 +199,9 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             };
             let signed = SignedRequest::new(body, &secret);
             if value_only {
-                println!("{}", signed.signature);
+                out(format_args!("{}\n", signed.signature))?;
             } else {
-                println!("{}", signed.header_line());
+                out(format_args!("{}\n", signed.header_line()))?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -202,7 +217,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
                 let answer = target.send(signed.request_to(&to.url)).await;
                 all_ok &= answer_row(&mut table, &file.display().to_string(), &id, answer);
             }
-            print!("{table}");
+            out(&table)?;
             Ok(code(all_ok))
         }
         Command::Simulate {
@@ -215,20 +230,20 @@ async fn run(command: Command) -> Result<ExitCode, String> {
         } => {
             let target = to.target()?;
             let sample = fresh(&event_type, data.as_deref())?;
-            println!(
-                "{} {} to {}, NotMeta's schedule {}x faster than real time",
+            out(format_args!(
+                "{} {} to {}, NotMeta's schedule {}x faster than real time\n",
                 sample.event_type(),
                 sample.event_id(),
                 to.url,
                 speed.max(1)
-            );
+            ))?;
             let report = Simulator::new(&to.secret)
                 .compressed(speed)
                 .with_duplicates(duplicates)
                 .with_concurrent_duplicates(concurrent)
                 .deliver(&target, sample.body())
                 .await;
-            print!("{report}");
+            out(&report)?;
             Ok(code(report.all_delivered()))
         }
         Command::Verify {
@@ -238,13 +253,16 @@ async fn run(command: Command) -> Result<ExitCode, String> {
         } => {
             let body = read(&file)?;
             let diagnosis = diagnose::diagnose(&body, &header, &secrets);
-            print!("{diagnosis}");
+            out(&diagnosis)?;
             Ok(code(diagnosis.valid()))
         }
         Command::List => {
+            let mut list = String::new();
             for t in EventType::ALL {
-                println!("{t}");
+                list.push_str(t.as_str());
+                list.push('\n');
             }
+            out(list)?;
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(feature = "client")]

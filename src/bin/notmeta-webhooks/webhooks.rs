@@ -2,6 +2,7 @@
 //! stats) through `notmeta_webhooks::client`.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Subcommand;
@@ -11,6 +12,7 @@ use notmeta_webhooks::client::{
 };
 use serde_json::Value;
 
+use crate::out;
 use crate::table::Table;
 
 /// The API's settings, shared by every `webhooks` command.
@@ -117,9 +119,10 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, String> {
                 Ok(webhook) => webhook,
                 Err(e) => return refused(&e),
             };
-            print!("{}", created(&webhook, show_secret));
+            out(created(&webhook, show_secret))?;
             if !show_secret {
-                eprintln!(
+                let _ = writeln!(
+                    std::io::stderr(),
                     "note: the secret is not shown; NotMeta shows it only now. Run with --show-secret to print it."
                 );
             }
@@ -141,9 +144,9 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, String> {
                 ]);
             }
             if list.webhooks.is_empty() {
-                println!("no webhooks");
+                out("no webhooks\n")?;
             } else {
-                print!("{table}");
+                out(&table)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -164,9 +167,9 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, String> {
                 ]);
             }
             if logs.entries.is_empty() {
-                println!("no deliveries logged for {id}");
+                out(format_args!("no deliveries logged for {id}\n"))?;
             } else {
-                print!("{table}");
+                out(&table)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -179,7 +182,7 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, String> {
             for (name, value) in &stats.fields {
                 table.row([name.clone(), value_text(value)]);
             }
-            print!("{table}");
+            out(&table)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -197,7 +200,7 @@ fn refused(e: &Error) -> Result<ExitCode, String> {
         let _ = write!(message, ": {s}");
         source = s.source();
     }
-    eprintln!("error: {message}");
+    let _ = writeln!(std::io::stderr(), "error: {message}");
     Ok(ExitCode::FAILURE)
 }
 
