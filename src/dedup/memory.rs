@@ -263,9 +263,16 @@ impl MemoryStore {
     }
 
     fn claim_now(&self, id: &str) -> Claim {
-        let now = self.now();
         let (key, mut shard, share) = self.shard(id);
-        shard.tidy(now);
+        // Completions forget expired ids as they go; a claim reads the clock only
+        // when its answer depends on it: the id is done (has its window passed?), or
+        // the shard is full (would forgetting expired ids make room?).
+        let found = shard.entries.get(&key);
+        if matches!(found, Some(State::Done(_)))
+            || (found.is_none() && shard.entries.len() >= share)
+        {
+            shard.tidy(self.now());
+        }
         match shard.entries.get(&key) {
             Some(State::Claimed(_)) => Claim::InProgress,
             Some(State::Done(_)) => Claim::Done,
