@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf as _, Bytes};
-use futures_util::StreamExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 use http::{HeaderValue, Request, Response, header};
 use http_body_util::{BodyExt as _, Full};
 
@@ -119,42 +119,48 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let endpoint = Arc::clone(&self.endpoint);
-        Box::pin(async move { Ok(response(receive(endpoint, request).await)) })
+        Box::pin(receive(endpoint, request).map(|answer| Ok(response(answer))))
     }
 }
 
 /// Reads the request's body with the verifier's limits and processes it.
-async fn receive<B>(endpoint: Arc<dyn Endpoint>, request: Request<B>) -> Answer
+///
+/// A function returning an `async` block rather than an `async fn`, so that the
+/// boxed future holds the request once (an `async fn` keeps a copy of each
+/// argument).
+fn receive<B>(endpoint: Arc<dyn Endpoint>, request: Request<B>) -> impl Future<Output = Answer>
 where
     B: http_body::Body + Send,
     B::Data: Send,
 {
+    // What the headers say is taken now, and the future holds only that.
     let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
     let declared = Declared::new(
-        parts
-            .headers
+        headers
             .get(header::CONTENT_LENGTH)
             .map(HeaderValue::as_bytes),
-        parts.headers.get(header::EXPECT).map(HeaderValue::as_bytes),
+        headers.get(header::EXPECT).map(HeaderValue::as_bytes),
     );
-    let verifier = endpoint.verifier();
-    let chunks = body
-        .into_data_stream()
-        .map(|chunk| chunk.map(|mut data| data.copy_to_bytes(data.remaining())));
-    let body = read_limited(
-        std::pin::pin!(chunks),
-        declared,
-        verifier.max_body_size(),
-        verifier.body_read_timeout(),
-    )
-    .await;
-    match body {
-        Ok(body) => {
-            // The receiver needs no more than two values to tell one from several.
-            let mut values = parts.headers.get_all(SIGNATURE_HEADER).iter().cloned();
-            endpoint.deliver(body, [values.next(), values.next()]).await
+    // The receiver needs no more than two values to tell one from several.
+    let mut values = headers.get_all(SIGNATURE_HEADER).iter().cloned();
+    let signatures = [values.next(), values.next()];
+    async move {
+        let verifier = endpoint.verifier();
+        let chunks = body
+            .into_data_stream()
+            .map(|chunk| chunk.map(|mut data| data.copy_to_bytes(data.remaining())));
+        let body = read_limited(
+            std::pin::pin!(chunks),
+            declared,
+            verifier.max_body_size(),
+            verifier.body_read_timeout(),
+        )
+        .await;
+        match body {
+            Ok(body) => endpoint.deliver(body, signatures).await,
+            Err(error) => Answer::rejected(&error),
         }
-        Err(error) => Answer::rejected(&error),
     }
 }
 

@@ -72,7 +72,12 @@ where
         }
         return Err(Error::body_too_large(limit));
     }
-    match within(time_limit, gather(&mut stream, declared, limit)).await {
+    let gathered = within(
+        time_limit,
+        std::pin::pin!(gather(&mut stream, declared, limit)),
+    )
+    .await;
+    match gathered {
         Some(Err(error)) if error.kind() == ErrorKind::BodyTooLarge => {
             drain(&mut stream).await;
             Err(error)

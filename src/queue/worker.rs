@@ -616,7 +616,14 @@ async fn run_renewing<H: Handler>(
     let lost = AtomicBool::new(false);
     let renewing = renew(shared, keys, entry, &lost);
     let isolate = shared.settings.isolate;
-    let ran = run_beside(&shared.handler, event, isolate, renewing, pending()).await;
+    let ran = run_beside(
+        &shared.handler,
+        Box::new(event),
+        isolate,
+        renewing,
+        pending(),
+    )
+    .await;
     let result = match ran {
         Ran::Finished(result) => Ok(result),
         Ran::Panicked => Err("the handler panicked"),

@@ -45,7 +45,7 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
     /// Runs the handler and settles the claim; returns the outcome.
     pub(super) async fn run(
         self,
-        event: Event<'static>,
+        event: Box<Event<'static>>,
         held: Option<Held>,
         secret_index: usize,
     ) -> Outcome {
@@ -60,9 +60,10 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
         };
         let lease = self.store.as_ref().and_then(|s| s.lease());
         let (outcome, error, renewal) = match (&held, lease, &self.store) {
+            // Boxed: the renewing path's state is large, and a store without
+            // leases (the in-memory one) should not carry it in every delivery.
             (Some(held), Some(lease), Some(store)) => {
-                self.run_renewing(event, store, id.as_str(), &held.token, lease)
-                    .await
+                Box::pin(self.run_renewing(event, store, id.as_str(), &held.token, lease)).await
             }
             _ => {
                 let (outcome, error) = self.run_inline(event, started).await;
@@ -94,10 +95,10 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
     /// For stores whose claims do not lapse: the handler runs in this task.
     async fn run_inline(
         &self,
-        event: Event<'static>,
+        event: Box<Event<'static>>,
         started: tokio::time::Instant,
     ) -> (Outcome, Option<HandlerError>) {
-        let run = guarded(&*self.handler, event);
+        let run = pin!(guarded(&*self.handler, event));
         // The time limit runs from the handler's start, its first poll included.
         let limit = self.settings.handler_timeout;
         let limit = started
@@ -118,7 +119,7 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
     /// renewed) until it has really stopped.
     async fn run_renewing(
         &self,
-        event: Event<'static>,
+        event: Box<Event<'static>>,
         store: &S,
         id: &str,
         token: &ClaimToken,
@@ -172,7 +173,7 @@ pub(crate) enum Ran {
 /// future is dropped. Dropping this future stops the handler either way.
 pub(crate) async fn run_beside<H: Handler>(
     handler: &Arc<H>,
-    event: Event<'static>,
+    event: Box<Event<'static>>,
     isolate: bool,
     beside: impl Future<Output = ()>,
     deadline: impl Future<Output = ()>,
@@ -209,9 +210,9 @@ pub(crate) async fn run_beside<H: Handler>(
 /// panics before it returns its future is caught too.
 fn guarded<'h, H: Handler>(
     handler: &'h H,
-    event: Event<'static>,
+    event: Box<Event<'static>>,
 ) -> impl Future<Output = std::thread::Result<Result<(), HandlerError>>> + 'h {
-    AssertUnwindSafe(async move { handler.call(event).await }).catch_unwind()
+    AssertUnwindSafe(async move { handler.call(*event).await }).catch_unwind()
 }
 
 /// Cancels an isolated handler when dropped (at the handler's next `.await`).
@@ -224,7 +225,7 @@ pub(crate) struct Cancel(#[allow(dead_code)] tokio::sync::oneshot::Sender<()>);
 /// cancelled by dropping the [`Cancel`]; a panic is the `JoinError`.
 pub(crate) fn spawn_isolated<H: Handler>(
     handler: Arc<H>,
-    event: Event<'static>,
+    event: Box<Event<'static>>,
 ) -> (
     tokio::task::JoinHandle<Option<Result<(), HandlerError>>>,
     Cancel,
@@ -233,7 +234,7 @@ pub(crate) fn spawn_isolated<H: Handler>(
     let runtime = tokio::runtime::Handle::current();
     let handle = tokio::task::spawn_blocking(move || {
         runtime.block_on(async move {
-            match select(pin!(handler.call(event)), cancelled).await {
+            match select(pin!(handler.call(*event)), cancelled).await {
                 Either::Left((result, _)) => Some(result),
                 Either::Right(_) => None,
             }
@@ -334,7 +335,7 @@ pub(super) async fn bounded<T>(
     limit: Duration,
     future: impl Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
-    match within(limit, future).await {
+    match within(limit, pin!(future)).await {
         Some(result) => result,
         None => Err(StoreError::new(
             "the idempotency store did not answer in time",
@@ -347,9 +348,15 @@ pub(super) async fn bounded<T>(
 /// that is ready at its first poll (an in-memory store, a body that has arrived, a
 /// handler that never waits) is answered without arming a timer, and with a
 /// duration, without reading the clock.
-pub(crate) async fn within<F: Future>(limit: impl Into<Limit>, future: F) -> Option<F::Output> {
-    let mut future = pin!(future);
-    if let Some(output) = (&mut future).now_or_never() {
+///
+/// The caller pins the future where it lives (`pin!` in its own frame), so that this
+/// future holds a reference to it rather than a second copy: a handler's future and
+/// its event would otherwise be stored twice.
+pub(crate) async fn within<F: Future>(
+    limit: impl Into<Limit>,
+    mut future: std::pin::Pin<&mut F>,
+) -> Option<F::Output> {
+    if let Some(output) = future.as_mut().now_or_never() {
         return Some(output);
     }
     let deadline = match limit.into() {

@@ -50,10 +50,11 @@
 //! addition overflow.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, Either};
 
 use crate::clock::{Clock, SystemClock};
 use crate::dedup::{Claim, DEFAULT_DEDUP_WINDOW, IdempotencyStore, MemoryStore, clamp};
@@ -378,10 +379,13 @@ impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
         let verified = self
             .verifier
             .verify_and_parse_indexed(body, signature_values);
-        let delivery = async move {
-            match verified {
-                Ok((event, secret_index)) => self.dispatch(event, secret_index).await,
-                Err(error) => self.early(None, Outcome::Rejected(error.kind()), None),
+        // The event moves straight into the delivery's future, which is not then
+        // the size of two events.
+        let delivery = match verified {
+            Ok((event, secret_index)) => Either::Left(self.dispatch(event, secret_index)),
+            Err(error) => {
+                let kind = error.kind();
+                Either::Right(async move { self.early(None, Outcome::Rejected(kind), None) })
             }
         };
         #[cfg(feature = "tracing")]
@@ -389,64 +393,79 @@ impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
         Box::pin(delivery)
     }
 
-    async fn dispatch(&self, event: Event<'_>, secret_index: usize) -> Answer {
-        #[cfg(feature = "tracing")]
-        trace::record_event(&event);
-        if let Some(challenge) = event.challenge() {
-            self.early(Some(&event), Outcome::Challenge, Some(secret_index));
-            return Answer::challenge(challenge);
-        }
-        if self.is_stale(&event) {
-            return self.early(Some(&event), Outcome::Stale, Some(secret_index));
-        }
-        if !runtime_ready() {
-            let outcome = Outcome::Rejected(ErrorKind::Config);
-            return self.early(Some(&event), outcome, Some(secret_index));
-        }
-        let held = match &self.store {
-            None => None,
-            Some(store) => {
-                let claim = bounded(self.settings.store_timeout, store.claim(event.id.as_str()));
-                let outcome = match claim.await {
-                    Ok(Claim::Claimed(token)) => {
-                        let window = self.window_for(&event);
-                        Ok(Held { token, window })
-                    }
-                    Ok(Claim::Done) => Err(Outcome::Duplicate),
-                    Ok(Claim::Full) => Err(Outcome::StoreFull),
-                    Ok(_in_progress) => Err(Outcome::InProgress),
-                    Err(error) => {
-                        report::store_failed("claim", &error);
-                        Err(Outcome::StoreUnavailable)
-                    }
-                };
-                match outcome {
-                    Ok(held) => Some(held),
-                    Err(outcome) => return self.early(Some(&event), outcome, Some(secret_index)),
-                }
+    // A function returning an `async` block rather than an `async fn`: the block
+    // holds the event once, where an `async fn` keeps a copy of each argument.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` would store the event twice"
+    )]
+    fn dispatch<'a>(
+        &'a self,
+        event: Event<'a>,
+        secret_index: usize,
+    ) -> impl Future<Output = Answer> + Send + 'a {
+        async move {
+            #[cfg(feature = "tracing")]
+            trace::record_event(&event);
+            if let Some(challenge) = event.challenge() {
+                self.early(Some(&event), Outcome::Challenge, Some(secret_index));
+                return Answer::challenge(challenge);
             }
-        };
-        let task = Task {
-            handler: Arc::clone(&self.handler),
-            store: self.store.clone(),
-            hook: self.hook.clone(),
-            settings: self.settings,
-        };
-        let run = task.run(event.into_owned(), held, secret_index);
-        #[cfg(feature = "tracing")]
-        let run = tracing::Instrument::in_current_span(run);
-        // A delivery that finishes at its first poll (a handler that never waits)
-        // needs no task of its own; one that waits goes on in a spawned task, so
-        // that dropping this future (a client gone) cannot cancel it halfway.
-        let mut run = Box::pin(run);
-        if let Some(outcome) = futures_util::FutureExt::now_or_never(&mut run) {
-            return outcome.into();
-        }
-        // The task cannot panic (the handler's panics are caught inside it); a
-        // runtime shutting down can cancel it, which is answered like a panic.
-        match tokio::spawn(run).await {
-            Ok(outcome) => outcome.into(),
-            Err(_) => Outcome::Panicked.into(),
+            if self.is_stale(&event) {
+                return self.early(Some(&event), Outcome::Stale, Some(secret_index));
+            }
+            if !runtime_ready() {
+                let outcome = Outcome::Rejected(ErrorKind::Config);
+                return self.early(Some(&event), outcome, Some(secret_index));
+            }
+            let held = match &self.store {
+                None => None,
+                Some(store) => {
+                    let claim =
+                        bounded(self.settings.store_timeout, store.claim(event.id.as_str()));
+                    let outcome = match claim.await {
+                        Ok(Claim::Claimed(token)) => {
+                            let window = self.window_for(&event);
+                            Ok(Held { token, window })
+                        }
+                        Ok(Claim::Done) => Err(Outcome::Duplicate),
+                        Ok(Claim::Full) => Err(Outcome::StoreFull),
+                        Ok(_in_progress) => Err(Outcome::InProgress),
+                        Err(error) => {
+                            report::store_failed("claim", &error);
+                            Err(Outcome::StoreUnavailable)
+                        }
+                    };
+                    match outcome {
+                        Ok(held) => Some(held),
+                        Err(outcome) => {
+                            return self.early(Some(&event), outcome, Some(secret_index));
+                        }
+                    }
+                }
+            };
+            let task = Task {
+                handler: Arc::clone(&self.handler),
+                store: self.store.clone(),
+                hook: self.hook.clone(),
+                settings: self.settings,
+            };
+            let run = task.run(Box::new(event.into_owned()), held, secret_index);
+            #[cfg(feature = "tracing")]
+            let run = tracing::Instrument::in_current_span(run);
+            // A delivery that finishes at its first poll (a handler that never waits)
+            // needs no task of its own; one that waits goes on in a spawned task, so
+            // that dropping this future (a client gone) cannot cancel it halfway.
+            let mut run = Box::pin(run);
+            if let Some(outcome) = futures_util::FutureExt::now_or_never(&mut run) {
+                return outcome.into();
+            }
+            // The task cannot panic (the handler's panics are caught inside it); a
+            // runtime shutting down can cancel it, which is answered like a panic.
+            match tokio::spawn(run).await {
+                Ok(outcome) => outcome.into(),
+                Err(_) => Outcome::Panicked.into(),
+            }
         }
     }
 
