@@ -224,7 +224,10 @@ impl MemoryStore {
         self.shared.capacity
     }
 
-    /// How many ids are held now (claims and finished ids).
+    /// How many ids are held now (claims and finished ids). A finished id whose
+    /// window has passed may still be counted until the store next forgets expired
+    /// ids (as deliveries complete, or when room is needed); it is never answered
+    /// as done.
     #[must_use]
     pub fn len(&self) -> usize {
         self.shared

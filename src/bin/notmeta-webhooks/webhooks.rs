@@ -119,7 +119,8 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, String> {
                 Ok(webhook) => webhook,
                 Err(e) => return refused(&e),
             };
-            out(created(&webhook, show_secret))?;
+            out(created(&webhook, show_secret))
+                .map_err(|e| format!("the webhook was created, but it cannot be shown: {e}"))?;
             if !show_secret {
                 let _ = writeln!(
                     std::io::stderr(),
