@@ -36,7 +36,6 @@
 use axum::extract::{FromRef, FromRequest, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
-use http::{HeaderValue, header};
 
 use crate::adapter::body::{Declared, read_limited};
 pub use crate::adapter::rejection::WebhookRejection;
@@ -127,13 +126,7 @@ where
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let verifier = Verifier::from_ref(state);
         let (parts, body) = request.into_parts();
-        let declared = Declared::new(
-            parts
-                .headers
-                .get(header::CONTENT_LENGTH)
-                .map(HeaderValue::as_bytes),
-            parts.headers.get(header::EXPECT).map(HeaderValue::as_bytes),
-        );
+        let declared = Declared::from_headers(&parts.headers);
         let body = read_limited(
             body.into_data_stream(),
             declared,

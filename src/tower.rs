@@ -135,15 +135,9 @@ where
 {
     // What the headers say is taken now, and the future holds only that.
     let (parts, body) = request.into_parts();
-    let headers = &parts.headers;
-    let declared = Declared::new(
-        headers
-            .get(header::CONTENT_LENGTH)
-            .map(HeaderValue::as_bytes),
-        headers.get(header::EXPECT).map(HeaderValue::as_bytes),
-    );
+    let declared = Declared::from_headers(&parts.headers);
     // The receiver needs no more than two values to tell one from several.
-    let mut values = headers.get_all(SIGNATURE_HEADER).iter().cloned();
+    let mut values = parts.headers.get_all(SIGNATURE_HEADER).iter().cloned();
     let signatures = [values.next(), values.next()];
     async move {
         let verifier = endpoint.verifier();

@@ -39,6 +39,16 @@ impl Declared {
         }
     }
 
+    /// What an `http` request's headers declare (the tower service and axum).
+    #[cfg(feature = "tower")]
+    pub(crate) fn from_headers(headers: &http::HeaderMap) -> Self {
+        let value = |name| headers.get(name).map(http::HeaderValue::as_bytes);
+        Self::new(
+            value(http::header::CONTENT_LENGTH),
+            value(http::header::EXPECT),
+        )
+    }
+
     /// Whether the declared length alone is over `limit`.
     pub(crate) fn too_large(self, limit: usize) -> bool {
         self.length
