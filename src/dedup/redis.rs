@@ -217,13 +217,14 @@ impl IdempotencyStore for RedisStore {
     async fn claim(&self, event_id: &str) -> Result<Claim, StoreError> {
         let token = ClaimToken::new();
         let key = self.key(event_id);
+        let claim = format!("claim:{token}");
         let mut connection = self.connection.clone();
         // The key can vanish between the refused SET and the GET (a claim released
         // or expired meanwhile): then claiming again is the right answer.
         for _ in 0..CLAIM_TRIES {
             let set: redis::Value = redis::cmd("SET")
                 .arg(&key)
-                .arg(format!("claim:{token}"))
+                .arg(&claim)
                 .arg("NX")
                 .arg("PX")
                 .arg(millis(self.lease))
@@ -242,7 +243,7 @@ impl IdempotencyStore for RedisStore {
                 None => continue,
                 Some("done") => return Ok(Claim::Done),
                 // Its own claim: the SET was applied but its reply lost, and sent again.
-                Some(v) if v.strip_prefix("claim:") == Some(&token.to_string()) => {
+                Some(v) if v == claim => {
                     return Ok(Claim::Claimed(token));
                 }
                 Some(v) if v.starts_with("claim:") => return Ok(Claim::InProgress),

@@ -622,18 +622,18 @@ async fn run_renewing<H: Handler>(
         isolate,
         renewing,
         pending(),
-    )
-    .await;
-    let result = match ran {
-        Ran::Finished(result) => Ok(result),
-        Ran::Panicked => Err("the handler panicked"),
-        Ran::Stopped | Ran::Cancelled => Err("the handler was cancelled"),
-    };
-    match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) if error.is_temporary() => Err(Failure::Temporary(describe(&error))),
-        Ok(Err(error)) => Err(Failure::Permanent(describe(&error))),
-        Err(text) => Err(Failure::Temporary(text.to_owned())),
+    );
+    match ran.await {
+        Ran::Finished(Ok(())) => Ok(()),
+        Ran::Finished(Err(error)) if error.is_temporary() => {
+            Err(Failure::Temporary(describe(&error)))
+        }
+        Ran::Finished(Err(error)) => Err(Failure::Permanent(describe(&error))),
+        // The panic's payload is not kept: it is the handler's, and may hold anything.
+        Ran::Panicked => Err(Failure::Temporary("the handler panicked".to_owned())),
+        Ran::Stopped | Ran::Cancelled => {
+            Err(Failure::Temporary("the handler was cancelled".to_owned()))
+        }
     }
 }
 

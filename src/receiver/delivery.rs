@@ -293,12 +293,10 @@ async fn settle<S: IdempotencyStore>(
 ) -> Option<Settled> {
     let complete = matches!(outcome, Outcome::Handled | Outcome::PermanentFailure);
     let operation = if complete { "complete" } else { "release" };
-    let budget = store
-        .lease()
-        .unwrap_or(Duration::ZERO)
-        .min(SETTLE_BUDGET_MAX);
     // Only a store with leases has a time budget (and a clock read here).
-    let started = store.lease().map(|_| tokio::time::Instant::now());
+    let lease = store.lease();
+    let budget = lease.unwrap_or(Duration::ZERO).min(SETTLE_BUDGET_MAX);
+    let started = lease.map(|_| tokio::time::Instant::now());
     let mut pause = Duration::from_millis(50);
     for attempt in 1.. {
         let result: Result<Settled, StoreError> = if complete {
