@@ -71,6 +71,14 @@ fn receiver() -> Receiver<impl notmeta_webhooks::receiver::Handler> {
     .with_dedup_window(DEDUP_WINDOW)
 }
 
+/// Serves `app` on a free loopback port, announcing it as the parent expects.
+async fn serve_axum(app: axum::Router) -> Result<(), BoxError> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("listening {}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
 fn serve(kind: &str) -> Result<(), BoxError> {
     match kind {
         "axum-queue" => {
@@ -83,10 +91,7 @@ fn serve(kind: &str) -> Result<(), BoxError> {
                     "/webhooks",
                     notmeta_webhooks::axum::queue_endpoint(enqueuer),
                 );
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-                println!("listening {}", listener.local_addr()?);
-                axum::serve(listener, app).await?;
-                Ok(())
+                serve_axum(app).await
             })
         }
         "axum-redis" | "axum-redis-async" => {
@@ -108,10 +113,7 @@ fn serve(kind: &str) -> Result<(), BoxError> {
                     .with_handler_isolation(isolate);
                 let app = axum::Router::new()
                     .route("/webhooks", notmeta_webhooks::axum::endpoint(receiver));
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-                println!("listening {}", listener.local_addr()?);
-                axum::serve(listener, app).await?;
-                Ok(())
+                serve_axum(app).await
             })
         }
         "axum" | "axum-default" | "axum-bare" => {
@@ -138,10 +140,7 @@ fn serve(kind: &str) -> Result<(), BoxError> {
                         }),
                     )
                 };
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-                println!("listening {}", listener.local_addr()?);
-                axum::serve(listener, app).await?;
-                Ok(())
+                serve_axum(app).await
             })
         }
         "actix" | "actix-bare" => {
@@ -214,10 +213,7 @@ fn serve(kind: &str) -> Result<(), BoxError> {
                         }
                     }),
                 );
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-                println!("listening {}", listener.local_addr()?);
-                axum::serve(listener, app).await?;
-                Ok(())
+                serve_axum(app).await
             })
         }
         "tower" | "tower-bare" => {
