@@ -19,7 +19,9 @@
 //! # The inline axum endpoint with the in-memory store against the same endpoint with
 //! # `RedisStore` and the queue endpoint (Redis Streams), at 16 and 64 connections,
 //! # then a worker draining what was enqueued; with a redis-server (started here)
-//! # without persistence and one with `appendfsync always`:
+//! # without persistence and one with `appendfsync always`. A floor row serves the
+//! # in-memory endpoint plus `RedisStore`'s claim alone (one round trip per delivery):
+//! # the most any store that asks Redis once per delivery can reach here.
 //! cargo run --release -p notmeta-tools --bin load -- redis-compare 60000
 //! ```
 //!
@@ -34,6 +36,7 @@
 //! new ones arrive.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -45,7 +48,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use notmeta_test_support::{RedisServer, TempDir};
-use notmeta_webhooks::dedup::{MemoryStore, RedisStore};
+use notmeta_webhooks::dedup::{
+    Claim, ClaimToken, IdempotencyStore, MemoryStore, RedisStore, Settled, StoreError,
+};
 use notmeta_webhooks::queue::{Enqueuer, Queue, Worker};
 use notmeta_webhooks::receiver::{HandlerError, Receiver};
 use notmeta_webhooks::{DEFAULT_MAX_BODY_SIZE, Event, Verifier, sign};
@@ -71,6 +76,54 @@ fn receiver() -> Receiver<impl notmeta_webhooks::receiver::Handler> {
     .with_dedup_window(DEDUP_WINDOW)
 }
 
+/// The least a store shared through Redis can cost: the default in-memory store,
+/// plus one round trip per delivery (`RedisStore`'s claim, a `SET … NX PX`), and
+/// nothing else: no completion, no renewal, no isolation. It keeps no promise across
+/// replicas; it measures how close any store that asks Redis once per delivery can
+/// come to the in-memory endpoint on the machine it runs on.
+#[derive(Debug)]
+struct FloorStore {
+    memory: MemoryStore,
+    redis: RedisStore,
+}
+
+impl IdempotencyStore for FloorStore {
+    fn lease(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    async fn claim(&self, event_id: &str) -> Result<Claim, StoreError> {
+        // Its answer is not used: the in-memory store decides.
+        self.redis.claim(event_id).await?;
+        self.memory.claim(event_id).await
+    }
+
+    fn renew(
+        &self,
+        event_id: &str,
+        token: &ClaimToken,
+    ) -> impl Future<Output = Result<Settled, StoreError>> + Send {
+        self.memory.renew(event_id, token)
+    }
+
+    fn complete(
+        &self,
+        event_id: &str,
+        token: &ClaimToken,
+        window: std::time::Duration,
+    ) -> impl Future<Output = Result<Settled, StoreError>> + Send {
+        self.memory.complete(event_id, token, window)
+    }
+
+    fn release(
+        &self,
+        event_id: &str,
+        token: &ClaimToken,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.memory.release(event_id, token)
+    }
+}
+
 /// Serves `app` on a free loopback port, announcing it as the parent expects.
 async fn serve_axum(app: axum::Router) -> Result<(), BoxError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -91,6 +144,24 @@ fn serve(kind: &str) -> Result<(), BoxError> {
                     "/webhooks",
                     notmeta_webhooks::axum::queue_endpoint(enqueuer),
                 );
+                serve_axum(app).await
+            })
+        }
+        "axum-redis-floor" => {
+            let url = std::env::var("NOTMETA_LOAD_REDIS")?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let store = FloorStore {
+                    memory: MemoryStore::new(),
+                    redis: RedisStore::connect(&url).await?.with_namespace("floor"),
+                };
+                let receiver =
+                    Receiver::new(Verifier::new(SECRET)?, |_event: Event<'static>| async {
+                        Ok::<(), HandlerError>(())
+                    })
+                    .with_store(store);
+                let app = axum::Router::new()
+                    .route("/webhooks", notmeta_webhooks::axum::endpoint(receiver));
                 serve_axum(app).await
             })
         }
@@ -684,6 +755,11 @@ async fn redis_compare(total: usize) -> Result<bool, BoxError> {
                 Server::start_with_redis("axum-redis-async", &server.url())?,
             ));
         }
+        // The floor: one round trip per delivery, nothing more (no persistence).
+        servers.push((
+            "floor: in-memory + RedisStore claim only".to_owned(),
+            Server::start_with_redis("axum-redis-floor", &redis[0].1.url())?,
+        ));
         for (name, server) in &redis {
             servers.push((
                 format!("queue, {name}"),
