@@ -73,8 +73,18 @@ async fn the_endpoint_answers_like_the_inline_one_and_enqueues_once() {
     };
 
     let b = fresh("evt_1");
-    assert_eq!(send(&enqueuer, &b).await, (200, "OK".into()));
-    assert_eq!(send(&enqueuer, &b).await, (200, "OK (duplicate)".into()));
+    let signature = sign(&b, SECRET);
+    let queued = enqueuer.receive(&b, [signature.as_bytes()]).await;
+    assert_eq!((queued.status().as_u16(), queued.body()), (200, "OK"));
+    // Reported as queued, not handled: no handler has run yet.
+    assert_eq!(queued.outcome(), Outcome::Queued);
+    assert_eq!(queued.outcome().as_str(), "queued");
+    let again = enqueuer.receive(&b, [signature.as_bytes()]).await;
+    assert_eq!(
+        (again.status().as_u16(), again.body()),
+        (200, "OK (duplicate)")
+    );
+    assert_eq!(again.outcome(), Outcome::Duplicate);
     // Forged, malformed, not an event, stale: refused, nothing queued.
     let forged = enqueuer
         .receive(&b, [sign(&b, "whsec_other").as_bytes()])

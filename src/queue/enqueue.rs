@@ -28,7 +28,7 @@ pub const DEFAULT_ENQUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 /// | body over the verifier's limit | 413 |
 /// | `webhook.verified` challenge | 200 with the challenge, not queued |
 /// | older than the maximum age | 400 `Event too old` |
-/// | queued now | 200 `OK` ([`Outcome::Handled`]: accepted) |
+/// | queued now | 200 `OK` ([`Outcome::Queued`]) |
 /// | queued already (duplicate, also concurrent) | 200 `OK (duplicate)` |
 /// | Redis unreachable or slower than the timeout | 503 ([`Outcome::StoreUnavailable`]) |
 /// | the queue is at its maximum length | 503 `Busy, retry later` ([`Outcome::StoreFull`]) |
@@ -200,7 +200,7 @@ impl Enqueuer {
             .invoke_async(&mut connection)
             .await?;
         match state.as_str() {
-            "queued" => Ok(Outcome::Handled),
+            "queued" => Ok(Outcome::Queued),
             "duplicate" => Ok(Outcome::Duplicate),
             "full" => Ok(Outcome::StoreFull),
             other => Err(QueueError::new(format!(

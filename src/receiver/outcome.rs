@@ -14,6 +14,7 @@ use crate::error::ErrorKind;
 /// | outcome | status | text | retried by NotMeta |
 /// |---|---|---|---|
 /// | [`Handled`](Self::Handled) | 200 | `OK` | no |
+/// | [`Queued`](Self::Queued) | 200 | `OK` | no |
 /// | [`Duplicate`](Self::Duplicate) | 200 | `OK (duplicate)` | no |
 /// | [`Challenge`](Self::Challenge) | 200 | the challenge | no |
 /// | [`Rejected`](Self::Rejected) | the [`ErrorKind`]'s (400, 413, 500, 503) | the kind's text | per status |
@@ -39,6 +40,9 @@ use crate::error::ErrorKind;
 pub enum Outcome {
     /// The handler processed the event.
     Handled,
+    /// The event was put on a durable queue (the queue feature's `Enqueuer`); a
+    /// worker runs the handler later.
+    Queued,
     /// A `webhook.verified` challenge was answered (the handler is not called).
     Challenge,
     /// The request was refused before the handler ran: a bad signature, a body that
@@ -69,7 +73,7 @@ impl Outcome {
     #[must_use]
     pub const fn status(self) -> StatusCode {
         match self {
-            Self::Handled | Self::Challenge | Self::Duplicate => StatusCode::OK,
+            Self::Handled | Self::Queued | Self::Challenge | Self::Duplicate => StatusCode::OK,
             Self::Rejected(kind) => kind.status(),
             Self::Stale | Self::PermanentFailure => StatusCode::BAD_REQUEST,
             Self::Panicked => StatusCode::INTERNAL_SERVER_ERROR,
@@ -86,7 +90,7 @@ impl Outcome {
     #[must_use]
     pub const fn response_text(self) -> &'static str {
         match self {
-            Self::Handled | Self::Challenge => "OK",
+            Self::Handled | Self::Queued | Self::Challenge => "OK",
             Self::Duplicate => "OK (duplicate)",
             Self::Rejected(kind) => kind.response_text(),
             Self::Stale => "Event too old",
@@ -111,6 +115,7 @@ impl Outcome {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Handled => "handled",
+            Self::Queued => "queued",
             Self::Challenge => "challenge",
             Self::Rejected(_) => "rejected",
             Self::TemporaryFailure => "temporary_failure",
