@@ -160,6 +160,78 @@ async fn without_isolation_failures_retry_and_dead_letter_the_same() {
     failures_retry_then_dead_letter(false).await;
 }
 
+/// Dead letters are kept until replayed or purged; a purge takes those older than
+/// its age, in every partition, and leaves their ids remembered for the window.
+#[tokio::test]
+async fn dead_letters_are_purged_by_age() {
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url())
+        .await
+        .unwrap()
+        .with_partitions(3);
+    let enqueuer = enqueuer(&queue);
+    let refuse = |_event: Event<'static>| async { Err(HandlerError::permanent("refused")) };
+    let dead_letters = async |n: u64| {
+        let q = queue.clone();
+        let worker = Worker::new(queue.clone(), refuse)
+            .with_poll_interval(Duration::from_millis(10))
+            .with_handler_isolation(false);
+        run_until(worker, async || q.counts().await.unwrap().dead_letters == n).await;
+    };
+    for id in ["evt_old_1", "evt_old_2", "evt_old_3", "evt_old_4"] {
+        assert_eq!(send(&enqueuer, &body(id)).await.0, 200);
+    }
+    dead_letters(4).await;
+    let partitions: std::collections::HashSet<u16> =
+        ["evt_old_1", "evt_old_2", "evt_old_3", "evt_old_4"]
+            .iter()
+            .map(|id| queue.partition_of(id))
+            .collect();
+    assert!(
+        partitions.len() > 1,
+        "spread over partitions: {partitions:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(send(&enqueuer, &body("evt_new")).await.0, 200);
+    dead_letters(5).await;
+
+    // Nothing is that old yet.
+    assert_eq!(
+        queue
+            .purge_dead_letters(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(queue.purge_dead_letters(Duration::MAX).await.unwrap(), 0);
+    assert_eq!(queue.counts().await.unwrap().dead_letters, 5);
+    // The four given up on before the pause go; the newest stays.
+    assert_eq!(
+        queue
+            .purge_dead_letters(Duration::from_millis(250))
+            .await
+            .unwrap(),
+        4
+    );
+    let left: Vec<String> = queue
+        .dead_letters(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.event_id)
+        .collect();
+    assert_eq!(left, ["evt_new"]);
+    // A purged event is still a duplicate for the rest of its window.
+    assert_eq!(
+        send(&enqueuer, &body("evt_old_1")).await,
+        (200, "OK (duplicate)".into())
+    );
+    // Zero: all of them.
+    assert_eq!(queue.purge_dead_letters(Duration::ZERO).await.unwrap(), 1);
+    assert_eq!(queue.counts().await.unwrap().dead_letters, 0);
+    assert!(queue.dead_letters(10).await.unwrap().is_empty());
+}
+
 async fn failures_retry_then_dead_letter(isolate: bool) {
     let server = RedisServer::start();
     let queue = Queue::connect(&server.url()).await.unwrap();

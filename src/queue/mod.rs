@@ -196,6 +196,7 @@ pub(crate) struct Scripts {
     pub(crate) inspect: Script,
     pub(crate) promote: Script,
     pub(crate) replay: Script,
+    pub(crate) purge: Script,
 }
 
 impl fmt::Debug for Queue {
@@ -249,6 +250,7 @@ impl Queue {
                 inspect: Script::new(scripts::INSPECT),
                 promote: Script::new(scripts::PROMOTE),
                 replay: Script::new(scripts::REPLAY),
+                purge: Script::new(scripts::PURGE),
             }),
         }
     }
@@ -493,6 +495,48 @@ impl Queue {
             }
         }
         Ok(moved)
+    }
+
+    /// Deletes the dead letters given up on at least `older_than` ago (by the Redis
+    /// server's clock), in every partition; returns how many. `Duration::ZERO`
+    /// deletes them all. Dead letters are otherwise kept until replayed, so a
+    /// receiver that gives up on events for good should call this from time to
+    /// time (for example daily, with a retention of a few weeks).
+    ///
+    /// A purged event's id stays remembered as given up on for the rest of its
+    /// dedup window: a redelivery within it is still answered as a duplicate.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use notmeta_webhooks::queue::Queue;
+    ///
+    /// # async fn run() -> Result<(), notmeta_webhooks::queue::QueueError> {
+    /// let queue = Queue::connect("redis://127.0.0.1:6379/").await?;
+    /// let purged = queue
+    ///     .purge_dead_letters(Duration::from_secs(30 * 24 * 60 * 60))
+    ///     .await?;
+    /// println!("{purged} dead letters older than 30 days deleted");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// If Redis fails (partitions already purged stay purged).
+    pub async fn purge_dead_letters(&self, older_than: Duration) -> Result<u64, QueueError> {
+        let mut connection = self.connection.clone();
+        let age = u64::try_from(clamp(older_than).as_millis()).unwrap_or(u64::MAX);
+        let mut purged = 0;
+        for p in 0..self.partitions {
+            let n: u64 = self
+                .scripts
+                .purge
+                .key(self.keys(p).dead)
+                .arg(age)
+                .invoke_async(&mut connection)
+                .await?;
+            purged += n;
+        }
+        Ok(purged)
     }
 }
 

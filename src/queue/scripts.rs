@@ -131,3 +131,17 @@ for _, entry in ipairs(entries) do
 end
 return #entries
 ";
+
+/// Deletes the dead letters given up on at least ARGV[1] ms ago, by the server's
+/// clock (a dead letter's entry id is the time it was added); returns how many.
+///
+/// KEYS: dead. ARGV: age ms.
+pub(super) const PURGE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local before = now - tonumber(ARGV[1]) + 1
+if before <= 0 then
+  return 0
+end
+return redis.call('XTRIM', KEYS[1], 'MINID', before)
+";
