@@ -35,7 +35,7 @@
 //! | [`connect_timeout`](ClientBuilder::connect_timeout) (DNS, TCP and TLS) | 10 s |
 //! | [`timeout`](ClientBuilder::timeout) (one attempt, until the whole answer is read) | 30 s |
 //! | [`max_retries`](ClientBuilder::max_retries) | 3 |
-//! | [`initial_backoff`](ClientBuilder::initial_backoff), doubled after each retry | 500 ms |
+//! | [`initial_backoff`](ClientBuilder::initial_backoff), doubled after each retry (each wait a random point between half and all of it) | 500 ms |
 //! | [`max_backoff`](ClientBuilder::max_backoff), also caps `Retry-After` | 30 s |
 //!
 //! | outcome | `GET` calls | `POST /webhooks` |
@@ -207,6 +207,9 @@ impl ClientBuilder {
     }
 
     /// The wait before the first retry, doubled before each next one, default 500 ms.
+    /// Each wait is a random point between half of it and all of it, so that
+    /// clients that failed together do not retry together (a `Retry-After` is
+    /// followed as sent).
     pub fn initial_backoff(mut self, wait: Duration) -> Self {
         self.settings.initial_backoff = wait;
         self
@@ -412,7 +415,7 @@ impl Client {
             match self.create_webhook(request).await {
                 Ok(created) => return Ok(Ensured::Created(created)),
                 Err(e) if tries < self.inner.settings.max_retries && may_have_acted(&e) => {
-                    tokio::time::sleep(self.backoff(tries)).await;
+                    tokio::time::sleep(self.jittered_backoff(tries)).await;
                     tries += 1;
                 }
                 Err(e) => return Err(e),
@@ -457,7 +460,7 @@ impl Client {
                 && attempt <= self.inner.settings.max_retries
             {
                 let wait = retry_after.map_or_else(
-                    || self.backoff(attempt - 1),
+                    || self.jittered_backoff(attempt - 1),
                     |w| w.min(self.inner.settings.max_backoff),
                 );
                 tokio::time::sleep(wait).await;
@@ -555,12 +558,41 @@ impl Client {
 
     /// The wait before retry number `retry + 1`: the initial backoff doubled `retry`
     /// times, capped.
+    /// The longest wait before retry `retry` (from 0): the initial backoff doubled
+    /// `retry` times, at most the maximum.
     fn backoff(&self, retry: u32) -> Duration {
         let s = &self.inner.settings;
         s.initial_backoff
             .saturating_mul(2u32.saturating_pow(retry.min(31)))
             .min(s.max_backoff)
     }
+
+    /// The wait before retry `retry`: a random point between half the
+    /// [`backoff`](Self::backoff) and all of it, so that clients that failed
+    /// together do not all retry at the same instant.
+    fn jittered_backoff(&self, retry: u32) -> Duration {
+        jitter(self.backoff(retry), random_fraction())
+    }
+}
+
+/// `ceiling` scaled into `[ceiling / 2, ceiling]` by `fraction` (in `[0, 1)`).
+fn jitter(ceiling: Duration, fraction: f64) -> Duration {
+    let half = ceiling / 2;
+    let spread = ceiling - half;
+    let extra = Duration::try_from_secs_f64(spread.as_secs_f64() * fraction.clamp(0.0, 1.0))
+        .unwrap_or(spread);
+    half.saturating_add(extra).min(ceiling)
+}
+
+/// A fraction in `[0, 1)` from the OS-seeded randomness behind `RandomState`: a
+/// spread for retries, not a secret.
+fn random_fraction() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let bits = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    // The top 53 bits, exactly representable.
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Whether a failed creation may nevertheless have created the webhook.
@@ -640,6 +672,31 @@ mod tests {
         let waits: Vec<_> = (0..4).map(|r| client.backoff(r).as_millis()).collect();
         assert_eq!(waits, [100, 200, 350, 350]);
         assert_eq!(client.backoff(u32::MAX).as_millis(), 350);
+    }
+
+    #[test]
+    fn each_wait_is_between_half_and_all_of_the_backoff() {
+        let ceiling = Duration::from_millis(400);
+        assert_eq!(jitter(ceiling, 0.0), Duration::from_millis(200));
+        assert_eq!(jitter(ceiling, 0.5), Duration::from_millis(300));
+        assert!(jitter(ceiling, 0.999_999) <= ceiling);
+        assert_eq!(jitter(Duration::ZERO, 0.7), Duration::ZERO);
+        assert_eq!(jitter(Duration::MAX, 1.0), Duration::MAX);
+        let client = Client::builder("t")
+            .initial_backoff(Duration::from_millis(100))
+            .max_backoff(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        // Drawn for real: always in range, and spread over it (all 500 draws in one
+        // half of the range has a chance of 2^-499).
+        let waits: Vec<Duration> = (0..500).map(|_| client.jittered_backoff(2)).collect();
+        assert!(
+            waits
+                .iter()
+                .all(|w| (Duration::from_millis(200)..=Duration::from_millis(400)).contains(w))
+        );
+        assert!(waits.iter().any(|w| *w < Duration::from_millis(300)));
+        assert!(waits.iter().any(|w| *w > Duration::from_millis(300)));
     }
 
     #[test]
