@@ -556,8 +556,6 @@ impl Client {
             })?
     }
 
-    /// The wait before retry number `retry + 1`: the initial backoff doubled `retry`
-    /// times, capped.
     /// The longest wait before retry `retry` (from 0): the initial backoff doubled
     /// `retry` times, at most the maximum.
     fn backoff(&self, retry: u32) -> Duration {
@@ -584,15 +582,9 @@ fn jitter(ceiling: Duration, fraction: f64) -> Duration {
     half.saturating_add(extra).min(ceiling)
 }
 
-/// A fraction in `[0, 1)` from the OS-seeded randomness behind `RandomState`: a
-/// spread for retries, not a secret.
+/// A random fraction in `[0, 1)`: the top 53 bits, exactly representable.
 fn random_fraction() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let bits = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    // The top 53 bits, exactly representable.
-    (bits >> 11) as f64 / (1u64 << 53) as f64
+    (crate::random::random_u64(0) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Whether a failed creation may nevertheless have created the webhook.

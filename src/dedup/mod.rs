@@ -75,15 +75,13 @@ impl ClaimToken {
     /// A new token, unique across processes with overwhelming probability.
     #[must_use]
     pub fn new() -> Self {
-        use std::hash::{BuildHasher, Hasher};
         use std::sync::atomic::{AtomicU64, Ordering};
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        // `RandomState` is seeded from the OS's randomness; two independent draws and
-        // a process-wide counter make 128 bits that do not repeat.
-        let mut a = std::collections::hash_map::RandomState::new().build_hasher();
-        a.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-        let b = std::collections::hash_map::RandomState::new().build_hasher();
-        Self((u128::from(a.finish()) << 64) | u128::from(b.finish()))
+        // Two independent draws and a process-wide counter make 128 bits that do
+        // not repeat.
+        let a = crate::random::random_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+        let b = crate::random::random_u64(0);
+        Self((u128::from(a) << 64) | u128::from(b))
     }
 }
 
