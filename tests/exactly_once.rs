@@ -547,7 +547,7 @@ impl IdempotencyStore for FailingCompletions {
 /// counted.
 #[tokio::test]
 async fn a_failed_completion_is_retried_and_counted() {
-    let recorder = Arc::new(recorder::Counters::default());
+    let recorder = Arc::new(notmeta_test_support::recorder::Counters::default());
     let _guard = metrics::set_default_local_recorder(&*recorder);
     let runs = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&runs);
@@ -591,80 +591,6 @@ async fn a_failed_completion_is_retried_and_counted() {
         recorder.get("notmeta_webhooks_settle_failures_total{operation=complete}"),
         1
     );
-}
-
-/// A tiny `metrics` recorder: counter values by name and labels.
-mod recorder {
-    use std::collections::HashMap;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::{Arc, Mutex};
-
-    use metrics::{
-        Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
-    };
-
-    #[derive(Default)]
-    pub(crate) struct Counters(Mutex<HashMap<String, Arc<Value>>>);
-
-    #[derive(Default)]
-    pub(crate) struct Value(AtomicU64);
-
-    impl metrics::CounterFn for Value {
-        fn increment(&self, value: u64) {
-            self.0.fetch_add(value, Ordering::Relaxed);
-        }
-
-        fn absolute(&self, value: u64) {
-            self.0.store(value, Ordering::Relaxed);
-        }
-    }
-
-    impl metrics::HistogramFn for Value {
-        fn record(&self, _: f64) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    impl Counters {
-        fn value(&self, key: &Key) -> Arc<Value> {
-            let labels: Vec<String> = key
-                .labels()
-                .map(|l| format!("{}={}", l.key(), l.value()))
-                .collect();
-            let name = if labels.is_empty() {
-                key.name().to_owned()
-            } else {
-                format!("{}{{{}}}", key.name(), labels.join(","))
-            };
-            Arc::clone(self.0.lock().unwrap().entry(name).or_default())
-        }
-
-        pub(crate) fn get(&self, name: &str) -> u64 {
-            self.0
-                .lock()
-                .unwrap()
-                .get(name)
-                .map_or(0, |v| v.0.load(Ordering::Relaxed))
-        }
-    }
-
-    impl Recorder for Counters {
-        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-
-        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-            Counter::from_arc(self.value(key))
-        }
-
-        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
-            Gauge::noop()
-        }
-
-        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-            Histogram::from_arc(self.value(key))
-        }
-    }
 }
 
 /// Plays NotMeta against `replicas` for `events` events: each is delivered (to a

@@ -6,8 +6,9 @@
 //! This crate does not depend on `notmeta-webhooks`: it holds data and generic
 //! helpers only, so the crate under test is built once.
 //!
-//! Features: `client` (a hyper HTTP/1.1 client, [`client`]) and `bench` (a criterion
-//! clock of the thread's CPU time, `cpu_time`).
+//! Features: `client` (a hyper HTTP/1.1 client, [`client`]), `bench` (a criterion
+//! clock of the thread's CPU time, `cpu_time`) and `metrics` (a recorder that
+//! counts, `recorder`).
 
 pub mod bodies;
 #[cfg(feature = "client")]
@@ -15,6 +16,8 @@ pub mod client;
 #[cfg(feature = "bench")]
 pub mod cpu_time;
 pub mod fixtures;
+#[cfg(feature = "metrics")]
+pub mod recorder;
 pub mod redis_server;
 pub mod rng;
 
