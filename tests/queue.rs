@@ -160,8 +160,32 @@ async fn without_isolation_failures_retry_and_dead_letter_the_same() {
     failures_retry_then_dead_letter(false).await;
 }
 
+/// The endpoint's counter names what it did: queued, then a duplicate; nothing is
+/// counted as handled before a worker has run it.
+#[cfg(feature = "metrics")]
+#[tokio::test]
+async fn the_endpoint_counts_queued_events_as_queued() {
+    let recorder = notmeta_test_support::recorder::Counters::default();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url()).await.unwrap();
+    let enqueuer = enqueuer(&queue);
+    let b = body("evt_counted");
+    assert_eq!(send(&enqueuer, &b).await.0, 200);
+    assert_eq!(send(&enqueuer, &b).await.0, 200);
+    let count = |outcome: &str| {
+        recorder.get(&format!(
+            "notmeta_webhooks_enqueued_total{{outcome={outcome}}}"
+        ))
+    };
+    assert_eq!((count("queued"), count("duplicate")), (1, 1));
+    assert_eq!(count("handled"), 0);
+}
+
 /// Dead letters are kept until replayed or purged; a purge takes those older than
 /// its age, in every partition, and leaves their ids remembered for the window.
+/// The margins (1.5 s between the two groups, a 1 s age) leave the newest letter a
+/// second to spare on a slow, busy machine.
 #[tokio::test]
 async fn dead_letters_are_purged_by_age() {
     let server = RedisServer::start();
@@ -191,7 +215,7 @@ async fn dead_letters_are_purged_by_age() {
         partitions.len() > 1,
         "spread over partitions: {partitions:?}"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(send(&enqueuer, &body("evt_new")).await.0, 200);
     dead_letters(5).await;
 
@@ -203,12 +227,15 @@ async fn dead_letters_are_purged_by_age() {
             .unwrap(),
         0
     );
+    // Ten years: a threshold far in the past, given to Redis as it is.
+    let ten_years = Duration::from_secs(10 * 365 * 24 * 3600);
+    assert_eq!(queue.purge_dead_letters(ten_years).await.unwrap(), 0);
     assert_eq!(queue.purge_dead_letters(Duration::MAX).await.unwrap(), 0);
     assert_eq!(queue.counts().await.unwrap().dead_letters, 5);
     // The four given up on before the pause go; the newest stays.
     assert_eq!(
         queue
-            .purge_dead_letters(Duration::from_millis(250))
+            .purge_dead_letters(Duration::from_millis(1000))
             .await
             .unwrap(),
         4
@@ -226,8 +253,24 @@ async fn dead_letters_are_purged_by_age() {
         send(&enqueuer, &body("evt_old_1")).await,
         (200, "OK (duplicate)".into())
     );
-    // Zero: all of them.
-    assert_eq!(queue.purge_dead_letters(Duration::ZERO).await.unwrap(), 1);
+    // Zero: all of them, even one whose id runs ahead of the server's clock (as
+    // after the clock stepped back).
+    let mut redis = connection(&server).await;
+    let (seconds, _): (u64, u64) = redis::cmd("TIME").query_async(&mut redis).await.unwrap();
+    let ahead = format!("{}-0", (seconds + 3600) * 1000);
+    let _: String = redis
+        .xadd(
+            "{notmeta-webhooks:0}:dead",
+            &ahead,
+            &[
+                ("id", "evt_ahead"),
+                ("type", "user.online"),
+                ("attempt", "1"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(queue.purge_dead_letters(Duration::ZERO).await.unwrap(), 2);
     assert_eq!(queue.counts().await.unwrap().dead_letters, 0);
     assert!(queue.dead_letters(10).await.unwrap().is_empty());
 }

@@ -18,7 +18,7 @@
 //!   retries and bodies that no longer parse to a dead-letter stream;
 //! - a [`Queue`] names the Redis keys and the consumer group both share, and gives
 //!   the operations: [`Queue::counts`], [`Queue::dead_letters`],
-//!   [`Queue::replay_dead_letters`].
+//!   [`Queue::replay_dead_letters`], [`Queue::purge_dead_letters`].
 //!
 //! # Guarantees
 //!
@@ -498,8 +498,8 @@ impl Queue {
     }
 
     /// Deletes the dead letters given up on at least `older_than` ago (by the Redis
-    /// server's clock), in every partition; returns how many. `Duration::ZERO`
-    /// deletes them all. Dead letters are otherwise kept until replayed, so a
+    /// server's clock, in whole milliseconds rounded up), in every partition;
+    /// returns how many. `Duration::ZERO` deletes them all. Dead letters are otherwise kept until replayed, so a
     /// receiver that gives up on events for good should call this from time to
     /// time (for example daily, with a retention of a few weeks).
     ///
@@ -524,7 +524,9 @@ impl Queue {
     /// If Redis fails (partitions already purged stay purged).
     pub async fn purge_dead_letters(&self, older_than: Duration) -> Result<u64, QueueError> {
         let mut connection = self.connection.clone();
-        let age = u64::try_from(clamp(older_than).as_millis()).unwrap_or(u64::MAX);
+        // Whole milliseconds, rounded up: nothing younger than asked is deleted.
+        let age =
+            u64::try_from(clamp(older_than).as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
         let mut purged = 0;
         for p in 0..self.partitions {
             let n: u64 = self

@@ -134,9 +134,14 @@ return #entries
 
 /// Deletes the dead letters given up on at least ARGV[1] ms ago, by the server's
 /// clock (a dead letter's entry id is the time it was added); returns how many.
+/// An age of 0 deletes them all, even entries whose ids run ahead of the clock (a
+/// clock stepped back, or a failover to a primary whose clock is behind).
 ///
 /// KEYS: dead. ARGV: age ms.
 pub(super) const PURGE: &str = r"
+if tonumber(ARGV[1]) == 0 then
+  return redis.call('XTRIM', KEYS[1], 'MAXLEN', 0)
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local before = now - tonumber(ARGV[1]) + 1
