@@ -21,7 +21,7 @@
 //! # then a worker draining what was enqueued; with a redis-server (started here)
 //! # without persistence and one with `appendfsync always`. A floor row serves the
 //! # in-memory endpoint plus `RedisStore`'s claim alone (one round trip per delivery):
-//! # the most any store that asks Redis once per delivery can reach here.
+//! # a practical ceiling for one round trip per delivery over this client.
 //! cargo run --release -p notmeta-tools --bin load -- redis-compare 60000
 //! ```
 //!
@@ -76,11 +76,12 @@ fn receiver() -> Receiver<impl notmeta_webhooks::receiver::Handler> {
     .with_dedup_window(DEDUP_WINDOW)
 }
 
-/// The least a store shared through Redis can cost: the default in-memory store,
+/// A practical floor for a store shared through Redis: the default in-memory store,
 /// plus one round trip per delivery (`RedisStore`'s claim, a `SET … NX PX`), and
 /// nothing else: no completion, no renewal, no isolation. It keeps no promise across
-/// replicas; it measures how close any store that asks Redis once per delivery can
-/// come to the in-memory endpoint on the machine it runs on.
+/// replicas; it measures how close a store that makes one round trip per delivery
+/// (over redis-rs's multiplexed connection) comes to the in-memory endpoint on the
+/// machine it runs on.
 #[derive(Debug)]
 struct FloorStore {
     memory: MemoryStore,
