@@ -186,6 +186,39 @@ async fn the_endpoint_counts_queued_events_as_queued() {
 /// its age, in every partition, and leaves their ids remembered for the window.
 /// The margins (1.5 s between the two groups, a 1 s age) leave the newest letter a
 /// second to spare on a slow, busy machine.
+/// Renewals are counted as renewals, not as runs.
+#[cfg(feature = "metrics")]
+#[tokio::test]
+async fn renewals_are_not_counted_as_runs() {
+    let recorder = notmeta_test_support::recorder::Counters::default();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url()).await.unwrap();
+    assert_eq!(send(&enqueuer(&queue), &body("evt_slow")).await.0, 200);
+    let done = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::clone(&done);
+    let worker = Worker::new(queue.clone(), move |_: Event<'static>| {
+        let finished = Arc::clone(&finished);
+        async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            finished.fetch_add(1, Ordering::SeqCst);
+            Ok::<(), HandlerError>(())
+        }
+    })
+    .with_handler_isolation(false)
+    .with_visibility_timeout(Duration::from_millis(300))
+    .with_poll_interval(Duration::from_millis(10));
+    let stats = run_until(worker, async || done.load(Ordering::SeqCst) == 1).await;
+    assert_eq!(stats.handled, 1);
+    let runs = |outcome: &str| {
+        recorder.get(&format!(
+            "notmeta_webhooks_queue_runs_total{{outcome={outcome}}}"
+        ))
+    };
+    assert_eq!((runs("handled"), runs("renewed")), (1, 0));
+    assert!(recorder.get("notmeta_webhooks_queue_renewals_total") >= 2);
+}
+
 #[tokio::test]
 async fn dead_letters_are_purged_by_age() {
     let server = RedisServer::start();
@@ -421,7 +454,7 @@ async fn a_reclaimed_entry_already_done_is_not_run_again() {
         .await
         .unwrap();
     let _: () = redis
-        .set("{notmeta-webhooks:0}:event:evt_1", "done")
+        .hset("{notmeta-webhooks:0}:event:evt_1", "s", "done")
         .await
         .unwrap();
 
@@ -443,44 +476,81 @@ async fn a_reclaimed_entry_already_done_is_not_run_again() {
     assert_eq!((stats.handled, stats.skipped), (1, 1));
 }
 
-#[tokio::test]
-async fn shutdown_waits_for_handlers_then_leaves_the_rest_for_reclaim() {
+/// Shutdown waits for handlers up to the deadline, then cancels the rest; an entry
+/// whose handler may still run is never handed on: an isolated handler blocking its
+/// thread is waited for (and its entry renewed meanwhile), and an entry cancelled
+/// at the deadline is reclaimed only after the visibility timeout, so work the
+/// handler started with `spawn_blocking` never runs twice at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_never_hands_on_an_entry_whose_handler_may_still_run() {
     let server = RedisServer::start();
     let queue = Queue::connect(&server.url()).await.unwrap();
-    for id in ["evt_short", "evt_endless"] {
+    for id in ["evt_short", "evt_blocking", "evt_offloaded"] {
         assert_eq!(send(&enqueuer(&queue), &body(id)).await.0, 200);
     }
-    let started = Arc::new(AtomicUsize::new(0));
-    let count = Arc::clone(&started);
-    let worker = Worker::new(queue.clone(), move |event: Event<'static>| {
-        count.fetch_add(1, Ordering::SeqCst);
-        async move {
-            let pause = if event.id == "evt_short" {
-                300
-            } else {
-                3_600_000
-            };
-            tokio::time::sleep(Duration::from_millis(pause)).await;
-            Ok::<(), HandlerError>(())
+    // How many copies of the offloaded work run at once, at most.
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let runs = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handler = {
+        let (running, most, runs) = (Arc::clone(&running), Arc::clone(&most), Arc::clone(&runs));
+        move |event: Event<'static>| {
+            let (running, most, runs) =
+                (Arc::clone(&running), Arc::clone(&most), Arc::clone(&runs));
+            runs.lock().unwrap().push(event.id.to_string());
+            async move {
+                match event.id.as_str() {
+                    "evt_short" => tokio::time::sleep(Duration::from_millis(200)).await,
+                    // Blocks its (isolated) thread past the deadline.
+                    "evt_blocking" => std::thread::sleep(Duration::from_millis(1500)),
+                    _ => {
+                        let work = tokio::task::spawn_blocking(move || {
+                            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                            most.fetch_max(now, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(1500));
+                            running.fetch_sub(1, Ordering::SeqCst);
+                        });
+                        let _ = work.await;
+                    }
+                }
+                Ok::<(), HandlerError>(())
+            }
         }
-    })
-    .with_visibility_timeout(Duration::from_secs(600))
-    .with_shutdown_deadline(Duration::from_secs(1))
-    .with_poll_interval(Duration::from_millis(10));
-    let stats = run_until(worker, async || started.load(Ordering::SeqCst) == 2).await;
-    assert_eq!((stats.handled, stats.abandoned), (1, 1));
+    };
+    let visibility = Duration::from_secs(3);
+    let worker = Worker::new(queue.clone(), handler.clone())
+        .with_visibility_timeout(visibility)
+        .with_shutdown_deadline(Duration::from_millis(500))
+        .with_poll_interval(Duration::from_millis(10));
+    let started = Instant::now();
+    let stats = run_until(worker, async || runs.lock().unwrap().len() == 3).await;
+    let stopped = Instant::now();
+    // The blocking handler was waited for and finished; the offloaded one was
+    // cancelled at the deadline and left.
+    assert!(
+        stopped - started >= Duration::from_millis(1400),
+        "{:?}",
+        stopped - started
+    );
+    assert_eq!((stats.handled, stats.abandoned), (2, 1), "{stats:?}");
 
-    // The abandoned entry is reclaimable at once, not after the 600 s timeout.
-    let ran = Arc::new(AtomicUsize::new(0));
-    let count = Arc::clone(&ran);
-    let next = Worker::new(queue.clone(), move |_: Event<'static>| {
-        count.fetch_add(1, Ordering::SeqCst);
-        async { Ok::<(), HandlerError>(()) }
-    })
-    .with_visibility_timeout(Duration::from_secs(600))
-    .with_poll_interval(Duration::from_millis(10));
-    let stats = run_until(next, async || ran.load(Ordering::SeqCst) == 1).await;
+    let next = Worker::new(queue.clone(), handler)
+        .with_visibility_timeout(visibility)
+        .with_poll_interval(Duration::from_millis(10));
+    let stats = run_until(next, async || runs.lock().unwrap().len() == 4).await;
+    let reclaimed = Instant::now();
+    assert_eq!(runs.lock().unwrap()[3], "evt_offloaded");
+    assert!(
+        reclaimed - stopped >= Duration::from_millis(1500),
+        "reclaimed {:?} after the shutdown",
+        reclaimed - stopped
+    );
     assert_eq!(stats.handled, 1);
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        1,
+        "two copies of the work ran at once"
+    );
 }
 
 #[tokio::test]

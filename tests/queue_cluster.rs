@@ -237,3 +237,234 @@ async fn redis_store_on_a_cluster_handles_every_event_exactly_once() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// Replays and retries while the partition's slot is half-way through a migration
+/// to another master (the state `redis-cli --cluster reshard` passes through, held
+/// for 3 s): every script declares the keys it touches and checks before it writes,
+/// so a script refused mid-migration changed nothing, and trying it again queues
+/// nothing twice. Every event ends handled exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_and_retries_during_a_slot_migration_queue_nothing_twice() {
+    use std::collections::HashMap;
+    use std::process::Command;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use notmeta_webhooks::queue::{Enqueuer, Queue, Worker};
+    use notmeta_webhooks::receiver::HandlerError;
+    use notmeta_webhooks::{Event, Verifier, sign};
+
+    if std::env::var("NOTMETA_QUEUE_E2E_WORKER").is_ok() {
+        return;
+    }
+    let cluster = RedisCluster::start(3);
+    let urls = cluster.urls();
+    let queue = Queue::connect_cluster(urls.iter().map(String::as_str))
+        .await
+        .unwrap()
+        .with_namespace("reshard");
+    let endpoint = Enqueuer::new(Verifier::new(queue_support::SECRET).unwrap(), queue.clone());
+    let send = async |id: String| {
+        let body = format!(
+            r#"{{"id":"{id}","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{{}}}}"#
+        );
+        let signature = sign(body.as_bytes(), queue_support::SECRET);
+        let answer = endpoint
+            .receive(body.as_bytes(), [signature.as_bytes()])
+            .await;
+        assert_eq!(answer.status(), 200, "{id}");
+    };
+    fn fast<H>(worker: Worker<H>) -> Worker<H> {
+        worker
+            .with_visibility_timeout(Duration::from_secs(2))
+            .with_poll_interval(Duration::from_millis(10))
+            .with_backoff(Duration::from_millis(100), Duration::from_millis(100))
+            .with_max_attempts(50)
+    }
+
+    // 150 dead letters.
+    for i in 0..150 {
+        send(format!("d_{i}")).await;
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let failing = fast(Worker::new(queue.clone(), |_: Event<'static>| async {
+        Err::<(), _>(HandlerError::permanent("not yet"))
+    }));
+    let first = tokio::spawn(failing.run(async {
+        let _ = stopped.await;
+    }));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while queue.counts().await.unwrap().dead_letters < 150 {
+        assert!(Instant::now() < deadline, "the dead letters never came");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(()).unwrap();
+    first.await.unwrap().unwrap();
+
+    // 100 events that fail twice each, so retries are promoted throughout.
+    for i in 0..100 {
+        send(format!("r_{i}")).await;
+    }
+    #[derive(Default)]
+    struct Record {
+        runs: HashMap<String, u32>,
+        done: HashMap<String, u32>,
+    }
+    let record = Arc::new(Mutex::new(Record::default()));
+    let seen = Arc::clone(&record);
+    let worker = fast(Worker::new(queue.clone(), move |event: Event<'static>| {
+        let mut record = seen.lock().unwrap();
+        let id = event.id.to_string();
+        let runs = record.runs.entry(id.clone()).or_default();
+        *runs += 1;
+        let result = if id.starts_with("r_") && *runs <= 2 {
+            Err(HandlerError::temporary("twice"))
+        } else {
+            *record.done.entry(id).or_default() += 1;
+            Ok(())
+        };
+        async move { result }
+    }));
+
+    // Move the partition's slot to another master by hand, as `redis-cli --cluster
+    // reshard` does, but holding it half-migrated for 3 s while replays and
+    // retries run: some of its keys on each master, so every multi-key script is
+    // refused (TRYAGAIN) until the move is over.
+    let cli = |port: u16, args: &[&str]| -> String {
+        let out = Command::new("redis-cli")
+            .arg("-p")
+            .arg(port.to_string())
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let first_port = cluster.nodes[0].port;
+    let slot = cli(first_port, &["cluster", "keyslot", "{reshard:0}:dead"]);
+    let owner_of = |slot: &str| -> u16 {
+        let slot: u16 = slot.parse().unwrap();
+        let nodes = cli(first_port, &["cluster", "nodes"]);
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let owns = fields[8..].iter().any(|range| {
+                let mut bounds = range.split('-').filter_map(|b| b.parse::<u16>().ok());
+                match (bounds.next(), bounds.next()) {
+                    (Some(a), Some(b)) => (a..=b).contains(&slot),
+                    (Some(a), None) => a == slot,
+                    _ => false,
+                }
+            });
+            if owns {
+                let port = fields[1].split(['@', ':']).nth(1).unwrap();
+                return port.parse().unwrap();
+            }
+        }
+        panic!("no owner of slot {slot}");
+    };
+    let from = owner_of(&slot);
+    let to = cluster
+        .nodes
+        .iter()
+        .map(|n| n.port)
+        .find(|p| *p != from)
+        .unwrap();
+    let from_id = cli(from, &["cluster", "myid"]);
+    let to_id = cli(to, &["cluster", "myid"]);
+    assert_eq!(
+        cli(to, &["cluster", "setslot", &slot, "importing", &from_id]),
+        "OK"
+    );
+    assert_eq!(
+        cli(from, &["cluster", "setslot", &slot, "migrating", &to_id]),
+        "OK"
+    );
+    let migrate = |keys: &[String]| {
+        for key in keys {
+            let moved = cli(
+                from,
+                &[
+                    "migrate",
+                    "127.0.0.1",
+                    &to.to_string(),
+                    key,
+                    "0",
+                    "5000",
+                    "REPLACE",
+                ],
+            );
+            assert!(moved == "OK" || moved == "NOKEY", "{moved}");
+        }
+    };
+    let keys: Vec<String> = cli(from, &["cluster", "getkeysinslot", &slot, "10000"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(keys.len() > 100, "{} keys in the slot", keys.len());
+    let half: Vec<String> = keys.iter().step_by(2).cloned().collect();
+    migrate(&half);
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+    let mut replay_errors = 0;
+    let split_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < split_until {
+        if queue.replay_dead_letters(5).await.is_err() {
+            replay_errors += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Finish the move: the rest of the keys, then the slot's new owner everywhere.
+    let rest: Vec<String> = cli(from, &["cluster", "getkeysinslot", &slot, "10000"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    migrate(&rest);
+    for node in &cluster.nodes {
+        cli(node.port, &["cluster", "setslot", &slot, "node", &to_id]);
+    }
+    assert_eq!(owner_of(&slot), to);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if queue.replay_dead_letters(5).await.is_err() {
+            replay_errors += 1;
+        }
+        let done = record.lock().unwrap().done.len();
+        if done == 250 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {done} of 250 handled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.send(()).unwrap();
+    let stats = running.await.unwrap().unwrap();
+    let (twice, runs) = {
+        let record = record.lock().unwrap();
+        let twice: Vec<_> = record
+            .done
+            .iter()
+            .filter(|(_, n)| **n != 1)
+            .map(|(id, n)| (id.clone(), *n))
+            .collect();
+        (twice, record.runs.values().sum::<u32>())
+    };
+    assert!(twice.is_empty(), "handled more than once: {twice:?}");
+    let counts = queue.counts().await.unwrap();
+    assert_eq!(
+        (
+            counts.pending,
+            counts.in_progress,
+            counts.retrying,
+            counts.dead_letters
+        ),
+        (0, 0, 0, 0)
+    );
+    eprintln!(
+        "slot migration: 250 events handled once each, {} runs, {} retried, {replay_errors} replay calls failed and were tried again",
+        runs,
+        stats.retried
+    );
+}

@@ -2,12 +2,21 @@
 
 use std::fmt;
 
-use redis::aio::{ConnectionLike, ConnectionManager};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 /// A connection to one Redis server or to a Redis Cluster, re-established
 /// automatically; cheap to clone (clones share the connection).
+///
+/// **Time limits.** The connection has no reply time limit of its own (redis-rs's
+/// connection manager would otherwise cut every reply at 500 ms): each operation
+/// of this crate is bounded by its own documented limit, which is so the one in
+/// force (`Receiver::with_store_timeout`, `Enqueuer::with_timeout`,
+/// `Queue::with_timeout`). Opening a TCP connection, at start and when it is
+/// re-established, times out after [`CONNECT_TIMEOUT`](Self::CONNECT_TIMEOUT).
 ///
 /// It implements `redis::aio::ConnectionLike`, so every `redis` command and script
 /// runs over it. On a cluster each command goes to the shard that owns its keys:
@@ -47,6 +56,9 @@ impl fmt::Debug for RedisConnection {
 }
 
 impl RedisConnection {
+    /// How long opening a connection may take: 1 s.
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
     /// Connects to the Redis server at `url` (`redis://host:port/db`).
     ///
     /// # Errors
@@ -54,7 +66,12 @@ impl RedisConnection {
     /// If `url` is not a Redis URL or the server cannot be reached.
     pub async fn connect(url: &str) -> redis::RedisResult<Self> {
         let client = redis::Client::open(url)?;
-        Ok(ConnectionManager::new(client).await?.into())
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(None)
+            .set_connection_timeout(Some(Self::CONNECT_TIMEOUT));
+        Ok(ConnectionManager::new_with_config(client, config)
+            .await?
+            .into())
     }
 
     /// Connects to a Redis Cluster through any of its `nodes` (the others are
@@ -66,7 +83,10 @@ impl RedisConnection {
     pub async fn connect_cluster<'a>(
         nodes: impl IntoIterator<Item = &'a str>,
     ) -> redis::RedisResult<Self> {
-        let client = redis::cluster::ClusterClient::new(nodes.into_iter().collect::<Vec<_>>())?;
+        // No reply time limit (the builder's default), as for a single server.
+        let client = redis::cluster::ClusterClient::builder(nodes.into_iter().collect::<Vec<_>>())
+            .connection_timeout(Self::CONNECT_TIMEOUT)
+            .build()?;
         Ok(client.get_async_connection().await?.into())
     }
 

@@ -24,11 +24,15 @@ return 0
 ";
 
 /// Records done if this token holds the claim or the id is free; never overwrites
-/// another delivery's claim or result.
+/// another delivery's claim or result. The done mark names the token, so the same
+/// completion sent again (its first reply lost) is recognised as applied.
 const COMPLETE: &str = r"
 local v = redis.call('GET', KEYS[1])
+if v == 'done:' .. ARGV[1] then
+  return 1
+end
 if (not v) or v == 'claim:' .. ARGV[1] then
-  redis.call('SET', KEYS[1], 'done', 'PX', ARGV[2])
+  redis.call('SET', KEYS[1], 'done:' .. ARGV[1], 'PX', ARGV[2])
   return 1
 end
 return 0
@@ -45,7 +49,8 @@ return 0
 /// An idempotency store in Redis, shared by every replica of a receiver.
 ///
 /// Each event id is one key, `<namespace>:event:<id>`, holding `claim:<token>` while
-/// a delivery is being handled and `done` for the dedup window. A claim expires
+/// a delivery is being handled and `done:<token>` for the dedup window (a completion
+/// sent again after its reply was lost is so recognised as its own). A claim expires
 /// after its lease (default 30 s) unless renewed; the receiver renews it every third
 /// of the lease while the handler runs, so only the claim of a crashed or stalled
 /// process expires, and NotMeta's next retry then reaches a live replica. A claim is
@@ -241,7 +246,7 @@ impl IdempotencyStore for RedisStore {
                 .map_err(StoreError::new)?;
             match held.as_deref() {
                 None => continue,
-                Some("done") => return Ok(Claim::Done),
+                Some(v) if v == "done" || v.starts_with("done:") => return Ok(Claim::Done),
                 // Its own claim: the SET was applied but its reply lost, and sent again.
                 Some(v) if v == claim => {
                     return Ok(Claim::Claimed(token));

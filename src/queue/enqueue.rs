@@ -1,17 +1,21 @@
 //! The enqueueing endpoint.
 
 use std::fmt;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 
+use super::protocol::{self, Entry, State};
 use super::{Queue, QueueError, millis, unix_millis};
 use crate::clock::{Clock, SystemClock};
+use crate::dedup::StoreError;
 use crate::dedup::clamp;
 use crate::event::Event;
-use crate::receiver::age;
-use crate::receiver::{Answer, Outcome};
+use crate::receiver::admit::{self, Admitted};
+use crate::receiver::report::{self, Hook};
+use crate::receiver::{Answer, DeliveryReport, Outcome, age};
 use crate::signature::Verifier;
 
 /// The default time limit of one enqueue: 2 s. Redis not answering in time is
@@ -31,6 +35,7 @@ pub const DEFAULT_ENQUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 /// | queued now | 200 `OK` ([`Outcome::Queued`]) |
 /// | queued already (duplicate, also concurrent) | 200 `OK (duplicate)` |
 /// | Redis unreachable or slower than the timeout | 503 ([`Outcome::StoreUnavailable`]) |
+/// | the queue in Redis has another number of partitions ([`QueueError::LayoutMismatch`], logged) | 503 ([`Outcome::StoreUnavailable`]) |
 /// | the queue is at its maximum length | 503 `Busy, retry later` ([`Outcome::StoreFull`]) |
 ///
 /// ```no_run
@@ -55,7 +60,14 @@ pub struct Enqueuer {
     max_event_age: Option<Duration>,
     timeout: Duration,
     max_len: u64,
+    previous: Option<Queue>,
+    hook: Option<Hook>,
+    /// When the layout was last found right, in ms since [`epoch`] (0: never).
+    layout_checked: Arc<AtomicU64>,
 }
+
+/// How often an endpoint checks the queue's layout in Redis again.
+const LAYOUT_RECHECK: Duration = Duration::from_secs(1);
 
 impl fmt::Debug for Enqueuer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -65,6 +77,7 @@ impl fmt::Debug for Enqueuer {
             .field("max_event_age", &self.max_event_age)
             .field("timeout", &self.timeout)
             .field("max_len", &self.max_len)
+            .field("previous", &self.previous)
             .finish_non_exhaustive()
     }
 }
@@ -82,6 +95,9 @@ impl Enqueuer {
             max_event_age: None,
             timeout: DEFAULT_ENQUEUE_TIMEOUT,
             max_len: 0,
+            previous: None,
+            hook: None,
+            layout_checked: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -107,11 +123,13 @@ impl Enqueuer {
         self
     }
 
-    /// The time limit of one enqueue (default 2 s); Redis slower than this is
-    /// answered 503.
+    /// The time limit of one enqueue (default 2 s; at least 1 ms): the one in force,
+    /// since the connection has no reply time limit of its own. Redis slower than
+    /// this is answered 503, and NotMeta retries (the entry may have been appended
+    /// all the same: the retry is then answered `OK (duplicate)`).
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = clamp(timeout);
+        self.timeout = clamp(timeout).max(Duration::from_millis(1));
         self
     }
 
@@ -121,6 +139,30 @@ impl Enqueuer {
     #[must_use]
     pub fn with_max_len(mut self, entries: u64) -> Self {
         self.max_len = entries;
+        self
+    }
+
+    /// While the number of partitions changes (see the README's "Changing the
+    /// number of partitions"): `previous` is the queue as laid out before, in
+    /// another namespace. An event id that `previous` knows (queued, handled or
+    /// given up there) is answered as a duplicate; any other is marked there as
+    /// taken, then queued here, so that an endpoint still on the old layout answers
+    /// it as a duplicate too. Each event is queued in exactly one of the two.
+    #[must_use]
+    pub fn with_previous_queue(mut self, previous: Queue) -> Self {
+        self.previous = Some(previous);
+        self
+    }
+
+    /// Calls `hook` once per delivery with what happened, as
+    /// [`Receiver::on_outcome`](crate::receiver::Receiver::on_outcome) does (an
+    /// enqueued event is [`Outcome::Queued`]). A panic in the hook is caught.
+    #[must_use]
+    pub fn on_outcome(
+        mut self,
+        hook: impl Fn(&DeliveryReport<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.hook = Some(Arc::new(hook));
         self
     }
 
@@ -151,24 +193,97 @@ impl Enqueuer {
         Box::pin(async move {
             let (event, secret_index) = match verified {
                 Ok(verified) => verified,
-                Err(error) => return report(Answer::rejected(&error)),
+                Err(error) => {
+                    let outcome = Outcome::Rejected(error.kind());
+                    self.report(None, outcome, None);
+                    return Answer::rejected(&error);
+                }
             };
-            if let Some(challenge) = event.challenge() {
-                return report(Answer::challenge(challenge));
+            if let Admitted::Answer(outcome) =
+                admit::admit(&event, self.max_event_age, &*self.clock)
+            {
+                self.report(Some(&event), outcome, Some(secret_index));
+                return admit::answer(&event, outcome);
             }
-            if self.is_stale(&event) {
-                return report(Outcome::Stale.into());
-            }
-            let enqueue = self.enqueue(&event, body, secret_index);
-            let outcome = match tokio::time::timeout(self.timeout, enqueue).await {
-                Ok(Ok(outcome)) => outcome,
-                Ok(Err(_)) | Err(_) => Outcome::StoreUnavailable,
+            let outcome = match self.enqueue(&event, body, secret_index).await {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    report::store_failed("enqueue", &StoreError::new(error));
+                    Outcome::StoreUnavailable
+                }
             };
-            report(outcome.into())
+            self.report(Some(&event), outcome, Some(secret_index));
+            outcome.into()
         })
     }
 
+    fn report(&self, event: Option<&Event<'_>>, outcome: Outcome, secret_index: Option<usize>) {
+        report::enqueued(
+            self.hook.as_ref(),
+            &DeliveryReport {
+                event_id: event.map(|e| e.id.as_str()),
+                event_type: event.map(Event::type_str),
+                outcome,
+                secret_index,
+                handler_error: None,
+                handler_time: None,
+                lease_lost: false,
+            },
+        );
+    }
+
+    /// Appends the event (within the time limit), after checking the layout and
+    /// the previous queue.
     async fn enqueue(
+        &self,
+        event: &Event<'_>,
+        body: &[u8],
+        secret_index: usize,
+    ) -> Result<Outcome, QueueError> {
+        let limit = self.timeout;
+        let work = async {
+            self.check_layout().await?;
+            if let Some(previous) = &self.previous {
+                previous.check_layout().await?;
+                if !self.mark_moved(previous, event).await? {
+                    return Ok(Outcome::Duplicate);
+                }
+            }
+            self.append(event, body, secret_index).await
+        };
+        protocol::bounded(limit, "the enqueue", work).await
+    }
+
+    /// Checks the queue's layout in Redis, at most once per [`LAYOUT_RECHECK`].
+    async fn check_layout(&self) -> Result<(), QueueError> {
+        let now = epoch().elapsed().as_millis();
+        let now = u64::try_from(now).unwrap_or(u64::MAX).max(1);
+        let last = self.layout_checked.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) < millis(LAYOUT_RECHECK) {
+            return Ok(());
+        }
+        self.queue.check_layout().await?;
+        self.layout_checked.store(now, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Marks the event as taken in the previous layout; `false` if it was known
+    /// there.
+    async fn mark_moved(&self, previous: &Queue, event: &Event<'_>) -> Result<bool, QueueError> {
+        let id = event.id.as_str();
+        let keys = previous.keys(previous.partition_of(id));
+        let mut connection = previous.connection().clone();
+        let state: String = previous
+            .scripts()
+            .mark_moved
+            .key(keys.state(id))
+            .arg(millis(self.window_for(event)))
+            .invoke_async(&mut connection)
+            .await?;
+        Ok(state == State::Moved.as_str())
+    }
+
+    async fn append(
         &self,
         event: &Event<'_>,
         body: &[u8],
@@ -177,28 +292,30 @@ impl Enqueuer {
         let id = event.id.as_str();
         let keys = self.queue.keys(self.queue.partition_of(id));
         let mut connection = self.queue.connection().clone();
-        let state: String = self
-            .queue
-            .scripts()
-            .enqueue
+        let entry = Entry {
+            event_id: id.to_owned(),
+            event_type: event.type_str().to_owned(),
+            body: Vec::new(),
+            received: unix_millis(self.clock.now()),
+            secret: u64::try_from(secret_index).unwrap_or(u64::MAX),
+            attempt: 0,
+        };
+        let mut invocation = self.queue.scripts().enqueue.prepare_invoke();
+        invocation
             .key(keys.state(id))
             .key(&keys.stream)
             .arg(millis(self.window_for(event)))
             .arg(self.max_len)
-            .arg("id")
-            .arg(id)
-            .arg("type")
-            .arg(event.type_str())
-            .arg("body")
-            .arg(body)
-            .arg("received")
-            .arg(unix_millis(self.clock.now()))
-            .arg("secret")
-            .arg(secret_index)
-            .arg("attempt")
-            .arg(0)
-            .invoke_async(&mut connection)
-            .await?;
+            .arg(self.queue.group());
+        for (name, value) in entry.fields() {
+            if name == "body" {
+                // The body is passed as borrowed, not copied into the entry.
+                invocation.arg(name).arg(body);
+            } else {
+                invocation.arg(name).arg(value);
+            }
+        }
+        let state: String = invocation.invoke_async(&mut connection).await?;
         match state.as_str() {
             "queued" => Ok(Outcome::Queued),
             "duplicate" => Ok(Outcome::Duplicate),
@@ -209,22 +326,16 @@ impl Enqueuer {
         }
     }
 
-    fn is_stale(&self, event: &Event<'_>) -> bool {
-        age::is_stale(self.max_event_age, &*self.clock, event)
-    }
-
     fn window_for(&self, event: &Event<'_>) -> Duration {
         let window = self.queue.dedup_window();
         age::window_for(window, self.max_event_age, &*self.clock, event)
     }
 }
 
-/// Counts the answer (feature `metrics`) and returns it.
-fn report(answer: Answer) -> Answer {
-    #[cfg(feature = "metrics")]
-    metrics::counter!("notmeta_webhooks_enqueued_total", "outcome" => answer.outcome().as_str())
-        .increment(1);
-    answer
+/// A fixed instant for the layout checks' coarse clock.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 #[cfg(feature = "tower")]

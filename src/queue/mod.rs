@@ -84,29 +84,80 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::Script;
-use redis::streams::{StreamId, StreamRangeReply};
-
 use crate::dedup::{DEFAULT_DEDUP_WINDOW, clamp};
 
 mod enqueue;
+mod protocol;
 mod scripts;
 mod worker;
 
 pub use enqueue::{DEFAULT_ENQUEUE_TIMEOUT, Enqueuer};
 pub use worker::{Worker, WorkerStats};
 
-/// Something went wrong talking to Redis (or Redis answered something unexpected).
+/// What went wrong with the queue's Redis.
 ///
-/// `Display` says so; the `redis` error is the [`source`](std::error::Error::source).
+/// `Display` says what; a Redis error is the [`source`](std::error::Error::source).
+///
+/// ```
+/// use notmeta_webhooks::queue::QueueError;
+/// let error = QueueError::LayoutMismatch { stored: 4, configured: 2 };
+/// assert!(error.to_string().contains("4 partitions"));
+/// ```
 #[derive(Debug, thiserror::Error)]
-#[error("the queue's Redis failed")]
-pub struct QueueError(#[source] Box<dyn std::error::Error + Send + Sync>);
+#[non_exhaustive]
+pub enum QueueError {
+    /// Redis could not be reached, or answered with an error or something
+    /// unexpected.
+    #[error("the queue's Redis failed")]
+    Redis(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Redis did not answer within the operation's time limit.
+    #[error("the queue's Redis did not answer {operation} within {limit:?}")]
+    TimedOut {
+        /// What was asked.
+        operation: &'static str,
+        /// The time limit in force.
+        limit: Duration,
+    },
+    /// The queue in Redis was laid out with another number of partitions than this
+    /// process's [`Queue::with_partitions`]. Nothing is enqueued or read with a
+    /// mismatched count; the README's "Changing the number of partitions" says how
+    /// to change it.
+    #[error(
+        "the queue in Redis has {stored} partitions, this process is configured for \
+         {configured}: every endpoint and worker must use the same count (see \
+         \"Changing the number of partitions\")"
+    )]
+    LayoutMismatch {
+        /// The count Redis holds.
+        stored: u16,
+        /// This process's count.
+        configured: u16,
+    },
+}
 
 impl QueueError {
-    /// Wraps the underlying error.
+    /// Wraps an underlying error as [`QueueError::Redis`].
     pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Self(error.into())
+        Self::Redis(error.into())
+    }
+
+    pub(crate) fn timeout(operation: &'static str, limit: Duration) -> Self {
+        Self::TimedOut { operation, limit }
+    }
+
+    /// The Redis error code (`NOGROUP`, `BUSYGROUP`, …), if Redis answered one.
+    pub(crate) fn redis_code(&self) -> Option<&str> {
+        match self {
+            Self::Redis(source) => source
+                .downcast_ref::<redis::RedisError>()
+                .and_then(redis::RedisError::code),
+            _ => None,
+        }
+    }
+
+    /// The error with its sources, for the logs and the checks on error text.
+    pub(crate) fn to_string_chain(&self) -> String {
+        crate::error::chain(self)
     }
 }
 
@@ -187,16 +238,9 @@ pub struct Queue {
     group: Arc<str>,
     partitions: u16,
     window: Duration,
-    scripts: Arc<Scripts>,
-}
-
-pub(crate) struct Scripts {
-    pub(crate) enqueue: Script,
-    pub(crate) settle: Script,
-    pub(crate) inspect: Script,
-    pub(crate) promote: Script,
-    pub(crate) replay: Script,
-    pub(crate) purge: Script,
+    scripts: Arc<protocol::Scripts>,
+    /// How long each operation of [`Queue`] itself may wait for Redis.
+    timeout: Duration,
 }
 
 impl fmt::Debug for Queue {
@@ -233,9 +277,14 @@ impl Keys {
     }
 }
 
+/// The default time limit of each Redis call of a worker and of [`Queue`]'s
+/// operations: 5 s.
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Queue {
     /// A queue over `connection`, in the namespace `notmeta-webhooks`, with one
-    /// partition, the consumer group `workers` and a 2 h dedup window.
+    /// partition, the consumer group `workers`, a 2 h dedup window and a
+    /// [`DEFAULT_REDIS_TIMEOUT`] of 5 s.
     #[must_use]
     pub fn new(connection: impl Into<RedisConnection>) -> Self {
         Self {
@@ -244,14 +293,8 @@ impl Queue {
             group: Arc::from("workers"),
             partitions: 1,
             window: DEFAULT_DEDUP_WINDOW,
-            scripts: Arc::new(Scripts {
-                enqueue: Script::new(scripts::ENQUEUE),
-                settle: Script::new(scripts::SETTLE),
-                inspect: Script::new(scripts::INSPECT),
-                promote: Script::new(scripts::PROMOTE),
-                replay: Script::new(scripts::REPLAY),
-                purge: Script::new(scripts::PURGE),
-            }),
+            scripts: Arc::new(protocol::Scripts::new()),
+            timeout: DEFAULT_REDIS_TIMEOUT,
         }
     }
 
@@ -285,6 +328,10 @@ impl Queue {
     /// Splits the queue into `partitions` streams (at least 1; default 1), chosen by a
     /// hash of the event id. On a Redis Cluster each partition's keys share one slot,
     /// so partitions spread over the shards.
+    ///
+    /// The count is stored in Redis by the first worker or endpoint, and a process
+    /// configured with another count is refused ([`QueueError::LayoutMismatch`]):
+    /// see the README's "Changing the number of partitions".
     #[must_use]
     pub fn with_partitions(mut self, partitions: u16) -> Self {
         self.partitions = partitions.max(1);
@@ -306,6 +353,16 @@ impl Queue {
         self
     }
 
+    /// The time limit of each Redis call a [`Worker`] and this queue's operations
+    /// make (default [`DEFAULT_REDIS_TIMEOUT`], 5 s; at least 1 ms). The connection
+    /// itself has no reply time limit, so this is the one in force. The endpoint has
+    /// its own ([`Enqueuer::with_timeout`]).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = clamp(timeout).max(Duration::from_millis(1));
+        self
+    }
+
     /// The number of partitions.
     #[must_use]
     pub fn partitions(&self) -> u16 {
@@ -316,6 +373,12 @@ impl Queue {
     #[must_use]
     pub fn dedup_window(&self) -> Duration {
         self.window
+    }
+
+    /// The time limit of each Redis call ([`with_timeout`](Self::with_timeout)).
+    #[must_use]
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The connection.
@@ -360,28 +423,81 @@ impl Queue {
         &self.group
     }
 
-    pub(crate) fn scripts(&self) -> &Scripts {
+    pub(crate) fn scripts(&self) -> &protocol::Scripts {
         &self.scripts
     }
 
-    /// Creates the consumer group on every partition's stream (and the stream), if
-    /// missing.
-    pub(crate) async fn ensure_groups(&self) -> Result<(), QueueError> {
+    /// `{namespace}:layout`: the number of partitions the queue was laid out with.
+    fn layout_key(&self) -> String {
+        format!("{{{}}}:layout", self.namespace)
+    }
+
+    /// Records this process's partition count in Redis if none is, and checks that
+    /// the count there is this one.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::LayoutMismatch`] if Redis holds another count; a Redis error.
+    pub async fn check_layout(&self) -> Result<(), QueueError> {
         let mut connection = self.connection.clone();
-        for p in 0..self.partitions {
+        let key = self.layout_key();
+        let check = async {
+            let (stored,): (Option<String>,) = redis::pipe()
+                .cmd("SET")
+                .arg(&key)
+                .arg(self.partitions)
+                .arg("NX")
+                .ignore()
+                .cmd("GET")
+                .arg(&key)
+                .query_async(&mut connection)
+                .await?;
+            Ok::<_, QueueError>(stored)
+        };
+        let stored = protocol::bounded(self.timeout, "the layout check", check).await?;
+        match stored.as_deref().map(str::parse::<u16>) {
+            Some(Ok(stored)) if stored != self.partitions => Err(QueueError::LayoutMismatch {
+                stored,
+                configured: self.partitions,
+            }),
+            Some(Err(_)) => Err(QueueError::new(format!(
+                "{key} holds {stored:?}, not a partition count"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates the consumer group on partition `p`'s stream (and the stream), if
+    /// missing.
+    pub(crate) async fn ensure_group(
+        &self,
+        connection: &mut RedisConnection,
+        p: u16,
+    ) -> Result<(), QueueError> {
+        let created = async {
             let created: redis::RedisResult<()> = redis::cmd("XGROUP")
                 .arg("CREATE")
                 .arg(self.keys(p).stream)
                 .arg(&*self.group)
                 .arg("0")
                 .arg("MKSTREAM")
-                .query_async(&mut connection)
+                .query_async(connection)
                 .await;
             match created {
-                Ok(()) => {}
-                Err(e) if e.code() == Some("BUSYGROUP") => {}
-                Err(e) => return Err(e.into()),
+                Ok(()) => Ok(()),
+                Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+                Err(e) => Err(e.into()),
             }
+        };
+        protocol::bounded(self.timeout, "XGROUP CREATE", created).await
+    }
+
+    /// Checks the layout and creates every partition's consumer group if missing.
+    pub(crate) async fn prepare(&self) -> Result<(), QueueError> {
+        self.check_layout().await?;
+        let mut connection = self.connection.clone();
+        for p in 0..self.partitions {
+            self.ensure_group(&mut connection, p).await?;
         }
         Ok(())
     }
@@ -389,36 +505,31 @@ impl Queue {
     /// How many entries wait, run, wait for a retry, and are dead letters. With the
     /// `metrics` feature the figures are also set as gauges
     /// (`notmeta_webhooks_queue_pending`, `…_in_progress`, `…_retrying`,
-    /// `…_dead_letters`).
+    /// `…_dead_letters`). It only reads: a missing stream or group counts as empty.
     ///
     /// # Errors
     ///
-    /// If Redis fails.
+    /// If Redis fails, or [`QueueError::LayoutMismatch`].
     pub async fn counts(&self) -> Result<QueueCounts, QueueError> {
-        self.ensure_groups().await?;
+        self.check_layout().await?;
         let mut connection = self.connection.clone();
         let mut counts = QueueCounts::default();
         for p in 0..self.partitions {
             let keys = self.keys(p);
-            let (len, pending, retrying, dead): (u64, redis::Value, u64, u64) = redis::pipe()
-                .cmd("XLEN")
-                .arg(&keys.stream)
-                .cmd("XPENDING")
-                .arg(&keys.stream)
-                .arg(&*self.group)
-                .cmd("ZCARD")
-                .arg(&keys.retry)
-                .cmd("XLEN")
-                .arg(&keys.dead)
-                .query_async(&mut connection)
-                .await?;
-            let running = match pending {
-                redis::Value::Array(items) => match items.first() {
-                    Some(v) => redis::from_redis_value_ref::<u64>(v).map_err(QueueError::new)?,
-                    None => 0,
-                },
-                _ => 0,
+            let read = async {
+                let figures: (u64, u64, u64, u64) = self
+                    .scripts
+                    .counts
+                    .key(&keys.stream)
+                    .key(&keys.retry)
+                    .key(&keys.dead)
+                    .arg(&*self.group)
+                    .invoke_async(&mut connection)
+                    .await?;
+                Ok(figures)
             };
+            let (len, running, retrying, dead) =
+                protocol::bounded(self.timeout, "the counts", read).await?;
             counts.pending += len.saturating_sub(running);
             counts.in_progress += running;
             counts.retrying += retrying;
@@ -433,28 +544,22 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// If Redis fails.
+    /// If Redis fails, or [`QueueError::LayoutMismatch`].
     pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        self.check_layout().await?;
         let mut connection = self.connection.clone();
         let mut letters = Vec::new();
         for p in 0..self.partitions {
             let mut from = "-".to_owned();
             loop {
-                let left = limit.saturating_sub(letters.len()).min(1000);
+                let left = limit.saturating_sub(letters.len()).min(100);
                 if left == 0 {
                     return Ok(letters);
                 }
-                let reply: StreamRangeReply = redis::cmd("XRANGE")
-                    .arg(self.keys(p).dead)
-                    .arg(&from)
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(left)
-                    .query_async(&mut connection)
-                    .await?;
-                letters.extend(reply.ids.iter().map(dead_letter));
-                match reply.ids.last() {
-                    Some(last) if reply.ids.len() == left => from = format!("({}", last.id),
+                let page = self.dead_page(&mut connection, p, &from, left).await?;
+                letters.extend(page.iter().map(|(id, fields)| dead_letter(id, fields)));
+                match page.last() {
+                    Some((last, _)) if page.len() == left => from = format!("({last}"),
                     _ => break,
                 }
             }
@@ -462,35 +567,70 @@ impl Queue {
         Ok(letters)
     }
 
+    /// Up to `count` dead letters of partition `p` from `from` (an `XRANGE` bound):
+    /// their ids and fields.
+    async fn dead_page(
+        &self,
+        connection: &mut RedisConnection,
+        p: u16,
+        from: &str,
+        count: usize,
+    ) -> Result<Vec<DeadPage>, QueueError> {
+        let read = async {
+            let page: Vec<DeadPage> = redis::cmd("XRANGE")
+                .arg(self.keys(p).dead)
+                .arg(from)
+                .arg("+")
+                .arg("COUNT")
+                .arg(count)
+                .query_async(connection)
+                .await?;
+            Ok(page)
+        };
+        protocol::bounded(self.timeout, "XRANGE of the dead letters", read).await
+    }
+
     /// Moves up to `limit` dead letters back into the queue, oldest first, with their
-    /// attempts reset; returns how many moved. Each move is atomic.
+    /// attempts reset; returns how many moved. Each move is atomic. A dead letter
+    /// whose event has been handled meanwhile (a run thought lost succeeded) or is
+    /// queued again already is deleted instead of replayed, and not counted.
     ///
     /// # Errors
     ///
-    /// If Redis fails.
+    /// If Redis fails (what was moved stays moved), or
+    /// [`QueueError::LayoutMismatch`].
     pub async fn replay_dead_letters(&self, limit: usize) -> Result<usize, QueueError> {
+        self.check_layout().await?;
         let mut connection = self.connection.clone();
         let mut moved = 0;
         for p in 0..self.partitions {
+            let keys = self.keys(p);
+            let mut from = "-".to_owned();
             loop {
                 let left = limit.saturating_sub(moved).min(100);
                 if left == 0 {
                     return Ok(moved);
                 }
-                let keys = self.keys(p);
-                let n: usize = self
-                    .scripts
-                    .replay
-                    .key(&keys.dead)
-                    .key(&keys.stream)
-                    .arg(left)
-                    .arg(&keys.state_prefix)
-                    .arg(millis(self.window))
-                    .invoke_async(&mut connection)
-                    .await?;
-                moved += n;
-                if n < left {
-                    break;
+                let page = self.dead_page(&mut connection, p, &from, left).await?;
+                for (dead_id, fields) in &page {
+                    let entry =
+                        protocol::Entry::from_pairs(fields.iter().map(|(k, v)| (&k[..], &v[..])));
+                    let one = protocol::replay_one(
+                        self,
+                        &mut connection,
+                        &keys,
+                        dead_id,
+                        &entry.event_id,
+                    );
+                    if protocol::bounded(self.timeout, "a replay", one).await?
+                        == protocol::Replayed::Queued
+                    {
+                        moved += 1;
+                    }
+                }
+                match page.last() {
+                    Some((last, _)) if page.len() == left => from = format!("({last}"),
+                    _ => break,
                 }
             }
         }
@@ -521,26 +661,34 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// If Redis fails (partitions already purged stay purged).
+    /// If Redis fails (partitions already purged stay purged), or
+    /// [`QueueError::LayoutMismatch`].
     pub async fn purge_dead_letters(&self, older_than: Duration) -> Result<u64, QueueError> {
+        self.check_layout().await?;
         let mut connection = self.connection.clone();
         // Whole milliseconds, rounded up: nothing younger than asked is deleted.
         let age =
             u64::try_from(clamp(older_than).as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
         let mut purged = 0;
         for p in 0..self.partitions {
-            let n: u64 = self
-                .scripts
-                .purge
-                .key(self.keys(p).dead)
-                .arg(age)
-                .invoke_async(&mut connection)
-                .await?;
-            purged += n;
+            let purge = async {
+                let n: u64 = self
+                    .scripts
+                    .purge
+                    .key(self.keys(p).dead)
+                    .arg(age)
+                    .invoke_async(&mut connection)
+                    .await?;
+                Ok(n)
+            };
+            purged += protocol::bounded(self.timeout, "a purge", purge).await?;
         }
         Ok(purged)
     }
 }
+
+/// A dead letter as read: its id and its fields.
+type DeadPage = (String, Vec<(Vec<u8>, Vec<u8>)>);
 
 /// Milliseconds for `PX`: at least 1.
 pub(crate) fn millis(d: Duration) -> u64 {
@@ -554,30 +702,21 @@ pub(crate) fn unix_millis(t: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// A field of a stream entry as text (empty if missing).
-pub(crate) fn field_str(entry: &StreamId, name: &str) -> String {
-    entry.get::<String>(name).unwrap_or_default()
-}
-
-/// A field of a stream entry as bytes (empty if missing).
-pub(crate) fn field_bytes(entry: &StreamId, name: &str) -> Vec<u8> {
-    entry.get::<Vec<u8>>(name).unwrap_or_default()
-}
-
-/// A numeric field of a stream entry (0 if missing or not a number).
-pub(crate) fn field_u64(entry: &StreamId, name: &str) -> u64 {
-    field_str(entry, name).parse().unwrap_or(0)
-}
-
-fn dead_letter(entry: &StreamId) -> DeadLetter {
+fn dead_letter(id: &str, fields: &[(Vec<u8>, Vec<u8>)]) -> DeadLetter {
+    let entry = protocol::Entry::from_pairs(fields.iter().map(|(k, v)| (&k[..], &v[..])));
+    let error = fields
+        .iter()
+        .find(|(k, _)| k == b"error")
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default();
     DeadLetter {
-        entry_id: entry.id.clone(),
-        event_id: field_str(entry, "id"),
-        event_type: field_str(entry, "type"),
-        error: field_str(entry, "error"),
-        attempts: u32::try_from(field_u64(entry, "attempt")).unwrap_or(u32::MAX),
-        received_at: UNIX_EPOCH + Duration::from_millis(field_u64(entry, "received")),
-        body: field_bytes(entry, "body"),
+        entry_id: id.to_owned(),
+        event_id: entry.event_id,
+        event_type: entry.event_type,
+        error,
+        attempts: u32::try_from(entry.attempt).unwrap_or(u32::MAX),
+        received_at: UNIX_EPOCH + Duration::from_millis(entry.received),
+        body: entry.body,
     }
 }
 

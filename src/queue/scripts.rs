@@ -1,22 +1,73 @@
-//! The queue's Lua scripts. Each runs atomically and touches the keys of one
-//! partition only (they share a hash tag, so on a cluster they share a slot).
+//! The queue's Lua scripts. Each runs atomically, declares every key it touches, and
+//! touches the keys of one partition only (they share a hash tag, so on a cluster
+//! they share a slot). Each checks before it writes, so a script refused part-way
+//! (a slot migrating) has changed nothing.
 //!
 //! Keys of partition `p` in namespace `ns` (`P` = `{ns:p}`):
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `P:stream` | stream | entries waiting or being handled; acknowledged entries are deleted |
+//! | `P:stream` | stream | entries waiting or being handled; settled entries are deleted |
 //! | `P:dead` | stream | dead letters, with the error text |
 //! | `P:retry` | sorted set | event ids waiting for a retry, scored by when it is due (ms) |
 //! | `P:retry:<id>` | hash | the entry of an event waiting for a retry |
-//! | `P:event:<id>` | string | the event's state: `queued`, `retrying`, `done` or `dead`, kept for the dedup window |
+//! | `P:event:<id>` | hash | the event's state, kept for the dedup window (below) |
+//!
+//! The state hash: `s`, one of the [`State`](super::protocol::State) names (`queued`,
+//! `retrying`, `done`, `dead`); `runs`, how many runs have started; `run`, the
+//! owner and entry of the run started last (so a start sent again is not counted
+//! twice); `settled`, the owner and entry of the last settle (so a settle sent
+//! again is recognised); `dead`, the id of its dead letter.
+//!
+//! The queue's layout (its number of partitions) is kept at `{ns}:layout`, outside
+//! the partitions; it is read and written by single commands, not by these scripts.
+//!
+//! An entry's owner is the consumer that holds it in the group's pending list
+//! (`XPENDING`); ownership passes to another worker when that one reclaims it
+//! (`XAUTOCLAIM`). Renewals and settles act only for the owner; a success is the one
+//! exception: it is recorded whoever ran it ("done" always wins).
 
-/// Enqueues at most once per event id: the state key and the entry are written
+/// Owner of an entry in the group's pending list, or `false` (also when the group
+/// is missing).
+const OWNER: &str = r"
+local function owner(stream, group, id)
+  local p = redis.pcall('XPENDING', stream, group, id, id, 1)
+  if type(p) ~= 'table' or p.err or not p[1] then
+    return false
+  end
+  return p[1][2]
+end
+";
+
+/// Keeps the state hash for at least `ms` milliseconds more.
+const KEEP: &str = r"
+local function keep(key, ms)
+  local left = redis.call('PTTL', key)
+  if left < tonumber(ms) then
+    redis.call('PEXPIRE', key, ms)
+  end
+end
+";
+
+/// Creates the consumer group with its stream when the stream is missing (Redis
+/// restarted empty, or was flushed), so that what is appended next is read.
+const GROUP: &str = r"
+local function group(stream, name)
+  if redis.call('EXISTS', stream) == 0 then
+    redis.call('XGROUP', 'CREATE', stream, name, '0', 'MKSTREAM')
+  end
+end
+";
+
+/// Enqueues at most once per event id: the state and the entry are written
 /// together, or neither is.
 ///
-/// KEYS: state, stream. ARGV: window ms, maximum length (0: none), then the entry's
-/// field/value pairs.
-pub(super) const ENQUEUE: &str = r"
+/// KEYS: state, stream. ARGV: window ms, maximum length (0: none), group, then the
+/// entry's field/value pairs. Returns `queued`, `duplicate` or `full`.
+pub(super) fn enqueue() -> String {
+    format!(
+        "{GROUP}{}",
+        r"
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 'duplicate'
 end
@@ -24,112 +75,313 @@ local max = tonumber(ARGV[2])
 if max > 0 and redis.call('XLEN', KEYS[2]) >= max then
   return 'full'
 end
-redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
-redis.call('SET', KEYS[1], 'queued', 'PX', ARGV[1])
+group(KEYS[2], ARGV[3])
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], 's', 'queued')
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 'queued'
+"
+    )
+}
+
+/// Marks an event id as taken in a previous layout's partition (see
+/// `Enqueuer::with_previous_queue`).
+///
+/// KEYS: state. ARGV: window ms. Returns `moved` when the id is free or was marked
+/// so before (the event belongs to the new layout), or the state found.
+pub(super) const MARK_MOVED: &str = r"
+local s = redis.call('HGET', KEYS[1], 's')
+if s then
+  return s
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 'queued'
+end
+redis.call('HSET', KEYS[1], 's', 'moved')
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 'moved'
 ";
 
-/// Settles an entry this consumer group holds: acknowledges and deletes it, and in
-/// the same step records what happened. Does nothing (returns 0) if the entry is no
-/// longer pending (another worker settled it).
+/// Hands entries to a consumer and names each one's event, without their bodies (so
+/// a reply is small whatever the entries hold).
 ///
-/// KEYS: stream, state, dead, retry set, retry hash. ARGV: group, entry id, mode
-/// (`done`, `dead`, `retry`, `ack`), window ms, retry delay ms, event id, then the
-/// field/value pairs of the dead letter or of the retried entry.
+/// KEYS: stream. ARGV: how (`new`: never delivered; `stale`: idle for the
+/// visibility timeout, taken over from their owner; `mine`: this consumer's own),
+/// group, consumer, count, minimum idle ms, cursor. Returns the next cursor, then
+/// pairs of entry id and event id (empty for an entry that no longer exists).
+pub(super) const TAKE: &str = r"
+local how, g, c, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local out = {'0-0'}
+local function add(id, f)
+  local event = ''
+  if f then
+    for i = 1, #f, 2 do
+      if f[i] == 'id' then
+        event = f[i + 1]
+      end
+    end
+  end
+  out[#out + 1] = id
+  out[#out + 1] = event
+end
+local ids = {}
+if how == 'new' then
+  local r = redis.call('XREADGROUP', 'GROUP', g, c, 'COUNT', n, 'STREAMS', KEYS[1], '>')
+  if r then
+    for _, e in ipairs(r[1][2]) do
+      add(e[1], e[2])
+    end
+  end
+  return out
+elseif how == 'stale' then
+  local r = redis.call('XAUTOCLAIM', KEYS[1], g, c, ARGV[5], ARGV[6], 'COUNT', n, 'JUSTID')
+  out[1] = r[1]
+  ids = r[2]
+else
+  for _, p in ipairs(redis.call('XPENDING', KEYS[1], g, '-', '+', n, c)) do
+    ids[#ids + 1] = p[1]
+  end
+end
+for _, id in ipairs(ids) do
+  local e = redis.call('XRANGE', KEYS[1], id, id)
+  if e[1] then
+    add(id, e[1][2])
+  else
+    add(id, nil)
+  end
+end
+return out
+";
+
+/// Starts a run: checks that this consumer owns the entry and that its event is not
+/// settled for good, counts the run (once, however often this is sent), and returns
+/// the entry.
 ///
-/// The state key keeps the longer of its remaining time and the window.
-pub(super) const SETTLE: &str = r"
-if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
-  return 0
+/// KEYS: stream, state. ARGV: group, consumer, entry id, window ms. Returns
+/// `{'run', runs, fields}`, `{'settled', state}` (acknowledged, not to run),
+/// `{'gone'}` (the entry no longer exists; acknowledged) or `{'not_owner'}`.
+pub(super) fn begin() -> String {
+    format!(
+        "{OWNER}{KEEP}{}",
+        r"
+local g, c, id = ARGV[1], ARGV[2], ARGV[3]
+if owner(KEYS[1], g, id) ~= c then
+  return {'not_owner'}
 end
-redis.call('XDEL', KEYS[1], ARGV[2])
-local mode = ARGV[3]
-if mode == 'ack' then
-  return 1
+local e = redis.call('XRANGE', KEYS[1], id, id)
+if not e[1] then
+  redis.call('XACK', KEYS[1], g, id)
+  return {'gone'}
 end
-local window = tonumber(ARGV[4])
-local left = redis.call('PTTL', KEYS[2])
-if left > window then
-  window = left
+local s = redis.call('HGET', KEYS[2], 's')
+if s == 'done' or s == 'dead' then
+  redis.call('XACK', KEYS[1], g, id)
+  redis.call('XDEL', KEYS[1], id)
+  return {'settled', s}
 end
+local run = c .. '/' .. id
+local runs
+if redis.call('HGET', KEYS[2], 'run') == run then
+  runs = tonumber(redis.call('HGET', KEYS[2], 'runs') or '1')
+else
+  runs = redis.call('HINCRBY', KEYS[2], 'runs', 1)
+  redis.call('HSET', KEYS[2], 'run', run)
+end
+if not s then
+  redis.call('HSET', KEYS[2], 's', 'queued')
+end
+keep(KEYS[2], ARGV[4])
+return {'run', runs, e[1][2]}
+"
+    )
+}
+
+/// Resets the idle time of the entries this consumer still owns; returns those it
+/// no longer owns.
+///
+/// KEYS: stream. ARGV: group, consumer, then entry ids.
+pub(super) fn renew() -> String {
+    format!(
+        "{OWNER}{}",
+        r"
+local lost = {}
+for i = 3, #ARGV do
+  if owner(KEYS[1], ARGV[1], ARGV[i]) == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+  else
+    lost[#lost + 1] = ARGV[i]
+  end
+end
+return lost
+"
+    )
+}
+
+/// Settles an entry after its run: acknowledges and deletes it, and records what
+/// happened, in one step.
+///
+/// - Only the owner settles, except that success (`done`) is recorded whoever ran
+///   it: the event is marked done, and any retry scheduled or dead letter written
+///   for it is removed.
+/// - Once an event is done, a later `retry` or `dead` only acknowledges.
+/// - Sent again by the same owner after it was applied (a reply lost), it answers
+///   `repeated` and changes nothing.
+///
+/// KEYS: stream, state, dead, retry set, retry hash. ARGV: group, consumer, entry
+/// id, mode (a [`Settle`](super::protocol::Settle) name), window ms, retry delay ms,
+/// event id, then the field/value pairs of the dead letter or the retried entry.
+/// Returns `applied`, `repeated`, `done` (done already: acknowledged only),
+/// `done_not_owner` (success recorded for an entry another worker owns) or
+/// `not_owner` (nothing changed).
+pub(super) fn settle() -> String {
+    format!(
+        "{OWNER}{KEEP}{}",
+        r"
+local g, c, id, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local me = c .. '/' .. id
+if redis.call('HGET', KEYS[2], 'settled') == me then
+  return 'repeated'
+end
+local mine = owner(KEYS[1], g, id) == c
+local s = redis.call('HGET', KEYS[2], 's')
 if mode == 'done' then
-  redis.call('SET', KEYS[2], 'done', 'PX', window)
-elseif mode == 'dead' then
-  redis.call('SET', KEYS[2], 'dead', 'PX', window)
-  redis.call('XADD', KEYS[3], '*', unpack(ARGV, 7))
+  if mine then
+    redis.call('XACK', KEYS[1], g, id)
+    redis.call('XDEL', KEYS[1], id)
+  end
+  local d = redis.call('HGET', KEYS[2], 'dead')
+  if d then
+    redis.call('XDEL', KEYS[3], d)
+    redis.call('HDEL', KEYS[2], 'dead')
+  end
+  redis.call('ZREM', KEYS[4], ARGV[7])
+  redis.call('DEL', KEYS[5])
+  redis.call('HSET', KEYS[2], 's', 'done', 'settled', me)
+  keep(KEYS[2], ARGV[5])
+  if mine then
+    return 'applied'
+  end
+  return 'done_not_owner'
+end
+if not mine then
+  return 'not_owner'
+end
+redis.call('XACK', KEYS[1], g, id)
+redis.call('XDEL', KEYS[1], id)
+if s == 'done' then
+  redis.call('HSET', KEYS[2], 'settled', me)
+  return 'done'
+end
+if mode == 'dead' then
+  local d = redis.call('XADD', KEYS[3], '*', unpack(ARGV, 8))
+  redis.call('HSET', KEYS[2], 's', 'dead', 'dead', d)
 elseif mode == 'retry' then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call('SET', KEYS[2], 'retrying', 'PX', window)
   redis.call('DEL', KEYS[5])
-  redis.call('HSET', KEYS[5], unpack(ARGV, 7))
-  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[5]), ARGV[6])
+  redis.call('HSET', KEYS[5], unpack(ARGV, 8))
+  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[6]), ARGV[7])
+  redis.call('HSET', KEYS[2], 's', 'retrying')
 end
-return 1
-";
+redis.call('HSET', KEYS[2], 'settled', me)
+keep(KEYS[2], ARGV[5])
+return 'applied'
+"
+    )
+}
 
-/// Before a reclaimed entry runs: its event's state and how often the entry has
-/// been delivered.
+/// The event ids whose retry is due (by the Redis server's clock), at most ARGV[1].
 ///
-/// KEYS: state, stream. ARGV: group, entry id.
-pub(super) const INSPECT: &str = r"
-local state = redis.call('GET', KEYS[1])
-local p = redis.call('XPENDING', KEYS[2], ARGV[1], ARGV[2], ARGV[2], 1)
-local deliveries = 0
-if p[1] then
-  deliveries = p[1][4]
-end
-return {state or '', deliveries}
-";
-
-/// Moves retries that are due (by the Redis server's clock) back into the stream.
-///
-/// KEYS: retry set, stream. ARGV: at most this many, the retry hash prefix.
-pub(super) const PROMOTE: &str = r"
+/// KEYS: retry set.
+pub(super) const DUE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
-for _, id in ipairs(due) do
-  local key = ARGV[2] .. id
-  local fields = redis.call('HGETALL', key)
-  if #fields > 0 then
-    redis.call('XADD', KEYS[2], '*', unpack(fields))
-  end
-  redis.call('DEL', key)
-  redis.call('ZREM', KEYS[1], id)
-end
-return #due
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 ";
 
-/// Moves dead letters back into the stream, attempts reset, error dropped.
+/// Moves one due retry back into the stream, unless its event is settled for good
+/// (then it is dropped).
 ///
-/// KEYS: dead, stream. ARGV: at most this many, the state key prefix, window ms.
-pub(super) const REPLAY: &str = r"
-local entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', tonumber(ARGV[1]))
-for _, entry in ipairs(entries) do
-  local f = entry[2]
-  local out = {}
-  local id = nil
-  for i = 1, #f, 2 do
-    local k = f[i]
-    if k == 'id' then
-      id = f[i + 1]
-    end
-    if k == 'attempt' then
-      out[#out + 1] = k
-      out[#out + 1] = '0'
-    elseif k ~= 'error' and k ~= 'failed' then
-      out[#out + 1] = k
-      out[#out + 1] = f[i + 1]
-    end
-  end
-  redis.call('XADD', KEYS[2], '*', unpack(out))
-  if id then
-    redis.call('SET', ARGV[2] .. id, 'queued', 'PX', ARGV[3])
-  end
-  redis.call('XDEL', KEYS[1], entry[1])
+/// KEYS: retry set, retry hash, stream, state. ARGV: event id, group, window ms.
+/// Returns 1 if queued again, 0 otherwise.
+pub(super) fn promote() -> String {
+    format!(
+        "{GROUP}{KEEP}{}",
+        r"
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  return 0
 end
-return #entries
+local s = redis.call('HGET', KEYS[4], 's')
+local fields = redis.call('HGETALL', KEYS[2])
+if s == 'done' or s == 'dead' or #fields == 0 then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('DEL', KEYS[2])
+  return 0
+end
+group(KEYS[3], ARGV[2])
+redis.call('XADD', KEYS[3], '*', unpack(fields))
+redis.call('HSET', KEYS[4], 's', 'queued')
+keep(KEYS[4], ARGV[3])
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2])
+return 1
+"
+    )
+}
+
+/// Moves one dead letter back into the stream, attempts reset, error dropped. A
+/// dead letter whose event is done, or queued again already, is deleted instead.
+///
+/// KEYS: dead, stream, state. ARGV: dead letter id, group, window ms. Returns
+/// `replayed`, `skipped` (deleted, not queued) or `gone`.
+pub(super) fn replay() -> String {
+    format!(
+        "{GROUP}{KEEP}{}",
+        r"
+local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+if not e[1] then
+  return 'gone'
+end
+local s = redis.call('HGET', KEYS[3], 's')
+if s and s ~= 'dead' then
+  redis.call('XDEL', KEYS[1], ARGV[1])
+  return 'skipped'
+end
+local f = e[1][2]
+local out = {}
+for i = 1, #f, 2 do
+  local k = f[i]
+  if k == 'attempt' then
+    out[#out + 1] = k
+    out[#out + 1] = '0'
+  elseif k ~= 'error' and k ~= 'failed' then
+    out[#out + 1] = k
+    out[#out + 1] = f[i + 1]
+  end
+end
+group(KEYS[2], ARGV[2])
+redis.call('XADD', KEYS[2], '*', unpack(out))
+redis.call('HSET', KEYS[3], 's', 'queued', 'runs', 0)
+redis.call('HDEL', KEYS[3], 'dead', 'run', 'settled')
+keep(KEYS[3], ARGV[3])
+redis.call('XDEL', KEYS[1], ARGV[1])
+return 'replayed'
+"
+    )
+}
+
+/// The partition's figures, whether or not its stream and group exist.
+///
+/// KEYS: stream, retry set, dead. ARGV: group. Returns length, pending, retrying,
+/// dead.
+pub(super) const COUNTS: &str = r"
+local len = redis.call('XLEN', KEYS[1])
+local running = 0
+local p = redis.pcall('XPENDING', KEYS[1], ARGV[1])
+if type(p) == 'table' and not p.err then
+  running = p[1]
+end
+return {len, running, redis.call('ZCARD', KEYS[2]), redis.call('XLEN', KEYS[3])}
 ";
 
 /// Deletes the dead letters given up on at least ARGV[1] ms ago, by the server's

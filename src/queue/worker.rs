@@ -1,6 +1,6 @@
 //! The worker: reads the queue and runs the handler.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt;
 use std::future::{Future, pending};
 use std::pin::pin;
@@ -9,20 +9,29 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::future::{Either, select};
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
-use super::{Keys, Queue, QueueError, field_bytes, field_str, field_u64, millis};
-use crate::dedup::clamp;
+use super::protocol::{self, Begun, Entry, Settle, Settled, Take};
+use super::{Keys, Queue, QueueError};
+use crate::dedup::{RedisConnection, clamp};
 use crate::event::Event;
-use crate::receiver::delivery::{Ran, run_beside};
+use crate::receiver::delivery::{Ran, retrying, run_beside};
 use crate::receiver::{Handler, HandlerError};
+
+/// How often a running worker checks the queue's layout in Redis again.
+const LAYOUT_RECHECK: Duration = Duration::from_secs(5);
 
 /// Runs a [`Handler`] on the events of a [`Queue`].
 ///
 /// - **Reading**: a consumer group, at most [`with_concurrency`](Self::with_concurrency)
-///   handlers at once; while all are busy it reads nothing (backpressure).
+///   handlers at once; while all are busy it reads nothing (backpressure). A read
+///   returns entry ids only, and each entry's body is fetched when its run starts,
+///   so no reply holds more than one entry.
+/// - **Before each run** the worker checks, in one atomic step, that it still owns
+///   the entry and that the event is not done or dead already (a retry, a reclaim
+///   or a replay of an event handled meanwhile is not run again), and counts the
+///   run as started.
 /// - **Success or permanent failure**: the entry is acknowledged and deleted, and
 ///   the event marked done, in one step; a permanent failure also goes to the dead
 ///   letters with the error text.
@@ -30,16 +39,32 @@ use crate::receiver::{Handler, HandlerError};
 ///   [`with_backoff`](Self::with_backoff)) up to
 ///   [`with_max_attempts`](Self::with_max_attempts) runs in all, then dead-lettered.
 /// - **No time limit**: a running handler keeps its entry (renewed every third of the
-///   [visibility timeout](Self::with_visibility_timeout)), however long it runs.
+///   [visibility timeout](Self::with_visibility_timeout), for every running entry
+///   in one call per partition), however long it runs. Renewal keeps an entry only
+///   while this worker still owns it; an entry another worker took over meanwhile
+///   (this one lost Redis for longer than the visibility timeout) is counted
+///   `lost` and logged, and its run's result is not applied as if owned, except a
+///   success: "done" is recorded whoever ran the event, and removes any retry or
+///   dead letter written for it.
 /// - **Crashes**: the entries of a worker that died are reclaimed by the others once
-///   idle for the visibility timeout, unless they were marked done. A run that
-///   crashed counts as an attempt, so an event that kills its worker every time
-///   ends in the dead letters.
+///   idle for the visibility timeout. A run that started and never settled counts
+///   as an attempt, so an event that kills its worker every time ends in the dead
+///   letters; a read or start whose reply was lost does not count, and the worker
+///   takes its own entries back after such a failure.
+/// - **Redis lost its data** (a restart without persistence, a flush, a failover
+///   to an empty replica): the worker recreates the consumer group and goes on;
+///   what Redis lost cannot be handled.
 /// - **Poison**: a body that no longer parses goes straight to the dead letters.
 /// - **Shutdown**: when the future passed to [`run`](Self::run) completes, the
 ///   worker stops reading and waits for running handlers up to the
-///   [shutdown deadline](Self::with_shutdown_deadline); the rest are cancelled and
-///   their entries left for another worker to reclaim at once.
+///   [shutdown deadline](Self::with_shutdown_deadline); then the rest are
+///   cancelled at their next `.await`. An entry is never given up while its handler
+///   may still run: the worker keeps renewing it until the handler has stopped (an
+///   isolated handler blocking its thread is waited for), and then leaves it to be
+///   reclaimed after the visibility timeout, not at once. Work a handler hands to
+///   another thread and stops awaiting (a `spawn_blocking` whose handle it drops)
+///   is beyond what the worker can see: keep the visibility timeout above such
+///   work, or await it.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -84,6 +109,18 @@ struct Settings {
     isolate: bool,
 }
 
+impl Settings {
+    /// How often running entries are renewed.
+    fn renew_every(&self) -> Duration {
+        (self.visibility / 3).max(Duration::from_millis(10))
+    }
+
+    /// How often stale entries are reclaimed and this worker's own are checked.
+    fn reclaim_every(&self) -> Duration {
+        (self.visibility / 4).max(Duration::from_millis(10))
+    }
+}
+
 impl<H> fmt::Debug for Worker<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Worker")
@@ -106,10 +143,12 @@ pub struct WorkerStats {
     pub dead_lettered: u64,
     /// Reclaimed entries found done already (not run again).
     pub skipped: u64,
-    /// Runs whose entry another worker had settled meanwhile (its claim lapsed
-    /// while Redis could not be reached).
+    /// Runs whose entry another worker took over meanwhile (this one lost Redis, or
+    /// stalled, for longer than the visibility timeout): the event may have run
+    /// twice.
     pub lost: u64,
-    /// Runs cancelled at the shutdown deadline (left for reclaim).
+    /// Runs cancelled at the shutdown deadline (left for reclaim after the
+    /// visibility timeout).
     pub abandoned: u64,
 }
 
@@ -120,6 +159,7 @@ struct Counters {
     dead_lettered: AtomicU64,
     skipped: AtomicU64,
     lost: AtomicU64,
+    abandoned: AtomicU64,
 }
 
 impl<H: Handler> Worker<H> {
@@ -204,7 +244,8 @@ impl<H> Worker<H> {
     }
 
     /// How long [`run`](Self::run) waits for running handlers after the shutdown
-    /// signal (default 30 s).
+    /// signal before it cancels them (default 30 s). `run` returns once every
+    /// cancelled handler has really stopped.
     #[must_use]
     pub fn with_shutdown_deadline(mut self, deadline: Duration) -> Self {
         self.settings.shutdown_deadline = clamp(deadline);
@@ -232,353 +273,466 @@ struct Shared<H> {
     handler: Arc<H>,
     settings: Settings,
     counters: Counters,
-    /// Entries being run here: (partition, entry id).
-    in_flight: Mutex<HashSet<(u16, String)>>,
+    /// Entries being run (or settled) here, by (partition, entry id).
+    in_flight: Mutex<HashMap<(u16, String), Arc<Flight>>>,
+    /// Fired at the shutdown deadline: running handlers are cancelled, and settles
+    /// that fail are not tried again.
+    stopped: Notify,
+    is_stopped: AtomicBool,
+}
+
+/// One entry being run here.
+#[derive(Default)]
+struct Flight {
+    /// Settling: renewal may find it settled, which is no loss.
+    settling: AtomicBool,
+    /// Another worker took it over.
+    lost: AtomicBool,
+}
+
+impl<H> Shared<H> {
+    fn flights(&self) -> std::sync::MutexGuard<'_, HashMap<(u16, String), Arc<Flight>>> {
+        // A panic cannot happen while the lock is held; recover the map regardless.
+        self.in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn stopped(&self) -> impl Future<Output = ()> + '_ {
+        let notified = self.stopped.notified();
+        async move {
+            if !self.is_stopped.load(Ordering::Acquire) {
+                notified.await;
+            }
+        }
+    }
+
+    fn stop(&self) {
+        self.is_stopped.store(true, Ordering::Release);
+        self.stopped.notify_waiters();
+    }
+
+    fn add(&self, counter: &AtomicU64, name: &'static str) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        count(name);
+    }
+
+    /// Runs `future` within the Redis time limit.
+    async fn bounded<T>(
+        &self,
+        what: &'static str,
+        future: impl Future<Output = Result<T, QueueError>>,
+    ) -> Result<T, QueueError> {
+        protocol::bounded(self.queue.timeout(), what, future).await
+    }
+}
+
+/// When the reader last did each periodic step, and where it stands.
+struct Reader {
+    /// XAUTOCLAIM cursor of each partition.
+    cursors: Vec<String>,
+    /// Partitions whose last read failed: their own entries are taken back.
+    recheck: Vec<bool>,
+    last_reclaim: Option<Instant>,
+    last_promote: Option<Instant>,
+    last_layout: Instant,
+    /// The partition read first next time (so every partition gets its turn).
+    start: u16,
 }
 
 impl<H: Handler> Worker<H> {
     /// Runs until `shutdown` completes, then stops reading and lets running handlers
     /// finish (up to the shutdown deadline). Redis errors while running are retried
     /// (and logged with the `tracing` feature); the worker does not stop for them.
+    /// Each Redis call is bounded by the queue's [time limit](Queue::with_timeout).
     ///
     /// # Errors
     ///
-    /// If the consumer groups cannot be created at start (Redis unreachable).
+    /// If the layout cannot be checked or the consumer groups created at start
+    /// (Redis unreachable), or [`QueueError::LayoutMismatch`] at start or later (the
+    /// worker then stops reading, lets running handlers finish, and returns it).
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<WorkerStats, QueueError> {
-        self.queue.ensure_groups().await?;
+        self.queue.prepare().await?;
         let shared = Arc::new(Shared {
             queue: self.queue,
             handler: self.handler,
             settings: self.settings,
             counters: Counters::default(),
-            in_flight: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new(HashMap::new()),
+            stopped: Notify::new(),
+            is_stopped: AtomicBool::new(false),
         });
-        let settings = &shared.settings;
-        let slots = Arc::new(Semaphore::new(settings.concurrency));
+        let keeper = tokio::spawn(keep(Arc::clone(&shared)));
         let mut tasks = JoinSet::new();
-        let mut shutdown = pin!(shutdown);
-        let partitions = shared.queue.partitions();
-        let mut cursors = vec!["0-0".to_owned(); usize::from(partitions)];
-        let reclaim_every = (settings.visibility / 4).max(Duration::from_millis(10));
-        let promote_every = settings.poll.min(Duration::from_millis(250));
-        let mut last_reclaim: Option<Instant> = None;
-        let mut last_promote: Option<Instant> = None;
-        #[cfg(feature = "metrics")]
-        let mut last_counts: Option<Instant> = None;
-        let mut start = 0u16;
-        let mut connection = shared.queue.connection().clone();
-        'reading: loop {
-            while tasks.try_join_next().is_some() {}
-            // Backpressure: wait for a free slot before reading anything.
-            let free = match select(pin!(slots.acquire()), shutdown.as_mut()).await {
-                Either::Left((Ok(permit), _)) => {
-                    drop(permit);
-                    slots.available_permits()
-                }
-                Either::Left((Err(_), _)) | Either::Right(_) => break 'reading,
-            };
-            let mut got = 0;
-            if last_promote.is_none_or(|t| t.elapsed() >= promote_every) {
-                last_promote = Some(Instant::now());
-                for p in 0..partitions {
-                    if let Err(e) = promote(&shared.queue, &mut connection, p).await {
-                        warn("promote retries", &e);
-                    }
-                }
-            }
-            #[cfg(feature = "metrics")]
-            if last_counts.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
-                last_counts = Some(Instant::now());
-                let _ = shared.queue.counts().await;
-            }
-            if last_reclaim.is_none_or(|t| t.elapsed() >= reclaim_every) {
-                last_reclaim = Some(Instant::now());
-                for p in 0..partitions {
-                    let room = slots.available_permits();
-                    if room == 0 {
-                        break;
-                    }
-                    match reclaim(&shared, &mut connection, p, &cursors[usize::from(p)], room).await
-                    {
-                        Ok((next, entries)) => {
-                            cursors[usize::from(p)] = next;
-                            for entry in entries {
-                                got += 1;
-                                spawn(&shared, &slots, &mut tasks, p, entry, true);
-                            }
-                        }
-                        Err(e) => warn("reclaim", &e),
-                    }
-                }
-            }
-            let mut failed = false;
-            for i in 0..partitions {
-                let p = (start + i) % partitions;
-                let room = slots.available_permits().min(free);
-                if room == 0 {
-                    break;
-                }
-                match read(&shared, &mut connection, p, room).await {
-                    Ok(entries) => {
-                        for entry in entries {
-                            got += 1;
-                            spawn(&shared, &slots, &mut tasks, p, entry, false);
-                        }
-                    }
-                    Err(e) => {
-                        failed = true;
-                        warn("read", &e);
-                    }
-                }
-            }
-            start = (start + 1) % partitions;
-            if got == 0 || failed {
-                let pause = pin!(tokio::time::sleep(settings.poll));
-                if let Either::Right(_) = select(pause, shutdown.as_mut()).await {
-                    break 'reading;
-                }
-            }
-        }
-        // Shutdown: nothing more is read; running handlers get the deadline.
-        let deadline = pin!(tokio::time::sleep(settings.shutdown_deadline));
-        let mut deadline = deadline;
-        loop {
-            let finished = match select(pin!(tasks.join_next()), deadline.as_mut()).await {
-                Either::Left((Some(_), _)) => continue,
-                Either::Left((None, _)) => true,
-                Either::Right(_) => false,
-            };
-            if !finished {
-                tasks.abort_all();
-                while tasks.join_next().await.is_some() {}
-            }
-            break;
-        }
-        let left: Vec<(u16, String)> = shared
-            .in_flight
-            .lock()
-            .map(|set| set.iter().cloned().collect())
-            .unwrap_or_default();
-        for (p, entry_id) in &left {
-            // Idle for the whole visibility timeout: another worker may take it now.
-            let released: redis::RedisResult<redis::Value> = redis::cmd("XCLAIM")
-                .arg(shared.queue.keys(*p).stream)
-                .arg(shared.queue.group())
-                .arg(&settings.consumer)
-                .arg(0)
-                .arg(entry_id)
-                .arg("IDLE")
-                .arg(millis(settings.visibility))
-                .arg("JUSTID")
-                .query_async(&mut connection)
-                .await;
-            if let Err(e) = released {
-                warn("release", &QueueError::from(e));
-            }
-        }
+        let ended = read_until(&shared, &mut tasks, shutdown).await;
+        drain(&shared, &mut tasks).await;
+        keeper.abort();
         let c = &shared.counters;
-        Ok(WorkerStats {
+        let stats = WorkerStats {
             handled: c.handled.load(Ordering::Relaxed),
             retried: c.retried.load(Ordering::Relaxed),
             dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
             skipped: c.skipped.load(Ordering::Relaxed),
             lost: c.lost.load(Ordering::Relaxed),
-            abandoned: left.len() as u64,
-        })
+            abandoned: c.abandoned.load(Ordering::Relaxed),
+        };
+        ended.map(|()| stats)
     }
 }
 
+/// Reads and starts entries until `shutdown` completes (or the layout turns out
+/// wrong).
+async fn read_until<H: Handler>(
+    shared: &Arc<Shared<H>>,
+    tasks: &mut JoinSet<()>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), QueueError> {
+    let settings = &shared.settings;
+    let slots = Arc::new(Semaphore::new(settings.concurrency));
+    let mut shutdown = pin!(shutdown);
+    let partitions = shared.queue.partitions();
+    let mut reader = Reader {
+        cursors: vec!["0-0".to_owned(); usize::from(partitions)],
+        recheck: vec![false; usize::from(partitions)],
+        last_reclaim: None,
+        last_promote: None,
+        last_layout: Instant::now(),
+        start: 0,
+    };
+    let mut connection = shared.queue.connection().clone();
+    loop {
+        while tasks.try_join_next().is_some() {}
+        // Backpressure: wait for a free slot before reading anything.
+        let free = match select(pin!(slots.acquire()), shutdown.as_mut()).await {
+            Either::Left((Ok(permit), _)) => {
+                drop(permit);
+                slots.available_permits()
+            }
+            Either::Left((Err(_), _)) | Either::Right(_) => return Ok(()),
+        };
+        if reader.last_layout.elapsed() >= LAYOUT_RECHECK {
+            reader.last_layout = Instant::now();
+            match shared.queue.check_layout().await {
+                Err(error @ QueueError::LayoutMismatch { .. }) => {
+                    warn("layout", &error);
+                    return Err(error);
+                }
+                Err(error) => warn("layout", &error),
+                Ok(()) => {}
+            }
+        }
+        let mut got = promote(shared, &mut connection, &mut reader).await;
+        got += reclaim(shared, &mut connection, &mut reader, &slots, tasks).await;
+        let (read, failed) =
+            read_new(shared, &mut connection, &mut reader, &slots, tasks, free).await;
+        got += read;
+        if got == 0 || failed {
+            let pause = pin!(tokio::time::sleep(settings.poll));
+            if let Either::Right(_) = select(pause, shutdown.as_mut()).await {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Moves due retries back into the streams (every poll interval, at most every
+/// 250 ms); counts nothing read.
+async fn promote<H>(
+    shared: &Shared<H>,
+    connection: &mut RedisConnection,
+    reader: &mut Reader,
+) -> usize {
+    let every = shared.settings.poll.min(Duration::from_millis(250));
+    if reader.last_promote.is_some_and(|t| t.elapsed() < every) {
+        return 0;
+    }
+    reader.last_promote = Some(Instant::now());
+    for p in 0..shared.queue.partitions() {
+        let due = protocol::promote_due(&shared.queue, connection, p, 100);
+        if let Err(e) = shared.bounded("the promotion of retries", due).await {
+            heal(shared, connection, p, &e).await;
+            warn("promote retries", &e);
+        }
+    }
+    0
+}
+
+/// Every quarter of the visibility timeout: takes over entries idle for the
+/// visibility timeout (their worker died or lost Redis), and takes back this
+/// worker's own entries that nothing here runs (a read or start whose reply was
+/// lost). Returns how many were started.
+async fn reclaim<H: Handler>(
+    shared: &Arc<Shared<H>>,
+    connection: &mut RedisConnection,
+    reader: &mut Reader,
+    slots: &Arc<Semaphore>,
+    tasks: &mut JoinSet<()>,
+) -> usize {
+    let due = reader
+        .last_reclaim
+        .is_none_or(|t| t.elapsed() >= shared.settings.reclaim_every());
+    if due {
+        reader.last_reclaim = Some(Instant::now());
+    }
+    let mut got = 0;
+    let consumer = shared.settings.consumer.as_str();
+    for p in 0..shared.queue.partitions() {
+        let i = usize::from(p);
+        let mut hows = Vec::with_capacity(2);
+        if due || reader.recheck[i] {
+            hows.push(Take::Mine);
+        }
+        if due {
+            hows.push(Take::Stale(shared.settings.visibility, &reader.cursors[i]));
+        }
+        let mut next_cursor = None;
+        for how in hows {
+            let room = slots.available_permits();
+            if room == 0 {
+                break;
+            }
+            let taken = protocol::take(&shared.queue, connection, p, consumer, how, room);
+            match shared.bounded("a reclaim", taken).await {
+                Ok((next, entries)) => {
+                    if matches!(how, Take::Stale(..)) {
+                        next_cursor = Some(next);
+                    } else {
+                        reader.recheck[i] = false;
+                    }
+                    for (entry_id, event_id) in entries {
+                        got += usize::from(spawn(shared, slots, tasks, p, entry_id, event_id));
+                    }
+                }
+                Err(e) => {
+                    heal(shared, connection, p, &e).await;
+                    warn("reclaim", &e);
+                }
+            }
+        }
+        if let Some(next) = next_cursor {
+            reader.cursors[i] = next;
+        }
+    }
+    got
+}
+
+/// Reads entries never delivered, partition by partition, for the free slots.
+/// Returns how many were started, and whether a read failed.
+async fn read_new<H: Handler>(
+    shared: &Arc<Shared<H>>,
+    connection: &mut RedisConnection,
+    reader: &mut Reader,
+    slots: &Arc<Semaphore>,
+    tasks: &mut JoinSet<()>,
+    free: usize,
+) -> (usize, bool) {
+    let partitions = shared.queue.partitions();
+    let consumer = shared.settings.consumer.as_str();
+    let (mut got, mut failed) = (0, false);
+    for i in 0..partitions {
+        let p = (reader.start + i) % partitions;
+        let room = slots.available_permits().min(free);
+        if room == 0 {
+            break;
+        }
+        let taken = protocol::take(&shared.queue, connection, p, consumer, Take::New, room);
+        match shared.bounded("a read", taken).await {
+            Ok((_, entries)) => {
+                for (entry_id, event_id) in entries {
+                    got += usize::from(spawn(shared, slots, tasks, p, entry_id, event_id));
+                }
+            }
+            Err(e) => {
+                failed = true;
+                // The reply may have been lost after Redis handed entries over: take
+                // this worker's own entries back at the next pass.
+                reader.recheck[usize::from(p)] = true;
+                heal(shared, connection, p, &e).await;
+                warn("read", &e);
+            }
+        }
+    }
+    reader.start = (reader.start + 1) % partitions;
+    (got, failed)
+}
+
+/// After an error that says the consumer group is missing (Redis lost its data),
+/// creates it again, with the layout.
+async fn heal<H>(shared: &Shared<H>, connection: &mut RedisConnection, p: u16, error: &QueueError) {
+    if !protocol::is_missing_group(error) {
+        return;
+    }
+    count_heal();
+    if let Err(e) = shared.queue.ensure_group(connection, p).await {
+        warn("recreate the consumer group", &e);
+    }
+    if let Err(e) = shared.queue.check_layout().await {
+        warn("layout", &e);
+    }
+}
+
+/// After the reading stopped: waits for running handlers up to the shutdown
+/// deadline, then cancels the rest and waits until they have really stopped.
+async fn drain<H>(shared: &Shared<H>, tasks: &mut JoinSet<()>) {
+    let deadline = pin!(tokio::time::sleep(shared.settings.shutdown_deadline));
+    let mut deadline = deadline;
+    loop {
+        match select(pin!(tasks.join_next()), deadline.as_mut()).await {
+            Either::Left((Some(_), _)) => {}
+            Either::Left((None, _)) => return,
+            Either::Right(_) => break,
+        }
+    }
+    // Cancelled at their next `.await`; an isolated handler's thread is waited for,
+    // and its entry renewed meanwhile.
+    shared.stop();
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Starts a task for an entry, unless it runs here already; whether one started.
 fn spawn<H: Handler>(
     shared: &Arc<Shared<H>>,
     slots: &Arc<Semaphore>,
     tasks: &mut JoinSet<()>,
     partition: u16,
-    entry: StreamId,
-    reclaimed: bool,
-) {
-    let key = (partition, entry.id.clone());
-    if let Ok(mut set) = shared.in_flight.lock()
-        && !set.insert(key.clone())
-    {
-        // Running here already: the reclaim only reset its idle time.
-        return;
-    }
-    // The reader asked for no more entries than there were free slots.
-    let Ok(permit) = Arc::clone(slots).try_acquire_owned() else {
-        if let Ok(mut set) = shared.in_flight.lock() {
-            set.remove(&key);
+    entry_id: String,
+    event_id: String,
+) -> bool {
+    let key = (partition, entry_id);
+    let flight = {
+        let mut flights = shared.flights();
+        if flights.contains_key(&key) {
+            // Running here already: the reclaim only reset its idle time.
+            return false;
         }
-        return;
+        // The reader asked for no more entries than there were free slots.
+        let Ok(permit) = Arc::clone(slots).try_acquire_owned() else {
+            return false;
+        };
+        let flight = Arc::new(Flight::default());
+        flights.insert(key.clone(), Arc::clone(&flight));
+        (flight, permit)
     };
     let shared = Arc::clone(shared);
     tasks.spawn(async move {
-        let _permit = permit;
-        process(&shared, partition, &entry, reclaimed).await;
-        if let Ok(mut set) = shared.in_flight.lock() {
-            set.remove(&key);
-        }
+        let (flight, _permit) = flight;
+        let (partition, entry_id) = &key;
+        process(&shared, *partition, entry_id, &event_id, &flight).await;
+        shared.flights().remove(&key);
     });
+    true
 }
 
-async fn read<H>(
-    shared: &Shared<H>,
-    connection: &mut crate::dedup::RedisConnection,
-    p: u16,
-    count: usize,
-) -> Result<Vec<StreamId>, QueueError> {
-    let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(shared.queue.group())
-        .arg(&shared.settings.consumer)
-        .arg("COUNT")
-        .arg(count)
-        .arg("STREAMS")
-        .arg(shared.queue.keys(p).stream)
-        .arg(">")
-        .query_async(connection)
-        .await?;
-    Ok(reply
-        .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
-        .unwrap_or_default())
-}
-
-async fn reclaim<H>(
-    shared: &Shared<H>,
-    connection: &mut crate::dedup::RedisConnection,
-    p: u16,
-    cursor: &str,
-    count: usize,
-) -> Result<(String, Vec<StreamId>), QueueError> {
-    let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-        .arg(shared.queue.keys(p).stream)
-        .arg(shared.queue.group())
-        .arg(&shared.settings.consumer)
-        .arg(millis(shared.settings.visibility))
-        .arg(cursor)
-        .arg("COUNT")
-        .arg(count)
-        .query_async(connection)
-        .await?;
-    Ok((reply.next_stream_id, reply.claimed))
-}
-
-async fn promote(
-    queue: &Queue,
-    connection: &mut crate::dedup::RedisConnection,
-    p: u16,
-) -> Result<(), QueueError> {
-    let keys = queue.keys(p);
-    let _: i64 = queue
-        .scripts()
-        .promote
-        .key(&keys.retry)
-        .key(&keys.stream)
-        .arg(100)
-        .arg(&keys.retry_prefix)
-        .invoke_async(connection)
-        .await?;
-    Ok(())
-}
-
-/// How an entry is settled.
-enum Settle {
-    /// Handled: mark done.
-    Done,
-    /// Already done: acknowledge only.
-    Ack,
-    /// To the dead letters, with this error text.
-    Dead(String),
-    /// Try again after this pause.
-    Retry(Duration),
-}
-
-/// The fields of a queued entry.
-struct Entry {
-    entry_id: String,
-    event_id: String,
-    event_type: String,
-    body: Vec<u8>,
-    received: String,
-    secret: String,
-    attempt: u64,
-}
-
-impl Entry {
-    fn fields(&self, attempt: u64) -> Vec<(&'static str, Vec<u8>)> {
-        vec![
-            ("id", self.event_id.as_bytes().to_vec()),
-            ("type", self.event_type.as_bytes().to_vec()),
-            ("body", self.body.clone()),
-            ("received", self.received.as_bytes().to_vec()),
-            ("secret", self.secret.as_bytes().to_vec()),
-            ("attempt", attempt.to_string().into_bytes()),
-        ]
-    }
-}
-
-async fn process<H: Handler>(shared: &Shared<H>, p: u16, raw: &StreamId, reclaimed: bool) {
-    let entry = Entry {
-        entry_id: raw.id.clone(),
-        event_id: field_str(raw, "id"),
-        event_type: field_str(raw, "type"),
-        body: field_bytes(raw, "body"),
-        received: field_str(raw, "received"),
-        secret: field_str(raw, "secret"),
-        attempt: field_u64(raw, "attempt"),
-    };
-    let keys = shared.queue.keys(p);
-    let max = u64::from(shared.settings.max_attempts);
-    // Runs before this one: failed attempts, plus runs cut short by a crash.
-    let mut runs = entry.attempt;
-    if reclaimed {
-        match inspect(shared, &keys, &entry).await {
-            Ok((state, _)) if state == "done" || state == "dead" => {
-                settle(shared, &keys, &entry, Settle::Ack).await;
-                shared.counters.skipped.fetch_add(1, Ordering::Relaxed);
-                count("skipped");
-                return;
+/// Renews every running entry, one call per partition, every third of the
+/// visibility timeout; marks those another worker took over. Never ends.
+async fn keep<H>(shared: Arc<Shared<H>>) {
+    let mut connection = shared.queue.connection().clone();
+    let consumer = shared.settings.consumer.as_str();
+    loop {
+        tokio::time::sleep(shared.settings.renew_every()).await;
+        let mut by_partition: HashMap<u16, Vec<(String, Arc<Flight>)>> = HashMap::new();
+        for ((p, id), flight) in shared.flights().iter() {
+            if !flight.lost.load(Ordering::Relaxed) {
+                by_partition
+                    .entry(*p)
+                    .or_default()
+                    .push((id.clone(), Arc::clone(flight)));
             }
-            Ok((_, deliveries)) => runs += deliveries.saturating_sub(1),
-            Err(e) => {
-                // Unknown state: leave the entry for a later reclaim.
-                warn("inspect", &e);
-                return;
+        }
+        for (p, flights) in by_partition {
+            for chunk in flights.chunks(500) {
+                let ids: Vec<String> = chunk.iter().map(|(id, _)| id.clone()).collect();
+                let renewed = protocol::renew(&shared.queue, &mut connection, p, consumer, &ids);
+                match shared.bounded("a renewal", renewed).await {
+                    Ok(lost) => {
+                        count_renewals(ids.len() - lost.len());
+                        for (id, flight) in chunk {
+                            if lost.contains(id) && !flight.settling.load(Ordering::Relaxed) {
+                                flight.lost.store(true, Ordering::Relaxed);
+                                warn_text(
+                                    "an entry being handled was taken over by another worker",
+                                );
+                            }
+                        }
+                    }
+                    Err(e) => warn("renew", &e),
+                }
             }
         }
     }
-    if runs >= max {
-        let error =
-            format!("gave up after {runs} attempts that did not finish (the worker stopped)");
-        settle(shared, &keys, &entry, Settle::Dead(error)).await;
-        return;
-    }
-    let event = match Event::parse_unverified(&entry.body) {
-        Ok(event) => event.into_owned(),
+}
+
+/// One entry: start the run, run the handler, settle.
+async fn process<H: Handler>(
+    shared: &Shared<H>,
+    p: u16,
+    entry_id: &str,
+    event_id: &str,
+    flight: &Flight,
+) {
+    let keys = shared.queue.keys(p);
+    let consumer = shared.settings.consumer.as_str();
+    let mut connection = shared.queue.connection().clone();
+    let begun = protocol::begin(
+        &shared.queue,
+        &mut connection,
+        &keys,
+        consumer,
+        entry_id,
+        event_id,
+    );
+    let (runs, entry) = match shared.bounded("the start of a run", begun).await {
+        Ok(Begun::Run(runs, entry)) => (runs, entry),
+        Ok(Begun::Settled) => {
+            shared.add(&shared.counters.skipped, "skipped");
+            return;
+        }
+        Ok(Begun::Gone | Begun::NotOwner) => return,
         Err(e) => {
-            let error = format!("the body does not parse: {e}");
-            settle(shared, &keys, &entry, Settle::Dead(error)).await;
+            // Left in this worker's pending list: taken back at the next reclaim.
+            warn("start", &e);
             return;
         }
     };
-    let started = Instant::now();
-    let result = run_renewing(shared, &keys, &entry, event).await;
-    #[cfg(feature = "metrics")]
-    metrics::histogram!("notmeta_webhooks_queue_handler_seconds")
-        .record(started.elapsed().as_secs_f64());
-    let _ = started;
-    let this_run = runs + 1;
-    let how = match result {
-        Ok(()) => Settle::Done,
-        Err(Failure::Permanent(text)) => Settle::Dead(text),
-        Err(Failure::Temporary(text)) if this_run >= max => {
-            Settle::Dead(format!("{text} (attempt {this_run} of {max})"))
+    let max = u64::from(shared.settings.max_attempts);
+    let before = runs.saturating_sub(1);
+    let how = if before >= max {
+        Settle::Dead(format!(
+            "gave up after {before} attempts; the last did not finish (its worker stopped)"
+        ))
+    } else {
+        match Event::parse_unverified(&entry.body) {
+            Err(e) => Settle::Dead(format!("the body does not parse: {e}")),
+            Ok(event) => match run(shared, event.into_owned()).await {
+                None => {
+                    // Cancelled at the shutdown deadline: left for reclaim.
+                    shared.add(&shared.counters.abandoned, "abandoned");
+                    return;
+                }
+                Some(Ok(())) => Settle::Done,
+                Some(Err(Failure::Permanent(text))) => Settle::Dead(text),
+                Some(Err(Failure::Temporary(text))) if runs >= max => {
+                    Settle::Dead(format!("{text} (attempt {runs} of {max})"))
+                }
+                Some(Err(Failure::Temporary(_))) => Settle::Retry(backoff(&shared.settings, runs)),
+            },
         }
-        Err(Failure::Temporary(_)) => Settle::Retry(backoff(&shared.settings, this_run)),
     };
-    settle(shared, &keys, &entry, how).await;
+    settle(
+        shared,
+        &keys,
+        entry_id,
+        &Entry {
+            attempt: runs,
+            ..entry
+        },
+        &how,
+        flight,
+    )
+    .await;
 }
 
 /// The pause before the next attempt after `failures` failed runs.
@@ -602,155 +756,108 @@ fn describe(error: &HandlerError) -> String {
     crate::error::chain(error)
 }
 
-/// Runs the handler, isolated on the blocking pool unless isolation is off (so
-/// renewal goes on even if it blocks its thread), renewing the entry until it stops.
-async fn run_renewing<H: Handler>(
-    shared: &Shared<H>,
-    keys: &Keys,
-    entry: &Entry,
-    event: Event<'static>,
-) -> Result<(), Failure> {
-    // Cancelling this future (shutdown deadline) stops the handler (isolated: at
-    // its next `.await`). There is no time limit here: the visibility timeout and
-    // the renewal bound how long an entry stays with this worker.
-    let lost = AtomicBool::new(false);
-    let renewing = renew(shared, keys, entry, &lost);
-    let isolate = shared.settings.isolate;
+/// Runs the handler (isolated on the blocking pool unless isolation is off) until
+/// it ends, or until the shutdown deadline cancels it (`None`). Renewal is the
+/// keeper's, which runs beside every handler.
+async fn run<H: Handler>(shared: &Shared<H>, event: Event<'static>) -> Option<Result<(), Failure>> {
+    let started = Instant::now();
     let ran = run_beside(
         &shared.handler,
         Box::new(event),
-        isolate,
-        renewing,
+        shared.settings.isolate,
         pending(),
-    );
-    match ran.await {
-        Ran::Finished(Ok(())) => Ok(()),
+        shared.stopped(),
+    )
+    .await;
+    #[cfg(feature = "metrics")]
+    metrics::histogram!("notmeta_webhooks_queue_handler_seconds")
+        .record(started.elapsed().as_secs_f64());
+    let _ = started;
+    match ran {
+        Ran::Finished(Ok(())) => Some(Ok(())),
         Ran::Finished(Err(error)) if error.is_temporary() => {
-            Err(Failure::Temporary(describe(&error)))
+            Some(Err(Failure::Temporary(describe(&error))))
         }
-        Ran::Finished(Err(error)) => Err(Failure::Permanent(describe(&error))),
+        Ran::Finished(Err(error)) => Some(Err(Failure::Permanent(describe(&error)))),
         // The panic's payload is not kept: it is the handler's, and may hold anything.
-        Ran::Panicked => Err(Failure::Temporary("the handler panicked".to_owned())),
-        Ran::Stopped | Ran::Cancelled => {
-            Err(Failure::Temporary("the handler was cancelled".to_owned()))
-        }
+        Ran::Panicked => Some(Err(Failure::Temporary("the handler panicked".to_owned()))),
+        Ran::Stopped | Ran::Cancelled => None,
     }
 }
 
-/// Resets the entry's idle time every third of the visibility timeout; never ends.
-async fn renew<H>(shared: &Shared<H>, keys: &Keys, entry: &Entry, lost: &AtomicBool) {
-    let every = (shared.settings.visibility / 3).max(Duration::from_millis(10));
-    let mut connection = shared.queue.connection().clone();
-    loop {
-        tokio::time::sleep(every).await;
-        let claimed: redis::RedisResult<Vec<String>> = redis::cmd("XCLAIM")
-            .arg(&keys.stream)
-            .arg(shared.queue.group())
-            .arg(&shared.settings.consumer)
-            .arg(0)
-            .arg(&entry.entry_id)
-            .arg("JUSTID")
-            .query_async(&mut connection)
-            .await;
-        match claimed {
-            Ok(ids) if ids.is_empty() => {
-                if !lost.swap(true, Ordering::Relaxed) {
-                    warn_text("an entry being handled was settled by another worker");
-                }
-            }
-            Ok(_) => count("renewed"),
-            Err(e) => warn("renew", &e.into()),
-        }
-    }
-}
-
-async fn inspect<H>(
+/// Settles the entry, trying again while Redis fails (the keeper renews it
+/// meanwhile) until it is applied or the shutdown deadline has passed.
+async fn settle<H>(
     shared: &Shared<H>,
     keys: &Keys,
+    entry_id: &str,
     entry: &Entry,
-) -> Result<(String, u64), QueueError> {
-    let mut connection = shared.queue.connection().clone();
-    let (state, deliveries): (String, u64) = shared
-        .queue
-        .scripts()
-        .inspect
-        .key(keys.state(&entry.event_id))
-        .key(&keys.stream)
-        .arg(shared.queue.group())
-        .arg(&entry.entry_id)
-        .invoke_async(&mut connection)
-        .await?;
-    Ok((state, deliveries))
-}
-
-/// Settles the entry, trying again (and keeping it claimed) while Redis fails.
-async fn settle<H>(shared: &Shared<H>, keys: &Keys, entry: &Entry, how: Settle) {
-    let mut connection = shared.queue.connection().clone();
-    let mut pause = Duration::from_millis(50);
-    let (mode, delay, fields) = match &how {
-        Settle::Done => ("done", 0, Vec::new()),
-        Settle::Ack => ("ack", 0, Vec::new()),
-        Settle::Dead(error) => {
-            let mut fields = entry.fields(entry.attempt + 1);
-            fields.push(("error", error.as_bytes().to_vec()));
-            fields.push((
-                "failed",
-                super::unix_millis(std::time::SystemTime::now())
-                    .to_string()
-                    .into_bytes(),
-            ));
-            ("dead", 0, fields)
+    how: &Settle,
+    flight: &Flight,
+) {
+    flight.settling.store(true, Ordering::Relaxed);
+    let consumer = shared.settings.consumer.as_str();
+    let settled = retrying(
+        || async {
+            let mut connection = shared.queue.connection().clone();
+            let settle = protocol::settle(
+                &shared.queue,
+                &mut connection,
+                keys,
+                consumer,
+                entry_id,
+                entry,
+                how,
+            );
+            shared.bounded("a settle", settle).await
+        },
+        |e| warn("settle", e),
+        |_, _| shared.is_stopped.load(Ordering::Acquire),
+    )
+    .await;
+    let c = &shared.counters;
+    let lost_before = flight.lost.load(Ordering::Relaxed);
+    let lost = match settled {
+        None => {
+            // Redis failed until the shutdown deadline: the entry stays in this
+            // worker's pending list, and runs again once reclaimed.
+            warn_text("an entry's outcome could not be recorded before shutdown");
+            return;
         }
-        Settle::Retry(after) => ("retry", millis(*after), entry.fields(entry.attempt + 1)),
+        Some(Settled::Applied | Settled::Repeated) => {
+            match how {
+                Settle::Done => shared.add(&c.handled, "handled"),
+                Settle::Dead(_) => shared.add(&c.dead_lettered, "dead_lettered"),
+                Settle::Retry(_) => shared.add(&c.retried, "retried"),
+            }
+            lost_before
+        }
+        Some(Settled::DoneNotOwner) => {
+            shared.add(&c.handled, "handled");
+            true
+        }
+        Some(Settled::AlreadyDone | Settled::NotOwner) => true,
     };
-    loop {
-        let mut invocation = shared.queue.scripts().settle.prepare_invoke();
-        invocation
-            .key(&keys.stream)
-            .key(keys.state(&entry.event_id))
-            .key(&keys.dead)
-            .key(&keys.retry)
-            .key(keys.retry_hash(&entry.event_id))
-            .arg(shared.queue.group())
-            .arg(&entry.entry_id)
-            .arg(mode)
-            .arg(millis(shared.queue.dedup_window()))
-            .arg(delay)
-            .arg(&entry.event_id);
-        for (name, value) in &fields {
-            invocation.arg(*name).arg(value.as_slice());
-        }
-        let settled: redis::RedisResult<i64> = invocation.invoke_async(&mut connection).await;
-        match settled {
-            Ok(1) => {
-                let c = &shared.counters;
-                let (counter, name) = match how {
-                    Settle::Done => (&c.handled, "handled"),
-                    Settle::Dead(_) => (&c.dead_lettered, "dead_lettered"),
-                    Settle::Retry(_) => (&c.retried, "retried"),
-                    Settle::Ack => return,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                count(name);
-                return;
-            }
-            Ok(_) => {
-                shared.counters.lost.fetch_add(1, Ordering::Relaxed);
-                count("lost");
-                return;
-            }
-            Err(e) => {
-                warn("settle", &e.into());
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(1));
-            }
-        }
+    if lost {
+        shared.add(&c.lost, "lost");
+        warn_text("a run's entry was taken over by another worker: the event may have run twice");
     }
 }
 
 fn count(_what: &'static str) {
     #[cfg(feature = "metrics")]
     metrics::counter!("notmeta_webhooks_queue_runs_total", "outcome" => _what).increment(1);
+}
+
+fn count_renewals(_n: usize) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("notmeta_webhooks_queue_renewals_total").increment(_n as u64);
+}
+
+fn count_heal() {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("notmeta_webhooks_queue_groups_recreated_total").increment(1);
+    warn_text("the consumer group was missing (Redis lost its data?): created again");
 }
 
 fn warn(_operation: &'static str, _error: &QueueError) {
@@ -760,6 +867,7 @@ fn warn(_operation: &'static str, _error: &QueueError) {
     #[cfg(feature = "tracing")]
     tracing::warn!(
         operation = _operation,
+        error = %_error,
         cause = std::error::Error::source(_error).map(ToString::to_string),
         "queue Redis call failed"
     );

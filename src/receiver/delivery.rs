@@ -75,7 +75,11 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
         if let (Some(held), Some(store)) = (&held, &self.store) {
             let limit = self.settings.store_timeout;
             let settled = settle(&**store, id.as_str(), held, outcome, limit).await;
-            lease_lost |= settled == Some(Settled::LeaseLost);
+            // One lost lease is reported once, whether renewal or settling found it.
+            if settled == Some(Settled::LeaseLost) && !lease_lost {
+                lease_lost = true;
+                report::lease_lost(id.as_str());
+            }
         }
         report::delivered(
             self.hook.as_ref(),
@@ -297,26 +301,49 @@ async fn settle<S: IdempotencyStore>(
     let lease = store.lease();
     let budget = lease.unwrap_or(Duration::ZERO).min(SETTLE_BUDGET_MAX);
     let started = lease.map(|_| tokio::time::Instant::now());
-    let mut pause = Duration::from_millis(50);
-    for attempt in 1.. {
-        let result: Result<Settled, StoreError> = if complete {
-            bounded(limit, store.complete(id, &held.token, held.window)).await
-        } else {
-            bounded(limit, store.release(id, &held.token))
-                .await
-                .map(|()| Settled::Recorded)
-        };
-        match result {
-            Ok(settled) => {
-                if settled == Settled::LeaseLost {
-                    report::lease_lost(id);
-                }
-                return Some(settled);
+    let settled = retrying(
+        || async {
+            if complete {
+                bounded(limit, store.complete(id, &held.token, held.window)).await
+            } else {
+                bounded(limit, store.release(id, &held.token))
+                    .await
+                    .map(|()| Settled::Recorded)
             }
+        },
+        |error| report::store_failed(operation, error),
+        |tries, pause| {
+            let spent = started.map_or(Duration::ZERO, |t| t.elapsed());
+            tries >= SETTLE_TRIES && spent + pause > budget
+        },
+    )
+    .await;
+    if settled.is_none() {
+        report::settle_failed(id, operation);
+    }
+    settled
+}
+
+/// Tries `attempt` until it succeeds, pausing between tries from 50 ms, doubling,
+/// up to 1 s; each error goes to `failed`, and `give_up(tries, next_pause)` ends
+/// the tries (`None`). The one retry loop that settling a delivery (here) and a
+/// queue entry share.
+pub(crate) async fn retrying<T, E, F, Fut>(
+    mut attempt: F,
+    mut failed: impl FnMut(&E),
+    give_up: impl Fn(u32, Duration) -> bool,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut pause = Duration::from_millis(50);
+    for tries in 1.. {
+        match attempt().await {
+            Ok(value) => return Some(value),
             Err(error) => {
-                report::store_failed(operation, &error);
-                let spent = started.map_or(Duration::ZERO, |t| t.elapsed());
-                if attempt >= SETTLE_TRIES && spent + pause > budget {
+                failed(&error);
+                if give_up(tries, pause) {
                     break;
                 }
                 tokio::time::sleep(pause).await;
@@ -324,7 +351,6 @@ async fn settle<S: IdempotencyStore>(
             }
         }
     }
-    report::settle_failed(id, operation);
     None
 }
 

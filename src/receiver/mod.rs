@@ -62,11 +62,12 @@ use crate::error::ErrorKind;
 use crate::event::Event;
 use crate::signature::Verifier;
 
+pub(crate) mod admit;
 pub(crate) mod age;
 pub(crate) mod delivery;
 mod handler;
 mod outcome;
-mod report;
+pub(crate) mod report;
 #[cfg(feature = "tracing")]
 mod trace;
 
@@ -75,6 +76,7 @@ pub use handler::{Handler, HandlerError};
 pub use outcome::{Answer, Outcome};
 pub use report::DeliveryReport;
 
+use admit::Admitted;
 use delivery::{Held, Task, bounded};
 
 /// The default handler time limit: 25 s, safely under NotMeta's 30 s.
@@ -407,12 +409,10 @@ impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
         async move {
             #[cfg(feature = "tracing")]
             trace::record_event(&event);
-            if let Some(challenge) = event.challenge() {
-                self.early(Some(&event), Outcome::Challenge, Some(secret_index));
-                return Answer::challenge(challenge);
-            }
-            if self.is_stale(&event) {
-                return self.early(Some(&event), Outcome::Stale, Some(secret_index));
+            let max_age = self.settings.max_event_age;
+            if let Admitted::Answer(outcome) = admit::admit(&event, max_age, &*self.clock) {
+                self.early(Some(&event), outcome, Some(secret_index));
+                return admit::answer(&event, outcome);
             }
             if !runtime_ready() {
                 let outcome = Outcome::Rejected(ErrorKind::Config);
@@ -489,10 +489,6 @@ impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
             },
         );
         outcome.into()
-    }
-
-    fn is_stale(&self, event: &Event<'_>) -> bool {
-        age::is_stale(self.settings.max_event_age, &*self.clock, event)
     }
 
     fn window_for(&self, event: &Event<'_>) -> Duration {

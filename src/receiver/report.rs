@@ -59,14 +59,28 @@ pub struct DeliveryReport<'a> {
 }
 
 /// The outcome hook.
-pub(super) type Hook = Arc<dyn Fn(&DeliveryReport<'_>) + Send + Sync>;
+pub(crate) type Hook = Arc<dyn Fn(&DeliveryReport<'_>) + Send + Sync>;
 
 /// Reports one delivery: hook, metrics, log.
 pub(super) fn delivered(hook: Option<&Hook>, report: &DeliveryReport<'_>) {
     #[cfg(feature = "metrics")]
+    metrics::counter!("notmeta_webhooks_deliveries_total", "outcome" => report.outcome.as_str())
+        .increment(1);
+    answered(hook, report);
+}
+
+/// Reports one delivery the queue's endpoint answered: hook, metrics, log.
+pub(crate) fn enqueued(hook: Option<&Hook>, report: &DeliveryReport<'_>) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("notmeta_webhooks_enqueued_total", "outcome" => report.outcome.as_str())
+        .increment(1);
+    answered(hook, report);
+}
+
+/// What every endpoint reports for a delivery besides its counter.
+fn answered(hook: Option<&Hook>, report: &DeliveryReport<'_>) {
+    #[cfg(feature = "metrics")]
     {
-        metrics::counter!("notmeta_webhooks_deliveries_total", "outcome" => report.outcome.as_str())
-            .increment(1);
         if let Some(time) = report.handler_time {
             metrics::histogram!("notmeta_webhooks_handler_seconds").record(time.as_secs_f64());
         }
@@ -94,7 +108,7 @@ pub(super) fn lease_lost(_id: &str) {
     );
 }
 
-pub(super) fn store_failed(_operation: &'static str, _error: &StoreError) {
+pub(crate) fn store_failed(_operation: &'static str, _error: &StoreError) {
     #[cfg(feature = "metrics")]
     metrics::counter!("notmeta_webhooks_store_errors_total", "operation" => _operation)
         .increment(1);

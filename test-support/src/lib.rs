@@ -7,8 +7,8 @@
 //! helpers only, so the crate under test is built once.
 //!
 //! Features: `client` (a hyper HTTP/1.1 client, [`client`]), `bench` (a criterion
-//! clock of the thread's CPU time, `cpu_time`) and `metrics` (a recorder that
-//! counts, `recorder`).
+//! clock of the thread's CPU time, `cpu_time`) `metrics` (a recorder that
+//! counts, `recorder`) and `proxy` (a fault-injecting TCP proxy, `proxy`).
 
 pub mod bodies;
 #[cfg(feature = "client")]
@@ -16,6 +16,8 @@ pub mod client;
 #[cfg(feature = "bench")]
 pub mod cpu_time;
 pub mod fixtures;
+#[cfg(feature = "proxy")]
+pub mod proxy;
 #[cfg(feature = "metrics")]
 pub mod recorder;
 pub mod redis_server;

@@ -1,0 +1,514 @@
+//! The queue's protocol, typed: the names the scripts share, the entry's fields, and
+//! one function per script call. Every call here is bounded by an explicit time
+//! limit chosen by its caller; the connection has none of its own.
+
+use std::time::Duration;
+
+use redis::{Script, Value};
+
+use super::{Keys, Queue, QueueError, millis, scripts};
+use crate::dedup::RedisConnection;
+
+/// An event's state in its partition, as the scripts write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    Queued,
+    Retrying,
+    Done,
+    Dead,
+    /// Taken by a newer layout (see `Enqueuer::with_previous_queue`).
+    Moved,
+}
+
+impl State {
+    pub(crate) const ALL: [Self; 5] = [
+        Self::Queued,
+        Self::Retrying,
+        Self::Done,
+        Self::Dead,
+        Self::Moved,
+    ];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Retrying => "retrying",
+            Self::Done => "done",
+            Self::Dead => "dead",
+            Self::Moved => "moved",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// How an entry is settled after its run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Settle {
+    /// Handled: mark done (recorded even by a worker that no longer owns the entry).
+    Done,
+    /// To the dead letters, with this error text.
+    Dead(String),
+    /// Try again after this pause.
+    Retry(Duration),
+}
+
+impl Settle {
+    pub(crate) const NAMES: [&'static str; 3] = ["done", "dead", "retry"];
+
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Self::Done => Self::NAMES[0],
+            Self::Dead(_) => Self::NAMES[1],
+            Self::Retry(_) => Self::NAMES[2],
+        }
+    }
+}
+
+/// What a settle found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// Recorded as asked.
+    Applied,
+    /// Recorded already by this same owner (the first try's reply was lost).
+    Repeated,
+    /// The event was done already: only acknowledged.
+    AlreadyDone,
+    /// Success recorded, but another worker owns the entry now (it was reclaimed
+    /// while this run went on): the handler ran twice.
+    DoneNotOwner,
+    /// Another worker owns the entry, or it is settled: nothing changed.
+    NotOwner,
+}
+
+/// How entries are taken.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Take<'a> {
+    /// Never delivered.
+    New,
+    /// Idle for at least this long, taken over from their owner, scanning from the
+    /// cursor.
+    Stale(Duration, &'a str),
+    /// This consumer's own (after a reply was lost).
+    Mine,
+}
+
+/// What starting a run found.
+#[derive(Debug)]
+pub(crate) enum Begun {
+    /// Run it: the runs started so far (this one included), and the entry.
+    Run(u64, Entry),
+    /// The event is done or dead: acknowledged, not to run.
+    Settled,
+    /// The entry no longer exists.
+    Gone,
+    /// Another worker owns the entry now.
+    NotOwner,
+}
+
+/// A queued entry's fields: the one codec the endpoint, the worker, retries and
+/// dead letters share.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub(crate) event_id: String,
+    pub(crate) event_type: String,
+    pub(crate) body: Vec<u8>,
+    /// Unix milliseconds at which the endpoint accepted it.
+    pub(crate) received: u64,
+    /// Which of the verifier's secrets matched.
+    pub(crate) secret: u64,
+    /// Failed runs before this entry was written (reset by a replay).
+    pub(crate) attempt: u64,
+}
+
+impl Entry {
+    /// The field/value pairs, in the order stored.
+    pub(crate) fn fields(&self) -> [(&'static str, Vec<u8>); 6] {
+        [
+            ("id", self.event_id.as_bytes().to_vec()),
+            ("type", self.event_type.as_bytes().to_vec()),
+            ("body", self.body.clone()),
+            ("received", self.received.to_string().into_bytes()),
+            ("secret", self.secret.to_string().into_bytes()),
+            ("attempt", self.attempt.to_string().into_bytes()),
+        ]
+    }
+
+    /// Reads the fields from a flat field/value list (missing fields are empty or 0).
+    pub(crate) fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Self {
+        let mut entry = Self::default();
+        let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+        let number = |v: &[u8]| std::str::from_utf8(v).ok().and_then(|s| s.parse().ok());
+        for (name, value) in pairs {
+            match name {
+                b"id" => entry.event_id = text(value),
+                b"type" => entry.event_type = text(value),
+                b"body" => entry.body = value.to_vec(),
+                b"received" => entry.received = number(value).unwrap_or(0),
+                b"secret" => entry.secret = number(value).unwrap_or(0),
+                b"attempt" => entry.attempt = number(value).unwrap_or(0),
+                _ => {}
+            }
+        }
+        entry
+    }
+
+    fn from_value(value: &Value) -> Result<Self, QueueError> {
+        let Value::Array(items) = value else {
+            return Err(unexpected("entry", value));
+        };
+        let mut pairs = Vec::with_capacity(items.len() / 2);
+        for pair in items.chunks(2) {
+            match pair {
+                [Value::BulkString(k), Value::BulkString(v)] => pairs.push((&k[..], &v[..])),
+                _ => return Err(unexpected("entry field", value)),
+            }
+        }
+        Ok(Self::from_pairs(pairs))
+    }
+}
+
+/// The compiled scripts (their SHA1s are computed once).
+pub(crate) struct Scripts {
+    pub(crate) enqueue: Script,
+    pub(crate) mark_moved: Script,
+    pub(crate) take: Script,
+    pub(crate) begin: Script,
+    pub(crate) renew: Script,
+    pub(crate) settle: Script,
+    pub(crate) due: Script,
+    pub(crate) promote: Script,
+    pub(crate) replay: Script,
+    pub(crate) counts: Script,
+    pub(crate) purge: Script,
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Self {
+        Self {
+            enqueue: Script::new(&scripts::enqueue()),
+            mark_moved: Script::new(scripts::MARK_MOVED),
+            take: Script::new(scripts::TAKE),
+            begin: Script::new(&scripts::begin()),
+            renew: Script::new(&scripts::renew()),
+            settle: Script::new(&scripts::settle()),
+            due: Script::new(scripts::DUE),
+            promote: Script::new(&scripts::promote()),
+            replay: Script::new(&scripts::replay()),
+            counts: Script::new(scripts::COUNTS),
+            purge: Script::new(scripts::PURGE),
+        }
+    }
+}
+
+/// `future`'s result, or a time-out error after `limit`.
+pub(crate) async fn bounded<T>(
+    limit: Duration,
+    what: &'static str,
+    future: impl Future<Output = Result<T, QueueError>>,
+) -> Result<T, QueueError> {
+    match tokio::time::timeout(limit, future).await {
+        Ok(result) => result,
+        Err(_) => Err(QueueError::timeout(what, limit)),
+    }
+}
+
+fn unexpected(what: &str, value: &Value) -> QueueError {
+    QueueError::new(format!("unexpected {what} reply from Redis: {value:?}"))
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Okay => Some("OK".to_owned()),
+        _ => None,
+    }
+}
+
+/// Hands entries of partition `p` to `consumer`: the next cursor (for
+/// [`Take::Stale`]) and (entry id, event id) pairs.
+pub(crate) async fn take(
+    queue: &Queue,
+    connection: &mut RedisConnection,
+    p: u16,
+    consumer: &str,
+    how: Take<'_>,
+    count: usize,
+) -> Result<(String, Vec<(String, String)>), QueueError> {
+    let keys = queue.keys(p);
+    let (name, idle, cursor) = match how {
+        Take::New => ("new", 0, "0-0"),
+        Take::Stale(idle, cursor) => ("stale", millis(idle), cursor),
+        Take::Mine => ("mine", 0, "0-0"),
+    };
+    let reply: Vec<String> = queue
+        .scripts()
+        .take
+        .key(&keys.stream)
+        .arg(name)
+        .arg(queue.group())
+        .arg(consumer)
+        .arg(count.max(1))
+        .arg(idle)
+        .arg(cursor)
+        .invoke_async(connection)
+        .await?;
+    let mut reply = reply.into_iter();
+    let next = reply.next().unwrap_or_else(|| "0-0".to_owned());
+    let mut pairs = Vec::new();
+    while let (Some(entry), Some(event)) = (reply.next(), reply.next()) {
+        pairs.push((entry, event));
+    }
+    Ok((next, pairs))
+}
+
+/// Starts a run of `entry_id` (of event `event_id`) for `consumer`.
+pub(crate) async fn begin(
+    queue: &Queue,
+    connection: &mut RedisConnection,
+    keys: &Keys,
+    consumer: &str,
+    entry_id: &str,
+    event_id: &str,
+) -> Result<Begun, QueueError> {
+    let reply: Value = queue
+        .scripts()
+        .begin
+        .key(&keys.stream)
+        .key(keys.state(event_id))
+        .arg(queue.group())
+        .arg(consumer)
+        .arg(entry_id)
+        .arg(millis(queue.dedup_window()))
+        .invoke_async(connection)
+        .await?;
+    let Value::Array(items) = &reply else {
+        return Err(unexpected("begin", &reply));
+    };
+    match (
+        items.first().and_then(text).as_deref(),
+        items.get(1),
+        items.get(2),
+    ) {
+        (Some("run"), Some(Value::Int(runs)), Some(fields)) => Ok(Begun::Run(
+            u64::try_from(*runs).unwrap_or(0),
+            Entry::from_value(fields)?,
+        )),
+        (Some("settled"), Some(state), _) => match text(state).as_deref().and_then(State::parse) {
+            Some(State::Done | State::Dead) => Ok(Begun::Settled),
+            _ => Err(unexpected("begin", &reply)),
+        },
+        (Some("gone"), _, _) => Ok(Begun::Gone),
+        (Some("not_owner"), _, _) => Ok(Begun::NotOwner),
+        _ => Err(unexpected("begin", &reply)),
+    }
+}
+
+/// Resets the idle time of `entry_ids` (all of partition `p`) that `consumer` still
+/// owns; returns those it no longer owns.
+pub(crate) async fn renew(
+    queue: &Queue,
+    connection: &mut RedisConnection,
+    p: u16,
+    consumer: &str,
+    entry_ids: &[String],
+) -> Result<Vec<String>, QueueError> {
+    let mut invocation = queue.scripts().renew.prepare_invoke();
+    invocation
+        .key(queue.keys(p).stream)
+        .arg(queue.group())
+        .arg(consumer);
+    for id in entry_ids {
+        invocation.arg(id);
+    }
+    Ok(invocation.invoke_async(connection).await?)
+}
+
+/// Settles `entry_id` for `consumer`, as `how` says.
+pub(crate) async fn settle(
+    queue: &Queue,
+    connection: &mut RedisConnection,
+    keys: &Keys,
+    consumer: &str,
+    entry_id: &str,
+    entry: &Entry,
+    how: &Settle,
+) -> Result<Settled, QueueError> {
+    let mut invocation = queue.scripts().settle.prepare_invoke();
+    invocation
+        .key(&keys.stream)
+        .key(keys.state(&entry.event_id))
+        .key(&keys.dead)
+        .key(&keys.retry)
+        .key(keys.retry_hash(&entry.event_id))
+        .arg(queue.group())
+        .arg(consumer)
+        .arg(entry_id)
+        .arg(how.name())
+        .arg(millis(queue.dedup_window()));
+    let delay = match how {
+        Settle::Retry(after) => millis(*after),
+        _ => 0,
+    };
+    invocation.arg(delay).arg(&entry.event_id);
+    let now = super::unix_millis(std::time::SystemTime::now()).to_string();
+    match how {
+        Settle::Dead(error) => {
+            for (name, value) in entry.fields() {
+                invocation.arg(name).arg(value);
+            }
+            invocation.arg("error").arg(error.as_str());
+            invocation.arg("failed").arg(now.as_str());
+        }
+        Settle::Retry(_) => {
+            for (name, value) in entry.fields() {
+                invocation.arg(name).arg(value);
+            }
+        }
+        Settle::Done => {}
+    }
+    let reply: String = invocation.invoke_async(connection).await?;
+    match reply.as_str() {
+        "applied" => Ok(Settled::Applied),
+        "repeated" => Ok(Settled::Repeated),
+        "done" => Ok(Settled::AlreadyDone),
+        "done_not_owner" => Ok(Settled::DoneNotOwner),
+        "not_owner" => Ok(Settled::NotOwner),
+        _ => Err(QueueError::new(format!(
+            "unexpected settle reply from Redis: {reply:?}"
+        ))),
+    }
+}
+
+/// Moves partition `p`'s due retries back into its stream (at most `limit`);
+/// returns how many.
+pub(crate) async fn promote_due(
+    queue: &Queue,
+    connection: &mut RedisConnection,
+    p: u16,
+    limit: usize,
+) -> Result<usize, QueueError> {
+    let keys = queue.keys(p);
+    let due: Vec<String> = queue
+        .scripts()
+        .due
+        .key(&keys.retry)
+        .arg(limit)
+        .invoke_async(connection)
+        .await?;
+    let mut moved = 0;
+    for event_id in &due {
+        let n: usize = queue
+            .scripts()
+            .promote
+            .key(&keys.retry)
+            .key(keys.retry_hash(event_id))
+            .key(&keys.stream)
+            .key(keys.state(event_id))
+            .arg(event_id)
+            .arg(queue.group())
+            .arg(millis(queue.dedup_window()))
+            .invoke_async(connection)
+            .await?;
+        moved += n;
+    }
+    Ok(moved)
+}
+
+/// What replaying one dead letter did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Replayed {
+    /// Queued again.
+    Queued,
+    /// Deleted, not queued: its event is done, or queued again already.
+    Skipped,
+    /// It no longer exists.
+    Gone,
+}
+
+/// Replays the dead letter `dead_id` of partition `p`, whose event is `event_id`.
+pub(crate) async fn replay_one(
+    queue: &Queue,
+    connection: &mut RedisConnection,
+    keys: &Keys,
+    dead_id: &str,
+    event_id: &str,
+) -> Result<Replayed, QueueError> {
+    let reply: String = queue
+        .scripts()
+        .replay
+        .key(&keys.dead)
+        .key(&keys.stream)
+        .key(keys.state(event_id))
+        .arg(dead_id)
+        .arg(queue.group())
+        .arg(millis(queue.dedup_window()))
+        .invoke_async(connection)
+        .await?;
+    match reply.as_str() {
+        "replayed" => Ok(Replayed::Queued),
+        "skipped" => Ok(Replayed::Skipped),
+        "gone" => Ok(Replayed::Gone),
+        _ => Err(QueueError::new(format!(
+            "unexpected replay reply from Redis: {reply:?}"
+        ))),
+    }
+}
+
+/// Whether `error` says the consumer group (or its stream) is missing.
+pub(crate) fn is_missing_group(error: &QueueError) -> bool {
+    error.redis_code() == Some("NOGROUP") || error.to_string_chain().contains("NOGROUP")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scripts_use_the_names_the_enums_give() {
+        let all = [
+            scripts::enqueue(),
+            scripts::begin(),
+            scripts::settle(),
+            scripts::promote(),
+            scripts::replay(),
+            scripts::MARK_MOVED.to_owned(),
+        ]
+        .concat();
+        for state in State::ALL {
+            assert!(
+                all.contains(&format!("'{}'", state.as_str())),
+                "no script writes or reads the state {:?}",
+                state.as_str()
+            );
+        }
+        let settle = scripts::settle();
+        for mode in Settle::NAMES {
+            assert!(settle.contains(&format!("mode == '{mode}'")), "{mode}");
+        }
+        for how in ["'new'", "'stale'"] {
+            assert!(scripts::TAKE.contains(how));
+        }
+    }
+
+    #[test]
+    fn an_entry_reads_back_what_it_wrote() {
+        let entry = Entry {
+            event_id: "evt_1".into(),
+            event_type: "user.online".into(),
+            body: b"{\"x\":1}\xff".to_vec(),
+            received: 1_700_000_000_000,
+            secret: 1,
+            attempt: 3,
+        };
+        let fields = entry.fields();
+        let back = Entry::from_pairs(fields.iter().map(|(k, v)| (k.as_bytes(), &v[..])));
+        assert_eq!(back, entry);
+        let partial = Entry::from_pairs([(&b"id"[..], &b"e"[..]), (b"attempt", b"x")]);
+        assert_eq!(partial.event_id, "e");
+        assert_eq!(partial.attempt, 0);
+    }
+}

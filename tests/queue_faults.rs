@@ -1,0 +1,533 @@
+//! The queue's promise under the faults a production queue meets, against a real
+//! `redis-server` and a fault-injecting TCP proxy between a worker and Redis: a
+//! stale worker's settle, a lost consumer group, slow links, late replies, a
+//! partition-count change. Built with the `queue` feature alone, so nothing that
+//! another feature does (such as the `metrics` feature's periodic calls) can hide a
+//! fault.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use notmeta_test_support::RedisServer;
+use notmeta_test_support::proxy::Proxy;
+use notmeta_webhooks::dedup::RedisStore;
+use notmeta_webhooks::queue::{Enqueuer, Queue, QueueError, Worker, WorkerStats};
+use notmeta_webhooks::receiver::{Handler, HandlerError, Outcome, Receiver};
+use notmeta_webhooks::{Event, Verifier, sign};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+const SECRET: &str = "whsec_queue_faults";
+
+fn body(id: &str) -> Vec<u8> {
+    format!(
+        r#"{{"id":"{id}","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{{}}}}"#
+    )
+    .into_bytes()
+}
+
+/// A valid event body of about `size` bytes.
+fn large_body(id: &str, size: usize) -> Vec<u8> {
+    let pad = "x".repeat(size);
+    format!(
+        r#"{{"id":"{id}","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{{"pad":"{pad}"}}}}"#
+    )
+    .into_bytes()
+}
+
+fn enqueuer(queue: &Queue) -> Enqueuer {
+    Enqueuer::new(Verifier::new(SECRET).unwrap(), queue.clone())
+}
+
+async fn send(enqueuer: &Enqueuer, body: &[u8]) -> (u16, String) {
+    let answer = enqueuer
+        .receive(body, [sign(body, SECRET).as_bytes()])
+        .await;
+    (answer.status().as_u16(), answer.body().to_owned())
+}
+
+async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// A worker running in a task of its own.
+struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<Result<WorkerStats, QueueError>>,
+}
+
+fn start<H: Handler>(worker: Worker<H>) -> Running {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+    Running {
+        stop: Some(stop),
+        handle,
+    }
+}
+
+impl Running {
+    async fn stop(mut self) -> WorkerStats {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.handle.await.unwrap().unwrap()
+    }
+}
+
+/// Waits until `done` holds (checked every 20 ms), at most `secs` seconds.
+async fn until(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs of each event id.
+#[derive(Clone, Default)]
+struct Runs(Arc<Mutex<HashMap<String, usize>>>);
+
+impl Runs {
+    fn add(&self, id: &str) {
+        *self.0.lock().unwrap().entry(id.to_owned()).or_default() += 1;
+    }
+    fn of(&self, id: &str) -> usize {
+        self.0.lock().unwrap().get(id).copied().unwrap_or(0)
+    }
+    fn total(&self) -> usize {
+        self.0.lock().unwrap().values().sum()
+    }
+    fn each(&self) -> HashMap<String, usize> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+fn fast(worker: Worker<impl Handler>, consumer: &str) -> Worker<impl Handler> {
+    worker
+        .with_consumer_name(consumer)
+        .with_visibility_timeout(Duration::from_millis(600))
+        .with_poll_interval(Duration::from_millis(10))
+        .with_backoff(Duration::from_millis(50), Duration::from_millis(50))
+        .with_shutdown_deadline(Duration::from_secs(5))
+}
+
+/// A handler that records its run, then waits for its gate and answers `result`.
+fn gated(runs: &Runs, gate: &watch::Receiver<bool>, fail: bool) -> impl Handler + use<> {
+    let (runs, gate) = (runs.clone(), gate.clone());
+    move |event: Event<'static>| {
+        let (runs, mut gate) = (runs.clone(), gate.clone());
+        async move {
+            runs.add(&event.id);
+            let _ = gate.wait_for(|open| *open).await;
+            if fail {
+                Err(HandlerError::temporary("downstream unavailable"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Finding 1: worker A is cut off from Redis longer than the visibility timeout
+/// while its handler runs; B takes the entry over and runs it. A's late failure must
+/// not schedule a retry over B's success (no third run), and must be counted lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_workers_failure_does_not_undo_the_owners_success() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port).await;
+    let direct = Queue::connect(&server.url()).await.unwrap();
+    let cut_off = Queue::connect(&proxy.redis_url()).await.unwrap();
+    assert_eq!(send(&enqueuer(&direct), &body("evt_1")).await.0, 200);
+
+    let runs = Runs::default();
+    let (open_a, gate_a) = watch::channel(false);
+    let (open_b, gate_b) = watch::channel(false);
+    let a = start(fast(Worker::new(cut_off, gated(&runs, &gate_a, true)), "A"));
+    until(10, "A runs the event", || runs.of("evt_1") == 1).await;
+    proxy.pause();
+    let b = start(fast(
+        Worker::new(direct.clone(), gated(&runs, &gate_b, false)),
+        "B",
+    ));
+    until(10, "B takes the entry over", || runs.of("evt_1") == 2).await;
+    proxy.resume();
+    open_a.send_replace(true); // A fails: a retry, if it were applied
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    open_b.send_replace(true); // B succeeds
+    // Long enough for a retry (50 ms backoff) to be promoted and run again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (a, b) = (a.stop().await, b.stop().await);
+    assert_eq!(runs.of("evt_1"), 2, "a third run: {:?}", runs.each());
+    assert_eq!((a.retried, a.lost), (0, 1), "{a:?}");
+    assert_eq!((b.handled, b.lost), (1, 0), "{b:?}");
+    let counts = direct.counts().await.unwrap();
+    assert_eq!(
+        (
+            counts.pending,
+            counts.in_progress,
+            counts.retrying,
+            counts.dead_letters
+        ),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(
+        send(&enqueuer(&direct), &body("evt_1")).await.1,
+        "OK (duplicate)"
+    );
+}
+
+/// Finding 1, variant: B gives the entry up ("did not finish") while A still runs
+/// it; A then succeeds. "Done" wins: the dead letter goes, and a replay cannot run
+/// the event again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_after_the_entry_was_given_up_removes_its_dead_letter() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port).await;
+    let direct = Queue::connect(&server.url()).await.unwrap();
+    let cut_off = Queue::connect(&proxy.redis_url()).await.unwrap();
+    assert_eq!(send(&enqueuer(&direct), &body("evt_1")).await.0, 200);
+
+    let runs = Runs::default();
+    let (open_a, gate_a) = watch::channel(false);
+    let a = start(fast(
+        Worker::new(cut_off, gated(&runs, &gate_a, false)),
+        "A",
+    ));
+    until(10, "A runs the event", || runs.of("evt_1") == 1).await;
+    proxy.pause();
+    let b_runs = Runs::default();
+    let b_seen = b_runs.clone();
+    let b = start(
+        fast(
+            Worker::new(direct.clone(), move |e: Event<'static>| {
+                b_seen.add(&e.id);
+                async { Ok::<(), HandlerError>(()) }
+            }),
+            "B",
+        )
+        .with_max_attempts(1),
+    );
+    let q = direct.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while q.counts().await.unwrap().dead_letters == 0 {
+        assert!(Instant::now() < deadline, "B never gave the entry up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let letters = direct.dead_letters(10).await.unwrap();
+    assert!(letters[0].error.contains("did not finish"), "{letters:?}");
+    proxy.resume();
+    open_a.send_replace(true);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while q.counts().await.unwrap().dead_letters != 0 {
+        assert!(Instant::now() < deadline, "the dead letter stayed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(direct.replay_dead_letters(10).await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (a, b) = (a.stop().await, b.stop().await);
+    assert_eq!((runs.of("evt_1"), b_runs.total()), (1, 0));
+    assert_eq!((a.handled, a.lost), (1, 1), "{a:?}");
+    assert_eq!(b.dead_lettered, 1, "{b:?}");
+}
+
+/// Finding 2: Redis loses the consumer group (a flush, a restart without
+/// persistence, a destroyed group). The workers heal it themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_recreate_a_lost_consumer_group() {
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url()).await.unwrap();
+    let endpoint = enqueuer(&queue);
+    let runs = Runs::default();
+    let seen = runs.clone();
+    let worker = start(fast(
+        Worker::new(queue.clone(), move |e: Event<'static>| {
+            seen.add(&e.id);
+            async { Ok::<(), HandlerError>(()) }
+        }),
+        "W",
+    ));
+    assert_eq!(send(&endpoint, &body("evt_1")).await.0, 200);
+    until(10, "evt_1 handled", || runs.of("evt_1") == 1).await;
+
+    let mut redis = redis(&server.url()).await;
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(send(&endpoint, &body("evt_2")).await.0, 200);
+    until(10, "evt_2 handled after a flush", || runs.of("evt_2") == 1).await;
+
+    // The stream stays, the group goes: the next append does not recreate it.
+    let _: () = redis::cmd("XGROUP")
+        .arg(&["DESTROY", "{notmeta-webhooks:0}:stream", "workers"])
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(send(&endpoint, &body("evt_3")).await.0, 200);
+    until(10, "evt_3 handled after the group was destroyed", || {
+        runs.of("evt_3") == 1
+    })
+    .await;
+    let stats = worker.stop().await;
+    assert_eq!(runs.total(), 3, "{:?}", runs.each());
+    assert_eq!(stats.handled, 3);
+}
+
+/// Finding 3: large entries behind a slow link. Reads carry no bodies, each run
+/// fetches its own entry, and no hidden 500 ms reply limit cuts them: every entry
+/// runs once, none is given up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_entries_behind_a_slow_link_each_run_once() {
+    let server = RedisServer::start();
+    let direct = Queue::connect(&server.url()).await.unwrap();
+    let endpoint = enqueuer(&direct);
+    for i in 0..8 {
+        let id = format!("evt_{i}");
+        assert_eq!(send(&endpoint, &large_body(&id, 512 * 1024)).await.0, 200);
+    }
+    let proxy = Proxy::start(server.port).await;
+    let slow = Queue::connect(&proxy.redis_url()).await.unwrap();
+    proxy.set_rate(5 * 1024 * 1024);
+    let runs = Runs::default();
+    let seen = runs.clone();
+    let worker = start(
+        Worker::new(slow, move |e: Event<'static>| {
+            seen.add(&e.id);
+            async { Ok::<(), HandlerError>(()) }
+        })
+        .with_concurrency(8)
+        .with_poll_interval(Duration::from_millis(10)),
+    );
+    until(30, "all 8 handled", || runs.each().len() == 8).await;
+    let stats = worker.stop().await;
+    assert!(runs.each().values().all(|n| *n == 1), "{:?}", runs.each());
+    assert_eq!((stats.handled, stats.dead_lettered), (8, 0));
+    assert_eq!(direct.counts().await.unwrap().dead_letters, 0);
+}
+
+/// Finding 3: the documented limits are the ones in force. Over a link with a
+/// 600 ms round trip (longer than redis-rs's default 500 ms reply limit), the
+/// endpoint's 2 s, the queue's 5 s and the idempotency store's 1 s all hold; a
+/// shorter limit set by the user is honoured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_time_limits_are_the_ones_in_force() {
+    let server = RedisServer::start();
+    // Load the scripts through a fast connection, so a call is one round trip.
+    let direct = Queue::connect(&server.url()).await.unwrap();
+    assert_eq!(send(&enqueuer(&direct), &body("evt_warm")).await.0, 200);
+    let fast_store = RedisStore::connect(&server.url()).await.unwrap();
+    let receiver = Receiver::new(Verifier::new(SECRET).unwrap(), |_: Event<'static>| async {
+        Ok::<(), HandlerError>(())
+    });
+    let warm = receiver.clone().with_store(fast_store);
+    let b = body("evt_warm_store");
+    warm.receive(&b, [sign(&b, SECRET).as_bytes()]).await;
+
+    let proxy = Proxy::start(server.port).await;
+    let slow = Queue::connect(&proxy.redis_url()).await.unwrap();
+    slow.check_layout().await.unwrap();
+    proxy.set_latency(Duration::from_millis(300));
+
+    let endpoint = enqueuer(&slow);
+    let started = Instant::now();
+    assert_eq!(
+        send(&endpoint, &body("evt_1")).await,
+        (200, "OK".to_owned())
+    );
+    assert!(started.elapsed() > Duration::from_millis(600));
+
+    let short = endpoint.clone().with_timeout(Duration::from_millis(300));
+    let started = Instant::now();
+    assert_eq!(send(&short, &body("evt_2")).await.0, 503);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(900),
+        "{took:?}"
+    );
+
+    // evt_2 may or may not have been appended before its time limit passed.
+    let pending = slow.counts().await.unwrap().pending;
+    assert!((2..=3).contains(&pending), "{pending}");
+    let impatient = slow.clone().with_timeout(Duration::from_millis(200));
+    assert!(matches!(
+        impatient.counts().await,
+        Err(QueueError::TimedOut { .. })
+    ));
+
+    let store = RedisStore::connect(&proxy.redis_url()).await.unwrap();
+    let receiver = receiver.with_store(store);
+    let b = body("evt_3");
+    let answer = receiver.receive(&b, [sign(&b, SECRET).as_bytes()]).await;
+    assert_eq!(answer.outcome(), Outcome::Handled);
+}
+
+/// Finding 4: processes configured with another partition count than the queue in
+/// Redis are refused, with a clear error, before anything is queued or read.
+#[tokio::test]
+async fn a_mismatched_partition_count_is_refused() {
+    let server = RedisServer::start();
+    let four = Queue::connect(&server.url())
+        .await
+        .unwrap()
+        .with_partitions(4);
+    let two = four.clone().with_partitions(2);
+    four.check_layout().await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let id = format!("evt_{i}");
+        assert_eq!(send(&enqueuer(&four), &body(&id)).await.0, 200);
+        ids.push(id);
+    }
+    // The endpoint with the other count answers 503 (NotMeta retries) and queues
+    // nothing: neither duplicates nor events in partitions no worker reads.
+    for id in &ids {
+        assert_eq!(send(&enqueuer(&two), &body(id)).await.0, 503);
+    }
+    assert_eq!(send(&enqueuer(&two), &body("evt_new")).await.0, 503);
+    assert_eq!(four.counts().await.unwrap().pending, 20);
+    let error = two.counts().await.unwrap_err();
+    assert!(matches!(
+        error,
+        QueueError::LayoutMismatch {
+            stored: 4,
+            configured: 2
+        }
+    ));
+    assert!(error.to_string().contains("4 partitions"), "{error}");
+    let worker = Worker::new(two.clone(), |_: Event<'static>| async {
+        Ok::<(), HandlerError>(())
+    });
+    assert!(matches!(
+        worker.run(std::future::pending()).await,
+        Err(QueueError::LayoutMismatch { .. })
+    ));
+}
+
+/// Finding 4, the procedure: a new layout in a new namespace, with the old queue as
+/// its previous one. Old and new endpoints run side by side (a rolling deploy),
+/// both receive every event twice, and workers drain both: each event runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_the_partition_count_keeps_every_event_once() {
+    let server = RedisServer::start();
+    let old = Queue::connect(&server.url())
+        .await
+        .unwrap()
+        .with_namespace("shop")
+        .with_partitions(4);
+    let new = old.clone().with_namespace("shop-v2").with_partitions(2);
+    let old_endpoint = enqueuer(&old);
+    let new_endpoint = enqueuer(&new).with_previous_queue(old.clone());
+    let mut answers = HashMap::new();
+    for i in 0..60 {
+        let id = format!("evt_{i}");
+        // Each event reaches both endpoints, in either order.
+        let (first, second) = if i % 2 == 0 {
+            (&old_endpoint, &new_endpoint)
+        } else {
+            (&new_endpoint, &old_endpoint)
+        };
+        let a = send(first, &body(&id)).await;
+        let b = send(second, &body(&id)).await;
+        answers.insert(id, (a, b));
+    }
+    for (id, (a, b)) in &answers {
+        assert_eq!((a.0, b.0), (200, 200), "{id}");
+        assert_eq!(b.1, "OK (duplicate)", "{id}");
+    }
+    let runs = Runs::default();
+    let handler = |runs: &Runs| {
+        let seen = runs.clone();
+        move |e: Event<'static>| {
+            seen.add(&e.id);
+            async { Ok::<(), HandlerError>(()) }
+        }
+    };
+    let a = start(fast(Worker::new(old.clone(), handler(&runs)), "old"));
+    let b = start(fast(Worker::new(new.clone(), handler(&runs)), "new"));
+    until(20, "every event handled", || runs.each().len() == 60).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (a, b) = (a.stop().await, b.stop().await);
+    assert!(runs.each().values().all(|n| *n == 1), "{:?}", runs.each());
+    assert_eq!(a.handled + b.handled, 60);
+    assert!(a.handled > 0 && b.handled > 0, "{a:?} {b:?}");
+}
+
+/// Finding 7: a settle applied by Redis whose reply comes late is sent again; the
+/// second try is recognised as the same owner's, not counted a loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_reply_to_an_applied_settle_is_not_a_loss() {
+    let server = RedisServer::start();
+    let proxy = Arc::new(Proxy::start(server.port).await);
+    let queue = Queue::connect(&proxy.redis_url())
+        .await
+        .unwrap()
+        .with_timeout(Duration::from_millis(250));
+    assert_eq!(send(&enqueuer(&queue), &body("evt_1")).await.0, 200);
+    let runs = Runs::default();
+    let seen = runs.clone();
+    let held = Arc::clone(&proxy);
+    let worker = start(fast(
+        Worker::new(queue.clone(), move |e: Event<'static>| {
+            seen.add(&e.id);
+            // The settle that follows reaches Redis; its reply arrives after the
+            // queue's 250 ms limit.
+            held.hold_replies(Duration::from_millis(600));
+            async { Ok::<(), HandlerError>(()) }
+        }),
+        "W",
+    ));
+    let q = queue.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(c) = q.counts().await
+            && runs.total() == 1
+            && c.pending + c.in_progress == 0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stats = worker.stop().await;
+    assert_eq!(runs.total(), 1);
+    assert_eq!((stats.handled, stats.lost), (1, 0), "{stats:?}");
+}
+
+/// Finding 7, the inline receiver: a completion applied whose reply comes late is
+/// sent again and recognised, so no lost lease is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_reply_to_an_applied_completion_is_not_a_lost_lease() {
+    let server = RedisServer::start();
+    let proxy = Arc::new(Proxy::start(server.port).await);
+    let store = RedisStore::connect(&proxy.redis_url()).await.unwrap();
+    let lost = Arc::new(AtomicBool::new(false));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (held, seen, noted) = (Arc::clone(&proxy), Arc::clone(&runs), Arc::clone(&lost));
+    let receiver = Receiver::new(Verifier::new(SECRET).unwrap(), move |_: Event<'static>| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        held.hold_replies(Duration::from_millis(400));
+        async { Ok::<(), HandlerError>(()) }
+    })
+    .with_store(store)
+    .with_store_timeout(Duration::from_millis(250))
+    .on_outcome(move |report| {
+        if report.lease_lost {
+            noted.store(true, Ordering::SeqCst);
+        }
+    });
+    let b = body("evt_1");
+    let answer = receiver.receive(&b, [sign(&b, SECRET).as_bytes()]).await;
+    assert_eq!(answer.outcome(), Outcome::Handled);
+    assert!(!lost.load(Ordering::SeqCst), "a lost lease was reported");
+    let again = receiver.receive(&b, [sign(&b, SECRET).as_bytes()]).await;
+    assert_eq!(again.outcome(), Outcome::Duplicate);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
