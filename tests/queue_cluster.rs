@@ -464,7 +464,6 @@ async fn replay_and_retries_during_a_slot_migration_queue_nothing_twice() {
     );
     eprintln!(
         "slot migration: 250 events handled once each, {} runs, {} retried, {replay_errors} replay calls failed and were tried again",
-        runs,
-        stats.retried
+        runs, stats.retried
     );
 }

@@ -20,6 +20,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 const SECRET: &str = "whsec_queue_faults";
+const STREAM: &str = "{notmeta-webhooks:0}:stream";
 
 fn body(id: &str) -> Vec<u8> {
     format!(
@@ -530,4 +531,333 @@ async fn a_late_reply_to_an_applied_completion_is_not_a_lost_lease() {
     let again = receiver.receive(&b, [sign(&b, SECRET).as_bytes()]).await;
     assert_eq!(again.outcome(), Outcome::Duplicate);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+/// Records the run and succeeds.
+fn counting(runs: &Runs) -> impl Handler + use<> {
+    let runs = runs.clone();
+    move |event: Event<'static>| {
+        runs.add(&event.id);
+        async { Ok::<(), HandlerError>(()) }
+    }
+}
+
+/// During a partition-count change the new endpoint marks the event in the old
+/// namespace, then its append to the new namespace fails (503, so NotMeta
+/// retries). A retry that reaches an endpoint still on the old layout must not be
+/// answered 200 unless the event is queued somewhere: it is answered 503 until the
+/// new endpoint has queued it, and then as a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_append_during_a_layout_change_loses_nothing() {
+    let server = RedisServer::start();
+    let old = Queue::connect(&server.url())
+        .await
+        .unwrap()
+        .with_namespace("shop");
+    let new = Queue::connect(&server.url())
+        .await
+        .unwrap()
+        .with_namespace("shop-v2")
+        .with_partitions(2);
+    let old_endpoint = enqueuer(&old);
+    // The new endpoint bounds its streams (any append failure does the same: a
+    // time-out, the new namespace's node failing over, a layout mismatch).
+    let new_endpoint = enqueuer(&new)
+        .with_previous_queue(old.clone())
+        .with_max_len(1);
+    let target = "evt_lost";
+    let filler = (0..)
+        .map(|i| format!("evt_fill_{i}"))
+        .find(|id| new.partition_of(id) == new.partition_of(target))
+        .unwrap();
+    assert_eq!(send(&new_endpoint, &body(&filler)).await.0, 200);
+
+    let first = send(&new_endpoint, &body(target)).await;
+    assert_eq!(first.0, 503, "{first:?}");
+    // NotMeta retries; the old endpoint cannot take it yet.
+    let retry = send(&old_endpoint, &body(target)).await;
+    assert_eq!(retry.0, 503, "{retry:?}");
+    // The new endpoint has room again: it queues the event, and the old one then
+    // answers it as a duplicate.
+    let roomy = enqueuer(&new).with_previous_queue(old.clone());
+    assert_eq!(send(&roomy, &body(target)).await, (200, "OK".to_owned()));
+    let again = send(&old_endpoint, &body(target)).await;
+    assert_eq!(again, (200, "OK (duplicate)".to_owned()));
+    let (o, n) = (old.counts().await.unwrap(), new.counts().await.unwrap());
+    assert_eq!((o.pending, n.pending), (0, 2), "old {o:?}, new {n:?}");
+}
+
+/// Promise 1: a stale worker's success is recorded ("done_not_owner") but the entry
+/// stays in the stream, pending for the worker that took it over. That worker died;
+/// once the done mark's TTL (the dedup window) has run out, the entry is reclaimed
+/// and runs again, although a run of it was recorded as successful.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_done_event_never_runs_again_after_its_done_mark_expires() {
+    let server = RedisServer::start();
+    let window = Duration::from_secs(1);
+    let queue = Queue::connect(&server.url())
+        .await
+        .unwrap()
+        .with_dedup_window(window);
+    assert_eq!(send(&enqueuer(&queue), &body("evt_1")).await.0, 200);
+    let runs = Runs::default();
+    let (open, gate) = watch::channel(false);
+    let a = start(
+        Worker::new(queue.clone(), gated(&runs, &gate, false))
+            .with_consumer_name("A")
+            .with_poll_interval(Duration::from_millis(10))
+            .with_visibility_timeout(Duration::from_secs(30)),
+    );
+    until(10, "A runs the event", || runs.of("evt_1") == 1).await;
+
+    // A stalls; worker B takes the entry over (XAUTOCLAIM, here an XCLAIM), then
+    // B's process dies before it runs or settles it.
+    let mut r = redis(&server.url()).await;
+    let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg(STREAM)
+        .arg("workers")
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    let entry = pending[0].0.clone();
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg(STREAM)
+        .arg("workers")
+        .arg("B")
+        .arg(0)
+        .arg(&entry)
+        .arg("JUSTID")
+        .query_async(&mut r)
+        .await
+        .unwrap();
+
+    open.send_replace(true); // A's run succeeds: done, recorded although B owns it
+    let a = a.stop().await;
+    assert_eq!((a.handled, a.lost), (1, 1), "{a:?}");
+    let state: Option<String> = redis::cmd("HGET")
+        .arg("{notmeta-webhooks:0}:event:evt_1")
+        .arg("s")
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert_eq!(state.as_deref(), Some("done"));
+
+    tokio::time::sleep(window + Duration::from_millis(500)).await;
+    // Worker C reclaims what the dead B held.
+    let c = start(fast(Worker::new(queue.clone(), counting(&runs)), "C"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let c = c.stop().await;
+    assert_eq!(
+        runs.of("evt_1"),
+        1,
+        "the event ran again after its success was recorded: C {c:?}"
+    );
+}
+
+/// Promise 5 ("attempts are counted by runs that really started") and the
+/// documented `with_max_attempts`: the run count lives in the state hash, whose TTL
+/// is the dedup window; a retry due later than that finds the hash gone, the count
+/// starts again at 1, and the event is retried for ever, never dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_attempts_holds_when_a_backoff_outlasts_the_dedup_window() {
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url())
+        .await
+        .unwrap()
+        .with_dedup_window(Duration::from_secs(1));
+    assert_eq!(send(&enqueuer(&queue), &body("evt_1")).await.0, 200);
+    let runs = Runs::default();
+    let (_open, gate) = watch::channel(true);
+    let w = start(
+        fast(Worker::new(queue.clone(), gated(&runs, &gate, true)), "W")
+            .with_max_attempts(2)
+            .with_backoff(Duration::from_millis(1300), Duration::from_millis(1300)),
+    );
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let stats = w.stop().await;
+    let counts = queue.counts().await.unwrap();
+    assert_eq!(
+        (runs.of("evt_1"), counts.dead_letters),
+        (2, 1),
+        "max_attempts 2: {stats:?} {counts:?}"
+    );
+}
+
+/// Promise "at most one entry per event id for the dedup window": while an event
+/// waits for a retry due later than the dedup window, its id is forgotten, and a
+/// duplicate delivery is queued a second time beside the scheduled retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_is_not_queued_again_while_its_retry_waits() {
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url())
+        .await
+        .unwrap()
+        .with_dedup_window(Duration::from_secs(1));
+    let endpoint = enqueuer(&queue);
+    assert_eq!(send(&endpoint, &body("evt_1")).await.0, 200);
+    let runs = Runs::default();
+    let (_open, gate) = watch::channel(true);
+    let w = start(
+        fast(Worker::new(queue.clone(), gated(&runs, &gate, true)), "W")
+            .with_backoff(Duration::from_secs(5), Duration::from_secs(5)),
+    );
+    until(10, "the first run", || runs.of("evt_1") == 1).await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let again = send(&endpoint, &body("evt_1")).await;
+    let counts = queue.counts().await.unwrap();
+    w.stop().await;
+    assert_eq!(
+        again.1, "OK (duplicate)",
+        "queued a second time while a retry is scheduled: {counts:?}"
+    );
+}
+
+/// Promise 7 (and 2): a worker whose `run` future is dropped (a `tokio::select!`
+/// against Ctrl-C, a task aborted) leaves its renewal task running, detached, with
+/// the in-flight map never emptied: the entry is renewed for ever and no other
+/// worker can ever reclaim it while the process lives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_run_future_stops_renewing_its_entries() {
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url()).await.unwrap();
+    assert_eq!(send(&enqueuer(&queue), &body("evt_1")).await.0, 200);
+    let runs = Runs::default();
+    let (_open, gate) = watch::channel(false);
+    let a = fast(Worker::new(queue.clone(), gated(&runs, &gate, false)), "A");
+    let a = tokio::spawn(a.run(std::future::pending()));
+    until(10, "A runs the event", || runs.of("evt_1") == 1).await;
+    a.abort();
+    let _ = a.await;
+
+    let other = Queue::connect(&server.url()).await.unwrap();
+    let b = start(fast(Worker::new(other, counting(&runs)), "B"));
+    // The visibility timeout is 300 ms: B should run the event well within 3 s.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let b = b.stop().await;
+    let mut r = redis(&server.url()).await;
+    let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg(STREAM)
+        .arg("workers")
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert_eq!(
+        runs.of("evt_1"),
+        2,
+        "never reclaimed; pending (id, owner, idle ms, deliveries): {pending:?}; B {b:?}"
+    );
+}
+
+/// Promise 9: a settle applied whose reply was lost, sent again by the same owner,
+/// is not recognised as "repeated" once any other settle of the same event wrote
+/// its `settled` marker in between (here the promoted retry ran and succeeded on
+/// another worker): the owner counts it lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_settle_after_another_settle_is_recognised() {
+    let server = RedisServer::start();
+    let proxy = Arc::new(Proxy::start(server.port).await);
+    let slow = Queue::connect(&proxy.redis_url())
+        .await
+        .unwrap()
+        .with_timeout(Duration::from_millis(250));
+    let direct = Queue::connect(&server.url()).await.unwrap();
+    // Load the scripts first: a script unknown to Redis costs a round trip more,
+    // which the held replies would stall.
+    let warm = Runs::default();
+    let (_open, gate) = watch::channel(true);
+    let w = start(
+        fast(Worker::new(direct.clone(), gated(&warm, &gate, true)), "W").with_max_attempts(2),
+    );
+    assert_eq!(send(&enqueuer(&direct), &body("evt_warm")).await.0, 200);
+    until(10, "the warm-up ran twice", || warm.of("evt_warm") == 2).await;
+    w.stop().await;
+    let runs = Runs::default();
+    let seen = runs.clone();
+    let held = Arc::clone(&proxy);
+    let a = start(
+        fast(
+            Worker::new(slow, move |e: Event<'static>| {
+                seen.add(&e.id);
+                // The retry settle that follows is applied; its reply comes late.
+                held.hold_replies(Duration::from_millis(1500));
+                async { Err::<(), _>(HandlerError::temporary("try again")) }
+            }),
+            "A",
+        )
+        .with_concurrency(1)
+        .with_visibility_timeout(Duration::from_secs(30))
+        .with_backoff(Duration::ZERO, Duration::ZERO),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(send(&enqueuer(&direct), &body("evt_1")).await.0, 200);
+    until(10, "A runs the event", || runs.of("evt_1") == 1).await;
+    // B's visibility timeout is A's: it takes only the retry, never A's entry.
+    let b = start(
+        fast(Worker::new(direct.clone(), counting(&runs)), "B")
+            .with_visibility_timeout(Duration::from_secs(30)),
+    );
+    until(10, "B runs the retry", || runs.of("evt_1") == 2).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (a, b) = (a.stop().await, b.stop().await);
+    assert_eq!(b.handled, 1, "{b:?}");
+    assert_eq!(
+        (a.retried, a.lost),
+        (1, 0),
+        "A's own settle, sent again: {a:?}"
+    );
+}
+
+/// "Zero/huge settings": `with_concurrency` documents "at least 1" and no maximum,
+/// but a count above Tokio's semaphore limit panics inside `run`.
+#[tokio::test]
+async fn a_huge_concurrency_does_not_panic() {
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url()).await.unwrap();
+    let worker = Worker::new(queue, |_e: Event<'static>| async {
+        Ok::<(), HandlerError>(())
+    })
+    .with_concurrency(usize::MAX);
+    let ran = tokio::spawn(worker.run(tokio::time::sleep(Duration::from_millis(200)))).await;
+    assert!(ran.is_ok(), "the worker panicked: {ran:?}");
+}
+
+/// Promise 5 ("attempts are counted by runs that really started") and
+/// `with_max_attempts` ("runs cut short by a crash count"): the run marker is
+/// `consumer/entry`, so a worker restarted under the same consumer name (a stable
+/// pod name) that takes its own pending entry back is taken for "a start sent
+/// again": the crashed run is not counted, and with max_attempts 1 the handler runs
+/// a second time (an event that crashes its worker every time never dead-letters).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_run_counts_for_a_worker_restarted_under_its_name() {
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url()).await.unwrap();
+    assert_eq!(send(&enqueuer(&queue), &body("evt_1")).await.0, 200);
+    let runs = Runs::default();
+    let (_open, gate) = watch::channel(false);
+    let first = fast(
+        Worker::new(queue.clone(), gated(&runs, &gate, false)),
+        "pod-0",
+    )
+    .with_max_attempts(1);
+    let first = tokio::spawn(first.run(std::future::pending()));
+    until(10, "the first run", || runs.of("evt_1") == 1).await;
+    first.abort(); // the process crashes mid-run
+    let _ = first.await;
+
+    let other = Queue::connect(&server.url()).await.unwrap();
+    let again = start(fast(Worker::new(other, counting(&runs)), "pod-0").with_max_attempts(1));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stats = again.stop().await;
+    let counts = queue.counts().await.unwrap();
+    assert_eq!(
+        (runs.of("evt_1"), counts.dead_letters),
+        (1, 1),
+        "max_attempts 1, one run crashed: {stats:?} {counts:?}"
+    );
 }

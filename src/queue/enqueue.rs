@@ -147,7 +147,10 @@ impl Enqueuer {
     /// another namespace. An event id that `previous` knows (queued, handled or
     /// given up there) is answered as a duplicate; any other is marked there as
     /// taken, then queued here, so that an endpoint still on the old layout answers
-    /// it as a duplicate too. Each event is queued in exactly one of the two.
+    /// it as a duplicate too. Each event is queued in exactly one of the two: until
+    /// the newer queue has it, the old endpoints answer 503 `Being processed,
+    /// retry later` ([`Outcome::InProgress`]), so an append that fails here loses
+    /// nothing.
     #[must_use]
     pub fn with_previous_queue(mut self, previous: Queue) -> Self {
         self.previous = Some(previous);
@@ -243,13 +246,20 @@ impl Enqueuer {
         let limit = self.timeout;
         let work = async {
             self.check_layout().await?;
-            if let Some(previous) = &self.previous {
-                previous.check_layout().await?;
-                if !self.mark_moved(previous, event).await? {
-                    return Ok(Outcome::Duplicate);
-                }
+            let Some(previous) = &self.previous else {
+                return self.append(event, body, secret_index).await;
+            };
+            previous.verify_layout().await?;
+            if !self.mark_moving(previous, event).await? {
+                return Ok(Outcome::Duplicate);
             }
-            self.append(event, body, secret_index).await
+            // A failed append leaves the mark at `moving`: the previous layout's
+            // endpoints answer 503 until this one has queued it.
+            let outcome = self.append(event, body, secret_index).await?;
+            if matches!(outcome, Outcome::Queued | Outcome::Duplicate) {
+                self.mark_moved(previous, event).await?;
+            }
+            Ok(outcome)
         };
         protocol::bounded(limit, "the enqueue", work).await
     }
@@ -267,20 +277,34 @@ impl Enqueuer {
         Ok(())
     }
 
-    /// Marks the event as taken in the previous layout; `false` if it was known
-    /// there.
-    async fn mark_moved(&self, previous: &Queue, event: &Event<'_>) -> Result<bool, QueueError> {
+    /// Marks the event as being taken in the previous layout; `false` if it was
+    /// known there.
+    async fn mark_moving(&self, previous: &Queue, event: &Event<'_>) -> Result<bool, QueueError> {
         let id = event.id.as_str();
         let keys = previous.keys(previous.partition_of(id));
         let mut connection = previous.connection().clone();
         let state: String = previous
             .scripts()
-            .mark_moved
+            .mark_moving
             .key(keys.state(id))
             .arg(millis(self.window_for(event)))
             .invoke_async(&mut connection)
             .await?;
-        Ok(state == State::Moved.as_str())
+        Ok(state == State::Moving.as_str())
+    }
+
+    /// Once the event is queued here: the previous layout answers it as a duplicate.
+    async fn mark_moved(&self, previous: &Queue, event: &Event<'_>) -> Result<(), QueueError> {
+        let id = event.id.as_str();
+        let keys = previous.keys(previous.partition_of(id));
+        let mut connection = previous.connection().clone();
+        let _: i64 = previous
+            .scripts()
+            .mark_moved
+            .key(keys.state(id))
+            .invoke_async(&mut connection)
+            .await?;
+        Ok(())
     }
 
     async fn append(
@@ -320,6 +344,8 @@ impl Enqueuer {
             "queued" => Ok(Outcome::Queued),
             "duplicate" => Ok(Outcome::Duplicate),
             "full" => Ok(Outcome::StoreFull),
+            // A newer layout is queueing it (`with_previous_queue`): retried later.
+            "moving" => Ok(Outcome::InProgress),
             other => Err(QueueError::new(format!(
                 "unexpected enqueue reply {other:?}"
             ))),

@@ -455,7 +455,27 @@ impl Queue {
             Ok::<_, QueueError>(stored)
         };
         let stored = protocol::bounded(self.timeout, "the layout check", check).await?;
-        match stored.as_deref().map(str::parse::<u16>) {
+        self.compare_layout(&key, stored.as_deref())
+    }
+
+    /// Checks, without writing anything, that the count Redis holds (if any) is
+    /// this process's.
+    pub(crate) async fn verify_layout(&self) -> Result<(), QueueError> {
+        let mut connection = self.connection.clone();
+        let key = self.layout_key();
+        let read = async {
+            let stored: Option<String> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut connection)
+                .await?;
+            Ok::<_, QueueError>(stored)
+        };
+        let stored = protocol::bounded(self.timeout, "the layout check", read).await?;
+        self.compare_layout(&key, stored.as_deref())
+    }
+
+    fn compare_layout(&self, key: &str, stored: Option<&str>) -> Result<(), QueueError> {
+        match stored.map(str::parse::<u16>) {
             Some(Ok(stored)) if stored != self.partitions => Err(QueueError::LayoutMismatch {
                 stored,
                 configured: self.partitions,
@@ -511,7 +531,7 @@ impl Queue {
     ///
     /// If Redis fails, or [`QueueError::LayoutMismatch`].
     pub async fn counts(&self) -> Result<QueueCounts, QueueError> {
-        self.check_layout().await?;
+        self.verify_layout().await?;
         let mut connection = self.connection.clone();
         let mut counts = QueueCounts::default();
         for p in 0..self.partitions {
@@ -546,7 +566,7 @@ impl Queue {
     ///
     /// If Redis fails, or [`QueueError::LayoutMismatch`].
     pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
-        self.check_layout().await?;
+        self.verify_layout().await?;
         let mut connection = self.connection.clone();
         let mut letters = Vec::new();
         for p in 0..self.partitions {
@@ -600,7 +620,7 @@ impl Queue {
     /// If Redis fails (what was moved stays moved), or
     /// [`QueueError::LayoutMismatch`].
     pub async fn replay_dead_letters(&self, limit: usize) -> Result<usize, QueueError> {
-        self.check_layout().await?;
+        self.verify_layout().await?;
         let mut connection = self.connection.clone();
         let mut moved = 0;
         for p in 0..self.partitions {
@@ -664,7 +684,7 @@ impl Queue {
     /// If Redis fails (partitions already purged stay purged), or
     /// [`QueueError::LayoutMismatch`].
     pub async fn purge_dead_letters(&self, older_than: Duration) -> Result<u64, QueueError> {
-        self.check_layout().await?;
+        self.verify_layout().await?;
         let mut connection = self.connection.clone();
         // Whole milliseconds, rounded up: nothing younger than asked is deleted.
         let age =

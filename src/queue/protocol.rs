@@ -16,16 +16,19 @@ pub(crate) enum State {
     Retrying,
     Done,
     Dead,
-    /// Taken by a newer layout (see `Enqueuer::with_previous_queue`).
+    /// Being taken by a newer layout (see `Enqueuer::with_previous_queue`).
+    Moving,
+    /// Taken by a newer layout.
     Moved,
 }
 
 impl State {
-    pub(crate) const ALL: [Self; 5] = [
+    pub(crate) const ALL: [Self; 6] = [
         Self::Queued,
         Self::Retrying,
         Self::Done,
         Self::Dead,
+        Self::Moving,
         Self::Moved,
     ];
 
@@ -35,6 +38,7 @@ impl State {
             Self::Retrying => "retrying",
             Self::Done => "done",
             Self::Dead => "dead",
+            Self::Moving => "moving",
             Self::Moved => "moved",
         }
     }
@@ -173,6 +177,7 @@ impl Entry {
 /// The compiled scripts (their SHA1s are computed once).
 pub(crate) struct Scripts {
     pub(crate) enqueue: Script,
+    pub(crate) mark_moving: Script,
     pub(crate) mark_moved: Script,
     pub(crate) take: Script,
     pub(crate) begin: Script,
@@ -189,6 +194,7 @@ impl Scripts {
     pub(crate) fn new() -> Self {
         Self {
             enqueue: Script::new(&scripts::enqueue()),
+            mark_moving: Script::new(scripts::MARK_MOVING),
             mark_moved: Script::new(scripts::MARK_MOVED),
             take: Script::new(scripts::TAKE),
             begin: Script::new(&scripts::begin()),
@@ -270,7 +276,7 @@ pub(crate) async fn begin(
     queue: &Queue,
     connection: &mut RedisConnection,
     keys: &Keys,
-    consumer: &str,
+    consumer: &Consumer,
     entry_id: &str,
     event_id: &str,
 ) -> Result<Begun, QueueError> {
@@ -280,9 +286,10 @@ pub(crate) async fn begin(
         .key(&keys.stream)
         .key(keys.state(event_id))
         .arg(queue.group())
-        .arg(consumer)
+        .arg(&consumer.name)
         .arg(entry_id)
         .arg(millis(queue.dedup_window()))
+        .arg(&consumer.token)
         .invoke_async(connection)
         .await?;
     let Value::Array(items) = &reply else {
@@ -307,24 +314,39 @@ pub(crate) async fn begin(
     }
 }
 
-/// Resets the idle time of `entry_ids` (all of partition `p`) that `consumer` still
-/// owns; returns those it no longer owns.
+/// Resets the idle time of `entries` ((entry id, event id), all of partition `p`)
+/// that `consumer` still owns, and keeps their events' state; returns the entry ids
+/// it no longer owns.
 pub(crate) async fn renew(
     queue: &Queue,
     connection: &mut RedisConnection,
     p: u16,
     consumer: &str,
-    entry_ids: &[String],
+    entries: &[(String, String)],
 ) -> Result<Vec<String>, QueueError> {
+    let keys = queue.keys(p);
     let mut invocation = queue.scripts().renew.prepare_invoke();
+    invocation.key(&keys.stream);
+    for (_, event_id) in entries {
+        invocation.key(keys.state(event_id));
+    }
     invocation
-        .key(queue.keys(p).stream)
         .arg(queue.group())
-        .arg(consumer);
-    for id in entry_ids {
-        invocation.arg(id);
+        .arg(consumer)
+        .arg(millis(queue.dedup_window()));
+    for (entry_id, _) in entries {
+        invocation.arg(entry_id);
     }
     Ok(invocation.invoke_async(connection).await?)
+}
+
+/// A worker as the scripts know it: its consumer name (the owner of its entries)
+/// and the token of this run of it (drawn per `Worker::run`, so that a process
+/// restarted under the same name is told apart).
+#[derive(Debug, Clone)]
+pub(crate) struct Consumer {
+    pub(crate) name: String,
+    pub(crate) token: String,
 }
 
 /// Settles `entry_id` for `consumer`, as `how` says.
@@ -332,7 +354,7 @@ pub(crate) async fn settle(
     queue: &Queue,
     connection: &mut RedisConnection,
     keys: &Keys,
-    consumer: &str,
+    consumer: &Consumer,
     entry_id: &str,
     entry: &Entry,
     how: &Settle,
@@ -345,7 +367,7 @@ pub(crate) async fn settle(
         .key(&keys.retry)
         .key(keys.retry_hash(&entry.event_id))
         .arg(queue.group())
-        .arg(consumer)
+        .arg(&consumer.name)
         .arg(entry_id)
         .arg(how.name())
         .arg(millis(queue.dedup_window()));
@@ -353,7 +375,10 @@ pub(crate) async fn settle(
         Settle::Retry(after) => millis(*after),
         _ => 0,
     };
-    invocation.arg(delay).arg(&entry.event_id);
+    invocation
+        .arg(delay)
+        .arg(&entry.event_id)
+        .arg(&consumer.token);
     let now = super::unix_millis(std::time::SystemTime::now()).to_string();
     match how {
         Settle::Dead(error) => {
@@ -475,6 +500,7 @@ mod tests {
             scripts::settle(),
             scripts::promote(),
             scripts::replay(),
+            scripts::MARK_MOVING.to_owned(),
             scripts::MARK_MOVED.to_owned(),
         ]
         .concat();

@@ -14,10 +14,16 @@
 //! | `P:event:<id>` | hash | the event's state, kept for the dedup window (below) |
 //!
 //! The state hash: `s`, one of the [`State`](super::protocol::State) names (`queued`,
-//! `retrying`, `done`, `dead`); `runs`, how many runs have started; `run`, the
-//! owner and entry of the run started last (so a start sent again is not counted
-//! twice); `settled`, the owner and entry of the last settle (so a settle sent
-//! again is recognised); `dead`, the id of its dead letter.
+//! `retrying`, `done`, `dead`, and `moving`/`moved` for an id taken by a newer
+//! layout); `runs`, how many runs have started; `run`, the run token and entry of
+//! the run started last (so a start sent again is not counted twice, while a
+//! process restarted under the same consumer name counts anew: the token is drawn
+//! per `Worker::run`); `settled:<entry>`, the run token that settled that entry (so
+//! a settle sent again is recognised); `dead`, the id of its dead letter.
+//!
+//! The state hash lives for the dedup window from each write, and longer while the
+//! event is being handled (renewals extend it) or waits for a retry (until the
+//! retry is due, plus the window).
 //!
 //! The queue's layout (its number of partitions) is kept at `{ns}:layout`, outside
 //! the partitions; it is read and written by single commands, not by these scripts.
@@ -63,12 +69,16 @@ end
 /// together, or neither is.
 ///
 /// KEYS: state, stream. ARGV: window ms, maximum length (0: none), group, then the
-/// entry's field/value pairs. Returns `queued`, `duplicate` or `full`.
+/// entry's field/value pairs. Returns `queued`, `duplicate`, `full`, or `moving`
+/// (a newer layout is queueing it right now: answer 503, so it is retried).
 pub(super) fn enqueue() -> String {
     format!(
         "{GROUP}{}",
         r"
 if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('HGET', KEYS[1], 's') == 'moving' then
+    return 'moving'
+  end
   return 'duplicate'
 end
 local max = tonumber(ARGV[2])
@@ -84,22 +94,38 @@ return 'queued'
     )
 }
 
-/// Marks an event id as taken in a previous layout's partition (see
-/// `Enqueuer::with_previous_queue`).
+/// Marks an event id as being taken by a newer layout, in the previous layout's
+/// partition (see `Enqueuer::with_previous_queue`), before the newer one queues it.
 ///
-/// KEYS: state. ARGV: window ms. Returns `moved` when the id is free or was marked
-/// so before (the event belongs to the new layout), or the state found.
-pub(super) const MARK_MOVED: &str = r"
+/// KEYS: state. ARGV: window ms. Returns `moving` when the id was free or is being
+/// moved or was moved already (the newer layout owns the event: queue it there), or
+/// the state found (the previous layout has it: a duplicate).
+pub(super) const MARK_MOVING: &str = r"
 local s = redis.call('HGET', KEYS[1], 's')
+if s == 'moving' or s == 'moved' then
+  return 'moving'
+end
 if s then
   return s
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 'queued'
 end
-redis.call('HSET', KEYS[1], 's', 'moved')
+redis.call('HSET', KEYS[1], 's', 'moving')
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return 'moved'
+return 'moving'
+";
+
+/// Once the newer layout has the event: `moving` becomes `moved`, which the
+/// previous layout's endpoints answer as a duplicate. A failed append leaves
+/// `moving`, which they answer 503, so the event is never lost between the two.
+///
+/// KEYS: state.
+pub(super) const MARK_MOVED: &str = r"
+if redis.call('HGET', KEYS[1], 's') == 'moving' then
+  redis.call('HSET', KEYS[1], 's', 'moved')
+end
+return 1
 ";
 
 /// Hands entries to a consumer and names each one's event, without their bodies (so
@@ -157,9 +183,12 @@ return out
 /// settled for good, counts the run (once, however often this is sent), and returns
 /// the entry.
 ///
-/// KEYS: stream, state. ARGV: group, consumer, entry id, window ms. Returns
-/// `{'run', runs, fields}`, `{'settled', state}` (acknowledged, not to run),
+/// KEYS: stream, state. ARGV: group, consumer, entry id, window ms, run token.
+/// Returns `{'run', runs, fields}`, `{'settled', state}` (acknowledged, not to run),
 /// `{'gone'}` (the entry no longer exists; acknowledged) or `{'not_owner'}`.
+///
+/// The runs counted survive a lost state hash: an entry written for a retry says how
+/// many runs came before it (`attempt`).
 pub(super) fn begin() -> String {
     format!(
         "{OWNER}{KEEP}{}",
@@ -179,13 +208,21 @@ if s == 'done' or s == 'dead' then
   redis.call('XDEL', KEYS[1], id)
   return {'settled', s}
 end
-local run = c .. '/' .. id
-local runs
-if redis.call('HGET', KEYS[2], 'run') == run then
-  runs = tonumber(redis.call('HGET', KEYS[2], 'runs') or '1')
-else
-  runs = redis.call('HINCRBY', KEYS[2], 'runs', 1)
-  redis.call('HSET', KEYS[2], 'run', run)
+local run = ARGV[5] .. '/' .. id
+local runs = tonumber(redis.call('HGET', KEYS[2], 'runs') or '0')
+if redis.call('HGET', KEYS[2], 'run') ~= run then
+  local before = 0
+  local f = e[1][2]
+  for i = 1, #f, 2 do
+    if f[i] == 'attempt' then
+      before = tonumber(f[i + 1]) or 0
+    end
+  end
+  if runs < before then
+    runs = before
+  end
+  runs = runs + 1
+  redis.call('HSET', KEYS[2], 'runs', runs, 'run', run)
 end
 if not s then
   redis.call('HSET', KEYS[2], 's', 'queued')
@@ -196,18 +233,20 @@ return {'run', runs, e[1][2]}
     )
 }
 
-/// Resets the idle time of the entries this consumer still owns; returns those it
-/// no longer owns.
+/// Resets the idle time of the entries this consumer still owns, and keeps their
+/// events' state for the window; returns the entries it no longer owns.
 ///
-/// KEYS: stream. ARGV: group, consumer, then entry ids.
+/// KEYS: stream, then the state of each entry's event. ARGV: group, consumer,
+/// window ms, then the entry ids (in the order of their states).
 pub(super) fn renew() -> String {
     format!(
-        "{OWNER}{}",
+        "{OWNER}{KEEP}{}",
         r"
 local lost = {}
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   if owner(KEYS[1], ARGV[1], ARGV[i]) == ARGV[2] then
     redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    keep(KEYS[i - 2], ARGV[3])
   else
     lost[#lost + 1] = ARGV[i]
   end
@@ -221,25 +260,27 @@ return lost
 /// happened, in one step.
 ///
 /// - Only the owner settles, except that success (`done`) is recorded whoever ran
-///   it: the event is marked done, and any retry scheduled or dead letter written
-///   for it is removed.
-/// - Once an event is done, a later `retry` or `dead` only acknowledges.
-/// - Sent again by the same owner after it was applied (a reply lost), it answers
+///   it: the event is marked done, the entry deleted (so it cannot outlive the done
+///   mark and run again), and any retry scheduled or dead letter written for it
+///   removed.
+/// - Once an event is done (or its entry was deleted by a success recorded
+///   elsewhere), a later `retry` or `dead` only acknowledges.
+/// - Sent again by the same run after it was applied (a reply lost), it answers
 ///   `repeated` and changes nothing.
 ///
 /// KEYS: stream, state, dead, retry set, retry hash. ARGV: group, consumer, entry
 /// id, mode (a [`Settle`](super::protocol::Settle) name), window ms, retry delay ms,
-/// event id, then the field/value pairs of the dead letter or the retried entry.
-/// Returns `applied`, `repeated`, `done` (done already: acknowledged only),
-/// `done_not_owner` (success recorded for an entry another worker owns) or
+/// event id, run token, then the field/value pairs of the dead letter or the
+/// retried entry. Returns `applied`, `repeated`, `done` (done already: acknowledged
+/// only), `done_not_owner` (success recorded for an entry another worker owns) or
 /// `not_owner` (nothing changed).
 pub(super) fn settle() -> String {
     format!(
         "{OWNER}{KEEP}{}",
         r"
 local g, c, id, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local me = c .. '/' .. id
-if redis.call('HGET', KEYS[2], 'settled') == me then
+local mark = 'settled:' .. id
+if redis.call('HGET', KEYS[2], mark) == ARGV[8] then
   return 'repeated'
 end
 local mine = owner(KEYS[1], g, id) == c
@@ -247,8 +288,8 @@ local s = redis.call('HGET', KEYS[2], 's')
 if mode == 'done' then
   if mine then
     redis.call('XACK', KEYS[1], g, id)
-    redis.call('XDEL', KEYS[1], id)
   end
+  redis.call('XDEL', KEYS[1], id)
   local d = redis.call('HGET', KEYS[2], 'dead')
   if d then
     redis.call('XDEL', KEYS[3], d)
@@ -256,7 +297,7 @@ if mode == 'done' then
   end
   redis.call('ZREM', KEYS[4], ARGV[7])
   redis.call('DEL', KEYS[5])
-  redis.call('HSET', KEYS[2], 's', 'done', 'settled', me)
+  redis.call('HSET', KEYS[2], 's', 'done', mark, ARGV[8])
   keep(KEYS[2], ARGV[5])
   if mine then
     return 'applied'
@@ -266,25 +307,27 @@ end
 if not mine then
   return 'not_owner'
 end
+local exists = redis.call('XRANGE', KEYS[1], id, id)[1]
 redis.call('XACK', KEYS[1], g, id)
 redis.call('XDEL', KEYS[1], id)
-if s == 'done' then
-  redis.call('HSET', KEYS[2], 'settled', me)
+if s == 'done' or not exists then
+  redis.call('HSET', KEYS[2], mark, ARGV[8])
   return 'done'
 end
 if mode == 'dead' then
-  local d = redis.call('XADD', KEYS[3], '*', unpack(ARGV, 8))
+  local d = redis.call('XADD', KEYS[3], '*', unpack(ARGV, 9))
   redis.call('HSET', KEYS[2], 's', 'dead', 'dead', d)
+  keep(KEYS[2], ARGV[5])
 elseif mode == 'retry' then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   redis.call('DEL', KEYS[5])
-  redis.call('HSET', KEYS[5], unpack(ARGV, 8))
+  redis.call('HSET', KEYS[5], unpack(ARGV, 9))
   redis.call('ZADD', KEYS[4], now + tonumber(ARGV[6]), ARGV[7])
   redis.call('HSET', KEYS[2], 's', 'retrying')
+  keep(KEYS[2], tonumber(ARGV[5]) + tonumber(ARGV[6]))
 end
-redis.call('HSET', KEYS[2], 'settled', me)
-keep(KEYS[2], ARGV[5])
+redis.call('HSET', KEYS[2], mark, ARGV[8])
 return 'applied'
 "
     )
@@ -362,7 +405,7 @@ end
 group(KEYS[2], ARGV[2])
 redis.call('XADD', KEYS[2], '*', unpack(out))
 redis.call('HSET', KEYS[3], 's', 'queued', 'runs', 0)
-redis.call('HDEL', KEYS[3], 'dead', 'run', 'settled')
+redis.call('HDEL', KEYS[3], 'dead', 'run')
 keep(KEYS[3], ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[1])
 return 'replayed'

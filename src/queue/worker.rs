@@ -12,7 +12,7 @@ use futures_util::future::{Either, select};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
-use super::protocol::{self, Begun, Entry, Settle, Settled, Take};
+use super::protocol::{self, Begun, Consumer, Entry, Settle, Settled, Take};
 use super::{Keys, Queue, QueueError};
 use crate::dedup::{RedisConnection, clamp};
 use crate::event::Event;
@@ -188,10 +188,11 @@ impl<H: Handler> Worker<H> {
 }
 
 impl<H> Worker<H> {
-    /// How many handlers run at once (at least 1; default 8).
+    /// How many handlers run at once (at least 1, at most
+    /// `tokio::sync::Semaphore::MAX_PERMITS`; default 8).
     #[must_use]
     pub fn with_concurrency(mut self, handlers: usize) -> Self {
-        self.settings.concurrency = handlers.max(1);
+        self.settings.concurrency = handlers.clamp(1, Semaphore::MAX_PERMITS);
         self
     }
 
@@ -269,6 +270,8 @@ impl<H> Worker<H> {
 
 /// What every entry task shares.
 struct Shared<H> {
+    /// This worker's name and the token of this run.
+    consumer: Consumer,
     queue: Queue,
     handler: Arc<H>,
     settings: Settings,
@@ -282,8 +285,9 @@ struct Shared<H> {
 }
 
 /// One entry being run here.
-#[derive(Default)]
 struct Flight {
+    /// The entry's event.
+    event_id: String,
     /// Settling: renewal may find it settled, which is no loss.
     settling: AtomicBool,
     /// Another worker took it over.
@@ -327,6 +331,27 @@ impl<H> Shared<H> {
     }
 }
 
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Removes an entry from the in-flight map when its task ends, or is dropped.
+struct Landed<'a, H> {
+    shared: &'a Shared<H>,
+    key: &'a (u16, String),
+}
+
+impl<H> Drop for Landed<'_, H> {
+    fn drop(&mut self) {
+        self.shared.flights().remove(self.key);
+    }
+}
+
 /// When the reader last did each periodic step, and where it stands.
 struct Reader {
     /// XAUTOCLAIM cursor of each partition.
@@ -336,6 +361,9 @@ struct Reader {
     last_reclaim: Option<Instant>,
     last_promote: Option<Instant>,
     last_layout: Instant,
+    /// When the queue gauges were last set (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    last_counts: Instant,
     /// The partition read first next time (so every partition gets its turn).
     start: u16,
 }
@@ -356,7 +384,12 @@ impl<H: Handler> Worker<H> {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<WorkerStats, QueueError> {
         self.queue.prepare().await?;
+        let consumer = Consumer {
+            name: self.settings.consumer.clone(),
+            token: crate::dedup::ClaimToken::new().to_string(),
+        };
         let shared = Arc::new(Shared {
+            consumer,
             queue: self.queue,
             handler: self.handler,
             settings: self.settings,
@@ -365,11 +398,13 @@ impl<H: Handler> Worker<H> {
             stopped: Notify::new(),
             is_stopped: AtomicBool::new(false),
         });
-        let keeper = tokio::spawn(keep(Arc::clone(&shared)));
+        // Dropping this future (instead of completing `shutdown`) stops the renewal
+        // and every entry task with it.
+        let keeper = AbortOnDrop(tokio::spawn(keep(Arc::clone(&shared))));
         let mut tasks = JoinSet::new();
         let ended = read_until(&shared, &mut tasks, shutdown).await;
         drain(&shared, &mut tasks).await;
-        keeper.abort();
+        drop(keeper);
         let c = &shared.counters;
         let stats = WorkerStats {
             handled: c.handled.load(Ordering::Relaxed),
@@ -400,6 +435,8 @@ async fn read_until<H: Handler>(
         last_reclaim: None,
         last_promote: None,
         last_layout: Instant::now(),
+        #[cfg(feature = "metrics")]
+        last_counts: Instant::now(),
         start: 0,
     };
     let mut connection = shared.queue.connection().clone();
@@ -423,6 +460,12 @@ async fn read_until<H: Handler>(
                 Err(error) => warn("layout", &error),
                 Ok(()) => {}
             }
+        }
+        #[cfg(feature = "metrics")]
+        if reader.last_counts.elapsed() >= LAYOUT_RECHECK {
+            reader.last_counts = Instant::now();
+            // Sets the queue gauges; only reads, so it can hide no fault.
+            let _ = shared.queue.counts().await;
         }
         let mut got = promote(shared, &mut connection, &mut reader).await;
         got += reclaim(shared, &mut connection, &mut reader, &slots, tasks).await;
@@ -478,7 +521,7 @@ async fn reclaim<H: Handler>(
         reader.last_reclaim = Some(Instant::now());
     }
     let mut got = 0;
-    let consumer = shared.settings.consumer.as_str();
+    let consumer = shared.consumer.name.as_str();
     for p in 0..shared.queue.partitions() {
         let i = usize::from(p);
         let mut hows = Vec::with_capacity(2);
@@ -530,7 +573,7 @@ async fn read_new<H: Handler>(
     free: usize,
 ) -> (usize, bool) {
     let partitions = shared.queue.partitions();
-    let consumer = shared.settings.consumer.as_str();
+    let consumer = shared.consumer.name.as_str();
     let (mut got, mut failed) = (0, false);
     for i in 0..partitions {
         let p = (reader.start + i) % partitions;
@@ -612,16 +655,23 @@ fn spawn<H: Handler>(
         let Ok(permit) = Arc::clone(slots).try_acquire_owned() else {
             return false;
         };
-        let flight = Arc::new(Flight::default());
+        let flight = Arc::new(Flight {
+            event_id: event_id.clone(),
+            settling: AtomicBool::new(false),
+            lost: AtomicBool::new(false),
+        });
         flights.insert(key.clone(), Arc::clone(&flight));
         (flight, permit)
     };
     let shared = Arc::clone(shared);
     tasks.spawn(async move {
         let (flight, _permit) = flight;
+        let _landed = Landed {
+            shared: &shared,
+            key: &key,
+        };
         let (partition, entry_id) = &key;
         process(&shared, *partition, entry_id, &event_id, &flight).await;
-        shared.flights().remove(&key);
     });
     true
 }
@@ -630,7 +680,7 @@ fn spawn<H: Handler>(
 /// visibility timeout; marks those another worker took over. Never ends.
 async fn keep<H>(shared: Arc<Shared<H>>) {
     let mut connection = shared.queue.connection().clone();
-    let consumer = shared.settings.consumer.as_str();
+    let consumer = shared.consumer.name.as_str();
     loop {
         tokio::time::sleep(shared.settings.renew_every()).await;
         let mut by_partition: HashMap<u16, Vec<(String, Arc<Flight>)>> = HashMap::new();
@@ -644,11 +694,15 @@ async fn keep<H>(shared: Arc<Shared<H>>) {
         }
         for (p, flights) in by_partition {
             for chunk in flights.chunks(500) {
-                let ids: Vec<String> = chunk.iter().map(|(id, _)| id.clone()).collect();
-                let renewed = protocol::renew(&shared.queue, &mut connection, p, consumer, &ids);
+                let entries: Vec<(String, String)> = chunk
+                    .iter()
+                    .map(|(id, flight)| (id.clone(), flight.event_id.clone()))
+                    .collect();
+                let renewed =
+                    protocol::renew(&shared.queue, &mut connection, p, consumer, &entries);
                 match shared.bounded("a renewal", renewed).await {
                     Ok(lost) => {
-                        count_renewals(ids.len() - lost.len());
+                        count_renewals(entries.len().saturating_sub(lost.len()));
                         for (id, flight) in chunk {
                             if lost.contains(id) && !flight.settling.load(Ordering::Relaxed) {
                                 flight.lost.store(true, Ordering::Relaxed);
@@ -674,13 +728,12 @@ async fn process<H: Handler>(
     flight: &Flight,
 ) {
     let keys = shared.queue.keys(p);
-    let consumer = shared.settings.consumer.as_str();
     let mut connection = shared.queue.connection().clone();
     let begun = protocol::begin(
         &shared.queue,
         &mut connection,
         &keys,
-        consumer,
+        &shared.consumer,
         entry_id,
         event_id,
     );
@@ -796,7 +849,7 @@ async fn settle<H>(
     flight: &Flight,
 ) {
     flight.settling.store(true, Ordering::Relaxed);
-    let consumer = shared.settings.consumer.as_str();
+    let consumer = &shared.consumer;
     let settled = retrying(
         || async {
             let mut connection = shared.queue.connection().clone();
