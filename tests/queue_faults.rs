@@ -587,10 +587,9 @@ async fn a_failed_append_during_a_layout_change_loses_nothing() {
     assert_eq!((o.pending, n.pending), (0, 2), "old {o:?}, new {n:?}");
 }
 
-/// Promise 1: a stale worker's success is recorded ("done_not_owner") but the entry
-/// stays in the stream, pending for the worker that took it over. That worker died;
-/// once the done mark's TTL (the dedup window) has run out, the entry is reclaimed
-/// and runs again, although a run of it was recorded as successful.
+/// A stale worker's success is recorded ("done_not_owner") while the entry is
+/// pending for a worker that took it over and died: the entry is deleted with the
+/// success, so it cannot outlive the done mark (the dedup window) and run again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_done_event_never_runs_again_after_its_done_mark_expires() {
     let server = RedisServer::start();
@@ -657,10 +656,9 @@ async fn a_done_event_never_runs_again_after_its_done_mark_expires() {
     );
 }
 
-/// Promise 5 ("attempts are counted by runs that really started") and the
-/// documented `with_max_attempts`: the run count lives in the state hash, whose TTL
-/// is the dedup window; a retry due later than that finds the hash gone, the count
-/// starts again at 1, and the event is retried for ever, never dead-lettered.
+/// `with_max_attempts` holds when a retry is due later than the dedup window: the
+/// event's state (with its run count) is kept until the retry is due, and an entry
+/// written for a retry carries the runs before it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_attempts_holds_when_a_backoff_outlasts_the_dedup_window() {
     let server = RedisServer::start();
@@ -686,9 +684,8 @@ async fn max_attempts_holds_when_a_backoff_outlasts_the_dedup_window() {
     );
 }
 
-/// Promise "at most one entry per event id for the dedup window": while an event
-/// waits for a retry due later than the dedup window, its id is forgotten, and a
-/// duplicate delivery is queued a second time beside the scheduled retry.
+/// While an event waits for a retry due later than the dedup window, its id is
+/// still remembered: a duplicate delivery is not queued beside the retry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_is_not_queued_again_while_its_retry_waits() {
     let server = RedisServer::start();
@@ -715,10 +712,9 @@ async fn a_duplicate_is_not_queued_again_while_its_retry_waits() {
     );
 }
 
-/// Promise 7 (and 2): a worker whose `run` future is dropped (a `tokio::select!`
-/// against Ctrl-C, a task aborted) leaves its renewal task running, detached, with
-/// the in-flight map never emptied: the entry is renewed for ever and no other
-/// worker can ever reclaim it while the process lives.
+/// A worker whose `run` future is dropped (a `tokio::select!` against Ctrl-C, a task
+/// aborted) stops renewing its entries, so another worker reclaims them after the
+/// visibility timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_run_future_stops_renewing_its_entries() {
     let server = RedisServer::start();
@@ -754,10 +750,9 @@ async fn dropping_the_run_future_stops_renewing_its_entries() {
     );
 }
 
-/// Promise 9: a settle applied whose reply was lost, sent again by the same owner,
-/// is not recognised as "repeated" once any other settle of the same event wrote
-/// its `settled` marker in between (here the promoted retry ran and succeeded on
-/// another worker): the owner counts it lost.
+/// A settle applied whose reply was lost, sent again by the same run, is recognised
+/// as its own even after another settle of the same event came in between (the
+/// promoted retry ran and succeeded on another worker): not counted lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_settle_after_another_settle_is_recognised() {
     let server = RedisServer::start();
@@ -813,8 +808,7 @@ async fn a_repeated_settle_after_another_settle_is_recognised() {
     );
 }
 
-/// "Zero/huge settings": `with_concurrency` documents "at least 1" and no maximum,
-/// but a count above Tokio's semaphore limit panics inside `run`.
+/// A huge concurrency is clamped to what Tokio's semaphore holds, not a panic.
 #[tokio::test]
 async fn a_huge_concurrency_does_not_panic() {
     let server = RedisServer::start();
@@ -827,12 +821,10 @@ async fn a_huge_concurrency_does_not_panic() {
     assert!(ran.is_ok(), "the worker panicked: {ran:?}");
 }
 
-/// Promise 5 ("attempts are counted by runs that really started") and
-/// `with_max_attempts` ("runs cut short by a crash count"): the run marker is
-/// `consumer/entry`, so a worker restarted under the same consumer name (a stable
-/// pod name) that takes its own pending entry back is taken for "a start sent
-/// again": the crashed run is not counted, and with max_attempts 1 the handler runs
-/// a second time (an event that crashes its worker every time never dead-letters).
+/// A run cut short by a crash counts as an attempt even when the worker restarts
+/// under the same consumer name (a stable pod name) and takes its own entry back:
+/// with `max_attempts(1)` the event goes to the dead letters instead of running
+/// again, so an event that crashes its worker every time cannot loop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_run_counts_for_a_worker_restarted_under_its_name() {
     let server = RedisServer::start();

@@ -18,7 +18,8 @@
 //!   retries and bodies that no longer parse to a dead-letter stream;
 //! - a [`Queue`] names the Redis keys and the consumer group both share, and gives
 //!   the operations: [`Queue::counts`], [`Queue::dead_letters`],
-//!   [`Queue::replay_dead_letters`], [`Queue::purge_dead_letters`].
+//!   [`Queue::replay_dead_letters`], [`Queue::purge_dead_letters`],
+//!   [`Queue::check_layout`].
 //!
 //! # Guarantees
 //!
@@ -28,19 +29,33 @@
 //! - **At most one entry per event id** for the dedup window (2 h by default): a
 //!   duplicate delivery, concurrent or not, is answered 200 and not queued again.
 //! - **Each entry is handled once.** A worker marks the event done and acknowledges
-//!   the entry in one script, and checks the mark before it runs an entry it
-//!   reclaimed from a crashed worker. The one window that remains: a worker that
+//!   the entry in one script, and checks the mark (and that it still owns the
+//!   entry) in one script before every run: new, retried, reclaimed or replayed.
+//!   "Done" always wins: it is recorded even by a worker that lost the entry to
+//!   another meanwhile, and removes any retry or dead letter of the event; a stale
+//!   worker's failure is not applied. The one window that remains: a worker that
 //!   dies after the handler's side effects and before that script runs (a few
 //!   milliseconds) leaves the entry unmarked, and it is handled again after the
 //!   visibility timeout. A handler whose effects must never repeat records them
 //!   idempotently (keyed on the event id) in its own store.
-//! - **A running handler keeps its entry**: the worker renews its claim (an
-//!   `XCLAIM … JUSTID` to itself resets the entry's idle time) every third of the
-//!   visibility timeout, so a handler may run for hours. An entry whose worker died
-//!   is reclaimed (`XAUTOCLAIM`) once it has been idle for the visibility timeout.
+//! - **A running handler keeps its entry**: the worker renews every entry it still
+//!   owns (one script per partition) every third of the visibility timeout, so a
+//!   handler may run for hours. An entry whose worker died, or lost Redis for
+//!   longer than the visibility timeout, is reclaimed by another (`XAUTOCLAIM`).
 //! - **Bounded**: acknowledged entries are deleted from the stream (`XDEL`), so the
 //!   stream holds only what is waiting or running; [`Enqueuer::with_max_len`] bounds
-//!   it further (503 when full).
+//!   it further (503 when full). A read hands out entry ids only: each run fetches
+//!   its one entry.
+//! - **Explicit time limits**: the connection has no reply limit of its own; the
+//!   endpoint's enqueue has [`Enqueuer::with_timeout`] (2 s), every call of a worker
+//!   and of [`Queue`]'s operations [`Queue::with_timeout`] (5 s).
+//! - **Self-healing**: a worker that finds its consumer group gone (Redis lost its
+//!   data) creates it again. The number of partitions is recorded in Redis, and a
+//!   process configured with another is refused ([`QueueError::LayoutMismatch`]).
+//!
+//! The README's "What holds under each fault" table says what holds when workers
+//! die or stall, replies are lost, Redis restarts with or without persistence, or a
+//! slot migrates.
 //!
 //! # Ordering
 //!

@@ -164,7 +164,7 @@ async fn worker(redis: &str, log: &str, consumer: &str) -> Result<(), BoxError> 
                 *n
             };
             let pause = hash(&id) % 40;
-            if hash(&id) % 7 == 0 {
+            if hash(&id).is_multiple_of(7) {
                 // A handler that blocks its thread.
                 std::thread::sleep(Duration::from_millis(pause));
             } else {
@@ -272,7 +272,12 @@ async fn post(addr: SocketAddr, body: &[u8]) -> Option<u16> {
         let mut reply = Vec::new();
         stream.read_to_end(&mut reply).await.ok()?;
         let line = reply.split(|b| *b == b'\n').next()?;
-        std::str::from_utf8(line).ok()?.split(' ').nth(1)?.parse().ok()
+        std::str::from_utf8(line)
+            .ok()?
+            .split(' ')
+            .nth(1)?
+            .parse()
+            .ok()
     };
     tokio::time::timeout(Duration::from_secs(10), exchange)
         .await
@@ -390,7 +395,7 @@ async fn run(length: Duration, durable: bool, seed: u64) -> Result<bool, BoxErro
     };
 
     // The faults.
-    let faults = Arc::new(Mutex::new(Faults::default()));
+    let mut faults = Faults::default();
     let started = Instant::now();
     let mut wrong: Option<Process> = None;
     // Every kind of fault in turn, in a shuffled order each round.
@@ -414,71 +419,62 @@ async fn run(length: Duration, durable: bool, seed: u64) -> Result<bool, BoxErro
             // resolve (the README says so). Only with a durable Redis.
             fault = 7;
         }
-        let mut f = faults.lock().unwrap();
         match fault {
             0 => {
                 let i = rng.below(workers.len());
                 signal("KILL", workers[i].pid());
-                f.kills.push((workers[i].pid(), now_nanos()));
-                f.add("worker SIGKILL");
-                drop(f);
+                faults.kills.push((workers[i].pid(), now_nanos()));
+                faults.add("worker SIGKILL");
                 workers[i] = start_worker(i)?;
             }
             1 => {
                 let pid = workers[rng.below(workers.len())].pid();
-                f.add("worker SIGSTOP");
-                drop(f);
+                faults.add("worker SIGSTOP");
                 signal("STOP", pid);
                 let pause = VISIBILITY / 3 * (rng.below(80) as u32 + 10) / 100;
                 tokio::time::sleep(pause).await;
                 signal("CONT", pid);
             }
             2 => {
-                f.add("proxy latency");
-                drop(f);
+                faults.add("proxy latency");
                 proxy.set_latency(Duration::from_millis(rng.below(200) as u64));
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 proxy.set_latency(Duration::ZERO);
             }
             3 => {
-                f.add("proxy throttle");
-                drop(f);
+                faults.add("proxy throttle");
                 proxy.set_rate(64 * 1024);
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 proxy.set_rate(0);
             }
             4 => {
-                f.add("proxy pause");
-                drop(f);
+                faults.add("proxy pause");
                 proxy.pause();
                 tokio::time::sleep(VISIBILITY / 3 * (rng.below(80) as u32 + 10) / 100).await;
                 proxy.resume();
             }
             5 => {
-                f.add("proxy cut");
+                faults.add("proxy cut");
                 proxy.cut();
             }
             6 => {
-                f.add(if durable {
+                faults.add(if durable {
                     "Redis restart (AOF always)"
                 } else {
                     "Redis restart (no persistence)"
                 });
-                drop(f);
                 redis.restart();
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
             7 => {
-                f.add("replay and purge");
-                drop(f);
+                faults.add("replay and purge");
                 let _ = queue.replay_dead_letters(20).await;
                 let _ = queue.purge_dead_letters(Duration::from_secs(5)).await;
             }
             _ => {
                 // An endpoint with another partition count joins for a while: it must
                 // refuse everything (the sender retries elsewhere).
-                f.add("endpoint with another partition count");
-                drop(f);
+                faults.add("endpoint with another partition count");
                 if let Some(p) = wrong.take() {
                     drop(p);
                     targets.lock().unwrap().retain(|(_, right)| *right);
@@ -536,10 +532,6 @@ async fn run(length: Duration, durable: bool, seed: u64) -> Result<bool, BoxErro
 
     let sent = Arc::try_unwrap(sent)
         .map_err(|_| "sender still running")?
-        .into_inner()
-        .unwrap();
-    let faults = Arc::try_unwrap(faults)
-        .map_err(|_| "faults still shared")?
         .into_inner()
         .unwrap();
     let report = check(&logs, &sent, &faults, &dead, durable)?;
