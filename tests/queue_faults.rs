@@ -572,19 +572,57 @@ async fn a_failed_append_during_a_layout_change_loses_nothing() {
         .unwrap();
     assert_eq!(send(&new_endpoint, &body(&filler)).await.0, 200);
 
+    // Refused for sure (full): the mark in the old namespace is taken back.
     let first = send(&new_endpoint, &body(target)).await;
     assert_eq!(first.0, 503, "{first:?}");
-    // NotMeta retries; the old endpoint cannot take it yet.
+    // NotMeta retries; an old endpoint takes it, and the new ones then answer it
+    // as a duplicate.
     let retry = send(&old_endpoint, &body(target)).await;
-    assert_eq!(retry.0, 503, "{retry:?}");
-    // The new endpoint has room again: it queues the event, and the old one then
-    // answers it as a duplicate.
+    assert_eq!(retry, (200, "OK".to_owned()));
     let roomy = enqueuer(&new).with_previous_queue(old.clone());
-    assert_eq!(send(&roomy, &body(target)).await, (200, "OK".to_owned()));
-    let again = send(&old_endpoint, &body(target)).await;
-    assert_eq!(again, (200, "OK (duplicate)".to_owned()));
+    assert_eq!(
+        send(&roomy, &body(target)).await,
+        (200, "OK (duplicate)".to_owned())
+    );
     let (o, n) = (old.counts().await.unwrap(), new.counts().await.unwrap());
-    assert_eq!((o.pending, n.pending), (0, 2), "old {o:?}, new {n:?}");
+    assert_eq!((o.pending, n.pending), (1, 1), "old {o:?}, new {n:?}");
+
+    // An append that fails without an answer (it may have been applied) keeps the
+    // mark: the old endpoints answer 503 until a new one has queued the event.
+    let proxy = Proxy::start(server.port).await;
+    let cut_off = Queue::connect(&proxy.redis_url())
+        .await
+        .unwrap()
+        .with_namespace("shop-v2")
+        .with_partitions(2);
+    cut_off.check_layout().await.unwrap();
+    let stalled = enqueuer(&cut_off)
+        .with_previous_queue(old.clone())
+        .with_timeout(Duration::from_millis(300));
+    // The layout check is fresh and the old queue is reached directly: only the
+    // append's reply does not come in time.
+    assert_eq!(send(&stalled, &body("evt_warm")).await.0, 200);
+    let second = "evt_stalled";
+    proxy.set_latency(Duration::from_millis(400));
+    let (status, _) = send(&stalled, &body(second)).await;
+    assert_eq!(status, 503);
+    proxy.heal();
+    let state: Option<String> = redis::cmd("HGET")
+        .arg(format!(
+            "{{shop:{}}}:event:{second}",
+            old.partition_of(second)
+        ))
+        .arg("s")
+        .query_async(&mut redis(&server.url()).await)
+        .await
+        .unwrap();
+    assert_eq!(state.as_deref(), Some("moving"));
+    assert_eq!(send(&old_endpoint, &body(second)).await.0, 503);
+    assert_eq!(send(&roomy, &body(second)).await.0, 200);
+    assert_eq!(
+        send(&old_endpoint, &body(second)).await,
+        (200, "OK (duplicate)".to_owned())
+    );
 }
 
 /// A stale worker's success is recorded ("done_not_owner") while the entry is
@@ -713,99 +751,44 @@ async fn a_duplicate_is_not_queued_again_while_its_retry_waits() {
 }
 
 /// A worker whose `run` future is dropped (a `tokio::select!` against Ctrl-C, a task
-/// aborted) stops renewing its entries, so another worker reclaims them after the
-/// visibility timeout.
+/// aborted) stops reading, but its running handler goes on to its end with its
+/// entry renewed: no other worker runs the event meanwhile, and the handler's
+/// success is recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropping_the_run_future_stops_renewing_its_entries() {
+async fn dropping_the_run_future_lets_running_handlers_finish() {
     let server = RedisServer::start();
     let queue = Queue::connect(&server.url()).await.unwrap();
     assert_eq!(send(&enqueuer(&queue), &body("evt_1")).await.0, 200);
     let runs = Runs::default();
-    let (_open, gate) = watch::channel(false);
+    let (open, gate) = watch::channel(false);
     let a = fast(Worker::new(queue.clone(), gated(&runs, &gate, false)), "A");
     let a = tokio::spawn(a.run(std::future::pending()));
     until(10, "A runs the event", || runs.of("evt_1") == 1).await;
     a.abort();
     let _ = a.await;
 
-    let other = Queue::connect(&server.url()).await.unwrap();
-    let b = start(fast(Worker::new(other, counting(&runs)), "B"));
-    // The visibility timeout is 300 ms: B should run the event well within 3 s.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let b = b.stop().await;
-    let mut r = redis(&server.url()).await;
-    let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-        .arg(STREAM)
-        .arg("workers")
-        .arg("-")
-        .arg("+")
-        .arg(10)
-        .query_async(&mut r)
-        .await
-        .unwrap();
+    let b = start(fast(Worker::new(queue.clone(), counting(&runs)), "B"));
+    // Several visibility timeouts (600 ms): the entry stays with A's handler.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         runs.of("evt_1"),
-        2,
-        "never reclaimed; pending (id, owner, idle ms, deliveries): {pending:?}; B {b:?}"
+        1,
+        "B ran an event whose handler still ran"
     );
-}
-
-/// A settle applied whose reply was lost, sent again by the same run, is recognised
-/// as its own even after another settle of the same event came in between (the
-/// promoted retry ran and succeeded on another worker): not counted lost.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_repeated_settle_after_another_settle_is_recognised() {
-    let server = RedisServer::start();
-    let proxy = Arc::new(Proxy::start(server.port).await);
-    let slow = Queue::connect(&proxy.redis_url())
-        .await
-        .unwrap()
-        .with_timeout(Duration::from_millis(250));
-    let direct = Queue::connect(&server.url()).await.unwrap();
-    // Load the scripts first: a script unknown to Redis costs a round trip more,
-    // which the held replies would stall.
-    let warm = Runs::default();
-    let (_open, gate) = watch::channel(true);
-    let w = start(
-        fast(Worker::new(direct.clone(), gated(&warm, &gate, true)), "W").with_max_attempts(2),
-    );
-    assert_eq!(send(&enqueuer(&direct), &body("evt_warm")).await.0, 200);
-    until(10, "the warm-up ran twice", || warm.of("evt_warm") == 2).await;
-    w.stop().await;
-    let runs = Runs::default();
-    let seen = runs.clone();
-    let held = Arc::clone(&proxy);
-    let a = start(
-        fast(
-            Worker::new(slow, move |e: Event<'static>| {
-                seen.add(&e.id);
-                // The retry settle that follows is applied; its reply comes late.
-                held.hold_replies(Duration::from_millis(1500));
-                async { Err::<(), _>(HandlerError::temporary("try again")) }
-            }),
-            "A",
-        )
-        .with_concurrency(1)
-        .with_visibility_timeout(Duration::from_secs(30))
-        .with_backoff(Duration::ZERO, Duration::ZERO),
-    );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(send(&enqueuer(&direct), &body("evt_1")).await.0, 200);
-    until(10, "A runs the event", || runs.of("evt_1") == 1).await;
-    // B's visibility timeout is A's: it takes only the retry, never A's entry.
-    let b = start(
-        fast(Worker::new(direct.clone(), counting(&runs)), "B")
-            .with_visibility_timeout(Duration::from_secs(30)),
-    );
-    until(10, "B runs the retry", || runs.of("evt_1") == 2).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let (a, b) = (a.stop().await, b.stop().await);
-    assert_eq!(b.handled, 1, "{b:?}");
-    assert_eq!(
-        (a.retried, a.lost),
-        (1, 0),
-        "A's own settle, sent again: {a:?}"
-    );
+    open.send_replace(true);
+    let q = queue.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = q.counts().await.unwrap();
+        if c.pending + c.in_progress == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "A's run was not recorded: {c:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let b = b.stop().await;
+    assert_eq!((runs.of("evt_1"), b.handled), (1, 0), "{b:?}");
 }
 
 /// A huge concurrency is clamped to what Tokio's semaphore holds, not a panic.
@@ -832,15 +815,15 @@ async fn a_crashed_run_counts_for_a_worker_restarted_under_its_name() {
     assert_eq!(send(&enqueuer(&queue), &body("evt_1")).await.0, 200);
     let runs = Runs::default();
     let (_open, gate) = watch::channel(false);
-    let first = fast(
-        Worker::new(queue.clone(), gated(&runs, &gate, false)),
-        "pod-0",
-    )
-    .with_max_attempts(1);
+    // The first process reaches Redis through a proxy that is then cut for good:
+    // to Redis, a process that died mid-run.
+    let proxy = Proxy::start(server.port).await;
+    let doomed = Queue::connect(&proxy.redis_url()).await.unwrap();
+    let first = fast(Worker::new(doomed, gated(&runs, &gate, false)), "pod-0").with_max_attempts(1);
     let first = tokio::spawn(first.run(std::future::pending()));
     until(10, "the first run", || runs.of("evt_1") == 1).await;
-    first.abort(); // the process crashes mid-run
-    let _ = first.await;
+    proxy.pause();
+    proxy.cut();
 
     let other = Queue::connect(&server.url()).await.unwrap();
     let again = start(fast(Worker::new(other, counting(&runs)), "pod-0").with_max_attempts(1));
@@ -851,5 +834,307 @@ async fn a_crashed_run_counts_for_a_worker_restarted_under_its_name() {
         (runs.of("evt_1"), counts.dead_letters),
         (1, 1),
         "max_attempts 1, one run crashed: {stats:?} {counts:?}"
+    );
+    first.abort();
+}
+
+/// Successes and overlaps, per event.
+#[derive(Clone, Default)]
+struct Ledger {
+    ok: Arc<Mutex<HashMap<String, usize>>>,
+    starts: Arc<Mutex<HashMap<String, usize>>>,
+    now: Arc<Mutex<HashMap<String, usize>>>,
+    overlaps: Arc<Mutex<Vec<String>>>,
+}
+
+impl Ledger {
+    fn enter(&self, id: &str) {
+        *self
+            .starts
+            .lock()
+            .unwrap()
+            .entry(id.to_owned())
+            .or_default() += 1;
+        let mut now = self.now.lock().unwrap();
+        let n = now.entry(id.to_owned()).or_default();
+        *n += 1;
+        if *n > 1 {
+            self.overlaps.lock().unwrap().push(id.to_owned());
+        }
+    }
+    fn leave(&self, id: &str, ok: bool) {
+        *self.now.lock().unwrap().get_mut(id).unwrap() -= 1;
+        if ok {
+            *self.ok.lock().unwrap().entry(id.to_owned()).or_default() += 1;
+        }
+    }
+    fn done(&self) -> usize {
+        self.ok.lock().unwrap().len()
+    }
+}
+
+/// A handler that sleeps `ms` (async), fails temporarily on the first run of ids
+/// ending in `7`, panics on the first run of ids ending in `3`.
+fn ledgered(ledger: &Ledger, ms: u64) -> impl Handler + use<> + Clone {
+    let ledger = ledger.clone();
+    move |event: Event<'static>| {
+        let ledger = ledger.clone();
+        async move {
+            let first = ledger
+                .starts
+                .lock()
+                .unwrap()
+                .get(event.id.as_str())
+                .is_none();
+            ledger.enter(&event.id);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            if first && event.id.ends_with('7') {
+                ledger.leave(&event.id, false);
+                return Err(HandlerError::temporary("first run of a 7"));
+            }
+            if first && event.id.ends_with('3') {
+                ledger.leave(&event.id, false);
+                panic!("first run of a 3");
+            }
+            ledger.leave(&event.id, true);
+            Ok::<(), HandlerError>(())
+        }
+    }
+}
+
+async fn check_all(ledger: &Ledger, queue: &Queue, ids: &[String], label: &str) {
+    let ok = ledger.ok.lock().unwrap().clone();
+    let not_once: Vec<_> = ids
+        .iter()
+        .filter(|id| ok.get(*id).copied().unwrap_or(0) != 1)
+        .map(|id| (id.clone(), ok.get(id).copied().unwrap_or(0)))
+        .take(20)
+        .collect();
+    let overlaps = ledger.overlaps.lock().unwrap().clone();
+    let counts = queue.counts().await.unwrap();
+    let letters = queue.dead_letters(20).await.unwrap();
+    assert!(
+        not_once.is_empty() && overlaps.is_empty() && letters.is_empty(),
+        "{label}: not exactly one success: {not_once:?}; overlapping runs: {:?} ({}); counts {counts:?}; letters {:?}",
+        &overlaps[..overlaps.len().min(20)],
+        overlaps.len(),
+        letters
+            .iter()
+            .map(|l| (&l.event_id, &l.error))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// Dropping `Worker::run` (tokio::time::timeout, select!, an aborted task) while an
+/// isolated handler blocks its thread: the handler goes on and its entry stays
+/// renewed, so another worker never runs the same event at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_run_never_overlaps_a_blocking_handler() {
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url()).await.unwrap();
+    assert_eq!(send(&enqueuer(&queue), &body("evt_1")).await.0, 200);
+    let running = Arc::new(AtomicUsize::new(0));
+    let max_running = Arc::new(AtomicUsize::new(0));
+    let runs = Runs::default();
+    let handler = {
+        let (running, max_running, runs) = (running.clone(), max_running.clone(), runs.clone());
+        move |event: Event<'static>| {
+            let (running, max_running, runs) = (running.clone(), max_running.clone(), runs.clone());
+            async move {
+                runs.add(&event.id);
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                max_running.fetch_max(now, Ordering::SeqCst);
+                // Blocking work (a sync HTTP client, a CPU-bound step).
+                std::thread::sleep(Duration::from_secs(2));
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok::<(), HandlerError>(())
+            }
+        }
+    };
+    let a = fast(Worker::new(queue.clone(), handler.clone()), "A");
+    // The caller stops waiting on run after 300 ms (e.g. a select! on ctrl-c).
+    let _ = tokio::time::timeout(Duration::from_millis(300), a.run(std::future::pending())).await;
+    assert_eq!(runs.of("evt_1"), 1);
+    let b = start(fast(Worker::new(queue.clone(), handler), "B"));
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    b.stop().await;
+    // A's handler finished and its success was recorded: B never ran it.
+    assert_eq!(runs.of("evt_1"), 1);
+    let counts = queue.counts().await.unwrap();
+    assert_eq!((counts.pending, counts.in_progress), (0, 0), "{counts:?}");
+    assert_eq!(
+        max_running.load(Ordering::SeqCst),
+        1,
+        "two runs of evt_1 overlapped although no worker stalled"
+    );
+}
+
+/// Edge settings: visibility at its 30 ms minimum, concurrency 1, zero backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minimum_visibility_concurrency_one_zero_backoff_each_once() {
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url()).await.unwrap();
+    let e = enqueuer(&queue);
+    let ids: Vec<String> = (0..200).map(|i| format!("evt_{i}")).collect();
+    for id in &ids {
+        assert_eq!(send(&e, &body(id)).await.0, 200);
+    }
+    let ledger = Ledger::default();
+    let mk = |name: &str| {
+        Worker::new(queue.clone(), ledged(&ledger))
+            .with_consumer_name(name)
+            .with_concurrency(1)
+            .with_visibility_timeout(Duration::from_millis(30))
+            .with_poll_interval(Duration::from_millis(5))
+            .with_backoff(Duration::ZERO, Duration::ZERO)
+            .with_max_attempts(3)
+    };
+    fn ledged(l: &Ledger) -> impl Handler + use<> + Clone {
+        ledgered(l, 60)
+    }
+    let ws: Vec<_> = ["A", "B", "C"].iter().map(|n| start(mk(n))).collect();
+    let l2 = ledger.clone();
+    let _ = tokio::time::timeout(Duration::from_secs(60), async {
+        while l2.done() < ids.len() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut stats = Vec::new();
+    for w in ws {
+        stats.push(w.stop().await);
+    }
+    eprintln!("stats {stats:?}");
+    check_all(&ledger, &queue, &ids, "30 ms visibility").await;
+}
+
+/// A queue time limit of 1 ms (most replies arrive after it: the calls are
+/// applied and reported failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_millisecond_queue_timeout_still_runs_each_once() {
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url()).await.unwrap();
+    let e = enqueuer(&queue);
+    let ids: Vec<String> = (0..200).map(|i| format!("evt_{i}")).collect();
+    for id in &ids {
+        assert_eq!(send(&e, &body(id)).await.0, 200);
+    }
+    let ledger = Ledger::default();
+    let tight = queue.clone().with_timeout(Duration::from_millis(1));
+    let mut ws = Vec::new();
+    for name in ["A", "B"] {
+        // `prepare` may time out at 1 ms: retry the start.
+        ws.push(start(
+            Worker::new(tight.clone(), ledgered(&ledger, 20))
+                .with_consumer_name(name)
+                .with_visibility_timeout(Duration::from_millis(600))
+                .with_poll_interval(Duration::from_millis(5))
+                .with_backoff(Duration::from_millis(10), Duration::from_millis(10)),
+        ));
+    }
+    let l2 = ledger.clone();
+    let _ = tokio::time::timeout(Duration::from_secs(60), async {
+        while l2.done() < ids.len() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    for w in ws {
+        if let Some(stop) = w.stop {
+            let _ = stop.send(());
+        }
+        eprintln!("worker: {:?}", w.handle.await.unwrap());
+    }
+    check_all(&ledger, &queue, &ids, "1 ms timeout").await;
+}
+
+/// max_attempts 1 and a handler that panics: one run, one dead letter that says
+/// it panicked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_attempts_one_and_a_panic_give_one_dead_letter() {
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url()).await.unwrap();
+    assert_eq!(send(&enqueuer(&queue), &body("evt_3")).await.0, 200);
+    let runs = Runs::default();
+    let r = runs.clone();
+    let w = start(
+        fast(
+            Worker::new(queue.clone(), move |event: Event<'static>| {
+                let r = r.clone();
+                async move {
+                    r.add(&event.id);
+                    panic!("boom");
+                    #[allow(unreachable_code)]
+                    Ok::<(), HandlerError>(())
+                }
+            }),
+            "A",
+        )
+        .with_max_attempts(1),
+    );
+    until(10, "a dead letter", || runs.of("evt_3") >= 1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stats = w.stop().await;
+    let letters = queue.dead_letters(10).await.unwrap();
+    assert_eq!(runs.of("evt_3"), 1, "{stats:?}");
+    assert_eq!(letters.len(), 1, "{stats:?}");
+    assert!(
+        letters[0].error.contains("panicked"),
+        "{:?}",
+        letters[0].error
+    );
+}
+
+/// A dedup window (1 s) shorter than the renewal interval (10 s at the default 30 s
+/// visibility): the state is kept for the window plus the visibility timeout while
+/// the handler runs, so a redelivery during the run is a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_dedup_window_does_not_expire_while_the_handler_runs() {
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url())
+        .await
+        .unwrap()
+        .with_dedup_window(Duration::from_secs(1));
+    let e = enqueuer(&queue);
+    assert_eq!(send(&e, &body("evt_1")).await.0, 200);
+    let ledger = Ledger::default();
+    let slow = {
+        let ledger = ledger.clone();
+        move |event: Event<'static>| {
+            let ledger = ledger.clone();
+            async move {
+                ledger.enter(&event.id);
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                ledger.leave(&event.id, true);
+                Ok::<(), HandlerError>(())
+            }
+        }
+    };
+    let a = start(
+        Worker::new(queue.clone(), slow.clone())
+            .with_consumer_name("A")
+            .with_poll_interval(Duration::from_millis(10)),
+    );
+    let b = start(
+        Worker::new(queue.clone(), slow)
+            .with_consumer_name("B")
+            .with_poll_interval(Duration::from_millis(10)),
+    );
+    until(10, "evt_1 runs", || {
+        !ledger.starts.lock().unwrap().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // NotMeta redelivers (its 200 was lost) while the first run is still going.
+    let again = send(&e, &body("evt_1")).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (a, b) = (a.stop().await, b.stop().await);
+    let ok = ledger.ok.lock().unwrap().clone();
+    assert!(
+        again.1 == "OK (duplicate)" && ok.get("evt_1") == Some(&1),
+        "redelivery during the run answered {again:?}; successes {ok:?}; overlaps {:?}; A {a:?} B {b:?}",
+        ledger.overlaps.lock().unwrap()
     );
 }

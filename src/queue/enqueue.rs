@@ -253,11 +253,16 @@ impl Enqueuer {
             if !self.mark_moving(previous, event).await? {
                 return Ok(Outcome::Duplicate);
             }
-            // A failed append leaves the mark at `moving`: the previous layout's
-            // endpoints answer 503 until this one has queued it.
+            // An append that fails without an answer (it may have been applied)
+            // leaves the mark at `moving`: the previous layout's endpoints answer 503
+            // until this one has queued it. One refused for sure takes it back.
             let outcome = self.append(event, body, secret_index).await?;
-            if matches!(outcome, Outcome::Queued | Outcome::Duplicate) {
-                self.mark_moved(previous, event).await?;
+            match outcome {
+                Outcome::Queued | Outcome::Duplicate => {
+                    self.mark_moved(previous, event, true).await?;
+                }
+                Outcome::StoreFull => self.mark_moved(previous, event, false).await?,
+                _ => {}
             }
             Ok(outcome)
         };
@@ -293,8 +298,14 @@ impl Enqueuer {
         Ok(state == State::Moving.as_str())
     }
 
-    /// Once the event is queued here: the previous layout answers it as a duplicate.
-    async fn mark_moved(&self, previous: &Queue, event: &Event<'_>) -> Result<(), QueueError> {
+    /// Once the event is queued here (`queued`), the previous layout answers it as a
+    /// duplicate; when this one refused it for sure (`false`), the mark is taken back.
+    async fn mark_moved(
+        &self,
+        previous: &Queue,
+        event: &Event<'_>,
+        queued: bool,
+    ) -> Result<(), QueueError> {
         let id = event.id.as_str();
         let keys = previous.keys(previous.partition_of(id));
         let mut connection = previous.connection().clone();
@@ -302,6 +313,8 @@ impl Enqueuer {
             .scripts()
             .mark_moved
             .key(keys.state(id))
+            .arg(if queued { "moved" } else { "free" })
+            .arg(millis(self.window_for(event)))
             .invoke_async(&mut connection)
             .await?;
         Ok(())

@@ -76,8 +76,6 @@ impl Settle {
 pub(crate) enum Settled {
     /// Recorded as asked.
     Applied,
-    /// Recorded already by this same owner (the first try's reply was lost).
-    Repeated,
     /// The event was done already: only acknowledged.
     AlreadyDone,
     /// Success recorded, but another worker owns the entry now (it was reclaimed
@@ -95,8 +93,9 @@ pub(crate) enum Take<'a> {
     /// Idle for at least this long, taken over from their owner, scanning from the
     /// cursor.
     Stale(Duration, &'a str),
-    /// This consumer's own (after a reply was lost).
-    Mine,
+    /// This consumer's own that have been idle at least this long (nothing here
+    /// renews them: a read or start whose reply was lost).
+    Mine(Duration),
 }
 
 /// What starting a run found.
@@ -248,7 +247,7 @@ pub(crate) async fn take(
     let (name, idle, cursor) = match how {
         Take::New => ("new", 0, "0-0"),
         Take::Stale(idle, cursor) => ("stale", millis(idle), cursor),
-        Take::Mine => ("mine", 0, "0-0"),
+        Take::Mine(idle) => ("mine", millis(idle), "0-0"),
     };
     let reply: Vec<String> = queue
         .scripts()
@@ -280,6 +279,7 @@ pub(crate) async fn begin(
     entry_id: &str,
     event_id: &str,
 ) -> Result<Begun, QueueError> {
+    let keep = millis(queue.dedup_window().saturating_add(consumer.visibility));
     let reply: Value = queue
         .scripts()
         .begin
@@ -288,7 +288,7 @@ pub(crate) async fn begin(
         .arg(queue.group())
         .arg(&consumer.name)
         .arg(entry_id)
-        .arg(millis(queue.dedup_window()))
+        .arg(keep)
         .arg(&consumer.token)
         .invoke_async(connection)
         .await?;
@@ -321,19 +321,17 @@ pub(crate) async fn renew(
     queue: &Queue,
     connection: &mut RedisConnection,
     p: u16,
-    consumer: &str,
+    consumer: &Consumer,
     entries: &[(String, String)],
 ) -> Result<Vec<String>, QueueError> {
+    let keep = millis(queue.dedup_window().saturating_add(consumer.visibility));
     let keys = queue.keys(p);
     let mut invocation = queue.scripts().renew.prepare_invoke();
     invocation.key(&keys.stream);
     for (_, event_id) in entries {
         invocation.key(keys.state(event_id));
     }
-    invocation
-        .arg(queue.group())
-        .arg(consumer)
-        .arg(millis(queue.dedup_window()));
+    invocation.arg(queue.group()).arg(&consumer.name).arg(keep);
     for (entry_id, _) in entries {
         invocation.arg(entry_id);
     }
@@ -347,6 +345,9 @@ pub(crate) async fn renew(
 pub(crate) struct Consumer {
     pub(crate) name: String,
     pub(crate) token: String,
+    /// Its visibility timeout: an event's state is kept at least this much longer
+    /// than the window while it runs, so that it outlives every renewal interval.
+    pub(crate) visibility: Duration,
 }
 
 /// Settles `entry_id` for `consumer`, as `how` says.
@@ -396,9 +397,10 @@ pub(crate) async fn settle(
         Settle::Done => {}
     }
     let reply: String = invocation.invoke_async(connection).await?;
-    match reply.as_str() {
+    // Sent again after it was applied: what the first try found.
+    let first = reply.strip_prefix("repeated:").unwrap_or(&reply);
+    match first {
         "applied" => Ok(Settled::Applied),
-        "repeated" => Ok(Settled::Repeated),
         "done" => Ok(Settled::AlreadyDone),
         "done_not_owner" => Ok(Settled::DoneNotOwner),
         "not_owner" => Ok(Settled::NotOwner),

@@ -120,10 +120,22 @@ return 'moving'
 /// previous layout's endpoints answer as a duplicate. A failed append leaves
 /// `moving`, which they answer 503, so the event is never lost between the two.
 ///
-/// KEYS: state.
+/// KEYS: state. ARGV: `moved` and the window ms, or `free` to take the mark back
+/// (the newer layout refused the event for sure: it is full). `moved` is written
+/// even where another endpoint's `free` took the mark back meanwhile.
 pub(super) const MARK_MOVED: &str = r"
-if redis.call('HGET', KEYS[1], 's') == 'moving' then
+local s = redis.call('HGET', KEYS[1], 's')
+if ARGV[1] == 'free' then
+  if s == 'moving' then
+    redis.call('DEL', KEYS[1])
+  end
+  return 1
+end
+if (not s) or s == 'moving' then
   redis.call('HSET', KEYS[1], 's', 'moved')
+  if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  end
 end
 return 1
 ";
@@ -132,8 +144,9 @@ return 1
 /// a reply is small whatever the entries hold).
 ///
 /// KEYS: stream. ARGV: how (`new`: never delivered; `stale`: idle for the
-/// visibility timeout, taken over from their owner; `mine`: this consumer's own),
-/// group, consumer, count, minimum idle ms, cursor. Returns the next cursor, then
+/// visibility timeout, taken over from their owner; `mine`: this consumer's own,
+/// idle long enough that nothing here renews them), group, consumer, count,
+/// minimum idle ms, cursor. Returns the next cursor, then
 /// pairs of entry id and event id (empty for an entry that no longer exists).
 pub(super) const TAKE: &str = r"
 local how, g, c, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
@@ -164,7 +177,7 @@ elseif how == 'stale' then
   out[1] = r[1]
   ids = r[2]
 else
-  for _, p in ipairs(redis.call('XPENDING', KEYS[1], g, '-', '+', n, c)) do
+  for _, p in ipairs(redis.call('XPENDING', KEYS[1], g, 'IDLE', ARGV[5], '-', '+', n, c)) do
     ids[#ids + 1] = p[1]
   end
 end
@@ -180,10 +193,12 @@ return out
 ";
 
 /// Starts a run: checks that this consumer owns the entry and that its event is not
-/// settled for good, counts the run (once, however often this is sent), and returns
-/// the entry.
+/// settled for good (done, dead, or queued by a newer layout), counts the run
+/// (once, however often this is sent), and returns the entry.
 ///
-/// KEYS: stream, state. ARGV: group, consumer, entry id, window ms, run token.
+/// KEYS: stream, state. ARGV: group, consumer, entry id, how long to keep the state
+/// at least (the window plus the visibility timeout, so it outlives every renewal
+/// interval), run token.
 /// Returns `{'run', runs, fields}`, `{'settled', state}` (acknowledged, not to run),
 /// `{'gone'}` (the entry no longer exists; acknowledged) or `{'not_owner'}`.
 ///
@@ -203,11 +218,13 @@ if not e[1] then
   return {'gone'}
 end
 local s = redis.call('HGET', KEYS[2], 's')
-if s == 'done' or s == 'dead' then
+if s == 'done' or s == 'dead' or s == 'moved' then
   redis.call('XACK', KEYS[1], g, id)
   redis.call('XDEL', KEYS[1], id)
   return {'settled', s}
 end
+-- The run starts now: its entry is idle from now, not from when it was handed out.
+redis.call('XCLAIM', KEYS[1], g, c, 0, id, 'JUSTID')
 local run = ARGV[5] .. '/' .. id
 local runs = tonumber(redis.call('HGET', KEYS[2], 'runs') or '0')
 if redis.call('HGET', KEYS[2], 'run') ~= run then
@@ -236,8 +253,9 @@ return {'run', runs, e[1][2]}
 /// Resets the idle time of the entries this consumer still owns, and keeps their
 /// events' state for the window; returns the entries it no longer owns.
 ///
-/// KEYS: stream, then the state of each entry's event. ARGV: group, consumer,
-/// window ms, then the entry ids (in the order of their states).
+/// KEYS: stream, then the state of each entry's event. ARGV: group, consumer, how
+/// long to keep each state at least (as for a start), then the entry ids (in the
+/// order of their states).
 pub(super) fn renew() -> String {
     format!(
         "{OWNER}{KEEP}{}",
@@ -266,7 +284,7 @@ return lost
 /// - Once an event is done (or its entry was deleted by a success recorded
 ///   elsewhere), a later `retry` or `dead` only acknowledges.
 /// - Sent again by the same run after it was applied (a reply lost), it answers
-///   `repeated` and changes nothing.
+///   `repeated:<what the first answered>` and changes nothing.
 ///
 /// KEYS: stream, state, dead, retry set, retry hash. ARGV: group, consumer, entry
 /// id, mode (a [`Settle`](super::protocol::Settle) name), window ms, retry delay ms,
@@ -280,8 +298,9 @@ pub(super) fn settle() -> String {
         r"
 local g, c, id, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local mark = 'settled:' .. id
-if redis.call('HGET', KEYS[2], mark) == ARGV[8] then
-  return 'repeated'
+local before = redis.call('HGET', KEYS[2], mark)
+if before and string.sub(before, 1, #ARGV[8] + 1) == ARGV[8] .. '/' then
+  return 'repeated:' .. string.sub(before, #ARGV[8] + 2)
 end
 local mine = owner(KEYS[1], g, id) == c
 local s = redis.call('HGET', KEYS[2], 's')
@@ -297,12 +316,13 @@ if mode == 'done' then
   end
   redis.call('ZREM', KEYS[4], ARGV[7])
   redis.call('DEL', KEYS[5])
-  redis.call('HSET', KEYS[2], 's', 'done', mark, ARGV[8])
-  keep(KEYS[2], ARGV[5])
+  local result = 'done_not_owner'
   if mine then
-    return 'applied'
+    result = 'applied'
   end
-  return 'done_not_owner'
+  redis.call('HSET', KEYS[2], 's', 'done', mark, ARGV[8] .. '/' .. result)
+  keep(KEYS[2], ARGV[5])
+  return result
 end
 if not mine then
   return 'not_owner'
@@ -311,7 +331,7 @@ local exists = redis.call('XRANGE', KEYS[1], id, id)[1]
 redis.call('XACK', KEYS[1], g, id)
 redis.call('XDEL', KEYS[1], id)
 if s == 'done' or not exists then
-  redis.call('HSET', KEYS[2], mark, ARGV[8])
+  redis.call('HSET', KEYS[2], mark, ARGV[8] .. '/done')
   return 'done'
 end
 if mode == 'dead' then
@@ -327,7 +347,7 @@ elseif mode == 'retry' then
   redis.call('HSET', KEYS[2], 's', 'retrying')
   keep(KEYS[2], tonumber(ARGV[5]) + tonumber(ARGV[6]))
 end
-redis.call('HSET', KEYS[2], mark, ARGV[8])
+redis.call('HSET', KEYS[2], mark, ARGV[8] .. '/applied')
 return 'applied'
 "
     )

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::{Either, select};
 use tokio::sync::{Notify, Semaphore};
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 
 use super::protocol::{self, Begun, Consumer, Entry, Settle, Settled, Take};
 use super::{Keys, Queue, QueueError};
@@ -65,6 +65,10 @@ const LAYOUT_RECHECK: Duration = Duration::from_secs(5);
 ///   another thread and stops awaiting (a `spawn_blocking` whose handle it drops)
 ///   is beyond what the worker can see: keep the visibility timeout above such
 ///   work, or await it.
+/// - **Dropping the future** [`run`](Self::run) returns (a `select!` against a
+///   signal, an aborted task) stops the reading; handlers already running go on
+///   to their end and settle, their entries renewed meanwhile, as if the shutdown
+///   deadline were infinite. A process that exits instead is a crash (above).
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -282,6 +286,8 @@ struct Shared<H> {
     /// that fail are not tried again.
     stopped: Notify,
     is_stopped: AtomicBool,
+    /// `run` has ended or was dropped.
+    closed: AtomicBool,
 }
 
 /// One entry being run here.
@@ -331,12 +337,35 @@ impl<H> Shared<H> {
     }
 }
 
-/// Aborts a spawned task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// Marks the worker closed when `run` ends or is dropped: the renewal stops once
+/// no entry is running here any more.
+struct Closing<H>(Arc<Shared<H>>);
 
-impl Drop for AbortOnDrop {
+impl<H> Drop for Closing<H> {
     fn drop(&mut self) {
-        self.0.abort();
+        self.0.closed.store(true, Ordering::Release);
+    }
+}
+
+/// The entry tasks: detached (dropping a handle does not abort its task).
+#[derive(Default)]
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Tasks {
+    fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.0.push(tokio::spawn(task));
+    }
+
+    /// Forgets the tasks that have ended.
+    fn reap(&mut self) {
+        self.0.retain(|task| !task.is_finished());
+    }
+
+    /// Waits for every task.
+    async fn join_all(&mut self) {
+        for task in self.0.drain(..) {
+            let _ = task.await;
+        }
     }
 }
 
@@ -387,6 +416,7 @@ impl<H: Handler> Worker<H> {
         let consumer = Consumer {
             name: self.settings.consumer.clone(),
             token: crate::dedup::ClaimToken::new().to_string(),
+            visibility: self.settings.visibility,
         };
         let shared = Arc::new(Shared {
             consumer,
@@ -397,14 +427,18 @@ impl<H: Handler> Worker<H> {
             in_flight: Mutex::new(HashMap::new()),
             stopped: Notify::new(),
             is_stopped: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         });
-        // Dropping this future (instead of completing `shutdown`) stops the renewal
-        // and every entry task with it.
-        let keeper = AbortOnDrop(tokio::spawn(keep(Arc::clone(&shared))));
-        let mut tasks = JoinSet::new();
+        // Entry tasks and the renewal are not tied to this future: if it is dropped
+        // (instead of `shutdown` completing), running handlers go on to their end
+        // and settle, their entries renewed until then, as if the deadline were
+        // infinite.
+        let closing = Closing(Arc::clone(&shared));
+        tokio::spawn(keep(Arc::clone(&shared)));
+        let mut tasks = Tasks::default();
         let ended = read_until(&shared, &mut tasks, shutdown).await;
         drain(&shared, &mut tasks).await;
-        drop(keeper);
+        drop(closing);
         let c = &shared.counters;
         let stats = WorkerStats {
             handled: c.handled.load(Ordering::Relaxed),
@@ -422,7 +456,7 @@ impl<H: Handler> Worker<H> {
 /// wrong).
 async fn read_until<H: Handler>(
     shared: &Arc<Shared<H>>,
-    tasks: &mut JoinSet<()>,
+    tasks: &mut Tasks,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), QueueError> {
     let settings = &shared.settings;
@@ -441,7 +475,7 @@ async fn read_until<H: Handler>(
     };
     let mut connection = shared.queue.connection().clone();
     loop {
-        while tasks.try_join_next().is_some() {}
+        tasks.reap();
         // Backpressure: wait for a free slot before reading anything.
         let free = match select(pin!(slots.acquire()), shutdown.as_mut()).await {
             Either::Left((Ok(permit), _)) => {
@@ -512,7 +546,7 @@ async fn reclaim<H: Handler>(
     connection: &mut RedisConnection,
     reader: &mut Reader,
     slots: &Arc<Semaphore>,
-    tasks: &mut JoinSet<()>,
+    tasks: &mut Tasks,
 ) -> usize {
     let due = reader
         .last_reclaim
@@ -526,7 +560,8 @@ async fn reclaim<H: Handler>(
         let i = usize::from(p);
         let mut hows = Vec::with_capacity(2);
         if due || reader.recheck[i] {
-            hows.push(Take::Mine);
+            // Idle past two renewals: nothing here renews it.
+            hows.push(Take::Mine(shared.settings.renew_every() * 2));
         }
         if due {
             hows.push(Take::Stale(shared.settings.visibility, &reader.cursors[i]));
@@ -569,7 +604,7 @@ async fn read_new<H: Handler>(
     connection: &mut RedisConnection,
     reader: &mut Reader,
     slots: &Arc<Semaphore>,
-    tasks: &mut JoinSet<()>,
+    tasks: &mut Tasks,
     free: usize,
 ) -> (usize, bool) {
     let partitions = shared.queue.partitions();
@@ -619,27 +654,25 @@ async fn heal<H>(shared: &Shared<H>, connection: &mut RedisConnection, p: u16, e
 
 /// After the reading stopped: waits for running handlers up to the shutdown
 /// deadline, then cancels the rest and waits until they have really stopped.
-async fn drain<H>(shared: &Shared<H>, tasks: &mut JoinSet<()>) {
-    let deadline = pin!(tokio::time::sleep(shared.settings.shutdown_deadline));
-    let mut deadline = deadline;
-    loop {
-        match select(pin!(tasks.join_next()), deadline.as_mut()).await {
-            Either::Left((Some(_), _)) => {}
-            Either::Left((None, _)) => return,
-            Either::Right(_) => break,
-        }
+async fn drain<H>(shared: &Shared<H>, tasks: &mut Tasks) {
+    let deadline = tokio::time::sleep(shared.settings.shutdown_deadline);
+    let mut joined = Box::pin(async {
+        tasks.join_all().await;
+    });
+    if let Either::Left(_) = select(joined.as_mut(), pin!(deadline)).await {
+        return;
     }
     // Cancelled at their next `.await`; an isolated handler's thread is waited for,
     // and its entry renewed meanwhile.
     shared.stop();
-    while tasks.join_next().await.is_some() {}
+    joined.await;
 }
 
 /// Starts a task for an entry, unless it runs here already; whether one started.
 fn spawn<H: Handler>(
     shared: &Arc<Shared<H>>,
     slots: &Arc<Semaphore>,
-    tasks: &mut JoinSet<()>,
+    tasks: &mut Tasks,
     partition: u16,
     entry_id: String,
     event_id: String,
@@ -677,12 +710,16 @@ fn spawn<H: Handler>(
 }
 
 /// Renews every running entry, one call per partition, every third of the
-/// visibility timeout; marks those another worker took over. Never ends.
+/// visibility timeout; marks those another worker took over. Ends once the worker
+/// is closed and nothing runs here any more.
 async fn keep<H>(shared: Arc<Shared<H>>) {
     let mut connection = shared.queue.connection().clone();
-    let consumer = shared.consumer.name.as_str();
+    let consumer = &shared.consumer;
     loop {
         tokio::time::sleep(shared.settings.renew_every()).await;
+        if shared.closed.load(Ordering::Acquire) && shared.flights().is_empty() {
+            return;
+        }
         let mut by_partition: HashMap<u16, Vec<(String, Arc<Flight>)>> = HashMap::new();
         for ((p, id), flight) in shared.flights().iter() {
             if !flight.lost.load(Ordering::Relaxed) {
@@ -727,6 +764,9 @@ async fn process<H: Handler>(
     event_id: &str,
     flight: &Flight,
 ) {
+    if shared.is_stopped.load(Ordering::Acquire) {
+        return;
+    }
     let keys = shared.queue.keys(p);
     let mut connection = shared.queue.connection().clone();
     let begun = protocol::begin(
@@ -750,6 +790,11 @@ async fn process<H: Handler>(
             return;
         }
     };
+    if shared.is_stopped.load(Ordering::Acquire) {
+        // Started as the shutdown deadline passed: not run, left for reclaim.
+        shared.add(&shared.counters.abandoned, "abandoned");
+        return;
+    }
     let max = u64::from(shared.settings.max_attempts);
     let before = runs.saturating_sub(1);
     let how = if before >= max {
@@ -877,7 +922,7 @@ async fn settle<H>(
             warn_text("an entry's outcome could not be recorded before shutdown");
             return;
         }
-        Some(Settled::Applied | Settled::Repeated) => {
+        Some(Settled::Applied) => {
             match how {
                 Settle::Done => shared.add(&c.handled, "handled"),
                 Settle::Dead(_) => shared.add(&c.dead_lettered, "dead_lettered"),

@@ -64,7 +64,7 @@ fn main() -> Result<(), BoxError> {
         .build()?;
     match args.first().map(String::as_str) {
         Some("endpoint") => runtime.block_on(endpoint(&args[1], &args[2], &args[3])),
-        Some("worker") => runtime.block_on(worker(&args[1], &args[2], &args[3])),
+        Some("worker") => runtime.block_on(worker(&args[1], &args[2], &args[3], &args[4])),
         _ => {
             let seconds: u64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(30);
             let durable = args.get(1).map(String::as_str) != Some("volatile");
@@ -137,18 +137,21 @@ async fn endpoint(redis: &str, port: &str, partitions: &str) -> Result<(), BoxEr
 }
 
 /// A worker process: runs the handler, logging each run's start and end to `log`
-/// (one line per write, so a kill loses nothing written).
-async fn worker(redis: &str, log: &str, consumer: &str) -> Result<(), BoxError> {
+/// (one line per write, so a kill loses nothing written). How often an event has
+/// run is counted in Redis itself (`direct`, not through the proxy), across every
+/// worker process: a handler fails temporarily on an event's first runs overall.
+async fn worker(redis: &str, log: &str, consumer: &str, direct: &str) -> Result<(), BoxError> {
     let queue = queue_for(redis, PARTITIONS).await?;
+    let counter = redis::Client::open(direct)?;
+    let counter = redis::aio::ConnectionManager::new(counter).await?;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)?;
     let file = Arc::new(Mutex::new(file));
-    let runs: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     let pid = std::process::id();
     let handler = move |event: Event<'static>| {
-        let (file, runs) = (Arc::clone(&file), Arc::clone(&runs));
+        let (file, mut counter) = (Arc::clone(&file), counter.clone());
         async move {
             let id = event.id.to_string();
             let line = |what: &str| {
@@ -157,11 +160,13 @@ async fn worker(redis: &str, log: &str, consumer: &str) -> Result<(), BoxError> 
             };
             line("S");
             let (failures, permanent) = fate(&id);
-            let run = {
-                let mut runs = runs.lock().unwrap();
-                let n = runs.entry(id.clone()).or_default();
-                *n += 1;
-                *n
+            let counted: redis::RedisResult<u64> = redis::cmd("INCR")
+                .arg(format!("chaos-runs:{id}"))
+                .query_async(&mut counter)
+                .await;
+            let Ok(run) = counted else {
+                line("E temp");
+                return Err(HandlerError::temporary("the run counter is unreachable"));
             };
             let pause = hash(&id) % 40;
             if hash(&id).is_multiple_of(7) {
@@ -333,7 +338,7 @@ async fn run(length: Duration, durable: bool, seed: u64) -> Result<bool, BoxErro
         let g = generation.fetch_add(1, Ordering::Relaxed);
         let name = format!("worker-{i}-{g}");
         let log = logs.join(format!("{name}.log"));
-        let child = spawn(&["worker", &through, log.to_str().unwrap(), &name])?;
+        let child = spawn(&["worker", &through, log.to_str().unwrap(), &name, &direct])?;
         Ok(Process { child, name })
     };
     let mut workers: Vec<Process> = (0..WORKERS).map(start_worker).collect::<Result<_, _>>()?;
