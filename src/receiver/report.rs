@@ -70,6 +70,7 @@ pub(super) fn delivered(hook: Option<&Hook>, report: &DeliveryReport<'_>) {
 }
 
 /// Reports one delivery the queue's endpoint answered: hook, metrics, log.
+#[cfg(feature = "queue")]
 pub(crate) fn enqueued(hook: Option<&Hook>, report: &DeliveryReport<'_>) {
     #[cfg(feature = "metrics")]
     metrics::counter!("notmeta_webhooks_enqueued_total", "outcome" => report.outcome.as_str())
