@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 
-use super::protocol::{self, Entry, State};
+use super::protocol::{self, EntryRef, State};
 use super::{Queue, QueueError, millis, unix_millis};
 use crate::clock::{Clock, SystemClock};
 use crate::dedup::StoreError;
@@ -221,18 +221,8 @@ impl Enqueuer {
     }
 
     fn report(&self, event: Option<&Event<'_>>, outcome: Outcome, secret_index: Option<usize>) {
-        report::enqueued(
-            self.hook.as_ref(),
-            &DeliveryReport {
-                event_id: event.map(|e| e.id.as_str()),
-                event_type: event.map(Event::type_str),
-                outcome,
-                secret_index,
-                handler_error: None,
-                handler_time: None,
-                lease_lost: false,
-            },
-        );
+        let report = DeliveryReport::before_handler(event, outcome, secret_index);
+        report::enqueued(self.hook.as_ref(), &report);
     }
 
     /// Appends the event (within the time limit), after checking the layout and
@@ -285,16 +275,8 @@ impl Enqueuer {
     /// Marks the event as being taken in the previous layout; `false` if it was
     /// known there.
     async fn mark_moving(&self, previous: &Queue, event: &Event<'_>) -> Result<bool, QueueError> {
-        let id = event.id.as_str();
-        let keys = previous.keys(previous.partition_of(id));
-        let mut connection = previous.connection().clone();
-        let state: String = previous
-            .scripts()
-            .mark_moving
-            .key(keys.state(id))
-            .arg(millis(self.window_for(event)))
-            .invoke_async(&mut connection)
-            .await?;
+        let script = &previous.scripts().mark_moving;
+        let state: String = self.mark(previous, event, script, None).await?;
         Ok(state == State::Moving.as_str())
     }
 
@@ -306,18 +288,30 @@ impl Enqueuer {
         event: &Event<'_>,
         queued: bool,
     ) -> Result<(), QueueError> {
+        let script = &previous.scripts().mark_moved;
+        let how = if queued { "moved" } else { "free" };
+        let _: i64 = self.mark(previous, event, script, Some(how)).await?;
+        Ok(())
+    }
+
+    /// Runs a mark script on the event's state in the previous layout.
+    async fn mark<T: redis::FromRedisValue>(
+        &self,
+        previous: &Queue,
+        event: &Event<'_>,
+        script: &redis::Script,
+        how: Option<&str>,
+    ) -> Result<T, QueueError> {
         let id = event.id.as_str();
         let keys = previous.keys(previous.partition_of(id));
         let mut connection = previous.connection().clone();
-        let _: i64 = previous
-            .scripts()
-            .mark_moved
-            .key(keys.state(id))
-            .arg(if queued { "moved" } else { "free" })
-            .arg(millis(self.window_for(event)))
-            .invoke_async(&mut connection)
-            .await?;
-        Ok(())
+        let mut invocation = script.prepare_invoke();
+        invocation.key(keys.state(id));
+        if let Some(how) = how {
+            invocation.arg(how);
+        }
+        let window = millis(self.window_for(event));
+        Ok(invocation.arg(window).invoke_async(&mut connection).await?)
     }
 
     async fn append(
@@ -329,10 +323,10 @@ impl Enqueuer {
         let id = event.id.as_str();
         let keys = self.queue.keys(self.queue.partition_of(id));
         let mut connection = self.queue.connection().clone();
-        let entry = Entry {
-            event_id: id.to_owned(),
-            event_type: event.type_str().to_owned(),
-            body: Vec::new(),
+        let entry = EntryRef {
+            event_id: id,
+            event_type: event.type_str(),
+            body,
             received: unix_millis(self.clock.now()),
             secret: u64::try_from(secret_index).unwrap_or(u64::MAX),
             attempt: 0,
@@ -343,15 +337,8 @@ impl Enqueuer {
             .key(&keys.stream)
             .arg(millis(self.window_for(event)))
             .arg(self.max_len)
-            .arg(self.queue.group());
-        for (name, value) in entry.fields() {
-            if name == "body" {
-                // The body is passed as borrowed, not copied into the entry.
-                invocation.arg(name).arg(body);
-            } else {
-                invocation.arg(name).arg(value);
-            }
-        }
+            .arg(self.queue.group())
+            .arg(entry);
         let state: String = invocation.invoke_async(&mut connection).await?;
         match state.as_str() {
             "queued" => Ok(Outcome::Queued),

@@ -126,17 +126,51 @@ pub(crate) struct Entry {
     pub(crate) attempt: u64,
 }
 
+/// An entry's fields, borrowed: what is appended to a stream or a retry hash.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EntryRef<'a> {
+    pub(crate) event_id: &'a str,
+    pub(crate) event_type: &'a str,
+    pub(crate) body: &'a [u8],
+    pub(crate) received: u64,
+    pub(crate) secret: u64,
+    pub(crate) attempt: u64,
+}
+
+/// The field/value pairs, in the order stored, as command arguments (nothing is
+/// copied).
+impl redis::ToRedisArgs for EntryRef<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        for (name, value) in [
+            ("id", self.event_id.as_bytes()),
+            ("type", self.event_type.as_bytes()),
+            ("body", self.body),
+        ] {
+            out.write_arg(name.as_bytes());
+            out.write_arg(value);
+        }
+        for (name, value) in [
+            ("received", self.received),
+            ("secret", self.secret),
+            ("attempt", self.attempt),
+        ] {
+            out.write_arg(name.as_bytes());
+            value.write_redis_args(out);
+        }
+    }
+}
+
 impl Entry {
-    /// The field/value pairs, in the order stored.
-    pub(crate) fn fields(&self) -> [(&'static str, Vec<u8>); 6] {
-        [
-            ("id", self.event_id.as_bytes().to_vec()),
-            ("type", self.event_type.as_bytes().to_vec()),
-            ("body", self.body.clone()),
-            ("received", self.received.to_string().into_bytes()),
-            ("secret", self.secret.to_string().into_bytes()),
-            ("attempt", self.attempt.to_string().into_bytes()),
-        ]
+    /// The fields, borrowed.
+    pub(crate) fn as_ref(&self) -> EntryRef<'_> {
+        EntryRef {
+            event_id: &self.event_id,
+            event_type: &self.event_type,
+            body: &self.body,
+            received: self.received,
+            secret: self.secret,
+            attempt: self.attempt,
+        }
     }
 
     /// Reads the fields from a flat field/value list (missing fields are empty or 0).
@@ -383,16 +417,12 @@ pub(crate) async fn settle(
     let now = super::unix_millis(std::time::SystemTime::now()).to_string();
     match how {
         Settle::Dead(error) => {
-            for (name, value) in entry.fields() {
-                invocation.arg(name).arg(value);
-            }
+            invocation.arg(entry.as_ref());
             invocation.arg("error").arg(error.as_str());
             invocation.arg("failed").arg(now.as_str());
         }
         Settle::Retry(_) => {
-            for (name, value) in entry.fields() {
-                invocation.arg(name).arg(value);
-            }
+            invocation.arg(entry.as_ref());
         }
         Settle::Done => {}
     }
@@ -532,8 +562,10 @@ mod tests {
             secret: 1,
             attempt: 3,
         };
-        let fields = entry.fields();
-        let back = Entry::from_pairs(fields.iter().map(|(k, v)| (k.as_bytes(), &v[..])));
+        // What is sent, read back as Redis hands it over.
+        let args = redis::ToRedisArgs::to_redis_args(&entry.as_ref());
+        assert_eq!(args.len(), 12);
+        let back = Entry::from_pairs(args.chunks(2).map(|p| (&p[0][..], &p[1][..])));
         assert_eq!(back, entry);
         let partial = Entry::from_pairs([(&b"id"[..], &b"e"[..]), (b"attempt", b"x")]);
         assert_eq!(partial.event_id, "e");

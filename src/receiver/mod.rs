@@ -476,18 +476,8 @@ impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
         outcome: Outcome,
         secret_index: Option<usize>,
     ) -> Answer {
-        report::delivered(
-            self.hook.as_ref(),
-            &DeliveryReport {
-                event_id: event.map(|e| e.id.as_str()),
-                event_type: event.map(Event::type_str),
-                outcome,
-                secret_index,
-                handler_error: None,
-                handler_time: None,
-                lease_lost: false,
-            },
-        );
+        let report = DeliveryReport::before_handler(event, outcome, secret_index);
+        report::delivered(self.hook.as_ref(), &report);
         outcome.into()
     }
 

@@ -58,6 +58,26 @@ pub struct DeliveryReport<'a> {
     pub lease_lost: bool,
 }
 
+impl<'a> DeliveryReport<'a> {
+    /// A delivery answered before any handler ran (rejected, the challenge, stale, a
+    /// duplicate, queued, …).
+    pub(crate) fn before_handler(
+        event: Option<&'a crate::event::Event<'_>>,
+        outcome: Outcome,
+        secret_index: Option<usize>,
+    ) -> Self {
+        Self {
+            event_id: event.map(|e| e.id.as_str()),
+            event_type: event.map(crate::event::Event::type_str),
+            outcome,
+            secret_index,
+            handler_error: None,
+            handler_time: None,
+            lease_lost: false,
+        }
+    }
+}
+
 /// The outcome hook.
 pub(crate) type Hook = Arc<dyn Fn(&DeliveryReport<'_>) + Send + Sync>;
 
