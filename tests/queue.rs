@@ -7,30 +7,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use notmeta_test_support::{RedisServer, TempDir};
-use notmeta_webhooks::queue::{Enqueuer, Queue, Worker, WorkerStats};
+use notmeta_webhooks::queue::{Queue, Worker, WorkerStats};
 use notmeta_webhooks::receiver::{HandlerError, Outcome};
-use notmeta_webhooks::{Event, Verifier, sign};
+use notmeta_webhooks::{Event, sign};
 use redis::AsyncCommands as _;
 
-const SECRET: &str = "whsec_queue";
-
-fn body(id: &str) -> Vec<u8> {
-    format!(
-        r#"{{"id":"{id}","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{{}}}}"#
-    )
-    .into_bytes()
-}
-
-fn enqueuer(queue: &Queue) -> Enqueuer {
-    Enqueuer::new(Verifier::new(SECRET).unwrap(), queue.clone())
-}
-
-async fn send(enqueuer: &Enqueuer, body: &[u8]) -> (u16, String) {
-    let answer = enqueuer
-        .receive(body, [sign(body, SECRET).as_bytes()])
-        .await;
-    (answer.status().as_u16(), answer.body().to_owned())
-}
+mod queue_kit;
+use queue_kit::{SECRET, body, enqueuer, send};
 
 async fn connection(server: &RedisServer) -> redis::aio::MultiplexedConnection {
     redis::Client::open(server.url())

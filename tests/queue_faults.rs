@@ -13,21 +13,16 @@ use std::time::{Duration, Instant};
 use notmeta_test_support::RedisServer;
 use notmeta_test_support::proxy::Proxy;
 use notmeta_webhooks::dedup::RedisStore;
-use notmeta_webhooks::queue::{Enqueuer, Queue, QueueError, Worker, WorkerStats};
+use notmeta_webhooks::queue::{Queue, QueueError, Worker, WorkerStats};
 use notmeta_webhooks::receiver::{Handler, HandlerError, Outcome, Receiver};
 use notmeta_webhooks::{Event, Verifier, sign};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-const SECRET: &str = "whsec_queue_faults";
-const STREAM: &str = "{notmeta-webhooks:0}:stream";
+mod queue_kit;
+use queue_kit::{SECRET, body, enqueuer, send};
 
-fn body(id: &str) -> Vec<u8> {
-    format!(
-        r#"{{"id":"{id}","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{{}}}}"#
-    )
-    .into_bytes()
-}
+const STREAM: &str = "{notmeta-webhooks:0}:stream";
 
 /// A valid event body of about `size` bytes.
 fn large_body(id: &str, size: usize) -> Vec<u8> {
@@ -36,17 +31,6 @@ fn large_body(id: &str, size: usize) -> Vec<u8> {
         r#"{{"id":"{id}","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{{"pad":"{pad}"}}}}"#
     )
     .into_bytes()
-}
-
-fn enqueuer(queue: &Queue) -> Enqueuer {
-    Enqueuer::new(Verifier::new(SECRET).unwrap(), queue.clone())
-}
-
-async fn send(enqueuer: &Enqueuer, body: &[u8]) -> (u16, String) {
-    let answer = enqueuer
-        .receive(body, [sign(body, SECRET).as_bytes()])
-        .await;
-    (answer.status().as_u16(), answer.body().to_owned())
 }
 
 async fn redis(url: &str) -> redis::aio::MultiplexedConnection {

@@ -95,6 +95,7 @@
 //! ```
 
 use crate::dedup::RedisConnection;
+use redis::AsyncCommands as _;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -458,13 +459,9 @@ impl Queue {
         let key = self.layout_key();
         let check = async {
             let (stored,): (Option<String>,) = redis::pipe()
-                .cmd("SET")
-                .arg(&key)
-                .arg(self.partitions)
-                .arg("NX")
+                .set_nx(&key, self.partitions)
                 .ignore()
-                .cmd("GET")
-                .arg(&key)
+                .get(&key)
                 .query_async(&mut connection)
                 .await?;
             Ok::<_, QueueError>(stored)
@@ -479,10 +476,7 @@ impl Queue {
         let mut connection = self.connection.clone();
         let key = self.layout_key();
         let read = async {
-            let stored: Option<String> = redis::cmd("GET")
-                .arg(&key)
-                .query_async(&mut connection)
-                .await?;
+            let stored: Option<String> = connection.get(&key).await?;
             Ok::<_, QueueError>(stored)
         };
         let stored = protocol::bounded(self.timeout, "the layout check", read).await?;
@@ -510,13 +504,8 @@ impl Queue {
         p: u16,
     ) -> Result<(), QueueError> {
         let created = async {
-            let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(self.keys(p).stream)
-                .arg(&*self.group)
-                .arg("0")
-                .arg("MKSTREAM")
-                .query_async(connection)
+            let created: redis::RedisResult<()> = connection
+                .xgroup_create_mkstream(self.keys(p).stream, &*self.group, "0")
                 .await;
             match created {
                 Ok(()) => Ok(()),
@@ -612,13 +601,8 @@ impl Queue {
         count: usize,
     ) -> Result<Vec<DeadPage>, QueueError> {
         let read = async {
-            let page: Vec<DeadPage> = redis::cmd("XRANGE")
-                .arg(self.keys(p).dead)
-                .arg(from)
-                .arg("+")
-                .arg("COUNT")
-                .arg(count)
-                .query_async(connection)
+            let page: Vec<DeadPage> = connection
+                .xrange_count(self.keys(p).dead, from, "+", count)
                 .await?;
             Ok(page)
         };
