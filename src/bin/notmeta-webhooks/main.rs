@@ -5,10 +5,10 @@
 
 mod diagnose;
 mod table;
+mod term;
 #[cfg(feature = "client")]
 mod webhooks;
 
-use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -18,6 +18,7 @@ use notmeta_webhooks::EventType;
 use notmeta_webhooks::testing::{Sample, SignedRequest, Simulator, Target, fresh_id, sample};
 
 use table::Table;
+use term::{SecretArg, fail, out, read, read_stdin};
 
 /// Test a NotMeta webhook receiver: send signed events, sign bodies, replay captured
 /// requests, simulate NotMeta's retries, and explain why a signature fails.
@@ -34,9 +35,10 @@ struct ReceiverArgs {
     /// The receiver's URL (plain HTTP), such as http://127.0.0.1:3000/webhooks.
     #[arg(long)]
     url: String,
-    /// The webhook secret, `whsec_…` (or set NOTMETA_WEBHOOK_SECRET).
-    #[arg(long, env = "NOTMETA_WEBHOOK_SECRET", hide_env_values = true)]
-    secret: String,
+    /// The webhook secret, `whsec_…` (or set NOTMETA_WEBHOOK_SECRET, which keeps it
+    /// out of the process list).
+    #[arg(long, env = "NOTMETA_WEBHOOK_SECRET", hide_env_values = true, value_parser = SecretArg::parse)]
+    secret: SecretArg,
 }
 
 impl ReceiverArgs {
@@ -68,9 +70,10 @@ enum Command {
     Sign {
         /// The body (default: standard input), signed byte for byte.
         file: Option<PathBuf>,
-        /// The webhook secret, `whsec_…` (or set NOTMETA_WEBHOOK_SECRET).
-        #[arg(long, env = "NOTMETA_WEBHOOK_SECRET", hide_env_values = true)]
-        secret: String,
+        /// The webhook secret, `whsec_…` (or set NOTMETA_WEBHOOK_SECRET, which keeps it
+        /// out of the process list).
+        #[arg(long, env = "NOTMETA_WEBHOOK_SECRET", hide_env_values = true, value_parser = SecretArg::parse)]
+        secret: SecretArg,
         /// Print only the value (`sha256=…`), not `X-NotMeta-Signature: `.
         #[arg(long)]
         value_only: bool,
@@ -110,9 +113,16 @@ enum Command {
         /// The `X-NotMeta-Signature` value (`sha256=…`).
         #[arg(long)]
         header: String,
-        /// The webhook secret; repeat it for each secret of a rotation.
-        #[arg(long = "secret", required = true)]
-        secrets: Vec<String>,
+        /// The webhook secret; repeat it for each secret of a rotation (or set
+        /// NOTMETA_WEBHOOK_SECRET to one secret, which keeps it out of the process list).
+        #[arg(
+            long = "secret",
+            required = true,
+            env = "NOTMETA_WEBHOOK_SECRET",
+            hide_env_values = true,
+            value_parser = SecretArg::parse
+        )]
+        secrets: Vec<SecretArg>,
     },
     /// List the event types there are samples of.
     List,
@@ -136,26 +146,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn fail(message: &str) -> ExitCode {
-    // A closed standard error cannot be reported anywhere; the exit code still is.
-    let _ = writeln!(std::io::stderr(), "error: {message}");
-    ExitCode::from(2)
-}
-
-/// Writes `text` to standard output. A reader that has gone away (`… | head -1`,
-/// `… | grep -q`) is not an error: the command still finishes its work and exits
-/// with its own code, and what is left unread is dropped. Any other write failure
-/// (a full disk) is an error of use, exit 2.
-fn out(text: impl std::fmt::Display) -> Result<(), String> {
-    let mut stdout = std::io::stdout().lock();
-    match write!(stdout, "{text}").and_then(|()| stdout.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(format!("cannot write to standard output: {e}"))
-        }
-        _ => Ok(()),
-    }
-}
-
 /// Exit 0 when everything succeeded, 1 when a receiver or a check said no; errors
 /// of use (a missing file, a bad URL) are exit 2.
 async fn run(command: Command) -> Result<ExitCode, String> {
@@ -175,7 +165,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             if let Some(text) = text {
                 sample = sample.text(&text);
             }
-            let signed = sample.signed(&to.secret);
+            let signed = sample.signed(to.secret.expose());
             let answer = target.send(signed.request_to(&to.url)).await;
             let mut table = Table::new(["event", "type", "status", "answer"]);
             let ok = answer_row(&mut table, sample.event_id(), sample.event_type(), answer);
@@ -189,15 +179,9 @@ async fn run(command: Command) -> Result<ExitCode, String> {
         } => {
             let body = match file {
                 Some(path) => read(&path)?,
-                None => {
-                    let mut body = Vec::new();
-                    std::io::stdin()
-                        .read_to_end(&mut body)
-                        .map_err(|e| format!("cannot read standard input: {e}"))?;
-                    body
-                }
+                None => read_stdin()?,
             };
-            let signed = SignedRequest::new(body, &secret);
+            let signed = SignedRequest::new(body, secret.expose());
             if value_only {
                 out(format_args!("{}\n", signed.signature))?;
             } else {
@@ -213,7 +197,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
                 let body = read(&file)?;
                 let id = Sample::from_body(&body)
                     .map_or_else(|_| "?".to_owned(), |s| s.event_id().to_owned());
-                let signed = SignedRequest::new(body, &to.secret);
+                let signed = SignedRequest::new(body, to.secret.expose());
                 let answer = target.send(signed.request_to(&to.url)).await;
                 all_ok &= answer_row(&mut table, &file.display().to_string(), &id, answer);
             }
@@ -237,7 +221,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
                 to.url,
                 speed.max(1)
             ))?;
-            let report = Simulator::new(&to.secret)
+            let report = Simulator::new(to.secret.expose())
                 .compressed(speed)
                 .with_duplicates(duplicates)
                 .with_concurrent_duplicates(concurrent)
@@ -252,6 +236,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             secrets,
         } => {
             let body = read(&file)?;
+            let secrets: Vec<String> = secrets.iter().map(|s| s.expose().to_owned()).collect();
             let diagnosis = diagnose::diagnose(&body, &header, &secrets);
             out(&diagnosis)?;
             Ok(code(diagnosis.valid()))
@@ -276,10 +261,6 @@ fn code(ok: bool) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 /// The sample of `event_type`, or the body in `data`, with a new id and

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::term::printable;
+
 /// Rows of cells, printed with columns padded to their widest cell.
 #[derive(Debug)]
 pub(crate) struct Table<const N: usize> {
@@ -17,8 +19,9 @@ impl<const N: usize> Table<N> {
         }
     }
 
+    /// Adds a row; each cell is made [`printable`] on one line.
     pub(crate) fn row(&mut self, cells: [String; N]) {
-        self.rows.push(cells);
+        self.rows.push(cells.map(|cell| printable(&cell, false)));
     }
 }
 

@@ -2,7 +2,6 @@
 //! stats) through `notmeta_webhooks::client`.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Subcommand;
@@ -12,8 +11,8 @@ use notmeta_webhooks::client::{
 };
 use serde_json::Value;
 
-use crate::out;
 use crate::table::Table;
+use crate::term::{note, out};
 
 /// The API's settings, shared by every `webhooks` command.
 #[derive(clap::Args)]
@@ -122,9 +121,8 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, String> {
             out(created(&webhook, show_secret))
                 .map_err(|e| format!("the webhook was created, but it cannot be shown: {e}"))?;
             if !show_secret {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "note: the secret is not shown; NotMeta shows it only now. Run with --show-secret to print it."
+                note(
+                    "note: the secret is not shown; NotMeta shows it only now. Run with --show-secret to print it.",
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -201,7 +199,7 @@ fn refused(e: &Error) -> Result<ExitCode, String> {
         let _ = write!(message, ": {s}");
         source = s.source();
     }
-    let _ = writeln!(std::io::stderr(), "error: {message}");
+    note(format_args!("error: {message}"));
     Ok(ExitCode::FAILURE)
 }
 
