@@ -107,10 +107,18 @@ enum Command {
         concurrent: u32,
     },
     /// Check a captured request's signature, and say why it fails.
+    ///
+    /// Checks the header's format, the body's size against a receiver's default
+    /// limit (1 MiB), then looks for what changed: the secret (its `whsec_` prefix,
+    /// white space around it), the body (a byte-order mark, line ends, a trailing
+    /// newline, the encoding, JSON parsed and written again), alone or combined.
+    /// Exit 0 when a receiver with the default limit accepts the request, 1 when
+    /// not, 2 on an error of use.
     Verify {
-        /// The captured body, exactly as received.
+        /// The captured body, exactly as received (at most 16 MiB).
         file: PathBuf,
-        /// The `X-NotMeta-Signature` value (`sha256=…`).
+        /// The `X-NotMeta-Signature` value (`sha256=…`; the whole header line is
+        /// taken too).
         #[arg(long)]
         header: String,
         /// The webhook secret; repeat it for each secret of a rotation (or set
