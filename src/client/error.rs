@@ -187,8 +187,8 @@ impl Error {
 
     /// NotMeta's answer body for [`ErrorKind::Status`], as text: its first 4 KiB at
     /// most, with a note of the full size when longer. Only that much of the answer
-    /// is read. A JSON body is shown re-serialised, with the token and the secret
-    /// sent replaced by `<redacted>`.
+    /// is read. A JSON body that echoed the token or the secret sent is shown
+    /// re-serialised, with them replaced by `<redacted>`.
     #[must_use]
     pub fn body(&self) -> Option<&str> {
         self.body.as_deref()
@@ -277,15 +277,19 @@ impl Redactor {
         self.secrets.first().map_or(0, |s| 6 * s.len())
     }
 
-    /// An answer body as text to show: a JSON body is parsed, every string (and key)
-    /// scrubbed, and re-serialised, so every escaped form JSON allows is covered;
-    /// anything else (or a body `cut_short`, which does not parse) is scrubbed as text.
+    /// An answer body as text to show: a JSON body is parsed and every string (and
+    /// key) scrubbed, so every escaped form JSON allows is covered; when that
+    /// changed anything the body is shown re-serialised. Anything else (or a body
+    /// `cut_short`, which does not parse) is scrubbed as text, its JSON string
+    /// literals decoded.
     pub(super) fn body(&self, body: &[u8], cut_short: bool) -> String {
-        if !cut_short && let Ok(mut value) = serde_json::from_slice::<Value>(body) {
-            if !self.secrets.is_empty() {
-                value = self.value(value);
+        if !cut_short && let Ok(value) = serde_json::from_slice::<Value>(body) {
+            let scrubbed = self.value(value.clone());
+            // Unchanged: no string holds a secret, and the body is shown as sent
+            // (scrubbed as text all the same, for a number or a key).
+            if scrubbed != value {
+                return self.text(&serde_json::to_string(&scrubbed).unwrap_or_default());
             }
-            return serde_json::to_string(&value).unwrap_or_default();
         }
         let text = String::from_utf8_lossy(body);
         self.text(&self.json_strings(&text))
