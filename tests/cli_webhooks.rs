@@ -672,3 +672,46 @@ async fn a_creation_that_may_have_acted_and_is_not_listed_shows_the_generated_se
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(!stdout.contains("whsec_given_by_user") && !stderr.contains("whsec_given_by_user"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_takes_the_secret_from_the_environment_and_never_prints_it() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let create = {
+        let bodies = bodies.clone();
+        move |body: &Value| {
+            bodies.lock().unwrap().push(body.clone());
+            let mut created = body.clone();
+            created["id"] = json!("wh_1");
+            created["secret"] = json!(NOTMETA_SECRET);
+            (201, created.to_string())
+        }
+    };
+    let base = serve_app(stand_in(seen, |_| (200, "[]".into()), create)).await;
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args([
+                "webhooks",
+                "create",
+                "--base-url",
+                &base,
+                "--url",
+                "https://a.example/h",
+            ])
+            .args(["--event", "user.online"])
+            .env_remove("NOTMETA_API_URL")
+            .env("NOTMETA_API_TOKEN", TOKEN)
+            .env("NOTMETA_WEBHOOK_SECRET", "whsec_from_the_env")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(bodies.lock().unwrap()[0]["secret"], "whsec_from_the_env");
+    for shown in [&stdout, &stderr] {
+        assert!(!shown.contains("whsec_from_the_env") && !shown.contains(NOTMETA_SECRET));
+    }
+}
