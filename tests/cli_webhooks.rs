@@ -715,3 +715,23 @@ async fn create_takes_the_secret_from_the_environment_and_never_prints_it() {
         assert!(!shown.contains("whsec_from_the_env") && !shown.contains(NOTMETA_SECRET));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_say_when_notmeta_has_more_entries() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let logs = |_: &str| {
+        let page = json!({"data": [{"event_id": "evt_1", "status": "success"}], "has_more": true});
+        (200, page.to_string())
+    };
+    let base = serve_app(stand_in(seen.clone(), logs, |_| (500, "{}".into()))).await;
+    let out = run(
+        &["webhooks", "logs", "wh_1", "--base-url", &base],
+        Some(TOKEN),
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("evt_1"), "{stdout}");
+    assert!(stderr.contains("more log entries"), "{stderr}");
+    assert_eq!(*seen.lock().unwrap(), ["GET /v1/webhooks/wh_1/logs"]);
+}

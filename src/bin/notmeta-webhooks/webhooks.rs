@@ -88,9 +88,9 @@ enum WebhooksCommand {
         #[arg(long)]
         show_secret: bool,
     },
-    /// List the webhooks (`GET /webhooks`).
+    /// List every webhook (`GET /webhooks`, every page).
     List,
-    /// Print a webhook's delivery logs (`GET /webhooks/{id}/logs`).
+    /// Print a webhook's delivery logs (`GET /webhooks/{id}/logs`, the first page).
     Logs {
         /// The webhook's id, such as wh_123456789.
         id: String,
@@ -103,7 +103,9 @@ enum WebhooksCommand {
 }
 
 /// Exit 0 on success, 1 when the call failed (NotMeta answered 4xx or 5xx after the
-/// client's retries, or could not be reached); a usage error is `Err` (exit 2).
+/// client's retries, could not be reached within `--timeout`, or sent a list that
+/// cannot be read whole) or `create` found the webhook with other events or lost
+/// NotMeta's answer; a usage error is `Err` (exit 2).
 pub(crate) async fn run(args: Args) -> Result<ExitCode, String> {
     let token = args
         .token
