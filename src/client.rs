@@ -25,50 +25,78 @@
 //!
 //! HTTP/1.1 over rustls (the `ring` provider, Mozilla's roots from `webpki-roots`: no
 //! system OpenSSL, no platform certificate store). Calls must run inside a Tokio
-//! runtime. `http://` base URLs are accepted for local testing; the token then
-//! travels in clear text.
+//! runtime. A plain `http://` base URL is accepted only for this machine
+//! (127.0.0.0/8, `::1`, `localhost`), for local testing, unless
+//! [`allow_plain_http`](ClientBuilder::allow_plain_http) is set: the token then
+//! travels in clear text. A base URL with a user name or password is refused.
 //!
 //! # Timeouts and retries
 //!
 //! | setting | default |
 //! |---|---|
+//! | [`deadline`](ClientBuilder::deadline) (one call: every attempt, every page, every wait) | 60 s |
 //! | [`connect_timeout`](ClientBuilder::connect_timeout) (DNS, TCP and TLS) | 10 s |
-//! | [`timeout`](ClientBuilder::timeout) (one attempt, until the whole answer is read) | 30 s |
+//! | [`timeout`](ClientBuilder::timeout) (one attempt, until the whole answer is read; cut to what is left of the deadline) | 30 s |
 //! | [`max_retries`](ClientBuilder::max_retries) | 3 |
 //! | [`initial_backoff`](ClientBuilder::initial_backoff), doubled after each retry (each wait a random point between half and all of it) | 500 ms |
-//! | [`max_backoff`](ClientBuilder::max_backoff), also caps `Retry-After` | 30 s |
+//! | [`max_backoff`](ClientBuilder::max_backoff): the longest wait; a longer `Retry-After` is not waited, the call fails at once | 30 s |
 //!
 //! | outcome | `GET` calls | `POST /webhooks` |
 //! |---|---|---|
 //! | 429 | retried after `Retry-After` (seconds or HTTP date), else the backoff | same |
 //! | 5xx | retried (after `Retry-After` if sent) | **not retried** |
-//! | no connection (request not sent) | retried | retried |
+//! | no connection, TLS handshake included (request not sent) | retried | retried |
 //! | timeout, connection lost after sending | retried | **not retried** |
 //! | other 4xx | not retried | not retried |
 //!
+//! A wait that would end past the deadline is not waited: the call fails at once
+//! with the last error. A `Retry-After` the call does not wait is in
+//! [`Error::retry_after`].
+//!
+//! Of an answer other than 2xx only the first 4 KiB (and a little more) are read,
+//! then the connection is dropped; a 2xx answer is read up to 16 MiB.
+//!
 //! A `POST` that failed with a 5xx, a timeout or a lost connection may have created
-//! the webhook: retrying it blindly could create a duplicate, so
-//! [`Client::create_webhook`] leaves that decision to you. [`Client::ensure_webhook`]
-//! is the safe path: it lists first, creates only when no webhook has the URL, and
-//! after such a failure lists again before trying once more.
+//! the webhook ([`Error::may_have_created`]): retrying it blindly could create a
+//! duplicate, so [`Client::create_webhook`] leaves that decision to you.
+//! [`Client::ensure_webhook`] is the safe path: it lists first, creates only when no
+//! webhook has the URL, and after such a failure lists again before trying once
+//! more.
+//!
+//! # Lists
+//!
+//! [`Client::list_webhooks`] reads every page: a next-page URL (`next`, `next_url`,
+//! `links.next`: relative, or on the base URL's origin, never elsewhere) is
+//! followed, a cursor (`next_cursor`, `next_page_token`, also under `pagination`
+//! or `meta`) is asked for as `?cursor=…`. Any other sign of more pages, or an
+//! answer whose list cannot be found, is an [`ErrorKind::Decode`] error: a partial
+//! list is never taken for the whole.
 
 mod error;
 mod model;
 
+use std::collections::HashSet;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::time::Instant;
 
 pub use error::{Error, ErrorKind};
+use error::{Redactor, seconds};
+use model::Next;
 pub use model::{
     CreateWebhook, Ensured, LogEntry, Webhook, WebhookList, WebhookLogs, WebhookStats,
     WebhookSummary,
@@ -77,10 +105,47 @@ pub use model::{
 /// NotMeta's management API, `https://api.notmeta.com/v1`.
 pub const DEFAULT_BASE_URL: &str = "https://api.notmeta.com/v1";
 
-/// The largest answer read, 16 MiB.
+/// The largest 2xx answer read, 16 MiB.
 const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
+/// The most pages [`Client::list_webhooks`] reads.
+const MAX_PAGES: usize = 1000;
+
+/// Where the list of webhooks may be wrapped, and the logs.
+const WEBHOOK_KEYS: &[&str] = &["data", "webhooks", "items", "results"];
+const LOG_KEYS: &[&str] = &["data", "logs", "items", "results"];
+
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The HTTPS connector under the connect timeout as a whole: DNS, TCP and the TLS
+/// handshake. A failure here is a connect error to hyper, so the request is known
+/// not to have been sent.
+#[derive(Clone)]
+struct ConnectWithin {
+    connector: Connector,
+    timeout: Duration,
+}
+
+impl tower_service::Service<Uri> for ConnectWithin {
+    type Response = <Connector as tower_service::Service<Uri>>::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.connector.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.connector.call(uri);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            tokio::time::timeout(timeout, connecting)
+                .await
+                .map_err(|_| BoxError::from(format!("no connection within {}", seconds(timeout))))?
+        })
+    }
+}
 
 /// A client for NotMeta's management API.
 ///
@@ -100,7 +165,7 @@ pub struct Client {
 }
 
 struct Inner {
-    http: HyperClient<Connector, Full<Bytes>>,
+    http: HyperClient<ConnectWithin, Full<Bytes>>,
     base_url: String,
     authorization: HeaderValue,
     token: String,
@@ -109,41 +174,40 @@ struct Inner {
 
 #[derive(Debug, Clone, Copy)]
 struct Settings {
+    deadline: Duration,
     connect_timeout: Duration,
     timeout: Duration,
     max_retries: u32,
     initial_backoff: Duration,
     max_backoff: Duration,
+    allow_plain_http: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
+            deadline: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             timeout: Duration::from_secs(30),
             max_retries: 3,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
+            allow_plain_http: false,
         }
     }
 }
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = &self.inner.settings;
         f.debug_struct("Client")
             .field("base_url", &self.inner.base_url)
             .field("token", &"<redacted>")
-            .field("connect_timeout", &s.connect_timeout)
-            .field("timeout", &s.timeout)
-            .field("max_retries", &s.max_retries)
-            .field("initial_backoff", &s.initial_backoff)
-            .field("max_backoff", &s.max_backoff)
+            .field("settings", &self.inner.settings)
             .finish()
     }
 }
 
-/// Configures a [`Client`]: base URL, timeouts and retries.
+/// Configures a [`Client`]: base URL, deadline, timeouts and retries.
 ///
 /// ```
 /// use std::time::Duration;
@@ -151,6 +215,7 @@ impl fmt::Debug for Client {
 ///
 /// let client = Client::builder("tok_live_123")
 ///     .base_url("http://127.0.0.1:8080/v1/")
+///     .deadline(Duration::from_secs(20))
 ///     .connect_timeout(Duration::from_secs(2))
 ///     .timeout(Duration::from_secs(5))
 ///     .max_retries(5)
@@ -158,6 +223,7 @@ impl fmt::Debug for Client {
 /// assert_eq!(client.base_url(), "http://127.0.0.1:8080/v1");
 ///
 /// assert!(Client::builder("tok").base_url("api.notmeta.com").build().is_err());
+/// assert!(Client::builder("tok").base_url("http://api.example/v1").build().is_err());
 /// assert!(Client::builder("").build().is_err());
 /// # Ok::<(), notmeta_webhooks::client::Error>(())
 /// ```
@@ -171,7 +237,7 @@ pub struct ClientBuilder {
 impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientBuilder")
-            .field("base_url", &self.base_url)
+            .field("base_url", &without_userinfo(&self.base_url))
             .field("token", &"<redacted>")
             .field("settings", &self.settings)
             .finish()
@@ -179,21 +245,56 @@ impl fmt::Debug for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// The API's base URL, default [`DEFAULT_BASE_URL`]. An absolute `https://` (or
-    /// `http://`) URL; a trailing `/` is ignored.
+    /// The API's base URL, default [`DEFAULT_BASE_URL`]. An absolute `https://` URL
+    /// (`http://` only to this machine, or with
+    /// [`allow_plain_http`](Self::allow_plain_http)), without a user name or
+    /// password; a trailing `/` is ignored.
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         self.base_url = url.into();
         self
     }
 
-    /// How long to wait for a connection (DNS, TCP and TLS), default 10 s.
+    /// Accepts a plain `http://` base URL to any host, default `false` (only to
+    /// 127.0.0.0/8, `::1` and `localhost`). The token then travels in clear text:
+    /// for a trusted network only.
+    ///
+    /// ```
+    /// use notmeta_webhooks::client::Client;
+    /// let client = Client::builder("tok").base_url("http://notmeta.internal/v1");
+    /// assert!(client.allow_plain_http(true).build().is_ok());
+    /// ```
+    pub fn allow_plain_http(mut self, allow: bool) -> Self {
+        self.settings.allow_plain_http = allow;
+        self
+    }
+
+    /// How long one call may take in all, default 60 s: every attempt, every
+    /// backoff and `Retry-After` wait, and for [`Client::list_webhooks`] and
+    /// [`Client::ensure_webhook`] every page and every step. Each attempt's
+    /// [`timeout`](Self::timeout) is cut to what is left; a wait that would end
+    /// past it is not waited, the call fails at once with the last error.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = notmeta_webhooks::client::Client::builder("tok").deadline(Duration::from_secs(10));
+    /// assert!(format!("{builder:?}").contains("deadline: 10s"));
+    /// ```
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.settings.deadline = deadline;
+        self
+    }
+
+    /// How long to wait for a connection (DNS, TCP and the TLS handshake), default
+    /// 10 s. A connection not made in time is [`ErrorKind::Connect`]: the request was
+    /// not sent, so even a creation is retried.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.settings.connect_timeout = timeout;
         self
     }
 
     /// How long one attempt may take, from sending the request to reading the whole
-    /// answer (connecting included), default 30 s.
+    /// answer (connecting included), default 30 s; never more than what is left of
+    /// the [`deadline`](Self::deadline).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.settings.timeout = timeout;
         self
@@ -215,18 +316,21 @@ impl ClientBuilder {
         self
     }
 
-    /// The longest wait between two attempts, default 30 s. A longer `Retry-After` is
-    /// cut to this.
+    /// The longest wait between two attempts, default 30 s. When NotMeta asks with
+    /// `Retry-After` for a longer one, the call does not retry early: it fails at
+    /// once, the wait asked in [`Error::retry_after`].
     pub fn max_backoff(mut self, wait: Duration) -> Self {
         self.settings.max_backoff = wait;
         self
     }
 
     /// Builds the client. Fails with [`ErrorKind::Config`] for a base URL that is not
-    /// an absolute `http(s)` URL without query, or a token that is empty or not a
-    /// valid header value (the error never shows the token).
+    /// an absolute `http(s)` URL without query, a plain `http://` one to another
+    /// machine (see [`allow_plain_http`](Self::allow_plain_http)), one with a user
+    /// name or password (never shown), or a token that is empty or not a valid
+    /// header value (the error never shows the token).
     pub fn build(self) -> Result<Client, Error> {
-        let base_url = parse_base_url(&self.base_url)?;
+        let base_url = parse_base_url(&self.base_url, self.settings.allow_plain_http)?;
         let token = self.token.trim();
         if token.is_empty() {
             return Err(Error::config("the API token is empty"));
@@ -239,6 +343,7 @@ impl ClientBuilder {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
+        // Per address tried; `ConnectWithin` bounds the whole, TLS included.
         http.set_connect_timeout(Some(self.settings.connect_timeout));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
@@ -246,6 +351,10 @@ impl ClientBuilder {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
+        let connector = ConnectWithin {
+            connector,
+            timeout: self.settings.connect_timeout,
+        };
         let http = HyperClient::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
@@ -263,16 +372,52 @@ impl ClientBuilder {
     }
 }
 
-fn parse_base_url(url: &str) -> Result<String, Error> {
+fn parse_base_url(url: &str, allow_plain_http: bool) -> Result<String, Error> {
     let bad = || Error::config("the base URL must be an absolute http(s) URL without a query");
     let trimmed = url.trim().trim_end_matches('/');
     let uri: Uri = trimmed.parse().map_err(|_| bad())?;
     let scheme_ok = matches!(uri.scheme_str(), Some("https" | "http"));
     let has_query = uri.query().is_some() || trimmed.ends_with('?');
-    if !scheme_ok || uri.authority().is_none() || has_query || trimmed.contains('#') {
+    let Some(authority) = uri.authority().filter(|_| scheme_ok) else {
+        return Err(bad());
+    };
+    if has_query || trimmed.contains('#') {
         return Err(bad());
     }
+    if authority.as_str().contains('@') {
+        return Err(Error::config(
+            "the base URL must not carry a user name or password (the API token is the credential)",
+        ));
+    }
+    if uri.scheme_str() == Some("http") && !allow_plain_http && !is_loopback(authority.host()) {
+        return Err(Error::config(
+            "a plain http:// base URL would send the API token in clear text: use https://, \
+             or allow plain HTTP explicitly (it is accepted without asking only for \
+             127.0.0.0/8, ::1 and localhost)",
+        ));
+    }
     Ok(trimmed.to_owned())
+}
+
+/// 127.0.0.0/8, `::1` or `localhost`.
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `url` with a user name or password replaced, for `Debug`.
+fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://<redacted>@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
 }
 
 /// Which failures a call may retry.
@@ -282,6 +427,24 @@ enum Retry {
     Idempotent,
     /// Creation: only 429 and failures to connect, where NotMeta cannot have acted.
     NotSent,
+}
+
+/// What one public call carries through its requests: when it must end, and the
+/// strings no error may show.
+struct Call {
+    until: Instant,
+    sensitive: Redactor,
+}
+
+/// One answer: its status, the `Retry-After` wait, and its body (for a status other
+/// than 2xx, only its beginning: `complete` says whether it is all of it, `total` is
+/// its length when known).
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: Bytes,
+    complete: bool,
+    total: Option<u64>,
 }
 
 impl Client {
@@ -305,12 +468,24 @@ impl Client {
         &self.inner.base_url
     }
 
+    fn start(&self, secret: Option<&str>) -> Call {
+        Call {
+            until: Instant::now() + self.inner.settings.deadline,
+            sensitive: Redactor::new(
+                [Some(self.inner.token.as_str()), secret]
+                    .into_iter()
+                    .flatten(),
+            ),
+        }
+    }
+
     /// `POST /webhooks`: creates a webhook, and answers it with the secret NotMeta
     /// signs its deliveries with.
     ///
     /// Retried only where NotMeta cannot have created it (429, no connection). After
-    /// a 5xx, a timeout or a lost connection the webhook may exist: list before
-    /// trying again, or use [`Client::ensure_webhook`], which does.
+    /// a 5xx, a timeout or a lost connection the webhook may exist
+    /// ([`Error::may_have_created`]): list before trying again, or use
+    /// [`Client::ensure_webhook`], which does. No error shows the secret sent.
     ///
     /// ```no_run
     /// use notmeta_webhooks::client::{Client, CreateWebhook};
@@ -329,18 +504,34 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn create_webhook(&self, webhook: &CreateWebhook) -> Result<Webhook, Error> {
-        let body = serde_json::to_vec(webhook)
-            .map_err(|e| Error::config("the webhook could not be serialised").with_source(e))?;
-        self.call(
-            Method::POST,
-            "/webhooks".to_owned(),
-            Some(body),
-            Retry::NotSent,
-        )
-        .await
+        let call = self.start(Some(webhook.secret()));
+        self.create(webhook, &call).await
     }
 
-    /// `GET /webhooks`: every webhook and its state.
+    async fn create(&self, webhook: &CreateWebhook, call: &Call) -> Result<Webhook, Error> {
+        let body = serde_json::to_vec(webhook)
+            .map_err(|e| Error::config("the webhook could not be serialised").with_source(e))?;
+        let uri = format!("{}/webhooks", self.inner.base_url);
+        self.json(
+            Method::POST,
+            &uri,
+            "POST /webhooks",
+            body.into(),
+            Retry::NotSent,
+            call,
+        )
+        .await
+        .map_err(|e| {
+            if may_have_acted(&e) {
+                e.creation_may_have_acted()
+            } else {
+                e
+            }
+        })
+    }
+
+    /// `GET /webhooks`: every webhook and its state, every page of the list read
+    /// (see [Lists](self#lists)); within one [`deadline`](ClientBuilder::deadline).
     ///
     /// ```no_run
     /// # async fn run(client: notmeta_webhooks::client::Client) -> Result<(), notmeta_webhooks::client::Error> {
@@ -350,20 +541,126 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn list_webhooks(&self) -> Result<WebhookList, Error> {
-        self.call(Method::GET, "/webhooks".to_owned(), None, Retry::Idempotent)
-            .await
+        self.list_all(&self.start(None)).await
     }
 
-    /// `GET /webhooks/{id}/logs`: the webhook's delivery logs.
+    async fn list_all(&self, call: &Call) -> Result<WebhookList, Error> {
+        let base = &self.inner.base_url;
+        let mut uri = format!("{base}/webhooks");
+        let mut endpoint = "GET /webhooks".to_owned();
+        let mut read = HashSet::from([uri.clone()]);
+        let mut list = WebhookList::default();
+        for n in 0..MAX_PAGES {
+            let value: Value = self
+                .json(
+                    Method::GET,
+                    &uri,
+                    &endpoint,
+                    Bytes::new(),
+                    Retry::Idempotent,
+                    call,
+                )
+                .await?;
+            let page = model::Page::read(value, WEBHOOK_KEYS, "webhooks")
+                .map_err(|m| decode(&endpoint, &m, call))?;
+            if n == 0 {
+                list.extra = page.extra;
+            }
+            list.webhooks
+                .extend(page.items.into_iter().map(WebhookSummary::from_value));
+            uri = match page.next {
+                Next::None => return Ok(list),
+                Next::Url(next) => self
+                    .same_origin(&next)
+                    .map_err(|m| decode(&endpoint, &m, call))?,
+                Next::Cursor(cursor) => format!("{base}/webhooks?cursor={}", percent(&cursor)),
+                Next::Unfollowable(signal) => {
+                    let m = format!(
+                        "the list is incomplete: the answer signals more webhooks ({signal}) but \
+                         gives no next URL or cursor this client can follow; nothing was decided from it"
+                    );
+                    return Err(decode(&endpoint, &m, call));
+                }
+            };
+            if !read.insert(uri.clone()) {
+                let m = "the answer points again to a page already read: the list does not end";
+                return Err(decode(&endpoint, m, call));
+            }
+            endpoint = format!("GET {}", uri.strip_prefix(base.as_str()).unwrap_or(&uri));
+        }
+        let m = format!("the list has more than {MAX_PAGES} pages; nothing was decided from it");
+        Err(decode(&endpoint, &m, call))
+    }
+
+    /// A next-page URL as an absolute one, if it is on the base URL's origin.
+    fn same_origin(&self, next: &str) -> Result<String, String> {
+        let base: Uri = self
+            .inner
+            .base_url
+            .parse()
+            .map_err(|_| "invalid base URL")?;
+        let scheme = base.scheme_str().unwrap_or("https");
+        let origin = format!("{scheme}://{}", base.authority().map_or("", |a| a.as_str()));
+        let next = next.split('#').next().unwrap_or_default();
+        let absolute = if let Some(rest) = next.strip_prefix("//") {
+            format!("{scheme}://{rest}")
+        } else if next.starts_with('/') {
+            format!("{origin}{next}")
+        } else if next.starts_with('?') {
+            format!("{}/webhooks{next}", self.inner.base_url)
+        } else if next.contains("://") {
+            next.to_owned()
+        } else {
+            format!("{}/{next}", self.inner.base_url)
+        };
+        let uri: Uri = absolute
+            .parse()
+            .map_err(|_| "the next page's URL is not a valid URL".to_owned())?;
+        let same = uri.scheme_str() == Some(scheme)
+            && uri
+                .authority()
+                .zip(base.authority())
+                .is_some_and(|(a, b)| a.as_str().eq_ignore_ascii_case(b.as_str()));
+        if !same {
+            return Err(format!(
+                "the next page is on another origin ({}://{}); the token is sent only to {origin}",
+                uri.scheme_str().unwrap_or("?"),
+                uri.authority().map_or("?", |a| a.host()),
+            ));
+        }
+        Ok(absolute)
+    }
+
+    /// `GET /webhooks/{id}/logs`: the webhook's delivery logs, the first page only:
+    /// [`WebhookLogs::more_pages`] tells whether NotMeta has more.
     ///
     /// ```no_run
     /// # async fn run(client: notmeta_webhooks::client::Client) -> Result<(), notmeta_webhooks::client::Error> {
-    /// print!("{}", client.webhook_logs("wh_123456789").await?);
+    /// let logs = client.webhook_logs("wh_123456789").await?;
+    /// print!("{logs}");
+    /// if logs.more_pages() {
+    ///     println!("(more entries exist)");
+    /// }
     /// # Ok(()) }
     /// ```
     pub async fn webhook_logs(&self, id: &str) -> Result<WebhookLogs, Error> {
+        let call = self.start(None);
         let path = format!("/webhooks/{}/logs", path_segment(id)?);
-        self.call(Method::GET, path, None, Retry::Idempotent).await
+        let endpoint = format!("GET {path}");
+        let uri = format!("{}{path}", self.inner.base_url);
+        let value: Value = self
+            .json(
+                Method::GET,
+                &uri,
+                &endpoint,
+                Bytes::new(),
+                Retry::Idempotent,
+                &call,
+            )
+            .await?;
+        let page = model::Page::read(value, LOG_KEYS, "log entries")
+            .map_err(|m| decode(&endpoint, &m, &call))?;
+        Ok(WebhookLogs::from_page(page))
     }
 
     /// `GET /webhooks/{id}/stats`: the webhook's delivery statistics.
@@ -375,124 +672,227 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn webhook_stats(&self, id: &str) -> Result<WebhookStats, Error> {
+        let call = self.start(None);
         let path = format!("/webhooks/{}/stats", path_segment(id)?);
-        self.call(Method::GET, path, None, Retry::Idempotent).await
+        let uri = format!("{}{path}", self.inner.base_url);
+        self.json(
+            Method::GET,
+            &uri,
+            &format!("GET {path}"),
+            Bytes::new(),
+            Retry::Idempotent,
+            &call,
+        )
+        .await
     }
 
     /// Makes sure a webhook exists for the request's URL: the call for deploy scripts,
     /// safe to run again and again.
     ///
-    /// Lists the webhooks; if one has exactly this URL it is returned as
+    /// Lists the webhooks (every page); if one has exactly this URL it is returned as
     /// [`Ensured::Existing`], unchanged, with how its events differ from the requested
     /// ones (NotMeta documents no update call, so nothing is changed behind your
     /// back: check [`Ensured::events_match`]). Otherwise the webhook is created
     /// ([`Ensured::Created`]). When the creation fails in a way that may have created
-    /// it anyway (5xx, timeout, lost connection), the list is read again before
-    /// another try, within [`max_retries`](ClientBuilder::max_retries).
+    /// it anyway (5xx, timeout, lost connection), the list is read again: if the
+    /// webhook is there, it is [`Ensured::CreatedAnswerLost`], with the secret sent;
+    /// if not, it is tried again, within [`max_retries`](ClientBuilder::max_retries),
+    /// and the list read once more after the last try. A list that cannot be read
+    /// whole, or that lists a webhook without a URL, is an error: nothing is created
+    /// from it. All within one [`deadline`](ClientBuilder::deadline).
     ///
     /// Two runs at the same moment can still both create: run deploys one at a time.
+    ///
+    /// To store the secret of a webhook this call created, use
+    /// [`Ensured::was_created`] and [`Ensured::expose_secret`], which cover a
+    /// creation whose answer was lost too:
     ///
     /// ```no_run
     /// use notmeta_webhooks::client::{Client, CreateWebhook, Ensured};
     /// use notmeta_webhooks::EventType;
     ///
+    /// # fn store(_: &str) {}
     /// # async fn run(client: Client) -> Result<(), Box<dyn std::error::Error>> {
     /// let request = CreateWebhook::new("https://example.com/webhook", [EventType::MessageReceived], "my_secret");
-    /// match client.ensure_webhook(&request).await? {
-    ///     Ensured::Created(webhook) => println!("store this secret: it is shown once ({})", webhook.id),
+    /// let ensured = client.ensure_webhook(&request).await?;
+    /// if ensured.was_created() {
+    ///     // Shown once: NotMeta documents no call to read it again.
+    ///     store(ensured.expose_secret().expect("a created webhook has its secret"));
+    /// }
+    /// match &ensured {
+    ///     Ensured::CreatedAnswerLost { cause, .. } => {
+    ///         eprintln!("{ensured}: {cause}; check the first delivery verifies")
+    ///     }
     ///     existing if !existing.events_match() => eprintln!("events differ: {existing}"),
-    ///     existing => println!("{existing}"),
+    ///     other => println!("{other}"),
     /// }
     /// # Ok(()) }
     /// ```
     pub async fn ensure_webhook(&self, request: &CreateWebhook) -> Result<Ensured, Error> {
-        let mut tries = 0;
+        let call = self.start(Some(request.secret()));
+        let max_retries = self.inner.settings.max_retries;
+        // Creations that failed in a way that may have created the webhook, and the
+        // last of those failures.
+        let mut uncertain = 0;
+        let mut lost: Option<Error> = None;
         loop {
-            let list = self.list_webhooks().await?;
-            if let Some(found) = list.find_by_url(request.url()) {
-                return Ok(Ensured::existing(found.clone(), request));
-            }
-            match self.create_webhook(request).await {
-                Ok(created) => return Ok(Ensured::Created(created)),
-                Err(e) if tries < self.inner.settings.max_retries && may_have_acted(&e) => {
-                    tokio::time::sleep(self.jittered_backoff(tries)).await;
-                    tries += 1;
+            let marked = |e: Error| {
+                if uncertain > 0 {
+                    e.creation_may_have_acted()
+                } else {
+                    e
                 }
-                Err(e) => return Err(e),
+            };
+            let list = self.list_all(&call).await.map_err(marked)?;
+            let found = find(&list, request.url())
+                .map_err(|m| marked(decode("GET /webhooks", &m, &call)))?;
+            if let Some(found) = found {
+                return Ok(match lost {
+                    Some(cause) => Ensured::answer_lost(found.clone(), request, cause.to_string()),
+                    None => Ensured::existing(found.clone(), request),
+                });
+            }
+            if let Some(e) = lost.take()
+                && uncertain > max_retries
+            {
+                // The last creation tried, and the list read after it: not there.
+                return Err(e);
+            }
+            match self.create(request, &call).await {
+                Ok(created) => return Ok(Ensured::Created(created)),
+                Err(e) if e.may_have_created() => {
+                    uncertain += 1;
+                    if uncertain <= max_retries {
+                        let wait = self.jittered_backoff(uncertain - 1);
+                        if Instant::now() + wait >= call.until {
+                            return Err(e);
+                        }
+                        tokio::time::sleep(wait).await;
+                    }
+                    lost = Some(e);
+                }
+                Err(e) => return Err(marked(e)),
             }
         }
     }
 
     /// One call with its retries, decoding a 2xx answer as `T`.
-    async fn call<T: DeserializeOwned>(
+    async fn json<T: DeserializeOwned>(
         &self,
         method: Method,
-        path: String,
-        body: Option<Vec<u8>>,
+        uri: &str,
+        endpoint: &str,
+        body: Bytes,
         retry: Retry,
+        call: &Call,
     ) -> Result<T, Error> {
-        let endpoint = format!("{method} {path}");
-        let uri = format!("{}{path}", self.inner.base_url);
-        let body = Bytes::from(body.unwrap_or_default());
+        let (status, bytes, attempts) = self
+            .exchange(&method, uri, endpoint, &body, retry, call)
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Error::new(ErrorKind::Decode, format!("{endpoint}: {e}"))
+                .set_status(status)
+                .with_attempts(attempts)
+                .redacted(&call.sensitive)
+        })
+    }
+
+    /// One request with its retries: a 2xx answer's status, body and the attempts
+    /// made, or the last failure.
+    async fn exchange(
+        &self,
+        method: &Method,
+        uri: &str,
+        endpoint: &str,
+        body: &Bytes,
+        retry: Retry,
+        call: &Call,
+    ) -> Result<(StatusCode, Bytes, u32), Error> {
+        let settings = &self.inner.settings;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let outcome = self.attempt(&method, &uri, &body, &endpoint).await;
-            // `Some(hint)` when this outcome may be retried, `hint` being `Retry-After`.
-            let retry_after = match &outcome {
-                Ok((status, _, _)) if status.is_success() => None,
-                Ok((status, retry_after, _))
-                    if *status == StatusCode::TOO_MANY_REQUESTS
-                        || (status.is_server_error() && retry == Retry::Idempotent) =>
-                {
-                    Some(*retry_after)
-                }
-                Err(e) if e.kind() == ErrorKind::Connect => Some(None),
-                Err(e)
-                    if retry == Retry::Idempotent
-                        && matches!(e.kind(), ErrorKind::Timeout | ErrorKind::Transport) =>
-                {
-                    Some(None)
-                }
-                _ => None,
-            };
-            if let Some(retry_after) = retry_after
-                && attempt <= self.inner.settings.max_retries
-            {
-                let wait = retry_after.map_or_else(
-                    || self.jittered_backoff(attempt - 1),
-                    |w| w.min(self.inner.settings.max_backoff),
-                );
-                tokio::time::sleep(wait).await;
-                continue;
+            let outcome = self.attempt(method, uri, body, endpoint, call).await;
+            if outcome.as_ref().is_ok_and(|a| a.status.is_success()) {
+                let Ok(a) = outcome else { unreachable!() };
+                return Ok((a.status, a.body, attempt));
             }
-            return match outcome {
-                Ok((status, _, bytes)) if status.is_success() => serde_json::from_slice(&bytes)
-                    .map_err(|e| {
-                        Error::new(ErrorKind::Decode, format!("{endpoint}: {e}"))
-                            .set_status(status)
-                            .with_attempts(attempt)
-                    }),
-                Ok((status, _, bytes)) => {
-                    Err(
-                        Error::status_answer(&endpoint, status, &bytes, &self.inner.token)
-                            .with_attempts(attempt),
-                    )
+            let retryable = match &outcome {
+                Ok(a) => {
+                    a.status == StatusCode::TOO_MANY_REQUESTS
+                        || (a.status.is_server_error() && retry == Retry::Idempotent)
                 }
-                Err(e) => Err(e.with_attempts(attempt)),
+                Err(e) => {
+                    e.kind() == ErrorKind::Connect
+                        || (retry == Retry::Idempotent
+                            && matches!(e.kind(), ErrorKind::Timeout | ErrorKind::Transport))
+                }
             };
+            let retry_after = outcome.as_ref().ok().and_then(|a| a.retry_after);
+            let failure = match outcome {
+                Ok(a) => Error::status_answer(
+                    endpoint,
+                    a.status,
+                    &a.body,
+                    a.complete,
+                    a.total,
+                    &call.sensitive,
+                ),
+                Err(e) => e,
+            }
+            .with_attempts(attempt)
+            .set_retry_after(retry_after);
+            if !retryable || attempt > settings.max_retries {
+                return Err(failure);
+            }
+            let wait = match retry_after {
+                Some(asked) if asked > settings.max_backoff => {
+                    let why = format!(
+                        "longer than the longest wait, {}",
+                        seconds(settings.max_backoff)
+                    );
+                    return Err(failure.with_retry_after(asked, &why));
+                }
+                Some(asked) => asked,
+                None => self.jittered_backoff(attempt - 1),
+            };
+            if Instant::now() + wait >= call.until {
+                return Err(match retry_after {
+                    Some(asked) => failure.with_retry_after(asked, "past the call's deadline"),
+                    None => failure,
+                });
+            }
+            tokio::time::sleep(wait).await;
         }
     }
 
-    /// One request under the request timeout: the status, the `Retry-After` wait and
-    /// the whole body.
+    /// One request under the request timeout, cut to what is left of the deadline.
     async fn attempt(
         &self,
         method: &Method,
         uri: &str,
         body: &Bytes,
         endpoint: &str,
-    ) -> Result<(StatusCode, Option<Duration>, Bytes), Error> {
+        call: &Call,
+    ) -> Result<Answer, Error> {
+        let settings = &self.inner.settings;
+        let left = call.until.saturating_duration_since(Instant::now());
+        let (timeout, timed_out) = if left < settings.timeout {
+            let m = format!(
+                "{endpoint}: no answer in {} (the call's deadline)",
+                seconds(settings.deadline)
+            );
+            (left, m)
+        } else {
+            let m = format!(
+                "{endpoint}: no complete answer in {}",
+                seconds(settings.timeout)
+            );
+            (settings.timeout, m)
+        };
+        if timeout.is_zero() {
+            return Err(Error::new(ErrorKind::Timeout, timed_out));
+        }
         let mut request = Request::builder()
             .method(method.clone())
             .uri(uri)
@@ -526,6 +926,26 @@ impl Client {
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            let transport =
+                |e: BoxError| Error::new(ErrorKind::Transport, endpoint.to_owned()).with_source(e);
+            if !parts.status.is_success() {
+                let total = parts
+                    .headers
+                    .get(CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse().ok());
+                // Only what an error can show: the connection is dropped after it.
+                let keep = error::MAX_KEPT_BODY + call.sensitive.longest_form() + 64;
+                let (body, complete) = read_at_most(body, keep)
+                    .await
+                    .map_err(|e| transport(e.into()))?;
+                return Ok(Answer {
+                    status: parts.status,
+                    retry_after,
+                    total: total.or(complete.then_some(body.len() as u64)),
+                    body,
+                    complete,
+                });
+            }
             let bytes = Limited::new(body, MAX_ANSWER)
                 .collect()
                 .await
@@ -537,23 +957,21 @@ impl Client {
                         )
                         .set_status(parts.status)
                     } else {
-                        Error::new(ErrorKind::Transport, endpoint.to_owned()).with_source(e)
+                        transport(e)
                     }
                 })?
                 .to_bytes();
-            Ok((parts.status, retry_after, bytes))
+            Ok(Answer {
+                status: parts.status,
+                retry_after,
+                total: Some(bytes.len() as u64),
+                body: bytes,
+                complete: true,
+            })
         };
-        tokio::time::timeout(self.inner.settings.timeout, exchange)
+        tokio::time::timeout(timeout, exchange)
             .await
-            .map_err(|_| {
-                Error::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "{endpoint}: no complete answer within {:?}",
-                        self.inner.settings.timeout
-                    ),
-                )
-            })?
+            .map_err(|_| Error::new(ErrorKind::Timeout, timed_out))?
     }
 
     /// The longest wait before retry `retry` (from 0): the initial backoff doubled
@@ -571,6 +989,46 @@ impl Client {
     fn jittered_backoff(&self, retry: u32) -> Duration {
         jitter(self.backoff(retry), random_fraction())
     }
+}
+
+/// At most about `limit` bytes of `body` (whole frames), and whether that is all of it.
+async fn read_at_most(
+    mut body: hyper::body::Incoming,
+    limit: usize,
+) -> Result<(Bytes, bool), hyper::Error> {
+    let mut kept = Vec::new();
+    while kept.len() <= limit {
+        match body.frame().await {
+            None => return Ok((kept.into(), true)),
+            Some(frame) => {
+                if let Ok(data) = frame?.into_data() {
+                    let room = limit + 1 - kept.len();
+                    kept.extend_from_slice(&data[..data.len().min(room)]);
+                }
+            }
+        }
+    }
+    Ok((kept.into(), false))
+}
+
+/// The webhook listed with `url`, if any; an error when a listed webhook has no URL
+/// (it might be this one).
+fn find<'a>(list: &'a WebhookList, url: &str) -> Result<Option<&'a WebhookSummary>, String> {
+    if let Some(found) = list.find_by_url(url) {
+        return Ok(Some(found));
+    }
+    match list.webhooks.iter().find(|w| w.url.is_none()) {
+        Some(w) => Err(format!(
+            "a listed webhook ({}) has no `url`: cannot tell whether it is the one for {url}; \
+             nothing was created",
+            w.id.as_deref().unwrap_or("no id")
+        )),
+        None => Ok(None),
+    }
+}
+
+fn decode(endpoint: &str, message: &str, call: &Call) -> Error {
+    Error::new(ErrorKind::Decode, format!("{endpoint}: {message}")).redacted(&call.sensitive)
 }
 
 /// `ceiling` scaled into `[ceiling / 2, ceiling]` by `fraction` (in `[0, 1)`).
@@ -600,11 +1058,24 @@ fn may_have_acted(e: &Error) -> bool {
 fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        // More digits than a u64 holds is "a very long time": the cap applies.
+        // More digits than a u64 holds is "a very long time".
         return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Percent-encoded except for unreserved characters.
+fn percent(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// A webhook id as one path segment: percent-encoded except for unreserved
@@ -613,15 +1084,7 @@ fn path_segment(id: &str) -> Result<String, Error> {
     if matches!(id, "" | "." | "..") {
         return Err(Error::config(format!("invalid webhook id {id:?}")));
     }
-    let mut out = String::with_capacity(id.len());
-    for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    Ok(out)
+    Ok(percent(id))
 }
 
 #[cfg(test)]
@@ -652,6 +1115,20 @@ mod tests {
         assert_eq!(path_segment("wh_123456789").unwrap(), "wh_123456789");
         assert_eq!(path_segment("a/b?c").unwrap(), "a%2Fb%3Fc");
         assert!(path_segment("..").is_err() && path_segment("").is_err());
+    }
+
+    #[test]
+    fn the_defaults_are_the_documented_ones() {
+        let s = Settings::default();
+        assert_eq!(s.deadline, Duration::from_secs(60));
+        assert_eq!(s.connect_timeout, Duration::from_secs(10));
+        assert_eq!(s.timeout, Duration::from_secs(30));
+        assert_eq!(s.max_retries, 3);
+        assert_eq!(s.initial_backoff, Duration::from_millis(500));
+        assert_eq!(s.max_backoff, Duration::from_secs(30));
+        assert!(!s.allow_plain_http);
+        assert_eq!(error::MAX_KEPT_BODY, 4 * 1024);
+        assert_eq!((MAX_ANSWER, MAX_PAGES), (16 * 1024 * 1024, 1000));
     }
 
     #[test]
@@ -698,7 +1175,7 @@ mod tests {
             "http://127.0.0.1:9/v1/",
             "https://x.example",
         ] {
-            assert!(parse_base_url(good).is_ok(), "{good}");
+            assert!(parse_base_url(good, false).is_ok(), "{good}");
         }
         for bad in [
             "api.notmeta.com/v1",
@@ -706,8 +1183,16 @@ mod tests {
             "https://x.example/v1?x=1",
             "/v1",
             "",
+            "http://x.example/v1",
+            "http://127.0.0.1.example/v1",
+            "https://user:pw@x.example/v1",
         ] {
-            assert!(parse_base_url(bad).is_err(), "{bad}");
+            assert!(parse_base_url(bad, false).is_err(), "{bad}");
         }
+        assert!(parse_base_url("http://x.example/v1", true).is_ok());
+        assert_eq!(
+            without_userinfo("https://user:pw@x.example/v1?a=b@c"),
+            "https://<redacted>@x.example/v1?a=b@c"
+        );
     }
 }

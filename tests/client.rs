@@ -83,6 +83,13 @@ impl Fake {
     fn seen(&self) -> Vec<Seen> {
         self.0.lock().unwrap().seen.clone()
     }
+    /// Every request's method and path, in order.
+    fn calls(&self) -> Vec<String> {
+        self.seen()
+            .iter()
+            .map(|s| format!("{} {}", s.method, s.path))
+            .collect()
+    }
     fn webhook_count(&self) -> usize {
         self.0.lock().unwrap().webhooks.len()
     }
@@ -445,40 +452,28 @@ async fn a_429_is_retried_after_its_retry_after() {
 }
 
 #[tokio::test]
-async fn a_retry_after_date_is_honoured_and_every_wait_is_capped() {
+async fn a_retry_after_date_is_honoured() {
     let fake = Fake::default();
-    let in_three_seconds = httpdate_in(Duration::from_secs(3));
     fake.then(Canned {
         status: 429,
-        headers: vec![("retry-after", in_three_seconds)],
-        body: String::new(),
-    })
-    .then(Canned {
-        status: 503,
-        headers: vec![("retry-after", "3600".to_owned())],
+        headers: vec![("retry-after", httpdate_in(Duration::from_secs(3)))],
         body: String::new(),
     });
     let client = builder(fake.serve().await)
-        .max_backoff(Duration::from_millis(1500))
+        .max_backoff(Duration::from_secs(5))
         .build()
         .unwrap();
 
     client.list_webhooks().await.unwrap();
 
     let seen = fake.seen();
-    assert_eq!(seen.len(), 3);
-    // The date has one-second resolution: 2 s to 3 s away, so the cap of 1.5 s waited
-    // (a date that failed to parse would have meant the 10 ms backoff).
-    let first = seen[1].at - seen[0].at;
+    assert_eq!(seen.len(), 2);
+    // The date has one-second resolution: 2 s to 3 s away (a date that failed to
+    // parse would have meant the 10 ms backoff).
+    let waited = seen[1].at - seen[0].at;
     assert!(
-        first >= Duration::from_millis(1200) && first < Duration::from_secs(3),
-        "{first:?}"
-    );
-    // An hour asked for, the cap waited.
-    let second = seen[2].at - seen[1].at;
-    assert!(
-        second >= Duration::from_millis(1490) && second < Duration::from_secs(3),
-        "{second:?}"
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(4),
+        "{waited:?}"
     );
 }
 
@@ -538,6 +533,7 @@ async fn a_creation_is_retried_after_429_but_never_after_a_5xx() {
     let client = builder(fake.serve().await).max_retries(3).build().unwrap();
     let err = client.create_webhook(&request()).await.unwrap_err();
     assert_eq!(err.status().map(|s| s.as_u16()), Some(503));
+    assert!(err.may_have_created());
     assert_eq!(fake.seen().len(), 1, "a POST is not retried after a 5xx");
     assert_eq!(fake.webhook_count(), 1);
 }
@@ -581,6 +577,7 @@ async fn a_refused_connection_is_a_connect_error_retried_even_for_a_creation() {
     let err = client.create_webhook(&request()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Connect);
     assert_eq!(err.attempts(), 3);
+    assert!(!err.may_have_created(), "the request was never sent");
 }
 
 #[tokio::test]
@@ -614,13 +611,8 @@ async fn ensure_run_twice_creates_one_webhook() {
     assert!(second.events_match());
     assert!(second.secret().is_none()); // the stand-in, like a careful API, lists no secrets
     assert_eq!(fake.webhook_count(), 1);
-    let calls: Vec<_> = fake
-        .seen()
-        .iter()
-        .map(|s| format!("{} {}", s.method, s.path))
-        .collect();
     assert_eq!(
-        calls,
+        fake.calls(),
         ["GET /v1/webhooks", "POST /v1/webhooks", "GET /v1/webhooks"]
     );
 }
@@ -654,19 +646,6 @@ async fn ensure_reports_different_events_and_changes_nothing() {
         "exists wh_1  active  https://tu-dominio.com/webhook  message.received,conversation.assigned  \
          (missing: user.online)  (not requested: conversation.assigned)"
     );
-}
-
-#[tokio::test]
-async fn ensure_after_a_creation_answered_503_finds_it_instead_of_creating_again() {
-    let fake = Fake::default();
-    fake.set(|s| s.fail_after_create = 1);
-    let client = builder(fake.serve().await).build().unwrap();
-
-    let ensured = client.ensure_webhook(&request()).await.unwrap();
-
-    assert_eq!(ensured.id(), Some("wh_1"));
-    assert!(!ensured.was_created());
-    assert_eq!(fake.webhook_count(), 1);
 }
 
 #[tokio::test]
@@ -719,4 +698,433 @@ fn the_client_its_futures_and_its_types_cross_threads() {
     send(&client.list_webhooks());
     send(&client.webhook_logs("wh_1"));
     send(&client.webhook_stats("wh_1"));
+}
+
+// ---- Secrets in errors, lists that are not complete, answers lost, limits in force ----
+
+/// A token and a secret with characters JSON and URLs escape.
+const ODD_TOKEN: &str = "tok/odd<9f>";
+const ODD_SECRET: &str = "sec/ret<7a>";
+
+/// Every form an echo may take of `s`: JSON with `\/`, `\u00XX` and HTML-style
+/// `\u003c` escapes, and percent-encoding.
+fn echoed_forms(s: &str) -> String {
+    let slash = s.replace('/', "\\/");
+    let html = s.replace('<', "\\u003c").replace('>', "\\u003e");
+    let all_u: String = s.chars().map(|c| format!("\\u{:04x}", c as u32)).collect();
+    format!(
+        r#"{{"error":"invalid","echo":["{s}","{slash}","{html}","{all_u}"],"{html}":1,"query":"x={pct}"}}"#,
+        pct = s
+            .bytes()
+            .map(|b| if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            })
+            .collect::<String>()
+    )
+}
+
+fn assert_hidden(texts: &[String]) {
+    for text in texts {
+        for secret in [
+            ODD_TOKEN,
+            ODD_SECRET,
+            "tok\\/odd",
+            "sec\\/ret",
+            "sec%2Fret",
+            "tok%2Fodd",
+            "ret\\u003c7a",
+            "odd\\u003c9f",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        for fragment in ["odd<9f", "ret<7a"] {
+            assert!(!text.contains(fragment), "{fragment} in {text}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_error_never_shows_the_token_or_the_secret_sent_in_any_escaped_form() {
+    let fake = Fake::default();
+    let echo = format!("{}{}", echoed_forms(ODD_TOKEN), echoed_forms(ODD_SECRET));
+    // Not JSON as a whole: scrubbed as text. Then each alone: JSON, walked.
+    fake.then(canned(422, echo.clone()))
+        .then(canned(400, echoed_forms(ODD_SECRET)))
+        .then(canned(500, echoed_forms(ODD_TOKEN)))
+        .then(canned(
+            200,
+            format!("\"{}\"", ODD_SECRET.replace('/', "\\/")),
+        ));
+    let client = Client::builder(ODD_TOKEN)
+        .base_url(format!("http://{}/v1", fake.serve().await))
+        .max_retries(0)
+        .build()
+        .unwrap();
+    let request = CreateWebhook::new("https://a.example/h", [EventType::UserOnline], ODD_SECRET);
+    let mut shown = Vec::new();
+    for _ in 0..4 {
+        let err = client.create_webhook(&request).await.unwrap_err();
+        shown.push(err.to_string());
+        shown.push(format!("{err:?}"));
+        shown.push(err.body().unwrap_or_default().to_owned());
+    }
+    assert_hidden(&shown);
+    assert!(shown[0].contains("<redacted>"), "{}", shown[0]);
+    assert!(shown[5].contains("<redacted>"), "{}", shown[5]);
+    assert_eq!(fake.seen().len(), 4);
+}
+
+/// A stand-in listing `pages`, one per request, in order; creations are counted.
+async fn serve_pages(pages: Vec<Value>) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let pages = Arc::new(pages);
+    let app = Router::new().fallback({
+        let seen = seen.clone();
+        move |method: Method, uri: Uri| {
+            let seen = seen.clone();
+            let pages = pages.clone();
+            async move {
+                let mut seen = seen.lock().unwrap();
+                seen.push(format!("{method} {uri}"));
+                if method == Method::POST {
+                    return json_answer(201, json!({"id":"wh_new","url":"u","secret":"whsec_n"}));
+                }
+                let gets = seen.iter().filter(|s| s.starts_with("GET")).count();
+                json_answer(200, pages[(gets - 1).min(pages.len() - 1)].clone())
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+fn listed(n: u32, url: &str) -> Value {
+    json!({"id": format!("wh_{n}"), "url": url, "events": ["message.received", "conversation.assigned"]})
+}
+
+#[tokio::test]
+async fn ensure_reads_every_page_and_finds_the_webhook_on_the_third() {
+    let (addr, seen) = serve_pages(vec![
+        json!({"data": [listed(1, "https://a.example/1")], "has_more": true, "next_cursor": "c/2"}),
+        json!({"data": [listed(2, "https://a.example/2")], "links": {"next": "/v1/webhooks?page=3"}}),
+        json!({"data": [listed(3, "https://tu-dominio.com/webhook")], "has_more": false}),
+    ])
+    .await;
+    let client = builder(addr).build().unwrap();
+    let ensured = client.ensure_webhook(&request()).await.unwrap();
+    assert_eq!(ensured.id(), Some("wh_3"));
+    assert!(!ensured.was_created());
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "GET /v1/webhooks",
+            "GET /v1/webhooks?cursor=c%2F2",
+            "GET /v1/webhooks?page=3"
+        ]
+    );
+    let list = client.list_webhooks().await.unwrap();
+    assert_eq!(
+        list.webhooks.len(),
+        1,
+        "the stand-in now answers its last page"
+    );
+}
+
+#[tokio::test]
+async fn a_list_under_another_key_is_read_and_an_unknown_empty_one_is_an_error() {
+    let (addr, seen) = serve_pages(vec![
+        json!({"hooks": [listed(7, "https://tu-dominio.com/webhook")], "count": 1}),
+    ])
+    .await;
+    let client = builder(addr).build().unwrap();
+    let ensured = client.ensure_webhook(&request()).await.unwrap();
+    assert_eq!(ensured.id(), Some("wh_7"));
+    assert_eq!(seen.lock().unwrap().len(), 1);
+
+    for page in [
+        json!({"hooks": [], "count": 0}),
+        json!({"total": 0}),
+        json!("none"),
+    ] {
+        let (addr, seen) = serve_pages(vec![page.clone()]).await;
+        let client = builder(addr).build().unwrap();
+        let err = client.ensure_webhook(&request()).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode, "{page}: {err}");
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["GET /v1/webhooks"],
+            "{page}: nothing created"
+        );
+    }
+}
+
+#[tokio::test]
+async fn more_pages_with_nothing_to_follow_is_an_error_and_nothing_is_created() {
+    for page in [
+        json!({"data": [], "has_more": true}),
+        json!({"data": [listed(1, "https://a.example/1")], "next_page": 2}),
+        json!({"data": [], "pagination": {"has_more": true}}),
+    ] {
+        let (addr, seen) = serve_pages(vec![page.clone()]).await;
+        let client = builder(addr).build().unwrap();
+        let err = client.ensure_webhook(&request()).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode, "{page}");
+        assert!(err.to_string().contains("incomplete"), "{err}");
+        assert_eq!(*seen.lock().unwrap(), ["GET /v1/webhooks"], "{page}");
+    }
+}
+
+#[tokio::test]
+async fn a_next_url_on_another_origin_or_a_repeated_cursor_is_an_error() {
+    let (addr, seen) = serve_pages(vec![
+        json!({"data": [], "next": "https://elsewhere.example/v1/webhooks?page=2"}),
+    ])
+    .await;
+    let err = builder(addr)
+        .build()
+        .unwrap()
+        .list_webhooks()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "the token is never sent elsewhere"
+    );
+
+    let (addr, seen) = serve_pages(vec![json!({"data": [], "next_cursor": "same"})]).await;
+    let err = builder(addr)
+        .build()
+        .unwrap()
+        .list_webhooks()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_listed_webhook_without_a_url_stops_ensure() {
+    let (addr, seen) = serve_pages(vec![json!([{"id": "wh_1", "events": []}])]).await;
+    let err = builder(addr)
+        .build()
+        .unwrap()
+        .ensure_webhook(&request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+    assert!(err.to_string().contains("url"), "{err}");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_creation_answered_503_that_happened_is_reported_created_with_the_secret_sent() {
+    let fake = Fake::default();
+    fake.set(|s| s.fail_after_create = 1);
+    let client = builder(fake.serve().await).build().unwrap();
+
+    let ensured = client.ensure_webhook(&request()).await.unwrap();
+
+    assert!(ensured.was_created(), "{ensured}");
+    assert_eq!(ensured.id(), Some("wh_1"));
+    assert!(ensured.secret().is_some());
+    // The stand-in lists no secrets: the one sent is the one to keep.
+    assert_eq!(ensured.expose_secret(), Some("tu_secret_webhook"));
+    let Ensured::CreatedAnswerLost { webhook, cause } = &ensured else {
+        panic!("expected a creation whose answer was lost, got {ensured:?}")
+    };
+    assert_eq!(webhook.url, "https://tu-dominio.com/webhook");
+    assert!(cause.contains("503"), "{cause}");
+    assert!(
+        ensured
+            .to_string()
+            .starts_with("created (NotMeta's answer was lost) wh_1"),
+        "{ensured}"
+    );
+    assert!(!format!("{ensured} {ensured:?}").contains("tu_secret_webhook"));
+    assert_eq!(fake.webhook_count(), 1);
+    assert_eq!(
+        fake.calls(),
+        ["GET /v1/webhooks", "POST /v1/webhooks", "GET /v1/webhooks"]
+    );
+}
+
+#[tokio::test]
+async fn a_huge_5xx_body_is_not_read_whole_and_the_read_is_retried() {
+    let fake = Fake::default();
+    fake.then(canned(503, "x".repeat(20 * 1024 * 1024)));
+    let client = builder(fake.serve().await).build().unwrap();
+    let list = client.list_webhooks().await.unwrap();
+    assert!(list.webhooks.is_empty());
+    assert_eq!(fake.seen().len(), 2);
+
+    let fake = Fake::default();
+    fake.then(canned(400, "y".repeat(20 * 1024 * 1024)));
+    let client = builder(fake.serve().await).build().unwrap();
+    let err = client.list_webhooks().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Status);
+    assert!(err.body().unwrap().len() < 5_000);
+    assert!(
+        err.body()
+            .unwrap()
+            .ends_with(&format!("({} bytes in all)", 20 * 1024 * 1024))
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_never_completes_tls_is_a_connect_error_and_a_creation_is_retried() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(Mutex::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            *count.lock().unwrap() += 1;
+            held.push(socket); // accepted, never a byte of TLS
+        }
+    });
+    let client = Client::builder(TOKEN)
+        .base_url(format!("https://{addr}/v1"))
+        .connect_timeout(Duration::from_millis(300))
+        .timeout(Duration::from_secs(10))
+        .initial_backoff(Duration::from_millis(10))
+        .max_retries(2)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let err = client.create_webhook(&request()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
+    assert_eq!(err.attempts(), 3);
+    assert_eq!(*accepted.lock().unwrap(), 3);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Lists once from a stand-in answering `status` with `Retry-After: secs`, with the
+/// client `configure` makes; the error, which must come at once.
+async fn refused_with_retry_after(
+    status: u16,
+    secs: u64,
+    configure: impl FnOnce(ClientBuilder) -> ClientBuilder,
+) -> notmeta_webhooks::client::Error {
+    let fake = Fake::default();
+    fake.then(Canned {
+        status,
+        headers: vec![("retry-after", secs.to_string())],
+        body: String::new(),
+    });
+    let client = configure(builder(fake.serve().await)).build().unwrap();
+    let started = Instant::now();
+    let err = client.list_webhooks().await.unwrap_err();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!((err.kind(), err.attempts()), (ErrorKind::Status, 1));
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(secs)));
+    assert_eq!(fake.seen().len(), 1);
+    err
+}
+
+#[tokio::test]
+async fn a_retry_after_longer_than_max_backoff_fails_at_once() {
+    let err =
+        refused_with_retry_after(503, 3600, |b| b.max_backoff(Duration::from_millis(1500))).await;
+    assert!(err.to_string().contains("3600 s"), "{err}");
+
+    // A wait that would end past the deadline is not waited either.
+    let err = refused_with_retry_after(429, 5, |b| b.deadline(Duration::from_secs(2))).await;
+    assert!(err.to_string().contains("deadline"), "{err}");
+}
+
+#[tokio::test]
+async fn the_deadline_bounds_the_whole_call() {
+    let fake = Fake::default();
+    fake.set(|s| s.hang = true);
+    let addr = fake.serve().await;
+    let client = builder(addr)
+        .deadline(Duration::from_secs(1))
+        .timeout(Duration::from_millis(400))
+        .max_retries(10)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let err = client.list_webhooks().await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert!(err.attempts() >= 2, "{err}");
+    assert!(fake.seen().len() < 10);
+
+    // The attempt's own timeout is cut to what is left: one attempt, one second.
+    let client = builder(addr)
+        .deadline(Duration::from_secs(1))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let err = client.ensure_webhook(&request()).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.to_string().contains("no answer in 1 s"), "{err}");
+}
+
+#[tokio::test]
+async fn logs_say_when_more_pages_exist_and_an_unknown_shape_is_an_error() {
+    let fake = Fake::default();
+    fake.then(canned(
+        200,
+        r#"{"entries":[{"event_id":"evt_1"}],"has_more":true}"#,
+    ))
+    .then(canned(200, r#"{"logs":[],"total":0}"#))
+    .then(canned(200, r#"{"deliveries":[],"total":0}"#));
+    let client = builder(fake.serve().await).build().unwrap();
+    let logs = client.webhook_logs("wh_1").await.unwrap();
+    assert_eq!(logs.entries.len(), 1);
+    assert!(logs.more_pages());
+    let logs = client.webhook_logs("wh_1").await.unwrap();
+    assert!(logs.entries.is_empty() && !logs.more_pages());
+    let err = client.webhook_logs("wh_1").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode);
+    assert!(err.to_string().contains("`deliveries`"), "{err}");
+}
+
+#[test]
+fn plain_http_is_for_loopback_only_and_credentials_in_the_url_are_refused() {
+    for local in [
+        "http://127.0.0.1:9/v1",
+        "http://127.8.0.1/v1",
+        "http://[::1]:9",
+        "http://localhost:9",
+    ] {
+        assert!(
+            Client::builder(TOKEN).base_url(local).build().is_ok(),
+            "{local}"
+        );
+    }
+    let err = Client::builder(TOKEN)
+        .base_url("http://api.example/v1")
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    let err = Client::builder(TOKEN)
+        .base_url("https://admin:hunter2pw@api.example/v1")
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(!format!("{err} {err:?}").contains("hunter2pw"), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains("admin"), "{err:?}");
 }

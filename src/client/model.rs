@@ -72,6 +72,11 @@ impl CreateWebhook {
     pub fn events(&self) -> &[EventType] {
         &self.events
     }
+
+    /// The secret NotMeta is asked to sign with.
+    pub(crate) fn secret(&self) -> &str {
+        &self.secret
+    }
 }
 
 impl fmt::Debug for CreateWebhook {
@@ -182,6 +187,25 @@ impl Webhook {
         self.status.as_deref() == Some("active")
     }
 
+    /// The webhook as listed, with the listed secret, else `sent` (the one its
+    /// creation asked for); `None` when neither is a usable secret.
+    fn from_listed(listed: WebhookSummary, sent: &str) -> Option<Self> {
+        let text = match listed.secret_text {
+            Some(text) => text,
+            None => SecretText(zeroize::Zeroizing::new(sent.to_owned())),
+        };
+        Some(Self {
+            secret: Secret::new(text.0.as_str()).ok()?,
+            id: listed.id.unwrap_or_default(),
+            url: listed.url.unwrap_or_default(),
+            events: listed.events.unwrap_or_default(),
+            created_at: listed.created_at,
+            status: listed.status,
+            extra: listed.extra,
+            secret_text: text,
+        })
+    }
+
     /// A [`Verifier`] for this webhook's deliveries, keyed with its secret.
     ///
     /// To accept an older secret too during a rotation, build one instead:
@@ -271,9 +295,24 @@ pub struct WebhookSummary {
     pub secret: Option<Secret>,
     /// Every other field NotMeta sent.
     pub extra: Map<String, Value>,
+    /// The listed secret's text, for [`WebhookSummary::expose_secret`].
+    secret_text: Option<SecretText>,
 }
 
 impl WebhookSummary {
+    /// The secret's text, if NotMeta lists it. `Debug` and `Display` never print it.
+    ///
+    /// ```
+    /// use notmeta_webhooks::client::WebhookSummary;
+    /// let listed: WebhookSummary = serde_json::from_str(r#"{"id":"wh_1","secret":"whsec_x"}"#)?;
+    /// assert_eq!(listed.expose_secret(), Some("whsec_x"));
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    #[must_use]
+    pub fn expose_secret(&self) -> Option<&str> {
+        self.secret_text.as_ref().map(|t| t.0.as_str())
+    }
+
     /// The subscribed event types this version knows (none when `events` is absent).
     #[must_use]
     pub fn event_types(&self) -> Vec<EventType> {
@@ -291,12 +330,21 @@ impl WebhookSummary {
         self.status.as_deref() == Some("active")
     }
 
+    pub(super) fn from_value(value: Value) -> Self {
+        Self::from_map(object(value))
+    }
+
     fn from_map(mut map: Map<String, Value>) -> Self {
-        Self {
-            secret: match map.remove("secret") {
-                Some(Value::String(s)) => Secret::new(s).ok(),
-                _ => None,
+        let (secret, secret_text) = match map.remove("secret") {
+            Some(Value::String(s)) => match Secret::new(&s) {
+                Ok(secret) => (Some(secret), Some(SecretText(zeroize::Zeroizing::new(s)))),
+                Err(_) => (None, None),
             },
+            _ => (None, None),
+        };
+        Self {
+            secret,
+            secret_text,
             id: text(&mut map, "id"),
             url: text(&mut map, "url"),
             events: names(&mut map, "events"),
@@ -328,8 +376,12 @@ impl fmt::Display for WebhookSummary {
 
 /// The answer to `GET /webhooks` (shape not documented).
 ///
-/// Both a bare array and an object wrapping it under `data` or `webhooks` are read;
-/// the wrapper's other fields (pagination, say) are in `extra`.
+/// A bare array is read, and an object wrapping it under `data`, `webhooks`, `items`
+/// or `results`, or else under its only array field when that holds objects; any
+/// other answer is an error (never an empty list). The wrapper's other fields
+/// (pagination, say) are in `extra`, of the first page when
+/// [`Client::list_webhooks`](super::Client::list_webhooks) read several; it reads
+/// every page, where deserialising one answer reads that page only.
 ///
 /// ```
 /// use notmeta_webhooks::client::WebhookList;
@@ -340,6 +392,9 @@ impl fmt::Display for WebhookSummary {
 /// assert_eq!(bare.webhooks.len(), 2);
 /// assert_eq!(wrapped.webhooks[1].id.as_deref(), Some("wh_2"));
 /// assert_eq!(wrapped.extra["has_more"], false);
+/// let other_key: WebhookList = serde_json::from_str(r#"{"hooks":[{"id":"wh_1"}],"count":1}"#)?;
+/// assert_eq!(other_key.webhooks.len(), 1);
+/// assert!(serde_json::from_str::<WebhookList>(r#"{"hooks":[],"count":0}"#).is_err());
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -369,7 +424,9 @@ impl WebhookList {
 
 impl<'de> Deserialize<'de> for WebhookList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (items, extra) = unwrap_list(Value::deserialize(d)?, &["data", "webhooks"]);
+        let page = Page::read(Value::deserialize(d)?, super::WEBHOOK_KEYS, "webhooks")
+            .map_err(serde::de::Error::custom)?;
+        let (items, extra) = (page.items, page.extra);
         Ok(Self {
             webhooks: items
                 .into_iter()
@@ -455,8 +512,11 @@ impl fmt::Display for LogEntry {
 
 /// The answer to `GET /webhooks/{id}/logs` (shape not documented).
 ///
-/// A bare array, or an object wrapping it under `data` or `logs`, is read into
-/// `entries`; the wrapper's other fields are in `extra`.
+/// A bare array, or an object wrapping it under `data`, `logs`, `items` or
+/// `results` (or else under its only array field when that holds objects), is read
+/// into `entries`; any other answer is an error. The wrapper's other fields are in
+/// `extra`. Only one page is read: [`WebhookLogs::more_pages`] tells whether NotMeta
+/// signalled more.
 ///
 /// ```
 /// use notmeta_webhooks::client::WebhookLogs;
@@ -471,6 +531,7 @@ impl fmt::Display for LogEntry {
 /// assert_eq!(entry.extra["duration_ms"], 87);
 /// assert_eq!(logs.extra["total"], 1);
 /// assert_eq!(entry.to_string(), "2024-01-01T12:00:00Z  message.received  evt_1  success  200");
+/// assert!(!logs.more_pages());
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -480,18 +541,42 @@ pub struct WebhookLogs {
     pub entries: Vec<LogEntry>,
     /// The wrapping object's other fields, if the entries came wrapped.
     pub extra: Map<String, Value>,
+    more_pages: bool,
+}
+
+impl WebhookLogs {
+    /// Whether NotMeta signalled more entries than this page holds (a next URL or
+    /// cursor, `has_more`, `next_page`…). They are not read.
+    ///
+    /// ```
+    /// use notmeta_webhooks::client::WebhookLogs;
+    /// let logs: WebhookLogs = serde_json::from_str(r#"{"data":[{"event_id":"evt_1"}],"next_cursor":"c2"}"#)?;
+    /// assert!(logs.more_pages());
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    #[must_use]
+    pub fn more_pages(&self) -> bool {
+        self.more_pages
+    }
+
+    pub(super) fn from_page(page: Page) -> Self {
+        Self {
+            more_pages: !matches!(page.next, Next::None),
+            entries: page
+                .items
+                .into_iter()
+                .map(|v| LogEntry::from_map(object(v)))
+                .collect(),
+            extra: page.extra,
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for WebhookLogs {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (items, extra) = unwrap_list(Value::deserialize(d)?, &["data", "logs"]);
-        Ok(Self {
-            entries: items
-                .into_iter()
-                .map(|v| LogEntry::from_map(object(v)))
-                .collect(),
-            extra,
-        })
+        let page = Page::read(Value::deserialize(d)?, super::LOG_KEYS, "log entries")
+            .map_err(serde::de::Error::custom)?;
+        Ok(Self::from_page(page))
     }
 }
 
@@ -574,6 +659,21 @@ pub enum Ensured {
     /// No webhook had the URL: this one was created. Keep its secret, NotMeta does not
     /// document another way to read it.
     Created(Webhook),
+    /// The creation failed in a way that may have acted (a 5xx, a timeout, a lost
+    /// connection), and the list read after it shows a webhook with the URL: most
+    /// likely created by this call, its answer lost.
+    ///
+    /// `webhook` is the listed one, with the secret NotMeta listed if it lists one,
+    /// else the secret that was sent. Store that secret as for [`Ensured::Created`]:
+    /// NotMeta signs with the secret sent unless it chose its own, and documents no
+    /// call to read a secret again. Check it on the first delivery, or on the
+    /// `webhook.verified` challenge, with `notmeta-webhooks verify`.
+    CreatedAnswerLost {
+        /// The listed webhook, with the secret as described above.
+        webhook: Webhook,
+        /// Why the creation's answer was lost (the error, never showing a secret).
+        cause: String,
+    },
     /// A webhook with the URL exists; nothing was changed.
     Existing {
         /// The listed webhook.
@@ -591,22 +691,48 @@ impl Ensured {
     #[must_use]
     pub fn id(&self) -> Option<&str> {
         match self {
-            Self::Created(w) => Some(&w.id),
+            Self::Created(w) | Self::CreatedAnswerLost { webhook: w, .. } => Some(&w.id),
             Self::Existing { webhook, .. } => webhook.id.as_deref(),
         }
     }
 
-    /// Whether the webhook was created by this call.
+    /// Whether the webhook was created by this call ([`Ensured::Created`], and
+    /// [`Ensured::CreatedAnswerLost`]): then store its [secret](Self::expose_secret).
     #[must_use]
     pub fn was_created(&self) -> bool {
-        matches!(self, Self::Created(_))
+        matches!(self, Self::Created(_) | Self::CreatedAnswerLost { .. })
     }
 
-    /// Whether the webhook is subscribed to exactly the requested event types.
+    /// The signing secret's text: for a webhook this call created, the one to store
+    /// (NotMeta documents no other way to read it); for an existing one, only if
+    /// NotMeta listed it. `Debug` and `Display` never print it.
+    ///
+    /// ```
+    /// use notmeta_webhooks::client::{Ensured, Webhook};
+    /// let webhook: Webhook = serde_json::from_str(
+    ///     r#"{"id":"wh_1","url":"https://example.com/webhook","secret":"whsec_abc123"}"#,
+    /// )?;
+    /// let ensured = Ensured::Created(webhook);
+    /// assert!(ensured.was_created());
+    /// assert_eq!(ensured.expose_secret(), Some("whsec_abc123"));
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    #[must_use]
+    pub fn expose_secret(&self) -> Option<&str> {
+        match self {
+            Self::Created(w) | Self::CreatedAnswerLost { webhook: w, .. } => {
+                Some(w.expose_secret())
+            }
+            Self::Existing { webhook, .. } => webhook.expose_secret(),
+        }
+    }
+
+    /// Whether the webhook is subscribed to exactly the requested event types
+    /// (always, for one this call created).
     #[must_use]
     pub fn events_match(&self) -> bool {
         match self {
-            Self::Created(_) => true,
+            Self::Created(_) | Self::CreatedAnswerLost { .. } => true,
             Self::Existing {
                 missing_events,
                 extra_events,
@@ -615,13 +741,27 @@ impl Ensured {
         }
     }
 
-    /// The signing secret: always known for a created webhook, only if NotMeta listed
+    /// The signing secret: always known for a webhook this call created (for
+    /// [`Ensured::CreatedAnswerLost`], as described there), only if NotMeta listed
     /// it for an existing one.
     #[must_use]
     pub fn secret(&self) -> Option<&Secret> {
         match self {
-            Self::Created(w) => Some(&w.secret),
+            Self::Created(w) | Self::CreatedAnswerLost { webhook: w, .. } => Some(&w.secret),
             Self::Existing { webhook, .. } => webhook.secret.as_ref(),
+        }
+    }
+
+    /// A creation whose answer was lost, found in the list; [`Ensured::Existing`] in
+    /// the unlikely case no usable secret is known.
+    pub(super) fn answer_lost(
+        listed: WebhookSummary,
+        requested: &CreateWebhook,
+        cause: String,
+    ) -> Self {
+        match Webhook::from_listed(listed.clone(), requested.secret()) {
+            Some(webhook) => Self::CreatedAnswerLost { webhook, cause },
+            None => Self::existing(listed, requested),
         }
     }
 
@@ -647,10 +787,14 @@ impl Ensured {
 }
 
 impl fmt::Display for Ensured {
-    /// `created <webhook>` or `exists <webhook>`, with the event difference if any.
+    /// `created <webhook>`, `created (NotMeta's answer was lost) <webhook>` or
+    /// `exists <webhook>`, with the event difference if any.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Created(w) => write!(f, "created {w}"),
+            Self::CreatedAnswerLost { webhook, .. } => {
+                write!(f, "created (NotMeta's answer was lost) {webhook}")
+            }
             Self::Existing {
                 webhook,
                 missing_events,
@@ -709,20 +853,183 @@ fn object(value: Value) -> Map<String, Value> {
     }
 }
 
-/// A list sent bare or wrapped in an object under one of `keys`.
-fn unwrap_list(value: Value, keys: &[&str]) -> (Vec<Value>, Map<String, Value>) {
-    match value {
-        Value::Array(items) => (items, Map::new()),
-        Value::Object(mut map) => {
-            let key = keys
+/// One answer of a list call: its items, the wrapper's other fields, and what it
+/// says of a next page.
+#[derive(Debug)]
+pub(super) struct Page {
+    pub(super) items: Vec<Value>,
+    pub(super) extra: Map<String, Value>,
+    pub(super) next: Next,
+}
+
+/// What a list page says of the next one.
+#[derive(Debug, PartialEq)]
+pub(super) enum Next {
+    /// Nothing: this is the last page.
+    None,
+    /// A next page's URL, as sent.
+    Url(String),
+    /// A cursor to ask for the next page with.
+    Cursor(String),
+    /// More pages, but nothing this client can follow: the sign seen.
+    Unfollowable(String),
+}
+
+/// Fields saying whether more pages follow.
+const MORE_FLAGS: &[&str] = &["has_more", "has_next", "has_next_page", "more"];
+/// Fields holding the next page's URL.
+const NEXT_URLS: &[&str] = &["next", "next_url", "next_page_url"];
+/// Fields holding the next page's cursor.
+const NEXT_CURSORS: &[&str] = &["next_cursor", "next_page_token"];
+
+impl Page {
+    /// A list sent bare, or wrapped in an object under one of `keys`, or else under
+    /// the object's only array field when that holds a non-empty array of objects.
+    /// Anything else is an error naming what was seen (`what`: the items' name).
+    pub(super) fn read(value: Value, keys: &[&str], what: &str) -> Result<Self, String> {
+        let mut map = match value {
+            Value::Array(items) => {
+                return Ok(Self {
+                    items,
+                    extra: Map::new(),
+                    next: Next::None,
+                });
+            }
+            Value::Object(map) => map,
+            other => {
+                return Err(format!(
+                    "the answer is {}, not a list of {what}",
+                    json_type(&other)
+                ));
+            }
+        };
+        let key = keys
+            .iter()
+            .find(|k| map.get(**k).is_some_and(Value::is_array))
+            .map(|k| (*k).to_owned())
+            .or_else(|| {
+                let mut arrays = map.iter().filter(|(_, v)| v.is_array());
+                match (arrays.next(), arrays.next()) {
+                    (Some((key, Value::Array(items))), None)
+                        if !items.is_empty() && items.iter().all(Value::is_object) =>
+                    {
+                        Some(key.clone())
+                    }
+                    _ => None,
+                }
+            });
+        let Some(Value::Array(items)) = key.and_then(|k| map.remove(&k)) else {
+            let fields: Vec<String> = map
                 .iter()
-                .find(|k| map.get(**k).is_some_and(Value::is_array));
-            match key.and_then(|k| map.remove(*k)) {
-                Some(Value::Array(items)) => (items, map),
-                _ => (Vec::new(), map),
+                .map(|(k, v)| format!("`{k}` ({})", json_type(v)))
+                .collect();
+            return Err(format!(
+                "no list of {what} found in the answer (its fields: {}); expected an array, or \
+                 one under {}",
+                if fields.is_empty() {
+                    "none".to_owned()
+                } else {
+                    fields.join(", ")
+                },
+                keys.iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ));
+        };
+        let next = next_page(&map);
+        Ok(Self {
+            items,
+            extra: map,
+            next,
+        })
+    }
+}
+
+/// What the wrapper says of a next page: its own fields, and those under
+/// `pagination`, `meta` (and `links` for a URL).
+fn next_page(map: &Map<String, Value>) -> Next {
+    let nested = |key: &str| map.get(key).and_then(Value::as_object);
+    let scopes: Vec<(&str, &Map<String, Value>)> = [
+        ("", Some(map)),
+        ("pagination.", nested("pagination")),
+        ("meta.", nested("meta")),
+    ]
+    .into_iter()
+    .filter_map(|(p, m)| Some((p, m?)))
+    .collect();
+    let is_set = |v: &Value| !matches!(v, Value::Null | Value::Bool(false)) && v != "";
+    // An explicit "no more" ends the list, whatever else is sent.
+    if scopes.iter().any(|(_, m)| {
+        MORE_FLAGS
+            .iter()
+            .any(|f| m.get(*f) == Some(&Value::Bool(false)))
+    }) {
+        return Next::None;
+    }
+    let mut url_fields: Vec<(String, &Value)> = Vec::new();
+    for (prefix, m) in &scopes {
+        for key in NEXT_URLS {
+            if let Some(v) = m.get(*key) {
+                url_fields.push((format!("{prefix}{key}"), v));
             }
         }
-        other => (Vec::new(), object(other)),
+    }
+    if let Some(links) = nested("links")
+        && let Some(next) = links.get("next")
+    {
+        let href = next.as_object().and_then(|o| o.get("href")).unwrap_or(next);
+        url_fields.push(("links.next".to_owned(), href));
+    }
+    if let Some(url) = url_fields
+        .iter()
+        .find_map(|(_, v)| v.as_str().filter(|s| !s.is_empty()))
+    {
+        return Next::Url(url.to_owned());
+    }
+    let mut cursor_fields: Vec<(String, &Value)> = Vec::new();
+    for (prefix, m) in &scopes {
+        for key in NEXT_CURSORS {
+            if let Some(v) = m.get(*key) {
+                cursor_fields.push((format!("{prefix}{key}"), v));
+            }
+        }
+    }
+    for (_, v) in &cursor_fields {
+        match v {
+            Value::String(s) if !s.is_empty() => return Next::Cursor(s.clone()),
+            Value::Number(n) => return Next::Cursor(n.to_string()),
+            _ => {}
+        }
+    }
+    for (prefix, m) in &scopes {
+        for flag in MORE_FLAGS {
+            if m.get(*flag).is_some_and(is_set) {
+                return Next::Unfollowable(format!("`{prefix}{flag}` is {}", m[*flag]));
+            }
+        }
+        if m.get("next_page").is_some_and(is_set) {
+            return Next::Unfollowable(format!("`{prefix}next_page` is {}", m["next_page"]));
+        }
+    }
+    if let Some((name, _)) = url_fields
+        .iter()
+        .chain(&cursor_fields)
+        .find(|(_, v)| is_set(v))
+    {
+        return Next::Unfollowable(format!("`{name}` is set"));
+    }
+    Next::None
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 

@@ -3,16 +3,18 @@
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Subcommand;
 use notmeta_webhooks::EventType;
 use notmeta_webhooks::client::{
-    Client, CreateWebhook, DEFAULT_BASE_URL, Error, ErrorKind, Webhook,
+    Client, CreateWebhook, DEFAULT_BASE_URL, Ensured, Error, ErrorKind, Webhook, WebhookSummary,
 };
+use notmeta_webhooks::event::Timestamp;
 use serde_json::Value;
 
 use crate::table::Table;
-use crate::term::{note, out};
+use crate::term::{SecretArg, note, out};
 
 /// The API's settings, shared by every `webhooks` command.
 #[derive(clap::Args)]
@@ -29,6 +31,19 @@ pub(crate) struct Args {
         global = true
     )]
     base_url: String,
+    /// The most seconds a command may take, retries and every page included.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=86_400),
+        global = true
+    )]
+    timeout: u64,
+    /// Accept a plain http:// base URL to another machine: the token then travels
+    /// in clear text (plain HTTP to 127.0.0.1, ::1 or localhost needs no flag).
+    #[arg(long, global = true)]
+    allow_plain_http: bool,
     #[command(subcommand)]
     command: WebhooksCommand,
 }
@@ -39,6 +54,8 @@ impl std::fmt::Debug for Args {
         f.debug_struct("Args")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("base_url", &self.base_url)
+            .field("timeout", &self.timeout)
+            .field("allow_plain_http", &self.allow_plain_http)
             .field("command", &self.command)
             .finish()
     }
@@ -46,7 +63,8 @@ impl std::fmt::Debug for Args {
 
 #[derive(Debug, Subcommand)]
 enum WebhooksCommand {
-    /// Create a webhook (`POST /webhooks`) and print it.
+    /// Create a webhook (`POST /webhooks`) unless one with the URL exists (the list
+    /// is read first), and print it.
     Create {
         /// Where NotMeta delivers, such as https://example.com/webhooks.
         #[arg(long)]
@@ -60,18 +78,19 @@ enum WebhooksCommand {
             value_delimiter = ','
         )]
         events: Vec<String>,
-        /// The secret to ask NotMeta to sign with (default: 32 random bytes, as
-        /// `whsec_` and hex). NotMeta answers with the secret it signs with.
-        #[arg(long)]
-        secret: Option<String>,
+        /// The secret to ask NotMeta to sign with (or set NOTMETA_WEBHOOK_SECRET;
+        /// default: 32 random bytes, as `whsec_` and hex). NotMeta answers with the
+        /// secret it signs with.
+        #[arg(long, env = "NOTMETA_WEBHOOK_SECRET", hide_env_values = true, value_parser = SecretArg::parse)]
+        secret: Option<SecretArg>,
         /// Print the secret NotMeta answers with. It is shown only at creation: keep
         /// it in your receiver's configuration.
         #[arg(long)]
         show_secret: bool,
     },
-    /// List the webhooks (`GET /webhooks`).
+    /// List every webhook (`GET /webhooks`, every page).
     List,
-    /// Print a webhook's delivery logs (`GET /webhooks/{id}/logs`).
+    /// Print a webhook's delivery logs (`GET /webhooks/{id}/logs`, the first page).
     Logs {
         /// The webhook's id, such as wh_123456789.
         id: String,
@@ -84,7 +103,9 @@ enum WebhooksCommand {
 }
 
 /// Exit 0 on success, 1 when the call failed (NotMeta answered 4xx or 5xx after the
-/// client's retries, or could not be reached); a usage error is `Err` (exit 2).
+/// client's retries, could not be reached within `--timeout`, or sent a list that
+/// cannot be read whole) or `create` found the webhook with other events or lost
+/// NotMeta's answer; a usage error is `Err` (exit 2).
 pub(crate) async fn run(args: Args) -> Result<ExitCode, String> {
     let token = args
         .token
@@ -92,6 +113,8 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, String> {
         .ok_or("no API token: pass --token or set NOTMETA_API_TOKEN")?;
     let client = Client::builder(token)
         .base_url(&args.base_url)
+        .deadline(Duration::from_secs(args.timeout))
+        .allow_plain_http(args.allow_plain_http)
         .build()
         .map_err(|e| e.to_string())?;
     match args.command {
@@ -109,23 +132,16 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, String> {
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let secret = match secret {
-                Some(secret) => secret,
-                None => random_secret()?,
+            // A secret the tool generated is shown when it may be the only copy.
+            let (secret, generated) = match secret {
+                Some(secret) => (secret.expose().to_owned(), None),
+                None => {
+                    let secret = random_secret()?;
+                    (secret.clone(), Some(secret))
+                }
             };
             let request = CreateWebhook::new(url, events, secret);
-            let webhook = match client.create_webhook(&request).await {
-                Ok(webhook) => webhook,
-                Err(e) => return refused(&e),
-            };
-            out(created(&webhook, show_secret))
-                .map_err(|e| format!("the webhook was created, but it cannot be shown: {e}"))?;
-            if !show_secret {
-                note(
-                    "note: the secret is not shown; NotMeta shows it only now. Run with --show-secret to print it.",
-                );
-            }
-            Ok(ExitCode::SUCCESS)
+            create(&client, &request, generated.as_deref(), show_secret).await
         }
         WebhooksCommand::List => {
             let list = match client.list_webhooks().await {
@@ -170,6 +186,9 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, String> {
             } else {
                 out(&table)?;
             }
+            if logs.more_pages() {
+                note("note: NotMeta has more log entries than shown (only the first page is read)");
+            }
             Ok(ExitCode::SUCCESS)
         }
         WebhooksCommand::Stats { id } => {
@@ -183,6 +202,95 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, String> {
             }
             out(&table)?;
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `webhooks create`: lists first and creates only when no webhook has the URL.
+/// Exit 0 when it was created, or exists with the same events; 1 when it exists with
+/// other events, when the creation's answer was lost, or when the call failed.
+async fn create(
+    client: &Client,
+    request: &CreateWebhook,
+    generated: Option<&str>,
+    show_secret: bool,
+) -> Result<ExitCode, String> {
+    let ensured = match client.ensure_webhook(request).await {
+        Ok(ensured) => ensured,
+        Err(e) if e.may_have_created() => {
+            let code = refused(&e)?;
+            note(
+                "note: the creation may have succeeded without NotMeta's answer arriving, and the list read after it does not show it. Run the same command again: it lists first, so it does not create a duplicate.",
+            );
+            if let Some(generated) = generated {
+                out(format_args!("secret sent  {generated}\n"))?;
+                note(
+                    "note: the secret above was generated by this tool and sent; if the webhook turns out to exist, NotMeta signs with it unless it chose its own. This is the only copy.",
+                );
+            }
+            return Ok(code);
+        }
+        Err(e) => return refused(&e),
+    };
+    match &ensured {
+        Ensured::Created(webhook) => {
+            out(created(
+                webhook,
+                show_secret.then(|| webhook.expose_secret()),
+            ))
+            .map_err(|e| format!("the webhook was created, but it cannot be shown: {e}"))?;
+            if !show_secret {
+                note(
+                    "note: the secret is not shown; NotMeta shows it only now. Run with --show-secret to print it.",
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Ensured::CreatedAnswerLost { webhook, cause } => {
+            // The secret sent is the only copy when this tool generated it.
+            let shown = (generated.is_some() || show_secret).then(|| webhook.expose_secret());
+            out(created(webhook, shown))
+                .map_err(|e| format!("the webhook was created, but it cannot be shown: {e}"))?;
+            note(format_args!(
+                "error: the webhook was created, but NotMeta's answer was lost ({cause})"
+            ));
+            note(
+                "note: the secret shown is the one sent (or the one NotMeta listed): NotMeta signs with it unless it chose its own, and documents no call to read a secret again. Check it against the first delivery or the webhook.verified challenge with `notmeta-webhooks verify`.",
+            );
+            if shown.is_none() {
+                note("note: pass --show-secret to print it.");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        Ensured::Existing {
+            webhook,
+            missing_events,
+            extra_events,
+        } => {
+            out(listed(webhook))?;
+            if ensured.events_match() {
+                note("a webhook with this URL exists with these events: nothing created");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let missing: Vec<_> = missing_events.iter().map(|e| e.as_str()).collect();
+            note(format_args!(
+                "error: a webhook with this URL exists with other events (missing: {}; not requested: {}): nothing created or changed, NotMeta documents no call to update a webhook",
+                if missing.is_empty() {
+                    "-".to_owned()
+                } else {
+                    missing.join(",")
+                },
+                if extra_events.is_empty() {
+                    "-".to_owned()
+                } else {
+                    extra_events.join(",")
+                },
+            ));
+            Ok(ExitCode::FAILURE)
+        }
+        other => {
+            out(format_args!("{other}\n"))?;
+            Ok(ExitCode::FAILURE)
         }
     }
 }
@@ -203,26 +311,54 @@ fn refused(e: &Error) -> Result<ExitCode, String> {
     Ok(ExitCode::FAILURE)
 }
 
-/// The created webhook as a two-column table.
-fn created(webhook: &Webhook, show_secret: bool) -> Table<2> {
+/// A listed webhook as a two-column table.
+fn listed(webhook: &WebhookSummary) -> Table<2> {
+    webhook_table(
+        webhook.id.as_deref(),
+        webhook.url.as_deref(),
+        webhook.events.as_deref(),
+        webhook.status.as_deref(),
+        webhook.created_at,
+        &webhook.extra,
+    )
+}
+
+/// The created webhook as a two-column table, with `secret` if given.
+fn created(webhook: &Webhook, secret: Option<&str>) -> Table<2> {
+    let mut table = webhook_table(
+        Some(&webhook.id),
+        Some(&webhook.url),
+        Some(&webhook.events),
+        webhook.status.as_deref(),
+        webhook.created_at,
+        &webhook.extra,
+    );
+    let secret = secret.unwrap_or("(hidden: pass --show-secret)");
+    table.row(["secret".into(), secret.to_owned()]);
+    table
+}
+
+/// A webhook's fields, one per row, `-` for what NotMeta did not say.
+fn webhook_table(
+    id: Option<&str>,
+    url: Option<&str>,
+    events: Option<&[String]>,
+    status: Option<&str>,
+    created_at: Option<Timestamp>,
+    extra: &serde_json::Map<String, Value>,
+) -> Table<2> {
     let mut table = Table::new(["field", "value"]);
-    table.row(["id".into(), webhook.id.clone()]);
-    table.row(["url".into(), webhook.url.clone()]);
-    table.row(["events".into(), events_cell(Some(&webhook.events))]);
-    table.row(["status".into(), or_dash(webhook.status.as_deref())]);
+    table.row(["id".into(), or_dash(id)]);
+    table.row(["url".into(), or_dash(url)]);
+    table.row(["events".into(), events_cell(events)]);
+    table.row(["status".into(), or_dash(status)]);
     table.row([
         "created".into(),
-        or_dash(webhook.created_at.map(|t| t.to_string()).as_deref()),
+        or_dash(created_at.map(|t| t.to_string()).as_deref()),
     ]);
-    for (name, value) in &webhook.extra {
+    for (name, value) in extra {
         table.row([name.clone(), value_text(value)]);
     }
-    let secret = if show_secret {
-        webhook.expose_secret().to_owned()
-    } else {
-        "(hidden: pass --show-secret)".to_owned()
-    };
-    table.row(["secret".into(), secret]);
     table
 }
 
