@@ -52,4 +52,4 @@ pub use sample::{Sample, documented, fresh_id, sample, samples};
 pub use simulator::{
     ANSWER_TIMEOUT, Answer, Attempt, Fate, Kind, RETRY_SCHEDULE, Report, Simulator,
 };
-pub use target::{Reply, Target, TargetError};
+pub use target::{MAX_REPLY_BODY, Reply, Target, TargetError};
