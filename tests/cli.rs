@@ -623,15 +623,31 @@ async fn send_and_replay_give_up_after_the_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_timeout_covers_connecting() {
-    // An address nothing answers at (a TEST-NET-1 address): either the network says
-    // so at once, or the connection is given up with the timeout.
+    // A listener that never accepts, its queue of connections full: the system
+    // answers no new connection (the SYN is dropped), and connecting hangs.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let _listener = socket.listen(1).unwrap();
+    let mut queued = Vec::new();
+    loop {
+        let connect = tokio::net::TcpStream::connect(addr);
+        match tokio::time::timeout(Duration::from_millis(500), connect).await {
+            Ok(Ok(stream)) if queued.len() < 64 => queued.push(stream),
+            Ok(Ok(_)) => panic!("the queue never filled"),
+            Ok(Err(e)) => panic!("{e}"),
+            Err(_) => break, // a connection that hangs
+        }
+    }
     let started = std::time::Instant::now();
-    let out = run_at(
-        "http://192.0.2.1:9/webhooks",
-        &["send", "user.online", "--timeout", "1"],
-    )
-    .await;
+    let url = format!("http://{addr}/webhooks");
+    let out = run_at(&url, &["send", "user.online", "--timeout", "1"]).await;
     assert_exit(&out, 1);
+    assert!(
+        stdout(&out).contains("no answer in 1 s"),
+        "{}",
+        stdout(&out)
+    );
     assert_within(started, Duration::from_secs(30));
 }
 
@@ -761,7 +777,15 @@ async fn what_a_receiver_answers_cannot_drive_the_terminal() {
     let commands: [&[&str]; 3] = [
         &["send", "user.online"],
         &["replay", file.to_str().unwrap()],
-        &["simulate", "user.online", "--speed", "6000"],
+        // NotMeta's 30 s to answer: 1 s here.
+        &[
+            "simulate",
+            "user.online",
+            "--speed",
+            "60",
+            "--timeout",
+            "60",
+        ],
     ];
     for args in commands {
         let out = run_at(&url, args).await;
