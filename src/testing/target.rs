@@ -261,3 +261,21 @@ async fn post(address: &str, request: Request<Full<Bytes>>) -> Result<Reply, Str
     connection.abort();
     answer
 }
+
+#[cfg(test)]
+mod tests {
+    use super::without_userinfo;
+
+    #[test]
+    fn what_comes_before_an_at_sign_is_never_shown() {
+        for (url, shown) in [
+            ("http://ana:pw@host:3000/x", "http://…@host:3000/x"),
+            ("http://ana:p/w?#@host/x", "http://…@host/x"),
+            ("ana:pw@host", "…@host"),
+            ("http://host:3000/x", "http://host:3000/x"),
+            ("not a URL", "not a URL"),
+        ] {
+            assert_eq!(without_userinfo(url), shown, "{url}");
+        }
+    }
+}
