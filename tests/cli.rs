@@ -130,7 +130,7 @@ async fn send_delivers_a_fresh_signed_sample() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn send_data_renews_the_id_and_date_of_a_file() {
+async fn send_data_fresh_renews_the_id_and_date_of_a_file() {
     let seen = Seen::default();
     let url = serve(&seen).await;
     // The documented body is dated 2024: sent as it is, it would be refused as stale.
@@ -148,6 +148,7 @@ async fn send_data_renews_the_id_and_date_of_a_file() {
             SECRET,
             "--data",
             file.to_str().unwrap(),
+            "--fresh",
         ],
         None,
     )
@@ -292,6 +293,21 @@ async fn replay_sends_captured_bodies_unchanged() {
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
 }
 
+/// The whole minutes of an `at` cell: `+21m` and `+21m40s` are 21, `+1h2m` 62.
+fn minutes(at: &str) -> u64 {
+    let mut minutes = 0;
+    let mut number = 0;
+    for c in at.trim_start_matches('+').chars() {
+        match c {
+            '0'..='9' => number = number * 10 + u64::from(c.to_digit(10).unwrap()),
+            'h' => (minutes, number) = (minutes + number * 60, 0),
+            'm' => (minutes, number) = (minutes + number, 0),
+            _ => number = 0,
+        }
+    }
+    minutes
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulate_follows_the_retry_schedule_until_2xx() {
     let seen = Seen::default();
@@ -306,7 +322,10 @@ async fn simulate_follows_the_retry_schedule_until_2xx() {
             "--secret",
             SECRET,
             "--speed",
-            "36000",
+            "600",
+            // NotMeta's 30 s would be 50 ms here: 1 s, for a loaded machine.
+            "--timeout",
+            "600",
             "--duplicates",
             "1",
         ],
@@ -317,14 +336,16 @@ async fn simulate_follows_the_retry_schedule_until_2xx() {
     assert_eq!(out.status.code(), Some(0), "{text}");
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[1].starts_with("event"), "{text}");
-    for (line, (at, answer)) in lines[2..6].iter().zip([
-        ("+0s", "503"),
-        ("+1m", "503"),
-        ("+6m", "200"),
-        ("+21m", "200"),
-    ]) {
+    // At the waits' ends, later by the time the answers took (600 times longer in
+    // NotMeta's time: at most a few minutes).
+    for (line, (waits, answer)) in
+        lines[2..6]
+            .iter()
+            .zip([(0, "503"), (1, "503"), (6, "200"), (21, "200")])
+    {
+        let at = minutes(line.split_whitespace().nth(2).unwrap());
         assert!(
-            line.contains(at) && line.contains(answer),
+            (waits..waits + 10).contains(&at) && line.contains(answer),
             "{line:?} in\n{text}"
         );
     }
@@ -506,4 +527,404 @@ async fn a_closed_output_neither_panics_nor_stops_the_work() {
         assert!(err.is_empty(), "{args:?}: {err}");
         assert_eq!(seen.events().len(), events, "{args:?}");
     }
+}
+
+/// Runs the tool with `args` followed by `--url url --secret SECRET`.
+async fn run_at(url: &str, args: &[&str]) -> Output {
+    run(&[args, &["--url", url, "--secret", SECRET]].concat(), None).await
+}
+
+/// Asserts the tool's exit code, showing what it printed if it is another.
+#[track_caller]
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// Asserts that `started` was less than `limit` ago: a generous upper bound.
+#[track_caller]
+fn assert_within(started: std::time::Instant, limit: Duration) {
+    let took = started.elapsed();
+    assert!(took < limit, "took {took:?}");
+}
+
+/// Runs the tool with `args` and the environment variable `name` set to `value`.
+async fn run_with_env(args: &[&str], name: &'static str, value: &'static str) -> Output {
+    let args: Vec<String> = args.iter().map(|&a| a.to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(&args)
+            .env_remove("NOTMETA_WEBHOOK_SECRET")
+            .env(name, value)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A server on 127.0.0.1 that reads each request's head and hands the connection to
+/// `answer`; its URL.
+async fn raw_server<F, Fut>(answer: F) -> String
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use tokio::io::AsyncReadExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhooks", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut head = [0; 16 * 1024];
+            let _ = socket.read(&mut head).await;
+            tokio::spawn(answer(socket));
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_and_replay_give_up_after_the_timeout() {
+    // Accepts, reads the request, and never answers.
+    let (held, _kept) = tokio::sync::mpsc::unbounded_channel();
+    let url = raw_server(move |socket| {
+        let _ = held.send(socket);
+        async {}
+    })
+    .await;
+    let file = temp_file("timeout.json", &sample(EventType::UserOnline).body());
+    let started = std::time::Instant::now();
+    for args in [
+        &[
+            "send",
+            "user.online",
+            "--url",
+            &url,
+            "--secret",
+            SECRET,
+            "--timeout",
+            "1",
+        ][..],
+        &[
+            "replay",
+            file.to_str().unwrap(),
+            "--url",
+            &url,
+            "--secret",
+            SECRET,
+            "--timeout",
+            "1",
+        ],
+    ] {
+        let out = run(args, None).await;
+        let text = stdout(&out);
+        assert_exit(&out, 1);
+        assert!(text.contains("no answer in 1 s"), "{text}");
+    }
+    assert_within(started, Duration::from_secs(30));
+
+    let zero = run_at(&url, &["send", "user.online", "--timeout", "0"]).await;
+    assert_exit(&zero, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeout_covers_connecting() {
+    // A listener that never accepts, its queue of connections full: the system
+    // answers no new connection (the SYN is dropped), and connecting hangs.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let _listener = socket.listen(1).unwrap();
+    let mut queued = Vec::new();
+    loop {
+        let connect = tokio::net::TcpStream::connect(addr);
+        match tokio::time::timeout(Duration::from_millis(500), connect).await {
+            Ok(Ok(stream)) if queued.len() < 64 => queued.push(stream),
+            Ok(Ok(_)) => panic!("the queue never filled"),
+            Ok(Err(e)) => panic!("{e}"),
+            Err(_) => break, // a connection that hangs
+        }
+    }
+    let started = std::time::Instant::now();
+    let url = format!("http://{addr}/webhooks");
+    let out = run_at(&url, &["send", "user.online", "--timeout", "1"]).await;
+    assert_exit(&out, 1);
+    assert!(
+        stdout(&out).contains("no answer in 1 s"),
+        "{}",
+        stdout(&out)
+    );
+    assert_within(started, Duration::from_secs(30));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_answer_is_not_read_to_its_end() {
+    // 200 MB announced and sent until the tool closes the connection.
+    const SIZE: u64 = 200 * 1024 * 1024;
+    let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel();
+    let url = raw_server(move |mut socket| {
+        let sent_tx = sent_tx.clone();
+        async move {
+            use tokio::io::AsyncWriteExt as _;
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n");
+            let mut sent = 0;
+            if socket.write_all(head.as_bytes()).await.is_ok() {
+                let chunk = vec![b'a'; 1 << 20];
+                while sent < SIZE && socket.write_all(&chunk).await.is_ok() {
+                    sent += chunk.len() as u64;
+                }
+            }
+            let _ = sent_tx.send(sent);
+        }
+    })
+    .await;
+    let out = run_at(&url, &["send", "user.online"]).await;
+    let text = stdout(&out);
+    assert_exit(&out, 0);
+    let sent = tokio::time::timeout(Duration::from_secs(60), sent_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(sent < SIZE, "the whole answer was read");
+    assert!(text.contains(" 200 ") && text.contains("aaa…"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_input_is_refused_at_once() {
+    let big = temp_file("big.json", &vec![b' '; 16 * 1024 * 1024 + 1]);
+    let big = big.to_str().unwrap();
+    let url = "http://127.0.0.1:9/webhooks";
+    let started = std::time::Instant::now();
+    for args in [
+        &["sign", "/dev/zero", "--secret", SECRET][..],
+        &["sign", big, "--secret", SECRET],
+        &["replay", big, "--url", url, "--secret", SECRET],
+        &[
+            "send",
+            "user.online",
+            "--data",
+            big,
+            "--url",
+            url,
+            "--secret",
+            SECRET,
+        ],
+        &[
+            "simulate",
+            "user.online",
+            "--data",
+            big,
+            "--url",
+            url,
+            "--secret",
+            SECRET,
+        ],
+    ] {
+        let out = run(args, None).await;
+        assert_exit(&out, 2);
+        assert!(
+            stderr(&out).contains("larger than 16 MiB"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert_within(started, Duration::from_secs(60));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_secret_is_a_usage_error() {
+    let file = temp_file("empty-secret.json", &sample(EventType::UserOnline).body());
+    let file = file.to_str().unwrap();
+    let url = "http://127.0.0.1:9/webhooks";
+    let commands: [&[&str]; 4] = [
+        &["send", "user.online", "--url", url],
+        &["sign", file],
+        &["replay", file, "--url", url],
+        &["simulate", "user.online", "--url", url],
+    ];
+    for args in commands {
+        let given = run(&[args, &["--secret", ""]].concat(), None).await;
+        assert_exit(&given, 2);
+        assert!(
+            stderr(&given).contains("the secret is empty"),
+            "{}",
+            stderr(&given)
+        );
+        let from_env = run_with_env(args, "NOTMETA_WEBHOOK_SECRET", "").await;
+        assert_exit(&from_env, 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_in_the_url_is_refused_and_not_shown() {
+    let out = run_at(
+        "http://ana:s3cret@127.0.0.1:9/webhooks",
+        &["send", "user.online"],
+    )
+    .await;
+    assert_exit(&out, 2);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(all.contains("password") && !all.contains("s3cret"), "{all}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_receiver_answers_cannot_drive_the_terminal() {
+    const HOSTILE: &str = "no\x1b[2J\r\x07\u{202E}way";
+    let url = raw_server(|mut socket| async move {
+        use tokio::io::AsyncWriteExt as _;
+        let answer = format!(
+            "HTTP/1.1 400 Bad\tRequest\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{HOSTILE}",
+            HOSTILE.len()
+        );
+        let _ = socket.write_all(answer.as_bytes()).await;
+    })
+    .await;
+    let file = temp_file("hostile.json", &sample(EventType::UserOnline).body());
+    let commands: [&[&str]; 3] = [
+        &["send", "user.online"],
+        &["replay", file.to_str().unwrap()],
+        // NotMeta's 30 s to answer: 1 s here.
+        &[
+            "simulate",
+            "user.online",
+            "--speed",
+            "60",
+            "--timeout",
+            "60",
+        ],
+    ];
+    for args in commands {
+        let out = run_at(&url, args).await;
+        assert_exit(&out, 1);
+        let text = stdout(&out);
+        assert!(
+            text.contains(r"no\u{1b}[2J\r\u{7}\u{202e}way"),
+            "{args:?}: {text}"
+        );
+        for raw in ["\x1b", "\r", "\x07", "\u{202E}"] {
+            assert!(!text.contains(raw), "{args:?}: {text:?}");
+        }
+    }
+}
+
+/// A body as someone may have saved it: keys out of NotMeta's order, an envelope
+/// field the crate does not model, a number no float holds, spacing.
+fn hand_written(id: &str, created_at: &str) -> Vec<u8> {
+    format!(
+        "{{\n  \"type\": \"user.online\",\n  \"trace\": {{\"hops\": 12345678901234567890123}},\n  \"created_at\": \"{created_at}\",\n  \"data\": {{\"user\": {{\"id\": \"user_1\", \"name\": \"Ana\"}}}},\n  \"id\": \"{id}\"\n}}\n"
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_data_sends_the_file_byte_for_byte() {
+    let seen = Seen::default();
+    let url = serve(&seen).await;
+    let now = notmeta_webhooks::event::Timestamp::now()
+        .trunc_seconds()
+        .to_string();
+    let body = hand_written("evt_hand_1", &now);
+    let file = temp_file("hand.json", &body);
+    let file = file.to_str().unwrap();
+    let out = run_at(&url, &["send", "user.online", "--data", file]).await;
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("evt_hand_1"), "{}", stdout(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    assert_eq!(seen.events()[0].raw_body(), body.as_slice());
+
+    // --id replaces the id, and nothing else.
+    let out = run_at(
+        &url,
+        &["send", "user.online", "--data", file, "--id", "evt_hand_2"],
+    )
+    .await;
+    assert_exit(&out, 0);
+    assert_eq!(
+        seen.events()[1].raw_body(),
+        hand_written("evt_hand_2", &now).as_slice()
+    );
+    assert!(stderr(&out).contains("evt_hand_2"), "{}", stderr(&out));
+
+    // simulate sends a file as it is too.
+    let other = hand_written("evt_hand_sim", &now);
+    let other_file = temp_file("hand-sim.json", &other);
+    let out = run_at(
+        &url,
+        &[
+            "simulate",
+            "user.online",
+            "--data",
+            other_file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_exit(&out, 0);
+    assert_eq!(seen.events()[2].raw_body(), other.as_slice());
+
+    // The type given must be the file's.
+    let out = run_at(&url, &["send", "user.offline", "--data", file]).await;
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("user.online") && err.contains("user.offline"),
+        "{err}"
+    );
+
+    // --text changes a sample, not a file.
+    let out = run_at(
+        &url,
+        &["send", "user.online", "--data", file, "--text", "hola"],
+    )
+    .await;
+    assert_exit(&out, 2);
+    assert_eq!(seen.events().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_data_fresh_changes_only_the_id_and_date() {
+    let seen = Seen::default();
+    let url = serve(&seen).await;
+    let stale = "2024-01-01T12:00:00Z";
+    let body = hand_written("evt_hand_old", stale);
+    let file = temp_file("hand-stale.json", &body);
+    let out = run_at(
+        &url,
+        &[
+            "send",
+            "user.online",
+            "--data",
+            file.to_str().unwrap(),
+            "--fresh",
+        ],
+    )
+    .await;
+    assert_exit(&out, 0);
+    let events = seen.events();
+    let received = events[0].raw_body();
+    let fields: serde_json::Value = serde_json::from_slice(received).unwrap();
+    let (id, created_at) = (
+        fields["id"].as_str().unwrap(),
+        fields["created_at"].as_str().unwrap(),
+    );
+    assert_ne!(id, "evt_hand_old");
+    assert_ne!(created_at, stale);
+    assert_eq!(received, hand_written(id, created_at).as_slice());
+    let note = stderr(&out);
+    assert!(
+        note.contains("evt_hand_old")
+            && note.contains(id)
+            && note.contains(stale)
+            && note.contains(created_at),
+        "{note}"
+    );
 }

@@ -6,11 +6,17 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
+use axum::Router;
+use axum::routing::post;
+use http::StatusCode;
 use notmeta_webhooks::clock::{Clock, ManualClock};
 use notmeta_webhooks::receiver::{HandlerError, Receiver, ResultExt, handler_fn};
-use notmeta_webhooks::testing::{Fate, Kind, Simulator, Target, sample, samples};
+use notmeta_webhooks::testing::{
+    Answer, Fate, Kind, MAX_REPLY_BODY, Simulator, Target, sample, samples,
+};
 use notmeta_webhooks::tower::WebhookService;
 use notmeta_webhooks::{Event, EventKind, EventType, Verifier};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tower_service::Service as _;
 
 const SECRET: &str = "whsec_kit";
@@ -129,15 +135,17 @@ async fn the_simulator_follows_notmeta_on_a_manual_clock() {
         report.statuses(id),
         [Some(503), Some(503), Some(503), Some(503), Some(200)]
     );
+    // The waits, and the (short) time each answer took.
     let at: Vec<u64> = report
         .attempts()
         .iter()
         .map(|a| a.at.as_secs() / 60)
         .collect();
     assert_eq!(at, [0, 1, 6, 21, 81]);
-    assert_eq!(
-        clock.now().duration_since(start).unwrap(),
-        Duration::from_secs(81 * 60)
+    let advanced = clock.now().duration_since(start).unwrap();
+    assert!(
+        advanced >= Duration::from_secs(81 * 60) && advanced < Duration::from_secs(82 * 60),
+        "{advanced:?}"
     );
     assert_eq!(report.fate(id), Some(Fate::Delivered { attempts: 5 }));
     let table = report.to_string();
@@ -184,6 +192,7 @@ async fn the_simulator_sends_duplicates_over_http_in_compressed_time() {
     let started = std::time::Instant::now();
     let report = Simulator::new(SECRET)
         .compressed(600) // a minute lasts 100 ms
+        .with_timeout(Duration::from_secs(600)) // 1 s to answer, for a loaded machine
         .with_duplicates(2)
         .with_concurrent_duplicates(1)
         .deliver_all(&[Target::url(&url).unwrap()], bodies)
@@ -206,4 +215,214 @@ async fn the_simulator_sends_duplicates_over_http_in_compressed_time() {
     // One event failed once, then each ran to success once, whatever the
     // duplicates (a concurrent copy may have been the one to retry the failure).
     assert!((4..=5).contains(&calls.load(Ordering::SeqCst)), "{report}");
+}
+
+/// A receiver at `/webhooks` that answers 503 to its first `failures` requests,
+/// then 200, after sleeping `slow` on its first request.
+fn flaky(failures: u32, slow: Duration) -> (Target, Arc<AtomicU32>) {
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&calls);
+    let app = Router::new().route(
+        "/webhooks",
+        post(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    tokio::time::sleep(slow).await;
+                }
+                if n < failures {
+                    (StatusCode::SERVICE_UNAVAILABLE, "busy")
+                } else {
+                    (StatusCode::OK, "OK")
+                }
+            }
+        }),
+    );
+    (Target::service(app), calls)
+}
+
+/// `(kind, number, status)` of each attempt.
+fn kinds(report: &notmeta_webhooks::testing::Report) -> Vec<(Kind, u32, Option<u16>)> {
+    report
+        .attempts()
+        .iter()
+        .map(|a| (a.kind, a.number, a.answer.status().map(|s| s.as_u16())))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_delivery_follows_its_own_schedule() {
+    // The first delivery goes to the first target, its concurrent copy to the second.
+    let body = sample(EventType::UserOnline).body();
+    let (ok, _) = flaky(0, Duration::ZERO);
+
+    // The copy is answered 503: NotMeta retries it (on the next target).
+    let (busy, _) = flaky(1, Duration::ZERO);
+    let report = Simulator::new(SECRET)
+        .with_concurrent_duplicates(1)
+        .deliver_all(&[ok.clone(), busy], [body.clone()])
+        .await;
+    assert_eq!(
+        kinds(&report),
+        [
+            (Kind::Attempt, 1, Some(200)),
+            (Kind::Concurrent, 1, Some(503)),
+            (Kind::Concurrent, 2, Some(200)),
+        ],
+        "{report}"
+    );
+    assert!(
+        report.attempts()[2].at >= Duration::from_secs(60),
+        "{report}"
+    );
+    assert_eq!(report.fates()[0].1, Fate::Delivered { attempts: 1 });
+
+    // The first delivery is answered 503 while its copy is answered 200: the first
+    // delivery is retried all the same, and its attempts are in the report.
+    let (busy, _) = flaky(1, Duration::ZERO);
+    let report = Simulator::new(SECRET)
+        .with_concurrent_duplicates(1)
+        .deliver_all(&[busy, ok], [body])
+        .await;
+    assert_eq!(
+        kinds(&report),
+        [
+            (Kind::Attempt, 1, Some(503)),
+            (Kind::Concurrent, 1, Some(200)),
+            (Kind::Attempt, 2, Some(200)),
+        ],
+        "{report}"
+    );
+    let id = &report.fates()[0].0;
+    assert_eq!(report.statuses(id), [Some(503), Some(200)]);
+    assert_eq!(report.fates()[0].1, Fate::Delivered { attempts: 1 });
+}
+
+#[tokio::test]
+async fn a_wait_counts_from_the_end_of_the_attempt_before_it() {
+    // The first answer takes 300 ms: the retry comes a minute after it ends.
+    let (target, _) = flaky(1, Duration::from_millis(300));
+    let report = Simulator::new(SECRET)
+        .deliver(&target, sample(EventType::UserOnline).body())
+        .await;
+    let [first, second] = report.attempts() else {
+        panic!("{report}")
+    };
+    assert!(first.took >= Duration::from_millis(300), "{report}");
+    assert!(
+        second.at >= first.took + Duration::from_secs(60),
+        "{:?} after an attempt of {:?}\n{report}",
+        second.at,
+        first.took
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_time_compresses_the_answer_limit_too() {
+    // 60 times faster: NotMeta's 30 s to answer are 0.5 s; the first answer takes 3 s.
+    let (target, calls) = flaky(0, Duration::from_secs(3));
+    let report = Simulator::new(SECRET)
+        .compressed(60)
+        .deliver(&target, sample(EventType::UserOnline).body())
+        .await;
+    let [first, second] = report.attempts() else {
+        panic!("{report}")
+    };
+    assert_eq!(first.answer, Answer::TimedOut, "{report}");
+    assert!(first.took < Duration::from_secs(3), "{report}");
+    assert_eq!(second.answer.status(), Some(StatusCode::OK), "{report}");
+    // The attempt's half second counts as NotMeta's 30 s before the minute's wait.
+    assert!(
+        second.at >= Duration::from_secs(90) && second.at < Duration::from_secs(5 * 60),
+        "{report}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert!(report.all_delivered());
+}
+
+#[test]
+fn secrets_are_not_shown() {
+    let simulator = format!("{:?}", Simulator::new("whsec_do_not_show"));
+    assert!(!simulator.contains("whsec_do_not_show"), "{simulator}");
+
+    for url in [
+        "http://ana:s3cret@127.0.0.1:3000/webhooks",
+        "http://ana:s3cret@127.0.0.1:3000",
+        "https://ana:s3cret@example.com/",
+        "http://ana:s3/cr?e#t@127.0.0.1:3000/webhooks",
+        "ana:s3cret@127.0.0.1",
+    ] {
+        let error = Target::url(url).unwrap_err();
+        for shown in [error.to_string(), format!("{error:?}")] {
+            assert!(!shown.contains("s3"), "{url}: {shown}");
+        }
+    }
+    assert!(
+        Target::url("http://ana:s3cret@127.0.0.1:3000/")
+            .unwrap_err()
+            .to_string()
+            .contains("password")
+    );
+}
+
+#[tokio::test]
+async fn a_reply_shows_no_control_characters() {
+    let app = Router::new().route(
+        "/webhooks",
+        post(|| async {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no\x1b[2J\r\x07\u{202E}way",
+            )
+        }),
+    );
+    let report = Simulator::new(SECRET)
+        .with_schedule([])
+        .deliver(&Target::service(app), sample(EventType::UserOnline).body())
+        .await;
+    let table = report.to_string();
+    assert!(table.contains(r"no\u{1b}[2J\r\u{7}\u{202e}way"), "{table}");
+    for raw in ['\x1b', '\r', '\x07', '\u{202E}'] {
+        assert!(!table.contains(raw), "{table:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_reply_is_cut_and_left_unread() {
+    // An endless chunked answer: the reader keeps its start and closes the
+    // connection, which the server sees.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhooks", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = [0; 4096];
+        let _ = socket.read(&mut request).await.unwrap();
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        let chunk = [b"10000\r\n".as_slice(), &[b'a'; 0x10000], b"\r\n"].concat();
+        let mut sent = 0_u64;
+        while socket.write_all(&chunk).await.is_ok() {
+            sent += 0x10000;
+        }
+        sent
+    });
+    let reply = tokio::time::timeout(
+        Duration::from_secs(60),
+        Target::url(&url)
+            .unwrap()
+            .send(sample(EventType::UserOnline).request(SECRET)),
+    )
+    .await
+    .expect("the answer is read to its end")
+    .unwrap();
+    assert_eq!(reply.status, 200);
+    assert!(reply.truncated);
+    assert_eq!(reply.body.len(), MAX_REPLY_BODY);
+    let sent = tokio::time::timeout(Duration::from_secs(60), server)
+        .await
+        .expect("the connection was closed")
+        .unwrap();
+    assert!(sent < 1 << 30, "{sent} bytes sent");
 }

@@ -7,8 +7,10 @@
 //! - [`SignedRequest`]: any body with its `X-NotMeta-Signature`.
 //! - [`Simulator`]: NotMeta's deliveries played against your receiver (a URL or an
 //!   in-process tower service, [`Target`]): the retry schedule on a
-//!   [`ManualClock`](crate::clock::ManualClock) or in compressed time, duplicates and
-//!   concurrent duplicates, and a [`Report`] of every attempt and answer.
+//!   [`ManualClock`](crate::clock::ManualClock) or in compressed time (the answer
+//!   time limit compressed too), duplicates and concurrent duplicates, each delivery
+//!   retried on its own, and a [`Report`] of every attempt and answer. A [`Target`]
+//!   reads at most [`MAX_REPLY_BODY`] of an answer.
 //!
 //! ```toml
 //! [dev-dependencies]
@@ -52,4 +54,4 @@ pub use sample::{Sample, documented, fresh_id, sample, samples};
 pub use simulator::{
     ANSWER_TIMEOUT, Answer, Attempt, Fate, Kind, RETRY_SCHEDULE, Report, Simulator,
 };
-pub use target::{Reply, Target, TargetError};
+pub use target::{MAX_REPLY_BODY, Reply, Target, TargetError};

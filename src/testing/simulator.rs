@@ -1,9 +1,12 @@
 //! NotMeta's delivery behaviour, played against a receiver.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tokio::sync::oneshot;
 
 use super::{Reply, SignedRequest, Target};
 use crate::clock::ManualClock;
@@ -18,7 +21,8 @@ pub const RETRY_SCHEDULE: [Duration; 4] = [
     Duration::from_secs(60 * 60),
 ];
 
-/// How long NotMeta waits for an answer: 30 s.
+/// How long NotMeta waits for an answer: 30 s (in compressed time, divided by the
+/// factor like the waits).
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How the simulator lets time pass between attempts.
@@ -33,14 +37,18 @@ enum Time {
 }
 
 /// Plays NotMeta: delivers signed events to a receiver on NotMeta's retry schedule,
-/// stopping at the first 2xx (delivered) or 4xx (refused for good), and reports every
-/// attempt and its answer.
+/// each delivery stopping at its first 2xx (delivered) or 4xx (refused for good), and
+/// reports every attempt and its answer.
 ///
 /// Time passes in one of three ways: not at all (the default: the attempts follow
 /// each other at once), on a [`ManualClock`] given to the receiver too
 /// ([`with_clock`](Self::with_clock): advanced by each wait, so a maximum event age
 /// and the dedup window see NotMeta's real schedule), or in compressed real time
-/// ([`compressed`](Self::compressed)).
+/// ([`compressed`](Self::compressed)). Each wait counts from the end of the attempt
+/// before it, as NotMeta's do, so an attempt's [`at`](Attempt::at) is the waits
+/// before it plus the time the attempts before it took.
+///
+/// Its `Debug` does not show the secret.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -80,7 +88,7 @@ enum Time {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Simulator {
     secret: String,
     schedule: Vec<Duration>,
@@ -88,6 +96,19 @@ pub struct Simulator {
     duplicates: u32,
     concurrent: u32,
     timeout: Duration,
+}
+
+impl fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Simulator")
+            .field("secret", &"<redacted>")
+            .field("schedule", &self.schedule)
+            .field("time", &self.time)
+            .field("duplicates", &self.duplicates)
+            .field("concurrent", &self.concurrent)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Simulator {
@@ -115,7 +136,21 @@ impl Simulator {
     }
 
     /// Really waits between attempts, each wait divided by `factor` (`60`: a minute
-    /// lasts a second, the whole schedule 81 s; `0` is taken as 1).
+    /// lasts a second, the whole schedule 81 s; `0` is taken as 1). The answer time
+    /// limit is divided by `factor` too (NotMeta's 30 s are half a second at 60), and
+    /// the time an answer takes counts `factor` times in [`Attempt::at`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use notmeta_webhooks::testing::Simulator;
+    ///
+    /// // A minute lasts 100 ms; a receiver has 30 s / 600 = 50 ms to answer,
+    /// // unless the limit is raised: 10 min of NotMeta's time, 1 s here.
+    /// let simulator = Simulator::new("whsec_abc123")
+    ///     .compressed(600)
+    ///     .with_timeout(Duration::from_secs(600));
+    /// # let _ = simulator;
+    /// ```
     #[must_use]
     pub fn compressed(mut self, factor: u32) -> Self {
         self.time = Time::Compressed(factor.max(1));
@@ -130,24 +165,26 @@ impl Simulator {
         self
     }
 
-    /// After an event is answered 2xx, delivers it `n` more times, one per later
-    /// slot of the schedule (one minute apart once the schedule is over), as an
-    /// at-least-once sender may.
+    /// After an event is first answered 2xx, delivers it `n` more times, one per
+    /// later slot of the schedule (one minute apart once the schedule is over), as an
+    /// at-least-once sender may. Each duplicate is retried on its own schedule.
     #[must_use]
     pub fn with_duplicates(mut self, n: u32) -> Self {
         self.duplicates = n;
         self
     }
 
-    /// Sends every attempt `n` more times at the same moment (to the next targets,
-    /// when there are several: two replicas receiving the same event at once).
+    /// Sends every delivery (the first one and each duplicate) `n` more times at the
+    /// same moment (to the next targets, when there are several: two replicas
+    /// receiving the same event at once). Each copy is retried on its own schedule.
     #[must_use]
     pub fn with_concurrent_duplicates(mut self, n: u32) -> Self {
         self.concurrent = n;
         self
     }
 
-    /// How long to wait for each answer (default 30 s, NotMeta's); no answer in
+    /// How long to wait for each answer, in NotMeta's time (default 30 s, NotMeta's;
+    /// divided by the factor in [`compressed`](Self::compressed) time); no answer in
     /// time is a failure, and retried.
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
@@ -161,9 +198,23 @@ impl Simulator {
     }
 
     /// Delivers several events together, as NotMeta does when they are in flight at
-    /// once: each slot of the schedule sends, concurrently, every event still
-    /// waiting. Event `i`'s attempt `k` goes to `targets[(i + k) % targets.len()]`, so
-    /// with two targets (two replicas) retries and duplicates change replica.
+    /// once.
+    ///
+    /// Every delivery is on its own: the first delivery of each event, each
+    /// concurrent copy of it ([`with_concurrent_duplicates`](Self::with_concurrent_duplicates)),
+    /// and each duplicate ([`with_duplicates`](Self::with_duplicates)) with its own
+    /// concurrent copies. Each one follows NotMeta's retry schedule until it is
+    /// answered 2xx or 4xx or the schedule ends, whatever the others were answered;
+    /// every attempt is in the [`Report`]. Each wait counts from the end of the
+    /// attempt before it, as NotMeta's do. In compressed time each delivery waits on
+    /// its own; on a manual clock, or with no waits, time moves on to the next
+    /// attempt due once every delivery is waiting, so attempts due at different
+    /// moments are sent one after another and those due at the same moment together.
+    ///
+    /// Attempt `k` of a delivery that starts in slot `s` of the schedule goes to
+    /// `targets[(i + s + k - 1 + c) % targets.len()]`, for event `i` and copy `c`
+    /// (0 for the delivery itself): with two targets (two replicas) retries,
+    /// duplicates and concurrent copies change replica.
     ///
     /// # Panics
     ///
@@ -174,149 +225,340 @@ impl Simulator {
         bodies: impl IntoIterator<Item = B>,
     ) -> Report {
         assert!(!targets.is_empty(), "Simulator::deliver_all needs a target");
-        let mut events: Vec<Tracked> = bodies
+        let run = Arc::new(Run::new(self, targets, bodies));
+        for event in 0..run.events.len() {
+            run.start(event, Kind::Attempt, 0, Duration::ZERO);
+        }
+        run.finish().await;
+        run.report()
+    }
+
+    /// The wait after an attempt in `slot` of the schedule: the schedule's, then a
+    /// minute once it is over (for duplicates).
+    fn wait_after(&self, slot: usize) -> Duration {
+        self.schedule
+            .get(slot)
+            .copied()
+            .unwrap_or(Duration::from_secs(60))
+    }
+}
+
+/// A simulation under way, shared by the tasks of its deliveries.
+struct Run {
+    simulator: Simulator,
+    targets: Vec<Target>,
+    events: Vec<Tracked>,
+    timeline: Arc<Timeline>,
+    attempts: Mutex<Vec<(Delivery, Attempt)>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// An event being delivered.
+struct Tracked {
+    id: String,
+    signed: SignedRequest,
+    /// Whether one of its deliveries was answered 2xx (its duplicates are started).
+    delivered: AtomicBool,
+}
+
+/// One delivery of an event, on its own retry schedule.
+#[derive(Debug, Clone, Copy)]
+struct Delivery {
+    event: usize,
+    kind: Kind,
+    /// 0 for the delivery itself, then its concurrent copies.
+    copy: u32,
+    /// The slot of the schedule its first attempt is in.
+    first_slot: usize,
+    /// When its first attempt is sent, in NotMeta's time.
+    start: Duration,
+}
+
+impl Run {
+    fn new<B: Into<Bytes>>(
+        simulator: &Simulator,
+        targets: &[Target],
+        bodies: impl IntoIterator<Item = B>,
+    ) -> Self {
+        let events = bodies
             .into_iter()
             .map(|body| {
-                let signed = SignedRequest::new(body, &self.secret);
+                let signed = SignedRequest::new(body, &simulator.secret);
                 let id = Event::parse_unverified(&signed.body)
                     .map_or_else(|_| "?".to_owned(), |e| e.id.as_str().to_owned());
                 Tracked {
                     id,
                     signed,
-                    attempts: 0,
-                    duplicates_left: self.duplicates,
-                    fate: None,
-                    pending_refusal: None,
+                    delivered: AtomicBool::new(false),
                 }
             })
             .collect();
-        let mut report = Report {
-            attempts: Vec::new(),
-            fates: Vec::new(),
-            targets: targets.len(),
+        Self {
+            simulator: simulator.clone(),
+            targets: targets.to_vec(),
+            events,
+            timeline: Arc::new(Timeline::new(&simulator.time)),
+            attempts: Mutex::new(Vec::new()),
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Starts a delivery of `event` at `start` and its concurrent copies, each in a
+    /// task of its own.
+    fn start(self: &Arc<Self>, event: usize, kind: Kind, first_slot: usize, start: Duration) {
+        for copy in 0..=self.simulator.concurrent {
+            let delivery = Delivery {
+                event,
+                kind: if copy == 0 { kind } else { Kind::Concurrent },
+                copy,
+                first_slot,
+                start,
+            };
+            let running = Running::enter(&self.timeline);
+            let run = Arc::clone(self);
+            let task = tokio::spawn(async move {
+                let _running = running;
+                run.deliver(delivery).await;
+            });
+            lock(&self.tasks).push(task);
+        }
+    }
+
+    /// One delivery through the schedule: until a 2xx or a 4xx, or the last attempt.
+    async fn deliver(self: Arc<Self>, delivery: Delivery) {
+        let mut at = delivery.start;
+        for number in 1..=self.simulator.schedule.len() as u32 + 1 {
+            self.timeline.until(at).await;
+            let attempt = self.send(delivery, number, at).await;
+            // NotMeta's next wait counts from the end of this attempt.
+            at += self.timeline.notmeta(attempt.took);
+            let status = attempt.answer.status().map(|s| s.as_u16());
+            lock(&self.attempts).push((delivery, attempt));
+            match status {
+                Some(200..=299) => return self.delivered(delivery, number, at),
+                Some(400..=499) => return,
+                _ => {}
+            }
+            at += self
+                .simulator
+                .wait_after(delivery.first_slot + number as usize - 1);
+        }
+    }
+
+    /// Sends attempt `number` of `delivery` and waits for its answer, within the
+    /// answer time limit.
+    async fn send(&self, delivery: Delivery, number: u32, at: Duration) -> Attempt {
+        let slot = delivery.first_slot + number as usize - 1;
+        let target = (delivery.event + slot + delivery.copy as usize) % self.targets.len();
+        let event = &self.events[delivery.event];
+        let request = event.signed.request();
+        let limit = self.timeline.real(self.simulator.timeout);
+        let started = Instant::now();
+        let answer = match tokio::time::timeout(limit, self.targets[target].send(request)).await {
+            Ok(Ok(reply)) => Answer::Reply(reply),
+            Ok(Err(error)) => Answer::Failed(error),
+            Err(_) => Answer::TimedOut,
         };
-        let mut elapsed = Duration::ZERO;
-        for slot in 0.. {
-            let work: Vec<usize> = (0..events.len())
-                .filter(|&i| events[i].has_work(self.schedule.len()))
-                .collect();
-            if work.is_empty() {
-                break;
-            }
-            if slot > 0 {
-                let wait = self
-                    .schedule
-                    .get(slot - 1)
-                    .copied()
-                    .unwrap_or(Duration::from_secs(60));
-                self.pass(wait).await;
-                elapsed += wait;
-            }
-            let mut sends = tokio::task::JoinSet::new();
-            for &i in &work {
-                let event = &mut events[i];
-                let kind = if event.fate.is_some() {
-                    event.duplicates_left -= 1;
-                    Kind::Duplicate
-                } else {
-                    event.attempts += 1;
-                    Kind::Attempt
-                };
-                for copy in 0..=self.concurrent {
-                    let kind = if copy == 0 { kind } else { Kind::Concurrent };
-                    let to = (i + slot + copy as usize) % targets.len();
-                    let target = targets[to].clone();
-                    let request = event.signed.request();
-                    let timeout = self.timeout;
-                    let number = event.attempts;
-                    sends.spawn(async move {
-                        let started = Instant::now();
-                        let answer = match tokio::time::timeout(timeout, target.send(request)).await
-                        {
-                            Ok(Ok(reply)) => Answer::Reply(reply),
-                            Ok(Err(error)) => Answer::Failed(error),
-                            Err(_) => Answer::TimedOut,
-                        };
-                        (i, number, kind, to, answer, started.elapsed())
-                    });
-                }
-            }
-            let mut answers = Vec::new();
-            while let Some(done) = sends.join_next().await {
-                answers.push(done.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())));
-            }
-            answers.sort_by_key(|&(i, _, kind, to, ..)| (i, kind, to));
-            for (i, number, kind, target, answer, took) in answers {
-                let event = &mut events[i];
-                if event.fate.is_none() {
-                    match answer.status().map(|s| s.as_u16()) {
-                        Some(200..=299) => {
-                            event.fate = Some(Fate::Delivered {
-                                attempts: event.attempts,
-                            });
-                        }
-                        Some(status @ 400..=499) if kind != Kind::Concurrent => {
-                            event.pending_refusal = Some(status);
-                        }
-                        _ => {}
-                    }
-                }
-                report.attempts.push(Attempt {
-                    event_id: event.id.clone(),
-                    number,
-                    kind,
-                    at: elapsed,
-                    target,
-                    answer,
-                    took,
-                });
-            }
-            for &i in &work {
-                let event = &mut events[i];
-                if event.fate.is_none() {
-                    if let Some(status) = event.pending_refusal.take() {
-                        event.fate = Some(Fate::Refused { status });
-                        event.duplicates_left = 0;
-                    } else if event.attempts as usize > self.schedule.len() {
-                        event.fate = Some(Fate::GaveUp);
-                        event.duplicates_left = 0;
-                    }
-                } else if !matches!(event.fate, Some(Fate::Delivered { .. })) {
-                    event.duplicates_left = 0;
-                }
+        Attempt {
+            event_id: event.id.clone(),
+            number,
+            kind: delivery.kind,
+            at,
+            target,
+            answer,
+            took: started.elapsed(),
+        }
+    }
+
+    /// The event was answered 2xx at attempt `number` of `delivery`, ending at
+    /// `answered`: the first time, its duplicates start, one per later slot.
+    fn delivered(self: &Arc<Self>, delivery: Delivery, number: u32, answered: Duration) {
+        if self.events[delivery.event]
+            .delivered
+            .swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        let mut start = answered;
+        let mut slot = delivery.first_slot + number as usize - 1;
+        for _ in 0..self.simulator.duplicates {
+            start += self.simulator.wait_after(slot);
+            slot += 1;
+            self.start(delivery.event, Kind::Duplicate, slot, start);
+        }
+    }
+
+    /// Waits for every delivery, those started by others included.
+    async fn finish(&self) {
+        loop {
+            let next = lock(&self.tasks).pop();
+            let Some(task) = next else { break };
+            if let Err(e) = task.await
+                && e.is_panic()
+            {
+                std::panic::resume_unwind(e.into_panic());
             }
         }
-        report.fates = events
-            .into_iter()
-            .map(|e| (e.id, e.fate.unwrap_or(Fate::GaveUp)))
+    }
+
+    fn report(&self) -> Report {
+        let mut attempts = std::mem::take(&mut *lock(&self.attempts));
+        attempts.sort_by_key(|(d, a)| (a.at, d.event, a.kind, d.copy, a.number));
+        let fates = self
+            .events
+            .iter()
+            .enumerate()
+            .map(|(i, event)| {
+                let own = attempts.iter().filter(|(d, _)| d.event == i);
+                (event.id.clone(), fate(own.map(|(_, a)| a)))
+            })
             .collect();
-        report
-    }
-
-    async fn pass(&self, wait: Duration) {
-        match &self.time {
-            Time::Immediate => {}
-            Time::Manual(clock) => clock.advance(wait),
-            Time::Compressed(factor) => tokio::time::sleep(wait / *factor).await,
+        Report {
+            attempts: attempts.into_iter().map(|(_, a)| a).collect(),
+            fates,
+            targets: self.targets.len(),
         }
     }
 }
 
-struct Tracked {
-    id: String,
-    signed: SignedRequest,
-    attempts: u32,
-    duplicates_left: u32,
-    fate: Option<Fate>,
-    pending_refusal: Option<u16>,
+/// An event's fate from its attempts, in time order: the first 2xx, else the first
+/// 4xx, else none.
+fn fate<'a>(attempts: impl Iterator<Item = &'a Attempt> + Clone) -> Fate {
+    let status = |a: &Attempt| a.answer.status().map_or(0, |s| s.as_u16());
+    if let Some(a) = attempts.clone().find(|a| (200..300).contains(&status(a))) {
+        return Fate::Delivered { attempts: a.number };
+    }
+    match attempts.map(status).find(|s| (400..500).contains(s)) {
+        Some(status) => Fate::Refused { status },
+        None => Fate::GaveUp,
+    }
 }
 
-impl Tracked {
-    fn has_work(&self, retries: usize) -> bool {
-        match self.fate {
-            None => self.attempts as usize <= retries,
-            Some(Fate::Delivered { .. }) => self.duplicates_left > 0,
-            Some(_) => false,
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How NotMeta's time passes for a run's deliveries.
+enum Timeline {
+    /// Compressed real time: each delivery sleeps on its own until its next attempt,
+    /// `start + at / factor`.
+    Real {
+        start: tokio::time::Instant,
+        factor: u32,
+    },
+    /// Time kept here (and on a manual clock, if given): it moves on to the next
+    /// attempt due once every delivery is waiting for one.
+    Virtual(Mutex<Virtual>),
+}
+
+struct Virtual {
+    now: Duration,
+    clock: Option<ManualClock>,
+    /// Deliveries not waiting for their next attempt.
+    running: usize,
+    waiting: Vec<(Duration, oneshot::Sender<()>)>,
+}
+
+impl Timeline {
+    fn new(time: &Time) -> Self {
+        let virtual_time = |clock| {
+            Timeline::Virtual(Mutex::new(Virtual {
+                now: Duration::ZERO,
+                clock,
+                running: 0,
+                waiting: Vec::new(),
+            }))
+        };
+        match time {
+            Time::Immediate => virtual_time(None),
+            Time::Manual(clock) => virtual_time(Some(clock.clone())),
+            Time::Compressed(factor) => Timeline::Real {
+                start: tokio::time::Instant::now(),
+                factor: *factor,
+            },
+        }
+    }
+
+    /// A real duration in NotMeta's time.
+    fn notmeta(&self, real: Duration) -> Duration {
+        match self {
+            Timeline::Real { factor, .. } => real * *factor,
+            Timeline::Virtual(_) => real,
+        }
+    }
+
+    /// A duration of NotMeta's time in real time.
+    fn real(&self, notmeta: Duration) -> Duration {
+        match self {
+            Timeline::Real { factor, .. } => notmeta / *factor,
+            Timeline::Virtual(_) => notmeta,
+        }
+    }
+
+    /// Waits until `at`, in NotMeta's time.
+    async fn until(&self, at: Duration) {
+        match self {
+            Timeline::Real { start, factor } => {
+                tokio::time::sleep_until(*start + at / *factor).await
+            }
+            Timeline::Virtual(state) => {
+                let woken = {
+                    let mut state = lock(state);
+                    if at <= state.now {
+                        return;
+                    }
+                    let (wake, woken) = oneshot::channel();
+                    state.waiting.push((at, wake));
+                    state.running -= 1;
+                    state.move_on();
+                    woken
+                };
+                let _ = woken.await;
+            }
+        }
+    }
+}
+
+impl Virtual {
+    /// Once no delivery is running, moves time to the earliest attempt due and wakes
+    /// the deliveries it is due for.
+    fn move_on(&mut self) {
+        if self.running > 0 {
+            return;
+        }
+        let Some(next) = self.waiting.iter().map(|&(at, _)| at).min() else {
+            return;
+        };
+        if let Some(clock) = &self.clock {
+            clock.advance(next - self.now);
+        }
+        self.now = next;
+        for (_, wake) in self.waiting.extract_if(.., |(at, _)| *at == next) {
+            self.running += 1;
+            let _ = wake.send(());
+        }
+    }
+}
+
+/// A delivery counted as running on a virtual timeline until it is dropped (when
+/// its task ends, or panics).
+struct Running(Arc<Timeline>);
+
+impl Running {
+    fn enter(timeline: &Arc<Timeline>) -> Self {
+        if let Timeline::Virtual(state) = &**timeline {
+            lock(state).running += 1;
+        }
+        Self(Arc::clone(timeline))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Timeline::Virtual(state) = &*self.0 {
+            let mut state = lock(state);
+            state.running -= 1;
+            state.move_on();
         }
     }
 }
@@ -325,12 +567,14 @@ impl Tracked {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum Kind {
-    /// The first attempt or a retry (numbered by [`Attempt::number`]).
+    /// An attempt of the event's first delivery: the first one or a retry
+    /// (numbered by [`Attempt::number`]).
     Attempt,
-    /// A delivery of an event already answered 2xx ([`Simulator::with_duplicates`]).
+    /// An attempt of a delivery of an event already answered 2xx
+    /// ([`Simulator::with_duplicates`]).
     Duplicate,
-    /// A copy of an attempt or a duplicate, sent at the same moment
-    /// ([`Simulator::with_concurrent_duplicates`]).
+    /// An attempt of a copy of a delivery (the first or a duplicate), sent at the
+    /// same moment and retried on its own ([`Simulator::with_concurrent_duplicates`]).
     Concurrent,
 }
 
@@ -344,7 +588,25 @@ impl fmt::Display for Kind {
     }
 }
 
-/// What came back from one delivery.
+/// `text` with control characters (escape sequences, carriage returns, bells) and
+/// bidirectional overrides written as escapes (`\u{1b}`), so that a receiver's
+/// answer printed to a terminal cannot act on it.
+fn escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control()
+            || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// What came back from one attempt. Its `Display` shows the start of a reply's body
+/// with control characters escaped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Answer {
@@ -373,15 +635,15 @@ impl fmt::Display for Answer {
         match self {
             Answer::Reply(reply) => {
                 let text: String = reply.body.chars().take(40).collect();
-                let more = if text.len() < reply.body.len() {
+                let more = if text.len() < reply.body.len() || reply.truncated {
                     "…"
                 } else {
                     ""
                 };
-                write!(f, "{} {text}{more}", reply.status.as_u16())
+                write!(f, "{} {}{more}", reply.status.as_u16(), escaped(&text))
             }
             Answer::TimedOut => f.write_str("no answer in time"),
-            Answer::Failed(error) => write!(f, "failed: {error}"),
+            Answer::Failed(error) => write!(f, "failed: {}", escaped(error)),
         }
     }
 }
@@ -392,12 +654,14 @@ impl fmt::Display for Answer {
 pub struct Attempt {
     /// The event's id (`?` for a body that is not an event).
     pub event_id: String,
-    /// Which attempt of the schedule this was (1 to 5); a duplicate carries the
-    /// number of the attempt that was answered 2xx.
+    /// Which attempt of its delivery's schedule this was (1 to 5): every delivery,
+    /// whatever its [`kind`](Attempt::kind), starts at 1.
     pub number: u32,
     /// Attempt, concurrent copy or duplicate.
     pub kind: Kind,
-    /// When, in NotMeta's time, since the first attempt (`+1m` for the first retry).
+    /// When, in NotMeta's time, since the first attempt: the waits before it and
+    /// the time the attempts before it took (`+1m` and a little for the first
+    /// retry). In compressed time an answer's time counts at NotMeta's speed.
     pub at: Duration,
     /// The index of the target it went to.
     pub target: usize,
@@ -407,21 +671,23 @@ pub struct Attempt {
     pub took: Duration,
 }
 
-/// How an event's delivery ended.
+/// How an event's deliveries ended, taken together: delivered when any of them (the
+/// first delivery, a concurrent copy, a duplicate) was answered 2xx; else refused
+/// when one was answered 4xx; else not delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Fate {
     /// Answered 2xx, after this many attempts.
     Delivered {
-        /// Attempts until the first 2xx.
+        /// The number of the attempt answered 2xx first (in NotMeta's time).
         attempts: u32,
     },
-    /// Answered 4xx: NotMeta does not retry.
+    /// Answered 4xx and never 2xx: NotMeta does not retry a 4xx.
     Refused {
-        /// The 4xx status.
+        /// The first 4xx status.
         status: u16,
     },
-    /// No 2xx or 4xx in all the attempts of the schedule.
+    /// No 2xx or 4xx in all the attempts of every delivery.
     GaveUp,
 }
 
@@ -446,7 +712,8 @@ pub struct Report {
 }
 
 impl Report {
-    /// Every delivery, in time order (by event within one moment).
+    /// Every attempt of every delivery, in time order (by event within one
+    /// moment).
     #[must_use]
     pub fn attempts(&self) -> &[Attempt] {
         &self.attempts
@@ -475,8 +742,9 @@ impl Report {
             .all(|(_, fate)| matches!(fate, Fate::Delivered { .. }))
     }
 
-    /// The statuses answered to `event_id`'s attempts and duplicates (not the
-    /// concurrent copies), in order; `None` where no answer came.
+    /// The statuses answered to the attempts of `event_id`'s first delivery and of
+    /// its duplicates (not of the concurrent copies), in time order; `None` where no
+    /// answer came.
     #[must_use]
     pub fn statuses(&self, event_id: &str) -> Vec<Option<u16>> {
         self.attempts
@@ -523,7 +791,7 @@ impl fmt::Display for Report {
             write!(
                 f,
                 "{:<id_width$}  {:<7}  {:<8}  {:<15}",
-                a.event_id,
+                escaped(&a.event_id),
                 a.number,
                 offset(a.at),
                 a.kind.to_string()
@@ -535,7 +803,7 @@ impl fmt::Display for Report {
             writeln!(f, "  {took:>8}  {}", a.answer)?;
         }
         for (id, fate) in &self.fates {
-            writeln!(f, "{id}: {fate}")?;
+            writeln!(f, "{}: {fate}", escaped(id))?;
         }
         Ok(())
     }

@@ -5,21 +5,33 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Buf as _, Bytes};
 use http::{HeaderValue, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt as _, Full};
 
 type Sending = Pin<Box<dyn Future<Output = Result<Reply, String>> + Send>>;
 type Send_ = dyn Fn(Request<Full<Bytes>>) -> Sending + Send + Sync;
 
-/// What a receiver answered: its status and body (as text, lossily).
+/// The most of an answer's body a [`Target`] reads: 64 KiB. What a receiver answers
+/// NotMeta is a status and a short text; past this the body is not read further (the
+/// connection is dropped) and [`Reply::truncated`] says so.
+///
+/// ```
+/// assert_eq!(notmeta_webhooks::testing::MAX_REPLY_BODY, 64 * 1024);
+/// ```
+pub const MAX_REPLY_BODY: usize = 64 * 1024;
+
+/// What a receiver answered: its status and body (as text, lossily), at most
+/// [`MAX_REPLY_BODY`] bytes of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Reply {
     /// The status.
     pub status: StatusCode,
-    /// The body, as text (invalid UTF-8 replaced).
+    /// The body, as text (invalid UTF-8 replaced), cut at [`MAX_REPLY_BODY`] bytes.
     pub body: String,
+    /// Whether the body was longer than [`MAX_REPLY_BODY`]: only its start was read.
+    pub truncated: bool,
 }
 
 /// A receiver to deliver to: a URL (plain HTTP) or an in-process tower service.
@@ -62,12 +74,42 @@ impl fmt::Display for Target {
     }
 }
 
-/// A URL a [`Target`] cannot deliver to.
+/// A URL a [`Target`] cannot deliver to. Neither its `Display` nor its `Debug` shows
+/// what comes before an `@` in the URL (a user name and password).
+///
+/// ```
+/// use notmeta_webhooks::testing::Target;
+///
+/// let error = Target::url("http://ana:s3cret@127.0.0.1:3000/webhooks").unwrap_err();
+/// assert!(!error.to_string().contains("s3cret"));
+/// assert!(!format!("{error:?}").contains("s3cret"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot deliver to {url:?}: {reason}")]
 pub struct TargetError {
+    /// The URL, without what comes before an `@`.
     url: String,
     reason: &'static str,
+}
+
+impl TargetError {
+    fn new(url: &str, reason: &'static str) -> Self {
+        Self {
+            url: without_userinfo(url),
+            reason,
+        }
+    }
+}
+
+/// `url` with everything between its scheme and its last `@` replaced by `…`: the
+/// user name and password of `http://user:password@host/`, however malformed the
+/// rest is (a password may hold `/`, `?` or `#`).
+fn without_userinfo(url: &str) -> String {
+    let Some(at) = url.rfind('@') else {
+        return url.to_owned();
+    };
+    let start = url.find("://").map_or(0, |i| i + 3).min(at);
+    format!("{}…{}", &url[..start], &url[at..])
 }
 
 impl Target {
@@ -76,17 +118,25 @@ impl Target {
     ///
     /// # Errors
     ///
-    /// [`TargetError`] when `url` is not an `http://` URL with a host.
+    /// [`TargetError`] when `url` is not an `http://` URL with a host, or holds a
+    /// user name or password (`http://user:password@host/`, which NotMeta does not
+    /// send and this would echo).
     pub fn url(url: &str) -> Result<Self, TargetError> {
-        let error = |reason| TargetError {
-            url: url.to_owned(),
-            reason,
-        };
+        let error = |reason| TargetError::new(url, reason);
         let uri: Uri = url.parse().map_err(|_| error("not a URL"))?;
         if uri.scheme_str() != Some("http") {
             return Err(error("only plain http:// URLs are supported"));
         }
         let authority = uri.authority().ok_or_else(|| error("no host"))?.clone();
+        if authority.as_str().contains('@') {
+            return Err(error(
+                "a user name or password in the URL is not supported (user:password@)",
+            ));
+        }
+        let after_host = authority.as_str().rsplit(']').next().unwrap_or_default();
+        if after_host.contains(':') && authority.port().is_none() {
+            return Err(error("the port is not a number"));
+        }
         let address = if authority.port().is_some() {
             authority.to_string()
         } else {
@@ -150,16 +200,43 @@ impl Target {
     }
 }
 
+/// Reads the status and at most [`MAX_REPLY_BODY`] bytes of the body; the rest is
+/// never read (the body is dropped, and with it the connection).
 async fn reply<B>(response: http::Response<B>) -> Result<Reply, String>
 where
     B: http_body::Body,
     B::Error: fmt::Display,
 {
     let (parts, body) = response.into_parts();
-    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let mut body = std::pin::pin!(body);
+    let mut kept = Vec::new();
+    let mut truncated = false;
+    while let Some(frame) = body.frame().await {
+        let Ok(mut data) = frame.map_err(|e| e.to_string())?.into_data() else {
+            continue; // trailers
+        };
+        while data.has_remaining() && kept.len() < MAX_REPLY_BODY {
+            let chunk = data.chunk();
+            let n = chunk.len().min(MAX_REPLY_BODY - kept.len());
+            kept.extend_from_slice(&chunk[..n]);
+            data.advance(n);
+        }
+        if data.has_remaining() {
+            truncated = true;
+            break;
+        }
+    }
+    // A character cut in two at the end is dropped, not replaced.
+    if truncated
+        && let Err(e) = std::str::from_utf8(&kept)
+        && e.error_len().is_none()
+    {
+        kept.truncate(e.valid_up_to());
+    }
     Ok(Reply {
         status: parts.status,
-        body: String::from_utf8_lossy(&body).into_owned(),
+        body: String::from_utf8_lossy(&kept).into_owned(),
+        truncated,
     })
 }
 
@@ -183,4 +260,22 @@ async fn post(address: &str, request: Request<Full<Bytes>>) -> Result<Reply, Str
     drop(sender);
     connection.abort();
     answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_userinfo;
+
+    #[test]
+    fn what_comes_before_an_at_sign_is_never_shown() {
+        for (url, shown) in [
+            ("http://ana:pw@host:3000/x", "http://…@host:3000/x"),
+            ("http://ana:p/w?#@host/x", "http://…@host/x"),
+            ("ana:pw@host", "…@host"),
+            ("http://host:3000/x", "http://host:3000/x"),
+            ("not a URL", "not a URL"),
+        ] {
+            assert_eq!(without_userinfo(url), shown, "{url}");
+        }
+    }
 }

@@ -9,14 +9,17 @@ mod term;
 #[cfg(feature = "client")]
 mod webhooks;
 
-use std::path::{Path, PathBuf};
+mod data;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::SystemTime;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use notmeta_webhooks::EventType;
-use notmeta_webhooks::testing::{Sample, SignedRequest, Simulator, Target, fresh_id, sample};
+use notmeta_webhooks::testing::{Reply, Sample, SignedRequest, Simulator, Target, sample};
 
+use data::Outgoing;
 use table::Table;
 use term::{SecretArg, fail, out, read, read_stdin};
 
@@ -39,31 +42,55 @@ struct ReceiverArgs {
     /// out of the process list).
     #[arg(long, env = "NOTMETA_WEBHOOK_SECRET", hide_env_values = true, value_parser = SecretArg::parse)]
     secret: SecretArg,
+    /// How long to wait for each answer, connecting included (NotMeta waits 30 s).
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
 }
 
 impl ReceiverArgs {
     fn target(&self) -> Result<Target, String> {
         Target::url(&self.url).map_err(|e| e.to_string())
     }
+
+    /// Sends `signed` and reads the answer, giving up after `--timeout`.
+    async fn send(&self, target: &Target, signed: &SignedRequest) -> Result<Reply, String> {
+        let limit = Duration::from_secs(self.timeout);
+        tokio::time::timeout(limit, target.send(signed.request_to(&self.url)))
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer in {} s", self.timeout)))
+    }
+}
+
+/// A body from a file, sent as it is.
+#[derive(Debug, clap::Args)]
+struct DataArgs {
+    /// A body to send instead of the sample, byte for byte as it is in FILE (its
+    /// `type` must be the event type given).
+    #[arg(long, value_name = "FILE")]
+    data: Option<PathBuf>,
+    /// With --data: replace the file's `id` with a new one and its `created_at` with
+    /// now, in place, every other byte unchanged.
+    #[arg(long, requires = "data")]
+    fresh: bool,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Send a signed sample event (or a body from a file) with a new id and
-    /// `created_at` now.
+    /// Send a signed sample event with a new id and `created_at` now, or a body from
+    /// a file as it is.
     Send {
         /// The event type, such as `message.received` (`list` prints them all).
         event_type: String,
         #[command(flatten)]
         to: ReceiverArgs,
-        /// A body to send instead of the sample (its id and `created_at` are renewed).
-        #[arg(long, value_name = "FILE")]
-        data: Option<PathBuf>,
-        /// The event id to send (default: a new one).
+        #[command(flatten)]
+        data: DataArgs,
+        /// The event id to send (default: a new one; with --data, the file's `id` is
+        /// replaced in place).
         #[arg(long)]
         id: Option<String>,
-        /// The message text (for `message.*` events).
-        #[arg(long)]
+        /// The message text (for `message.*` samples; not with --data).
+        #[arg(long, conflicts_with = "data")]
         text: Option<String>,
     },
     /// Print the `X-NotMeta-Signature` header for a body read from FILE or stdin.
@@ -93,16 +120,17 @@ enum Command {
         event_type: String,
         #[command(flatten)]
         to: ReceiverArgs,
-        /// A body to send instead of the sample (its id and `created_at` are renewed).
-        #[arg(long, value_name = "FILE")]
-        data: Option<PathBuf>,
-        /// How much faster than real time: 3600 makes an hour last a second.
-        #[arg(long, default_value_t = 3600)]
+        #[command(flatten)]
+        data: DataArgs,
+        /// How much faster than real time. The default, 60, makes a minute last a
+        /// second (the whole schedule 81 s) and the answer time limit (--timeout, 30 s)
+        /// half a second; 3600 would leave a receiver under 10 ms to answer.
+        #[arg(long, default_value_t = 60)]
         speed: u32,
         /// Deliveries of the event after it is answered 2xx, as NotMeta may make.
         #[arg(long, default_value_t = 0)]
         duplicates: u32,
-        /// Copies of each attempt sent at the same moment.
+        /// Copies of each delivery sent at the same moment, each retried on its own.
         #[arg(long, default_value_t = 0)]
         concurrent: u32,
     },
@@ -166,17 +194,23 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             text,
         } => {
             let target = to.target()?;
-            let mut sample = fresh(&event_type, data.as_deref())?;
-            if let Some(id) = id {
-                sample = sample.id(id);
-            }
-            if let Some(text) = text {
-                sample = sample.text(&text);
-            }
-            let signed = sample.signed(to.secret.expose());
-            let answer = target.send(signed.request_to(&to.url)).await;
+            let outgoing = match &data.data {
+                Some(path) => Outgoing::from_file(path, &event_type, data.fresh, id.as_deref())?,
+                None => {
+                    let mut sample = sample_of(&event_type)?;
+                    if let Some(id) = id {
+                        sample = sample.id(id);
+                    }
+                    if let Some(text) = text {
+                        sample = sample.text(&text);
+                    }
+                    Outgoing::from_sample(&sample)
+                }
+            };
+            let signed = SignedRequest::new(outgoing.body, to.secret.expose());
+            let answer = to.send(&target, &signed).await;
             let mut table = Table::new(["event", "type", "status", "answer"]);
-            let ok = answer_row(&mut table, sample.event_id(), sample.event_type(), answer);
+            let ok = answer_row(&mut table, &outgoing.id, &outgoing.event_type, answer);
             out(&table)?;
             Ok(code(ok))
         }
@@ -206,7 +240,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
                 let id = Sample::from_body(&body)
                     .map_or_else(|_| "?".to_owned(), |s| s.event_id().to_owned());
                 let signed = SignedRequest::new(body, to.secret.expose());
-                let answer = target.send(signed.request_to(&to.url)).await;
+                let answer = to.send(&target, &signed).await;
                 all_ok &= answer_row(&mut table, &file.display().to_string(), &id, answer);
             }
             out(&table)?;
@@ -221,19 +255,23 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             concurrent,
         } => {
             let target = to.target()?;
-            let sample = fresh(&event_type, data.as_deref())?;
+            let outgoing = match &data.data {
+                Some(path) => Outgoing::from_file(path, &event_type, data.fresh, None)?,
+                None => Outgoing::from_sample(&sample_of(&event_type)?),
+            };
             out(format_args!(
                 "{} {} to {}, NotMeta's schedule {}x faster than real time\n",
-                sample.event_type(),
-                sample.event_id(),
+                outgoing.event_type,
+                outgoing.id,
                 to.url,
                 speed.max(1)
             ))?;
             let report = Simulator::new(to.secret.expose())
                 .compressed(speed)
+                .with_timeout(Duration::from_secs(to.timeout))
                 .with_duplicates(duplicates)
                 .with_concurrent_duplicates(concurrent)
-                .deliver(&target, sample.body())
+                .deliver(&target, outgoing.body)
                 .await;
             out(&report)?;
             Ok(code(report.all_delivered()))
@@ -271,22 +309,12 @@ fn code(ok: bool) -> ExitCode {
     }
 }
 
-/// The sample of `event_type`, or the body in `data`, with a new id and
-/// `created_at` now.
-fn fresh(event_type: &str, data: Option<&Path>) -> Result<Sample, String> {
-    let sample = match data {
-        Some(path) => Sample::from_body(&read(path)?)
-            .map_err(|e| format!("{}: {e}", path.display()))?
-            .id(fresh_id())
-            .created_at(SystemTime::now()),
-        None => {
-            let t: EventType = event_type.parse().map_err(|e| {
-                format!("{e} (`notmeta-webhooks list` prints the types there are samples of)")
-            })?;
-            sample(t)
-        }
-    };
-    Ok(sample)
+/// The sample of `event_type`, with a new id and `created_at` now.
+fn sample_of(event_type: &str) -> Result<Sample, String> {
+    let t: EventType = event_type.parse().map_err(|e| {
+        format!("{e} (`notmeta-webhooks list` prints the types there are samples of)")
+    })?;
+    Ok(sample(t))
 }
 
 /// Adds a row for one request; whether it was answered 2xx.
@@ -294,11 +322,14 @@ fn answer_row(
     table: &mut Table<4>,
     first: &str,
     second: &str,
-    answer: Result<notmeta_webhooks::testing::Reply, String>,
+    answer: Result<Reply, String>,
 ) -> bool {
     match answer {
         Ok(reply) => {
-            let text: String = reply.body.chars().take(60).collect();
+            let mut text: String = reply.body.chars().take(60).collect();
+            if reply.truncated || text.len() < reply.body.len() {
+                text.push('…');
+            }
             table.row([
                 first.to_owned(),
                 second.to_owned(),
@@ -311,5 +342,37 @@ fn answer_row(
             table.row([first.to_owned(), second.to_owned(), "-".to_owned(), error]);
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::Cli;
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        for args in [
+            &["notmeta-webhooks", "sign", "--secret", "whsec_x"][..],
+            &[
+                "notmeta-webhooks",
+                "send",
+                "user.online",
+                "--url",
+                "http://127.0.0.1:1/",
+                "--secret",
+                "whsec_x",
+            ],
+        ] {
+            let debug = format!("{:?}", Cli::parse_from(args));
+            assert!(!debug.contains("whsec_x"), "{debug}");
+            assert!(debug.contains("<redacted>"), "{debug}");
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
     }
 }
