@@ -171,7 +171,11 @@ async fn play_notmeta(replicas: &[SocketAddr], clock: &ManualClock, ledger: &Led
         for call in &calls[&id] {
             assert!(
                 call.duration_since(start).unwrap() <= delivered_at,
-                "{id}: the handler ran after the event was answered 2xx"
+                "{id}: the handler ran after the event was answered 2xx: calls {:?}, delivered at {delivered_at:?}\n{report}",
+                calls[&id]
+                    .iter()
+                    .map(|c| c.duration_since(start).unwrap())
+                    .collect::<Vec<_>>()
             );
         }
     }

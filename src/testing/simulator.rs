@@ -226,9 +226,13 @@ impl Simulator {
     ) -> Report {
         assert!(!targets.is_empty(), "Simulator::deliver_all needs a target");
         let run = Arc::new(Run::new(self, targets, bodies));
+        // Time stands still until every first delivery is started: one answered
+        // before the others start must not let the clock run ahead of them.
+        let starting = Running::enter(&run.timeline);
         for event in 0..run.events.len() {
             run.start(event, Kind::Attempt, 0, Duration::ZERO);
         }
+        drop(starting);
         run.finish().await;
         run.report()
     }
