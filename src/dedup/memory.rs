@@ -40,7 +40,9 @@ pub const DEFAULT_CAPACITY: usize = 500_000;
 ///   the wall clock does not forget ids early.
 /// - **Cheap**: ids are kept as a 128-bit keyed hash (the key is random per process),
 ///   operations take O(log n) at worst, and a store of 4,096 ids or more is split into
-///   16 independently locked shards, each with its share of the capacity.
+///   16 independently locked shards, each with its share of the capacity (the shares
+///   add up to the capacity exactly; an id's shard is picked by its hash, so a
+///   sharded store may refuse a new id when its shard is full while others have room).
 ///
 /// ```
 /// use std::time::Duration;
@@ -261,7 +263,7 @@ impl MemoryStore {
         let shards = &self.shared.shards;
         // The top bits pick the shard; the table uses the low ones.
         let index = ((key >> 124) as usize) % shards.len();
-        let share = self.shared.capacity.div_ceil(shards.len());
+        let share = share(self.shared.capacity, shards.len(), index);
         (key, lock(&shards[index]), share)
     }
 
@@ -321,6 +323,12 @@ impl MemoryStore {
             shard.entries.remove(&key);
         }
     }
+}
+
+/// Shard `index`'s share of `capacity` over `shards` shards: the remainder goes one
+/// id each to the first shards, so the shares add up to the capacity exactly.
+fn share(capacity: usize, shards: usize, index: usize) -> usize {
+    capacity / shards + usize::from(index < capacity % shards)
 }
 
 fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
@@ -541,6 +549,23 @@ mod tests {
         );
         clock.advance(Duration::from_secs(50 * 365 * 86_400));
         assert_eq!(store.claim_now("evt_1"), Claim::Done);
+    }
+
+    /// Filled far past its capacity, a store holds exactly its capacity: sharded
+    /// or not, whatever the remainder of the capacity over the shards.
+    #[test]
+    fn the_capacity_is_an_exact_bound() {
+        for capacity in [1, 2, 15, 16, 17, 4095, 4096, 4097, 4111, 4112, 5000] {
+            let (store, _) = store(capacity);
+            for i in 0..capacity + 20_000 {
+                let id = format!("evt_{i}");
+                if let Claim::Claimed(token) = store.claim_now(&id) {
+                    store.complete_now(&id, &token, WINDOW);
+                }
+            }
+            assert_eq!(store.len(), capacity, "capacity {capacity}");
+            assert_eq!(store.refused(), 20_000, "capacity {capacity}");
+        }
     }
 
     #[test]
