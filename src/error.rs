@@ -38,8 +38,10 @@ pub enum ErrorKind {
     InvalidEvent,
     /// The body is larger than the configured limit.
     BodyTooLarge,
-    /// The body could not be read to its end (the connection failed or the client
-    /// sent a broken chunked encoding).
+    /// The body could not be read to its end: the connection failed, the client sent
+    /// a broken chunked encoding, or a body middleware's stream failed (such as one
+    /// that times a slow upload out). Answered 503, so NotMeta retries: the event
+    /// itself may be fine. The connection is not reused.
     BodyRead,
     /// The body did not arrive within the read time limit (a client sending it too
     /// slowly). Answered 503, not 408: a 4xx would tell NotMeta to give up on the
@@ -51,8 +53,9 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// The HTTP status a receiver answers for this kind of error: 400 for a request
-    /// that can never succeed, 413 for a body over the limit, 500 for a
-    /// misconfigured receiver (NotMeta retries only the last).
+    /// that can never succeed, 413 for a body over the limit, 503 for a body that
+    /// could not be read or did not arrive in time, 500 for a misconfigured receiver
+    /// (NotMeta retries the last two).
     ///
     /// ```
     /// use notmeta_webhooks::ErrorKind;
@@ -65,10 +68,9 @@ impl ErrorKind {
             Self::MissingSignature
             | Self::MalformedSignature
             | Self::SignatureMismatch
-            | Self::InvalidEvent
-            | Self::BodyRead => StatusCode::BAD_REQUEST,
+            | Self::InvalidEvent => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BodyTimeout => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BodyRead | Self::BodyTimeout => StatusCode::SERVICE_UNAVAILABLE,
             Self::Config => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -109,7 +111,7 @@ impl ErrorKind {
                 "Invalid signature"
             }
             Self::InvalidEvent => "Invalid event",
-            Self::BodyRead => "Unreadable body",
+            Self::BodyRead => "Unreadable body, retry later",
             Self::BodyTimeout => "Body too slow, retry later",
             Self::BodyTooLarge => "Payload too large",
             Self::Config => "Webhook receiver misconfigured",
@@ -319,7 +321,7 @@ mod tests {
             (ErrorKind::SignatureMismatch, 400),
             (ErrorKind::InvalidEvent, 400),
             (ErrorKind::BodyTooLarge, 413),
-            (ErrorKind::BodyRead, 400),
+            (ErrorKind::BodyRead, 503),
             (ErrorKind::BodyTimeout, 503),
             (ErrorKind::Config, 500),
         ];

@@ -90,7 +90,7 @@
 //! | MAC matches no secret | [`SignatureMismatch`](ErrorKind::SignatureMismatch) | 400 | no |
 //! | verified body is not a valid event | [`InvalidEvent`](ErrorKind::InvalidEvent) | 400 | no |
 //! | body over the limit (default 1 MiB) | [`BodyTooLarge`](ErrorKind::BodyTooLarge) | 413 | no |
-//! | body not readable to its end (connection lost, broken chunked encoding) | [`BodyRead`](ErrorKind::BodyRead) | 400 | yes: the answer rarely arrives, and NotMeta retries the failed connection |
+//! | body not readable to its end (connection lost, broken chunked encoding, a body middleware's error; the connection is closed) | [`BodyRead`](ErrorKind::BodyRead) | 503 | yes |
 //! | body slower to arrive than the read time limit (default 15 s; the connection is closed) | [`BodyTimeout`](ErrorKind::BodyTimeout) | 503 | yes |
 //! | empty secret, or none configured; a receiver on a thread without a Tokio runtime with timers | [`Config`](ErrorKind::Config) | 500 | yes, until the configuration is fixed |
 //!

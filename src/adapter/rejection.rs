@@ -8,8 +8,9 @@ use crate::error::Error;
 ///
 /// With the `axum` feature it implements `IntoResponse`; with the `actix` feature,
 /// `ResponseError`. Either way it answers the status NotMeta must receive for it
-/// (400 or 413, which NotMeta does not retry; 503 for a body too slow to arrive,
-/// which it retries) with a short `text/plain` body that reveals nothing secret.
+/// (400 or 413, which NotMeta does not retry; 503 for a body that could not be read
+/// or was too slow to arrive, which it retries) with a short `text/plain` body that
+/// reveals nothing secret; a refused body closes the connection.
 ///
 /// It is transparent: `Display` and `source()` are the underlying error's.
 ///
