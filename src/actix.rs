@@ -89,22 +89,25 @@ async fn receive<H: Handler, S: IdempotencyStore>(
     request: &HttpRequest,
     payload: Payload,
 ) -> HttpResponse {
-    let body = match read_or_refuse(request, payload, receiver.verifier()).await {
+    let refuse = |error: &Error| receiver.refuse(error);
+    let body = match read_or_refuse(request, payload, receiver.verifier(), refuse).await {
         Ok(body) => body,
         Err(refused) => return refused,
     };
     answer(receiver.receive(&body, signatures(request)).await)
 }
 
-/// Reads the whole body with the verifier's limits, or the refusal to send.
+/// Reads the whole body with the verifier's limits, or the refusal to send (the
+/// answer `refuse` gives, which reports it).
 async fn read_or_refuse(
     request: &HttpRequest,
     mut payload: Payload,
     verifier: &Verifier,
+    refuse: impl FnOnce(&Error) -> Answer,
 ) -> Result<Bytes, HttpResponse> {
     match read_body(request, &mut payload, verifier).await {
         Ok(body) => Ok(body),
-        Err(error) => Err(refusal(Answer::rejected(&error), payload)),
+        Err(error) => Err(refusal(refuse(&error), payload)),
     }
 }
 
@@ -144,11 +147,15 @@ pub fn queue_endpoint(enqueuer: crate::queue::Enqueuer) -> Route {
     web::post().to(move |request: HttpRequest, payload: web::Payload| {
         let enqueuer = Arc::clone(&enqueuer);
         async move {
-            let body =
-                match read_or_refuse(&request, payload.into_inner(), enqueuer.verifier()).await {
-                    Ok(body) => body,
-                    Err(refused) => return refused,
-                };
+            let payload = payload.into_inner();
+            let body = match read_or_refuse(&request, payload, enqueuer.verifier(), |error| {
+                Answer::rejected(error)
+            })
+            .await
+            {
+                Ok(body) => body,
+                Err(refused) => return refused,
+            };
             answer(enqueuer.receive(&body, signatures(&request)).await)
         }
     })

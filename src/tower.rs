@@ -153,7 +153,7 @@ where
         .await;
         match body {
             Ok(body) => endpoint.deliver(body, signatures).await,
-            Err(error) => Answer::rejected(&error),
+            Err(error) => endpoint.refuse(&error),
         }
     }
 }

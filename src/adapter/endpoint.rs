@@ -18,6 +18,12 @@ use crate::signature::Verifier;
 pub(crate) trait Endpoint: Send + Sync + 'static {
     fn verifier(&self) -> &Verifier;
 
+    /// The answer to a request refused while its body was read, reported as the
+    /// endpoint reports its deliveries.
+    fn refuse(&self, error: &crate::Error) -> Answer {
+        Answer::rejected(error)
+    }
+
     /// Processes a body read to its end, with the first two signature header values.
     fn deliver(
         self: Arc<Self>,
@@ -29,6 +35,10 @@ pub(crate) trait Endpoint: Send + Sync + 'static {
 impl<H: Handler, S: IdempotencyStore> Endpoint for Receiver<H, S> {
     fn verifier(&self) -> &Verifier {
         Receiver::verifier(self)
+    }
+
+    fn refuse(&self, error: &crate::Error) -> Answer {
+        Receiver::refuse(self, error)
     }
 
     fn deliver(

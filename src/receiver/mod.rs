@@ -349,6 +349,11 @@ impl<H, S> Receiver<H, S> {
     /// to count outcomes or log handler errors your own way. For a delivery that ran
     /// the handler it is called from the delivery's task, once the outcome is
     /// recorded, even if the client has gone. A panic in the hook is caught.
+    ///
+    /// The ready-made endpoints (tower, axum, actix-web) report the requests they
+    /// refuse while reading the body (too large, too slow to arrive, unreadable) the
+    /// same way, as [`Outcome::Rejected`] without an event id: to this hook, the
+    /// metrics (feature `metrics`) and a span (feature `tracing`).
     #[must_use]
     pub fn on_outcome(
         mut self,
@@ -467,6 +472,19 @@ impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
                 Err(_) => Outcome::Panicked.into(),
             }
         }
+    }
+
+    /// Reports and answers a request refused while its body was read (too large,
+    /// too slow to arrive, unreadable): reported like every delivery (the outcome
+    /// hook, the metrics, a span of its own).
+    #[cfg(any(feature = "tower", feature = "actix"))]
+    pub(crate) fn refuse(&self, error: &crate::Error) -> Answer {
+        let refuse = || self.early(None, Outcome::Rejected(error.kind()), None);
+        #[cfg(feature = "tracing")]
+        let answer = trace::refused(refuse);
+        #[cfg(not(feature = "tracing"))]
+        let answer = refuse();
+        answer
     }
 
     /// Reports and answers an outcome reached before the handler ran.

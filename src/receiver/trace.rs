@@ -12,21 +12,39 @@ use super::{Answer, Outcome};
 use crate::event::Event;
 
 pub(super) async fn delivery(delivery: impl Future<Output = Answer>) -> Answer {
-    let span = tracing::info_span!(
+    let span = span();
+    let answer = delivery.instrument(span.clone()).await;
+    answered(&span, &answer);
+    answer
+}
+
+/// The span of a request refused before a delivery began (while its body was read).
+#[cfg(any(feature = "tower", feature = "actix"))]
+pub(super) fn refused(refuse: impl FnOnce() -> Answer) -> Answer {
+    let span = span();
+    let answer = span.in_scope(refuse);
+    answered(&span, &answer);
+    answer
+}
+
+fn span() -> tracing::Span {
+    tracing::info_span!(
         "notmeta_webhook",
         event_id = Empty,
         event_type = Empty,
         outcome = Empty,
         status = Empty
-    );
-    let answer = delivery.instrument(span.clone()).await;
+    )
+}
+
+/// Records the answer in the span, and logs it at `debug`.
+fn answered(span: &tracing::Span, answer: &Answer) {
     span.record("outcome", answer.outcome().as_str());
     span.record("status", answer.status().as_u16());
     span.in_scope(|| match answer.outcome() {
         Outcome::Rejected(kind) => tracing::debug!(reason = %kind, "delivery refused"),
         outcome => tracing::debug!(outcome = outcome.as_str(), "delivery answered"),
     });
-    answer
 }
 
 pub(super) fn record_event(event: &Event<'_>) {

@@ -28,6 +28,13 @@ where
     addr
 }
 
+/// Runs an actix-web server on the current actix runtime; the handle stops it.
+pub(crate) fn actix_spawn(server: actix_web::dev::Server) -> actix_web::dev::ServerHandle {
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    handle
+}
+
 /// Serves `service` with hyper alone on a free loopback port (every path).
 pub(crate) async fn hyper(service: notmeta_webhooks::tower::WebhookService) -> SocketAddr {
     use hyper_util::rt::{TokioExecutor, TokioIo};
