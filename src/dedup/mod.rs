@@ -15,7 +15,11 @@
 //!    as done for the dedup window, and duplicates are answered 200 without running
 //!    the handler;
 //! 3. after a temporary failure, a time-out or a panic, **release** it, so NotMeta's
-//!    retry is processed.
+//!    retry is processed. A delivery that ends any other way before it settles (its
+//!    task dropped by a runtime shutting down, its future dropped) releases it too,
+//!    from the drop: the call is polled once there, and if the store does not answer
+//!    at once it goes on in a task on the current runtime. Where no runtime takes
+//!    that task, a claim with a lease lapses one lease later, no longer renewed.
 //!
 //! Every call after the claim carries the claim's [`ClaimToken`]: only the delivery
 //! that holds the claim may renew, complete or release it. A delivery whose lease
@@ -181,6 +185,12 @@ pub trait IdempotencyStore: Send + Sync + 'static {
 
     /// Gives up the claim `token` holds on `event_id`, so a retry can claim it; does
     /// nothing if the claim has lapsed or passed to another delivery.
+    ///
+    /// It is also called when a delivery is dropped before it settled (see the
+    /// [module docs](self)): the future is then polled once inside that drop, where
+    /// it must not block, and, if it is pending, driven on in a task of the current
+    /// runtime, when there is one (with no runtime, only a store with a
+    /// [`lease`](Self::lease) is called there).
     fn release(
         &self,
         event_id: &str,

@@ -3,7 +3,9 @@
 //! outcome recorded in the store (retried a few times if the store fails).
 //!
 //! The task is spawned, so a client that disconnects (dropping the request future)
-//! cannot cancel a handler halfway or leave its claim unsettled.
+//! cannot cancel a handler halfway or leave its claim unsettled. A delivery that ends
+//! otherwise before it settles (its task dropped by a runtime shutting down, a panic)
+//! gives its claim back as it is dropped ([`Unsettled`]).
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -58,6 +60,19 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
             Some(known) => known.as_str().into(),
             None => event.type_str().to_owned().into(),
         };
+        let limit = self.settings.store_timeout;
+        // From here on the claim is given back, however the delivery ends, unless it
+        // is settled below.
+        let mut unsettled = match (&held, &self.store) {
+            (Some(held), Some(store)) => Some(Unsettled {
+                store,
+                id: id.as_str(),
+                token: held.token,
+                limit,
+                settled: false,
+            }),
+            _ => None,
+        };
         let lease = self.store.as_ref().and_then(|s| s.lease());
         let (outcome, error, renewal) = match (&held, lease, &self.store) {
             // Boxed: the renewing path's state is large, and a store without
@@ -72,9 +87,11 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
         };
         let handler_time = started.elapsed();
         let mut lease_lost = renewal == Settled::LeaseLost;
-        if let (Some(held), Some(store)) = (&held, &self.store) {
-            let limit = self.settings.store_timeout;
-            let settled = settle(&**store, id.as_str(), held, outcome, limit).await;
+        if let (Some(held), Some(claim)) = (&held, &mut unsettled) {
+            let settled = settle(&**claim.store, claim.id, held, outcome, limit).await;
+            // Settled, or every try failed (then, for a store with leases, the
+            // claim lapses): nothing is left to give back.
+            claim.settled = true;
             // One lost lease is reported once, whether renewal or settling found it.
             if settled == Some(Settled::LeaseLost) && !lease_lost {
                 lease_lost = true;
@@ -153,6 +170,64 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
             Settled::Recorded
         };
         (outcome, error, renewal)
+    }
+}
+
+/// A claim its delivery has not settled yet: given back when dropped unsettled, so
+/// that a delivery ended by anything but its own settling (its task dropped by a
+/// runtime shutting down, a panic, its future dropped) does not keep the event "in
+/// progress" for ever. It borrows what the delivery holds anyway: no allocation
+/// unless it has to release.
+struct Unsettled<'a, S: IdempotencyStore> {
+    store: &'a Arc<S>,
+    id: &'a str,
+    token: ClaimToken,
+    limit: Duration,
+    settled: bool,
+}
+
+impl<S: IdempotencyStore> Drop for Unsettled<'_, S> {
+    fn drop(&mut self) {
+        if !self.settled {
+            release_dropped(self.store, self.id, self.token, self.limit);
+        }
+    }
+}
+
+/// Releases a claim from a drop, without blocking: at once if the store answers at
+/// once (the in-memory store); otherwise in a task on the current runtime, within
+/// `limit`, if there is a runtime that still takes tasks. Without one (a runtime
+/// shutting down), a claim with a lease stays until its lease runs out: no longer
+/// renewed, it lapses one lease later, as a crashed process's claim does.
+fn release_dropped<S: IdempotencyStore>(
+    store: &Arc<S>,
+    id: &str,
+    token: ClaimToken,
+    limit: Duration,
+) {
+    let runtime = tokio::runtime::Handle::try_current().ok();
+    if runtime.is_none() && store.lease().is_some() {
+        return;
+    }
+    let (store, id) = (Arc::clone(store), id.to_owned());
+    let mut release = Box::pin(async move { store.release(&id, &token).await });
+    // A store's call is not expected to panic; if it does, a drop must not.
+    let first = std::panic::catch_unwind(AssertUnwindSafe(|| release.as_mut().now_or_never()));
+    let failed = |error: &StoreError| {
+        report::store_failed("release", error);
+    };
+    match first {
+        Ok(Some(Ok(()))) | Err(_) => {}
+        Ok(Some(Err(error))) => failed(&error),
+        Ok(None) => {
+            if let Some(runtime) = runtime {
+                runtime.spawn(async move {
+                    if let Err(error) = bounded(limit, release.as_mut()).await {
+                        failed(&error);
+                    }
+                });
+            }
+        }
     }
 }
 

@@ -466,7 +466,8 @@ impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
                 return outcome.into();
             }
             // The task cannot panic (the handler's panics are caught inside it); a
-            // runtime shutting down can cancel it, which is answered like a panic.
+            // runtime shutting down can cancel it, which is answered like a panic
+            // (and, as a panic does, gives the claim back: see `Unsettled`).
             match tokio::spawn(run).await {
                 Ok(outcome) => outcome.into(),
                 Err(_) => Outcome::Panicked.into(),
