@@ -12,8 +12,9 @@
 //! as soon as it is seen: from `Content-Length`, or while reading a chunked body.
 //! actix-web's `PayloadConfig` does not apply to them.
 //!
-//! A body refused for its size or for arriving too slowly is answered with
-//! `Connection: close`. Two things actix-web's server does on its own:
+//! A body refused for its size, for arriving too slowly or because it could not be
+//! read (503, retried) is answered with `Connection: close`. Two things actix-web's
+//! server does on its own:
 //!
 //! - it answers `Expect: 100-continue` with `100 Continue` before any route runs
 //!   (`HttpServer` has no setting for it), so a client announcing a body over the
