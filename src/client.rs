@@ -56,12 +56,16 @@
 //! Of an answer other than 2xx only the first 4 KiB (and a little more) are read,
 //! then the connection is dropped; a 2xx answer is read up to 16 MiB.
 //!
-//! A `POST` that failed with a 5xx, a timeout or a lost connection may have created
-//! the webhook ([`Error::may_have_created`]): retrying it blindly could create a
-//! duplicate, so [`Client::create_webhook`] leaves that decision to you.
+//! A `POST` that failed with a 5xx, a 3xx, a 2xx answer that cannot be read, a
+//! timeout or a lost connection may have created the webhook
+//! ([`Error::may_have_created`]): retrying it blindly could create a duplicate, so
+//! [`Client::create_webhook`] leaves that decision to you.
 //! [`Client::ensure_webhook`] is the safe path: it lists first, creates only when no
-//! webhook has the URL, and after such a failure lists again before trying once
-//! more.
+//! webhook has the URL, and after such a failure never creates again in the same
+//! call: it reads the list again (a few times) to find the webhook.
+//!
+//! A deadline or a wait too long for the clock to represent (`Duration::MAX`)
+//! means no deadline, or a wait not waited: the call never panics on it.
 //!
 //! # Lists
 //!
@@ -94,7 +98,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::time::Instant;
 
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, redact};
 use error::{Redactor, seconds};
 use model::Next;
 pub use model::{
@@ -432,8 +436,32 @@ enum Retry {
 /// What one public call carries through its requests: when it must end, and the
 /// strings no error may show.
 struct Call {
-    until: Instant,
+    /// `None`: a deadline too far to be reached, no deadline.
+    until: Option<Instant>,
     sensitive: Redactor,
+}
+
+impl Call {
+    /// What is left of the deadline.
+    fn left(&self) -> Duration {
+        self.until.map_or(Duration::MAX, |u| {
+            u.saturating_duration_since(Instant::now())
+        })
+    }
+
+    /// Whether a wait of `wait` ends before the deadline (and can be waited at all).
+    fn can_wait(&self, wait: Duration) -> bool {
+        match Instant::now().checked_add(wait) {
+            None => false,
+            Some(end) => self.until.is_none_or(|until| end < until),
+        }
+    }
+
+    /// The one way out of a public call: every error it returns, whatever built it,
+    /// is scrubbed here of the token and the secret sent.
+    fn end<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        result.map_err(|e| e.redacted(&self.sensitive))
+    }
 }
 
 /// One answer: its status, the `Retry-After` wait, and its body (for a status other
@@ -470,7 +498,7 @@ impl Client {
 
     fn start(&self, secret: Option<&str>) -> Call {
         Call {
-            until: Instant::now() + self.inner.settings.deadline,
+            until: Instant::now().checked_add(self.inner.settings.deadline),
             sensitive: Redactor::new(
                 [Some(self.inner.token.as_str()), secret]
                     .into_iter()
@@ -505,7 +533,7 @@ impl Client {
     /// ```
     pub async fn create_webhook(&self, webhook: &CreateWebhook) -> Result<Webhook, Error> {
         let call = self.start(Some(webhook.secret()));
-        self.create(webhook, &call).await
+        call.end(self.create(webhook, &call).await)
     }
 
     async fn create(&self, webhook: &CreateWebhook, call: &Call) -> Result<Webhook, Error> {
@@ -541,7 +569,8 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn list_webhooks(&self) -> Result<WebhookList, Error> {
-        self.list_all(&self.start(None)).await
+        let call = self.start(None);
+        call.end(self.list_all(&call).await)
     }
 
     async fn list_all(&self, call: &Call) -> Result<WebhookList, Error> {
@@ -562,7 +591,7 @@ impl Client {
                 )
                 .await?;
             let page = model::Page::read(value, WEBHOOK_KEYS, "webhooks")
-                .map_err(|m| decode(&endpoint, &m, call))?;
+                .map_err(|m| decode(&endpoint, &m))?;
             if n == 0 {
                 list.extra = page.extra;
             }
@@ -570,26 +599,24 @@ impl Client {
                 .extend(page.items.into_iter().map(WebhookSummary::from_value));
             uri = match page.next {
                 Next::None => return Ok(list),
-                Next::Url(next) => self
-                    .same_origin(&next)
-                    .map_err(|m| decode(&endpoint, &m, call))?,
+                Next::Url(next) => self.same_origin(&next).map_err(|m| decode(&endpoint, &m))?,
                 Next::Cursor(cursor) => format!("{base}/webhooks?cursor={}", percent(&cursor)),
                 Next::Unfollowable(signal) => {
                     let m = format!(
                         "the list is incomplete: the answer signals more webhooks ({signal}) but \
                          gives no next URL or cursor this client can follow; nothing was decided from it"
                     );
-                    return Err(decode(&endpoint, &m, call));
+                    return Err(decode(&endpoint, &m));
                 }
             };
             if !read.insert(uri.clone()) {
                 let m = "the answer points again to a page already read: the list does not end";
-                return Err(decode(&endpoint, m, call));
+                return Err(decode(&endpoint, m));
             }
             endpoint = format!("GET {}", uri.strip_prefix(base.as_str()).unwrap_or(&uri));
         }
         let m = format!("the list has more than {MAX_PAGES} pages; nothing was decided from it");
-        Err(decode(&endpoint, &m, call))
+        Err(decode(&endpoint, &m))
     }
 
     /// A next-page URL as an absolute one, if it is on the base URL's origin.
@@ -645,6 +672,10 @@ impl Client {
     /// ```
     pub async fn webhook_logs(&self, id: &str) -> Result<WebhookLogs, Error> {
         let call = self.start(None);
+        call.end(self.logs(id, &call).await)
+    }
+
+    async fn logs(&self, id: &str, call: &Call) -> Result<WebhookLogs, Error> {
         let path = format!("/webhooks/{}/logs", path_segment(id)?);
         let endpoint = format!("GET {path}");
         let uri = format!("{}{path}", self.inner.base_url);
@@ -655,11 +686,11 @@ impl Client {
                 &endpoint,
                 Bytes::new(),
                 Retry::Idempotent,
-                &call,
+                call,
             )
             .await?;
-        let page = model::Page::read(value, LOG_KEYS, "log entries")
-            .map_err(|m| decode(&endpoint, &m, &call))?;
+        let page =
+            model::Page::read(value, LOG_KEYS, "log entries").map_err(|m| decode(&endpoint, &m))?;
         Ok(WebhookLogs::from_page(page))
     }
 
@@ -673,17 +704,22 @@ impl Client {
     /// ```
     pub async fn webhook_stats(&self, id: &str) -> Result<WebhookStats, Error> {
         let call = self.start(None);
-        let path = format!("/webhooks/{}/stats", path_segment(id)?);
+        let path = match path_segment(id) {
+            Ok(segment) => format!("/webhooks/{segment}/stats"),
+            Err(e) => return call.end(Err(e)),
+        };
         let uri = format!("{}{path}", self.inner.base_url);
-        self.json(
-            Method::GET,
-            &uri,
-            &format!("GET {path}"),
-            Bytes::new(),
-            Retry::Idempotent,
-            &call,
-        )
-        .await
+        let stats = self
+            .json(
+                Method::GET,
+                &uri,
+                &format!("GET {path}"),
+                Bytes::new(),
+                Retry::Idempotent,
+                &call,
+            )
+            .await;
+        call.end(stats)
     }
 
     /// Makes sure a webhook exists for the request's URL: the call for deploy scripts,
@@ -694,10 +730,15 @@ impl Client {
     /// ones (NotMeta documents no update call, so nothing is changed behind your
     /// back: check [`Ensured::events_match`]). Otherwise the webhook is created
     /// ([`Ensured::Created`]). When the creation fails in a way that may have created
-    /// it anyway (5xx, timeout, lost connection), the list is read again: if the
-    /// webhook is there, it is [`Ensured::CreatedAnswerLost`], with the secret sent;
-    /// if not, it is tried again, within [`max_retries`](ClientBuilder::max_retries),
-    /// and the list read once more after the last try. A list that cannot be read
+    /// it anyway (a 5xx, a 3xx, a 2xx that cannot be read, a timeout, a lost
+    /// connection), it is **never sent again in the same call**: the list is read
+    /// again, up to 4 times over about 4 s (within the deadline), in case it shows
+    /// the webhook late. If the webhook is there, it is [`Ensured::CreatedAnswerLost`],
+    /// with the secret sent; if not, the creation's error, with
+    /// [`Error::may_have_created`] true: keep the secret sent, and run the call again
+    /// later (it lists first). This relies on the list showing a created webhook by
+    /// the time the call runs again. Only failures where NotMeta cannot have acted
+    /// (no connection, 429) are retried by creating again. A list that cannot be read
     /// whole, or that lists a webhook without a URL, is an error: nothing is created
     /// from it. All within one [`deadline`](ClientBuilder::deadline).
     ///
@@ -730,50 +771,51 @@ impl Client {
     /// ```
     pub async fn ensure_webhook(&self, request: &CreateWebhook) -> Result<Ensured, Error> {
         let call = self.start(Some(request.secret()));
-        let max_retries = self.inner.settings.max_retries;
-        // Creations that failed in a way that may have created the webhook, and the
-        // last of those failures.
-        let mut uncertain = 0;
-        let mut lost: Option<Error> = None;
-        loop {
-            let marked = |e: Error| {
-                if uncertain > 0 {
-                    e.creation_may_have_acted()
-                } else {
-                    e
+        call.end(self.ensure(request, &call).await)
+    }
+
+    async fn ensure(&self, request: &CreateWebhook, call: &Call) -> Result<Ensured, Error> {
+        let list = self.list_all(call).await?;
+        if let Some(found) = find(&list, request.url()).map_err(|m| decode("GET /webhooks", &m))? {
+            return Ok(Ensured::existing(found.clone(), request));
+        }
+        let lost = match self.create(request, call).await {
+            Ok(created) => return Ok(Ensured::Created(created)),
+            Err(e) if e.may_have_created() => e,
+            Err(e) => return Err(e),
+        };
+        // The creation may have acted: never POST again in this call (a list that
+        // shows a creation late would make duplicates). Read the list again, a few
+        // times, in case it shows the webhook a little after its creation.
+        let mut relisted = 0;
+        for wait in RELIST_WAITS {
+            if !call.can_wait(wait) {
+                break;
+            }
+            tokio::time::sleep(wait).await;
+            let list = match self.list_all(call).await {
+                Ok(list) => list,
+                Err(e) => {
+                    return Err(e.creation_may_have_acted().with_note(&format!(
+                        "the webhook may have been created by the `POST /webhooks` that failed \
+                         before ({lost}); check `GET /webhooks` before creating again"
+                    )));
                 }
             };
-            let list = self.list_all(&call).await.map_err(marked)?;
-            let found = find(&list, request.url())
-                .map_err(|m| marked(decode("GET /webhooks", &m, &call)))?;
-            if let Some(found) = found {
-                return Ok(match lost {
-                    Some(cause) => Ensured::answer_lost(found.clone(), request, cause.to_string()),
-                    None => Ensured::existing(found.clone(), request),
-                });
-            }
-            if let Some(e) = lost.take()
-                && uncertain > max_retries
-            {
-                // The last creation tried, and the list read after it: not there.
-                return Err(e);
-            }
-            match self.create(request, &call).await {
-                Ok(created) => return Ok(Ensured::Created(created)),
-                Err(e) if e.may_have_created() => {
-                    uncertain += 1;
-                    if uncertain <= max_retries {
-                        let wait = self.jittered_backoff(uncertain - 1);
-                        if Instant::now() + wait >= call.until {
-                            return Err(e);
-                        }
-                        tokio::time::sleep(wait).await;
-                    }
-                    lost = Some(e);
+            relisted += 1;
+            match find(&list, request.url()) {
+                Ok(Some(found)) => {
+                    let cause = lost.redacted(&call.sensitive).to_string();
+                    return Ok(Ensured::answer_lost(found.clone(), request, cause));
                 }
-                Err(e) => return Err(marked(e)),
+                Ok(None) => {}
+                Err(m) => return Err(decode("GET /webhooks", &m).creation_may_have_acted()),
             }
         }
+        Err(lost.with_note(&format!(
+            "the webhook may have been created nonetheless; the list read {relisted} time(s) \
+             after it does not show it: check the list before creating again"
+        )))
     }
 
     /// One call with its retries, decoding a 2xx answer as `T`.
@@ -793,7 +835,6 @@ impl Client {
             Error::new(ErrorKind::Decode, format!("{endpoint}: {e}"))
                 .set_status(status)
                 .with_attempts(attempts)
-                .redacted(&call.sensitive)
         })
     }
 
@@ -856,7 +897,7 @@ impl Client {
                 Some(asked) => asked,
                 None => self.jittered_backoff(attempt - 1),
             };
-            if Instant::now() + wait >= call.until {
+            if !call.can_wait(wait) {
                 return Err(match retry_after {
                     Some(asked) => failure.with_retry_after(asked, "past the call's deadline"),
                     None => failure,
@@ -876,7 +917,7 @@ impl Client {
         call: &Call,
     ) -> Result<Answer, Error> {
         let settings = &self.inner.settings;
-        let left = call.until.saturating_duration_since(Instant::now());
+        let left = call.left();
         let (timeout, timed_out) = if left < settings.timeout {
             let m = format!(
                 "{endpoint}: no answer in {} (the call's deadline)",
@@ -1027,8 +1068,8 @@ fn find<'a>(list: &'a WebhookList, url: &str) -> Result<Option<&'a WebhookSummar
     }
 }
 
-fn decode(endpoint: &str, message: &str, call: &Call) -> Error {
-    Error::new(ErrorKind::Decode, format!("{endpoint}: {message}")).redacted(&call.sensitive)
+fn decode(endpoint: &str, message: &str) -> Error {
+    Error::new(ErrorKind::Decode, format!("{endpoint}: {message}"))
 }
 
 /// `ceiling` scaled into `[ceiling / 2, ceiling]` by `fraction` (in `[0, 1)`).
@@ -1045,14 +1086,27 @@ fn random_fraction() -> f64 {
     (crate::random::random_u64(0) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Whether a failed creation may nevertheless have created the webhook.
+/// Whether a failed creation may nevertheless have created the webhook: a timeout
+/// or a connection lost after sending; a 5xx; a 3xx (NotMeta acted and points
+/// elsewhere); a 2xx that could not be read (NotMeta most likely created it).
 fn may_have_acted(e: &Error) -> bool {
     match e.kind() {
-        ErrorKind::Timeout | ErrorKind::Transport => true,
-        ErrorKind::Status => e.status().is_some_and(|s| s.is_server_error()),
+        ErrorKind::Timeout | ErrorKind::Transport | ErrorKind::Decode => true,
+        ErrorKind::Status => e
+            .status()
+            .is_some_and(|s| s.is_server_error() || s.is_redirection()),
         _ => false,
     }
 }
+
+/// The waits before each reading of the list after a creation that may have acted
+/// and whose webhook is not listed yet.
+const RELIST_WAITS: [Duration; 4] = [
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
 
 /// `Retry-After` as a wait: delay-seconds or an HTTP date (a past date is no wait).
 fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {

@@ -778,28 +778,14 @@ async fn an_error_never_shows_the_token_or_the_secret_sent_in_any_escaped_form()
 
 /// A stand-in listing `pages`, one per request, in order; creations are counted.
 async fn serve_pages(pages: Vec<Value>) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let pages = Arc::new(pages);
-    let app = Router::new().fallback({
-        let seen = seen.clone();
-        move |method: Method, uri: Uri| {
-            let seen = seen.clone();
-            let pages = pages.clone();
-            async move {
-                let mut seen = seen.lock().unwrap();
-                seen.push(format!("{method} {uri}"));
-                if method == Method::POST {
-                    return json_answer(201, json!({"id":"wh_new","url":"u","secret":"whsec_n"}));
-                }
-                let gets = seen.iter().filter(|s| s.starts_with("GET")).count();
-                json_answer(200, pages[(gets - 1).min(pages.len() - 1)].clone())
-            }
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, seen)
+    serve_script(Arc::new(move |method, _, n| {
+        Some(if *method == Method::POST {
+            json_answer(201, json!({"id":"wh_new","url":"u","secret":"whsec_n"}))
+        } else {
+            json_answer(200, pages[(n - 1).min(pages.len() - 1)].clone())
+        })
+    }))
+    .await
 }
 
 fn listed(n: u32, url: &str) -> Value {
@@ -1127,4 +1113,240 @@ fn plain_http_is_for_loopback_only_and_credentials_in_the_url_are_refused() {
     assert_eq!(err.kind(), ErrorKind::Config);
     assert!(!format!("{err} {err:?}").contains("hunter2pw"), "{err:?}");
     assert!(!format!("{err} {err:?}").contains("admin"), "{err:?}");
+}
+
+// ---- A stand-in scripted per request ----
+
+type Script = dyn Fn(&Method, &Uri, usize) -> Option<Response> + Send + Sync;
+
+/// A stand-in answering each request with `script` (given the number of requests of
+/// that method so far, from 1); `None` hangs. Every request is recorded as
+/// "METHOD path?query".
+async fn serve_script(script: Arc<Script>) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let app = Router::new().fallback({
+        let seen = seen.clone();
+        move |method: Method, uri: Uri| {
+            let seen = seen.clone();
+            let script = script.clone();
+            async move {
+                let n = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push(format!("{method} {uri}"));
+                    seen.iter()
+                        .filter(|s| s.starts_with(&format!("{method} ")))
+                        .count()
+                };
+                match script(&method, &uri, n) {
+                    Some(r) => r,
+                    None => {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        json_answer(500, json!({}))
+                    }
+                }
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+fn raw_answer(status: u16, headers: &[(&'static str, &str)], body: &str) -> Response {
+    let mut r = (StatusCode::from_u16(status).unwrap(), body.to_owned()).into_response();
+    for (k, v) in headers {
+        r.headers_mut().insert(*k, v.parse().unwrap());
+    }
+    r
+}
+
+#[tokio::test]
+async fn a_page_url_built_from_the_servers_data_never_shows_the_token() {
+    // A cursor that is the token, then a 400 on the page it names.
+    let (addr, _) = serve_script(Arc::new(|_, uri, _| {
+        Some(if uri.query().is_some() {
+            json_answer(400, json!({"error": "bad cursor"}))
+        } else {
+            json_answer(200, json!({"data": [], "next_cursor": TOKEN}))
+        })
+    }))
+    .await;
+    let client = builder(addr).max_retries(0).build().unwrap();
+    let err = client.list_webhooks().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Status, "{err}");
+    let shown = format!("{err} {err:?}");
+    assert!(
+        !shown.contains(TOKEN) && shown.contains("<redacted>"),
+        "{shown}"
+    );
+
+    // A next URL carrying the token, whose page hangs: the timeout's message.
+    let (addr, _) = serve_script(Arc::new(|_, uri, _| {
+        uri.query().is_none().then(|| {
+            json_answer(
+                200,
+                json!({"data": [], "next": format!("/v1/webhooks?access_token={TOKEN}")}),
+            )
+        })
+    }))
+    .await;
+    let client = builder(addr)
+        .timeout(Duration::from_millis(300))
+        .max_retries(0)
+        .build()
+        .unwrap();
+    let err = client.list_webhooks().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    let shown = format!("{err} {err:?}");
+    assert!(
+        !shown.contains(TOKEN) && shown.contains("<redacted>"),
+        "{shown}"
+    );
+}
+
+/// A stand-in that creates the webhook on `POST` and answers it with `answer`; the
+/// list shows it from `visible_after` on.
+async fn creates_then_answers(
+    answer: fn() -> Response,
+    visible_after: Option<Duration>,
+) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let created: Arc<Mutex<Option<Instant>>> = Arc::default();
+    serve_script(Arc::new(move |method, _, _| {
+        let mut created = created.lock().unwrap();
+        if *method == Method::POST {
+            *created = Some(Instant::now());
+            return Some(answer());
+        }
+        let shown = match (*created, visible_after) {
+            (Some(at), Some(after)) => at.elapsed() >= after,
+            _ => false,
+        };
+        let data = if shown {
+            vec![
+                json!({"id": "wh_1", "url": "https://tu-dominio.com/webhook",
+                "events": ["message.received", "conversation.assigned"]}),
+            ]
+        } else {
+            vec![]
+        };
+        Some(json_answer(200, json!({ "data": data })))
+    }))
+    .await
+}
+
+#[tokio::test]
+async fn a_creation_answered_2xx_or_3xx_without_a_webhook_may_have_created() {
+    let answers: [fn() -> Response; 4] = [
+        || {
+            json_answer(
+                201,
+                json!({"id": "wh_1", "url": "https://tu-dominio.com/webhook"}),
+            )
+        },
+        || json_answer(202, json!({"status": "pending"})),
+        || raw_answer(201, &[], ""),
+        || raw_answer(303, &[("location", "/v1/webhooks/wh_1")], ""),
+    ];
+    for answer in answers {
+        let (addr, _) = creates_then_answers(answer, Some(Duration::ZERO)).await;
+        let client = builder(addr).build().unwrap();
+        let err = client.create_webhook(&request()).await.unwrap_err();
+        assert!(err.may_have_created(), "{err}");
+
+        // ensure: list, create, list again; the secret sent is the one to keep.
+        let (addr, seen) = creates_then_answers(answer, Some(Duration::ZERO)).await;
+        let ensured = builder(addr)
+            .build()
+            .unwrap()
+            .ensure_webhook(&request())
+            .await
+            .unwrap();
+        assert!(
+            matches!(ensured, Ensured::CreatedAnswerLost { .. }),
+            "{ensured:?}"
+        );
+        assert!(ensured.was_created());
+        assert_eq!(ensured.expose_secret(), Some("tu_secret_webhook"));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["GET /v1/webhooks", "POST /v1/webhooks", "GET /v1/webhooks"]
+        );
+    }
+}
+
+#[tokio::test]
+async fn after_a_creation_that_may_have_acted_ensure_never_creates_again() {
+    // The list shows the webhook only a second after it was created.
+    let (addr, seen) = creates_then_answers(
+        || json_answer(500, json!({"error": "oops"})),
+        Some(Duration::from_secs(1)),
+    )
+    .await;
+    let client = builder(addr).max_retries(3).build().unwrap();
+    let ensured = client.ensure_webhook(&request()).await.unwrap();
+    assert!(
+        matches!(ensured, Ensured::CreatedAnswerLost { .. }),
+        "{ensured:?}"
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.iter().filter(|s| s.starts_with("POST")).count(),
+        1,
+        "{seen:?}"
+    );
+
+    // Never listed: the error, may have created, and still one creation.
+    let (addr, seen) =
+        creates_then_answers(|| json_answer(500, json!({"error": "oops"})), None).await;
+    let client = builder(addr).max_retries(3).build().unwrap();
+    let started = Instant::now();
+    let err = client.ensure_webhook(&request()).await.unwrap_err();
+    assert!(err.may_have_created(), "{err}");
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(500));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.iter().filter(|s| s.starts_with("POST")).count(),
+        1,
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().filter(|s| s.starts_with("GET")).count() >= 3,
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_deadline_or_a_wait_too_long_for_the_clock_does_not_panic() {
+    let fake = Fake::default();
+    let client = builder(fake.serve().await)
+        .deadline(Duration::MAX)
+        .build()
+        .unwrap();
+    assert!(client.list_webhooks().await.unwrap().webhooks.is_empty());
+    assert!(
+        client
+            .ensure_webhook(&request())
+            .await
+            .unwrap()
+            .was_created()
+    );
+
+    let fake = Fake::default();
+    fake.then(Canned {
+        status: 429,
+        headers: vec![("retry-after", "99999999999999999999".into())],
+        body: String::new(),
+    });
+    let client = builder(fake.serve().await)
+        .max_backoff(Duration::MAX)
+        .deadline(Duration::MAX)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let err = client.list_webhooks().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Status, "{err}");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(u64::MAX)));
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
