@@ -69,12 +69,26 @@
 //!
 //! # Lists
 //!
-//! [`Client::list_webhooks`] reads every page: a next-page URL (`next`, `next_url`,
-//! `links.next`: relative, or on the base URL's origin, never elsewhere) is
-//! followed, a cursor (`next_cursor`, `next_page_token`, also under `pagination`
-//! or `meta`) is asked for as `?cursor=…`. Any other sign of more pages, or an
-//! answer whose list cannot be found, is an [`ErrorKind::Decode`] error: a partial
-//! list is never taken for the whole.
+//! [`Client::list_webhooks`] reads every page. A next page is found, in this order,
+//! in the body's own fields and in those of each object among them (`pagination`,
+//! `meta`, `paging`, `links`…): a next-page URL (`next`, `next_url`,
+//! `next_page_url`, or an object's `href` under them) is followed, a cursor
+//! (`next_cursor`, `next_page_token`) is asked for as `?cursor=…`; else a `Link:
+//! <…>; rel="next"` header (RFC 8288) is followed. A URL is resolved against the
+//! page that gave it (RFC 3986) and followed only on the base URL's origin, never
+//! elsewhere. Any other sign of more pages (`has_more: true`, `next_page`,
+//! `cursors.after` alone, a `total` / `total_count` above the items read so far, a
+//! `total_pages` / `page_count` above the current `page`), or an answer whose list
+//! cannot be found, is an [`ErrorKind::Decode`] error: a partial list is never
+//! taken for the whole.
+//!
+//! The list is a bare array or an object's `data`, `webhooks`, `items` or
+//! `results` (when several of those hold an array, the only non-empty one; two
+//! non-empty ones are an error), or else its only array field. Each item must be a
+//! JSON object, and at most 10,000 webhooks are read in all (at most 10,000 log
+//! entries on a page): a longer list is an [`ErrorKind::Decode`] error, nothing is
+//! decided from it. Items are read one by one from the answer, so memory stays a
+//! small multiple of its size.
 
 mod error;
 mod model;
@@ -95,7 +109,6 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 use tokio::time::Instant;
 
 pub use error::{Error, ErrorKind, redact};
@@ -114,6 +127,10 @@ const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
 /// The most pages [`Client::list_webhooks`] reads.
 const MAX_PAGES: usize = 1000;
+
+/// The most webhooks [`Client::list_webhooks`] reads in all (and log entries
+/// [`Client::webhook_logs`] reads): a longer list is an error, never cut short.
+const MAX_ITEMS: usize = 10_000;
 
 /// Where the list of webhooks may be wrapped, and the logs.
 const WEBHOOK_KEYS: &[&str] = &["data", "webhooks", "items", "results"];
@@ -469,6 +486,8 @@ impl Call {
 /// its length when known).
 struct Answer {
     status: StatusCode,
+    /// The `Link` header's `rel="next"` target, if any.
+    next_link: Option<String>,
     retry_after: Option<Duration>,
     body: Bytes,
     complete: bool,
@@ -580,26 +599,32 @@ impl Client {
         let mut read = HashSet::from([uri.clone()]);
         let mut list = WebhookList::default();
         for n in 0..MAX_PAGES {
-            let value: Value = self
-                .json(
-                    Method::GET,
+            let before = model::Progress {
+                items: list.webhooks.len(),
+                pages: n,
+            };
+            let limit = MAX_ITEMS - list.webhooks.len();
+            let page = self
+                .page(
                     &uri,
                     &endpoint,
-                    Bytes::new(),
-                    Retry::Idempotent,
+                    WEBHOOK_KEYS,
+                    "webhooks",
+                    limit,
+                    before,
                     call,
                 )
                 .await?;
-            let page = model::Page::read(value, WEBHOOK_KEYS, "webhooks")
-                .map_err(|m| decode(&endpoint, &m))?;
             if n == 0 {
                 list.extra = page.extra;
             }
             list.webhooks
-                .extend(page.items.into_iter().map(WebhookSummary::from_value));
+                .extend(page.items.into_iter().map(WebhookSummary::from_map));
             uri = match page.next {
                 Next::None => return Ok(list),
-                Next::Url(next) => self.same_origin(&next).map_err(|m| decode(&endpoint, &m))?,
+                Next::Url(next) => self
+                    .same_origin(&uri, &next)
+                    .map_err(|m| decode(&endpoint, &m))?,
                 Next::Cursor(cursor) => format!("{base}/webhooks?cursor={}", percent(&cursor)),
                 Next::Unfollowable(signal) => {
                     let m = format!(
@@ -619,8 +644,9 @@ impl Client {
         Err(decode(&endpoint, &m))
     }
 
-    /// A next-page URL as an absolute one, if it is on the base URL's origin.
-    fn same_origin(&self, next: &str) -> Result<String, String> {
+    /// A next-page URL, resolved against the page that gave it (`page`, RFC 3986),
+    /// if it is on the base URL's origin.
+    fn same_origin(&self, page: &str, next: &str) -> Result<String, String> {
         let base: Uri = self
             .inner
             .base_url
@@ -628,22 +654,13 @@ impl Client {
             .map_err(|_| "invalid base URL")?;
         let scheme = base.scheme_str().unwrap_or("https");
         let origin = format!("{scheme}://{}", base.authority().map_or("", |a| a.as_str()));
-        let next = next.split('#').next().unwrap_or_default();
-        let absolute = if let Some(rest) = next.strip_prefix("//") {
-            format!("{scheme}://{rest}")
-        } else if next.starts_with('/') {
-            format!("{origin}{next}")
-        } else if next.starts_with('?') {
-            format!("{}/webhooks{next}", self.inner.base_url)
-        } else if next.contains("://") {
-            next.to_owned()
-        } else {
-            format!("{}/{next}", self.inner.base_url)
-        };
+        let absolute = resolve(page, next);
         let uri: Uri = absolute
             .parse()
             .map_err(|_| "the next page's URL is not a valid URL".to_owned())?;
-        let same = uri.scheme_str() == Some(scheme)
+        let same = uri
+            .scheme_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
             && uri
                 .authority()
                 .zip(base.authority())
@@ -679,18 +696,17 @@ impl Client {
         let path = format!("/webhooks/{}/logs", path_segment(id)?);
         let endpoint = format!("GET {path}");
         let uri = format!("{}{path}", self.inner.base_url);
-        let value: Value = self
-            .json(
-                Method::GET,
+        let page = self
+            .page(
                 &uri,
                 &endpoint,
-                Bytes::new(),
-                Retry::Idempotent,
+                LOG_KEYS,
+                "log entries",
+                MAX_ITEMS,
+                model::Progress::default(),
                 call,
             )
             .await?;
-        let page =
-            model::Page::read(value, LOG_KEYS, "log entries").map_err(|m| decode(&endpoint, &m))?;
         Ok(WebhookLogs::from_page(page))
     }
 
@@ -828,14 +844,52 @@ impl Client {
         retry: Retry,
         call: &Call,
     ) -> Result<T, Error> {
-        let (status, bytes, attempts) = self
+        let (answer, attempts) = self
             .exchange(&method, uri, endpoint, &body, retry, call)
             .await?;
-        serde_json::from_slice(&bytes).map_err(|e| {
+        serde_json::from_slice(&answer.body).map_err(|e| {
             Error::new(ErrorKind::Decode, format!("{endpoint}: {e}"))
-                .set_status(status)
+                .set_status(answer.status)
                 .with_attempts(attempts)
         })
+    }
+
+    /// One page of a list with its retries: its items (at most `limit`), the
+    /// wrapper's fields, and its next page, from the body or a `Link` header.
+    #[allow(clippy::too_many_arguments)]
+    async fn page(
+        &self,
+        uri: &str,
+        endpoint: &str,
+        keys: &[&str],
+        what: &str,
+        limit: usize,
+        before: model::Progress,
+        call: &Call,
+    ) -> Result<model::Page, Error> {
+        let (answer, attempts) = self
+            .exchange(
+                &Method::GET,
+                uri,
+                endpoint,
+                &Bytes::new(),
+                Retry::Idempotent,
+                call,
+            )
+            .await?;
+        let mut page =
+            model::Page::parse(&answer.body, keys, what, limit, before).map_err(|m| {
+                decode(endpoint, &m)
+                    .set_status(answer.status)
+                    .with_attempts(attempts)
+            })?;
+        // The body's own next URL or cursor first; else the `Link` header's.
+        if let Some(link) = answer.next_link
+            && matches!(page.next, Next::None | Next::Unfollowable(_))
+        {
+            page.next = Next::Url(link);
+        }
+        Ok(page)
     }
 
     /// One request with its retries: a 2xx answer's status, body and the attempts
@@ -848,7 +902,7 @@ impl Client {
         body: &Bytes,
         retry: Retry,
         call: &Call,
-    ) -> Result<(StatusCode, Bytes, u32), Error> {
+    ) -> Result<(Answer, u32), Error> {
         let settings = &self.inner.settings;
         let mut attempt = 0;
         loop {
@@ -856,7 +910,7 @@ impl Client {
             let outcome = self.attempt(method, uri, body, endpoint, call).await;
             if outcome.as_ref().is_ok_and(|a| a.status.is_success()) {
                 let Ok(a) = outcome else { unreachable!() };
-                return Ok((a.status, a.body, attempt));
+                return Ok((a, attempt));
             }
             let retryable = match &outcome {
                 Ok(a) => {
@@ -967,6 +1021,7 @@ impl Client {
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            let next_link = next_link(&parts.headers);
             let transport =
                 |e: BoxError| Error::new(ErrorKind::Transport, endpoint.to_owned()).with_source(e);
             if !parts.status.is_success() {
@@ -981,6 +1036,7 @@ impl Client {
                     .map_err(|e| transport(e.into()))?;
                 return Ok(Answer {
                     status: parts.status,
+                    next_link,
                     retry_after,
                     total: total.or(complete.then_some(body.len() as u64)),
                     body,
@@ -1004,6 +1060,7 @@ impl Client {
                 .to_bytes();
             Ok(Answer {
                 status: parts.status,
+                next_link,
                 retry_after,
                 total: Some(bytes.len() as u64),
                 body: bytes,
@@ -1029,6 +1086,139 @@ impl Client {
     /// together do not all retry at the same instant.
     fn jittered_backoff(&self, retry: u32) -> Duration {
         jitter(self.backoff(retry), random_fraction())
+    }
+}
+
+/// The `rel="next"` target of the `Link` headers (RFC 8288): several headers,
+/// several links in one, `rel` quoted or bare, holding several relation types.
+fn next_link(headers: &http::HeaderMap) -> Option<String> {
+    for value in headers.get_all(http::header::LINK) {
+        let Ok(mut rest) = value.to_str() else {
+            continue;
+        };
+        while let Some(open) = rest.find('<') {
+            let close = open + rest[open..].find('>')?;
+            let target = &rest[open + 1..close];
+            rest = &rest[close + 1..];
+            // The parameters run to the next link: a `<` outside quotes.
+            let mut end = rest.len();
+            let mut quoted = false;
+            for (i, c) in rest.char_indices() {
+                match c {
+                    '"' => quoted = !quoted,
+                    '<' if !quoted => {
+                        end = i;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let params = &rest[..end];
+            rest = &rest[end..];
+            let mut split = Vec::new();
+            let (mut from, mut quoted) = (0, false);
+            for (i, c) in params.char_indices() {
+                match c {
+                    '"' => quoted = !quoted,
+                    ';' if !quoted => {
+                        split.push(&params[from..i]);
+                        from = i + 1;
+                    }
+                    _ => {}
+                }
+            }
+            split.push(&params[from..]);
+            let is_next = split.iter().any(|param| {
+                let Some((name, value)) = param.split_once('=') else {
+                    return false;
+                };
+                name.trim().eq_ignore_ascii_case("rel")
+                    && value
+                        .trim()
+                        .trim_matches('"')
+                        .split_ascii_whitespace()
+                        .any(|rel| rel.eq_ignore_ascii_case("next"))
+            });
+            if is_next {
+                return Some(target.trim().to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// `reference` resolved against the absolute URL `base` (RFC 3986, section 5.2):
+/// absolute only when it starts with a scheme; a network-path (`//host…`), an
+/// absolute path, a query alone, or a path relative to the base's directory
+/// otherwise. The fragment is dropped.
+fn resolve(base: &str, reference: &str) -> String {
+    let reference = reference.trim();
+    let reference = reference.split('#').next().unwrap_or_default();
+    let has_scheme = reference.find(':').is_some_and(|colon| {
+        let scheme = &reference[..colon];
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    if has_scheme {
+        return reference.to_owned();
+    }
+    let (scheme, after_scheme) = base.split_once("://").unwrap_or(("https", base));
+    if let Some(rest) = reference.strip_prefix("//") {
+        return format!("{scheme}://{rest}");
+    }
+    let authority_end = after_scheme.find(['/', '?']).unwrap_or(after_scheme.len());
+    let (authority, path_and_query) = after_scheme.split_at(authority_end);
+    let base_path = path_and_query.split('?').next().unwrap_or_default();
+    let origin = format!("{scheme}://{authority}");
+    if reference.is_empty() {
+        return base.split('#').next().unwrap_or_default().to_owned();
+    }
+    if reference.starts_with('?') {
+        return format!("{origin}{base_path}{reference}");
+    }
+    let (path, query) = match reference.find('?') {
+        Some(q) => reference.split_at(q),
+        None => (reference, ""),
+    };
+    let merged = if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        let directory = base_path.rfind('/').map_or("/", |i| &base_path[..=i]);
+        format!("{directory}{path}")
+    };
+    format!("{origin}{}{query}", remove_dot_segments(&merged))
+}
+
+/// A path without its `.` and `..` segments (RFC 3986, section 5.2.4).
+fn remove_dot_segments(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').collect();
+    for (i, segment) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        match *segment {
+            "." => {
+                if last {
+                    out.push("");
+                }
+            }
+            ".." => {
+                if out.len() > 1 {
+                    out.pop();
+                }
+                if last {
+                    out.push("");
+                }
+            }
+            s => out.push(s),
+        }
+    }
+    let joined = out.join("/");
+    if joined.starts_with('/') {
+        joined
+    } else {
+        format!("/{joined}")
     }
 }
 
@@ -1248,5 +1438,57 @@ mod tests {
             without_userinfo("https://user:pw@x.example/v1?a=b@c"),
             "https://<redacted>@x.example/v1?a=b@c"
         );
+    }
+
+    #[test]
+    fn references_resolve_as_rfc_3986_says() {
+        let base = "https://api.example/v1/webhooks?cursor=1";
+        for (reference, resolved) in [
+            (
+                "webhooks?c=2&r=https://x.example/",
+                "https://api.example/v1/webhooks?c=2&r=https://x.example/",
+            ),
+            ("?c=3", "https://api.example/v1/webhooks?c=3"),
+            ("/v2/w?c=4#f", "https://api.example/v2/w?c=4"),
+            ("../v0/./w", "https://api.example/v0/w"),
+            ("//other.example/w", "https://other.example/w"),
+            ("HTTP+x://h/w", "HTTP+x://h/w"),
+            ("a:b", "a:b"),
+            ("./a:b", "https://api.example/v1/a:b"),
+            ("", "https://api.example/v1/webhooks?cursor=1"),
+        ] {
+            assert_eq!(resolve(base, reference), resolved, "{reference}");
+        }
+    }
+
+    #[test]
+    fn link_headers_give_the_next_target() {
+        let headers = |values: &[&str]| {
+            let mut map = http::HeaderMap::new();
+            for v in values {
+                map.append(http::header::LINK, v.parse().unwrap());
+            }
+            map
+        };
+        for (values, next) in [
+            (&["</p2>; rel=\"next\""][..], Some("/p2")),
+            (&["</p2>; rel=next"], Some("/p2")),
+            (
+                &["</p1>; rel=prev, </p2>; rel=\"prefetch NEXT\""],
+                Some("/p2"),
+            ),
+            (
+                &[
+                    "</p0>; rel=first",
+                    "</p3>; title=\"a, <b>; rel=next\"; rel=last",
+                    "</p4>;rel=next",
+                ],
+                Some("/p4"),
+            ),
+            (&["</p1>; rel=prev"], None),
+            (&[], None),
+        ] {
+            assert_eq!(next_link(&headers(values)).as_deref(), next, "{values:?}");
+        }
     }
 }

@@ -866,22 +866,15 @@ async fn more_pages_with_nothing_to_follow_is_an_error_and_nothing_is_created() 
 
 #[tokio::test]
 async fn a_next_url_on_another_origin_or_a_repeated_cursor_is_an_error() {
-    let (addr, seen) = serve_pages(vec![
-        json!({"data": [], "next": "https://elsewhere.example/v1/webhooks?page=2"}),
-    ])
-    .await;
-    let err = builder(addr)
-        .build()
-        .unwrap()
-        .list_webhooks()
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
-    assert_eq!(
-        seen.lock().unwrap().len(),
-        1,
-        "the token is never sent elsewhere"
-    );
+    for next in [
+        "https://elsewhere.example/v1/webhooks?page=2",
+        "//elsewhere.example/v1/webhooks?page=2",
+    ] {
+        let (err, seen) = list_fails(vec![json!({"data": [], "next": next})]).await;
+        assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+        assert!(err.to_string().contains("another origin"), "{err}");
+        assert_eq!(seen.len(), 1, "the token is never sent elsewhere");
+    }
 
     let (addr, seen) = serve_pages(vec![json!({"data": [], "next_cursor": "same"})]).await;
     let err = builder(addr)
@@ -1349,4 +1342,244 @@ async fn a_deadline_or_a_wait_too_long_for_the_clock_does_not_panic() {
     assert_eq!(err.kind(), ErrorKind::Status, "{err}");
     assert_eq!(err.retry_after(), Some(Duration::from_secs(u64::MAX)));
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// Lists from a stand-in serving `pages`: the error, and the requests it saw.
+async fn list_fails(pages: Vec<Value>) -> (notmeta_webhooks::client::Error, Vec<String>) {
+    let (addr, seen) = serve_pages(pages).await;
+    let err = builder(addr)
+        .build()
+        .unwrap()
+        .list_webhooks()
+        .await
+        .unwrap_err();
+    let seen = seen.lock().unwrap().clone();
+    (err, seen)
+}
+
+#[tokio::test]
+async fn a_link_header_next_page_is_followed() {
+    let (addr, seen) = serve_script(Arc::new(|_, uri, _| {
+        Some(match uri.query() {
+            None => raw_answer(
+                200,
+                &[
+                    ("link", r#"</v1/webhooks?page=1>; rel="prev first""#),
+                    ("link", r#"<https://elsewhere.example/x>; rel=last, </v1/webhooks?page=2>; title="a, <b>"; rel="prefetch next""#),
+                ],
+                &json!([listed(1, "https://a.example/1")]).to_string(),
+            ),
+            Some(_) => json_answer(200, json!([listed(2, "https://tu-dominio.com/webhook")])),
+        })
+    }))
+    .await;
+    let client = builder(addr).build().unwrap();
+    let ensured = client.ensure_webhook(&request()).await.unwrap();
+    assert_eq!(ensured.id(), Some("wh_2"), "{ensured:?}");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["GET /v1/webhooks", "GET /v1/webhooks?page=2"]
+    );
+
+    // A bare rel, the link on another origin: refused, nothing created.
+    let (addr, seen) = serve_script(Arc::new(|_, _, _| {
+        Some(raw_answer(
+            200,
+            &[(
+                "link",
+                "<https://elsewhere.example/v1/webhooks?page=2>; rel=next",
+            )],
+            "[]",
+        ))
+    }))
+    .await;
+    let err = builder(addr)
+        .build()
+        .unwrap()
+        .ensure_webhook(&request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+    assert_eq!(*seen.lock().unwrap(), ["GET /v1/webhooks"]);
+}
+
+#[tokio::test]
+async fn graph_style_paging_and_totals_are_followed_or_refused() {
+    let (addr, seen) = serve_pages(vec![
+        json!({"data": [listed(1, "https://a.example/1")],
+            "paging": {"cursors": {"after": "QVFI"}, "next": "/v1/webhooks?after=QVFI"}}),
+        json!({"data": [listed(2, "https://tu-dominio.com/webhook")],
+            "paging": {"cursors": {"before": "QVFI"}}}),
+    ])
+    .await;
+    let ensured = builder(addr)
+        .build()
+        .unwrap()
+        .ensure_webhook(&request())
+        .await
+        .unwrap();
+    assert_eq!(ensured.id(), Some("wh_2"));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["GET /v1/webhooks", "GET /v1/webhooks?after=QVFI"]
+    );
+
+    for page in [
+        json!({"data": [listed(1, "https://a.example/1")], "page": 1, "per_page": 1, "total": 2, "total_pages": 2}),
+        json!({"data": [listed(1, "https://a.example/1")], "total_pages": 2}),
+        json!({"data": [], "meta": {"total_count": 5}}),
+        json!({"data": [], "paging": {"cursors": {"after": "QVFI"}}}),
+        json!({"data": [], "whatever": {"has_more": true}}),
+    ] {
+        let (addr, seen) = serve_pages(vec![page.clone()]).await;
+        let err = builder(addr)
+            .build()
+            .unwrap()
+            .ensure_webhook(&request())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode, "{page}: {err}");
+        assert!(err.to_string().contains("incomplete"), "{err}");
+        assert_eq!(*seen.lock().unwrap(), ["GET /v1/webhooks"], "{page}");
+    }
+    // A total reached is no sign of more.
+    let (addr, _) = serve_pages(vec![
+        json!({"data": [listed(1, "https://a.example/1")], "page": 1, "total": 1, "total_pages": 1}),
+    ])
+    .await;
+    assert_eq!(
+        builder(addr)
+            .build()
+            .unwrap()
+            .list_webhooks()
+            .await
+            .unwrap()
+            .webhooks
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn of_two_lists_the_non_empty_one_is_read_and_two_full_ones_are_an_error() {
+    let (addr, seen) = serve_pages(vec![
+        json!({"data": [], "webhooks": [listed(1, "https://tu-dominio.com/webhook")]}),
+    ])
+    .await;
+    let ensured = builder(addr)
+        .build()
+        .unwrap()
+        .ensure_webhook(&request())
+        .await
+        .unwrap();
+    assert_eq!(ensured.id(), Some("wh_1"));
+    assert_eq!(seen.lock().unwrap().len(), 1, "nothing created");
+
+    let (addr, seen) = serve_pages(vec![json!({
+        "data": [listed(1, "https://a.example/1")],
+        "webhooks": [listed(2, "https://a.example/2")]
+    })])
+    .await;
+    let err = builder(addr)
+        .build()
+        .unwrap()
+        .ensure_webhook(&request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+    assert!(err.to_string().contains("several lists"), "{err}");
+    assert_eq!(seen.lock().unwrap().len(), 1, "nothing created");
+}
+
+#[tokio::test]
+async fn a_list_item_that_is_not_an_object_or_too_many_items_is_an_error() {
+    for page in [json!({"data": [0, 0, 0]}), json!([{"id": "wh_1"}, "wh_2"])] {
+        let (err, _) = list_fails(vec![page.clone()]).await;
+        assert_eq!(err.kind(), ErrorKind::Decode, "{page}: {err}");
+        assert!(err.to_string().contains("not an object"), "{err}");
+    }
+    let (addr, _) = serve_pages(vec![json!({"data": ["x"]})]).await;
+    let err = builder(addr)
+        .build()
+        .unwrap()
+        .webhook_logs("wh_1")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+
+    // 10,000 webhooks are read; one more, over two pages, is an error.
+    let page = |n: usize, next: bool| {
+        let items: Vec<Value> = (0..n).map(|_| json!({})).collect();
+        if next {
+            json!({"data": items, "next": "/v1/webhooks?page=2"})
+        } else {
+            json!({"data": items})
+        }
+    };
+    let (addr, _) = serve_pages(vec![page(6000, true), page(4000, false)]).await;
+    let list = builder(addr)
+        .build()
+        .unwrap()
+        .list_webhooks()
+        .await
+        .unwrap();
+    assert_eq!(list.webhooks.len(), 10_000);
+    let (err, _) = list_fails(vec![page(6000, true), page(4001, false)]).await;
+    assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+    assert!(err.to_string().contains("more than 10000"), "{err}");
+}
+
+#[tokio::test]
+async fn relative_next_urls_are_resolved_as_rfc_3986_says() {
+    let (addr, seen) = serve_pages(vec![
+        json!({"data": [], "next": "webhooks?cursor=2&ret=https://x.example/"}),
+        json!({"data": [], "next": "?cursor=3"}),
+        json!({"data": [], "next": "../v1/./webhooks?cursor=4"}),
+        json!({"data": [], "next": "/v1/webhooks?cursor=5#frag"}),
+        json!({"data": []}),
+    ])
+    .await;
+    builder(addr)
+        .build()
+        .unwrap()
+        .list_webhooks()
+        .await
+        .unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "GET /v1/webhooks",
+            "GET /v1/webhooks?cursor=2&ret=https://x.example/",
+            "GET /v1/webhooks?cursor=3",
+            "GET /v1/webhooks?cursor=4",
+            "GET /v1/webhooks?cursor=5",
+        ]
+    );
+    // A network-path reference to this origin is followed; to another, refused.
+    let own: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+    let (addr, seen) = serve_script(Arc::new({
+        let own = own.clone();
+        move |_, uri, _| {
+            let own = own.lock().unwrap().unwrap();
+            Some(match uri.query() {
+                None => json_answer(
+                    200,
+                    json!({"data": [], "next": format!("//{own}/v1/webhooks?page=2")}),
+                ),
+                Some(_) => json_answer(200, json!({"data": []})),
+            })
+        }
+    }))
+    .await;
+    *own.lock().unwrap() = Some(addr);
+    builder(addr)
+        .build()
+        .unwrap()
+        .list_webhooks()
+        .await
+        .unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["GET /v1/webhooks", "GET /v1/webhooks?page=2"]
+    );
 }
