@@ -45,7 +45,7 @@
 //! |---|---|---|
 //! | 429 | retried after `Retry-After` (seconds or HTTP date), else the backoff | same |
 //! | 5xx | retried (after `Retry-After` if sent) | **not retried** |
-//! | no connection, TLS handshake included (request not sent) | retried | retried |
+//! | no connection, TLS handshake included (request not sent; for a creation, whatever the attempt's time: it connects first, within the connect timeout and the attempt's time, then sends) | retried | retried |
 //! | timeout, connection lost after sending | retried | **not retried** |
 //! | other 4xx | not retried | not retried |
 //!
@@ -187,6 +187,8 @@ pub struct Client {
 
 struct Inner {
     http: HyperClient<ConnectWithin, Full<Bytes>>,
+    /// For creations, which connect first on a connection of their own.
+    connector: ConnectWithin,
     base_url: String,
     authorization: HeaderValue,
     token: String,
@@ -307,7 +309,10 @@ impl ClientBuilder {
 
     /// How long to wait for a connection (DNS, TCP and the TLS handshake), default
     /// 10 s. A connection not made in time is [`ErrorKind::Connect`]: the request was
-    /// not sent, so even a creation is retried.
+    /// not sent, so even a creation is retried. A creation connects first, on a
+    /// connection of its own, so that its connection failing or not made within the
+    /// attempt's [`timeout`](Self::timeout) is [`ErrorKind::Connect`] too, never a
+    /// timeout that "may have created".
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.settings.connect_timeout = timeout;
         self
@@ -379,11 +384,12 @@ impl ClientBuilder {
         let http = HyperClient::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
+            .build(connector.clone());
 
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
+                connector,
                 base_url,
                 authorization,
                 token: token.to_owned(),
@@ -1006,15 +1012,34 @@ impl Client {
             .headers_mut()
             .insert(AUTHORIZATION, self.inner.authorization.clone());
 
+        // A creation connects first, on a connection of its own, so that a
+        // connection not made (TLS included) is known not to have sent it, whatever
+        // the attempt's time; only then does the attempt's time run for the rest.
+        let started = Instant::now();
+        let mut fresh = if *method == Method::POST {
+            Some(self.connect(&mut request, timeout, endpoint).await?)
+        } else {
+            None
+        };
+        let timeout = timeout.saturating_sub(started.elapsed());
+        if timeout.is_zero() {
+            return Err(Error::new(ErrorKind::Timeout, timed_out));
+        }
         let exchange = async {
-            let response = self.inner.http.request(request).await.map_err(|e| {
-                let kind = if e.is_connect() {
-                    ErrorKind::Connect
-                } else {
-                    ErrorKind::Transport
-                };
-                Error::new(kind, endpoint.to_owned()).with_source(e)
-            })?;
+            let sent = match fresh.as_mut() {
+                Some(sender) => sender.send_request(request).await.map_err(|e| {
+                    Error::new(ErrorKind::Transport, endpoint.to_owned()).with_source(e)
+                }),
+                None => self.inner.http.request(request).await.map_err(|e| {
+                    let kind = if e.is_connect() {
+                        ErrorKind::Connect
+                    } else {
+                        ErrorKind::Transport
+                    };
+                    Error::new(kind, endpoint.to_owned()).with_source(e)
+                }),
+            };
+            let response = sent?;
             let (parts, body) = response.into_parts();
             let retry_after = parts
                 .headers
@@ -1070,6 +1095,54 @@ impl Client {
         tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| Error::new(ErrorKind::Timeout, timed_out))?
+    }
+
+    /// A connection of its own for `request` (DNS, TCP, TLS, the HTTP/1.1
+    /// handshake), made within the connect timeout and `within`: any failure here,
+    /// expiry included, is [`ErrorKind::Connect`], the request not sent. `request`
+    /// is made origin-form, with its `Host`.
+    async fn connect(
+        &self,
+        request: &mut Request<Full<Bytes>>,
+        within: Duration,
+        endpoint: &str,
+    ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, Error> {
+        let target = request.uri().clone();
+        let within = within.min(self.inner.settings.connect_timeout);
+        let not_connected = |detail: String| Error::new(ErrorKind::Connect, detail);
+        let mut connector = self.inner.connector.clone();
+        let connecting = async {
+            std::future::poll_fn(|cx| tower_service::Service::poll_ready(&mut connector, cx))
+                .await?;
+            let io = tower_service::Service::call(&mut connector, target.clone()).await?;
+            let (sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+            tokio::spawn(connection);
+            Ok::<_, BoxError>(sender)
+        };
+        let sender = match tokio::time::timeout(within, connecting).await {
+            Err(_) => {
+                return Err(not_connected(format!(
+                    "{endpoint}: no connection within {}",
+                    seconds(within)
+                )));
+            }
+            Ok(Err(e)) => return Err(not_connected(endpoint.to_owned()).with_source(e)),
+            Ok(Ok(sender)) => sender,
+        };
+        if let Some(authority) = target.authority() {
+            let host = HeaderValue::from_str(authority.as_str())
+                .map_err(|e| not_connected(endpoint.to_owned()).with_source(e))?;
+            request.headers_mut().insert(http::header::HOST, host);
+        }
+        let origin_form = target
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| {
+                not_connected(endpoint.to_owned()).with_source(e)
+            })?;
+        *request.uri_mut() = origin_form;
+        Ok(sender)
     }
 
     /// The longest wait before retry `retry` (from 0): the initial backoff doubled

@@ -955,8 +955,9 @@ async fn a_huge_5xx_body_is_not_read_whole_and_the_read_is_retried() {
     );
 }
 
-#[tokio::test]
-async fn a_server_that_never_completes_tls_is_a_connect_error_and_a_creation_is_retried() {
+/// A listener that accepts connections and never sends a byte of TLS; how many it
+/// accepted.
+async fn never_speaks_tls() -> (SocketAddr, Arc<Mutex<usize>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(Mutex::new(0));
@@ -968,6 +969,12 @@ async fn a_server_that_never_completes_tls_is_a_connect_error_and_a_creation_is_
             held.push(socket); // accepted, never a byte of TLS
         }
     });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_server_that_never_completes_tls_is_a_connect_error_and_a_creation_is_retried() {
+    let (addr, accepted) = never_speaks_tls().await;
     let client = Client::builder(TOKEN)
         .base_url(format!("https://{addr}/v1"))
         .connect_timeout(Duration::from_millis(300))
@@ -1581,5 +1588,30 @@ async fn relative_next_urls_are_resolved_as_rfc_3986_says() {
     assert_eq!(
         *seen.lock().unwrap(),
         ["GET /v1/webhooks", "GET /v1/webhooks?page=2"]
+    );
+}
+
+#[tokio::test]
+async fn a_tls_handshake_slower_than_the_attempt_is_a_connect_error_and_retried() {
+    let (addr, accepted) = never_speaks_tls().await;
+    // The attempt's time (2 s) and the deadline (3 s) are shorter than the
+    // connect timeout (10 s): the handshake's expiry is still "not connected".
+    let client = Client::builder(TOKEN)
+        .base_url(format!("https://{addr}/v1"))
+        .timeout(Duration::from_secs(2))
+        .deadline(Duration::from_secs(3))
+        .initial_backoff(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let err = client.create_webhook(&request()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
+    assert!(!err.may_have_created(), "{err}");
+    assert_eq!(err.attempts(), 2, "{err}");
+    assert_eq!(*accepted.lock().unwrap(), 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
     );
 }
