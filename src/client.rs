@@ -87,8 +87,9 @@
 //! non-empty ones are an error), or else its only array field. Each item must be a
 //! JSON object, and at most 10,000 webhooks are read in all (at most 10,000 log
 //! entries on a page): a longer list is an [`ErrorKind::Decode`] error, nothing is
-//! decided from it. Items are read one by one from the answer, so memory stays a
-//! small multiple of its size.
+//! decided from it. Items are read one by one from the answer (no tree of the
+//! whole page is built first), so a hostile list costs a small multiple of its
+//! size in memory.
 
 mod error;
 mod model;
@@ -536,7 +537,8 @@ impl Client {
     /// signs its deliveries with.
     ///
     /// Retried only where NotMeta cannot have created it (429, no connection). After
-    /// a 5xx, a timeout or a lost connection the webhook may exist
+    /// a 5xx, a 3xx, a 2xx answer that cannot be read, a timeout or a lost
+    /// connection the webhook may exist
     /// ([`Error::may_have_created`]): list before trying again, or use
     /// [`Client::ensure_webhook`], which does. No error shows the secret sent.
     ///
