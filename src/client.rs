@@ -45,7 +45,7 @@
 //! |---|---|---|
 //! | 429 | retried after `Retry-After` (seconds or HTTP date), else the backoff | same |
 //! | 5xx | retried (after `Retry-After` if sent) | **not retried** |
-//! | no connection, TLS handshake included (request not sent) | retried | retried |
+//! | no connection, TLS handshake included (request not sent; for a creation, whatever the attempt's time: it connects first, within the connect timeout and the attempt's time, then sends) | retried | retried |
 //! | timeout, connection lost after sending | retried | **not retried** |
 //! | other 4xx | not retried | not retried |
 //!
@@ -56,21 +56,40 @@
 //! Of an answer other than 2xx only the first 4 KiB (and a little more) are read,
 //! then the connection is dropped; a 2xx answer is read up to 16 MiB.
 //!
-//! A `POST` that failed with a 5xx, a timeout or a lost connection may have created
-//! the webhook ([`Error::may_have_created`]): retrying it blindly could create a
-//! duplicate, so [`Client::create_webhook`] leaves that decision to you.
+//! A `POST` that failed with a 5xx, a 3xx, a 2xx answer that cannot be read, a
+//! timeout or a lost connection may have created the webhook
+//! ([`Error::may_have_created`]): retrying it blindly could create a duplicate, so
+//! [`Client::create_webhook`] leaves that decision to you.
 //! [`Client::ensure_webhook`] is the safe path: it lists first, creates only when no
-//! webhook has the URL, and after such a failure lists again before trying once
-//! more.
+//! webhook has the URL, and after such a failure never creates again in the same
+//! call: it reads the list again (a few times) to find the webhook.
+//!
+//! A deadline or a wait too long for the clock to represent (`Duration::MAX`)
+//! means no deadline, or a wait not waited: the call never panics on it.
 //!
 //! # Lists
 //!
-//! [`Client::list_webhooks`] reads every page: a next-page URL (`next`, `next_url`,
-//! `links.next`: relative, or on the base URL's origin, never elsewhere) is
-//! followed, a cursor (`next_cursor`, `next_page_token`, also under `pagination`
-//! or `meta`) is asked for as `?cursor=…`. Any other sign of more pages, or an
-//! answer whose list cannot be found, is an [`ErrorKind::Decode`] error: a partial
-//! list is never taken for the whole.
+//! [`Client::list_webhooks`] reads every page. A next page is found, in this order,
+//! in the body's own fields and in those of each object among them (`pagination`,
+//! `meta`, `paging`, `links`…): a next-page URL (`next`, `next_url`,
+//! `next_page_url`, or an object's `href` under them) is followed, a cursor
+//! (`next_cursor`, `next_page_token`) is asked for as `?cursor=…`; else a `Link:
+//! <…>; rel="next"` header (RFC 8288) is followed. A URL is resolved against the
+//! page that gave it (RFC 3986) and followed only on the base URL's origin, never
+//! elsewhere. Any other sign of more pages (`has_more: true`, `next_page`,
+//! `cursors.after` alone, a `total` / `total_count` above the items read so far, a
+//! `total_pages` / `page_count` above the current `page`), or an answer whose list
+//! cannot be found, is an [`ErrorKind::Decode`] error: a partial list is never
+//! taken for the whole.
+//!
+//! The list is a bare array or an object's `data`, `webhooks`, `items` or
+//! `results` (when several of those hold an array, the only non-empty one; two
+//! non-empty ones are an error), or else its only array field. Each item must be a
+//! JSON object, and at most 10,000 webhooks are read in all (at most 10,000 log
+//! entries on a page): a longer list is an [`ErrorKind::Decode`] error, nothing is
+//! decided from it. Items are read one by one from the answer (no tree of the
+//! whole page is built first), so a hostile list costs a small multiple of its
+//! size in memory.
 
 mod error;
 mod model;
@@ -91,10 +110,9 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 use tokio::time::Instant;
 
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, redact};
 use error::{Redactor, seconds};
 use model::Next;
 pub use model::{
@@ -110,6 +128,10 @@ const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
 /// The most pages [`Client::list_webhooks`] reads.
 const MAX_PAGES: usize = 1000;
+
+/// The most webhooks [`Client::list_webhooks`] reads in all (and log entries
+/// [`Client::webhook_logs`] reads): a longer list is an error, never cut short.
+const MAX_ITEMS: usize = 10_000;
 
 /// Where the list of webhooks may be wrapped, and the logs.
 const WEBHOOK_KEYS: &[&str] = &["data", "webhooks", "items", "results"];
@@ -166,6 +188,8 @@ pub struct Client {
 
 struct Inner {
     http: HyperClient<ConnectWithin, Full<Bytes>>,
+    /// For creations, which connect first on a connection of their own.
+    connector: ConnectWithin,
     base_url: String,
     authorization: HeaderValue,
     token: String,
@@ -286,7 +310,10 @@ impl ClientBuilder {
 
     /// How long to wait for a connection (DNS, TCP and the TLS handshake), default
     /// 10 s. A connection not made in time is [`ErrorKind::Connect`]: the request was
-    /// not sent, so even a creation is retried.
+    /// not sent, so even a creation is retried. A creation connects first, on a
+    /// connection of its own, so that its connection failing or not made within the
+    /// attempt's [`timeout`](Self::timeout) is [`ErrorKind::Connect`] too, never a
+    /// timeout that "may have created".
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.settings.connect_timeout = timeout;
         self
@@ -358,11 +385,12 @@ impl ClientBuilder {
         let http = HyperClient::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
+            .build(connector.clone());
 
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
+                connector,
                 base_url,
                 authorization,
                 token: token.to_owned(),
@@ -432,8 +460,32 @@ enum Retry {
 /// What one public call carries through its requests: when it must end, and the
 /// strings no error may show.
 struct Call {
-    until: Instant,
+    /// `None`: a deadline too far to be reached, no deadline.
+    until: Option<Instant>,
     sensitive: Redactor,
+}
+
+impl Call {
+    /// What is left of the deadline.
+    fn left(&self) -> Duration {
+        self.until.map_or(Duration::MAX, |u| {
+            u.saturating_duration_since(Instant::now())
+        })
+    }
+
+    /// Whether a wait of `wait` ends before the deadline (and can be waited at all).
+    fn can_wait(&self, wait: Duration) -> bool {
+        match Instant::now().checked_add(wait) {
+            None => false,
+            Some(end) => self.until.is_none_or(|until| end < until),
+        }
+    }
+
+    /// The one way out of a public call: every error it returns, whatever built it,
+    /// is scrubbed here of the token and the secret sent.
+    fn end<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        result.map_err(|e| e.redacted(&self.sensitive))
+    }
 }
 
 /// One answer: its status, the `Retry-After` wait, and its body (for a status other
@@ -441,6 +493,8 @@ struct Call {
 /// its length when known).
 struct Answer {
     status: StatusCode,
+    /// The `Link` header's `rel="next"` target, if any.
+    next_link: Option<String>,
     retry_after: Option<Duration>,
     body: Bytes,
     complete: bool,
@@ -470,7 +524,7 @@ impl Client {
 
     fn start(&self, secret: Option<&str>) -> Call {
         Call {
-            until: Instant::now() + self.inner.settings.deadline,
+            until: Instant::now().checked_add(self.inner.settings.deadline),
             sensitive: Redactor::new(
                 [Some(self.inner.token.as_str()), secret]
                     .into_iter()
@@ -483,7 +537,8 @@ impl Client {
     /// signs its deliveries with.
     ///
     /// Retried only where NotMeta cannot have created it (429, no connection). After
-    /// a 5xx, a timeout or a lost connection the webhook may exist
+    /// a 5xx, a 3xx, a 2xx answer that cannot be read, a timeout or a lost
+    /// connection the webhook may exist
     /// ([`Error::may_have_created`]): list before trying again, or use
     /// [`Client::ensure_webhook`], which does. No error shows the secret sent.
     ///
@@ -505,7 +560,7 @@ impl Client {
     /// ```
     pub async fn create_webhook(&self, webhook: &CreateWebhook) -> Result<Webhook, Error> {
         let call = self.start(Some(webhook.secret()));
-        self.create(webhook, &call).await
+        call.end(self.create(webhook, &call).await)
     }
 
     async fn create(&self, webhook: &CreateWebhook, call: &Call) -> Result<Webhook, Error> {
@@ -541,7 +596,8 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn list_webhooks(&self) -> Result<WebhookList, Error> {
-        self.list_all(&self.start(None)).await
+        let call = self.start(None);
+        call.end(self.list_all(&call).await)
     }
 
     async fn list_all(&self, call: &Call) -> Result<WebhookList, Error> {
@@ -551,49 +607,54 @@ impl Client {
         let mut read = HashSet::from([uri.clone()]);
         let mut list = WebhookList::default();
         for n in 0..MAX_PAGES {
-            let value: Value = self
-                .json(
-                    Method::GET,
+            let before = model::Progress {
+                items: list.webhooks.len(),
+                pages: n,
+            };
+            let limit = MAX_ITEMS - list.webhooks.len();
+            let page = self
+                .page(
                     &uri,
                     &endpoint,
-                    Bytes::new(),
-                    Retry::Idempotent,
+                    WEBHOOK_KEYS,
+                    "webhooks",
+                    limit,
+                    before,
                     call,
                 )
                 .await?;
-            let page = model::Page::read(value, WEBHOOK_KEYS, "webhooks")
-                .map_err(|m| decode(&endpoint, &m, call))?;
             if n == 0 {
                 list.extra = page.extra;
             }
             list.webhooks
-                .extend(page.items.into_iter().map(WebhookSummary::from_value));
+                .extend(page.items.into_iter().map(WebhookSummary::from_map));
             uri = match page.next {
                 Next::None => return Ok(list),
                 Next::Url(next) => self
-                    .same_origin(&next)
-                    .map_err(|m| decode(&endpoint, &m, call))?,
+                    .same_origin(&uri, &next)
+                    .map_err(|m| decode(&endpoint, &m))?,
                 Next::Cursor(cursor) => format!("{base}/webhooks?cursor={}", percent(&cursor)),
                 Next::Unfollowable(signal) => {
                     let m = format!(
                         "the list is incomplete: the answer signals more webhooks ({signal}) but \
                          gives no next URL or cursor this client can follow; nothing was decided from it"
                     );
-                    return Err(decode(&endpoint, &m, call));
+                    return Err(decode(&endpoint, &m));
                 }
             };
             if !read.insert(uri.clone()) {
                 let m = "the answer points again to a page already read: the list does not end";
-                return Err(decode(&endpoint, m, call));
+                return Err(decode(&endpoint, m));
             }
             endpoint = format!("GET {}", uri.strip_prefix(base.as_str()).unwrap_or(&uri));
         }
         let m = format!("the list has more than {MAX_PAGES} pages; nothing was decided from it");
-        Err(decode(&endpoint, &m, call))
+        Err(decode(&endpoint, &m))
     }
 
-    /// A next-page URL as an absolute one, if it is on the base URL's origin.
-    fn same_origin(&self, next: &str) -> Result<String, String> {
+    /// A next-page URL, resolved against the page that gave it (`page`, RFC 3986),
+    /// if it is on the base URL's origin.
+    fn same_origin(&self, page: &str, next: &str) -> Result<String, String> {
         let base: Uri = self
             .inner
             .base_url
@@ -601,22 +662,13 @@ impl Client {
             .map_err(|_| "invalid base URL")?;
         let scheme = base.scheme_str().unwrap_or("https");
         let origin = format!("{scheme}://{}", base.authority().map_or("", |a| a.as_str()));
-        let next = next.split('#').next().unwrap_or_default();
-        let absolute = if let Some(rest) = next.strip_prefix("//") {
-            format!("{scheme}://{rest}")
-        } else if next.starts_with('/') {
-            format!("{origin}{next}")
-        } else if next.starts_with('?') {
-            format!("{}/webhooks{next}", self.inner.base_url)
-        } else if next.contains("://") {
-            next.to_owned()
-        } else {
-            format!("{}/{next}", self.inner.base_url)
-        };
+        let absolute = resolve(page, next);
         let uri: Uri = absolute
             .parse()
             .map_err(|_| "the next page's URL is not a valid URL".to_owned())?;
-        let same = uri.scheme_str() == Some(scheme)
+        let same = uri
+            .scheme_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
             && uri
                 .authority()
                 .zip(base.authority())
@@ -645,21 +697,24 @@ impl Client {
     /// ```
     pub async fn webhook_logs(&self, id: &str) -> Result<WebhookLogs, Error> {
         let call = self.start(None);
+        call.end(self.logs(id, &call).await)
+    }
+
+    async fn logs(&self, id: &str, call: &Call) -> Result<WebhookLogs, Error> {
         let path = format!("/webhooks/{}/logs", path_segment(id)?);
         let endpoint = format!("GET {path}");
         let uri = format!("{}{path}", self.inner.base_url);
-        let value: Value = self
-            .json(
-                Method::GET,
+        let page = self
+            .page(
                 &uri,
                 &endpoint,
-                Bytes::new(),
-                Retry::Idempotent,
-                &call,
+                LOG_KEYS,
+                "log entries",
+                MAX_ITEMS,
+                model::Progress::default(),
+                call,
             )
             .await?;
-        let page = model::Page::read(value, LOG_KEYS, "log entries")
-            .map_err(|m| decode(&endpoint, &m, &call))?;
         Ok(WebhookLogs::from_page(page))
     }
 
@@ -673,17 +728,22 @@ impl Client {
     /// ```
     pub async fn webhook_stats(&self, id: &str) -> Result<WebhookStats, Error> {
         let call = self.start(None);
-        let path = format!("/webhooks/{}/stats", path_segment(id)?);
+        let path = match path_segment(id) {
+            Ok(segment) => format!("/webhooks/{segment}/stats"),
+            Err(e) => return call.end(Err(e)),
+        };
         let uri = format!("{}{path}", self.inner.base_url);
-        self.json(
-            Method::GET,
-            &uri,
-            &format!("GET {path}"),
-            Bytes::new(),
-            Retry::Idempotent,
-            &call,
-        )
-        .await
+        let stats = self
+            .json(
+                Method::GET,
+                &uri,
+                &format!("GET {path}"),
+                Bytes::new(),
+                Retry::Idempotent,
+                &call,
+            )
+            .await;
+        call.end(stats)
     }
 
     /// Makes sure a webhook exists for the request's URL: the call for deploy scripts,
@@ -694,10 +754,15 @@ impl Client {
     /// ones (NotMeta documents no update call, so nothing is changed behind your
     /// back: check [`Ensured::events_match`]). Otherwise the webhook is created
     /// ([`Ensured::Created`]). When the creation fails in a way that may have created
-    /// it anyway (5xx, timeout, lost connection), the list is read again: if the
-    /// webhook is there, it is [`Ensured::CreatedAnswerLost`], with the secret sent;
-    /// if not, it is tried again, within [`max_retries`](ClientBuilder::max_retries),
-    /// and the list read once more after the last try. A list that cannot be read
+    /// it anyway (a 5xx, a 3xx, a 2xx that cannot be read, a timeout, a lost
+    /// connection), it is **never sent again in the same call**: the list is read
+    /// again, up to 4 times over about 4 s (within the deadline), in case it shows
+    /// the webhook late. If the webhook is there, it is [`Ensured::CreatedAnswerLost`],
+    /// with the secret sent; if not, the creation's error, with
+    /// [`Error::may_have_created`] true: keep the secret sent, and run the call again
+    /// later (it lists first). This relies on the list showing a created webhook by
+    /// the time the call runs again. Only failures where NotMeta cannot have acted
+    /// (no connection, 429) are retried by creating again. A list that cannot be read
     /// whole, or that lists a webhook without a URL, is an error: nothing is created
     /// from it. All within one [`deadline`](ClientBuilder::deadline).
     ///
@@ -730,50 +795,51 @@ impl Client {
     /// ```
     pub async fn ensure_webhook(&self, request: &CreateWebhook) -> Result<Ensured, Error> {
         let call = self.start(Some(request.secret()));
-        let max_retries = self.inner.settings.max_retries;
-        // Creations that failed in a way that may have created the webhook, and the
-        // last of those failures.
-        let mut uncertain = 0;
-        let mut lost: Option<Error> = None;
-        loop {
-            let marked = |e: Error| {
-                if uncertain > 0 {
-                    e.creation_may_have_acted()
-                } else {
-                    e
+        call.end(self.ensure(request, &call).await)
+    }
+
+    async fn ensure(&self, request: &CreateWebhook, call: &Call) -> Result<Ensured, Error> {
+        let list = self.list_all(call).await?;
+        if let Some(found) = find(&list, request.url()).map_err(|m| decode("GET /webhooks", &m))? {
+            return Ok(Ensured::existing(found.clone(), request));
+        }
+        let lost = match self.create(request, call).await {
+            Ok(created) => return Ok(Ensured::Created(created)),
+            Err(e) if e.may_have_created() => e,
+            Err(e) => return Err(e),
+        };
+        // The creation may have acted: never POST again in this call (a list that
+        // shows a creation late would make duplicates). Read the list again, a few
+        // times, in case it shows the webhook a little after its creation.
+        let mut relisted = 0;
+        for wait in RELIST_WAITS {
+            if !call.can_wait(wait) {
+                break;
+            }
+            tokio::time::sleep(wait).await;
+            let list = match self.list_all(call).await {
+                Ok(list) => list,
+                Err(e) => {
+                    return Err(e.creation_may_have_acted().with_note(&format!(
+                        "the webhook may have been created by the `POST /webhooks` that failed \
+                         before ({lost}); check `GET /webhooks` before creating again"
+                    )));
                 }
             };
-            let list = self.list_all(&call).await.map_err(marked)?;
-            let found = find(&list, request.url())
-                .map_err(|m| marked(decode("GET /webhooks", &m, &call)))?;
-            if let Some(found) = found {
-                return Ok(match lost {
-                    Some(cause) => Ensured::answer_lost(found.clone(), request, cause.to_string()),
-                    None => Ensured::existing(found.clone(), request),
-                });
-            }
-            if let Some(e) = lost.take()
-                && uncertain > max_retries
-            {
-                // The last creation tried, and the list read after it: not there.
-                return Err(e);
-            }
-            match self.create(request, &call).await {
-                Ok(created) => return Ok(Ensured::Created(created)),
-                Err(e) if e.may_have_created() => {
-                    uncertain += 1;
-                    if uncertain <= max_retries {
-                        let wait = self.jittered_backoff(uncertain - 1);
-                        if Instant::now() + wait >= call.until {
-                            return Err(e);
-                        }
-                        tokio::time::sleep(wait).await;
-                    }
-                    lost = Some(e);
+            relisted += 1;
+            match find(&list, request.url()) {
+                Ok(Some(found)) => {
+                    let cause = lost.redacted(&call.sensitive).to_string();
+                    return Ok(Ensured::answer_lost(found.clone(), request, cause));
                 }
-                Err(e) => return Err(marked(e)),
+                Ok(None) => {}
+                Err(m) => return Err(decode("GET /webhooks", &m).creation_may_have_acted()),
             }
         }
+        Err(lost.with_note(&format!(
+            "the webhook may have been created nonetheless; the list read {relisted} time(s) \
+             after it does not show it: check the list before creating again"
+        )))
     }
 
     /// One call with its retries, decoding a 2xx answer as `T`.
@@ -786,15 +852,52 @@ impl Client {
         retry: Retry,
         call: &Call,
     ) -> Result<T, Error> {
-        let (status, bytes, attempts) = self
+        let (answer, attempts) = self
             .exchange(&method, uri, endpoint, &body, retry, call)
             .await?;
-        serde_json::from_slice(&bytes).map_err(|e| {
+        serde_json::from_slice(&answer.body).map_err(|e| {
             Error::new(ErrorKind::Decode, format!("{endpoint}: {e}"))
-                .set_status(status)
+                .set_status(answer.status)
                 .with_attempts(attempts)
-                .redacted(&call.sensitive)
         })
+    }
+
+    /// One page of a list with its retries: its items (at most `limit`), the
+    /// wrapper's fields, and its next page, from the body or a `Link` header.
+    #[allow(clippy::too_many_arguments)]
+    async fn page(
+        &self,
+        uri: &str,
+        endpoint: &str,
+        keys: &[&str],
+        what: &str,
+        limit: usize,
+        before: model::Progress,
+        call: &Call,
+    ) -> Result<model::Page, Error> {
+        let (answer, attempts) = self
+            .exchange(
+                &Method::GET,
+                uri,
+                endpoint,
+                &Bytes::new(),
+                Retry::Idempotent,
+                call,
+            )
+            .await?;
+        let mut page =
+            model::Page::parse(&answer.body, keys, what, limit, before).map_err(|m| {
+                decode(endpoint, &m)
+                    .set_status(answer.status)
+                    .with_attempts(attempts)
+            })?;
+        // The body's own next URL or cursor first; else the `Link` header's.
+        if let Some(link) = answer.next_link
+            && matches!(page.next, Next::None | Next::Unfollowable(_))
+        {
+            page.next = Next::Url(link);
+        }
+        Ok(page)
     }
 
     /// One request with its retries: a 2xx answer's status, body and the attempts
@@ -807,7 +910,7 @@ impl Client {
         body: &Bytes,
         retry: Retry,
         call: &Call,
-    ) -> Result<(StatusCode, Bytes, u32), Error> {
+    ) -> Result<(Answer, u32), Error> {
         let settings = &self.inner.settings;
         let mut attempt = 0;
         loop {
@@ -815,7 +918,7 @@ impl Client {
             let outcome = self.attempt(method, uri, body, endpoint, call).await;
             if outcome.as_ref().is_ok_and(|a| a.status.is_success()) {
                 let Ok(a) = outcome else { unreachable!() };
-                return Ok((a.status, a.body, attempt));
+                return Ok((a, attempt));
             }
             let retryable = match &outcome {
                 Ok(a) => {
@@ -856,7 +959,7 @@ impl Client {
                 Some(asked) => asked,
                 None => self.jittered_backoff(attempt - 1),
             };
-            if Instant::now() + wait >= call.until {
+            if !call.can_wait(wait) {
                 return Err(match retry_after {
                     Some(asked) => failure.with_retry_after(asked, "past the call's deadline"),
                     None => failure,
@@ -876,7 +979,7 @@ impl Client {
         call: &Call,
     ) -> Result<Answer, Error> {
         let settings = &self.inner.settings;
-        let left = call.until.saturating_duration_since(Instant::now());
+        let left = call.left();
         let (timeout, timed_out) = if left < settings.timeout {
             let m = format!(
                 "{endpoint}: no answer in {} (the call's deadline)",
@@ -911,21 +1014,41 @@ impl Client {
             .headers_mut()
             .insert(AUTHORIZATION, self.inner.authorization.clone());
 
+        // A creation connects first, on a connection of its own, so that a
+        // connection not made (TLS included) is known not to have sent it, whatever
+        // the attempt's time; only then does the attempt's time run for the rest.
+        let started = Instant::now();
+        let mut fresh = if *method == Method::POST {
+            Some(self.connect(&mut request, timeout, endpoint).await?)
+        } else {
+            None
+        };
+        let timeout = timeout.saturating_sub(started.elapsed());
+        if timeout.is_zero() {
+            return Err(Error::new(ErrorKind::Timeout, timed_out));
+        }
         let exchange = async {
-            let response = self.inner.http.request(request).await.map_err(|e| {
-                let kind = if e.is_connect() {
-                    ErrorKind::Connect
-                } else {
-                    ErrorKind::Transport
-                };
-                Error::new(kind, endpoint.to_owned()).with_source(e)
-            })?;
+            let sent = match fresh.as_mut() {
+                Some(sender) => sender.send_request(request).await.map_err(|e| {
+                    Error::new(ErrorKind::Transport, endpoint.to_owned()).with_source(e)
+                }),
+                None => self.inner.http.request(request).await.map_err(|e| {
+                    let kind = if e.is_connect() {
+                        ErrorKind::Connect
+                    } else {
+                        ErrorKind::Transport
+                    };
+                    Error::new(kind, endpoint.to_owned()).with_source(e)
+                }),
+            };
+            let response = sent?;
             let (parts, body) = response.into_parts();
             let retry_after = parts
                 .headers
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            let next_link = next_link(&parts.headers);
             let transport =
                 |e: BoxError| Error::new(ErrorKind::Transport, endpoint.to_owned()).with_source(e);
             if !parts.status.is_success() {
@@ -940,6 +1063,7 @@ impl Client {
                     .map_err(|e| transport(e.into()))?;
                 return Ok(Answer {
                     status: parts.status,
+                    next_link,
                     retry_after,
                     total: total.or(complete.then_some(body.len() as u64)),
                     body,
@@ -963,6 +1087,7 @@ impl Client {
                 .to_bytes();
             Ok(Answer {
                 status: parts.status,
+                next_link,
                 retry_after,
                 total: Some(bytes.len() as u64),
                 body: bytes,
@@ -972,6 +1097,54 @@ impl Client {
         tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| Error::new(ErrorKind::Timeout, timed_out))?
+    }
+
+    /// A connection of its own for `request` (DNS, TCP, TLS, the HTTP/1.1
+    /// handshake), made within the connect timeout and `within`: any failure here,
+    /// expiry included, is [`ErrorKind::Connect`], the request not sent. `request`
+    /// is made origin-form, with its `Host`.
+    async fn connect(
+        &self,
+        request: &mut Request<Full<Bytes>>,
+        within: Duration,
+        endpoint: &str,
+    ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, Error> {
+        let target = request.uri().clone();
+        let within = within.min(self.inner.settings.connect_timeout);
+        let not_connected = |detail: String| Error::new(ErrorKind::Connect, detail);
+        let mut connector = self.inner.connector.clone();
+        let connecting = async {
+            std::future::poll_fn(|cx| tower_service::Service::poll_ready(&mut connector, cx))
+                .await?;
+            let io = tower_service::Service::call(&mut connector, target.clone()).await?;
+            let (sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+            tokio::spawn(connection);
+            Ok::<_, BoxError>(sender)
+        };
+        let sender = match tokio::time::timeout(within, connecting).await {
+            Err(_) => {
+                return Err(not_connected(format!(
+                    "{endpoint}: no connection within {}",
+                    seconds(within)
+                )));
+            }
+            Ok(Err(e)) => return Err(not_connected(endpoint.to_owned()).with_source(e)),
+            Ok(Ok(sender)) => sender,
+        };
+        if let Some(authority) = target.authority() {
+            let host = HeaderValue::from_str(authority.as_str())
+                .map_err(|e| not_connected(endpoint.to_owned()).with_source(e))?;
+            request.headers_mut().insert(http::header::HOST, host);
+        }
+        let origin_form = target
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| {
+                not_connected(endpoint.to_owned()).with_source(e)
+            })?;
+        *request.uri_mut() = origin_form;
+        Ok(sender)
     }
 
     /// The longest wait before retry `retry` (from 0): the initial backoff doubled
@@ -988,6 +1161,139 @@ impl Client {
     /// together do not all retry at the same instant.
     fn jittered_backoff(&self, retry: u32) -> Duration {
         jitter(self.backoff(retry), random_fraction())
+    }
+}
+
+/// The `rel="next"` target of the `Link` headers (RFC 8288): several headers,
+/// several links in one, `rel` quoted or bare, holding several relation types.
+fn next_link(headers: &http::HeaderMap) -> Option<String> {
+    for value in headers.get_all(http::header::LINK) {
+        let Ok(mut rest) = value.to_str() else {
+            continue;
+        };
+        while let Some(open) = rest.find('<') {
+            let close = open + rest[open..].find('>')?;
+            let target = &rest[open + 1..close];
+            rest = &rest[close + 1..];
+            // The parameters run to the next link: a `<` outside quotes.
+            let mut end = rest.len();
+            let mut quoted = false;
+            for (i, c) in rest.char_indices() {
+                match c {
+                    '"' => quoted = !quoted,
+                    '<' if !quoted => {
+                        end = i;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let params = &rest[..end];
+            rest = &rest[end..];
+            let mut split = Vec::new();
+            let (mut from, mut quoted) = (0, false);
+            for (i, c) in params.char_indices() {
+                match c {
+                    '"' => quoted = !quoted,
+                    ';' if !quoted => {
+                        split.push(&params[from..i]);
+                        from = i + 1;
+                    }
+                    _ => {}
+                }
+            }
+            split.push(&params[from..]);
+            let is_next = split.iter().any(|param| {
+                let Some((name, value)) = param.split_once('=') else {
+                    return false;
+                };
+                name.trim().eq_ignore_ascii_case("rel")
+                    && value
+                        .trim()
+                        .trim_matches('"')
+                        .split_ascii_whitespace()
+                        .any(|rel| rel.eq_ignore_ascii_case("next"))
+            });
+            if is_next {
+                return Some(target.trim().to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// `reference` resolved against the absolute URL `base` (RFC 3986, section 5.2):
+/// absolute only when it starts with a scheme; a network-path (`//host…`), an
+/// absolute path, a query alone, or a path relative to the base's directory
+/// otherwise. The fragment is dropped.
+fn resolve(base: &str, reference: &str) -> String {
+    let reference = reference.trim();
+    let reference = reference.split('#').next().unwrap_or_default();
+    let has_scheme = reference.find(':').is_some_and(|colon| {
+        let scheme = &reference[..colon];
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    if has_scheme {
+        return reference.to_owned();
+    }
+    let (scheme, after_scheme) = base.split_once("://").unwrap_or(("https", base));
+    if let Some(rest) = reference.strip_prefix("//") {
+        return format!("{scheme}://{rest}");
+    }
+    let authority_end = after_scheme.find(['/', '?']).unwrap_or(after_scheme.len());
+    let (authority, path_and_query) = after_scheme.split_at(authority_end);
+    let base_path = path_and_query.split('?').next().unwrap_or_default();
+    let origin = format!("{scheme}://{authority}");
+    if reference.is_empty() {
+        return base.split('#').next().unwrap_or_default().to_owned();
+    }
+    if reference.starts_with('?') {
+        return format!("{origin}{base_path}{reference}");
+    }
+    let (path, query) = match reference.find('?') {
+        Some(q) => reference.split_at(q),
+        None => (reference, ""),
+    };
+    let merged = if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        let directory = base_path.rfind('/').map_or("/", |i| &base_path[..=i]);
+        format!("{directory}{path}")
+    };
+    format!("{origin}{}{query}", remove_dot_segments(&merged))
+}
+
+/// A path without its `.` and `..` segments (RFC 3986, section 5.2.4).
+fn remove_dot_segments(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').collect();
+    for (i, segment) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        match *segment {
+            "." => {
+                if last {
+                    out.push("");
+                }
+            }
+            ".." => {
+                if out.len() > 1 {
+                    out.pop();
+                }
+                if last {
+                    out.push("");
+                }
+            }
+            s => out.push(s),
+        }
+    }
+    let joined = out.join("/");
+    if joined.starts_with('/') {
+        joined
+    } else {
+        format!("/{joined}")
     }
 }
 
@@ -1027,8 +1333,8 @@ fn find<'a>(list: &'a WebhookList, url: &str) -> Result<Option<&'a WebhookSummar
     }
 }
 
-fn decode(endpoint: &str, message: &str, call: &Call) -> Error {
-    Error::new(ErrorKind::Decode, format!("{endpoint}: {message}")).redacted(&call.sensitive)
+fn decode(endpoint: &str, message: &str) -> Error {
+    Error::new(ErrorKind::Decode, format!("{endpoint}: {message}"))
 }
 
 /// `ceiling` scaled into `[ceiling / 2, ceiling]` by `fraction` (in `[0, 1)`).
@@ -1045,14 +1351,27 @@ fn random_fraction() -> f64 {
     (crate::random::random_u64(0) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Whether a failed creation may nevertheless have created the webhook.
+/// Whether a failed creation may nevertheless have created the webhook: a timeout
+/// or a connection lost after sending; a 5xx; a 3xx (NotMeta acted and points
+/// elsewhere); a 2xx that could not be read (NotMeta most likely created it).
 fn may_have_acted(e: &Error) -> bool {
     match e.kind() {
-        ErrorKind::Timeout | ErrorKind::Transport => true,
-        ErrorKind::Status => e.status().is_some_and(|s| s.is_server_error()),
+        ErrorKind::Timeout | ErrorKind::Transport | ErrorKind::Decode => true,
+        ErrorKind::Status => e
+            .status()
+            .is_some_and(|s| s.is_server_error() || s.is_redirection()),
         _ => false,
     }
 }
+
+/// The waits before each reading of the list after a creation that may have acted
+/// and whose webhook is not listed yet.
+const RELIST_WAITS: [Duration; 4] = [
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
 
 /// `Retry-After` as a wait: delay-seconds or an HTTP date (a past date is no wait).
 fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
@@ -1194,5 +1513,57 @@ mod tests {
             without_userinfo("https://user:pw@x.example/v1?a=b@c"),
             "https://<redacted>@x.example/v1?a=b@c"
         );
+    }
+
+    #[test]
+    fn references_resolve_as_rfc_3986_says() {
+        let base = "https://api.example/v1/webhooks?cursor=1";
+        for (reference, resolved) in [
+            (
+                "webhooks?c=2&r=https://x.example/",
+                "https://api.example/v1/webhooks?c=2&r=https://x.example/",
+            ),
+            ("?c=3", "https://api.example/v1/webhooks?c=3"),
+            ("/v2/w?c=4#f", "https://api.example/v2/w?c=4"),
+            ("../v0/./w", "https://api.example/v0/w"),
+            ("//other.example/w", "https://other.example/w"),
+            ("HTTP+x://h/w", "HTTP+x://h/w"),
+            ("a:b", "a:b"),
+            ("./a:b", "https://api.example/v1/a:b"),
+            ("", "https://api.example/v1/webhooks?cursor=1"),
+        ] {
+            assert_eq!(resolve(base, reference), resolved, "{reference}");
+        }
+    }
+
+    #[test]
+    fn link_headers_give_the_next_target() {
+        let headers = |values: &[&str]| {
+            let mut map = http::HeaderMap::new();
+            for v in values {
+                map.append(http::header::LINK, v.parse().unwrap());
+            }
+            map
+        };
+        for (values, next) in [
+            (&["</p2>; rel=\"next\""][..], Some("/p2")),
+            (&["</p2>; rel=next"], Some("/p2")),
+            (
+                &["</p1>; rel=prev, </p2>; rel=\"prefetch NEXT\""],
+                Some("/p2"),
+            ),
+            (
+                &[
+                    "</p0>; rel=first",
+                    "</p3>; title=\"a, <b>; rel=next\"; rel=last",
+                    "</p4>;rel=next",
+                ],
+                Some("/p4"),
+            ),
+            (&["</p1>; rel=prev"], None),
+            (&[], None),
+        ] {
+            assert_eq!(next_link(&headers(values)).as_deref(), next, "{values:?}");
+        }
     }
 }

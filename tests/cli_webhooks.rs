@@ -658,7 +658,10 @@ async fn a_creation_that_may_have_acted_and_is_not_listed_shows_the_generated_se
         .iter()
         .filter(|s| s.starts_with("POST"))
         .count();
-    assert_eq!(posts, 4, "the first try and three more, each after listing");
+    assert_eq!(
+        posts, 1,
+        "a creation that may have acted is never sent again in one run"
+    );
 
     // A secret the user gave is not printed: they have it.
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -734,4 +737,63 @@ async fn logs_say_when_notmeta_has_more_entries() {
     assert!(stdout.contains("evt_1"), "{stdout}");
     assert!(stderr.contains("more log entries"), "{stderr}");
     assert_eq!(*seen.lock().unwrap(), ["GET /v1/webhooks/wh_1/logs"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_cell_shows_the_token_or_the_secret_sent_without_show_secret() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let app = stand_in(
+        seen,
+        |query| {
+            if query.is_empty() {
+                (200, r#"{"data":[]}"#.into())
+            } else {
+                (200, "{}".into())
+            }
+        },
+        |body| {
+            let echo = json!({"secret": body["secret"]});
+            (
+                201,
+                json!({"id": "wh_1", "url": "https://a.example/h", "events": ["user.online"],
+                    "secret": NOTMETA_SECRET, "request": echo,
+                    "debug_auth": format!("Bearer {TOKEN}"),
+                    "escaped": body["secret"].as_str().unwrap().replace('_', "\\u005f")})
+                .to_string(),
+            )
+        },
+    );
+    let base = serve_app(app).await;
+    let (code, stdout, stderr) = create(&base, &["--secret", "my_sent_secret_123"]).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("request"), "{stdout}");
+    for shown in [&stdout, &stderr] {
+        for hidden in ["my_sent_secret_123", "my\\u005fsent", TOKEN, NOTMETA_SECRET] {
+            assert!(!shown.contains(hidden), "{hidden} in {shown}");
+        }
+    }
+    assert!(stdout.contains("<redacted>"), "{stdout}");
+
+    // Stats, logs and the list: every cell.
+    let answer = format!(
+        r#"{{"debug_auth":"Bearer {TOKEN}","data":[{{"id":"wh_1","url":"https://a.example/h?t={TOKEN}","note":"{TOKEN}"}}]}}"#
+    );
+    let app = Router::new().fallback(move || {
+        let answer = answer.clone();
+        async move { ([("content-type", "application/json")], answer) }
+    });
+    let base = serve_app(app).await;
+    for command in [&["stats", "wh_1"][..], &["logs", "wh_1"], &["list"]] {
+        let mut args = vec!["webhooks"];
+        args.extend_from_slice(command);
+        args.extend_from_slice(&["--base-url", &base]);
+        let out = run(&args, Some(TOKEN)).await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{command:?}: {stdout}{stderr}");
+        assert!(
+            !stdout.contains(TOKEN) && !stderr.contains(TOKEN),
+            "{command:?}: {stdout}{stderr}"
+        );
+        assert!(stdout.contains("<redacted>"), "{command:?}: {stdout}");
+    }
 }

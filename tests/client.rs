@@ -778,28 +778,14 @@ async fn an_error_never_shows_the_token_or_the_secret_sent_in_any_escaped_form()
 
 /// A stand-in listing `pages`, one per request, in order; creations are counted.
 async fn serve_pages(pages: Vec<Value>) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let pages = Arc::new(pages);
-    let app = Router::new().fallback({
-        let seen = seen.clone();
-        move |method: Method, uri: Uri| {
-            let seen = seen.clone();
-            let pages = pages.clone();
-            async move {
-                let mut seen = seen.lock().unwrap();
-                seen.push(format!("{method} {uri}"));
-                if method == Method::POST {
-                    return json_answer(201, json!({"id":"wh_new","url":"u","secret":"whsec_n"}));
-                }
-                let gets = seen.iter().filter(|s| s.starts_with("GET")).count();
-                json_answer(200, pages[(gets - 1).min(pages.len() - 1)].clone())
-            }
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, seen)
+    serve_script(Arc::new(move |method, _, n| {
+        Some(if *method == Method::POST {
+            json_answer(201, json!({"id":"wh_new","url":"u","secret":"whsec_n"}))
+        } else {
+            json_answer(200, pages[(n - 1).min(pages.len() - 1)].clone())
+        })
+    }))
+    .await
 }
 
 fn listed(n: u32, url: &str) -> Value {
@@ -880,22 +866,15 @@ async fn more_pages_with_nothing_to_follow_is_an_error_and_nothing_is_created() 
 
 #[tokio::test]
 async fn a_next_url_on_another_origin_or_a_repeated_cursor_is_an_error() {
-    let (addr, seen) = serve_pages(vec![
-        json!({"data": [], "next": "https://elsewhere.example/v1/webhooks?page=2"}),
-    ])
-    .await;
-    let err = builder(addr)
-        .build()
-        .unwrap()
-        .list_webhooks()
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
-    assert_eq!(
-        seen.lock().unwrap().len(),
-        1,
-        "the token is never sent elsewhere"
-    );
+    for next in [
+        "https://elsewhere.example/v1/webhooks?page=2",
+        "//elsewhere.example/v1/webhooks?page=2",
+    ] {
+        let (err, seen) = list_fails(vec![json!({"data": [], "next": next})]).await;
+        assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+        assert!(err.to_string().contains("another origin"), "{err}");
+        assert_eq!(seen.len(), 1, "the token is never sent elsewhere");
+    }
 
     let (addr, seen) = serve_pages(vec![json!({"data": [], "next_cursor": "same"})]).await;
     let err = builder(addr)
@@ -976,8 +955,9 @@ async fn a_huge_5xx_body_is_not_read_whole_and_the_read_is_retried() {
     );
 }
 
-#[tokio::test]
-async fn a_server_that_never_completes_tls_is_a_connect_error_and_a_creation_is_retried() {
+/// A listener that accepts connections and never sends a byte of TLS; how many it
+/// accepted.
+async fn never_speaks_tls() -> (SocketAddr, Arc<Mutex<usize>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(Mutex::new(0));
@@ -989,6 +969,12 @@ async fn a_server_that_never_completes_tls_is_a_connect_error_and_a_creation_is_
             held.push(socket); // accepted, never a byte of TLS
         }
     });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_server_that_never_completes_tls_is_a_connect_error_and_a_creation_is_retried() {
+    let (addr, accepted) = never_speaks_tls().await;
     let client = Client::builder(TOKEN)
         .base_url(format!("https://{addr}/v1"))
         .connect_timeout(Duration::from_millis(300))
@@ -1127,4 +1113,505 @@ fn plain_http_is_for_loopback_only_and_credentials_in_the_url_are_refused() {
     assert_eq!(err.kind(), ErrorKind::Config);
     assert!(!format!("{err} {err:?}").contains("hunter2pw"), "{err:?}");
     assert!(!format!("{err} {err:?}").contains("admin"), "{err:?}");
+}
+
+// ---- A stand-in scripted per request ----
+
+type Script = dyn Fn(&Method, &Uri, usize) -> Option<Response> + Send + Sync;
+
+/// A stand-in answering each request with `script` (given the number of requests of
+/// that method so far, from 1); `None` hangs. Every request is recorded as
+/// "METHOD path?query".
+async fn serve_script(script: Arc<Script>) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let app = Router::new().fallback({
+        let seen = seen.clone();
+        move |method: Method, uri: Uri| {
+            let seen = seen.clone();
+            let script = script.clone();
+            async move {
+                let n = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push(format!("{method} {uri}"));
+                    seen.iter()
+                        .filter(|s| s.starts_with(&format!("{method} ")))
+                        .count()
+                };
+                match script(&method, &uri, n) {
+                    Some(r) => r,
+                    None => {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        json_answer(500, json!({}))
+                    }
+                }
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+fn raw_answer(status: u16, headers: &[(&'static str, &str)], body: &str) -> Response {
+    let mut r = (StatusCode::from_u16(status).unwrap(), body.to_owned()).into_response();
+    for (k, v) in headers {
+        r.headers_mut().insert(*k, v.parse().unwrap());
+    }
+    r
+}
+
+#[tokio::test]
+async fn a_page_url_built_from_the_servers_data_never_shows_the_token() {
+    // A cursor that is the token, then a 400 on the page it names.
+    let (addr, _) = serve_script(Arc::new(|_, uri, _| {
+        Some(if uri.query().is_some() {
+            json_answer(400, json!({"error": "bad cursor"}))
+        } else {
+            json_answer(200, json!({"data": [], "next_cursor": TOKEN}))
+        })
+    }))
+    .await;
+    let client = builder(addr).max_retries(0).build().unwrap();
+    let err = client.list_webhooks().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Status, "{err}");
+    let shown = format!("{err} {err:?}");
+    assert!(
+        !shown.contains(TOKEN) && shown.contains("<redacted>"),
+        "{shown}"
+    );
+
+    // A next URL carrying the token, whose page hangs: the timeout's message.
+    let (addr, _) = serve_script(Arc::new(|_, uri, _| {
+        uri.query().is_none().then(|| {
+            json_answer(
+                200,
+                json!({"data": [], "next": format!("/v1/webhooks?access_token={TOKEN}")}),
+            )
+        })
+    }))
+    .await;
+    let client = builder(addr)
+        .timeout(Duration::from_millis(300))
+        .max_retries(0)
+        .build()
+        .unwrap();
+    let err = client.list_webhooks().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    let shown = format!("{err} {err:?}");
+    assert!(
+        !shown.contains(TOKEN) && shown.contains("<redacted>"),
+        "{shown}"
+    );
+}
+
+/// A stand-in that creates the webhook on `POST` and answers it with `answer`; the
+/// list shows it from `visible_after` on.
+async fn creates_then_answers(
+    answer: fn() -> Response,
+    visible_after: Option<Duration>,
+) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let created: Arc<Mutex<Option<Instant>>> = Arc::default();
+    serve_script(Arc::new(move |method, _, _| {
+        let mut created = created.lock().unwrap();
+        if *method == Method::POST {
+            *created = Some(Instant::now());
+            return Some(answer());
+        }
+        let shown = match (*created, visible_after) {
+            (Some(at), Some(after)) => at.elapsed() >= after,
+            _ => false,
+        };
+        let data = if shown {
+            vec![
+                json!({"id": "wh_1", "url": "https://tu-dominio.com/webhook",
+                "events": ["message.received", "conversation.assigned"]}),
+            ]
+        } else {
+            vec![]
+        };
+        Some(json_answer(200, json!({ "data": data })))
+    }))
+    .await
+}
+
+#[tokio::test]
+async fn a_creation_answered_2xx_or_3xx_without_a_webhook_may_have_created() {
+    let answers: [fn() -> Response; 4] = [
+        || {
+            json_answer(
+                201,
+                json!({"id": "wh_1", "url": "https://tu-dominio.com/webhook"}),
+            )
+        },
+        || json_answer(202, json!({"status": "pending"})),
+        || raw_answer(201, &[], ""),
+        || raw_answer(303, &[("location", "/v1/webhooks/wh_1")], ""),
+    ];
+    for answer in answers {
+        let (addr, _) = creates_then_answers(answer, Some(Duration::ZERO)).await;
+        let client = builder(addr).build().unwrap();
+        let err = client.create_webhook(&request()).await.unwrap_err();
+        assert!(err.may_have_created(), "{err}");
+
+        // ensure: list, create, list again; the secret sent is the one to keep.
+        let (addr, seen) = creates_then_answers(answer, Some(Duration::ZERO)).await;
+        let ensured = builder(addr)
+            .build()
+            .unwrap()
+            .ensure_webhook(&request())
+            .await
+            .unwrap();
+        assert!(
+            matches!(ensured, Ensured::CreatedAnswerLost { .. }),
+            "{ensured:?}"
+        );
+        assert!(ensured.was_created());
+        assert_eq!(ensured.expose_secret(), Some("tu_secret_webhook"));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["GET /v1/webhooks", "POST /v1/webhooks", "GET /v1/webhooks"]
+        );
+    }
+}
+
+#[tokio::test]
+async fn after_a_creation_that_may_have_acted_ensure_never_creates_again() {
+    // The list shows the webhook only a second after it was created.
+    let (addr, seen) = creates_then_answers(
+        || json_answer(500, json!({"error": "oops"})),
+        Some(Duration::from_secs(1)),
+    )
+    .await;
+    let client = builder(addr).max_retries(3).build().unwrap();
+    let ensured = client.ensure_webhook(&request()).await.unwrap();
+    assert!(
+        matches!(ensured, Ensured::CreatedAnswerLost { .. }),
+        "{ensured:?}"
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.iter().filter(|s| s.starts_with("POST")).count(),
+        1,
+        "{seen:?}"
+    );
+
+    // Never listed: the error, may have created, and still one creation.
+    let (addr, seen) =
+        creates_then_answers(|| json_answer(500, json!({"error": "oops"})), None).await;
+    let client = builder(addr).max_retries(3).build().unwrap();
+    let started = Instant::now();
+    let err = client.ensure_webhook(&request()).await.unwrap_err();
+    assert!(err.may_have_created(), "{err}");
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(500));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.iter().filter(|s| s.starts_with("POST")).count(),
+        1,
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().filter(|s| s.starts_with("GET")).count() >= 3,
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_deadline_or_a_wait_too_long_for_the_clock_does_not_panic() {
+    let fake = Fake::default();
+    let client = builder(fake.serve().await)
+        .deadline(Duration::MAX)
+        .build()
+        .unwrap();
+    assert!(client.list_webhooks().await.unwrap().webhooks.is_empty());
+    assert!(
+        client
+            .ensure_webhook(&request())
+            .await
+            .unwrap()
+            .was_created()
+    );
+
+    let fake = Fake::default();
+    fake.then(Canned {
+        status: 429,
+        headers: vec![("retry-after", "99999999999999999999".into())],
+        body: String::new(),
+    });
+    let client = builder(fake.serve().await)
+        .max_backoff(Duration::MAX)
+        .deadline(Duration::MAX)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let err = client.list_webhooks().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Status, "{err}");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(u64::MAX)));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// Lists from a stand-in serving `pages`: the error, and the requests it saw.
+async fn list_fails(pages: Vec<Value>) -> (notmeta_webhooks::client::Error, Vec<String>) {
+    let (addr, seen) = serve_pages(pages).await;
+    let err = builder(addr)
+        .build()
+        .unwrap()
+        .list_webhooks()
+        .await
+        .unwrap_err();
+    let seen = seen.lock().unwrap().clone();
+    (err, seen)
+}
+
+#[tokio::test]
+async fn a_link_header_next_page_is_followed() {
+    let (addr, seen) = serve_script(Arc::new(|_, uri, _| {
+        Some(match uri.query() {
+            None => raw_answer(
+                200,
+                &[
+                    ("link", r#"</v1/webhooks?page=1>; rel="prev first""#),
+                    ("link", r#"<https://elsewhere.example/x>; rel=last, </v1/webhooks?page=2>; title="a, <b>"; rel="prefetch next""#),
+                ],
+                &json!([listed(1, "https://a.example/1")]).to_string(),
+            ),
+            Some(_) => json_answer(200, json!([listed(2, "https://tu-dominio.com/webhook")])),
+        })
+    }))
+    .await;
+    let client = builder(addr).build().unwrap();
+    let ensured = client.ensure_webhook(&request()).await.unwrap();
+    assert_eq!(ensured.id(), Some("wh_2"), "{ensured:?}");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["GET /v1/webhooks", "GET /v1/webhooks?page=2"]
+    );
+
+    // A bare rel, the link on another origin: refused, nothing created.
+    let (addr, seen) = serve_script(Arc::new(|_, _, _| {
+        Some(raw_answer(
+            200,
+            &[(
+                "link",
+                "<https://elsewhere.example/v1/webhooks?page=2>; rel=next",
+            )],
+            "[]",
+        ))
+    }))
+    .await;
+    let err = builder(addr)
+        .build()
+        .unwrap()
+        .ensure_webhook(&request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+    assert_eq!(*seen.lock().unwrap(), ["GET /v1/webhooks"]);
+}
+
+#[tokio::test]
+async fn graph_style_paging_and_totals_are_followed_or_refused() {
+    let (addr, seen) = serve_pages(vec![
+        json!({"data": [listed(1, "https://a.example/1")],
+            "paging": {"cursors": {"after": "QVFI"}, "next": "/v1/webhooks?after=QVFI"}}),
+        json!({"data": [listed(2, "https://tu-dominio.com/webhook")],
+            "paging": {"cursors": {"before": "QVFI"}}}),
+    ])
+    .await;
+    let ensured = builder(addr)
+        .build()
+        .unwrap()
+        .ensure_webhook(&request())
+        .await
+        .unwrap();
+    assert_eq!(ensured.id(), Some("wh_2"));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["GET /v1/webhooks", "GET /v1/webhooks?after=QVFI"]
+    );
+
+    for page in [
+        json!({"data": [listed(1, "https://a.example/1")], "page": 1, "per_page": 1, "total": 2, "total_pages": 2}),
+        json!({"data": [listed(1, "https://a.example/1")], "total_pages": 2}),
+        json!({"data": [], "meta": {"total_count": 5}}),
+        json!({"data": [], "paging": {"cursors": {"after": "QVFI"}}}),
+        json!({"data": [], "whatever": {"has_more": true}}),
+    ] {
+        let (addr, seen) = serve_pages(vec![page.clone()]).await;
+        let err = builder(addr)
+            .build()
+            .unwrap()
+            .ensure_webhook(&request())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode, "{page}: {err}");
+        assert!(err.to_string().contains("incomplete"), "{err}");
+        assert_eq!(*seen.lock().unwrap(), ["GET /v1/webhooks"], "{page}");
+    }
+    // A total reached is no sign of more.
+    let (addr, _) = serve_pages(vec![
+        json!({"data": [listed(1, "https://a.example/1")], "page": 1, "total": 1, "total_pages": 1}),
+    ])
+    .await;
+    assert_eq!(
+        builder(addr)
+            .build()
+            .unwrap()
+            .list_webhooks()
+            .await
+            .unwrap()
+            .webhooks
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn of_two_lists_the_non_empty_one_is_read_and_two_full_ones_are_an_error() {
+    let (addr, seen) = serve_pages(vec![
+        json!({"data": [], "webhooks": [listed(1, "https://tu-dominio.com/webhook")]}),
+    ])
+    .await;
+    let ensured = builder(addr)
+        .build()
+        .unwrap()
+        .ensure_webhook(&request())
+        .await
+        .unwrap();
+    assert_eq!(ensured.id(), Some("wh_1"));
+    assert_eq!(seen.lock().unwrap().len(), 1, "nothing created");
+
+    let (addr, seen) = serve_pages(vec![json!({
+        "data": [listed(1, "https://a.example/1")],
+        "webhooks": [listed(2, "https://a.example/2")]
+    })])
+    .await;
+    let err = builder(addr)
+        .build()
+        .unwrap()
+        .ensure_webhook(&request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+    assert!(err.to_string().contains("several lists"), "{err}");
+    assert_eq!(seen.lock().unwrap().len(), 1, "nothing created");
+}
+
+#[tokio::test]
+async fn a_list_item_that_is_not_an_object_or_too_many_items_is_an_error() {
+    for page in [json!({"data": [0, 0, 0]}), json!([{"id": "wh_1"}, "wh_2"])] {
+        let (err, _) = list_fails(vec![page.clone()]).await;
+        assert_eq!(err.kind(), ErrorKind::Decode, "{page}: {err}");
+        assert!(err.to_string().contains("not an object"), "{err}");
+    }
+    let (addr, _) = serve_pages(vec![json!({"data": ["x"]})]).await;
+    let err = builder(addr)
+        .build()
+        .unwrap()
+        .webhook_logs("wh_1")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+
+    // 10,000 webhooks are read; one more, over two pages, is an error.
+    let page = |n: usize, next: bool| {
+        let items: Vec<Value> = (0..n).map(|_| json!({})).collect();
+        if next {
+            json!({"data": items, "next": "/v1/webhooks?page=2"})
+        } else {
+            json!({"data": items})
+        }
+    };
+    let (addr, _) = serve_pages(vec![page(6000, true), page(4000, false)]).await;
+    let list = builder(addr)
+        .build()
+        .unwrap()
+        .list_webhooks()
+        .await
+        .unwrap();
+    assert_eq!(list.webhooks.len(), 10_000);
+    let (err, _) = list_fails(vec![page(6000, true), page(4001, false)]).await;
+    assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+    assert!(err.to_string().contains("more than 10000"), "{err}");
+}
+
+#[tokio::test]
+async fn relative_next_urls_are_resolved_as_rfc_3986_says() {
+    let (addr, seen) = serve_pages(vec![
+        json!({"data": [], "next": "webhooks?cursor=2&ret=https://x.example/"}),
+        json!({"data": [], "next": "?cursor=3"}),
+        json!({"data": [], "next": "../v1/./webhooks?cursor=4"}),
+        json!({"data": [], "next": "/v1/webhooks?cursor=5#frag"}),
+        json!({"data": []}),
+    ])
+    .await;
+    builder(addr)
+        .build()
+        .unwrap()
+        .list_webhooks()
+        .await
+        .unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "GET /v1/webhooks",
+            "GET /v1/webhooks?cursor=2&ret=https://x.example/",
+            "GET /v1/webhooks?cursor=3",
+            "GET /v1/webhooks?cursor=4",
+            "GET /v1/webhooks?cursor=5",
+        ]
+    );
+    // A network-path reference to this origin is followed; to another, refused.
+    let own: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+    let (addr, seen) = serve_script(Arc::new({
+        let own = own.clone();
+        move |_, uri, _| {
+            let own = own.lock().unwrap().unwrap();
+            Some(match uri.query() {
+                None => json_answer(
+                    200,
+                    json!({"data": [], "next": format!("//{own}/v1/webhooks?page=2")}),
+                ),
+                Some(_) => json_answer(200, json!({"data": []})),
+            })
+        }
+    }))
+    .await;
+    *own.lock().unwrap() = Some(addr);
+    builder(addr)
+        .build()
+        .unwrap()
+        .list_webhooks()
+        .await
+        .unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["GET /v1/webhooks", "GET /v1/webhooks?page=2"]
+    );
+}
+
+#[tokio::test]
+async fn a_tls_handshake_slower_than_the_attempt_is_a_connect_error_and_retried() {
+    let (addr, accepted) = never_speaks_tls().await;
+    // The attempt's time (2 s) and the deadline (3 s) are shorter than the
+    // connect timeout (10 s): the handshake's expiry is still "not connected".
+    let client = Client::builder(TOKEN)
+        .base_url(format!("https://{addr}/v1"))
+        .timeout(Duration::from_secs(2))
+        .deadline(Duration::from_secs(3))
+        .initial_backoff(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let err = client.create_webhook(&request()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
+    assert!(!err.may_have_created(), "{err}");
+    assert_eq!(err.attempts(), 2, "{err}");
+    assert_eq!(*accepted.lock().unwrap(), 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
 }

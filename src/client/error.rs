@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// The largest part of NotMeta's error body an [`Error`] keeps, in bytes.
 pub(super) const MAX_KEPT_BODY: usize = 4 * 1024;
@@ -51,7 +51,9 @@ pub enum ErrorKind {
 /// It carries the [`ErrorKind`], the HTTP status and NotMeta's answer body when there
 /// was one (at most 4 KiB of it), and how many attempts were made. It never contains
 /// the API token nor the webhook secret the call sent, in any form NotMeta may echo
-/// them (as sent, JSON-escaped, percent-encoded): they are replaced by `<redacted>`.
+/// them (as sent, JSON-escaped, percent-encoded, or a mixture: see [`redact`]),
+/// whether in NotMeta's body or in a URL NotMeta gave for a next page: they are
+/// replaced by `<redacted>`.
 ///
 /// ```no_run
 /// use notmeta_webhooks::client::{Client, ErrorKind};
@@ -112,7 +114,7 @@ impl Error {
         total: Option<u64>,
         sensitive: &Redactor,
     ) -> Self {
-        let body = kept_body(&sensitive.body(body, !complete), total, !complete);
+        let body = sensitive.body(body, total, !complete);
         let mut message = format!("{}: {endpoint} answered {status}", ErrorKind::Status);
         if !body.is_empty() {
             message.push_str(": ");
@@ -159,16 +161,38 @@ impl Error {
         self
     }
 
+    /// Adds a sentence to the message.
+    pub(super) fn with_note(mut self, note: &str) -> Self {
+        self.message.push_str(&format!(" ({note})"));
+        self
+    }
+
     /// Marks an error of a creation that may nevertheless have created the webhook.
     pub(super) fn creation_may_have_acted(mut self) -> Self {
         self.may_have_created = true;
         self
     }
 
-    /// Scrubs every sensitive string from the message (a decoding error quotes the
-    /// values it could not read).
+    /// Scrubs every sensitive string from the message, the body and the sources'
+    /// messages: every error a call returns passes here (an endpoint may carry a
+    /// next page's URL, a decoding error quotes what it could not read). A source
+    /// whose messages held one is replaced by its scrubbed text.
     pub(super) fn redacted(mut self, sensitive: &Redactor) -> Self {
         self.message = sensitive.text(&self.message);
+        self.body = self.body.map(|b| sensitive.text(&b));
+        if let Some(source) = &self.source {
+            let mut chain = Vec::new();
+            let mut next: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+            while let Some(e) = next {
+                chain.push(e.to_string());
+                next = e.source();
+            }
+            let chain = chain.join(": ");
+            let scrubbed = sensitive.text(&chain);
+            if scrubbed != chain {
+                self.source = Some(Box::new(Scrubbed(scrubbed)));
+            }
+        }
         self
     }
 
@@ -187,8 +211,9 @@ impl Error {
 
     /// NotMeta's answer body for [`ErrorKind::Status`], as text: its first 4 KiB at
     /// most, with a note of the full size when longer. Only that much of the answer
-    /// is read. A JSON body that echoed the token or the secret sent is shown
-    /// re-serialised, with them replaced by `<redacted>`.
+    /// is read. The token and the secret sent are replaced by `<redacted>` wherever
+    /// NotMeta echoed them (see [`redact`]); the rest is shown as sent, and a body
+    /// cut short never ends with the beginning of one of them.
     #[must_use]
     pub fn body(&self) -> Option<&str> {
         self.body.as_deref()
@@ -223,7 +248,8 @@ impl Error {
     }
 
     /// Whether this is the failure of a creation (`POST /webhooks`) that may
-    /// nevertheless have created the webhook: a 5xx, a timeout or a connection lost
+    /// nevertheless have created the webhook: a 5xx, a 3xx, a 2xx answer that
+    /// cannot be read (no secret, not JSON, empty), a timeout or a connection lost
     /// after sending. List the webhooks before creating again;
     /// [`Client::ensure_webhook`](super::Client::ensure_webhook) does.
     ///
@@ -241,6 +267,18 @@ impl Error {
         self
     }
 }
+
+/// A source error's messages, scrubbed.
+#[derive(Debug)]
+struct Scrubbed(String);
+
+impl std::fmt::Display for Scrubbed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Scrubbed {}
 
 /// A duration as people write it: `30 s`, `1.5 s`, `250 ms`.
 pub(super) fn seconds(d: Duration) -> String {
@@ -261,172 +299,311 @@ pub(super) struct Redactor {
 }
 
 impl Redactor {
-    /// Scrubs `secrets` (empty ones ignored), longest first.
+    /// Scrubs `secrets` (empty ones ignored).
     pub(super) fn new<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut secrets: Vec<String> = secrets
+        let secrets = secrets
             .into_iter()
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect();
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         Self { secrets }
     }
 
-    /// The longest form a secret may take in a body (all escaped as `\u00XX`).
+    fn refs(&self) -> Vec<&str> {
+        self.secrets.iter().map(String::as_str).collect()
+    }
+
+    /// The most bytes a secret may take in a body, every character written in its
+    /// longest escaped form (`\uD83D\uDE00`, `%E2%82%AC`, `\u002f`).
     pub(super) fn longest_form(&self) -> usize {
-        self.secrets.first().map_or(0, |s| 6 * s.len())
-    }
-
-    /// An answer body as text to show: a JSON body is parsed and every string (and
-    /// key) scrubbed, so every escaped form JSON allows is covered; when that
-    /// changed anything the body is shown re-serialised. Anything else (or a body
-    /// `cut_short`, which does not parse) is scrubbed as text, its JSON string
-    /// literals decoded.
-    pub(super) fn body(&self, body: &[u8], cut_short: bool) -> String {
-        if !cut_short && let Ok(value) = serde_json::from_slice::<Value>(body) {
-            let scrubbed = self.value(value.clone());
-            // Unchanged: no string holds a secret, and the body is shown as sent
-            // (scrubbed as text all the same, for a number or a key).
-            if scrubbed != value {
-                return self.text(&serde_json::to_string(&scrubbed).unwrap_or_default());
-            }
-        }
-        let text = String::from_utf8_lossy(body);
-        self.text(&self.json_strings(&text))
-    }
-
-    /// `text` (not JSON as a whole: JSON cut short, several JSON documents, JSON in
-    /// HTML) with every JSON string literal in it that decodes to something holding
-    /// a secret written again, scrubbed: escapes of every kind are covered.
-    fn json_strings(&self, text: &str) -> String {
-        let mut out = String::with_capacity(text.len());
-        let mut rest = text;
-        while let Some(open) = rest.find('"') {
-            out.push_str(&rest[..open]);
-            let after = &rest[open + 1..];
-            let mut end = None;
-            let mut escaped = false;
-            for (i, b) in after.bytes().enumerate() {
-                match b {
-                    _ if escaped => escaped = false,
-                    b'\\' => escaped = true,
-                    b'"' => {
-                        end = Some(i);
-                        break;
-                    }
-                    _ => {}
-                }
-            }
-            let Some(end) = end else {
-                rest = &rest[open..];
-                break;
-            };
-            let literal = &rest[open..open + end + 2];
-            let scrubbed = serde_json::from_str::<String>(literal)
-                .ok()
-                .map(|decoded| self.text(&decoded))
-                .filter(|scrubbed| scrubbed.contains(REDACTED))
-                .and_then(|scrubbed| serde_json::to_string(&scrubbed).ok());
-            out.push_str(scrubbed.as_deref().unwrap_or(literal));
-            rest = &rest[open + end + 2..];
-        }
-        out.push_str(rest);
-        out
-    }
-
-    fn value(&self, value: Value) -> Value {
-        match value {
-            Value::String(s) => Value::String(self.text(&s)),
-            Value::Array(items) => Value::Array(items.into_iter().map(|v| self.value(v)).collect()),
-            Value::Object(map) => Value::Object(
-                map.into_iter()
-                    .map(|(k, v)| (self.text(&k), self.value(v)))
-                    .collect::<Map<_, _>>(),
-            ),
-            other => other,
-        }
-    }
-
-    /// `text` with every secret replaced, as sent and in the forms an echo takes:
-    /// JSON-escaped (as serde_json writes it, with `\/`, and as `\u00XX`), and
-    /// percent-encoded.
-    pub(super) fn text(&self, text: &str) -> String {
-        let mut text = text.to_owned();
-        for secret in &self.secrets {
-            for form in forms(secret) {
-                if text.contains(&form) {
-                    text = text.replace(&form, REDACTED);
-                }
-            }
-        }
-        text
-    }
-}
-
-/// The forms `secret` may take in a body that echoes it.
-fn forms(secret: &str) -> Vec<String> {
-    let json = serde_json::to_string(secret).unwrap_or_default();
-    let json = json[1..json.len() - 1].to_owned();
-    let json_slash = json.replace('/', "\\/");
-    let unicode = |upper: bool| {
-        secret
-            .chars()
-            .map(|c| match c {
-                c if c.is_ascii_alphanumeric() => c.to_string(),
-                c => c
-                    .encode_utf16(&mut [0; 2])
-                    .iter()
-                    .map(|u| {
-                        if upper {
-                            format!("\\u{u:04X}")
+        self.secrets
+            .iter()
+            .map(|s| {
+                s.chars()
+                    .map(|c| {
+                        if c.len_utf8() == 4 {
+                            12
                         } else {
-                            format!("\\u{u:04x}")
+                            6.max(3 * c.len_utf8())
                         }
                     })
-                    .collect(),
+                    .sum::<usize>()
             })
-            .collect::<String>()
-    };
-    let percent = |upper: bool| {
-        secret
-            .bytes()
-            .map(|b| match b {
-                b if b.is_ascii_alphanumeric() || b"-._~".contains(&b) => char::from(b).to_string(),
-                b if upper => format!("%{b:02X}"),
-                b => format!("%{b:02x}"),
-            })
-            .collect::<String>()
-    };
-    let mut all = vec![
-        secret.to_owned(),
-        json,
-        json_slash,
-        unicode(false),
-        unicode(true),
-        percent(true),
-        percent(false),
-        percent(true).replace("%20", "+"),
-    ];
-    all.sort();
-    all.dedup();
-    all.sort_by_key(|f| std::cmp::Reverse(f.len()));
-    all
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// `text` with every secret replaced by `<redacted>`, in whatever escaped form
+    /// it takes (see [`redact`]).
+    pub(super) fn text(&self, text: &str) -> String {
+        redact(text, &self.refs()).into_owned()
+    }
+
+    /// What an error keeps of an answer body: the body as read (when `cut_short`,
+    /// without its last [`longest_form`](Self::longest_form) bytes, where a secret
+    /// may have been cut), scrubbed, then cut to [`MAX_KEPT_BODY`] bytes so that it
+    /// never ends with the beginning of a secret.
+    pub(super) fn body(&self, body: &[u8], total: Option<u64>, cut_short: bool) -> String {
+        let read = if cut_short {
+            &body[..body.len().saturating_sub(self.longest_form())]
+        } else {
+            body
+        };
+        let text = String::from_utf8_lossy(read);
+        let text = redact(&text, &self.refs());
+        let cut = cut_short || text.len() > MAX_KEPT_BODY;
+        let mut end = MAX_KEPT_BODY.min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let kept = if cut {
+            safe_end(&text[..end], &self.refs())
+        } else {
+            &text[..]
+        };
+        let kept = kept.trim();
+        if !cut {
+            return kept.to_owned();
+        }
+        match total {
+            Some(total) => format!("{kept}… ({total} bytes in all)"),
+            None => format!("{kept}… (cut)"),
+        }
+    }
 }
 
-/// The body cut to [`MAX_KEPT_BODY`] bytes on a character boundary, with a note of
-/// its full size when longer.
-fn kept_body(text: &str, total: Option<u64>, cut_short: bool) -> String {
-    let text = text.trim();
-    if text.len() <= MAX_KEPT_BODY && !cut_short {
-        return text.to_owned();
+/// `text` with every occurrence of each `sensitive` string replaced by
+/// `<redacted>`, as written and in every escaped form an echo may take, mixed as
+/// it likes: JSON escapes (`\u00e9`, surrogate pairs, `\/`, `\"`, `\\`, `\n`…),
+/// percent-encoding of UTF-8 bytes (either case, `+` for a space), or raw.
+///
+/// The text is read once, decoding escapes as it goes, each decoded character
+/// remembering the raw bytes it came from; a sensitive string found in the decoded
+/// text has those raw bytes replaced. Everything else is kept exactly as written,
+/// JSON or not, string literals closed or not. Empty sensitive strings are
+/// ignored; the text is borrowed back unchanged when nothing matched.
+///
+/// The management client's errors pass through it with the API token and the
+/// secret a call sent; use it to show other text that came from NotMeta.
+///
+/// ```
+/// use notmeta_webhooks::client::redact;
+///
+/// let sensitive = ["tok_live_1", "s/cr\"t"];
+/// assert_eq!(redact(r#"{"auth":"Bearer tok_live_1"}"#, &sensitive), r#"{"auth":"Bearer <redacted>"}"#);
+/// assert_eq!(redact(r#"echo: "s\/cr\u0022t""#, &sensitive), r#"echo: "<redacted>""#);
+/// assert_eq!(redact("?secret=s%2Fcr%22t&x=1", &sensitive), "?secret=<redacted>&x=1");
+/// assert_eq!(redact("nothing here", &sensitive), "nothing here");
+/// ```
+pub fn redact<'a>(text: &'a str, sensitive: &[&str]) -> Cow<'a, str> {
+    let secrets: Vec<Vec<char>> = sensitive
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.chars().collect())
+        .collect();
+    if secrets.is_empty() || text.is_empty() {
+        return Cow::Borrowed(text);
     }
-    let mut end = MAX_KEPT_BODY.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    for mode in MODES {
+        let units = decode(text, mode);
+        for at in 0..units.len() {
+            for secret in &secrets {
+                if starts_with(&units[at..], secret) {
+                    spans.push((units[at].start, units[at + secret.len() - 1].end));
+                }
+            }
+        }
     }
-    match total {
-        Some(total) => format!("{}… ({total} bytes in all)", &text[..end]),
-        None => format!("{}… (cut)", &text[..end]),
+    if spans.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    spans.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut done = 0;
+    let mut current: Option<(usize, usize)> = None;
+    for (start, end) in spans {
+        match &mut current {
+            Some((_, e)) if start <= *e => *e = (*e).max(end),
+            _ => {
+                if let Some((s, e)) = current.take() {
+                    out.push_str(&text[done..s]);
+                    out.push_str(REDACTED);
+                    done = e;
+                }
+                current = Some((start, end));
+            }
+        }
+    }
+    if let Some((s, e)) = current {
+        out.push_str(&text[done..s]);
+        out.push_str(REDACTED);
+        done = e;
+    }
+    out.push_str(&text[done..]);
+    Cow::Owned(out)
+}
+
+/// Which escapes a scan decodes: JSON's, percent-encoding's. Every combination is
+/// scanned, so that a secret written raw (with a `\n` or a `%41` of its own) is
+/// found as well as an escaped one.
+const MODES: [(bool, bool); 4] = [(true, true), (true, false), (false, true), (false, false)];
+
+/// One decoded character and the raw bytes `start..end` it came from; `plus` for a
+/// raw `+`, which percent-encoding uses for a space.
+#[derive(Debug, Clone, Copy)]
+struct Unit {
+    c: char,
+    start: usize,
+    end: usize,
+    plus: bool,
+}
+
+fn starts_with(units: &[Unit], secret: &[char]) -> bool {
+    secret.len() <= units.len()
+        && secret
+            .iter()
+            .zip(units)
+            .all(|(c, u)| u.c == *c || (u.plus && *c == ' '))
+}
+
+fn decode(text: &str, (json, percent): (bool, bool)) -> Vec<Unit> {
+    let b = text.as_bytes();
+    let mut units = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < b.len() {
+        let escaped = json
+            .then(|| json_escape(b, i))
+            .flatten()
+            .or_else(|| percent.then(|| percent_escape(b, i)).flatten());
+        if let Some((c, len)) = escaped {
+            units.push(Unit {
+                c,
+                start: i,
+                end: i + len,
+                plus: false,
+            });
+            i += len;
+            continue;
+        }
+        let c = text[i..].chars().next().unwrap_or_default();
+        let len = c.len_utf8().max(1);
+        units.push(Unit {
+            c,
+            start: i,
+            end: i + len,
+            plus: percent && c == '+',
+        });
+        i += len;
+    }
+    units
+}
+
+fn hex(b: &[u8]) -> Option<u32> {
+    if !b.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u32::from_str_radix(std::str::from_utf8(b).ok()?, 16).ok()
+}
+
+/// The JSON escape at `i`, decoded, and its length.
+fn json_escape(b: &[u8], i: usize) -> Option<(char, usize)> {
+    if b[i] != b'\\' {
+        return None;
+    }
+    let c = match *b.get(i + 1)? {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'n' => '\n',
+        b't' => '\t',
+        b'r' => '\r',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'u' => {
+            let high = hex(b.get(i + 2..i + 6)?)?;
+            if !(0xD800..0xDC00).contains(&high) {
+                return Some((char::from_u32(high)?, 6));
+            }
+            if b.get(i + 6..i + 8)? != b"\\u" {
+                return None;
+            }
+            let low = hex(b.get(i + 8..i + 12)?)?;
+            if !(0xDC00..0xE000).contains(&low) {
+                return None;
+            }
+            let c = char::from_u32(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))?;
+            return Some((c, 12));
+        }
+        _ => return None,
+    };
+    Some((c, 2))
+}
+
+/// The percent-encoded UTF-8 character at `i`, decoded, and its length.
+fn percent_escape(b: &[u8], i: usize) -> Option<(char, usize)> {
+    let byte = |at: usize| -> Option<u8> {
+        if *b.get(at)? != b'%' {
+            return None;
+        }
+        u8::try_from(hex(b.get(at + 1..at + 3)?)?).ok()
+    };
+    let first = byte(i)?;
+    let n = match first {
+        0..=0x7F => 1,
+        0xC2..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF4 => 4,
+        _ => return None,
+    };
+    let mut bytes = [first, 0, 0, 0];
+    for (k, slot) in bytes.iter_mut().enumerate().take(n).skip(1) {
+        *slot = byte(i + 3 * k)?;
+    }
+    let c = std::str::from_utf8(&bytes[..n]).ok()?.chars().next()?;
+    Some((c, 3 * n))
+}
+
+/// `text` without an end that may be the beginning of a secret: an escape left
+/// incomplete (`\u00`, `%C3`, a lone high surrogate), or the first 4 or more
+/// characters of a sensitive string, in any form [`redact`] reads.
+fn safe_end<'a>(text: &'a str, sensitive: &[&str]) -> &'a str {
+    let secrets: Vec<Vec<char>> = sensitive.iter().map(|s| s.chars().collect()).collect();
+    let mut text = text;
+    loop {
+        let before = text.len();
+        for mode in MODES {
+            let units = decode(text, mode);
+            // An escape character near the end that decoded to nothing: incomplete.
+            if let Some(u) = units.iter().rev().take(12).find(|u| {
+                let rest = &text.as_bytes()[u.start..];
+                let escape_like =
+                    |b: &u8| b.is_ascii_hexdigit() || matches!(b, b'\\' | b'u' | b'%');
+                u.end - u.start == 1
+                    && rest.len() < 12
+                    && rest[1..].iter().all(escape_like)
+                    && ((mode.0 && u.c == '\\') || (mode.1 && u.c == '%'))
+            }) {
+                text = &text[..u.start];
+                break;
+            }
+            for secret in &secrets {
+                let longest = (secret.len().saturating_sub(1)).min(units.len());
+                if let Some(k) = (4..=longest)
+                    .rev()
+                    .find(|&k| starts_with(&units[units.len() - k..], &secret[..k]))
+                {
+                    text = &text[..units[units.len() - k].start];
+                    break;
+                }
+            }
+            if text.len() != before {
+                break;
+            }
+        }
+        if text.len() == before {
+            return text;
+        }
     }
 }
 
@@ -498,5 +675,140 @@ mod tests {
         let err =
             Error::new(ErrorKind::Decode, e.to_string()).redacted(&Redactor::new(["whsec_sent"]));
         assert!(!err.to_string().contains("whsec_sent"), "{err}");
+    }
+
+    /// A small deterministic generator, for the property-style loops below.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self, n: usize) -> usize {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((self.0 >> 33) as usize) % n
+        }
+    }
+
+    /// `c` written in one of the forms its style allows, chosen by `rng`.
+    fn escaped(c: char, json: bool, percent: bool, rng: &mut Lcg) -> String {
+        let mut forms = Vec::new();
+        let never_raw = (json && matches!(c, '\\' | '"')) || (percent && c == '%');
+        if !never_raw {
+            forms.push(c.to_string());
+        }
+        if json {
+            let units: Vec<u16> = c.encode_utf16(&mut [0; 2]).to_vec();
+            forms.push(units.iter().map(|u| format!("\\u{u:04x}")).collect());
+            forms.push(units.iter().map(|u| format!("\\u{u:04X}")).collect());
+            match c {
+                '/' => forms.push("\\/".into()),
+                '"' => forms.push("\\\"".into()),
+                '\\' => forms.push("\\\\".into()),
+                '\n' => forms.push("\\n".into()),
+                _ => {}
+            }
+        }
+        if percent {
+            let mut buf = [0; 4];
+            let bytes = c.encode_utf8(&mut buf).as_bytes();
+            forms.push(bytes.iter().map(|b| format!("%{b:02X}")).collect());
+            forms.push(bytes.iter().map(|b| format!("%{b:02x}")).collect());
+            if c == ' ' {
+                forms.push("+".into());
+            }
+        }
+        forms.swap_remove(rng.next(forms.len()))
+    }
+
+    #[test]
+    fn every_mixture_of_escapes_is_scrubbed_and_the_rest_kept() {
+        let alphabet: Vec<char> = "/<>&\"é\\%ab1 😀\n".chars().collect();
+        let mut rng = Lcg(7);
+        for round in 0..4000 {
+            let len = 4 + rng.next(12);
+            let secret: String = (0..len)
+                .map(|_| alphabet[rng.next(alphabet.len())])
+                .collect();
+            let (json, percent) = [(true, false), (false, true), (true, true)][round % 3];
+            let written: String = secret
+                .chars()
+                .map(|c| escaped(c, json, percent, &mut rng))
+                .collect();
+            let before = ["{\"k\":\"", "x=", "<p>", ""][rng.next(4)];
+            let after = ["\",\"n\":1}", "&y=2", "</p>", ""][rng.next(4)];
+            let text = format!("{before}{written}{after}");
+            let shown = redact(&text, &[&secret, "unrelated_token"]);
+            assert_eq!(
+                shown,
+                format!("{before}<redacted>{after}"),
+                "secret {secret:?} written {written:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn styles_seen_in_the_wild_are_scrubbed() {
+        let secret = "s\"é/cret<&>";
+        for text in [
+            // Go's encoding/json: <, >, & escaped, / raw; the body cut short.
+            r#"{"error":"bad","echo":"s\"\u00e9/cret\u003c\u0026\u003e","more":"#,
+            // Python-style, not JSON.
+            r#"echo=s\"\u00e9/cret<&> end"#,
+            "q=s%22%C3%A9%2Fcret%3C%26%3E",
+            "q=s%22%c3%a9/cret%3c&%3e",
+        ] {
+            let shown = redact(text, &[secret]);
+            assert!(shown.contains(REDACTED), "{text}: {shown}");
+            assert!(!shown.contains("cret"), "{text}: {shown}");
+        }
+        assert!(matches!(
+            redact("plain", &["secret"]),
+            Cow::Borrowed("plain")
+        ));
+        assert_eq!(redact("a+b c", &["a b"]), "<redacted> c");
+        assert_eq!(redact("x", &[""]), "x");
+    }
+
+    #[test]
+    fn a_body_cut_never_ends_with_the_beginning_of_a_secret() {
+        let token = "tok_live_0123456789abcdef0123456789abcdef";
+        let redactor = Redactor::new([token]);
+        let mut rng = Lcg(11);
+        for pad in (MAX_KEPT_BODY - 60..MAX_KEPT_BODY + 10)
+            .step_by(7)
+            .chain([10, 100])
+        {
+            for cut in 1..token.len() {
+                let form: String = token
+                    .chars()
+                    .map(|c| escaped(c, true, true, &mut rng))
+                    .collect();
+                let full = format!("{}{form}", " ".repeat(pad));
+                // Read cut inside the token, the kept part cut at 4 KiB.
+                let read = &full.as_bytes()[..pad + cut.min(form.len() - 1)];
+                let kept = redactor.body(read, None, true);
+                let text = kept.trim_end_matches("… (cut)");
+                for k in 4..token.len() {
+                    assert!(
+                        !redact(text, &[&token[..k]]).contains(REDACTED),
+                        "pad {pad} cut {cut}: {text:?} holds {:?}",
+                        &token[..k]
+                    );
+                }
+                // Whole, within the limit: scrubbed.
+                if pad < 100 {
+                    let whole = redactor.body(full.as_bytes(), None, false);
+                    assert_eq!(whole, "<redacted>");
+                }
+            }
+        }
+        // A cut that is not near a secret keeps the text as read, not trimmed first.
+        let body = format!("{}x{}", " ".repeat(MAX_KEPT_BODY - 1), "y".repeat(200));
+        let kept = redactor.body(body.as_bytes(), Some(9999), false);
+        assert!(
+            kept.starts_with('x') && kept.ends_with("… (9999 bytes in all)"),
+            "{kept}"
+        );
     }
 }

@@ -8,7 +8,9 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::event::Timestamp;
@@ -330,11 +332,7 @@ impl WebhookSummary {
         self.status.as_deref() == Some("active")
     }
 
-    pub(super) fn from_value(value: Value) -> Self {
-        Self::from_map(object(value))
-    }
-
-    fn from_map(mut map: Map<String, Value>) -> Self {
+    pub(super) fn from_map(mut map: Map<String, Value>) -> Self {
         let (secret, secret_text) = match map.remove("secret") {
             Some(Value::String(s)) => match Secret::new(&s) {
                 Ok(secret) => (Some(secret), Some(SecretText(zeroize::Zeroizing::new(s)))),
@@ -377,7 +375,8 @@ impl fmt::Display for WebhookSummary {
 /// The answer to `GET /webhooks` (shape not documented).
 ///
 /// A bare array is read, and an object wrapping it under `data`, `webhooks`, `items`
-/// or `results`, or else under its only array field when that holds objects; any
+/// or `results` (the only non-empty one when several hold an array), or else under
+/// its only array field when that is not empty; each item must be an object. Any
 /// other answer is an error (never an empty list). The wrapper's other fields
 /// (pagination, say) are in `extra`, of the first page when
 /// [`Client::list_webhooks`](super::Client::list_webhooks) read several; it reads
@@ -424,14 +423,11 @@ impl WebhookList {
 
 impl<'de> Deserialize<'de> for WebhookList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let page = Page::read(Value::deserialize(d)?, super::WEBHOOK_KEYS, "webhooks")
+        let page = Page::from_value(&Value::deserialize(d)?, super::WEBHOOK_KEYS, "webhooks")
             .map_err(serde::de::Error::custom)?;
         let (items, extra) = (page.items, page.extra);
         Ok(Self {
-            webhooks: items
-                .into_iter()
-                .map(|v| WebhookSummary::from_map(object(v)))
-                .collect(),
+            webhooks: items.into_iter().map(WebhookSummary::from_map).collect(),
             extra,
         })
     }
@@ -562,11 +558,7 @@ impl WebhookLogs {
     pub(super) fn from_page(page: Page) -> Self {
         Self {
             more_pages: !matches!(page.next, Next::None),
-            entries: page
-                .items
-                .into_iter()
-                .map(|v| LogEntry::from_map(object(v)))
-                .collect(),
+            entries: page.items.into_iter().map(LogEntry::from_map).collect(),
             extra: page.extra,
         }
     }
@@ -574,7 +566,7 @@ impl WebhookLogs {
 
 impl<'de> Deserialize<'de> for WebhookLogs {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let page = Page::read(Value::deserialize(d)?, super::LOG_KEYS, "log entries")
+        let page = Page::from_value(&Value::deserialize(d)?, super::LOG_KEYS, "log entries")
             .map_err(serde::de::Error::custom)?;
         Ok(Self::from_page(page))
     }
@@ -857,7 +849,7 @@ fn object(value: Value) -> Map<String, Value> {
 /// says of a next page.
 #[derive(Debug)]
 pub(super) struct Page {
-    pub(super) items: Vec<Value>,
+    pub(super) items: Vec<Map<String, Value>>,
     pub(super) extra: Map<String, Value>,
     pub(super) next: Next,
 }
@@ -881,45 +873,118 @@ const MORE_FLAGS: &[&str] = &["has_more", "has_next", "has_next_page", "more"];
 const NEXT_URLS: &[&str] = &["next", "next_url", "next_page_url"];
 /// Fields holding the next page's cursor.
 const NEXT_CURSORS: &[&str] = &["next_cursor", "next_page_token"];
+/// Fields holding how many items the whole list has.
+const TOTALS: &[&str] = &["total", "total_count"];
+/// Fields holding how many pages the whole list has.
+const PAGE_COUNTS: &[&str] = &["total_pages", "page_count"];
+/// Fields holding the current page's number.
+const PAGE_NUMBERS: &[&str] = &["page", "current_page"];
+
+/// Where the list reading is: items and pages read before this page.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Progress {
+    pub(super) items: usize,
+    pub(super) pages: usize,
+}
 
 impl Page {
-    /// A list sent bare, or wrapped in an object under one of `keys`, or else under
-    /// the object's only array field when that holds a non-empty array of objects.
-    /// Anything else is an error naming what was seen (`what`: the items' name).
-    pub(super) fn read(value: Value, keys: &[&str], what: &str) -> Result<Self, String> {
-        let mut map = match value {
-            Value::Array(items) => {
-                return Ok(Self {
-                    items,
-                    extra: Map::new(),
-                    next: Next::None,
-                });
-            }
-            Value::Object(map) => map,
-            other => {
-                return Err(format!(
-                    "the answer is {}, not a list of {what}",
-                    json_type(&other)
-                ));
-            }
+    /// A list sent bare, or wrapped in an object under one of `keys` (when several
+    /// hold an array, the only non-empty one), or else under the object's only
+    /// array field when that is not empty. Each item must be an object, and there
+    /// may be at most `limit` of them. Anything else is an error naming what was
+    /// seen (`what`: the items' name). The items are read one by one from the bytes,
+    /// never as one tree of the whole page.
+    pub(super) fn parse(
+        bytes: &[u8],
+        keys: &[&str],
+        what: &str,
+        limit: usize,
+        before: Progress,
+    ) -> Result<Self, String> {
+        let raw: &RawValue = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let items_of = |raw: &RawValue| -> Result<Vec<Map<String, Value>>, String> {
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            Items { limit, what }
+                .deserialize(&mut de)
+                .map_err(|e| e.to_string())
         };
-        let key = keys
+        let text = raw.get().trim_start();
+        if text.starts_with('[') {
+            let items = items_of(raw)?;
+            return Ok(Self {
+                items,
+                extra: Map::new(),
+                next: Next::None,
+            });
+        }
+        if !text.starts_with('{') {
+            let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+            return Err(format!(
+                "the answer is {}, not a list of {what}",
+                json_type(&value)
+            ));
+        }
+        let fields: Vec<(String, &RawValue)> =
+            serde_json::from_str::<std::collections::BTreeMap<String, &RawValue>>(text)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .collect();
+        let is_array = |raw: &RawValue| raw.get().trim_start().starts_with('[');
+        let is_empty = |raw: &RawValue| {
+            raw.get()
+                .trim()
+                .strip_prefix('[')
+                .is_some_and(|r| r.trim_start().starts_with(']'))
+        };
+        let listed: Vec<&(String, &RawValue)> = fields
             .iter()
-            .find(|k| map.get(**k).is_some_and(Value::is_array))
-            .map(|k| (*k).to_owned())
-            .or_else(|| {
-                let mut arrays = map.iter().filter(|(_, v)| v.is_array());
-                match (arrays.next(), arrays.next()) {
-                    (Some((key, Value::Array(items))), None)
-                        if !items.is_empty() && items.iter().all(Value::is_object) =>
-                    {
-                        Some(key.clone())
-                    }
+            .filter(|(k, v)| keys.contains(&k.as_str()) && is_array(v))
+            .collect();
+        let key = match listed.as_slice() {
+            [] => {
+                let arrays: Vec<_> = fields.iter().filter(|(_, v)| is_array(v)).collect();
+                match arrays.as_slice() {
+                    [(key, raw)] if !is_empty(raw) => Some(key.clone()),
                     _ => None,
                 }
-            });
-        let Some(Value::Array(items)) = key.and_then(|k| map.remove(&k)) else {
-            let fields: Vec<String> = map
+            }
+            [(key, _)] => Some(key.clone()),
+            several => {
+                let full: Vec<&String> = several
+                    .iter()
+                    .filter(|(_, v)| !is_empty(v))
+                    .map(|(k, _)| k)
+                    .collect();
+                match full.as_slice() {
+                    [] => Some(several[0].0.clone()),
+                    [key] => Some((*key).clone()),
+                    keys => {
+                        return Err(format!(
+                            "the answer holds several lists ({}): cannot tell which one is \
+                             the list of {what}",
+                            keys.iter()
+                                .map(|k| format!("`{k}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                }
+            }
+        };
+        let mut items = None;
+        let mut extra = Map::new();
+        for (k, v) in &fields {
+            if Some(k) == key.as_ref() {
+                items = Some(items_of(v)?);
+            } else {
+                extra.insert(
+                    k.clone(),
+                    serde_json::from_str(v.get()).map_err(|e| e.to_string())?,
+                );
+            }
+        }
+        let Some(items) = items else {
+            let fields: Vec<String> = extra
                 .iter()
                 .map(|(k, v)| format!("`{k}` ({})", json_type(v)))
                 .collect();
@@ -937,27 +1002,76 @@ impl Page {
                     .join(", "),
             ));
         };
-        let next = next_page(&map);
-        Ok(Self {
-            items,
-            extra: map,
-            next,
-        })
+        let progress = Progress {
+            items: before.items + items.len(),
+            pages: before.pages + 1,
+        };
+        let next = next_page(&extra, progress);
+        Ok(Self { items, extra, next })
+    }
+
+    /// [`parse`](Self::parse) for a value already read (the models' `Deserialize`).
+    pub(super) fn from_value(value: &Value, keys: &[&str], what: &str) -> Result<Self, String> {
+        let bytes = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+        Self::parse(&bytes, keys, what, usize::MAX, Progress::default())
     }
 }
 
-/// What the wrapper says of a next page: its own fields, and those under
-/// `pagination`, `meta` (and `links` for a URL).
-fn next_page(map: &Map<String, Value>) -> Next {
-    let nested = |key: &str| map.get(key).and_then(Value::as_object);
-    let scopes: Vec<(&str, &Map<String, Value>)> = [
-        ("", Some(map)),
-        ("pagination.", nested("pagination")),
-        ("meta.", nested("meta")),
-    ]
-    .into_iter()
-    .filter_map(|(p, m)| Some((p, m?)))
-    .collect();
+/// The items of a list, each an object, at most `limit` of them, read one at a time.
+struct Items<'a> {
+    limit: usize,
+    what: &'a str,
+}
+
+impl<'de> DeserializeSeed<'de> for Items<'_> {
+    type Value = Vec<Map<String, Value>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Items<'_> {
+    type Value = Vec<Map<String, Value>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a list of {}", self.what)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Value>()? {
+            let Value::Object(map) = item else {
+                return Err(A::Error::custom(format!(
+                    "item {} of the list of {} is {}, not an object",
+                    items.len() + 1,
+                    self.what,
+                    json_type(&item)
+                )));
+            };
+            if items.len() >= self.limit {
+                return Err(A::Error::custom(format!(
+                    "the list has more than {} {}; nothing was decided from it",
+                    super::MAX_ITEMS,
+                    self.what
+                )));
+            }
+            items.push(map);
+        }
+        Ok(items)
+    }
+}
+
+/// What the wrapper says of a next page: its own fields, and those of each object
+/// among them (`pagination`, `meta`, `paging`, `links`…). `progress`: the items and
+/// pages read so far, this page included, for a `total` or a `total_pages`.
+fn next_page(map: &Map<String, Value>, progress: Progress) -> Next {
+    let mut scopes: Vec<(String, &Map<String, Value>)> = vec![(String::new(), map)];
+    scopes.extend(
+        map.iter()
+            .filter_map(|(k, v)| Some((format!("{k}."), v.as_object()?))),
+    );
     let is_set = |v: &Value| !matches!(v, Value::Null | Value::Bool(false)) && v != "";
     // An explicit "no more" ends the list, whatever else is sent.
     if scopes.iter().any(|(_, m)| {
@@ -968,32 +1082,25 @@ fn next_page(map: &Map<String, Value>) -> Next {
         return Next::None;
     }
     let mut url_fields: Vec<(String, &Value)> = Vec::new();
+    let mut cursor_fields: Vec<(String, &Value)> = Vec::new();
     for (prefix, m) in &scopes {
         for key in NEXT_URLS {
             if let Some(v) = m.get(*key) {
-                url_fields.push((format!("{prefix}{key}"), v));
+                let href = v.as_object().and_then(|o| o.get("href")).unwrap_or(v);
+                url_fields.push((format!("{prefix}{key}"), href));
             }
         }
-    }
-    if let Some(links) = nested("links")
-        && let Some(next) = links.get("next")
-    {
-        let href = next.as_object().and_then(|o| o.get("href")).unwrap_or(next);
-        url_fields.push(("links.next".to_owned(), href));
+        for key in NEXT_CURSORS {
+            if let Some(v) = m.get(*key) {
+                cursor_fields.push((format!("{prefix}{key}"), v));
+            }
+        }
     }
     if let Some(url) = url_fields
         .iter()
         .find_map(|(_, v)| v.as_str().filter(|s| !s.is_empty()))
     {
         return Next::Url(url.to_owned());
-    }
-    let mut cursor_fields: Vec<(String, &Value)> = Vec::new();
-    for (prefix, m) in &scopes {
-        for key in NEXT_CURSORS {
-            if let Some(v) = m.get(*key) {
-                cursor_fields.push((format!("{prefix}{key}"), v));
-            }
-        }
     }
     for (_, v) in &cursor_fields {
         match v {
@@ -1003,13 +1110,38 @@ fn next_page(map: &Map<String, Value>) -> Next {
         }
     }
     for (prefix, m) in &scopes {
-        for flag in MORE_FLAGS {
+        for flag in MORE_FLAGS.iter().chain(&["next_page"]) {
             if m.get(*flag).is_some_and(is_set) {
                 return Next::Unfollowable(format!("`{prefix}{flag}` is {}", m[*flag]));
             }
         }
-        if m.get("next_page").is_some_and(is_set) {
-            return Next::Unfollowable(format!("`{prefix}next_page` is {}", m["next_page"]));
+        if let Some(after) = m
+            .get("cursors")
+            .and_then(|c| c.get("after"))
+            .filter(|v| is_set(v))
+        {
+            return Next::Unfollowable(format!("`{prefix}cursors.after` is {after}"));
+        }
+        for key in TOTALS {
+            if let Some(total) = m.get(*key).and_then(Value::as_u64)
+                && total > progress.items as u64
+            {
+                return Next::Unfollowable(format!(
+                    "`{prefix}{key}` is {total}, {} read",
+                    progress.items
+                ));
+            }
+        }
+        let page = PAGE_NUMBERS
+            .iter()
+            .find_map(|k| m.get(*k).and_then(Value::as_u64))
+            .unwrap_or(progress.pages as u64);
+        for key in PAGE_COUNTS {
+            if let Some(pages) = m.get(*key).and_then(Value::as_u64)
+                && pages > page
+            {
+                return Next::Unfollowable(format!("`{prefix}{key}` is {pages}, on page {page}"));
+            }
         }
     }
     if let Some((name, _)) = url_fields

@@ -9,6 +9,7 @@ use clap::Subcommand;
 use notmeta_webhooks::EventType;
 use notmeta_webhooks::client::{
     Client, CreateWebhook, DEFAULT_BASE_URL, Ensured, Error, ErrorKind, Webhook, WebhookSummary,
+    redact,
 };
 use notmeta_webhooks::event::Timestamp;
 use serde_json::Value;
@@ -111,6 +112,7 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, String> {
         .token
         .filter(|t| !t.trim().is_empty())
         .ok_or("no API token: pass --token or set NOTMETA_API_TOKEN")?;
+    let mut scrub = Scrub(vec![token.trim().to_owned()]);
     let client = Client::builder(token)
         .base_url(&args.base_url)
         .deadline(Duration::from_secs(args.timeout))
@@ -140,8 +142,9 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, String> {
                     (secret.clone(), Some(secret))
                 }
             };
+            scrub.0.push(secret.clone());
             let request = CreateWebhook::new(url, events, secret);
-            create(&client, &request, generated.as_deref(), show_secret).await
+            create(&client, &request, generated.as_deref(), show_secret, &scrub).await
         }
         WebhooksCommand::List => {
             let list = match client.list_webhooks().await {
@@ -150,13 +153,13 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, String> {
             };
             let mut table = Table::new(["id", "status", "url", "events", "created"]);
             for w in &list.webhooks {
-                table.row([
+                table.row(scrub.cells([
                     or_dash(w.id.as_deref()),
                     or_dash(w.status.as_deref()),
                     or_dash(w.url.as_deref()),
                     events_cell(w.events.as_deref()),
                     or_dash(w.created_at.map(|t| t.to_string()).as_deref()),
-                ]);
+                ]));
             }
             if list.webhooks.is_empty() {
                 out("no webhooks\n")?;
@@ -172,17 +175,20 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, String> {
             };
             let mut table = Table::new(["time", "event type", "event", "status", "code", "other"]);
             for entry in &logs.entries {
-                table.row([
+                table.row(scrub.cells([
                     or_dash(entry.created_at.map(|t| t.to_string()).as_deref()),
                     or_dash(entry.event_type.as_deref()),
                     or_dash(entry.event_id.as_deref()),
                     or_dash(entry.status.as_deref()),
                     or_dash(entry.status_code.map(|c| c.to_string()).as_deref()),
                     fields(&entry.extra),
-                ]);
+                ]));
             }
             if logs.entries.is_empty() {
-                out(format_args!("no deliveries logged for {id}\n"))?;
+                out(format_args!(
+                    "no deliveries logged for {}\n",
+                    scrub.text(&id)
+                ))?;
             } else {
                 out(&table)?;
             }
@@ -198,7 +204,7 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, String> {
             };
             let mut table = Table::new(["stat", "value"]);
             for (name, value) in &stats.fields {
-                table.row([name.clone(), value_text(value)]);
+                table.row(scrub.cells([name.clone(), value_text(value)]));
             }
             out(&table)?;
             Ok(ExitCode::SUCCESS)
@@ -214,13 +220,14 @@ async fn create(
     request: &CreateWebhook,
     generated: Option<&str>,
     show_secret: bool,
+    scrub: &Scrub,
 ) -> Result<ExitCode, String> {
     let ensured = match client.ensure_webhook(request).await {
         Ok(ensured) => ensured,
         Err(e) if e.may_have_created() => {
             let code = refused(&e)?;
             note(
-                "note: the creation may have succeeded without NotMeta's answer arriving, and the list read after it does not show it. Run the same command again: it lists first, so it does not create a duplicate.",
+                "note: the creation may have succeeded without NotMeta's answer arriving, and the list read again after it does not show it (the creation was not sent again). Check `webhooks list`, then run the same command again: it lists first, so it does not create a duplicate.",
             );
             if let Some(generated) = generated {
                 out(format_args!("secret sent  {generated}\n"))?;
@@ -237,6 +244,7 @@ async fn create(
             out(created(
                 webhook,
                 show_secret.then(|| webhook.expose_secret()),
+                scrub,
             ))
             .map_err(|e| format!("the webhook was created, but it cannot be shown: {e}"))?;
             if !show_secret {
@@ -249,10 +257,11 @@ async fn create(
         Ensured::CreatedAnswerLost { webhook, cause } => {
             // The secret sent is the only copy when this tool generated it.
             let shown = (generated.is_some() || show_secret).then(|| webhook.expose_secret());
-            out(created(webhook, shown))
+            out(created(webhook, shown, scrub))
                 .map_err(|e| format!("the webhook was created, but it cannot be shown: {e}"))?;
             note(format_args!(
-                "error: the webhook was created, but NotMeta's answer was lost ({cause})"
+                "error: the webhook was created, but NotMeta's answer was lost ({})",
+                scrub.text(cause)
             ));
             note(
                 "note: the secret shown is the one sent (or the one NotMeta listed): NotMeta signs with it unless it chose its own, and documents no call to read a secret again. Check it against the first delivery or the webhook.verified challenge with `notmeta-webhooks verify`.",
@@ -267,7 +276,7 @@ async fn create(
             missing_events,
             extra_events,
         } => {
-            out(listed(webhook))?;
+            out(listed(webhook, scrub))?;
             if ensured.events_match() {
                 note("a webhook with this URL exists with these events: nothing created");
                 return Ok(ExitCode::SUCCESS);
@@ -289,7 +298,7 @@ async fn create(
             Ok(ExitCode::FAILURE)
         }
         other => {
-            out(format_args!("{other}\n"))?;
+            out(format_args!("{}\n", scrub.text(&other.to_string())))?;
             Ok(ExitCode::FAILURE)
         }
     }
@@ -311,8 +320,23 @@ fn refused(e: &Error) -> Result<ExitCode, String> {
     Ok(ExitCode::FAILURE)
 }
 
+/// The API token and the secret sent: no line or cell showing NotMeta's data shows
+/// them, in any form it echoes them (only the explicit `secret` row shows a secret).
+struct Scrub(Vec<String>);
+
+impl Scrub {
+    fn text(&self, text: &str) -> String {
+        let sensitive: Vec<&str> = self.0.iter().map(String::as_str).collect();
+        redact(text, &sensitive).into_owned()
+    }
+
+    fn cells<const N: usize>(&self, cells: [String; N]) -> [String; N] {
+        cells.map(|c| self.text(&c))
+    }
+}
+
 /// A listed webhook as a two-column table.
-fn listed(webhook: &WebhookSummary) -> Table<2> {
+fn listed(webhook: &WebhookSummary, scrub: &Scrub) -> Table<2> {
     webhook_table(
         webhook.id.as_deref(),
         webhook.url.as_deref(),
@@ -320,11 +344,13 @@ fn listed(webhook: &WebhookSummary) -> Table<2> {
         webhook.status.as_deref(),
         webhook.created_at,
         &webhook.extra,
+        scrub,
     )
 }
 
-/// The created webhook as a two-column table, with `secret` if given.
-fn created(webhook: &Webhook, secret: Option<&str>) -> Table<2> {
+/// The created webhook as a two-column table, with `secret` if given (as it is:
+/// the one row that shows a secret).
+fn created(webhook: &Webhook, secret: Option<&str>, scrub: &Scrub) -> Table<2> {
     let mut table = webhook_table(
         Some(&webhook.id),
         Some(&webhook.url),
@@ -332,6 +358,7 @@ fn created(webhook: &Webhook, secret: Option<&str>) -> Table<2> {
         webhook.status.as_deref(),
         webhook.created_at,
         &webhook.extra,
+        scrub,
     );
     let secret = secret.unwrap_or("(hidden: pass --show-secret)");
     table.row(["secret".into(), secret.to_owned()]);
@@ -346,18 +373,19 @@ fn webhook_table(
     status: Option<&str>,
     created_at: Option<Timestamp>,
     extra: &serde_json::Map<String, Value>,
+    scrub: &Scrub,
 ) -> Table<2> {
     let mut table = Table::new(["field", "value"]);
-    table.row(["id".into(), or_dash(id)]);
-    table.row(["url".into(), or_dash(url)]);
-    table.row(["events".into(), events_cell(events)]);
-    table.row(["status".into(), or_dash(status)]);
+    table.row(scrub.cells(["id".into(), or_dash(id)]));
+    table.row(scrub.cells(["url".into(), or_dash(url)]));
+    table.row(scrub.cells(["events".into(), events_cell(events)]));
+    table.row(scrub.cells(["status".into(), or_dash(status)]));
     table.row([
         "created".into(),
         or_dash(created_at.map(|t| t.to_string()).as_deref()),
     ]);
     for (name, value) in extra {
-        table.row([name.clone(), value_text(value)]);
+        table.row(scrub.cells([name.clone(), value_text(value)]));
     }
     table
 }
