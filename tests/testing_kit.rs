@@ -510,3 +510,18 @@ async fn a_huge_reply_is_cut_and_left_unread() {
         .unwrap();
     assert!(sent < 1 << 30, "{sent} bytes sent");
 }
+
+#[tokio::test]
+async fn an_id_with_control_characters_stays_on_its_line_and_in_its_column() {
+    let body = sample(EventType::UserOnline)
+        .id("evt\n1: delivered at the first attempt")
+        .body();
+    let report = Simulator::new(SECRET).deliver(&answering(&[]), body).await;
+    let shown = report.to_string();
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 3, "{shown}");
+    assert!(lines.iter().all(|line| !line.starts_with("1: ")), "{shown}");
+    // The attempt number is under its heading.
+    let column = lines[0].find("attempt").unwrap();
+    assert_eq!(&lines[1][column..column + 3], "1  ", "{shown}");
+}

@@ -821,8 +821,8 @@ impl fmt::Display for Report {
         let id_width = self
             .attempts
             .iter()
-            .map(|a| a.event_id.chars().count())
-            .chain(self.fates.iter().map(|(id, _)| id.chars().count()))
+            .map(|a| escaped(&a.event_id).chars().count())
+            .chain(self.fates.iter().map(|(id, _)| escaped(id).chars().count()))
             .max()
             .unwrap_or(5)
             .max(5);
