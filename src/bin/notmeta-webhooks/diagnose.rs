@@ -1065,8 +1065,20 @@ impl Serialize for Lazy<'_> {
                 }
                 map.end()
             }
-            // A string, a number, true, false or null: as serde_json reads and
-            // writes it (1.50 is written 1.5, "\u00e9" is written é).
+            // A string without escapes, or an integer: as it is (what serde_json
+            // would read and write again), with no value built.
+            Some(b'"') if !self.text.contains('\\') => {
+                s.serialize_str(&self.text[1..self.text.len() - 1])
+            }
+            Some(b'0'..=b'9') if let Ok(n) = self.text.parse::<u64>() => s.serialize_u64(n),
+            Some(b'-')
+                if !self.text.starts_with("-0")
+                    && let Ok(n) = self.text.parse::<i64>() =>
+            {
+                s.serialize_i64(n)
+            }
+            // Any other string, number, true, false or null: as serde_json reads and
+            // writes it (1.50 is written 1.5, "\u00e9" is written é, -0 is -0.0).
             _ => serde_json::from_str::<serde_json::Value>(self.text)
                 .map_err(serde::ser::Error::custom)?
                 .serialize(s),
@@ -1356,6 +1368,15 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&lazy).unwrap(),
             "{\"b\":[1.5,-0.0,100.0,[],{},[[]],\"é\\n/\"],\"a\":{\"z\":null,\"y\":true},\"a\":false}"
+        );
+        // Integers and plain strings, written without building a value, as serde_json
+        // writes them.
+        let text = r#"[0,7,-7,-0,18446744073709551615,-9223372036854775808,12345678901234567890123,-9223372036854775809,"","é 🙂","a\"b"]"#;
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        let json = Json::parse(text.as_bytes()).unwrap();
+        assert_eq!(
+            serde_json::to_string(&json.lazy()).unwrap(),
+            value.to_string()
         );
         let sorted = Json::parse(br#"{"a":[{"b":1,"c":2}],"b":"x"}"#).unwrap();
         assert!(sorted.lazy().is_sorted() && sorted.lazy().is_ascii());
