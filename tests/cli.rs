@@ -928,3 +928,137 @@ async fn send_data_fresh_changes_only_the_id_and_date() {
         "{note}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tool_ends_at_the_timeout_while_a_name_is_still_being_resolved() {
+    // A name server on 127.0.0.2 that never answers, the only one in a resolv.conf
+    // mounted over the system's in a mount namespace of the tool's own: resolving
+    // the receiver's name blocks for the resolver's 30 s.
+    let silent = std::net::UdpSocket::bind("127.0.0.2:53").unwrap();
+    let conf = temp_file(
+        "resolv.conf",
+        b"nameserver 127.0.0.2\noptions timeout:30 attempts:1\n",
+    );
+    let started = std::time::Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("unshare")
+            .args(["-m", "sh", "-c"])
+            .arg(r#"mount --bind "$1" /etc/resolv.conf && shift && exec "$@""#)
+            .arg("sh")
+            .arg(&conf)
+            .args([BIN, "send", "user.online", "--url"])
+            .args(["http://hangs.example.com:8080/x", "--secret", SECRET])
+            .args(["--timeout", "2"])
+            .env_remove("NOTMETA_WEBHOOK_SECRET")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_exit(&out, 1);
+    assert!(
+        stdout(&out).contains("no answer in 2 s"),
+        "{}",
+        stdout(&out)
+    );
+    // The resolution was still under way: the tool did not wait for it.
+    let mut query = [0; 512];
+    silent.set_nonblocking(true).unwrap();
+    assert!(
+        silent.recv(&mut query).is_ok(),
+        "no query reached the name server"
+    );
+    assert_within(started, Duration::from_secs(15));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_reads_every_file_before_sending_any() {
+    let seen = Seen::default();
+    let url = serve(&seen).await;
+    let good = temp_file("replay-first.json", &sample(EventType::UserOnline).body());
+    let missing = std::env::temp_dir().join("notmeta-cli-no-such-file.json");
+    let out = run_at(
+        &url,
+        &["replay", good.to_str().unwrap(), missing.to_str().unwrap()],
+    )
+    .await;
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("cannot read"), "{}", stderr(&out));
+    assert!(seen.events().is_empty(), "a request was sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_given_twice_in_a_data_file_is_an_error_of_use() {
+    let seen = Seen::default();
+    let url = serve(&seen).await;
+    let created = "2024-01-01T00:00:00Z";
+    for (body, key) in [
+        (
+            format!(
+                r#"{{"id":"evt_first","type":"user.online","created_at":"{created}","data":{{}},"id":"evt_second"}}"#
+            ),
+            "\"id\"",
+        ),
+        (
+            format!(
+                r#"{{"id":"evt_1","type":"user.online","created_at":"{created}","data":{{}},"type":"message.received"}}"#
+            ),
+            "\"type\"",
+        ),
+    ] {
+        let file = temp_file("twice.json", body.as_bytes());
+        for event_type in ["user.online", "message.received"] {
+            let out = run_at(
+                &url,
+                &[
+                    "send",
+                    event_type,
+                    "--data",
+                    file.to_str().unwrap(),
+                    "--id",
+                    "evt_NEW",
+                ],
+            )
+            .await;
+            assert_exit(&out, 2);
+            let text = stderr(&out);
+            assert!(text.contains(&format!("{key} is given twice")), "{text}");
+        }
+    }
+    assert!(seen.events().is_empty(), "a request was sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_from_a_data_file_stay_on_their_line() {
+    let seen = Seen::default();
+    let url = serve(&seen).await;
+    let body = sample(EventType::UserOnline)
+        .id("evt_1\nevt_1: delivered at the first attempt")
+        .body();
+    let file = temp_file("two-lines.json", &body);
+    let out = run_at(
+        &url,
+        &["simulate", "user.online", "--data", file.to_str().unwrap()],
+    )
+    .await;
+    let text = stdout(&out);
+    assert!(
+        text.lines().all(|line| !line.starts_with("evt_1: ")),
+        "{text}"
+    );
+    assert!(text.starts_with("user.online evt_1\\nevt_1: "), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_and_concurrent_copies_are_bounded() {
+    for (flag, value) in [("--duplicates", "101"), ("--concurrent", "65")] {
+        let out = run_at(
+            "http://127.0.0.1:1/webhooks",
+            &["simulate", "user.online", flag, value],
+        )
+        .await;
+        assert_exit(&out, 2);
+        assert!(stderr(&out).contains(value), "{}", stderr(&out));
+    }
+}

@@ -272,3 +272,82 @@ fn a_file_over_16_mib_is_refused_at_once() {
     // Refused before any MAC is computed: a generous bound, far below a search.
     assert!(started.elapsed() < Duration::from_secs(30));
 }
+
+/// An event whose data holds `depth` arrays, each in the one before it, in compact
+/// form or pretty-printed with 2 spaces (written here: serde_json reads no deeper
+/// than 127 levels).
+fn nested(depth: usize, pretty: bool) -> String {
+    fn arrays(depth: usize, indent: usize) -> String {
+        if depth == 1 {
+            return "[]".to_owned();
+        }
+        let inner = " ".repeat(indent + 2);
+        let outer = " ".repeat(indent);
+        format!("[\n{inner}{}\n{outer}]", arrays(depth - 1, indent + 2))
+    }
+    if pretty {
+        format!(
+            "{{\n  \"id\": \"evt_1\",\n  \"type\": \"user.online\",\n  \"created_at\": \"2024-01-01T00:00:00Z\",\n  \"data\": {{\n    \"a\": {}\n  }}\n}}",
+            arrays(depth, 4)
+        )
+    } else {
+        format!(
+            r#"{{"id":"evt_1","type":"user.online","created_at":"2024-01-01T00:00:00Z","data":{{"a":{}{}}}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        )
+    }
+}
+
+#[test]
+fn deep_nesting_is_read_to_128_levels_and_no_further() {
+    let dir = Dir::new("deep");
+    // 128 levels in all (the event, its data, 126 arrays): signed compact, captured
+    // pretty-printed, written again, and found.
+    let signed = nested(126, false);
+    let captured = dir.file("126.json", nested(126, true).as_bytes());
+    assert_explained(
+        verify(&captured, &sign(signed.as_bytes(), SECRET), SECRET),
+        &["MATCH re-serialised in compact form"],
+    );
+    // 129 levels: not written again, and said so.
+    let captured = dir.file("127.json", nested(127, false).as_bytes());
+    assert_explained(
+        verify(&captured, &sign(b"other", SECRET), SECRET),
+        &["not tried: nested deeper than 128"],
+    );
+    // 10,000 levels (20 KB): no stack overflow, no time spent on each level.
+    let deep = nested(10_000, false);
+    let captured = dir.file("10000.json", deep.as_bytes());
+    let started = Instant::now();
+    assert_explained(
+        verify(&captured, &sign(b"other", SECRET), SECRET),
+        &["not tried: nested deeper than 128"],
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn json_that_cannot_be_written_again_is_not_claimed_tried() {
+    let dir = Dir::new("unwritable");
+    for (name, body) in [
+        (
+            "number.json",
+            r#"{"id":"evt_1","type":"user.online","n":1e999999}"#,
+        ),
+        (
+            "surrogate.json",
+            r#"{"id":"evt_1","type":"user.online","s":"\ud800"}"#,
+        ),
+    ] {
+        let captured = dir.file(name, body.as_bytes());
+        let (code, out) = verify(&captured, &sign(b"other", SECRET), SECRET);
+        assert_eq!(code, Some(1), "{out}");
+        let row = out
+            .lines()
+            .find(|line| line.starts_with("body re-serialised as JSON"))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(row.contains("not tried: serde_json cannot read"), "{row}");
+        assert!(!out.contains("0 bodies"), "{out}");
+    }
+}

@@ -338,6 +338,90 @@ async fn compressed_time_compresses_the_answer_limit_too() {
     );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert!(report.all_delivered());
+    // The limit is given in NotMeta's time, as the command-line tool gives its own.
+    let shown = report.to_string();
+    assert!(shown.contains("no answer in 30 s"), "{shown}");
+}
+
+/// A receiver at `/webhooks` that answers `statuses` in turn, then 200.
+fn answering(statuses: &'static [u16]) -> Target {
+    let calls = Arc::new(AtomicU32::new(0));
+    let app = Router::new().route(
+        "/webhooks",
+        post(move || {
+            let n = calls.fetch_add(1, Ordering::SeqCst) as usize;
+            let status = statuses.get(n).copied().unwrap_or(200);
+            async move { StatusCode::from_u16(status).unwrap() }
+        }),
+    );
+    Target::service(app)
+}
+
+#[tokio::test]
+async fn a_duplicate_is_retried_on_notmeta_schedule_from_its_beginning() {
+    // Delivered at once. Duplicate 1 starts a minute later, in the schedule's second
+    // slot, and fails twice: its retries come 1 min, then 5 min after each failure,
+    // as every delivery's do. Duplicate 2 is due 5 min after duplicate 1 starts.
+    let target = answering(&[200, 503, 503]);
+    let report = Simulator::new(SECRET)
+        .with_duplicates(2)
+        .deliver(&target, sample(EventType::UserOnline).body())
+        .await;
+    let duplicates: Vec<_> = report
+        .attempts()
+        .iter()
+        .filter(|a| a.kind == Kind::Duplicate)
+        .collect();
+    let seen: Vec<_> = duplicates
+        .iter()
+        .map(|a| (a.number, a.answer.status().map(|s| s.as_u16())))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, Some(503)), // duplicate 1, at +1m
+            (2, Some(503)), // duplicate 1, at +2m
+            (1, Some(200)), // duplicate 2, at +6m
+            (3, Some(200)), // duplicate 1, at +7m
+        ],
+        "{report}"
+    );
+    // The wait between two attempts, from the end of the first.
+    let wait = |before: usize, after: usize| {
+        duplicates[after].at - duplicates[before].at - duplicates[before].took
+    };
+    let near = |wait: Duration, minutes: u64| {
+        wait >= Duration::from_secs(60 * minutes) && wait < Duration::from_secs(60 * minutes + 1)
+    };
+    assert!(near(duplicates[0].at, 1), "{report}");
+    assert!(near(wait(0, 1), 1), "{report}");
+    assert!(near(wait(1, 3), 5), "{report}");
+    assert!(near(duplicates[2].at - duplicates[0].at, 5), "{report}");
+    assert!(report.all_delivered());
+}
+
+#[tokio::test]
+async fn duplicates_are_started_one_at_a_time() {
+    // A thousand duplicates: never more than a few deliveries in flight at once.
+    let most = Arc::new(AtomicU32::new(0));
+    let seen = Arc::clone(&most);
+    let app = Router::new().route(
+        "/webhooks",
+        post(move || {
+            let alive = tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks();
+            seen.fetch_max(u32::try_from(alive).unwrap(), Ordering::SeqCst);
+            async { StatusCode::OK }
+        }),
+    );
+    let report = Simulator::new(SECRET)
+        .with_duplicates(1000)
+        .deliver(&Target::service(app), sample(EventType::UserOnline).body())
+        .await;
+    assert_eq!(report.attempts().len(), 1001);
+    let most = most.load(Ordering::SeqCst);
+    assert!(most <= 4, "{most} tasks at once");
 }
 
 #[test]
@@ -425,4 +509,19 @@ async fn a_huge_reply_is_cut_and_left_unread() {
         .expect("the connection was closed")
         .unwrap();
     assert!(sent < 1 << 30, "{sent} bytes sent");
+}
+
+#[tokio::test]
+async fn an_id_with_control_characters_stays_on_its_line_and_in_its_column() {
+    let body = sample(EventType::UserOnline)
+        .id("evt\n1: delivered at the first attempt")
+        .body();
+    let report = Simulator::new(SECRET).deliver(&answering(&[]), body).await;
+    let shown = report.to_string();
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 3, "{shown}");
+    assert!(lines.iter().all(|line| !line.starts_with("1: ")), "{shown}");
+    // The attempt number is under its heading.
+    let column = lines[0].find("attempt").unwrap();
+    assert_eq!(&lines[1][column..column + 3], "1  ", "{shown}");
 }

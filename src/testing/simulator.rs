@@ -167,7 +167,12 @@ impl Simulator {
 
     /// After an event is first answered 2xx, delivers it `n` more times, one per
     /// later slot of the schedule (one minute apart once the schedule is over), as an
-    /// at-least-once sender may. Each duplicate is retried on its own schedule.
+    /// at-least-once sender may. Each duplicate is retried on its own, on NotMeta's
+    /// schedule from its beginning (1 min, 5 min, 15 min, 1 h after each failure).
+    ///
+    /// Duplicates are started one at a time, each when the one before it starts, so
+    /// a huge `n` holds no more in memory than a few: it takes `n` minutes of
+    /// NotMeta's time (beyond the schedule), and the [`Report`] keeps every attempt.
     #[must_use]
     pub fn with_duplicates(mut self, n: u32) -> Self {
         self.duplicates = n;
@@ -177,6 +182,9 @@ impl Simulator {
     /// Sends every delivery (the first one and each duplicate) `n` more times at the
     /// same moment (to the next targets, when there are several: two replicas
     /// receiving the same event at once). Each copy is retried on its own schedule.
+    ///
+    /// The copies are in flight together: `n` of them are `n` tasks and `n`
+    /// connections at once, so keep `n` small (the command-line tool allows 64).
     #[must_use]
     pub fn with_concurrent_duplicates(mut self, n: u32) -> Self {
         self.concurrent = n;
@@ -203,7 +211,8 @@ impl Simulator {
     /// Every delivery is on its own: the first delivery of each event, each
     /// concurrent copy of it ([`with_concurrent_duplicates`](Self::with_concurrent_duplicates)),
     /// and each duplicate ([`with_duplicates`](Self::with_duplicates)) with its own
-    /// concurrent copies. Each one follows NotMeta's retry schedule until it is
+    /// concurrent copies. Each one follows NotMeta's retry schedule, from its
+    /// beginning whenever it starts, until it is
     /// answered 2xx or 4xx or the schedule ends, whatever the others were answered;
     /// every attempt is in the [`Report`]. Each wait counts from the end of the
     /// attempt before it, as NotMeta's do. In compressed time each delivery waits on
@@ -230,7 +239,7 @@ impl Simulator {
         // before the others start must not let the clock run ahead of them.
         let starting = Running::enter(&run.timeline);
         for event in 0..run.events.len() {
-            run.start(event, Kind::Attempt, 0, Duration::ZERO);
+            run.start(event, Kind::Attempt, 0, Duration::ZERO, 0);
         }
         drop(starting);
         run.finish().await;
@@ -276,6 +285,9 @@ struct Delivery {
     first_slot: usize,
     /// When its first attempt is sent, in NotMeta's time.
     start: Duration,
+    /// Duplicates still to start after this one (the next one starts when this one
+    /// does).
+    then: u32,
 }
 
 impl Run {
@@ -308,8 +320,15 @@ impl Run {
     }
 
     /// Starts a delivery of `event` at `start` and its concurrent copies, each in a
-    /// task of its own.
-    fn start(self: &Arc<Self>, event: usize, kind: Kind, first_slot: usize, start: Duration) {
+    /// task of its own; `then` duplicates follow it, one at a time.
+    fn start(
+        self: &Arc<Self>,
+        event: usize,
+        kind: Kind,
+        first_slot: usize,
+        start: Duration,
+        then: u32,
+    ) {
         for copy in 0..=self.simulator.concurrent {
             let delivery = Delivery {
                 event,
@@ -317,6 +336,7 @@ impl Run {
                 copy,
                 first_slot,
                 start,
+                then: if copy == 0 { then } else { 0 },
             };
             let running = Running::enter(&self.timeline);
             let run = Arc::clone(self);
@@ -329,10 +349,22 @@ impl Run {
     }
 
     /// One delivery through the schedule: until a 2xx or a 4xx, or the last attempt.
+    /// Its waits are the schedule's from its beginning, whatever slot it started in.
     async fn deliver(self: Arc<Self>, delivery: Delivery) {
         let mut at = delivery.start;
         for number in 1..=self.simulator.schedule.len() as u32 + 1 {
             self.timeline.until(at).await;
+            if number == 1 && delivery.then > 0 {
+                // The next duplicate is due one slot later; it is started now, while
+                // this one runs, so that time cannot pass it by.
+                self.start(
+                    delivery.event,
+                    Kind::Duplicate,
+                    delivery.first_slot + 1,
+                    delivery.start + self.simulator.wait_after(delivery.first_slot),
+                    delivery.then - 1,
+                );
+            }
             let attempt = self.send(delivery, number, at).await;
             // NotMeta's next wait counts from the end of this attempt.
             at += self.timeline.notmeta(attempt.took);
@@ -343,9 +375,7 @@ impl Run {
                 Some(400..=499) => return,
                 _ => {}
             }
-            at += self
-                .simulator
-                .wait_after(delivery.first_slot + number as usize - 1);
+            at += self.simulator.wait_after(number as usize - 1);
         }
     }
 
@@ -375,7 +405,8 @@ impl Run {
     }
 
     /// The event was answered 2xx at attempt `number` of `delivery`, ending at
-    /// `answered`: the first time, its duplicates start, one per later slot.
+    /// `answered`: the first time, its duplicates start, one per later slot, each
+    /// starting the next.
     fn delivered(self: &Arc<Self>, delivery: Delivery, number: u32, answered: Duration) {
         if self.events[delivery.event]
             .delivered
@@ -383,13 +414,12 @@ impl Run {
         {
             return;
         }
-        let mut start = answered;
-        let mut slot = delivery.first_slot + number as usize - 1;
-        for _ in 0..self.simulator.duplicates {
-            start += self.simulator.wait_after(slot);
-            slot += 1;
-            self.start(delivery.event, Kind::Duplicate, slot, start);
-        }
+        let Some(then) = self.simulator.duplicates.checked_sub(1) else {
+            return;
+        };
+        let slot = delivery.first_slot + number as usize - 1;
+        let start = answered + self.simulator.wait_after(slot);
+        self.start(delivery.event, Kind::Duplicate, slot + 1, start, then);
     }
 
     /// Waits for every delivery, those started by others included.
@@ -421,6 +451,7 @@ impl Run {
             attempts: attempts.into_iter().map(|(_, a)| a).collect(),
             fates,
             targets: self.targets.len(),
+            timeout: self.simulator.timeout,
         }
     }
 }
@@ -616,7 +647,8 @@ fn escaped(text: &str) -> String {
 pub enum Answer {
     /// An HTTP answer.
     Reply(Reply),
-    /// No answer within the time limit (NotMeta retries).
+    /// No answer within the time limit (NotMeta retries). Shown alone as `no answer
+    /// in time`; a [`Report`] shows the limit, in NotMeta's time: `no answer in 30 s`.
     TimedOut,
     /// No answer: the connection failed or the service returned an error (NotMeta
     /// retries).
@@ -707,12 +739,16 @@ impl fmt::Display for Fate {
 }
 
 /// Every attempt of a simulation and how each event ended; `Display` prints them as
-/// a table.
+/// a table, each event id on one line (control characters escaped), an attempt
+/// that was not answered in time as `no answer in 30 s` (the simulator's limit, in
+/// NotMeta's time).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     attempts: Vec<Attempt>,
     fates: Vec<(String, Fate)>,
     targets: usize,
+    /// The answer time limit, in NotMeta's time.
+    timeout: Duration,
 }
 
 impl Report {
@@ -759,6 +795,15 @@ impl Report {
     }
 }
 
+/// An answer time limit as the command-line tool writes it: `30 s`, `1.5 s`.
+fn limit(timeout: Duration) -> String {
+    if timeout.subsec_nanos() == 0 {
+        format!("{} s", timeout.as_secs())
+    } else {
+        format!("{} s", timeout.as_secs_f64())
+    }
+}
+
 /// `+0s`, `+1m`, `+1h21m`: a wait as NotMeta's schedule writes it.
 fn offset(at: Duration) -> String {
     let s = at.as_secs();
@@ -776,8 +821,8 @@ impl fmt::Display for Report {
         let id_width = self
             .attempts
             .iter()
-            .map(|a| a.event_id.chars().count())
-            .chain(self.fates.iter().map(|(id, _)| id.chars().count()))
+            .map(|a| escaped(&a.event_id).chars().count())
+            .chain(self.fates.iter().map(|(id, _)| escaped(id).chars().count()))
             .max()
             .unwrap_or(5)
             .max(5);
@@ -804,7 +849,11 @@ impl fmt::Display for Report {
                 write!(f, "  {:<6}", a.target)?;
             }
             let took = format!("{} ms", a.took.as_millis());
-            writeln!(f, "  {took:>8}  {}", a.answer)?;
+            if a.answer == Answer::TimedOut {
+                writeln!(f, "  {took:>8}  no answer in {}", limit(self.timeout))?;
+            } else {
+                writeln!(f, "  {took:>8}  {}", a.answer)?;
+            }
         }
         for (id, fate) in &self.fates {
             writeln!(f, "{}: {fate}", escaped(id))?;

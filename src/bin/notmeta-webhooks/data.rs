@@ -8,7 +8,7 @@ use notmeta_webhooks::event::Timestamp;
 use notmeta_webhooks::testing::{Sample, fresh_id};
 use serde_json::value::RawValue;
 
-use crate::term::{note, read};
+use crate::term::{note, printable, read};
 
 /// A body to send, with the id and type shown in the table.
 #[derive(Debug)]
@@ -37,7 +37,7 @@ impl Outgoing {
         fresh: bool,
         id: Option<&str>,
     ) -> Result<Self, String> {
-        let what = path.display().to_string();
+        let what = printable(&path.display().to_string(), false);
         let body = read(path)?;
         let fields = Fields::parse(&body).map_err(|e| format!("{what}: {e}"))?;
         let file_type = fields
@@ -46,7 +46,9 @@ impl Outgoing {
             .ok_or_else(|| format!("{what}: no `type`"))?;
         if file_type != event_type {
             return Err(format!(
-                "{what} is a `{file_type}` event, not `{event_type}`: the event type given must be the file's `type`"
+                "{what} is a `{}` event, not `{}`: the event type given must be the file's `type`",
+                printable(&file_type, false),
+                printable(event_type, false),
             ));
         }
         let mut changes = Vec::new();
@@ -84,9 +86,43 @@ struct Fields<'a> {
     fields: BTreeMap<String, &'a RawValue>,
 }
 
+/// An object's members, each key once: a key given twice is an error (a receiver
+/// refuses such an event, and which of its values is meant is unclear).
+struct Unique<'a>(BTreeMap<String, &'a RawValue>);
+
+impl<'de> serde::Deserialize<'de> for Unique<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Unique<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut fields = BTreeMap::new();
+                while let Some((key, value)) = map.next_entry::<String, &'de RawValue>()? {
+                    if fields.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "the key {key:?} is given twice"
+                        )));
+                    }
+                    fields.insert(key, value);
+                }
+                Ok(Unique(fields))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
 impl<'a> Fields<'a> {
     fn parse(body: &'a [u8]) -> Result<Self, String> {
-        let fields = serde_json::from_slice(body)
+        let Unique(fields) = serde_json::from_slice(body)
             .map_err(|e| format!("not a JSON object with an event's fields: {e}"))?;
         Ok(Self { body, fields })
     }
@@ -177,5 +213,17 @@ mod tests {
                 .is_err()
         );
         assert!(Fields::parse(b"[1]").is_err());
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused() {
+        for body in [
+            &br#"{"id":"evt_first","type":"user.online","id":"evt_second"}"#[..],
+            br#"{"type":"user.online","type":"message.received","id":"evt_1"}"#,
+        ] {
+            let e = Fields::parse(body).err().unwrap();
+            assert!(e.contains("is given twice"), "{e}");
+        }
+        assert!(Fields::parse(br#"{"id":"a","data":{"id":"b"}}"#).is_ok());
     }
 }

@@ -18,7 +18,6 @@ use std::io::{self, BufWriter, Write};
 use hmac::{Hmac, KeyInit, Mac};
 use notmeta_webhooks::{DEFAULT_MAX_BODY_SIZE, ErrorKind, Event, Verifier};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
-use serde_json::value::RawValue;
 use sha2::Sha256;
 
 use crate::table::Table;
@@ -303,12 +302,28 @@ impl Diagnosis {
             self.row(json, "not tried: the bytes explain it".into());
             return found;
         }
-        let Some(parsed) = Lazy::parse(body) else {
-            self.row(json, "not applicable: the body is not JSON".into());
-            return None;
+        let parsed = match Json::parse(body) {
+            Ok(parsed) => parsed,
+            Err(NotRead::NotJson) => {
+                self.row(json, "not applicable: the body is not JSON".into());
+                return None;
+            }
+            Err(NotRead::TooDeep) => {
+                self.row(json, format!("not tried: nested deeper than {MAX_DEPTH}"));
+                return None;
+            }
         };
+        // A value serde_json reads but cannot give back (a number out of range, a
+        // lone surrogate): no body can be written, so none is tried.
+        if let Err(e) = serde_json::to_writer(io::sink(), &parsed.lazy()) {
+            self.row(
+                json,
+                format!("not tried: serde_json cannot read a value of it ({e})"),
+            );
+            return None;
+        }
         let before = search.bodies;
-        let found = json_variants(parsed, search);
+        let found = json_variants(parsed.lazy(), search);
         self.search_row(json, found.as_ref(), search, search.bodies - before);
         found
     }
@@ -862,26 +877,126 @@ const LAYOUTS: [(&str, bool, Option<usize>); 4] = [
     ("pretty-printed, 4 spaces", false, Some(4)),
 ];
 
-/// One JSON value's text (already validated), written again as it is read: no
-/// tree is built, so the memory used is that of one path from the root (and, with
-/// keys sorted, one object's keys at each level).
+/// The deepest nesting of arrays and objects the JSON checks read (serde_json's
+/// default recursion limit): deeper bodies are not written again.
+const MAX_DEPTH: usize = 128;
+
+/// Why a body is not read as JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NotRead {
+    NotJson,
+    TooDeep,
+}
+
+/// A body's JSON text (validated), with where each array and object ends, found in
+/// one pass: reading a value's extent is then a look-up, not a scan.
+#[derive(Debug)]
+struct Json<'a> {
+    text: &'a str,
+    ends: Ends,
+}
+
+/// Where each array and object of a text ends: the offset of its closing bracket,
+/// by the offset of its opening one.
+#[derive(Debug)]
+struct Ends {
+    /// The address of the text's first byte (offsets count from it).
+    base: usize,
+    close: std::collections::HashMap<usize, usize>,
+}
+
+impl Ends {
+    /// The length of the array or object `text` starts with (`text` is a part of
+    /// the indexed text).
+    fn len_of(&self, text: &str) -> Option<usize> {
+        let start = (text.as_ptr() as usize).checked_sub(self.base)?;
+        self.close.get(&start).map(|end| end - start + 1)
+    }
+}
+
+impl<'a> Json<'a> {
+    /// The body as JSON (a byte-order mark left out), if it is valid JSON nested at
+    /// most [`MAX_DEPTH`] deep.
+    fn parse(body: &'a [u8]) -> Result<Self, NotRead> {
+        let text = std::str::from_utf8(body.strip_prefix(BOM).unwrap_or(body))
+            .map_err(|_| NotRead::NotJson)?
+            .trim_matches(JSON_SPACE);
+        // The depth first: serde_json skips a value without a depth limit.
+        let close = brackets(text)?;
+        serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|_| NotRead::NotJson)?;
+        Ok(Self {
+            text,
+            ends: Ends {
+                base: text.as_ptr() as usize,
+                close,
+            },
+        })
+    }
+
+    fn lazy(&self) -> Lazy<'_> {
+        Lazy {
+            text: self.text,
+            sorted: false,
+            ends: &self.ends,
+        }
+    }
+}
+
+/// Where each bracket of `text` closes, outside strings; too deep past
+/// [`MAX_DEPTH`]. Brackets that do not pair are left out (serde_json then finds
+/// the text is not JSON).
+fn brackets(text: &str) -> Result<std::collections::HashMap<usize, usize>, NotRead> {
+    let bytes = text.as_bytes();
+    let mut open = Vec::new();
+    let mut close = std::collections::HashMap::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => i = string_end(bytes, i) - 1,
+            b'[' | b'{' => {
+                if open.len() == MAX_DEPTH {
+                    return Err(NotRead::TooDeep);
+                }
+                open.push(i);
+            }
+            b']' | b'}' => {
+                if let Some(start) = open.pop() {
+                    close.insert(start, i);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(close)
+}
+
+/// The offset just past the string starting at `start` (its closing quote
+/// included), or the end of `bytes`.
+fn string_end(bytes: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
+}
+
+/// One JSON value's text (validated), written again as it is read: no tree is
+/// built, so the memory used is that of one path from the root (and, with keys
+/// sorted, one object's keys at each level), and each value's extent is looked up
+/// in the [`Ends`] found when it was parsed.
 #[derive(Debug, Clone, Copy)]
 struct Lazy<'a> {
     text: &'a str,
     sorted: bool,
+    ends: &'a Ends,
 }
 
 impl<'a> Lazy<'a> {
-    /// The body as JSON, if it is valid JSON (a byte-order mark left out).
-    fn parse(body: &'a [u8]) -> Option<Self> {
-        let text = std::str::from_utf8(body.strip_prefix(BOM).unwrap_or(body)).ok()?;
-        serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
-        Some(Self {
-            text: text.trim_matches(JSON_SPACE),
-            sorted: false,
-        })
-    }
-
     fn sorted(self, sorted: bool) -> Self {
         Self { sorted, ..self }
     }
@@ -897,7 +1012,7 @@ impl<'a> Lazy<'a> {
         match self.text.as_bytes().first() {
             Some(b'{') => {
                 let mut last: Option<String> = None;
-                Members::of(self.text).all(|(key, value)| {
+                Members::of(self.text, self.ends).all(|(key, value)| {
                     let key = decode_key(key);
                     let in_order = last.as_ref().is_none_or(|last| *last <= key);
                     last = Some(key);
@@ -909,9 +1024,8 @@ impl<'a> Lazy<'a> {
                         .is_sorted()
                 })
             }
-            Some(b'[') => {
-                Members::of(self.text).all(|(_, item)| Lazy { text: item, ..self }.is_sorted())
-            }
+            Some(b'[') => Members::of(self.text, self.ends)
+                .all(|(_, item)| Lazy { text: item, ..self }.is_sorted()),
             _ => true,
         }
     }
@@ -923,13 +1037,13 @@ impl Serialize for Lazy<'_> {
         match self.text.as_bytes().first() {
             Some(b'[') => {
                 let mut seq = s.serialize_seq(None)?;
-                for (_, item) in Members::of(self.text) {
+                for (_, item) in Members::of(self.text, self.ends) {
                     seq.serialize_element(&lazy(item))?;
                 }
                 seq.end()
             }
             Some(b'{') if self.sorted => {
-                let mut members: Vec<(String, &str)> = Members::of(self.text)
+                let mut members: Vec<(String, &str)> = Members::of(self.text, self.ends)
                     .map(|(key, value)| (decode_key(key), value))
                     .collect();
                 // Sorted, and of a key given twice the last value: as a
@@ -946,13 +1060,25 @@ impl Serialize for Lazy<'_> {
             }
             Some(b'{') => {
                 let mut map = s.serialize_map(None)?;
-                for (key, value) in Members::of(self.text) {
+                for (key, value) in Members::of(self.text, self.ends) {
                     map.serialize_entry(&decode_key(key), &lazy(value))?;
                 }
                 map.end()
             }
-            // A string, a number, true, false or null: as serde_json reads and
-            // writes it (1.50 is written 1.5, "\u00e9" is written é).
+            // A string without escapes, or an integer: as it is (what serde_json
+            // would read and write again), with no value built.
+            Some(b'"') if !self.text.contains('\\') => {
+                s.serialize_str(&self.text[1..self.text.len() - 1])
+            }
+            Some(b'0'..=b'9') if let Ok(n) = self.text.parse::<u64>() => s.serialize_u64(n),
+            Some(b'-')
+                if !self.text.starts_with("-0")
+                    && let Ok(n) = self.text.parse::<i64>() =>
+            {
+                s.serialize_i64(n)
+            }
+            // Any other string, number, true, false or null: as serde_json reads and
+            // writes it (1.50 is written 1.5, "\u00e9" is written é, -0 is -0.0).
             _ => serde_json::from_str::<serde_json::Value>(self.text)
                 .map_err(serde::ser::Error::custom)?
                 .serialize(s),
@@ -974,14 +1100,17 @@ fn decode_key(text: &str) -> String {
 struct Members<'a> {
     rest: &'a str,
     object: bool,
+    ends: &'a Ends,
 }
 
 impl<'a> Members<'a> {
-    /// `text` is an array or an object, validated.
-    fn of(text: &'a str) -> Self {
+    /// `text` is an array or an object, validated, a part of the text `ends`
+    /// indexes.
+    fn of(text: &'a str, ends: &'a Ends) -> Self {
         Self {
             rest: &text[1..text.len() - 1],
             object: text.starts_with('{'),
+            ends,
         }
     }
 }
@@ -995,21 +1124,28 @@ impl<'a> Iterator for Members<'a> {
         let mut key = "";
         let mut rest = rest;
         if self.object {
-            (key, rest) = split_value(rest)?;
+            (key, rest) = split_value(rest, self.ends)?;
             rest = rest.trim_start_matches(JSON_SPACE).strip_prefix(':')?;
         }
-        let (value, rest) = split_value(rest)?;
+        let (value, rest) = split_value(rest, self.ends)?;
         self.rest = rest;
         Some((key, value))
     }
 }
 
-/// The JSON value at the start of `text` (after white space), and what follows it.
-fn split_value(text: &str) -> Option<(&str, &str)> {
-    let mut values = serde_json::Deserializer::from_str(text).into_iter::<&RawValue>();
-    let value = values.next()?.ok()?;
-    let end = values.byte_offset();
-    Some((value.get(), &text[end..]))
+/// The JSON value at the start of `text` (after white space; validated, a part of
+/// the text `ends` indexes), and what follows it: an array's or an object's end is
+/// looked up, a string's or a scalar's found by reading only it.
+fn split_value<'t>(text: &'t str, ends: &Ends) -> Option<(&'t str, &'t str)> {
+    let text = text.trim_start_matches(JSON_SPACE);
+    let end = match text.as_bytes().first()? {
+        b'[' | b'{' => ends.len_of(text)?,
+        b'"' => string_end(text.as_bytes(), 0),
+        _ => text
+            .find(|c| matches!(c, ',' | ']' | '}' | ':') || JSON_SPACE.contains(&c))
+            .unwrap_or(text.len()),
+    };
+    Some(text.split_at(end))
 }
 
 /// How JSON is written: separators, indentation, escaping, line ends.
@@ -1171,7 +1307,10 @@ mod tests {
     }
 
     fn pretty() -> Lazy<'static> {
-        Lazy::parse(PRETTY.as_bytes()).unwrap()
+        // Parsed once, for every test.
+        static PARSED: std::sync::LazyLock<Json<'static>> =
+            std::sync::LazyLock::new(|| Json::parse(PRETTY.as_bytes()).unwrap());
+        PARSED.lazy()
     }
 
     fn crlf(text: &str) -> String {
@@ -1218,7 +1357,8 @@ mod tests {
     #[test]
     fn json_is_written_again_as_serde_json_writes_it() {
         let text = " {\"b\" : [ 1.50, -0, 1e2, [], {}, [[ ]], \"\\u00e9\\n\\/\" ] ,\"a\":{\"z\":null,\"y\":true}, \"\\u0061\": false}\n";
-        let lazy = Lazy::parse(text.as_bytes()).unwrap();
+        let json = Json::parse(text.as_bytes()).unwrap();
+        let lazy = json.lazy();
         assert!(!lazy.is_sorted() && !lazy.is_ascii());
         let value: serde_json::Value = serde_json::from_str(text).unwrap();
         assert_eq!(
@@ -1229,21 +1369,31 @@ mod tests {
             serde_json::to_string(&lazy).unwrap(),
             "{\"b\":[1.5,-0.0,100.0,[],{},[[]],\"é\\n/\"],\"a\":{\"z\":null,\"y\":true},\"a\":false}"
         );
-        let sorted = Lazy::parse(br#"{"a":[{"b":1,"c":2}],"b":"x"}"#).unwrap();
-        assert!(sorted.is_sorted() && sorted.is_ascii());
-        assert!(Lazy::parse(b"{\"a\":").is_none());
+        // Integers and plain strings, written without building a value, as serde_json
+        // writes them.
+        let text = r#"[0,7,-7,-0,18446744073709551615,-9223372036854775808,12345678901234567890123,-9223372036854775809,"","é 🙂","a\"b"]"#;
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        let json = Json::parse(text.as_bytes()).unwrap();
+        assert_eq!(
+            serde_json::to_string(&json.lazy()).unwrap(),
+            value.to_string()
+        );
+        let sorted = Json::parse(br#"{"a":[{"b":1,"c":2}],"b":"x"}"#).unwrap();
+        assert!(sorted.lazy().is_sorted() && sorted.lazy().is_ascii());
+        assert_eq!(Json::parse(b"{\"a\":").err(), Some(NotRead::NotJson));
         // Non-ASCII escaped as Python's json.dumps does, a surrogate pair beyond U+FFFF.
         let mut out = Vec::new();
         let ascii = Style {
             ascii: true,
             ..Style::COMPACT
         };
-        let text = Lazy::parse("[\"a🙂é\\\"b\"]".as_bytes()).unwrap();
-        text.serialize(&mut serde_json::Serializer::with_formatter(
-            &mut out,
-            ascii.formatter(),
-        ))
-        .unwrap();
+        let text = Json::parse("[\"a🙂é\\\"b\"]".as_bytes()).unwrap();
+        text.lazy()
+            .serialize(&mut serde_json::Serializer::with_formatter(
+                &mut out,
+                ascii.formatter(),
+            ))
+            .unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "[\"a\\ud83d\\ude42\\u00e9\\\"b\"]"

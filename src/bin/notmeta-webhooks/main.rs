@@ -21,7 +21,7 @@ use notmeta_webhooks::testing::{Reply, Sample, SignedRequest, Simulator, Target,
 
 use data::Outgoing;
 use table::Table;
-use term::{SecretArg, fail, out, read, read_stdin};
+use term::{SecretArg, fail, out, printable, read, read_stdin};
 
 /// Test a NotMeta webhook receiver: send signed events, sign bodies, replay captured
 /// requests, simulate NotMeta's retries, and explain why a signature fails.
@@ -127,11 +127,13 @@ enum Command {
         /// half a second; 3600 would leave a receiver under 10 ms to answer.
         #[arg(long, default_value_t = 60)]
         speed: u32,
-        /// Deliveries of the event after it is answered 2xx, as NotMeta may make.
-        #[arg(long, default_value_t = 0)]
+        /// Deliveries of the event after it is answered 2xx, as NotMeta may make (at
+        /// most 100).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
         duplicates: u32,
-        /// Copies of each delivery sent at the same moment, each retried on its own.
-        #[arg(long, default_value_t = 0)]
+        /// Copies of each delivery sent at the same moment, each retried on its own
+        /// (at most 64).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=64))]
         concurrent: u32,
     },
     /// Check a captured request's signature, and say why it fails.
@@ -176,7 +178,11 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
-    match runtime.block_on(run(cli.command)) {
+    let result = runtime.block_on(run(cli.command));
+    // A name resolution given up on at the time limit is still blocking a thread:
+    // end now rather than wait for it (dropping the runtime would).
+    runtime.shutdown_background();
+    match result {
         Ok(code) => code,
         Err(message) => fail(&message),
     }
@@ -235,8 +241,13 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             let target = to.target()?;
             let mut table = Table::new(["file", "event", "status", "answer"]);
             let mut all_ok = true;
-            for file in files {
-                let body = read(&file)?;
+            // Every file is read before anything is sent: a missing one is an error
+            // of use with no request made.
+            let bodies = files
+                .iter()
+                .map(|file| read(file))
+                .collect::<Result<Vec<_>, _>>()?;
+            for (file, body) in files.iter().zip(bodies) {
                 let id = Sample::from_body(&body)
                     .map_or_else(|_| "?".to_owned(), |s| s.event_id().to_owned());
                 let signed = SignedRequest::new(body, to.secret.expose());
@@ -261,9 +272,9 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             };
             out(format_args!(
                 "{} {} to {}, NotMeta's schedule {}x faster than real time\n",
-                outgoing.event_type,
-                outgoing.id,
-                to.url,
+                printable(&outgoing.event_type, false),
+                printable(&outgoing.id, false),
+                printable(&to.url, false),
                 speed.max(1)
             ))?;
             let report = Simulator::new(to.secret.expose())
