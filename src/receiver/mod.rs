@@ -462,12 +462,20 @@ impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
             // needs no task of its own; one that waits goes on in a spawned task, so
             // that dropping this future (a client gone) cannot cancel it halfway.
             let mut run = Box::pin(run);
-            if let Some(outcome) = futures_util::FutureExt::now_or_never(&mut run) {
-                return outcome.into();
+            // The handler's panics are caught inside the delivery; a store's that
+            // panics is caught here (and the delivery's guard settles the claim: see
+            // `Unsettled`), as it is for a spawned task below.
+            let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                futures_util::FutureExt::now_or_never(&mut run)
+            }));
+            match first {
+                Ok(Some(outcome)) => return outcome.into(),
+                Ok(None) => {}
+                Err(_panic) => return Outcome::Panicked.into(),
             }
-            // The task cannot panic (the handler's panics are caught inside it); a
-            // runtime shutting down can cancel it, which is answered like a panic
-            // (and, as a panic does, gives the claim back: see `Unsettled`).
+            // A panic (a store's: the handler's are caught inside the task) or a
+            // runtime shutting down, which cancels the task, is answered like a
+            // handler's panic; the delivery's guard settles the claim (`Unsettled`).
             match tokio::spawn(run).await {
                 Ok(outcome) => outcome.into(),
                 Err(_) => Outcome::Panicked.into(),
