@@ -254,3 +254,30 @@ fn a_runtime_dropped_while_completion_is_retried_still_records_the_event_done() 
     assert_eq!(retry.outcome(), Outcome::Duplicate);
     assert_eq!(calls.started(), 1, "the handler ran again");
 }
+
+/// Through the public store API too, a `MemoryStore` holds at most its capacity: a
+/// free id completed in a full store is refused with an error (and counted), while
+/// its own claims still complete in place.
+#[tokio::test]
+async fn completing_free_ids_keeps_a_memory_store_within_its_capacity() {
+    let store = MemoryStore::new().with_capacity(1);
+    let mut refusals = 0;
+    for i in 0..1001 {
+        match store
+            .complete(
+                &format!("evt_{i}"),
+                &ClaimToken::new(),
+                Duration::from_secs(7200),
+            )
+            .await
+        {
+            Ok(settled) => assert_eq!(settled, Settled::Recorded),
+            Err(_full) => refusals += 1,
+        }
+    }
+    assert_eq!(store.len(), 1);
+    assert_eq!(refusals, 1000);
+    assert_eq!(store.refused(), 1000);
+    // The id it holds is done, and stays so.
+    assert_eq!(store.claim("evt_0").await.unwrap(), Claim::Done);
+}
