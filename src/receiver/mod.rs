@@ -304,6 +304,16 @@ impl<H, S> Receiver<H, S> {
     /// Stores without leases ([`MemoryStore`]) always run the handler in the
     /// delivery's task: their claims cannot lapse.
     ///
+    /// An isolated handler can outlive its delivery (a blocking handler cannot be
+    /// stopped): a delivery cut short keeps the claim while the handler runs, and the
+    /// handler's task settles it when it ends. One limit remains: the lease is
+    /// renewed from the delivery's task, so a runtime that shuts down while an
+    /// isolated handler blocks its thread stops the renewal while Tokio waits for the
+    /// handler; once the lease lapses, a retry on another replica can run the handler
+    /// beside it. Shut down gracefully (stop taking requests and wait for the
+    /// deliveries in flight before the runtime stops), and give the store a lease
+    /// longer than the longest handler.
+    ///
     /// ```
     /// use notmeta_webhooks::receiver::{HandlerError, Receiver};
     /// use notmeta_webhooks::{Event, Verifier};
