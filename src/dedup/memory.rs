@@ -31,7 +31,9 @@ pub const DEFAULT_CAPACITY: usize = 500_000;
 ///   is full of ids it must still remember, a *new* id is refused with
 ///   [`Claim::Full`] (the receiver answers 503, so NotMeta retries later, and counts
 ///   and logs the refusal); duplicates of ids it holds are still recognised.
-///   [`refused`](Self::refused) counts refusals.
+///   Completing an id that is not claimed (free) records it only if there is room:
+///   when full, [`complete`](IdempotencyStore::complete) fails with a
+///   [`StoreError`] instead. [`refused`](Self::refused) counts both refusals.
 /// - **Claims live as long as the delivery**: they are held until completed or
 ///   released ([`lease`](IdempotencyStore::lease) is `None`), so a handler that runs
 ///   long, or blocks its thread, never loses its claim to a duplicate. They die with
@@ -301,20 +303,30 @@ impl MemoryStore {
         }
     }
 
-    fn complete_now(&self, id: &str, token: &ClaimToken, window: Duration) -> Settled {
+    fn complete_now(
+        &self,
+        id: &str,
+        token: &ClaimToken,
+        window: Duration,
+    ) -> Result<Settled, StoreError> {
         let now = self.now();
-        let (key, mut shard, _) = self.shard(id);
+        let (key, mut shard, share) = self.shard(id);
         shard.tidy(now);
         match shard.entries.get(&key) {
-            // A free id is recorded too (even past the capacity by one: forgetting
-            // it would let the handler run again).
             Some(State::Claimed(held)) if held == token => {}
+            // A free id is recorded too, if its shard has room once expired ids are
+            // forgotten; a full one refuses it as a claim would (a delivery's own
+            // claim is completed in place, so the receiver never meets this).
+            None if shard.entries.len() >= share => {
+                self.shared.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(StoreError::new(Full));
+            }
             None => {}
-            Some(_) => return Settled::LeaseLost,
+            Some(_) => return Ok(Settled::LeaseLost),
         }
         let expires = now.checked_add(clamp(window)).unwrap_or(now + MAX_SAFE);
         shard.done(key, expires);
-        Settled::Recorded
+        Ok(Settled::Recorded)
     }
 
     fn release_now(&self, id: &str, token: &ClaimToken) {
@@ -324,6 +336,12 @@ impl MemoryStore {
         }
     }
 }
+
+/// Why a [`MemoryStore`] refused to complete a free id: it is full of ids it must
+/// still remember.
+#[derive(Debug, thiserror::Error)]
+#[error("the in-memory idempotency store is full")]
+struct Full;
 
 /// Shard `index`'s share of `capacity` over `shards` shards: the remainder goes one
 /// id each to the first shards, so the shares add up to the capacity exactly.
@@ -358,7 +376,7 @@ impl IdempotencyStore for MemoryStore {
         token: &ClaimToken,
         window: Duration,
     ) -> impl Future<Output = Result<Settled, StoreError>> + Send {
-        ready(Ok(self.complete_now(event_id, token, window)))
+        ready(self.complete_now(event_id, token, window))
     }
 
     fn release(
@@ -407,7 +425,7 @@ mod tests {
         assert_eq!(store.claim_now("evt_1"), Claim::InProgress);
         assert_eq!(store.renew_now("evt_1", &token), Settled::Recorded);
         assert_eq!(
-            store.complete_now("evt_1", &token, WINDOW),
+            store.complete_now("evt_1", &token, WINDOW).unwrap(),
             Settled::Recorded
         );
         assert_eq!(store.claim_now("evt_1"), Claim::Done);
@@ -415,7 +433,7 @@ mod tests {
         store.release_now("evt_1", &token);
         assert_eq!(store.claim_now("evt_1"), Claim::Done);
         assert_eq!(
-            store.complete_now("evt_1", &token, WINDOW),
+            store.complete_now("evt_1", &token, WINDOW).unwrap(),
             Settled::LeaseLost
         );
     }
@@ -429,7 +447,7 @@ mod tests {
         assert_eq!(store.claim_now("evt_1"), Claim::InProgress);
         assert_eq!(store.renew_now("evt_1", &stranger), Settled::LeaseLost);
         assert_eq!(
-            store.complete_now("evt_1", &stranger, WINDOW),
+            store.complete_now("evt_1", &stranger, WINDOW).unwrap(),
             Settled::LeaseLost
         );
         assert_eq!(store.claim_now("evt_1"), Claim::InProgress);
@@ -446,7 +464,7 @@ mod tests {
         clock.advance(Duration::from_secs(365 * 24 * 3600));
         assert_eq!(store.claim_now("evt_1"), Claim::InProgress);
         assert_eq!(
-            store.complete_now("evt_1", &token, WINDOW),
+            store.complete_now("evt_1", &token, WINDOW).unwrap(),
             Settled::Recorded
         );
     }
@@ -455,7 +473,7 @@ mod tests {
     fn finished_ids_expire_after_the_window_on_monotonic_time() {
         let (store, clock) = store(10);
         let token = claimed(&store, "evt_1");
-        store.complete_now("evt_1", &token, WINDOW);
+        store.complete_now("evt_1", &token, WINDOW).unwrap();
         // A wall-clock step changes nothing.
         clock.set(SystemTime::now() + Duration::from_secs(10 * 86_400));
         clock.advance(WINDOW - Duration::from_millis(1));
@@ -470,7 +488,9 @@ mod tests {
         let (store, clock) = store(3);
         for i in 0..3 {
             let token = claimed(&store, &format!("evt_{i}"));
-            store.complete_now(&format!("evt_{i}"), &token, WINDOW);
+            store
+                .complete_now(&format!("evt_{i}"), &token, WINDOW)
+                .unwrap();
             clock.advance(Duration::from_secs(1));
         }
         assert_eq!(store.claim_now("evt_3"), Claim::Full);
@@ -492,9 +512,9 @@ mod tests {
     fn windows_of_different_lengths_expire_in_their_own_order() {
         let (store, clock) = store(10);
         let long = claimed(&store, "evt_long");
-        store.complete_now("evt_long", &long, WINDOW * 3);
+        store.complete_now("evt_long", &long, WINDOW * 3).unwrap();
         let short = claimed(&store, "evt_short");
-        store.complete_now("evt_short", &short, WINDOW);
+        store.complete_now("evt_short", &short, WINDOW).unwrap();
         clock.advance(WINDOW);
         claimed(&store, "evt_short");
         assert_eq!(store.claim_now("evt_long"), Claim::Done);
@@ -530,7 +550,7 @@ mod tests {
                         1 => Duration::from_secs(100 + next() % 100),
                         _ => Duration::from_secs(60),
                     };
-                    store.complete_now(&id, &token, window);
+                    store.complete_now(&id, &token, window).unwrap();
                     model.insert(id, now + window);
                 }
                 other => panic!("round {round}: {id}: {other:?}"),
@@ -544,7 +564,7 @@ mod tests {
         let (store, clock) = store(10);
         let token = claimed(&store, "evt_1");
         assert_eq!(
-            store.complete_now("evt_1", &token, Duration::MAX),
+            store.complete_now("evt_1", &token, Duration::MAX).unwrap(),
             Settled::Recorded
         );
         clock.advance(Duration::from_secs(50 * 365 * 86_400));
@@ -560,7 +580,7 @@ mod tests {
             for i in 0..capacity + 20_000 {
                 let id = format!("evt_{i}");
                 if let Claim::Claimed(token) = store.claim_now(&id) {
-                    store.complete_now(&id, &token, WINDOW);
+                    store.complete_now(&id, &token, WINDOW).unwrap();
                 }
             }
             assert_eq!(store.len(), capacity, "capacity {capacity}");
@@ -577,7 +597,7 @@ mod tests {
             let id = format!("evt_{i}");
             match store.claim_now(&id) {
                 Claim::Claimed(token) => {
-                    store.complete_now(&id, &token, WINDOW);
+                    store.complete_now(&id, &token, WINDOW).unwrap();
                 }
                 Claim::Full => refused += 1,
                 other => panic!("{id}: {other:?}"),

@@ -15,11 +15,27 @@
 //!    as done for the dedup window, and duplicates are answered 200 without running
 //!    the handler;
 //! 3. after a temporary failure, a time-out or a panic, **release** it, so NotMeta's
-//!    retry is processed. A delivery that ends any other way before it settles (its
-//!    task dropped by a runtime shutting down, its future dropped) releases it too,
-//!    from the drop: the call is polled once there, and if the store does not answer
-//!    at once it goes on in a task on the current runtime. Where no runtime takes
-//!    that task, a claim with a lease lapses one lease later, no longer renewed.
+//!    retry is processed.
+//!
+//! A delivery that ends any other way before it settles (its task dropped by a
+//! runtime shutting down, a store's call that panics, its future dropped) settles its
+//! claim from the drop, as settling would have: if the handler had returned, the id is
+//! completed after success or a permanent failure and released otherwise; if it had
+//! not, the claim is released, unless the handler runs isolated on the blocking pool
+//! and may still be running (a blocking handler cannot be stopped): the claim is then
+//! kept, and the handler's task settles it when the handler ends (a claim with a
+//! lease lapses meanwhile if it is no longer renewed). From the drop, the call is
+//! polled once, and if the store does not answer at once it goes on in a task on the
+//! current runtime. Where there is no runtime:
+//!
+//! - a store with a [`lease`](IdempotencyStore::lease) is not called: the claim,
+//!   no longer renewed, lapses one lease later, as a crashed process's claim does;
+//! - a store without a lease is polled once. One whose call does not finish at its
+//!   first poll (any store but [`MemoryStore`]) keeps that claim until the process
+//!   ends: NotMeta's retries of that event are answered 503 ("in progress") until
+//!   then, and NotMeta gives up on it after its last retry. Such a store should
+//!   answer `complete` and `release` at their first poll, or have a lease; shutting
+//!   down gracefully (waiting for deliveries in flight) avoids the case altogether.
 //!
 //! Every call after the claim carries the claim's [`ClaimToken`]: only the delivery
 //! that holds the claim may renew, complete or release it. A delivery whose lease
@@ -186,11 +202,13 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     /// Gives up the claim `token` holds on `event_id`, so a retry can claim it; does
     /// nothing if the claim has lapsed or passed to another delivery.
     ///
-    /// It is also called when a delivery is dropped before it settled (see the
-    /// [module docs](self)): the future is then polled once inside that drop, where
-    /// it must not block, and, if it is pending, driven on in a task of the current
-    /// runtime, when there is one (with no runtime, only a store with a
-    /// [`lease`](Self::lease) is called there).
+    /// It is also called, as is [`complete`](Self::complete), when a delivery is
+    /// dropped before it settled (see the [module docs](self)): the future is then
+    /// polled once inside that drop, where it must not block, and, if it is pending,
+    /// driven on in a task of the current runtime, when there is one. With no
+    /// runtime, a store with a [`lease`](Self::lease) is not called there (its claim
+    /// lapses with its lease), and a store without one is polled once only: if that
+    /// poll does not finish, its claim stays until the process ends.
     fn release(
         &self,
         event_id: &str,

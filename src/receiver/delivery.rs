@@ -5,13 +5,16 @@
 //! The task is spawned, so a client that disconnects (dropping the request future)
 //! cannot cancel a handler halfway or leave its claim unsettled. A delivery that ends
 //! otherwise before it settles (its task dropped by a runtime shutting down, a panic)
-//! gives its claim back as it is dropped ([`Unsettled`]).
+//! settles its claim as it is dropped ([`Unsettled`]): done if the handler had
+//! returned with an outcome that is recorded as done, given back if the handler had
+//! not run or was stopped, and kept while an isolated handler still runs (that
+//! handler's task settles the claim when it ends).
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
@@ -61,37 +64,58 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
             None => event.type_str().to_owned().into(),
         };
         let limit = self.settings.store_timeout;
-        // From here on the claim is given back, however the delivery ends, unless it
-        // is settled below.
+        let lease = self.store.as_ref().and_then(|s| s.lease());
+        // An isolated handler can outlive this task: it settles the claim itself if
+        // this task is gone by the time it ends (see `Handoff`).
+        let handoff = match (&held, lease) {
+            (Some(_), Some(_)) if self.settings.isolate => Some(Arc::new(Handoff::default())),
+            _ => None,
+        };
+        // From here on the claim is settled, however the delivery ends (see
+        // `Unsettled`), unless it is settled below.
         let mut unsettled = match (&held, &self.store) {
             (Some(held), Some(store)) => Some(Unsettled {
                 store,
                 id: id.as_str(),
                 token: held.token,
+                window: held.window,
                 limit,
-                settled: false,
+                left: Left::Running,
+                isolated: handoff.clone(),
             }),
             _ => None,
         };
-        let lease = self.store.as_ref().and_then(|s| s.lease());
         let (outcome, error, renewal) = match (&held, lease, &self.store) {
             // Boxed: the renewing path's state is large, and a store without
             // leases (the in-memory one) should not carry it in every delivery.
             (Some(held), Some(lease), Some(store)) => {
-                Box::pin(self.run_renewing(event, store, id.as_str(), &held.token, lease)).await
+                let claim = ClaimRef {
+                    store,
+                    id: id.as_str(),
+                    held,
+                    limit,
+                };
+                Box::pin(self.run_renewing(event, claim, lease, handoff)).await
             }
             _ => {
                 let (outcome, error) = self.run_inline(event, started).await;
                 (outcome, error, Settled::Recorded)
             }
         };
+        // The handler has returned (or was stopped): from here on a delivery cut
+        // short records what settling would.
+        if let Some(claim) = &mut unsettled {
+            claim.left = Left::Returned {
+                complete: completes(outcome),
+            };
+        }
         let handler_time = started.elapsed();
         let mut lease_lost = renewal == Settled::LeaseLost;
         if let (Some(held), Some(claim)) = (&held, &mut unsettled) {
             let settled = settle(&**claim.store, claim.id, held, outcome, limit).await;
             // Settled, or every try failed (then, for a store with leases, the
-            // claim lapses): nothing is left to give back.
-            claim.settled = true;
+            // claim lapses): nothing is left to settle.
+            claim.left = Left::Settled;
             // One lost lease is reported once, whether renewal or settling found it.
             if settled == Some(Settled::LeaseLost) && !lease_lost {
                 lease_lost = true;
@@ -137,28 +161,36 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
     /// `Handle::block_on`) unless isolation is off, so that even a handler that
     /// blocks its thread cannot stall the runtime's timers and I/O. Past the time
     /// limit the handler is cancelled at its next `.await`; the claim is kept (and
-    /// renewed) until it has really stopped.
+    /// renewed) until it has really stopped. An isolated handler that outlives this
+    /// task settles the claim itself when it ends (`handoff`).
     async fn run_renewing(
         &self,
         event: Box<Event<'static>>,
-        store: &S,
-        id: &str,
-        token: &ClaimToken,
+        claim: ClaimRef<'_, S>,
         lease: Duration,
+        handoff: Option<Arc<Handoff>>,
     ) -> (Outcome, Option<HandlerError>, Settled) {
         let lost = AtomicBool::new(false);
         let every = (lease / 3).max(Duration::from_millis(10));
-        let limit = self.settings.store_timeout;
-        let renewing = renew(store, id, token, every, limit, &lost);
+        let (store, id, token) = (&**claim.store, claim.id, &claim.held.token);
+        let renewing = renew(store, id, token, every, claim.limit, &lost);
         let deadline = tokio::time::sleep(self.settings.handler_timeout);
-        let ran = run_beside(
-            &self.handler,
-            event,
-            self.settings.isolate,
-            renewing,
-            deadline,
-        );
-        let (outcome, error) = match ran.await {
+        let ran = match handoff {
+            Some(handoff) => {
+                let orphan = Orphan {
+                    handoff,
+                    store: Arc::clone(claim.store),
+                    id: id.to_owned(),
+                    token: *token,
+                    window: claim.held.window,
+                    limit: claim.limit,
+                };
+                let ended = move |complete| orphan.ended(complete);
+                run_beside_with(&self.handler, event, true, renewing, deadline, ended).await
+            }
+            None => run_beside(&self.handler, event, false, renewing, deadline).await,
+        };
+        let (outcome, error) = match ran {
             Ran::Finished(result) => from_result(result),
             Ran::Stopped => (Outcome::TimedOut, None),
             // A runtime shutting down cancels the task: answered like a panic.
@@ -173,48 +205,157 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
     }
 }
 
-/// A claim its delivery has not settled yet: given back when dropped unsettled, so
-/// that a delivery ended by anything but its own settling (its task dropped by a
-/// runtime shutting down, a panic, its future dropped) does not keep the event "in
-/// progress" for ever. It borrows what the delivery holds anyway: no allocation
-/// unless it has to release.
-struct Unsettled<'a, S: IdempotencyStore> {
+/// The claim a renewing delivery holds, with what it needs to settle it.
+struct ClaimRef<'a, S> {
     store: &'a Arc<S>,
     id: &'a str,
-    token: ClaimToken,
+    held: &'a Held,
     limit: Duration,
-    settled: bool,
 }
 
-impl<S: IdempotencyStore> Drop for Unsettled<'_, S> {
-    fn drop(&mut self) {
-        if !self.settled {
-            release_dropped(self.store, self.id, self.token, self.limit);
+/// Whether settling records `outcome` as done (rather than giving the claim back).
+fn completes(outcome: Outcome) -> bool {
+    matches!(outcome, Outcome::Handled | Outcome::PermanentFailure)
+}
+
+/// Between a delivery and its isolated handler, which can outlive it (a blocking
+/// handler cannot be stopped): whichever of the two ends last settles the claim.
+pub(crate) struct Handoff(AtomicU8);
+
+impl Default for Handoff {
+    fn default() -> Self {
+        Self(AtomicU8::new(Self::RUNNING))
+    }
+}
+
+impl Handoff {
+    /// Neither has ended.
+    const RUNNING: u8 = 0;
+    /// The delivery was dropped first: the handler's task settles the claim.
+    const ORPHANED: u8 = 1;
+    /// The handler ended first with an outcome recorded as done...
+    const ENDED_DONE: u8 = 2;
+    /// ...or with one after which the claim is given back.
+    const ENDED_RETRY: u8 = 3;
+}
+
+/// What an isolated handler's task needs to settle its claim when its delivery is
+/// gone.
+struct Orphan<S> {
+    handoff: Arc<Handoff>,
+    store: Arc<S>,
+    id: String,
+    token: ClaimToken,
+    window: Duration,
+    limit: Duration,
+}
+
+impl<S: IdempotencyStore> Orphan<S> {
+    /// The handler ended (`complete`: with an outcome recorded as done); settles the
+    /// claim if the delivery is gone.
+    fn ended(self, complete: bool) {
+        let ended = if complete {
+            Handoff::ENDED_DONE
+        } else {
+            Handoff::ENDED_RETRY
+        };
+        if self.handoff.0.swap(ended, Ordering::AcqRel) == Handoff::ORPHANED {
+            let done = complete.then_some(self.window);
+            settle_dropped(&self.store, &self.id, self.token, self.limit, done);
         }
     }
 }
 
-/// Releases a claim from a drop, without blocking: at once if the store answers at
-/// once (the in-memory store); otherwise in a task on the current runtime, within
-/// `limit`, if there is a runtime that still takes tasks. Without one (a runtime
-/// shutting down), a claim with a lease stays until its lease runs out: no longer
-/// renewed, it lapses one lease later, as a crashed process's claim does.
-fn release_dropped<S: IdempotencyStore>(
+/// A claim its delivery has not settled yet, settled as it is dropped, so that a
+/// delivery ended by anything but its own settling (its task dropped by a runtime
+/// shutting down, a panic, its future dropped) neither keeps the event "in progress"
+/// for ever nor lets a retry run a handler again:
+///
+/// - before the handler returned, the claim is given back, unless an isolated
+///   handler may still be running (a blocking handler cannot be stopped): then it is
+///   kept, and that handler's task settles it when it ends ([`Handoff`]);
+/// - once the handler returned, what settling would record is recorded: done after
+///   success or a permanent failure, given back otherwise.
+///
+/// It borrows what the delivery holds anyway: no allocation unless it has to settle.
+struct Unsettled<'a, S: IdempotencyStore> {
+    store: &'a Arc<S>,
+    id: &'a str,
+    token: ClaimToken,
+    window: Duration,
+    limit: Duration,
+    left: Left,
+    /// Shared with the handler's task when it is isolated.
+    isolated: Option<Arc<Handoff>>,
+}
+
+/// How far a delivery got.
+enum Left {
+    /// The handler has not returned.
+    Running,
+    /// The handler returned; `complete`: its outcome is recorded as done.
+    Returned { complete: bool },
+    /// Settled (or every try failed).
+    Settled,
+}
+
+impl<S: IdempotencyStore> Drop for Unsettled<'_, S> {
+    fn drop(&mut self) {
+        let complete = match self.left {
+            Left::Settled => return,
+            Left::Returned { complete } => complete,
+            Left::Running => match &self.isolated {
+                None => false,
+                Some(handoff) => match handoff.0.swap(Handoff::ORPHANED, Ordering::AcqRel) {
+                    Handoff::ENDED_DONE => true,
+                    Handoff::ENDED_RETRY => false,
+                    // Still running (or never started, cancelled with its runtime):
+                    // the claim is kept; the handler's task settles it when it ends,
+                    // or the lease, no longer renewed, runs out.
+                    _ => return,
+                },
+            },
+        };
+        let done = complete.then_some(self.window);
+        settle_dropped(self.store, self.id, self.token, self.limit, done);
+    }
+}
+
+/// Settles a claim from a drop, without blocking: records it done for `done`'s
+/// window, or (`None`) gives it back. At once if the store answers at its first
+/// poll (the in-memory store); otherwise in a task on the current runtime, within
+/// `limit`, if there is a runtime that still takes tasks. Without a runtime, a store
+/// with a lease is not called (its calls need the runtime's I/O): the claim, no
+/// longer renewed, lapses one lease later, as a crashed process's claim does. A
+/// store without a lease is polled once, as that is the only chance its claim has;
+/// if it is pending, the claim stays until the process ends.
+fn settle_dropped<S: IdempotencyStore>(
     store: &Arc<S>,
     id: &str,
     token: ClaimToken,
     limit: Duration,
+    done: Option<Duration>,
 ) {
     let runtime = tokio::runtime::Handle::try_current().ok();
     if runtime.is_none() && store.lease().is_some() {
         return;
     }
+    let operation = if done.is_some() {
+        "complete"
+    } else {
+        "release"
+    };
     let (store, id) = (Arc::clone(store), id.to_owned());
-    let mut release = Box::pin(async move { store.release(&id, &token).await });
+    let mut settle = Box::pin(async move {
+        match done {
+            Some(window) => store.complete(&id, &token, window).await.map(drop),
+            None => store.release(&id, &token).await,
+        }
+    });
     // A store's call is not expected to panic; if it does, a drop must not.
-    let first = std::panic::catch_unwind(AssertUnwindSafe(|| release.as_mut().now_or_never()));
-    let failed = |error: &StoreError| {
-        report::store_failed("release", error);
+    let first = std::panic::catch_unwind(AssertUnwindSafe(|| settle.as_mut().now_or_never()));
+    let failed = move |error: &StoreError| {
+        report::store_failed(operation, error);
     };
     match first {
         Ok(Some(Ok(()))) | Err(_) => {}
@@ -222,7 +363,7 @@ fn release_dropped<S: IdempotencyStore>(
         Ok(None) => {
             if let Some(runtime) = runtime {
                 runtime.spawn(async move {
-                    if let Err(error) = bounded(limit, release.as_mut()).await {
+                    if let Err(error) = bounded(limit, settle.as_mut()).await {
                         failed(&error);
                     }
                 });
@@ -257,6 +398,20 @@ pub(crate) async fn run_beside<H: Handler>(
     beside: impl Future<Output = ()>,
     deadline: impl Future<Output = ()>,
 ) -> Ran {
+    run_beside_with(handler, event, isolate, beside, deadline, |_| {}).await
+}
+
+/// [`run_beside`], with `ended` called by an isolated handler's task when the
+/// handler ends, whether or not this future is still there to see it (`true`: it
+/// returned with an outcome recorded as done).
+async fn run_beside_with<H: Handler>(
+    handler: &Arc<H>,
+    event: Box<Event<'static>>,
+    isolate: bool,
+    beside: impl Future<Output = ()>,
+    deadline: impl Future<Output = ()>,
+    ended: impl FnOnce(bool) + Send + 'static,
+) -> Ran {
     let mut beside = pin!(beside);
     let deadline = pin!(deadline);
     if !isolate {
@@ -266,7 +421,7 @@ pub(crate) async fn run_beside<H: Handler>(
             Either::Right(_) => Ran::Stopped,
         };
     }
-    let (mut handle, cancel) = spawn_isolated(Arc::clone(handler), event);
+    let (mut handle, cancel) = spawn_isolated(Arc::clone(handler), event, ended);
     let joined = match select(&mut handle, select(beside.as_mut(), deadline)).await {
         Either::Left((joined, _)) => joined,
         Either::Right(_) => {
@@ -305,6 +460,7 @@ pub(crate) struct Cancel(#[allow(dead_code)] tokio::sync::oneshot::Sender<()>);
 pub(crate) fn spawn_isolated<H: Handler>(
     handler: Arc<H>,
     event: Box<Event<'static>>,
+    ended: impl FnOnce(bool) + Send + 'static,
 ) -> (
     tokio::task::JoinHandle<Option<Result<(), HandlerError>>>,
     Cancel,
@@ -312,12 +468,21 @@ pub(crate) fn spawn_isolated<H: Handler>(
     let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
     let runtime = tokio::runtime::Handle::current();
     let handle = tokio::task::spawn_blocking(move || {
-        runtime.block_on(async move {
-            match select(pin!(handler.call(*event)), cancelled).await {
-                Either::Left((result, _)) => Some(result),
-                Either::Right(_) => None,
-            }
-        })
+        let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            runtime.block_on(async move {
+                match select(pin!(handler.call(*event)), cancelled).await {
+                    Either::Left((result, _)) => Some(result),
+                    Either::Right(_) => None,
+                }
+            })
+        }));
+        let complete = match &ran {
+            Ok(Some(Ok(()))) => true,
+            Ok(Some(Err(error))) => completes(error.outcome()),
+            Ok(None) | Err(_) => false,
+        };
+        ended(complete);
+        ran.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     });
     (handle, Cancel(cancel))
 }
@@ -370,7 +535,7 @@ async fn settle<S: IdempotencyStore>(
     outcome: Outcome,
     limit: Duration,
 ) -> Option<Settled> {
-    let complete = matches!(outcome, Outcome::Handled | Outcome::PermanentFailure);
+    let complete = completes(outcome);
     let operation = if complete { "complete" } else { "release" };
     // Only a store with leases has a time budget (and a clock read here).
     let lease = store.lease();

@@ -304,6 +304,16 @@ impl<H, S> Receiver<H, S> {
     /// Stores without leases ([`MemoryStore`]) always run the handler in the
     /// delivery's task: their claims cannot lapse.
     ///
+    /// An isolated handler can outlive its delivery (a blocking handler cannot be
+    /// stopped): a delivery cut short keeps the claim while the handler runs, and the
+    /// handler's task settles it when it ends. One limit remains: the lease is
+    /// renewed from the delivery's task, so a runtime that shuts down while an
+    /// isolated handler blocks its thread stops the renewal while Tokio waits for the
+    /// handler; once the lease lapses, a retry on another replica can run the handler
+    /// beside it. Shut down gracefully (stop taking requests and wait for the
+    /// deliveries in flight before the runtime stops), and give the store a lease
+    /// longer than the longest handler.
+    ///
     /// ```
     /// use notmeta_webhooks::receiver::{HandlerError, Receiver};
     /// use notmeta_webhooks::{Event, Verifier};
@@ -462,12 +472,20 @@ impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
             // needs no task of its own; one that waits goes on in a spawned task, so
             // that dropping this future (a client gone) cannot cancel it halfway.
             let mut run = Box::pin(run);
-            if let Some(outcome) = futures_util::FutureExt::now_or_never(&mut run) {
-                return outcome.into();
+            // The handler's panics are caught inside the delivery; a store's that
+            // panics is caught here (and the delivery's guard settles the claim: see
+            // `Unsettled`), as it is for a spawned task below.
+            let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                futures_util::FutureExt::now_or_never(&mut run)
+            }));
+            match first {
+                Ok(Some(outcome)) => return outcome.into(),
+                Ok(None) => {}
+                Err(_panic) => return Outcome::Panicked.into(),
             }
-            // The task cannot panic (the handler's panics are caught inside it); a
-            // runtime shutting down can cancel it, which is answered like a panic
-            // (and, as a panic does, gives the claim back: see `Unsettled`).
+            // A panic (a store's: the handler's are caught inside the task) or a
+            // runtime shutting down, which cancels the task, is answered like a
+            // handler's panic; the delivery's guard settles the claim (`Unsettled`).
             match tokio::spawn(run).await {
                 Ok(outcome) => outcome.into(),
                 Err(_) => Outcome::Panicked.into(),
