@@ -25,7 +25,9 @@
 //!
 //! - **Nothing acknowledged is lost**, as long as Redis keeps what it acknowledged
 //!   (`appendonly yes` with `appendfsync always`; see the README's "Acknowledge fast,
-//!   process later").
+//!   process later"), and across a failover to a replica only with
+//!   [`Queue::with_replicas`] (Redis replicates asynchronously: without it, the
+//!   last writes before a failover can be lost, and events run twice).
 //! - **At most one entry per event id** for the dedup window (2 h by default): a
 //!   duplicate delivery, concurrent or not, is answered 200 and not queued again.
 //! - **Each entry is handled once.** A worker marks the event done and acknowledges
@@ -398,7 +400,8 @@ impl Queue {
     ///   duplicate's answer (the state it rests on is acknowledged too);
     /// - the **start of a run** (the handler runs only once the replicas know this
     ///   worker owns the entry, so a failover cannot hand it to another worker
-    ///   meanwhile; a start not acknowledged is left for reclaim);
+    ///   meanwhile; after a start they did not acknowledge, the worker asks again,
+    ///   renewing the entry, until they do or the entry turns out lost);
     /// - the **settle** (the done mark, a retry, a dead letter: tried again until
     ///   acknowledged, as after any Redis error);
     /// - the marks of [`Enqueuer::with_previous_queue`].

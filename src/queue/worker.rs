@@ -51,6 +51,9 @@ const LAYOUT_RECHECK: Duration = Duration::from_secs(5);
 ///   as an attempt, so an event that kills its worker every time ends in the dead
 ///   letters; a read or start whose reply was lost does not count, and the worker
 ///   takes its own entries back after such a failure.
+/// - **Failover**: with [`Queue::with_replicas`], a run starts only once a replica
+///   knows this worker owns the entry, and its settle counts only once a replica
+///   has it, so a primary lost in a failover cannot make the event run twice.
 /// - **Redis lost its data** (a restart without persistence, a flush, a failover
 ///   to an empty replica): the worker recreates the consumer group and goes on;
 ///   what Redis lost cannot be handled.
