@@ -41,6 +41,36 @@ impl RedisServer {
         )
     }
 
+    /// Starts `redis-server` without persistence as a replica of the server on
+    /// `primary_port`, and waits until its link to the primary is up.
+    pub fn start_replica_of(primary_port: u16) -> Self {
+        let primary = primary_port.to_string();
+        let replica = Self::start_with(
+            free_port(),
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--replicaof",
+                "127.0.0.1",
+                &primary,
+            ],
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let info = Command::new("redis-cli")
+                .args(["-p", &replica.port.to_string(), "info", "replication"])
+                .output()
+                .expect("redis-cli must be installed for these tests");
+            if String::from_utf8_lossy(&info.stdout).contains("master_link_status:up") {
+                return replica;
+            }
+            assert!(Instant::now() < deadline, "the replica did not connect");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Starts `redis-server` on `port` with extra arguments.
     pub fn start_with(port: u16, args: &[&str]) -> Self {
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
