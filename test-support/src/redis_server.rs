@@ -52,6 +52,9 @@ impl RedisServer {
                 "",
                 "--appendonly",
                 "no",
+                // Loaded from the socket: no dump file in the working directory.
+                "--repl-diskless-load",
+                "on-empty-db",
                 "--replicaof",
                 "127.0.0.1",
                 &primary,
