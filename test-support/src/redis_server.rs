@@ -342,21 +342,18 @@ impl RedisCluster {
     pub fn wait_for_sync(&self, primary: usize) {
         self.wait_for("the replica to catch up", || {
             let info = self.cli(primary, &["info", "replication"]);
-            let field = |line: &str, name: &str| -> Option<u64> {
-                line.split([',', ':'])
-                    .find_map(|kv| kv.strip_prefix(name)?.trim().parse().ok())
-            };
-            let Some(offset) = info.lines().find_map(|l| {
-                field(l, "master_repl_offset=").or(l
-                    .strip_prefix("master_repl_offset:")
-                    .and_then(|v| v.trim().parse().ok()))
-            }) else {
-                return false;
-            };
-            info.lines()
+            // `master_repl_offset:N`, and `slaveK:ip=…,port=…,state=…,offset=N,lag=…`.
+            let offset = info
+                .lines()
+                .find_map(|l| l.strip_prefix("master_repl_offset:"))
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let acked = info
+                .lines()
                 .filter(|l| l.starts_with("slave"))
-                .filter_map(|l| field(l, "offset="))
-                .any(|acked| acked >= offset)
+                .flat_map(|l| l.split(','))
+                .filter_map(|kv| kv.strip_prefix("offset=")?.parse::<u64>().ok())
+                .max();
+            matches!((offset, acked), (Some(offset), Some(acked)) if acked >= offset)
         });
     }
 
