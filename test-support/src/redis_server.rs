@@ -42,9 +42,21 @@ impl RedisServer {
     }
 
     /// Starts `redis-server` without persistence as a replica of the server on
-    /// `primary_port`, and waits until its link to the primary is up.
+    /// `primary_port`, and waits until the primary counts it online.
     pub fn start_replica_of(primary_port: u16) -> Self {
         let primary = primary_port.to_string();
+        // The primary sends the data at once, not after the 5 s it waits by default
+        // for more replicas to share the transfer.
+        let _ = Command::new("redis-cli")
+            .args([
+                "-p",
+                &primary,
+                "config",
+                "set",
+                "repl-diskless-sync-delay",
+                "0",
+            ])
+            .output();
         let replica = Self::start_with(
             free_port(),
             &[
@@ -63,10 +75,11 @@ impl RedisServer {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let info = Command::new("redis-cli")
-                .args(["-p", &replica.port.to_string(), "info", "replication"])
+                .args(["-p", &primary, "info", "replication"])
                 .output()
                 .expect("redis-cli must be installed for these tests");
-            if String::from_utf8_lossy(&info.stdout).contains("master_link_status:up") {
+            let port = format!("port={},state=online", replica.port);
+            if String::from_utf8_lossy(&info.stdout).contains(&port) && acknowledges(&primary) {
                 return replica;
             }
             assert!(Instant::now() < deadline, "the replica did not connect");
@@ -127,6 +140,23 @@ fn spawn(port: u16, args: &[String]) -> Child {
         std::thread::sleep(Duration::from_millis(20));
     }
     child
+}
+
+/// Whether the replica of the server on `port` acknowledges a write within 1 s (a
+/// replica just synced takes a moment to). The write leaves nothing behind.
+fn acknowledges(port: &str) -> bool {
+    use std::io::Write as _;
+    let mut cli = Command::new("redis-cli")
+        .args(["-p", port])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("redis-cli must be installed for these tests");
+    let commands =
+        b"SET notmeta-test-support:probe 1\nDEL notmeta-test-support:probe\nWAIT 1 1000\n";
+    let _ = cli.stdin.take().map(|mut stdin| stdin.write_all(commands));
+    let out = cli.wait_with_output().expect("redis-cli ran");
+    String::from_utf8_lossy(&out.stdout).lines().last() == Some("1")
 }
 
 fn signal(name: &str, pid: u32) {
@@ -266,7 +296,8 @@ impl RedisCluster {
             cluster.wait_for("every replica in sync", || {
                 all.iter().all(|&i| {
                     let info = cluster.cli(i, &["info", "replication"]);
-                    info.contains("role:master") && info.contains("connected_slaves:1")
+                    // A primary counts a replica for WAIT once it is online.
+                    info.contains("role:master") && info.contains("state=online")
                         || info.contains("master_link_status:up")
                 })
             });
