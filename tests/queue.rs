@@ -653,3 +653,38 @@ async fn nothing_acknowledged_is_lost_across_a_redis_restart() {
     let runs = runs.lock().unwrap();
     assert!(runs.values().all(|&n| n == 1), "handled once each");
 }
+
+#[tokio::test]
+async fn with_replicas_an_event_is_answered_200_once_a_replica_has_it() {
+    let primary = RedisServer::start();
+    let queue = Queue::connect(&primary.url())
+        .await
+        .unwrap()
+        .with_replicas(1, Duration::from_millis(500));
+    // (A replica just synced acknowledges its first write after about 100 ms.)
+    let enqueuer = enqueuer(&queue);
+
+    // No replica: 503, and NotMeta retries.
+    let (status, _) = send(&enqueuer, &body("evt_alone")).await;
+    assert_eq!(status, 503);
+
+    let replica = RedisServer::start_replica_of(primary.port);
+    let mut on_replica = connection(&replica).await;
+    // The entry the primary took all the same is answered as a duplicate only
+    // once the replica has it.
+    let (status, text) = send(&enqueuer, &body("evt_alone")).await;
+    assert_eq!((status, text.as_str()), (200, "OK (duplicate)"));
+    let len: u64 = on_replica
+        .xlen("{notmeta-webhooks:0}:stream")
+        .await
+        .unwrap();
+    assert_eq!(len, 1);
+    // A new event: on the replica as soon as it is answered 200.
+    let (status, text) = send(&enqueuer, &body("evt_replicated")).await;
+    assert_eq!((status, text.as_str()), (200, "OK"));
+    let len: u64 = on_replica
+        .xlen("{notmeta-webhooks:0}:stream")
+        .await
+        .unwrap();
+    assert_eq!(len, 2);
+}

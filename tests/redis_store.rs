@@ -223,3 +223,48 @@ async fn a_claim_is_a_leased_key_and_a_foreign_value_is_an_error() {
     let cause = std::error::Error::source(&error).unwrap().to_string();
     assert!(cause.contains("something else"), "{cause}");
 }
+
+#[tokio::test]
+async fn with_replicas_a_claim_and_a_completion_count_once_a_replica_has_them() {
+    let primary = RedisServer::start();
+    let store = RedisStore::connect(&primary.url())
+        .await
+        .unwrap()
+        .with_replicas(1, Duration::from_millis(500));
+    // (A replica just synced acknowledges its first write after about 100 ms.)
+
+    // No replica: no claim counts.
+    let error = store.claim("evt_alone").await.unwrap_err();
+    let cause = std::error::Error::source(&error).unwrap().to_string();
+    assert!(cause.contains("reached 0 of the 1 replicas"), "{cause}");
+    // The claim the primary took all the same keeps duplicates away (503) until
+    // its lease lapses: nothing runs meanwhile.
+    let replica = RedisServer::start_replica_of(primary.port);
+    assert_eq!(store.claim("evt_alone").await.unwrap(), Claim::InProgress);
+
+    // With the replica: as soon as a claim or a completion counts, the replica has it.
+    let client = redis::Client::open(replica.url()).unwrap();
+    let mut on_replica = client.get_multiplexed_async_connection().await.unwrap();
+    let key = "notmeta-webhooks:event:evt_replicated";
+    let token = claimed(&store, "evt_replicated").await;
+    let value: String = redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut on_replica)
+        .await
+        .unwrap();
+    assert_eq!(value, format!("claim:{token}"));
+    assert_eq!(
+        store
+            .complete("evt_replicated", &token, WINDOW)
+            .await
+            .unwrap(),
+        Settled::Recorded
+    );
+    let value: String = redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut on_replica)
+        .await
+        .unwrap();
+    assert_eq!(value, format!("done:{token}"));
+    assert_eq!(store.claim("evt_replicated").await.unwrap(), Claim::Done);
+}

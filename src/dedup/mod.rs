@@ -65,8 +65,12 @@ mod memory;
 mod redis;
 
 #[cfg(feature = "redis")]
+pub(crate) use connection::Write;
+#[cfg(feature = "queue")]
+pub(crate) use connection::WriteError;
+#[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use connection::RedisConnection;
+pub use connection::{RedisConnection, Replication};
 pub use memory::{DEFAULT_CAPACITY, MemoryStore};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use redis::Script;
 
-use super::RedisConnection;
+use super::{RedisConnection, Replication, Write};
 
 use super::{Claim, ClaimToken, IdempotencyStore, Settled, StoreError, clamp};
 
@@ -65,6 +65,15 @@ return 0
 /// send the claim's `GET` (made only for an id already taken) to a replica that
 /// lags: a duplicate is then answered 503 (NotMeta retries) instead of 200, and
 /// nothing runs twice.
+///
+/// **Failover.** Redis replicates asynchronously: a primary that acknowledges a claim
+/// or a done mark and dies before its replica has it loses it when the replica is
+/// promoted, and the event can be handled again. With
+/// [`with_replicas`](Self::with_replicas) a claim and a completion count only once
+/// that many replicas have them (`WAIT`, on the same connection, in the same
+/// pipeline): a claim they do not acknowledge in time is answered 503 (NotMeta
+/// retries), a completion is tried again. Off by default: see
+/// [`with_replicas`](Self::with_replicas).
 ///
 /// **Durability.** Exactly-once across a Redis restart needs every write on disk
 /// before it is acknowledged: run Redis with `appendonly yes` and
@@ -168,40 +177,90 @@ impl RedisStore {
         self
     }
 
+    /// Makes a claim and a completion count only once `replicas` replicas have
+    /// them: each is followed, in one pipeline on the same connection to the key's
+    /// primary, by `WAIT replicas timeout` (see [`Replication`]). A claim the
+    /// replicas do not acknowledge is a store error, answered 503 (NotMeta retries;
+    /// the unacknowledged claim lapses with its lease); a completion is tried again,
+    /// as after any store error. What this covers, and which Redis settings go with
+    /// it, is in the README's "Failover".
+    ///
+    /// `timeout` is how long Redis waits for the replicas, at most 500 ms: half the
+    /// receiver's default store time limit (`Receiver::with_store_timeout`, 1 s),
+    /// which still bounds each call as a whole. A few milliseconds is plenty while
+    /// the replica is healthy; the wait runs to `timeout` only while it is not.
+    ///
+    /// Off by default: with it, a primary whose replicas are all down or lagging
+    /// answers every claim 503 until one is back, so the receiver's availability
+    /// depends on the replicas as well as the primary. That is a choice for the
+    /// deployment, and it needs replicas to exist at all: a Redis without them
+    /// would refuse every event.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use notmeta_webhooks::dedup::RedisStore;
+    ///
+    /// # async fn run() -> Result<(), notmeta_webhooks::dedup::StoreError> {
+    /// let store = RedisStore::connect_cluster(["redis://10.0.0.1:7000/"])
+    ///     .await?
+    ///     .with_replicas(1, Duration::from_millis(250));
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        let replication = Replication::replicas(replicas, timeout);
+        self.connection = self.connection.with_replication(replication);
+        self
+    }
+
+    /// The [`Replication`] in force ([`Replication::Primary`] unless
+    /// [`with_replicas`](Self::with_replicas) was set, or the connection given to
+    /// [`new`](Self::new) had it).
+    #[must_use]
+    pub fn replication(&self) -> Replication {
+        self.connection.replication()
+    }
+
     fn key(&self, event_id: &str) -> String {
         format!("{}:event:{event_id}", self.namespace)
     }
 
-    async fn run<T: redis::FromRedisValue>(
-        &self,
-        script: &Script,
-        event_id: &str,
-        token: &ClaimToken,
-        ms: u64,
-    ) -> Result<T, StoreError> {
-        let mut connection = self.connection.clone();
-        script
-            .key(self.key(event_id))
-            .arg(token.to_string())
-            .arg(ms)
-            .invoke_async(&mut connection)
-            .await
-            .map_err(StoreError::new)
-    }
-
+    /// Runs a token script; `acknowledged`: as a write the replicas acknowledge
+    /// when asked ([`with_replicas`](Self::with_replicas)). 1 is
+    /// [`Settled::Recorded`].
     async fn flag(
         &self,
         script: &Script,
         event_id: &str,
         token: &ClaimToken,
         ms: u64,
+        acknowledged: bool,
     ) -> Result<Settled, StoreError> {
-        match self.run::<i64>(script, event_id, token, ms).await? {
-            1 => Ok(Settled::Recorded),
-            _ => Ok(Settled::LeaseLost),
-        }
+        let key = self.key(event_id);
+        let mut invocation = script.key(&key);
+        invocation.arg(token.to_string()).arg(ms);
+        let connection = if acknowledged {
+            self.connection.clone()
+        } else {
+            self.connection
+                .clone()
+                .with_replication(Replication::Primary)
+        };
+        let flag: i64 = connection
+            .write(Write::Script(&invocation), key.as_bytes(), CALL_LIMIT)
+            .await
+            .map_err(StoreError::new)?;
+        Ok(if flag == 1 {
+            Settled::Recorded
+        } else {
+            Settled::LeaseLost
+        })
     }
 }
+
+/// The receiver's default store time limit: Redis is asked to wait for replicas at
+/// most half of it.
+const CALL_LIMIT: Duration = crate::receiver::DEFAULT_STORE_TIMEOUT;
 
 /// Milliseconds for `PX`/`PEXPIRE`: at least 1, at most [`MAX_DURATION`](super::MAX_DURATION)
 /// (Redis refuses expiry times that overflow).
@@ -226,14 +285,16 @@ impl IdempotencyStore for RedisStore {
         let mut connection = self.connection.clone();
         // The key can vanish between the refused SET and the GET (a claim released
         // or expired meanwhile): then claiming again is the right answer.
+        let mut set = redis::cmd("SET");
+        set.arg(&key)
+            .arg(&claim)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(self.lease));
         for _ in 0..CLAIM_TRIES {
-            let set: redis::Value = redis::cmd("SET")
-                .arg(&key)
-                .arg(&claim)
-                .arg("NX")
-                .arg("PX")
-                .arg(millis(self.lease))
-                .query_async(&mut connection)
+            let set: redis::Value = self
+                .connection
+                .write(Write::Cmd(&set), key.as_bytes(), CALL_LIMIT)
                 .await
                 .map_err(StoreError::new)?;
             if set != redis::Value::Nil {
@@ -249,6 +310,18 @@ impl IdempotencyStore for RedisStore {
                 Some(v) if v == "done" || v.starts_with("done:") => return Ok(Claim::Done),
                 // Its own claim: the SET was applied but its reply lost, and sent again.
                 Some(v) if v == claim => {
+                    // Acknowledged by the replicas, when asked, before it counts: the
+                    // first SET's WAIT never answered. Extending the lease is a write,
+                    // so its WAIT covers the SET too.
+                    if self.replication() != Replication::Primary {
+                        let lease = millis(self.lease);
+                        let renewed = self
+                            .flag(&self.renew, event_id, &token, lease, true)
+                            .await?;
+                        if renewed != Settled::Recorded {
+                            continue;
+                        }
+                    }
                     return Ok(Claim::Claimed(token));
                 }
                 Some(v) if v.starts_with("claim:") => return Ok(Claim::InProgress),
@@ -268,7 +341,9 @@ impl IdempotencyStore for RedisStore {
         event_id: &str,
         token: &ClaimToken,
     ) -> impl Future<Output = Result<Settled, StoreError>> + Send {
-        self.flag(&self.renew, event_id, token, millis(self.lease))
+        // Not acknowledged: a renewal a failover loses leaves the replica's lease at
+        // least two thirds long, and the next renewal comes before it lapses.
+        self.flag(&self.renew, event_id, token, millis(self.lease), false)
     }
 
     fn complete(
@@ -277,11 +352,13 @@ impl IdempotencyStore for RedisStore {
         token: &ClaimToken,
         window: Duration,
     ) -> impl Future<Output = Result<Settled, StoreError>> + Send {
-        self.flag(&self.complete, event_id, token, millis(window))
+        self.flag(&self.complete, event_id, token, millis(window), true)
     }
 
     async fn release(&self, event_id: &str, token: &ClaimToken) -> Result<(), StoreError> {
-        self.run::<i64>(&self.release, event_id, token, 0)
+        // Not acknowledged: a release a failover loses only keeps NotMeta's retry
+        // waiting until the lease lapses.
+        self.flag(&self.release, event_id, token, 0, false)
             .await
             .map(drop)
     }

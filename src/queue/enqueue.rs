@@ -10,8 +10,8 @@ use futures_util::future::BoxFuture;
 use super::protocol::{self, EntryRef, State};
 use super::{Queue, QueueError, millis, unix_millis};
 use crate::clock::{Clock, SystemClock};
-use crate::dedup::StoreError;
 use crate::dedup::clamp;
+use crate::dedup::{StoreError, Write};
 use crate::event::Event;
 use crate::receiver::admit::{self, Admitted};
 use crate::receiver::report::{self, Hook};
@@ -304,14 +304,18 @@ impl Enqueuer {
     ) -> Result<T, QueueError> {
         let id = event.id.as_str();
         let keys = previous.keys(previous.partition_of(id));
-        let mut connection = previous.connection().clone();
+        let connection = previous.connection();
         let mut invocation = script.prepare_invoke();
         invocation.key(keys.state(id));
         if let Some(how) = how {
             invocation.arg(how);
         }
         let window = millis(self.window_for(event));
-        Ok(invocation.arg(window).invoke_async(&mut connection).await?)
+        invocation.arg(window);
+        let key = keys.state(id);
+        Ok(connection
+            .write(Write::Script(&invocation), key.as_bytes(), self.timeout)
+            .await?)
     }
 
     async fn append(
@@ -322,7 +326,7 @@ impl Enqueuer {
     ) -> Result<Outcome, QueueError> {
         let id = event.id.as_str();
         let keys = self.queue.keys(self.queue.partition_of(id));
-        let mut connection = self.queue.connection().clone();
+        let connection = self.queue.connection();
         let entry = EntryRef {
             event_id: id,
             event_type: event.type_str(),
@@ -339,7 +343,13 @@ impl Enqueuer {
             .arg(self.max_len)
             .arg(self.queue.group())
             .arg(entry);
-        let state: String = invocation.invoke_async(&mut connection).await?;
+        let state: String = connection
+            .write(
+                Write::Script(&invocation),
+                keys.stream.as_bytes(),
+                self.timeout,
+            )
+            .await?;
         match state.as_str() {
             "queued" => Ok(Outcome::Queued),
             "duplicate" => Ok(Outcome::Duplicate),

@@ -25,7 +25,9 @@
 //!
 //! - **Nothing acknowledged is lost**, as long as Redis keeps what it acknowledged
 //!   (`appendonly yes` with `appendfsync always`; see the README's "Acknowledge fast,
-//!   process later").
+//!   process later"), and across a failover to a replica only with
+//!   [`Queue::with_replicas`] (Redis replicates asynchronously: without it, the
+//!   last writes before a failover can be lost, and events run twice).
 //! - **At most one entry per event id** for the dedup window (2 h by default): a
 //!   duplicate delivery, concurrent or not, is answered 200 and not queued again.
 //! - **Each entry is handled once.** A worker marks the event done and acknowledges
@@ -94,7 +96,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::dedup::RedisConnection;
+use crate::dedup::{RedisConnection, Replication};
 use redis::AsyncCommands as _;
 use std::fmt;
 use std::sync::Arc;
@@ -180,6 +182,15 @@ impl QueueError {
 impl From<redis::RedisError> for QueueError {
     fn from(error: redis::RedisError) -> Self {
         Self::new(error)
+    }
+}
+
+impl From<crate::dedup::WriteError> for QueueError {
+    fn from(error: crate::dedup::WriteError) -> Self {
+        match error {
+            crate::dedup::WriteError::Redis(error) => error.into(),
+            crate::dedup::WriteError::NotReplicated(error) => Self::new(error),
+        }
     }
 }
 
@@ -377,6 +388,59 @@ impl Queue {
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = clamp(timeout).max(Duration::from_millis(1));
         self
+    }
+
+    /// Makes the queue's writes that guard "nothing acknowledged is lost" and
+    /// "each entry handled once" count only once `replicas` replicas have them:
+    /// each is followed, in one pipeline on the same connection to its partition's
+    /// primary, by `WAIT replicas timeout` (see [`Replication`]). Covered:
+    ///
+    /// - the **enqueue** (the endpoint answers 200 only once the replicas have the
+    ///   entry and its dedup state, 503 otherwise, and NotMeta retries), and a
+    ///   duplicate's answer (the state it rests on is acknowledged too);
+    /// - the **start of a run** (the handler runs only once the replicas know this
+    ///   worker owns the entry, so a failover cannot hand it to another worker
+    ///   meanwhile; after a start they did not acknowledge, the worker asks again,
+    ///   renewing the entry, until they do or the entry turns out lost);
+    /// - the **settle** (the done mark, a retry, a dead letter: tried again until
+    ///   acknowledged, as after any Redis error);
+    /// - the marks of [`Enqueuer::with_previous_queue`].
+    ///
+    /// Not covered, because a lost one costs no exactly-once: reads and reclaims
+    /// (an entry read but not started is read again), renewals (the next renewal
+    /// comes within a third of the visibility timeout, before any reclaim), the
+    /// promotion of due retries (it runs again), and the operations (replays,
+    /// purges, layout checks: repeat them).
+    ///
+    /// Redis waits at most `timeout`, and at most half of the call's own limit
+    /// ([`Enqueuer::with_timeout`], 2 s; [`Queue::with_timeout`], 5 s), which still
+    /// bounds each call as a whole. The queue, its [`Enqueuer`]s and [`Worker`]s
+    /// share the setting (and the connection). Off by default, for the reasons
+    /// `RedisStore::with_replicas` gives; the README's "Failover" says what it
+    /// covers and which Redis settings go with it.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use notmeta_webhooks::queue::Queue;
+    ///
+    /// # async fn run() -> Result<(), notmeta_webhooks::queue::QueueError> {
+    /// let queue = Queue::connect_cluster(["redis://10.0.0.1:7000/"])
+    ///     .await?
+    ///     .with_partitions(6)
+    ///     .with_replicas(1, Duration::from_millis(250));
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        let replication = Replication::replicas(replicas, timeout);
+        self.connection = self.connection.with_replication(replication);
+        self
+    }
+
+    /// The [`Replication`] in force.
+    #[must_use]
+    pub fn replication(&self) -> Replication {
+        self.connection.replication()
     }
 
     /// The number of partitions.

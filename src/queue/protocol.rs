@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::{Script, Value};
 
 use super::{Keys, Queue, QueueError, millis, scripts};
-use crate::dedup::RedisConnection;
+use crate::dedup::{RedisConnection, Write, WriteError};
 
 /// An event's state in its partition, as the scripts write it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,7 +304,8 @@ pub(crate) async fn take(
     Ok((next, pairs))
 }
 
-/// Starts a run of `entry_id` (of event `event_id`) for `consumer`.
+/// Starts a run of `entry_id` (of event `event_id`) for `consumer`; `false` with it
+/// when the replicas did not acknowledge the start (see [`confirm`]).
 pub(crate) async fn begin(
     queue: &Queue,
     connection: &mut RedisConnection,
@@ -312,20 +313,68 @@ pub(crate) async fn begin(
     consumer: &Consumer,
     entry_id: &str,
     event_id: &str,
-) -> Result<Begun, QueueError> {
+) -> Result<(Begun, bool), QueueError> {
     let keep = millis(queue.dedup_window().saturating_add(consumer.visibility));
-    let reply: Value = queue
-        .scripts()
-        .begin
+    let mut invocation = queue.scripts().begin.prepare_invoke();
+    invocation
         .key(&keys.stream)
         .key(keys.state(event_id))
         .arg(queue.group())
         .arg(&consumer.name)
         .arg(entry_id)
         .arg(keep)
-        .arg(&consumer.token)
-        .invoke_async(connection)
+        .arg(&consumer.token);
+    // Acknowledged by the replicas when asked: the handler runs only once they know
+    // this worker owns the entry, so a failover cannot hand it to another meanwhile.
+    let written = connection
+        .write(
+            Write::Script(&invocation),
+            keys.stream.as_bytes(),
+            queue.timeout(),
+        )
+        .await;
+    let (reply, acknowledged) = match written {
+        Ok(reply) => (reply, true),
+        // Applied on the primary, not (yet) on the replicas.
+        Err(WriteError::NotReplicated(error)) => (error.written, false),
+        Err(error) => return Err(error.into()),
+    };
+    Ok((begun(reply)?, acknowledged))
+}
+
+/// Whether `consumer` still owns `entry_id`, the answer acknowledged by the
+/// replicas: after a start they did not acknowledge, the handler runs only once
+/// they know who owns the entry. Extends the entry's hold as a renewal does.
+pub(crate) async fn confirm(
+    queue: &Queue,
+    connection: &RedisConnection,
+    p: u16,
+    consumer: &Consumer,
+    entry_id: &str,
+    event_id: &str,
+) -> Result<bool, QueueError> {
+    let keep = millis(queue.dedup_window().saturating_add(consumer.visibility));
+    let keys = queue.keys(p);
+    let mut invocation = queue.scripts().renew.prepare_invoke();
+    invocation
+        .key(&keys.stream)
+        .key(keys.state(event_id))
+        .arg(queue.group())
+        .arg(&consumer.name)
+        .arg(keep)
+        .arg(entry_id);
+    let lost: Vec<String> = connection
+        .write(
+            Write::Script(&invocation),
+            keys.stream.as_bytes(),
+            queue.timeout(),
+        )
         .await?;
+    Ok(lost.is_empty())
+}
+
+/// Reads the begin script's reply.
+fn begun(reply: Value) -> Result<Begun, QueueError> {
     let Value::Array(items) = &reply else {
         return Err(unexpected("begin", &reply));
     };
@@ -426,7 +475,15 @@ pub(crate) async fn settle(
         }
         Settle::Done => {}
     }
-    let reply: String = invocation.invoke_async(connection).await?;
+    // Acknowledged by the replicas when asked: a done mark a failover can lose
+    // would let the event run again.
+    let reply: String = connection
+        .write(
+            Write::Script(&invocation),
+            keys.stream.as_bytes(),
+            queue.timeout(),
+        )
+        .await?;
     // Sent again after it was applied: what the first try found.
     let first = reply.strip_prefix("repeated:").unwrap_or(&reply);
     match first {

@@ -79,6 +79,12 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   if redis.call('HGET', KEYS[1], 's') == 'moving' then
     return 'moving'
   end
+  -- Its expiry written again, unchanged: a write, so that a WAIT after this script
+  -- covers the state this answer rests on (written by another call).
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then
+    redis.call('PEXPIRE', KEYS[1], ttl)
+  end
   return 'duplicate'
 end
 local max = tonumber(ARGV[2])

@@ -51,6 +51,9 @@ const LAYOUT_RECHECK: Duration = Duration::from_secs(5);
 ///   as an attempt, so an event that kills its worker every time ends in the dead
 ///   letters; a read or start whose reply was lost does not count, and the worker
 ///   takes its own entries back after such a failure.
+/// - **Failover**: with [`Queue::with_replicas`], a run starts only once a replica
+///   knows this worker owns the entry, and its settle counts only once a replica
+///   has it, so a primary lost in a failover cannot make the event run twice.
 /// - **Redis lost its data** (a restart without persistence, a flush, a failover
 ///   to an empty replica): the worker recreates the consumer group and goes on;
 ///   what Redis lost cannot be handled.
@@ -778,12 +781,17 @@ async fn process<H: Handler>(
         event_id,
     );
     let (runs, entry) = match shared.bounded("the start of a run", begun).await {
-        Ok(Begun::Run(runs, entry)) => (runs, entry),
-        Ok(Begun::Settled) => {
+        Ok((Begun::Run(runs, entry), acknowledged)) => {
+            if !acknowledged && !confirm(shared, p, entry_id, event_id).await {
+                return;
+            }
+            (runs, entry)
+        }
+        Ok((Begun::Settled, _)) => {
             shared.add(&shared.counters.skipped, "skipped");
             return;
         }
-        Ok(Begun::Gone | Begun::NotOwner) => return,
+        Ok((Begun::Gone | Begun::NotOwner, _)) => return,
         Err(e) => {
             // Left in this worker's pending list: taken back at the next reclaim.
             warn("start", &e);
@@ -831,6 +839,31 @@ async fn process<H: Handler>(
         flight,
     )
     .await;
+}
+
+/// After a start the replicas did not acknowledge (it was applied on the primary):
+/// asks again, while the keeper renews the entry, until they acknowledge that this
+/// worker owns it (`true`: run it), it turns out lost, or the shutdown deadline
+/// passes (left for reclaim).
+async fn confirm<H>(shared: &Shared<H>, p: u16, entry_id: &str, event_id: &str) -> bool {
+    let confirmed = retrying(
+        || async {
+            let connection = shared.queue.connection();
+            let owned = protocol::confirm(
+                &shared.queue,
+                connection,
+                p,
+                &shared.consumer,
+                entry_id,
+                event_id,
+            );
+            shared.bounded("the start of a run", owned).await
+        },
+        |e| warn("start", e),
+        |_, _| shared.is_stopped.load(Ordering::Acquire),
+    )
+    .await;
+    confirmed == Some(true)
 }
 
 /// The pause before the next attempt after `failures` failed runs.

@@ -24,5 +24,5 @@ pub mod redis_server;
 pub mod rng;
 
 pub use fixtures::{Vector, data_dir, example_events, signature_vectors};
-pub use redis_server::{RedisCluster, RedisServer, TempDir};
+pub use redis_server::{RedisCluster, RedisServer, Shard, TempDir};
 pub use rng::Rng;

@@ -33,6 +33,15 @@ impl Seen {
     pub fn len(&self) -> usize {
         self.0.lock().unwrap().len()
     }
+    /// The ids of the events seen, in order (one per run of the handler).
+    pub fn ids(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.id.to_string())
+            .collect()
+    }
     pub fn last(&self) -> Option<Event<'static>> {
         self.0.lock().unwrap().last().cloned()
     }
