@@ -149,11 +149,8 @@ pub fn queue_endpoint(enqueuer: crate::queue::Enqueuer) -> Route {
         let enqueuer = Arc::clone(&enqueuer);
         async move {
             let payload = payload.into_inner();
-            let body = match read_or_refuse(&request, payload, enqueuer.verifier(), |error| {
-                Answer::rejected(error)
-            })
-            .await
-            {
+            let refuse = |error: &crate::Error| enqueuer.refuse(error);
+            let body = match read_or_refuse(&request, payload, enqueuer.verifier(), refuse).await {
                 Ok(body) => body,
                 Err(refused) => return refused,
             };

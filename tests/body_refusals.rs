@@ -351,3 +351,66 @@ async fn actix_refusals_are_answered_and_reported() {
     unreadable(addr, "/extract").await;
     handle.stop(true).await;
 }
+
+/// The queue's endpoint, over a real redis-server, reporting to `reports`.
+#[cfg(feature = "queue")]
+async fn enqueuer(
+    reports: &Reports,
+) -> (
+    notmeta_test_support::redis_server::RedisServer,
+    notmeta_webhooks::queue::Enqueuer,
+) {
+    let server = notmeta_test_support::redis_server::RedisServer::start();
+    let queue = notmeta_webhooks::queue::Queue::connect(&server.url())
+        .await
+        .unwrap();
+    let reports = reports.clone();
+    let enqueuer = notmeta_webhooks::queue::Enqueuer::new(verifier(), queue)
+        .on_outcome(move |report| reports.0.lock().unwrap().push(report.outcome));
+    (server, enqueuer)
+}
+
+#[cfg(all(feature = "queue", feature = "axum"))]
+#[tokio::test]
+async fn the_queue_endpoint_reports_its_refusals_too() {
+    async fn cut(request: axum::extract::Request) -> axum::extract::Request {
+        let cut = request.headers().contains_key(CUT);
+        request.map(|body| axum::body::Body::new(CutOff::new(body, cut)))
+    }
+    let reports = Reports::default();
+    let (_server, enqueuer) = enqueuer(&reports).await;
+    let app = axum::Router::new()
+        .route(
+            "/webhooks",
+            notmeta_webhooks::axum::queue_endpoint(enqueuer),
+        )
+        .layer(axum::middleware::map_request(cut));
+    let addr = servers::axum(app).await;
+    refusals(addr, "/webhooks").await;
+    assert_eq!(reports.take(), REFUSED);
+}
+
+#[cfg(all(feature = "queue", feature = "actix"))]
+#[actix_web::test]
+async fn the_actix_queue_endpoint_reports_its_refusals_too() {
+    let reports = Reports::default();
+    let (_server, enqueuer) = enqueuer(&reports).await;
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new().route(
+            "/webhooks",
+            notmeta_webhooks::actix::queue_endpoint(enqueuer.clone()),
+        )
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let addr = server.addrs()[0];
+    let handle = servers::actix_spawn(server.run());
+    let over = vec![b'x'; LIMIT + 1];
+    let reply = send(addr, "/webhooks", "", over.len(), &over).await;
+    assert_eq!(reply.status, 413, "{}", reply.body);
+    let reply = send(addr, "/webhooks", "", BODY.len(), &BODY[..10]).await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reports.take(), REFUSED[..2]);
+    handle.stop(true).await;
+}

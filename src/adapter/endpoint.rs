@@ -20,9 +20,7 @@ pub(crate) trait Endpoint: Send + Sync + 'static {
 
     /// The answer to a request refused while its body was read, reported as the
     /// endpoint reports its deliveries.
-    fn refuse(&self, error: &crate::Error) -> Answer {
-        Answer::rejected(error)
-    }
+    fn refuse(&self, error: &crate::Error) -> Answer;
 
     /// Processes a body read to its end, with the first two signature header values.
     fn deliver(

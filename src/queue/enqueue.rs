@@ -220,6 +220,13 @@ impl Enqueuer {
         })
     }
 
+    /// Reports and answers a request refused while its body was read (too large, too
+    /// slow, unreadable), as every other answer is reported.
+    pub(crate) fn refuse(&self, error: &crate::Error) -> Answer {
+        self.report(None, Outcome::Rejected(error.kind()), None);
+        Answer::rejected(error)
+    }
+
     fn report(&self, event: Option<&Event<'_>>, outcome: Outcome, secret_index: Option<usize>) {
         let report = DeliveryReport::before_handler(event, outcome, secret_index);
         report::enqueued(self.hook.as_ref(), &report);
@@ -378,6 +385,10 @@ fn epoch() -> Instant {
 impl crate::adapter::Endpoint for Enqueuer {
     fn verifier(&self) -> &Verifier {
         &self.verifier
+    }
+
+    fn refuse(&self, error: &crate::Error) -> Answer {
+        Enqueuer::refuse(self, error)
     }
 
     fn deliver(
