@@ -377,9 +377,10 @@ impl Redactor {
 /// it likes: JSON escapes (`\u00e9`, surrogate pairs, `\/`, `\"`, `\\`, `\n`…),
 /// percent-encoding of UTF-8 bytes (either case, `+` for a space), or raw.
 ///
-/// The text is read once, decoding escapes as it goes, each decoded character
-/// remembering the raw bytes it came from; a sensitive string found in the decoded
-/// text has those raw bytes replaced. Everything else is kept exactly as written,
+/// The text is decoded, each decoded character remembering the raw bytes it came
+/// from, and decoded again up to three layers deep (an escape written inside
+/// another: `%5Cu0041`, `%252F`); a sensitive string found in any layer has those
+/// raw bytes replaced. Each layer is searched in linear time. Everything else is kept exactly as written,
 /// JSON or not, string literals closed or not. Empty sensitive strings are
 /// ignored; the text is borrowed back unchanged when nothing matched.
 ///
@@ -396,23 +397,18 @@ impl Redactor {
 /// assert_eq!(redact("nothing here", &sensitive), "nothing here");
 /// ```
 pub fn redact<'a>(text: &'a str, sensitive: &[&str]) -> Cow<'a, str> {
-    let secrets: Vec<Vec<char>> = sensitive
+    let secrets: Vec<&str> = sensitive
         .iter()
+        .copied()
         .filter(|s| !s.is_empty())
-        .map(|s| s.chars().collect())
         .collect();
     if secrets.is_empty() || text.is_empty() {
         return Cow::Borrowed(text);
     }
     let mut spans: Vec<(usize, usize)> = Vec::new();
     for mode in MODES {
-        let units = decode(text, mode);
-        for at in 0..units.len() {
-            for secret in &secrets {
-                if starts_with(&units[at..], secret) {
-                    spans.push((units[at].start, units[at + secret.len() - 1].end));
-                }
-            }
+        for units in layers(text, mode) {
+            find(&units, &secrets, &mut spans);
         }
     }
     if spans.is_empty() {
@@ -444,91 +440,135 @@ pub fn redact<'a>(text: &'a str, sensitive: &[&str]) -> Cow<'a, str> {
     Cow::Owned(out)
 }
 
-/// Which escapes a scan decodes: JSON's, percent-encoding's. Every combination is
-/// scanned, so that a secret written raw (with a `\n` or a `%41` of its own) is
-/// found as well as an escaped one.
-const MODES: [(bool, bool); 4] = [(true, true), (true, false), (false, true), (false, false)];
+/// Which escapes a scan decodes: JSON's, percent-encoding's, and `+` as a space.
+/// Every combination is scanned, so that a secret written raw (with a `\n`, a `%41`
+/// or a `+` of its own) is found as well as an escaped one.
+type Mode = (bool, bool, bool);
+const MODES: [Mode; 6] = [
+    (true, true, true),
+    (true, true, false),
+    (true, false, false),
+    (false, true, true),
+    (false, true, false),
+    (false, false, false),
+];
 
-/// One decoded character and the raw bytes `start..end` it came from; `plus` for a
-/// raw `+`, which percent-encoding uses for a space.
+/// How many times escapes are decoded again: an escape written inside another
+/// (`%5Cu0041`, `\u0025` and hex, `%252F`) is read through this many layers.
+const LAYERS: usize = 3;
+
+/// One decoded character and the raw bytes `start..end` it came from.
 #[derive(Debug, Clone, Copy)]
 struct Unit {
     c: char,
     start: usize,
     end: usize,
-    plus: bool,
 }
 
-fn starts_with(units: &[Unit], secret: &[char]) -> bool {
-    secret.len() <= units.len()
-        && secret
-            .iter()
-            .zip(units)
-            .all(|(c, u)| u.c == *c || (u.plus && *c == ' '))
-}
-
-fn decode(text: &str, (json, percent): (bool, bool)) -> Vec<Unit> {
-    let b = text.as_bytes();
-    let mut units = Vec::with_capacity(text.len());
-    let mut i = 0;
-    while i < b.len() {
-        let escaped = json
-            .then(|| json_escape(b, i))
-            .flatten()
-            .or_else(|| percent.then(|| percent_escape(b, i)).flatten());
-        if let Some((c, len)) = escaped {
-            units.push(Unit {
-                c,
-                start: i,
-                end: i + len,
-                plus: false,
-            });
-            i += len;
-            continue;
-        }
-        let c = text[i..].chars().next().unwrap_or_default();
-        let len = c.len_utf8().max(1);
-        units.push(Unit {
+/// `text` as characters, then decoded once, twice… up to [`LAYERS`] times in
+/// `mode`, for as long as a layer decodes something.
+fn layers(text: &str, mode: Mode) -> Vec<Vec<Unit>> {
+    let raw: Vec<Unit> = text
+        .char_indices()
+        .map(|(start, c)| Unit {
             c,
-            start: i,
-            end: i + len,
-            plus: percent && c == '+',
-        });
-        i += len;
+            start,
+            end: start + c.len_utf8(),
+        })
+        .collect();
+    let mut all = vec![raw];
+    for _ in 0..LAYERS {
+        match decode(&all[all.len() - 1], mode) {
+            Some(next) => all.push(next),
+            None => break,
+        }
     }
-    units
+    all
 }
 
-fn hex(b: &[u8]) -> Option<u32> {
-    if !b.iter().all(u8::is_ascii_hexdigit) {
-        return None;
+/// The raw spans of every occurrence of a secret in `units`: a linear search of
+/// their text (`str::match_indices`), each match mapped back to its raw bytes.
+fn find(units: &[Unit], secrets: &[&str], spans: &mut Vec<(usize, usize)>) {
+    let mut text = String::with_capacity(units.len());
+    let mut unit_at = Vec::with_capacity(units.len());
+    for (k, u) in units.iter().enumerate() {
+        text.push(u.c);
+        unit_at.extend(std::iter::repeat_n(k, u.c.len_utf8()));
     }
-    u32::from_str_radix(std::str::from_utf8(b).ok()?, 16).ok()
+    for secret in secrets {
+        for (at, _) in text.match_indices(secret) {
+            let (first, last) = (unit_at[at], unit_at[at + secret.len() - 1]);
+            spans.push((units[first].start, units[last].end));
+        }
+    }
 }
 
-/// The JSON escape at `i`, decoded, and its length.
-fn json_escape(b: &[u8], i: usize) -> Option<(char, usize)> {
-    if b[i] != b'\\' {
+/// `units` with the escapes of `mode` decoded, or `None` when there were none.
+fn decode(units: &[Unit], (json, percent, plus): Mode) -> Option<Vec<Unit>> {
+    let mut out = Vec::with_capacity(units.len());
+    let mut changed = false;
+    let mut i = 0;
+    while i < units.len() {
+        let escaped = json
+            .then(|| json_escape(units, i))
+            .flatten()
+            .or_else(|| percent.then(|| percent_escape(units, i)).flatten())
+            .or_else(|| (plus && units[i].c == '+').then_some((' ', 1)));
+        match escaped {
+            Some((c, len)) => {
+                out.push(Unit {
+                    c,
+                    start: units[i].start,
+                    end: units[i + len - 1].end,
+                });
+                changed = true;
+                i += len;
+            }
+            None => {
+                out.push(units[i]);
+                i += 1;
+            }
+        }
+    }
+    changed.then_some(out)
+}
+
+/// The value of `units[from..from + n]` as hex digits.
+fn hex(units: &[Unit], from: usize, n: usize) -> Option<u32> {
+    let digits = units.get(from..from + n)?;
+    digits
+        .iter()
+        .try_fold(0, |value, u| Some(value * 16 + u.c.to_digit(16)?))
+}
+
+/// Whether `units[at]` is `c`.
+fn is(units: &[Unit], at: usize, c: char) -> bool {
+    units.get(at).is_some_and(|u| u.c == c)
+}
+
+/// The JSON escape at `i`, decoded, and how many units it takes.
+fn json_escape(units: &[Unit], i: usize) -> Option<(char, usize)> {
+    if !is(units, i, '\\') {
         return None;
     }
-    let c = match *b.get(i + 1)? {
-        b'"' => '"',
-        b'\\' => '\\',
-        b'/' => '/',
-        b'n' => '\n',
-        b't' => '\t',
-        b'r' => '\r',
-        b'b' => '\u{8}',
-        b'f' => '\u{c}',
-        b'u' => {
-            let high = hex(b.get(i + 2..i + 6)?)?;
+    let c = match units.get(i + 1)?.c {
+        '"' => '"',
+        '\\' => '\\',
+        '/' => '/',
+        'n' => '\n',
+        't' => '\t',
+        'r' => '\r',
+        'b' => '\u{8}',
+        'f' => '\u{c}',
+        'u' => {
+            let high = hex(units, i + 2, 4)?;
             if !(0xD800..0xDC00).contains(&high) {
                 return Some((char::from_u32(high)?, 6));
             }
-            if b.get(i + 6..i + 8)? != b"\\u" {
+            if !(is(units, i + 6, '\\') && is(units, i + 7, 'u')) {
                 return None;
             }
-            let low = hex(b.get(i + 8..i + 12)?)?;
+            let low = hex(units, i + 8, 4)?;
             if !(0xDC00..0xE000).contains(&low) {
                 return None;
             }
@@ -540,13 +580,13 @@ fn json_escape(b: &[u8], i: usize) -> Option<(char, usize)> {
     Some((c, 2))
 }
 
-/// The percent-encoded UTF-8 character at `i`, decoded, and its length.
-fn percent_escape(b: &[u8], i: usize) -> Option<(char, usize)> {
+/// The percent-encoded UTF-8 character at `i`, decoded, and how many units it takes.
+fn percent_escape(units: &[Unit], i: usize) -> Option<(char, usize)> {
     let byte = |at: usize| -> Option<u8> {
-        if *b.get(at)? != b'%' {
+        if !is(units, at, '%') {
             return None;
         }
-        u8::try_from(hex(b.get(at + 1..at + 3)?)?).ok()
+        u8::try_from(hex(units, at + 1, 2)?).ok()
     };
     let first = byte(i)?;
     let n = match first {
@@ -564,6 +604,11 @@ fn percent_escape(b: &[u8], i: usize) -> Option<(char, usize)> {
     Some((c, 3 * n))
 }
 
+/// Whether `units` starts with `secret`, character for character.
+fn starts_with(units: &[Unit], secret: &[char]) -> bool {
+    secret.len() <= units.len() && secret.iter().zip(units).all(|(c, u)| u.c == *c)
+}
+
 /// `text` without an end that may be the beginning of a secret: an escape left
 /// incomplete (`\u00`, `%C3`, a lone high surrogate), or the first 4 or more
 /// characters of a sensitive string, in any form [`redact`] reads.
@@ -573,7 +618,8 @@ fn safe_end<'a>(text: &'a str, sensitive: &[&str]) -> &'a str {
     loop {
         let before = text.len();
         for mode in MODES {
-            let units = decode(text, mode);
+            let mut all = layers(text, mode);
+            let units = all.pop().unwrap_or_default();
             // An escape character near the end that decoded to nothing: incomplete.
             if let Some(u) = units.iter().rev().take(12).find(|u| {
                 let rest = &text.as_bytes()[u.start..];
@@ -768,6 +814,38 @@ mod tests {
         ));
         assert_eq!(redact("a+b c", &["a b"]), "<redacted> c");
         assert_eq!(redact("x", &[""]), "x");
+    }
+
+    #[test]
+    fn an_escape_inside_another_is_read_through() {
+        for (text, secret) in [
+            ("%5Cu0041BCD", "ABCD"),
+            ("\\u002541\\u002542\\u002543", "ABC"),
+            ("a%5C%22b", "a\"b"),
+            ("a%252Fb", "a/b"),
+            ("a\\u005cu002fb", "a/b"),
+            (
+                "next=%2Flogin%3Ftoken%3Dtok%255Flive%255Fxyz",
+                "tok_live_xyz",
+            ),
+            ("%5Cu0074ok_live_xyz", "tok_live_xyz"),
+        ] {
+            let shown = redact(text, &[secret]);
+            assert!(shown.contains(REDACTED), "{text}: {shown}");
+        }
+    }
+
+    #[test]
+    fn a_secret_that_repeats_itself_is_found_once_and_whole() {
+        // Text that almost matches everywhere (a search restarting at each position
+        // would compare about 64 Ki × 2 Ki characters): one match, no partial one.
+        let secret = format!("{}b", "a".repeat(2000));
+        let text = "a".repeat(64 * 1024);
+        assert_eq!(redact(&text, &[&secret]), text);
+        let text = format!("{text}b{text}");
+        let shown = redact(&text, &[&secret]);
+        assert_eq!(shown.matches(REDACTED).count(), 1);
+        assert!(!shown.contains(&secret));
     }
 
     #[test]

@@ -330,8 +330,17 @@ impl Scrub {
         redact(text, &sensitive).into_owned()
     }
 
+    /// Cells, scrubbed. A table shows at most `table::MAX_CELL` characters of a cell, so
+    /// only the first 64 KiB of each are scrubbed and kept (far more than is shown,
+    /// so nothing cut there can be seen).
     fn cells<const N: usize>(&self, cells: [String; N]) -> [String; N] {
-        cells.map(|c| self.text(&c))
+        cells.map(|c| {
+            let mut end = c.len().min(64 * 1024);
+            while !c.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.text(&c[..end])
+        })
     }
 }
 
