@@ -26,7 +26,13 @@ use term::{SecretArg, fail, out, printable, read, read_stdin};
 /// Test a NotMeta webhook receiver: send signed events, sign bodies, replay captured
 /// requests, simulate NotMeta's retries, and explain why a signature fails.
 #[derive(Debug, Parser)]
-#[command(name = "notmeta-webhooks", version)]
+#[command(
+    name = "notmeta-webhooks",
+    version,
+    after_help = "Exit codes: 0 success; 1 a receiver, NotMeta or a check said no (no answer in time included); 2 an error of use.\n\
+Secrets: the webhook secret (NOTMETA_WEBHOOK_SECRET) and the API token (NOTMETA_API_TOKEN) are best given in the environment, out of the process list; neither is ever printed (a created webhook's secret only with --show-secret, or when the tool generated it and NotMeta's answer was lost). An empty secret is an error of use.\n\
+Limits: every command that sends gives up after --timeout (30 s, like NotMeta; connecting included); of a receiver's answer the first 64 KiB are read (of NotMeta's, 16 MiB; of its errors, 4 KiB); files and standard input are read up to 16 MiB. What receivers and NotMeta send is shown with control characters escaped."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
