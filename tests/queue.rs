@@ -688,3 +688,29 @@ async fn with_replicas_an_event_is_answered_200_once_a_replica_has_it() {
         .unwrap();
     assert_eq!(len, 2);
 }
+
+/// The marks a new layout leaves in the previous one guard the same event as its
+/// own writes: they are acknowledged as the new queue's are, even when the previous
+/// `Queue` was not given `with_replicas` (its primary here has no replica at all).
+#[tokio::test]
+async fn with_replicas_the_previous_layout_s_marks_are_acknowledged_too() {
+    let primary = RedisServer::start();
+    let _replica = RedisServer::start_replica_of(primary.port);
+    let alone = RedisServer::start();
+    let new = Queue::connect(&primary.url())
+        .await
+        .unwrap()
+        .with_namespace("shop-v2")
+        .with_replicas(1, Duration::from_millis(300));
+    let old = Queue::connect(&alone.url())
+        .await
+        .unwrap()
+        .with_namespace("shop");
+    let endpoint = enqueuer(&new).with_previous_queue(old.clone());
+    // The old layout's primary cannot acknowledge the mark: 503, NotMeta retries.
+    let (status, text) = send(&endpoint, &body("evt_moving")).await;
+    assert_eq!(status, 503, "{text}");
+    // Without the previous layout, the new queue takes it (its replica is there).
+    let (status, text) = send(&enqueuer(&new), &body("evt_new")).await;
+    assert_eq!((status, text.as_str()), (200, "OK"));
+}

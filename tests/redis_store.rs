@@ -268,3 +268,33 @@ async fn with_replicas_a_claim_and_a_completion_count_once_a_replica_has_them() 
     assert_eq!(value, format!("done:{token}"));
     assert_eq!(store.claim("evt_replicated").await.unwrap(), Claim::Done);
 }
+
+/// A claim's renewal is acknowledged like the claim: with the replica frozen, a
+/// renewal the primary took is a store error (the receiver logs and counts it),
+/// not a renewal that a failover to that replica would forget.
+#[tokio::test]
+async fn with_replicas_a_renewal_counts_once_a_replica_has_it() {
+    let primary = RedisServer::start();
+    let replica = RedisServer::start_replica_of(primary.port);
+    let store = RedisStore::connect(&primary.url())
+        .await
+        .unwrap()
+        .with_replicas(1, Duration::from_millis(300));
+    // (A replica just synced acknowledges its first write after about 100 ms.)
+    let token = loop {
+        match store.claim("evt_long").await {
+            Ok(Claim::Claimed(token)) => break token,
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    assert_eq!(
+        store.renew("evt_long", &token).await.unwrap(),
+        Settled::Recorded
+    );
+    replica.pause();
+    let error = store.renew("evt_long", &token).await.unwrap_err();
+    replica.resume();
+    let cause = std::error::Error::source(&error).unwrap().to_string();
+    assert!(cause.contains("reached 0 of the 1 replicas"), "{cause}");
+}

@@ -46,7 +46,9 @@ pub enum Replication {
     #[default]
     Primary,
     /// A write counts once `replicas` replicas have it (`WAIT replicas timeout`
-    /// after it, on the same connection).
+    /// after it, on the same connection). Built with [`Replication::replicas`],
+    /// which keeps both values in range.
+    #[non_exhaustive]
     Replicas {
         /// How many replicas must acknowledge each write (at least 1).
         replicas: u32,

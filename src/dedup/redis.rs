@@ -341,9 +341,12 @@ impl IdempotencyStore for RedisStore {
         event_id: &str,
         token: &ClaimToken,
     ) -> impl Future<Output = Result<Settled, StoreError>> + Send {
-        // Not acknowledged: a renewal a failover loses leaves the replica's lease at
-        // least two thirds long, and the next renewal comes before it lapses.
-        self.flag(&self.renew, event_id, token, millis(self.lease), false)
+        // Acknowledged like the claim: a replica cut off from its primary would
+        // otherwise keep only the claim's first lease, and a failover after it ran
+        // out would let a duplicate in while a long handler still runs. A renewal
+        // not acknowledged is a store failure (logged and counted, `renew`); the
+        // handler goes on, and the README says what is then not covered.
+        self.flag(&self.renew, event_id, token, millis(self.lease), true)
     }
 
     fn complete(

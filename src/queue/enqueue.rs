@@ -311,7 +311,13 @@ impl Enqueuer {
     ) -> Result<T, QueueError> {
         let id = event.id.as_str();
         let keys = previous.keys(previous.partition_of(id));
-        let connection = previous.connection();
+        // The marks are acknowledged as this queue's writes are, whatever the
+        // previous queue was configured with: they guard the same event.
+        let replication = match self.queue.replication() {
+            crate::dedup::Replication::Primary => previous.replication(),
+            replicas => replicas,
+        };
+        let connection = previous.connection().clone().with_replication(replication);
         let mut invocation = script.prepare_invoke();
         invocation.key(keys.state(id));
         if let Some(how) = how {
