@@ -222,6 +222,7 @@ impl Enqueuer {
 
     /// Reports and answers a request refused while its body was read (too large, too
     /// slow, unreadable), as every other answer is reported.
+    #[cfg(any(feature = "tower", feature = "actix"))]
     pub(crate) fn refuse(&self, error: &crate::Error) -> Answer {
         self.report(None, Outcome::Rejected(error.kind()), None);
         Answer::rejected(error)
