@@ -1,5 +1,6 @@
 //! Sample events of every documented type, and a builder to change them.
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -7,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::SignedRequest;
 use crate::error::Error;
-use crate::event::{Event, EventType, Timestamp};
+use crate::event::{ConversationStatus, Event, EventType, MessageType, Timestamp, UserRole};
 
 /// The documented body of each event type, as in the repository's `data/events`.
 fn documented_body(event_type: EventType) -> &'static str {
@@ -136,20 +137,24 @@ const NESTED_DATES: [&str; 3] = [
 
 impl Sample {
     /// A sample of any type, known or not, with `data` as given, a fresh id and
-    /// `created_at` now.
+    /// `created_at` now. The type is an [`EventType`], or its wire name as text
+    /// for a type this version does not know (anything that displays as the name).
     ///
     /// ```
-    /// use notmeta_webhooks::EventKind;
+    /// use notmeta_webhooks::{EventKind, EventType};
     /// use notmeta_webhooks::testing::Sample;
     ///
     /// let event = Sample::new("call.started", serde_json::json!({"call": {"id": "call_1"}})).event();
     /// assert!(matches!(event.kind, EventKind::Unknown { .. }));
+    ///
+    /// let empty = Sample::new(EventType::UserOnline, serde_json::json!({}));
+    /// assert_eq!(empty.event_type(), "user.online");
     /// ```
     #[must_use]
-    pub fn new(event_type: &str, data: Value) -> Self {
+    pub fn new(event_type: impl fmt::Display, data: Value) -> Self {
         Self {
             id: fresh_id(),
-            event_type: event_type.to_owned(),
+            event_type: event_type.to_string(),
             created_at: Timestamp::now().trunc_seconds(),
             data,
         }
@@ -262,10 +267,22 @@ impl Sample {
         self.set("/message/text", text).set("/message/type", "text")
     }
 
-    /// Sets the message's content `type` (`text`, `image`, …).
+    /// Sets the message's content `type`: a [`MessageType`] (`MessageType::Image`),
+    /// or its wire name (`"image"`, or one this version does not know).
+    ///
+    /// ```
+    /// use notmeta_webhooks::EventType;
+    /// use notmeta_webhooks::event::MessageType;
+    /// use notmeta_webhooks::testing::sample;
+    ///
+    /// let event = sample(EventType::MessageSent).message_type(MessageType::Image).event();
+    /// assert_eq!(event.kind.message().unwrap().kind, Some(MessageType::Image));
+    /// let sticker = sample(EventType::MessageSent).message_type("sticker").event();
+    /// assert_eq!(sticker.kind.message().unwrap().kind, Some(MessageType::from("sticker")));
+    /// ```
     #[must_use]
-    pub fn message_type(self, message_type: &str) -> Self {
-        self.set("/message/type", message_type)
+    pub fn message_type<'t>(self, message_type: impl Into<MessageType<'t>>) -> Self {
+        self.set("/message/type", message_type.into().as_str())
     }
 
     /// Sets the message's `id`.
@@ -304,10 +321,23 @@ impl Sample {
         }
     }
 
-    /// Sets the conversation's `status` (`open`, `assigned`, `closed`, or another).
+    /// Sets the conversation's `status`: a [`ConversationStatus`]
+    /// (`ConversationStatus::Closed`), or its wire name (`"closed"`, or one this
+    /// version does not know).
+    ///
+    /// ```
+    /// use notmeta_webhooks::EventType;
+    /// use notmeta_webhooks::event::ConversationStatus;
+    /// use notmeta_webhooks::testing::sample;
+    ///
+    /// let event = sample(EventType::ConversationClosed).status(ConversationStatus::Closed).event();
+    /// assert_eq!(event.kind.conversation().unwrap().status, Some(ConversationStatus::Closed));
+    /// let snoozed = sample(EventType::ConversationClosed).status("snoozed").event();
+    /// assert_eq!(snoozed.kind.conversation().unwrap().status.as_ref().unwrap().as_str(), "snoozed");
+    /// ```
     #[must_use]
-    pub fn status(self, status: &str) -> Self {
-        self.set("/conversation/status", status)
+    pub fn status<'s>(self, status: impl Into<ConversationStatus<'s>>) -> Self {
+        self.set("/conversation/status", status.into().as_str())
     }
 
     /// Sets the conversation's `assigned_to` (`None` writes `null`).
@@ -334,10 +364,20 @@ impl Sample {
         self.set("/user/email", email)
     }
 
-    /// Sets the user's `role` (`agent`, or another).
+    /// Sets the user's `role`: a [`UserRole`] (`UserRole::Agent`), or its wire name
+    /// (`"agent"`, or one this version does not know).
+    ///
+    /// ```
+    /// use notmeta_webhooks::EventType;
+    /// use notmeta_webhooks::event::UserRole;
+    /// use notmeta_webhooks::testing::sample;
+    ///
+    /// let event = sample(EventType::UserCreated).role("supervisor").event();
+    /// assert_eq!(event.kind.user().unwrap().role, Some(UserRole::from("supervisor")));
+    /// ```
     #[must_use]
-    pub fn role(self, role: &str) -> Self {
-        self.set("/user/role", role)
+    pub fn role<'r>(self, role: impl Into<UserRole<'r>>) -> Self {
+        self.set("/user/role", role.into().as_str())
     }
 
     /// Sets the `webhook_id` (of `webhook.*` events).

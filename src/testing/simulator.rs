@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::{Reply, SignedRequest, Target};
+use super::{Reply, SignedRequest, Target, TargetError};
 use crate::clock::ManualClock;
 use crate::event::Event;
 
@@ -239,7 +239,7 @@ impl Simulator {
         // before the others start must not let the clock run ahead of them.
         let starting = Running::enter(&run.timeline);
         for event in 0..run.events.len() {
-            run.start(event, Kind::Attempt, 0, Duration::ZERO, 0);
+            run.start(Delivery::first(event));
         }
         drop(starting);
         run.finish().await;
@@ -262,7 +262,7 @@ struct Run {
     targets: Vec<Target>,
     events: Vec<Tracked>,
     timeline: Arc<Timeline>,
-    attempts: Mutex<Vec<(Delivery, Attempt)>>,
+    attempts: Mutex<Vec<Recorded>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -288,6 +288,57 @@ struct Delivery {
     /// Duplicates still to start after this one (the next one starts when this one
     /// does).
     then: u32,
+}
+
+impl Delivery {
+    /// The first delivery of `event`, at the start.
+    fn first(event: usize) -> Self {
+        Self {
+            event,
+            kind: Kind::Attempt,
+            copy: 0,
+            first_slot: 0,
+            start: Duration::ZERO,
+            then: 0,
+        }
+    }
+
+    /// A duplicate of `event` starting at `start`, in slot `first_slot`, with `then`
+    /// more duplicates after it.
+    fn duplicate(event: usize, first_slot: usize, start: Duration, then: u32) -> Self {
+        Self {
+            event,
+            kind: Kind::Duplicate,
+            copy: 0,
+            first_slot,
+            start,
+            then,
+        }
+    }
+
+    /// Its concurrent copy number `copy` (0: itself), which starts no duplicates.
+    fn copy(self, copy: u32) -> Self {
+        if copy == 0 {
+            return self;
+        }
+        Self {
+            kind: Kind::Concurrent,
+            copy,
+            then: 0,
+            ..self
+        }
+    }
+
+    /// The slot of the schedule its attempt `number` is in.
+    fn slot(&self, number: u32) -> usize {
+        self.first_slot + number as usize - 1
+    }
+}
+
+/// An attempt and the delivery it belongs to.
+struct Recorded {
+    delivery: Delivery,
+    attempt: Attempt,
 }
 
 impl Run {
@@ -319,25 +370,11 @@ impl Run {
         }
     }
 
-    /// Starts a delivery of `event` at `start` and its concurrent copies, each in a
-    /// task of its own; `then` duplicates follow it, one at a time.
-    fn start(
-        self: &Arc<Self>,
-        event: usize,
-        kind: Kind,
-        first_slot: usize,
-        start: Duration,
-        then: u32,
-    ) {
+    /// Starts `delivery` and its concurrent copies, each in a task of its own; its
+    /// `then` duplicates follow it, one at a time.
+    fn start(self: &Arc<Self>, delivery: Delivery) {
         for copy in 0..=self.simulator.concurrent {
-            let delivery = Delivery {
-                event,
-                kind: if copy == 0 { kind } else { Kind::Concurrent },
-                copy,
-                first_slot,
-                start,
-                then: if copy == 0 { then } else { 0 },
-            };
+            let delivery = delivery.copy(copy);
             let running = Running::enter(&self.timeline);
             let run = Arc::clone(self);
             let task = tokio::spawn(async move {
@@ -357,19 +394,18 @@ impl Run {
             if number == 1 && delivery.then > 0 {
                 // The next duplicate is due one slot later; it is started now, while
                 // this one runs, so that time cannot pass it by.
-                self.start(
+                self.start(Delivery::duplicate(
                     delivery.event,
-                    Kind::Duplicate,
                     delivery.first_slot + 1,
                     delivery.start + self.simulator.wait_after(delivery.first_slot),
                     delivery.then - 1,
-                );
+                ));
             }
             let attempt = self.send(delivery, number, at).await;
             // NotMeta's next wait counts from the end of this attempt.
             at += self.timeline.notmeta(attempt.took);
             let status = attempt.answer.status().map(|s| s.as_u16());
-            lock(&self.attempts).push((delivery, attempt));
+            lock(&self.attempts).push(Recorded { delivery, attempt });
             match status {
                 Some(200..=299) => return self.delivered(delivery, number, at),
                 Some(400..=499) => return,
@@ -382,7 +418,7 @@ impl Run {
     /// Sends attempt `number` of `delivery` and waits for its answer, within the
     /// answer time limit.
     async fn send(&self, delivery: Delivery, number: u32, at: Duration) -> Attempt {
-        let slot = delivery.first_slot + number as usize - 1;
+        let slot = delivery.slot(number);
         let target = (delivery.event + slot + delivery.copy as usize) % self.targets.len();
         let event = &self.events[delivery.event];
         let request = event.signed.request();
@@ -417,9 +453,9 @@ impl Run {
         let Some(then) = self.simulator.duplicates.checked_sub(1) else {
             return;
         };
-        let slot = delivery.first_slot + number as usize - 1;
+        let slot = delivery.slot(number);
         let start = answered + self.simulator.wait_after(slot);
-        self.start(delivery.event, Kind::Duplicate, slot + 1, start, then);
+        self.start(Delivery::duplicate(delivery.event, slot + 1, start, then));
     }
 
     /// Waits for every delivery, those started by others included.
@@ -437,18 +473,23 @@ impl Run {
 
     fn report(&self) -> Report {
         let mut attempts = std::mem::take(&mut *lock(&self.attempts));
-        attempts.sort_by_key(|(d, a)| (a.at, d.event, a.kind, d.copy, a.number));
+        attempts.sort_by_key(
+            |Recorded {
+                 delivery: d,
+                 attempt: a,
+             }| { (a.at, d.event, a.kind, d.copy, a.number) },
+        );
         let fates = self
             .events
             .iter()
             .enumerate()
             .map(|(i, event)| {
-                let own = attempts.iter().filter(|(d, _)| d.event == i);
-                (event.id.clone(), fate(own.map(|(_, a)| a)))
+                let own = attempts.iter().filter(|r| r.delivery.event == i);
+                (event.id.clone(), fate(own.map(|r| &r.attempt)))
             })
             .collect();
         Report {
-            attempts: attempts.into_iter().map(|(_, a)| a).collect(),
+            attempts: attempts.into_iter().map(|r| r.attempt).collect(),
             fates,
             targets: self.targets.len(),
             timeout: self.simulator.timeout,
@@ -491,7 +532,13 @@ struct Virtual {
     clock: Option<ManualClock>,
     /// Deliveries not waiting for their next attempt.
     running: usize,
-    waiting: Vec<(Duration, oneshot::Sender<()>)>,
+    waiting: Vec<Waiting>,
+}
+
+/// A delivery waiting for its next attempt, due `at`.
+struct Waiting {
+    at: Duration,
+    wake: oneshot::Sender<()>,
 }
 
 impl Timeline {
@@ -543,7 +590,7 @@ impl Timeline {
                         return;
                     }
                     let (wake, woken) = oneshot::channel();
-                    state.waiting.push((at, wake));
+                    state.waiting.push(Waiting { at, wake });
                     state.running -= 1;
                     state.move_on();
                     woken
@@ -561,16 +608,16 @@ impl Virtual {
         if self.running > 0 {
             return;
         }
-        let Some(next) = self.waiting.iter().map(|&(at, _)| at).min() else {
+        let Some(next) = self.waiting.iter().map(|w| w.at).min() else {
             return;
         };
         if let Some(clock) = &self.clock {
             clock.advance(next - self.now);
         }
         self.now = next;
-        for (_, wake) in self.waiting.extract_if(.., |(at, _)| *at == next) {
+        for due in self.waiting.extract_if(.., |w| w.at == next) {
             self.running += 1;
-            let _ = wake.send(());
+            let _ = due.wake.send(());
         }
     }
 }
@@ -652,7 +699,7 @@ pub enum Answer {
     TimedOut,
     /// No answer: the connection failed or the service returned an error (NotMeta
     /// retries).
-    Failed(String),
+    Failed(TargetError),
 }
 
 impl Answer {
@@ -679,7 +726,7 @@ impl fmt::Display for Answer {
                 write!(f, "{} {}{more}", reply.status.as_u16(), escaped(&text))
             }
             Answer::TimedOut => f.write_str("no answer in time"),
-            Answer::Failed(error) => write!(f, "failed: {}", escaped(error)),
+            Answer::Failed(error) => write!(f, "failed: {}", escaped(&error.to_string())),
         }
     }
 }

@@ -9,7 +9,7 @@ use bytes::{Buf as _, Bytes};
 use http::{HeaderValue, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt as _, Full};
 
-type Sending = Pin<Box<dyn Future<Output = Result<Reply, String>> + Send>>;
+type Sending = Pin<Box<dyn Future<Output = Result<Reply, TargetError>> + Send>>;
 type Send_ = dyn Fn(Request<Full<Bytes>>) -> Sending + Send + Sync;
 
 /// The most of an answer's body a [`Target`] reads: 64 KiB. What a receiver answers
@@ -74,30 +74,61 @@ impl fmt::Display for Target {
     }
 }
 
-/// A URL a [`Target`] cannot deliver to. Neither its `Display` nor its `Debug` shows
-/// what comes before an `@` in the URL (a user name and password).
+/// Why a [`Target`] cannot deliver: a URL it cannot deliver to
+/// ([`Target::url`]), or a request that got no answer ([`Target::send`]: the
+/// connection was refused or lost, the service failed). Neither its `Display` nor
+/// its `Debug` shows what comes before an `@` in a URL (a user name and password).
 ///
 /// ```
-/// use notmeta_webhooks::testing::Target;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use notmeta_webhooks::EventType;
+/// use notmeta_webhooks::testing::{Target, sample};
 ///
 /// let error = Target::url("http://ana:s3cret@127.0.0.1:3000/webhooks").unwrap_err();
+/// assert!(error.is_url());
 /// assert!(!error.to_string().contains("s3cret"));
 /// assert!(!format!("{error:?}").contains("s3cret"));
+///
+/// // A port nothing listens on any more: no answer.
+/// let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+/// let target = Target::url(&format!("http://127.0.0.1:{port}/webhooks")).unwrap();
+/// let error = target.send(sample(EventType::UserOnline).request("whsec_abc123")).await.unwrap_err();
+/// assert!(!error.is_url());
+/// assert!(error.to_string().starts_with("cannot connect to 127.0.0.1:"));
+/// # }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot deliver to {url:?}: {reason}")]
-pub struct TargetError {
-    /// The URL, without what comes before an `@`.
-    url: String,
-    reason: &'static str,
+#[error(transparent)]
+pub struct TargetError(Why);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Why {
+    /// A URL a target cannot be made of; the URL without what comes before an `@`.
+    #[error("cannot deliver to {url:?}: {reason}")]
+    Url { url: String, reason: &'static str },
+    /// No answer came.
+    #[error("{0}")]
+    NoAnswer(String),
 }
 
 impl TargetError {
-    fn new(url: &str, reason: &'static str) -> Self {
-        Self {
+    fn url(url: &str, reason: &'static str) -> Self {
+        Self(Why::Url {
             url: without_userinfo(url),
             reason,
-        }
+        })
+    }
+
+    fn no_answer(what: impl fmt::Display) -> Self {
+        Self(Why::NoAnswer(what.to_string()))
+    }
+
+    /// Whether the error is a URL a target cannot be made of ([`Target::url`]),
+    /// rather than a request that got no answer ([`Target::send`]).
+    #[must_use]
+    pub fn is_url(&self) -> bool {
+        matches!(self.0, Why::Url { .. })
     }
 }
 
@@ -122,7 +153,7 @@ impl Target {
     /// user name or password (`http://user:password@host/`, which NotMeta does not
     /// send and this would echo).
     pub fn url(url: &str) -> Result<Self, TargetError> {
-        let error = |reason| TargetError::new(url, reason);
+        let error = |reason| TargetError::url(url, reason);
         let uri: Uri = url.parse().map_err(|_| error("not a URL"))?;
         if uri.scheme_str() != Some("http") {
             return Err(error("only plain http:// URLs are supported"));
@@ -178,8 +209,11 @@ impl Target {
             Box::pin(async move {
                 std::future::poll_fn(|cx| service.poll_ready(cx))
                     .await
-                    .map_err(|e| e.to_string())?;
-                let response = service.call(request).await.map_err(|e| e.to_string())?;
+                    .map_err(TargetError::no_answer)?;
+                let response = service
+                    .call(request)
+                    .await
+                    .map_err(TargetError::no_answer)?;
                 reply(response).await
             })
         };
@@ -193,16 +227,16 @@ impl Target {
     ///
     /// # Errors
     ///
-    /// A description of what went wrong when no answer came (connection refused or
-    /// lost, the service failed).
-    pub async fn send(&self, request: Request<Full<Bytes>>) -> Result<Reply, String> {
+    /// [`TargetError`] when no answer came (connection refused or lost, the service
+    /// failed); its text says what went wrong.
+    pub async fn send(&self, request: Request<Full<Bytes>>) -> Result<Reply, TargetError> {
         (self.send)(request).await
     }
 }
 
 /// Reads the status and at most [`MAX_REPLY_BODY`] bytes of the body; the rest is
 /// never read (the body is dropped, and with it the connection).
-async fn reply<B>(response: http::Response<B>) -> Result<Reply, String>
+async fn reply<B>(response: http::Response<B>) -> Result<Reply, TargetError>
 where
     B: http_body::Body,
     B::Error: fmt::Display,
@@ -212,7 +246,7 @@ where
     let mut kept = Vec::new();
     let mut truncated = false;
     while let Some(frame) = body.frame().await {
-        let Ok(mut data) = frame.map_err(|e| e.to_string())?.into_data() else {
+        let Ok(mut data) = frame.map_err(TargetError::no_answer)?.into_data() else {
             continue; // trailers
         };
         while data.has_remaining() && kept.len() < MAX_REPLY_BODY {
@@ -240,19 +274,19 @@ where
     })
 }
 
-async fn post(address: &str, request: Request<Full<Bytes>>) -> Result<Reply, String> {
+async fn post(address: &str, request: Request<Full<Bytes>>) -> Result<Reply, TargetError> {
     let stream = tokio::net::TcpStream::connect(address)
         .await
-        .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+        .map_err(|e| TargetError::no_answer(format_args!("cannot connect to {address}: {e}")))?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(TargetError::no_answer)?;
     let connection = tokio::spawn(connection);
     let response = sender
         .send_request(request)
         .await
-        .map_err(|e| e.to_string());
+        .map_err(TargetError::no_answer);
     let answer = match response {
         Ok(response) => reply(response).await,
         Err(e) => Err(e),

@@ -61,9 +61,10 @@ impl ReceiverArgs {
     /// Sends `signed` and reads the answer, giving up after `--timeout`.
     async fn send(&self, target: &Target, signed: &SignedRequest) -> Result<Reply, String> {
         let limit = Duration::from_secs(self.timeout);
-        tokio::time::timeout(limit, target.send(signed.request_to(&self.url)))
-            .await
-            .unwrap_or_else(|_| Err(format!("no answer in {} s", self.timeout)))
+        match tokio::time::timeout(limit, target.send(signed.request_to(&self.url))).await {
+            Ok(answer) => answer.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer in {} s", self.timeout)),
+        }
     }
 }
 
