@@ -1,11 +1,11 @@
 //! The actix-web adapter over real HTTP on 127.0.0.1.
 
-mod harness;
+mod common;
 
 use std::net::SocketAddr;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
-use harness::{SECRET, Seen, failing, recording};
+use common::harness::{SECRET, Seen, failing, recording};
 use notmeta_webhooks::Verifier;
 use notmeta_webhooks::actix::{VerifiedEvent, endpoint};
 
@@ -25,7 +25,7 @@ fn serve(seen: &Seen) -> SocketAddr {
     let main = recording(SECRET, &seen);
     let (temporary, permanent, panic) =
         (failing("temporary"), failing("permanent"), failing("panic"));
-    let per_secret: Vec<_> = harness::vector_secrets()
+    let per_secret: Vec<_> = common::harness::vector_secrets()
         .into_iter()
         .map(|secret| (recording(&secret, &seen), secret))
         .collect();
@@ -64,5 +64,5 @@ fn serve(seen: &Seen) -> SocketAddr {
 async fn actix_adapter_meets_the_wire_contract() {
     let seen = Seen::default();
     let addr = serve(&seen);
-    harness::run_all(addr, &seen).await;
+    common::harness::run_all(addr, &seen).await;
 }

@@ -1,13 +1,13 @@
 //! The axum adapter over real HTTP on 127.0.0.1.
 
-mod harness;
+mod common;
 
 use std::net::SocketAddr;
 
 use axum::Router;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use harness::{SECRET, Seen, failing, recording};
+use common::harness::{SECRET, Seen, failing, recording};
 use notmeta_webhooks::Verifier;
 use notmeta_webhooks::axum::{VerifiedEvent, endpoint};
 
@@ -37,7 +37,7 @@ async fn serve(seen: &Seen) -> SocketAddr {
         .route("/temporary", endpoint(failing("temporary")))
         .route("/permanent", endpoint(failing("permanent")))
         .route("/panic", endpoint(failing("panic")));
-    for (i, secret) in harness::vector_secrets().iter().enumerate() {
+    for (i, secret) in common::harness::vector_secrets().iter().enumerate() {
         app = app
             .route(
                 &format!("/s/{i}/webhooks"),
@@ -55,5 +55,5 @@ async fn serve(seen: &Seen) -> SocketAddr {
 async fn axum_adapter_meets_the_wire_contract() {
     let seen = Seen::default();
     let addr = serve(&seen).await;
-    harness::run_all(addr, &seen).await;
+    common::harness::run_all(addr, &seen).await;
 }

@@ -8,8 +8,6 @@
 //! request carrying [`CUT`], passes the body's first frame on and then fails, as a
 //! middleware that times a slow upload out does.
 
-mod servers;
-
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -18,6 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame};
+use notmeta_test_support::http_server;
 use notmeta_webhooks::receiver::{Handler, HandlerError, Outcome, Receiver};
 use notmeta_webhooks::{ErrorKind, Event, Verifier, sign};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -203,7 +202,7 @@ async fn tower_refusals_are_answered_and_reported() {
     refusals(addr, "/webhooks").await;
     assert_eq!(reports.take(), REFUSED);
     // Without the middleware, the same service handles the event.
-    let plain = servers::hyper(service).await;
+    let plain = http_server::hyper(service).await;
     let header = sign(BODY, SECRET);
     let reply = notmeta_test_support::client::post(
         plain,
@@ -300,7 +299,7 @@ async fn axum_refusals_are_answered_and_reported() {
         .route("/extract", axum::routing::post(extract))
         .with_state(verifier())
         .layer(axum::middleware::map_request(cut));
-    let addr = servers::axum(app).await;
+    let addr = http_server::axum(app).await;
     refusals(addr, "/webhooks").await;
     assert_eq!(reports.take(), REFUSED);
     unreadable(addr, "/extract").await;
@@ -344,7 +343,7 @@ async fn actix_refusals_are_answered_and_reported() {
     .bind(("127.0.0.1", 0))
     .unwrap();
     let addr = server.addrs()[0];
-    let handle = servers::actix_spawn(server.run());
+    let handle = http_server::actix_spawn(server.run());
 
     refusals(addr, "/webhooks").await;
     assert_eq!(reports.take(), REFUSED);
@@ -385,7 +384,7 @@ async fn the_queue_endpoint_reports_its_refusals_too() {
             notmeta_webhooks::axum::queue_endpoint(enqueuer),
         )
         .layer(axum::middleware::map_request(cut));
-    let addr = servers::axum(app).await;
+    let addr = http_server::axum(app).await;
     refusals(addr, "/webhooks").await;
     assert_eq!(reports.take(), REFUSED);
 }
@@ -405,7 +404,7 @@ async fn the_actix_queue_endpoint_reports_its_refusals_too() {
     .bind(("127.0.0.1", 0))
     .unwrap();
     let addr = server.addrs()[0];
-    let handle = servers::actix_spawn(server.run());
+    let handle = http_server::actix_spawn(server.run());
     let over = vec![b'x'; LIMIT + 1];
     let reply = send(addr, "/webhooks", "", over.len(), &over).await;
     assert_eq!(reply.status, 413, "{}", reply.body);

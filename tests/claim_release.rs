@@ -3,8 +3,6 @@
 //! retry, served by a fresh server with the same receiver, runs the handler and is
 //! answered 200 instead of "in progress" until NotMeta gives up.
 
-mod servers;
-
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use notmeta_test_support::client;
+use notmeta_test_support::http_server;
 use notmeta_webhooks::receiver::{Handler, HandlerError, Receiver};
 use notmeta_webhooks::tower::WebhookService;
 use notmeta_webhooks::{Event, Verifier, sign};
@@ -80,7 +79,7 @@ fn a_runtime_shut_down_mid_handler_gives_the_claim_back() {
     };
 
     let first = runtime();
-    let addr = first.block_on(servers::hyper(WebhookService::new(receiver.clone())));
+    let addr = first.block_on(http_server::hyper(WebhookService::new(receiver.clone())));
     let _connection = send_and_keep(addr);
     wait_for("the handler runs", || calls.load(Ordering::SeqCst) == 1);
     assert_eq!(
@@ -97,7 +96,7 @@ fn a_runtime_shut_down_mid_handler_gives_the_claim_back() {
 
     let second = runtime();
     let reply = second.block_on(async {
-        let addr = servers::hyper(WebhookService::new(receiver.clone())).await;
+        let addr = http_server::hyper(WebhookService::new(receiver.clone())).await;
         retry(addr).await
     });
     assert_eq!(reply.status, 200, "the retry: {}", reply.text());
@@ -120,7 +119,7 @@ async fn an_actix_server_stopped_mid_handler_gives_the_claim_back() {
         .shutdown_timeout(1)
         .bind(("127.0.0.1", 0))
         .unwrap();
-        (server.addrs()[0], servers::actix_spawn(server.run()))
+        (server.addrs()[0], http_server::actix_spawn(server.run()))
     };
 
     let (addr, handle) = serve(receiver.clone());

@@ -3,8 +3,6 @@
 //! injected clock, duplicates (sequential and concurrent), replays; on one receiver
 //! and on two replicas sharing a real Redis.
 
-mod servers;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -12,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use notmeta_test_support::RedisServer;
+use notmeta_test_support::http_server;
 use notmeta_webhooks::clock::{Clock, ManualClock};
 use notmeta_webhooks::dedup::{IdempotencyStore, MemoryStore, RedisStore};
 use notmeta_webhooks::receiver::{Handler, HandlerError, Receiver};
@@ -85,12 +84,12 @@ fn receiver<S: IdempotencyStore>(
 }
 
 async fn serve_axum(receiver: Receiver<impl Handler, impl IdempotencyStore>) -> SocketAddr {
-    servers::axum(Router::new().route("/webhooks", notmeta_webhooks::axum::endpoint(receiver)))
+    http_server::axum(Router::new().route("/webhooks", notmeta_webhooks::axum::endpoint(receiver)))
         .await
 }
 
 fn serve_actix<H: Handler, S: IdempotencyStore>(receiver: Receiver<H, S>) -> SocketAddr {
-    servers::actix(move || notmeta_webhooks::actix::endpoint(receiver.clone()))
+    http_server::actix(move || notmeta_webhooks::actix::endpoint(receiver.clone()))
 }
 
 /// NotMeta playing against `replicas`: every event delivered, retried on NotMeta's

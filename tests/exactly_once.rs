@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use notmeta_test_support::RedisServer;
 use notmeta_test_support::client;
+use notmeta_test_support::http_server;
 use notmeta_webhooks::clock::ManualClock;
 use notmeta_webhooks::dedup::{
     Claim, ClaimToken, IdempotencyStore, MemoryStore, RedisStore, Settled, StoreError,
@@ -20,8 +21,6 @@ use notmeta_webhooks::receiver::{Handler, HandlerError, Outcome, Receiver};
 use notmeta_webhooks::tower::WebhookService;
 use notmeta_webhooks::{Event, Verifier, sign};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-mod servers;
 
 const SECRET: &str = "whsec_exactly_once";
 /// 2024-01-01T00:00:00Z.
@@ -211,11 +210,11 @@ async fn beyond_its_capacity_the_store_refuses_and_forgets_nothing() {
 
 async fn serve_axum<H: Handler, S: IdempotencyStore>(receiver: Receiver<H, S>) -> SocketAddr {
     let app = axum::Router::new().route("/webhooks", notmeta_webhooks::axum::endpoint(receiver));
-    servers::axum(app).await
+    http_server::axum(app).await
 }
 
 fn serve_actix<H: Handler, S: IdempotencyStore>(receiver: Receiver<H, S>) -> SocketAddr {
-    servers::actix(move || notmeta_webhooks::actix::endpoint(receiver.clone()))
+    http_server::actix(move || notmeta_webhooks::actix::endpoint(receiver.clone()))
 }
 
 async fn deliver(addr: SocketAddr, body: &[u8]) -> (u16, String) {
@@ -454,7 +453,7 @@ async fn actix_finishes_a_delivery_whose_client_disconnected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tower_service_finishes_a_delivery_whose_client_disconnected() {
     let (receiver, (runs, finished)) = slow_receiver();
-    let addr = servers::hyper(WebhookService::new(receiver)).await;
+    let addr = http_server::hyper(WebhookService::new(receiver)).await;
     disconnect_mid_handler(addr, &runs, &finished).await;
 }
 
@@ -669,7 +668,7 @@ async fn redis_frozen_then_killed_and_restarted() {
             .with_lease(Duration::from_secs(5))
     };
     let a = serve_axum(replica(&runs, store().await)).await;
-    let b = servers::hyper(WebhookService::new(replica(&runs, store().await))).await;
+    let b = http_server::hyper(WebhookService::new(replica(&runs, store().await))).await;
 
     // Warm up, then freeze Redis in the middle of a batch.
     play(&[a, b], 0, 100, 5).await;

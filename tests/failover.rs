@@ -16,16 +16,14 @@
 //! Every event id carries the hash tag `{f}`, so every key of the test is on one
 //! shard: the one that fails over.
 
-mod harness;
-#[cfg(feature = "queue")]
-mod queue_kit;
+mod common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::harness::{SECRET, Seen, recording};
 use futures_util::future::join_all;
-use harness::{SECRET, Seen, recording};
 use notmeta_test_support::{RedisCluster, Shard};
 use notmeta_webhooks::dedup::RedisStore;
 use notmeta_webhooks::receiver::{Handler, Receiver};
@@ -273,10 +271,10 @@ mod queue {
 
     use std::sync::Mutex;
 
+    use crate::common::queue::{body, send};
     use notmeta_webhooks::Event;
     use notmeta_webhooks::queue::{Enqueuer, Queue, Worker};
     use notmeta_webhooks::receiver::HandlerError;
-    use queue_kit::{body, send};
 
     type Runs = Arc<Mutex<HashMap<String, usize>>>;
 
@@ -315,7 +313,7 @@ mod queue {
         tokio::spawn(worker.run(async {
             let _ = stopped.await;
         }));
-        (queue_kit::enqueuer(&queue), runs, stop)
+        (crate::common::queue::enqueuer(&queue), runs, stop)
     }
 
     /// Enqueues `id` until it is answered 200.

@@ -929,7 +929,7 @@ async fn the_drain_of_a_refused_body_is_bounded_in_time() {
     .await;
 }
 
-/// ...and for at most 256 KiB: after that much, the 413 is sent without waiting for
+/// ...and for at most 2 MiB: after that much, the 413 is sent without waiting for
 /// the rest.
 #[tokio::test]
 async fn the_drain_of_a_refused_body_is_bounded_in_size() {

@@ -12,8 +12,8 @@ use notmeta_webhooks::receiver::{HandlerError, Outcome};
 use notmeta_webhooks::{Event, sign};
 use redis::AsyncCommands as _;
 
-mod queue_kit;
-use queue_kit::{SECRET, body, enqueuer, send};
+mod common;
+use common::queue::{SECRET, body, enqueuer, send};
 
 async fn connection(server: &RedisServer) -> redis::aio::MultiplexedConnection {
     redis::Client::open(server.url())

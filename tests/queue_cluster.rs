@@ -1,7 +1,7 @@
 //! The queue end to end on a real Redis Cluster: three masters started on loopback
 //! with `--cluster-enabled yes` and joined with `redis-cli --cluster create`. The
 //! queue is split into six partitions (hash-tagged keys, one slot per partition),
-//! so the streams spread over the shards; see `queue_support` for the run.
+//! so the streams spread over the shards; see `common::queue_end_to_end` for the run.
 //!
 //! `NOTMETA_QUEUE_CLUSTER_EVENTS` sets the number of events (default 3,000).
 //!
@@ -10,17 +10,16 @@
 //! and every event is handled exactly once under concurrent duplicates, failures and
 //! panics.
 
-mod queue_support;
+mod common;
 
-mod servers;
-
+use common::queue_end_to_end::{Target, end_to_end};
 use notmeta_test_support::RedisCluster;
-use queue_support::{Target, end_to_end};
+use notmeta_test_support::http_server;
 
 /// The child side (does nothing unless started by `end_to_end`).
 #[test]
 fn worker_process() {
-    queue_support::worker_process();
+    common::queue_end_to_end::worker_process();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,7 +35,7 @@ async fn every_event_is_handled_exactly_once_on_a_cluster() {
     let target = Target::Cluster(cluster.urls());
 
     // The partitions really are on different shards.
-    let queue = queue_support::queue(target.connect().await, 6);
+    let queue = common::queue_end_to_end::queue(target.connect().await, 6);
     let mut masters = std::collections::BTreeSet::new();
     for p in 0..6u16 {
         let key = format!("{{e2e:{p}}}:stream");
@@ -103,7 +102,7 @@ async fn redis_store_on_a_cluster_handles_every_event_exactly_once() {
     let replica = || {
         let record = Arc::clone(&record);
         Receiver::new(
-            Verifier::new(queue_support::SECRET).unwrap(),
+            Verifier::new(common::queue_end_to_end::SECRET).unwrap(),
             move |event: Event<'static>| {
                 let record = Arc::clone(&record);
                 async move {
@@ -139,7 +138,7 @@ async fn redis_store_on_a_cluster_handles_every_event_exactly_once() {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         addr
     };
-    let b = servers::hyper(notmeta_webhooks::tower::WebhookService::new(replica())).await;
+    let b = http_server::hyper(notmeta_webhooks::tower::WebhookService::new(replica())).await;
 
     // The designed panics are expected; keep the output readable.
     let default_hook = std::panic::take_hook();
@@ -147,7 +146,7 @@ async fn redis_store_on_a_cluster_handles_every_event_exactly_once() {
 
     /// One delivery, retried until it gets a 2xx.
     async fn until_2xx(addr: std::net::SocketAddr, body: Vec<u8>) -> String {
-        let header = sign(&body, queue_support::SECRET);
+        let header = sign(&body, common::queue_end_to_end::SECRET);
         for _ in 0..200 {
             let reply = client::post(
                 addr,
@@ -182,7 +181,7 @@ async fn redis_store_on_a_cluster_handles_every_event_exactly_once() {
                     if i >= EVENTS {
                         return answers;
                     }
-                    let body = queue_support::body(&format!("evt_{i}"));
+                    let body = common::queue_end_to_end::body(&format!("evt_{i}"));
                     let (x, y) = tokio::join!(until_2xx(a, body.clone()), until_2xx(b, body));
                     answers.push(x);
                     answers.push(y);
@@ -263,12 +262,15 @@ async fn replay_and_retries_during_a_slot_migration_queue_nothing_twice() {
         .await
         .unwrap()
         .with_namespace("reshard");
-    let endpoint = Enqueuer::new(Verifier::new(queue_support::SECRET).unwrap(), queue.clone());
+    let endpoint = Enqueuer::new(
+        Verifier::new(common::queue_end_to_end::SECRET).unwrap(),
+        queue.clone(),
+    );
     let send = async |id: String| {
         let body = format!(
             r#"{{"id":"{id}","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{{}}}}"#
         );
-        let signature = sign(body.as_bytes(), queue_support::SECRET);
+        let signature = sign(body.as_bytes(), common::queue_end_to_end::SECRET);
         let answer = endpoint
             .receive(body.as_bytes(), [signature.as_bytes()])
             .await;

@@ -1,16 +1,16 @@
-//! The queue end to end against a real `redis-server`: see `queue_support`.
+//! The queue end to end against a real `redis-server`: see `common::queue_end_to_end`.
 //!
 //! `NOTMETA_QUEUE_E2E_EVENTS` sets the number of events (default 20,000).
 
-mod queue_support;
+mod common;
 
+use common::queue_end_to_end::{Target, end_to_end};
 use notmeta_test_support::RedisServer;
-use queue_support::{Target, end_to_end};
 
 /// The child side (does nothing unless started by `end_to_end`).
 #[test]
 fn worker_process() {
-    queue_support::worker_process();
+    common::queue_end_to_end::worker_process();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,8 +19,8 @@ use notmeta_webhooks::{Event, Verifier, sign};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-mod queue_kit;
-use queue_kit::{SECRET, body, enqueuer, send};
+mod common;
+use common::queue::{SECRET, body, enqueuer, send};
 
 const STREAM: &str = "{notmeta-webhooks:0}:stream";
 

@@ -175,6 +175,31 @@ async fn the_simulator_gives_up_after_five_attempts_and_stops_at_a_4xx() {
     assert_eq!(report.fates()[0].1, Fate::Refused { status: 400 });
 }
 
+#[tokio::test]
+async fn an_unreachable_receiver_is_retried_and_its_error_reported() {
+    // A port nothing listens on any more.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let target = Target::url(&format!("http://127.0.0.1:{port}/webhooks")).unwrap();
+    let report = Simulator::new(SECRET)
+        .deliver(&target, sample(EventType::UserOnline).body())
+        .await;
+    assert_eq!(report.attempts().len(), 5, "{report}");
+    assert_eq!(report.fates()[0].1, Fate::GaveUp);
+    for attempt in report.attempts() {
+        let Answer::Failed(error) = &attempt.answer else {
+            panic!("{report}");
+        };
+        assert!(!error.is_url());
+        let text = error.to_string();
+        assert!(text.starts_with("cannot connect to 127.0.0.1:"), "{text}");
+        assert_eq!(attempt.answer.to_string(), format!("failed: {text}"));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulator_sends_duplicates_over_http_in_compressed_time() {
     let (down, calls) = (Arc::new(AtomicU32::new(1)), Arc::new(AtomicU32::new(0)));

@@ -4,8 +4,6 @@
 //! duplicates, failures and panics, one worker killed mid-handler, one handler
 //! that outlives the visibility timeout, and a graceful shutdown at the end.
 
-#![allow(dead_code)]
-
 use std::collections::{BTreeSet, HashMap};
 use std::io::Read as _;
 use std::net::SocketAddr;
@@ -17,13 +15,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
+use notmeta_test_support::http_server;
 use notmeta_webhooks::dedup::RedisConnection;
 use notmeta_webhooks::queue::{Enqueuer, Queue, Worker};
 use notmeta_webhooks::receiver::HandlerError;
 use notmeta_webhooks::{Event, Verifier, sign};
 use redis::AsyncCommands as _;
 
-pub(crate) const SECRET: &str = "whsec_queue";
+pub(crate) use super::queue::SECRET;
 /// Where the handlers record what they did (one hash each, on any shard).
 pub(crate) const RUNS: &str = "e2e:runs";
 pub(crate) const ATTEMPTS: &str = "e2e:attempts";
@@ -307,10 +306,7 @@ pub(crate) async fn serve_axum(enqueuer: Enqueuer) -> SocketAddr {
         "/webhooks",
         notmeta_webhooks::axum::queue_endpoint(enqueuer),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    http_server::axum(app).await
 }
 
 pub(crate) fn serve_actix(enqueuer: Enqueuer) -> SocketAddr {

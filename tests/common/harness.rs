@@ -1,6 +1,5 @@
 //! The behaviour every adapter must show over real HTTP, written once and run
 //! against each adapter's server.
-#![allow(dead_code, unreachable_pub)]
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -9,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use notmeta_webhooks::receiver::{Handler, HandlerError, Receiver};
 use notmeta_webhooks::{Event, EventKind, Verifier, sign};
 
-pub use notmeta_test_support::client;
+use notmeta_test_support::client;
 use notmeta_test_support::{example_events as fixture_events, signature_vectors};
 
 /// The secret of the `/webhooks`, `/extract` and failure routes.
@@ -21,21 +20,21 @@ pub const LIMIT: usize = notmeta_webhooks::DEFAULT_MAX_BODY_SIZE;
 /// Events the server-side handlers saw, in order, and which (route, event id) pairs
 /// the test has had answered 200 already.
 #[derive(Clone, Default)]
-pub struct Seen(
-    Arc<Mutex<Vec<Event<'static>>>>,
-    Arc<Mutex<HashSet<(String, String)>>>,
-);
+pub struct Seen {
+    events: Arc<Mutex<Vec<Event<'static>>>>,
+    answered: Arc<Mutex<HashSet<(String, String)>>>,
+}
 
 impl Seen {
     pub fn push(&self, event: Event<'static>) {
-        self.0.lock().unwrap().push(event);
+        self.events.lock().unwrap().push(event);
     }
     pub fn len(&self) -> usize {
-        self.0.lock().unwrap().len()
+        self.events.lock().unwrap().len()
     }
     /// The ids of the events seen, in order (one per run of the handler).
     pub fn ids(&self) -> Vec<String> {
-        self.0
+        self.events
             .lock()
             .unwrap()
             .iter()
@@ -43,11 +42,11 @@ impl Seen {
             .collect()
     }
     pub fn last(&self) -> Option<Event<'static>> {
-        self.0.lock().unwrap().last().cloned()
+        self.events.lock().unwrap().last().cloned()
     }
     /// Notes that `path` answered 200 for `id`; returns whether that is new.
     fn first_success(&self, path: &str, id: &str) -> bool {
-        self.1
+        self.answered
             .lock()
             .unwrap()
             .insert((path.to_owned(), id.to_owned()))

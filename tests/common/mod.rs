@@ -1,0 +1,25 @@
+//! What the test files share that needs `notmeta-webhooks` itself; a test file
+//! takes it with `mod common;`. Each module is compiled when the features it needs
+//! are on.
+//!
+//! Helpers that do not need the library (the fixtures of `data/`, sample bodies, a
+//! seeded generator, redis-server and Redis Cluster starters, HTTP servers on
+//! loopback, an HTTP client, a fault-injecting proxy, a counting metrics recorder)
+//! are in the workspace's `notmeta-test-support` crate.
+
+// Each test file uses a part of it.
+#![allow(dead_code, unreachable_pub)]
+
+/// The behaviour every adapter must show over real HTTP, written once and run
+/// against each adapter's server.
+#[cfg(feature = "receiver")]
+pub mod harness;
+
+/// The queue tests' secret, event bodies, endpoint, and sending to it.
+#[cfg(feature = "queue")]
+pub mod queue;
+
+/// The queue's end-to-end run (endpoints, worker processes, kills, shutdown),
+/// shared by the single-server and the cluster tests.
+#[cfg(all(feature = "queue", feature = "axum", feature = "actix"))]
+pub mod queue_end_to_end;
