@@ -6,7 +6,7 @@
 //! use notmeta_webhooks::EventType;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let client = Client::new(std::env::var("NOTMETA_TOKEN")?)?;
+//! let client = Client::new(std::env::var("NOTMETA_API_TOKEN")?)?;
 //! let ensured = client
 //!     .ensure_webhook(&CreateWebhook::new(
 //!         "https://example.com/webhook",

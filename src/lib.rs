@@ -26,6 +26,10 @@
 //! holds several secrets during a rotation, enforces a body limit, and reads the
 //! header from an `http::HeaderMap` or `http::Request` for you.
 //!
+//! The [`guide`] is the manual: delivery and statuses, verification and secret
+//! rotation, the idempotency stores, the queue, failover, limits, operations, the
+//! test kit and the command-line tool.
+//!
 //! # The signature
 //!
 //! NotMeta sends `X-NotMeta-Signature: sha256=<hex(HMAC-SHA256(secret, raw_body))>`.
@@ -139,6 +143,8 @@ pub mod clock;
 pub mod dedup;
 mod error;
 pub mod event;
+/// The manual: how the crate delivers, what it guarantees, and how to run it.
+pub mod guide;
 #[cfg(feature = "receiver")]
 mod handler_ext;
 #[cfg(feature = "queue")]

@@ -26,7 +26,7 @@ use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, ScriptInvocation, Value}
 ///
 /// Set it with [`RedisConnection::with_replication`],
 /// [`RedisStore::with_replicas`](super::RedisStore::with_replicas) or
-/// `Queue::with_replicas` (feature `queue`). The README's "Failover" section says
+/// `Queue::with_replicas` (feature `queue`). The guide's [failover chapter](crate::guide::failover) says
 /// which Redis settings go with it and what it does not cover.
 ///
 /// ```

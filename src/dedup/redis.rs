@@ -183,7 +183,7 @@ impl RedisStore {
     /// replicas do not acknowledge is a store error, answered 503 (NotMeta retries;
     /// the unacknowledged claim lapses with its lease); a completion is tried again,
     /// as after any store error. What this covers, and which Redis settings go with
-    /// it, is in the README's "Failover".
+    /// it, is in the guide's [failover chapter](crate::guide::failover).
     ///
     /// `timeout` is how long Redis waits for the replicas, at most 500 ms: half the
     /// receiver's default store time limit (`Receiver::with_store_timeout`, 1 s),
@@ -345,7 +345,7 @@ impl IdempotencyStore for RedisStore {
         // otherwise keep only the claim's first lease, and a failover after it ran
         // out would let a duplicate in while a long handler still runs. A renewal
         // not acknowledged is a store failure (logged and counted, `renew`); the
-        // handler goes on, and the README says what is then not covered.
+        // handler goes on, and the guide says what is then not covered.
         self.flag(&self.renew, event_id, token, millis(self.lease), true)
     }
 

@@ -142,8 +142,8 @@ impl Enqueuer {
         self
     }
 
-    /// While the number of partitions changes (see the README's "Changing the
-    /// number of partitions"): `previous` is the queue as laid out before, in
+    /// While the number of partitions changes (see the guide's [queue
+    /// chapter](crate::guide::queue)): `previous` is the queue as laid out before, in
     /// another namespace. An event id that `previous` knows (queued, handled or
     /// given up there) is answered as a duplicate; any other is marked there as
     /// taken, then queued here, so that an endpoint still on the old layout answers

@@ -24,8 +24,8 @@
 //! # Guarantees
 //!
 //! - **Nothing acknowledged is lost**, as long as Redis keeps what it acknowledged
-//!   (`appendonly yes` with `appendfsync always`; see the README's "Acknowledge fast,
-//!   process later"), and across a failover to a replica only with
+//!   (`appendonly yes` with `appendfsync always`; see the guide's
+//!   [queue chapter](crate::guide::queue)), and across a failover to a replica only with
 //!   [`Queue::with_replicas`] (Redis replicates asynchronously: without it, the
 //!   last writes before a failover can be lost, and events run twice).
 //! - **At most one entry per event id** for the dedup window (2 h by default): a
@@ -55,7 +55,7 @@
 //!   data) creates it again. The number of partitions is recorded in Redis, and a
 //!   process configured with another is refused ([`QueueError::LayoutMismatch`]).
 //!
-//! The README's "What holds under each fault" table says what holds when workers
+//! The [queue chapter](crate::guide::queue) of the guide says what holds when workers
 //! die or stall, replies are lost, Redis restarts with or without persistence, or a
 //! slot migrates.
 //!
@@ -138,8 +138,8 @@ pub enum QueueError {
     },
     /// The queue in Redis was laid out with another number of partitions than this
     /// process's [`Queue::with_partitions`]. Nothing is enqueued or read with a
-    /// mismatched count; the README's "Changing the number of partitions" says how
-    /// to change it.
+    /// mismatched count; the [guide](crate::guide::queue) says how to change
+    /// it.
     #[error(
         "the queue in Redis has {stored} partitions, this process is configured for \
          {configured}: every endpoint and worker must use the same count (see \
@@ -358,7 +358,7 @@ impl Queue {
     ///
     /// The count is stored in Redis by the first worker or endpoint, and a process
     /// configured with another count is refused ([`QueueError::LayoutMismatch`]):
-    /// see the README's "Changing the number of partitions".
+    /// the [guide](crate::guide::queue) says how to change it.
     #[must_use]
     pub fn with_partitions(mut self, partitions: u16) -> Self {
         self.partitions = partitions.max(1);
@@ -416,8 +416,8 @@ impl Queue {
     /// ([`Enqueuer::with_timeout`], 2 s; [`Queue::with_timeout`], 5 s), which still
     /// bounds each call as a whole. The queue, its [`Enqueuer`]s and [`Worker`]s
     /// share the setting (and the connection). Off by default, for the reasons
-    /// `RedisStore::with_replicas` gives; the README's "Failover" says what it
-    /// covers and which Redis settings go with it.
+    /// `RedisStore::with_replicas` gives; the guide's [failover chapter](crate::guide::failover)
+    /// says what it covers and which Redis settings go with it.
     ///
     /// ```no_run
     /// use std::time::Duration;

@@ -294,7 +294,7 @@ impl<H, S> Receiver<H, S> {
     /// long computation, `std::thread::sleep`) cannot stall the runtime's timers and
     /// I/O, so its claim's lease is renewed whatever it does, and other requests are
     /// still answered. The hand-off to another thread costs about 25 µs of CPU and two
-    /// context switches per delivery on a 2-vCPU VM (see the README's performance section).
+    /// context switches per delivery on a 2-vCPU VM (measured in the repository's `docs/PERFORMANCE.md`).
     ///
     /// `false` keeps the handler in the delivery's task, beside the renewal of its
     /// lease: the right choice when every handler only `.await`s. A handler that
