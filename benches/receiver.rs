@@ -54,7 +54,7 @@ fn deliveries(n: usize) -> Vec<(Vec<u8>, String)> {
 /// 65,536 deliveries). The capacity leaves room for a faster delivery (a full store
 /// would answer 503 and fail the bench).
 fn store() -> MemoryStore {
-    MemoryStore::new().with_capacity(60_000)
+    MemoryStore::with_capacity(60_000)
 }
 const WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
 

@@ -139,8 +139,6 @@ pub mod clock;
 pub mod dedup;
 mod error;
 pub mod event;
-#[cfg(feature = "receiver")]
-mod handler_ext;
 #[cfg(feature = "queue")]
 #[cfg_attr(docsrs, doc(cfg(feature = "queue")))]
 pub mod queue;

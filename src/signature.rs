@@ -190,8 +190,7 @@ fn parse_header(value: &[u8]) -> Result<[u8; MAC_LEN], Error> {
 /// Every digit takes the same arithmetic, with no branch and no table lookup on its
 /// value, so decoding takes the same time whatever the digits are (and the compiler
 /// runs it on vectors). A per-digit branch on "digit or letter", as general-purpose
-/// hex decoders take, mispredicts on random digits and cost about a quarter of the
-/// verification of a 1 KiB body.
+/// hex decoders take, mispredicts on random digits.
 fn decode_hex(digits: &[u8; 2 * MAC_LEN]) -> Option<[u8; MAC_LEN]> {
     // Two passes (the digits' values, then the pairs) let the compiler use vectors.
     let mut values = [0u8; 2 * MAC_LEN];

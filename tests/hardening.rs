@@ -599,7 +599,7 @@ proptest! {
             .build()
             .unwrap();
         let handled = Arc::new(AtomicUsize::new(0));
-        let store = MemoryStore::new().with_capacity(capacity);
+        let store = MemoryStore::with_capacity(capacity);
         let _ = format!("{verifier:?} {store:?}");
         let mut receiver = Receiver::new(verifier, handler(Arc::clone(&handled)))
             .with_store(store)

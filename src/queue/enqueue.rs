@@ -9,8 +9,7 @@ use futures_util::future::BoxFuture;
 
 use super::protocol::{self, EntryRef, State};
 use super::{Queue, QueueError, millis, unix_millis};
-use crate::clock::{Clock, SystemClock};
-use crate::dedup::clamp;
+use crate::clock::{Clock, SystemClock, clamp};
 use crate::dedup::{StoreError, Write};
 use crate::event::Event;
 use crate::receiver::admit::{self, Admitted};

@@ -46,7 +46,7 @@
 //! # Limits of the settings
 //!
 //! Every duration setting accepts any value: durations above 100 years
-//! ([`dedup::MAX_DURATION`](crate::dedup::MAX_DURATION)) are treated as 100 years, and no setting can make an
+//! ([`clock::MAX_DURATION`](crate::clock::MAX_DURATION)) are treated as 100 years, and no setting can make an
 //! addition overflow.
 
 use std::fmt;
@@ -56,8 +56,8 @@ use std::time::Duration;
 
 use futures_util::future::{BoxFuture, Either};
 
-use crate::clock::{Clock, SystemClock};
-use crate::dedup::{Claim, DEFAULT_DEDUP_WINDOW, IdempotencyStore, MemoryStore, clamp};
+use crate::clock::{Clock, SystemClock, clamp};
+use crate::dedup::{Claim, DEFAULT_DEDUP_WINDOW, IdempotencyStore, MemoryStore};
 use crate::error::ErrorKind;
 use crate::event::Event;
 use crate::signature::Verifier;
@@ -66,13 +66,15 @@ pub(crate) mod admit;
 pub(crate) mod age;
 pub(crate) mod delivery;
 mod handler;
+mod handler_ext;
+pub mod metrics;
 mod outcome;
 pub(crate) mod report;
 #[cfg(feature = "tracing")]
 mod trace;
 
-pub use crate::handler_ext::{ResultExt, handler_fn};
 pub use handler::{Handler, HandlerError};
+pub use handler_ext::{ResultExt, handler_fn};
 pub use outcome::{Answer, Outcome};
 pub use report::DeliveryReport;
 
@@ -293,8 +295,8 @@ impl<H, S> Receiver<H, S> {
     /// On the blocking pool, a handler that blocks its thread (synchronous I/O, a
     /// long computation, `std::thread::sleep`) cannot stall the runtime's timers and
     /// I/O, so its claim's lease is renewed whatever it does, and other requests are
-    /// still answered. The hand-off to another thread costs about 25 µs of CPU and two
-    /// context switches per delivery on a 2-vCPU VM (see the README's performance section).
+    /// still answered. The hand-off to another thread costs CPU time and two context
+    /// switches per delivery.
     ///
     /// `false` keeps the handler in the delivery's task, beside the renewal of its
     /// lease: the right choice when every handler only `.await`s. A handler that

@@ -72,7 +72,7 @@ fn receiver() -> Receiver<impl notmeta_webhooks::receiver::Handler> {
         Verifier::new(SECRET).expect("a valid secret"),
         |_event: Event<'static>| async { Ok::<(), HandlerError>(()) },
     )
-    .with_store(MemoryStore::new().with_capacity(STORE_CAPACITY))
+    .with_store(MemoryStore::with_capacity(STORE_CAPACITY))
     .with_dedup_window(DEDUP_WINDOW)
 }
 
