@@ -50,7 +50,7 @@
 //!     .secret("whsec_old") // still accepted until NotMeta stops using it
 //!     .build()?;
 //! let body = br#"{"id":"evt_1","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{}}"#;
-//! let payload = verifier.verify(body, &sign(body, "whsec_old"))?;
+//! let payload = verifier.verify(body, [&sign(body, "whsec_old")])?;
 //! assert_eq!(payload.secret_index(), 1); // log this to see when "old" can go
 //! # Ok::<(), notmeta_webhooks::Error>(())
 //! ```
@@ -158,8 +158,8 @@ pub mod tower;
 pub use error::{Error, ErrorKind};
 pub use event::{Event, EventKind, EventType};
 pub use signature::{
-    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_SIZE, SIGNATURE_HEADER, Secret, VerifiedPayload,
-    Verifier, VerifierBuilder, sign, verify_and_parse,
+    DEFAULT_MAX_BODY_SIZE, SIGNATURE_HEADER, Secret, VerifiedPayload, Verifier, VerifierBuilder,
+    sign, verify_and_parse,
 };
 
 #[cfg(all(

@@ -10,8 +10,9 @@
 //!   the raw body to a Redis stream **at most once per event id** (the dedup check
 //!   and the append are one Lua script). It answers 200 only once Redis has accepted
 //!   the entry, and 503 when Redis cannot be reached in time, so NotMeta retries.
-//!   Mount it with `WebhookService::from_queue` (tower), `axum::queue_endpoint`, or
-//!   `actix::queue_endpoint`, or call [`Enqueuer::receive`] from any server;
+//!   It is an [`Endpoint`](crate::receiver::Endpoint): mount it with
+//!   `tower::WebhookService::new`, `axum::endpoint` or `actix::endpoint`, as a
+//!   receiver is, or call [`Enqueuer::receive`] from any server;
 //! - a [`Worker`] runs your [`Handler`](crate::receiver::Handler) on the queued
 //!   events, with no time limit, N at a time, retrying temporary failures and
 //!   panics with exponential backoff, and moving permanent failures, exhausted

@@ -1,11 +1,12 @@
 //! A framework-neutral webhook endpoint: verify, parse, answer the challenge, run
 //! your handler once per event, and turn what happened into the status NotMeta needs.
 //!
-//! The axum, actix-web and tower entry points are thin layers over [`Receiver`]; use
-//! it directly with any other server library: read the body (with the limit of
-//! [`Verifier::max_body_size`]), collect the `X-NotMeta-Signature` values, call
-//! [`Receiver::receive`], and send the [`Answer`]. [`Outcome`] lists every answer
-//! with its status and text.
+//! The axum, actix-web and tower entry points mount a [`Receiver`] (or the queue's
+//! enqueuing endpoint) as an [`Endpoint`]; use it directly with any other server
+//! library: read the body (with the limit of [`Verifier::max_body_size`] and within
+//! [`Receiver::body_read_timeout`]), collect the `X-NotMeta-Signature` values, call
+//! [`Receiver::receive`], and send the [`Answer`] as [`Answer::into_response`] builds
+//! it. [`Outcome`] lists every answer with its status and text.
 //!
 //! # How a delivery flows
 //!
@@ -65,6 +66,7 @@ use crate::signature::Verifier;
 pub(crate) mod admit;
 pub(crate) mod age;
 pub(crate) mod delivery;
+pub(crate) mod endpoint;
 mod handler;
 mod handler_ext;
 pub mod metrics;
@@ -73,6 +75,7 @@ pub(crate) mod report;
 #[cfg(feature = "tracing")]
 mod trace;
 
+pub use endpoint::{DEFAULT_BODY_READ_TIMEOUT, Endpoint};
 pub use handler::{Handler, HandlerError};
 pub use handler_ext::{ResultExt, handler_fn};
 pub use outcome::{Answer, Outcome};
@@ -99,6 +102,7 @@ struct Settings {
     store_timeout: Duration,
     dedup_window: Duration,
     max_event_age: Option<Duration>,
+    body_read_timeout: Duration,
     /// Whether a handler with a lease store runs on the blocking pool.
     isolate: bool,
 }
@@ -166,6 +170,7 @@ impl<H, S: fmt::Debug> fmt::Debug for Receiver<H, S> {
             .field("max_event_age", &self.settings.max_event_age)
             .field("handler_timeout", &self.settings.handler_timeout)
             .field("store_timeout", &self.settings.store_timeout)
+            .field("body_read_timeout", &self.settings.body_read_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -186,6 +191,7 @@ impl<H: Handler> Receiver<H> {
                 store_timeout: DEFAULT_STORE_TIMEOUT,
                 dedup_window: DEFAULT_DEDUP_WINDOW,
                 max_event_age: None,
+                body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
                 isolate: true,
             },
         }
@@ -230,6 +236,12 @@ impl<H, S> Receiver<H, S> {
     #[must_use]
     pub fn max_event_age(&self) -> Option<Duration> {
         self.settings.max_event_age
+    }
+
+    /// How long the framework entry points wait for a whole body to arrive.
+    #[must_use]
+    pub fn body_read_timeout(&self) -> Duration {
+        self.settings.body_read_timeout
     }
 
     /// De-duplicates with `store` (share one store between replicas, such as a
@@ -334,6 +346,28 @@ impl<H, S> Receiver<H, S> {
         self
     }
 
+    /// How long the framework entry points (tower, axum, actix-web) wait for a whole
+    /// body to arrive (default [`DEFAULT_BODY_READ_TIMEOUT`], 15 s); a slower one is
+    /// answered 503 ([`ErrorKind::BodyTimeout`]) and its connection closed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use notmeta_webhooks::receiver::{HandlerError, Receiver};
+    /// use notmeta_webhooks::{Event, Verifier};
+    ///
+    /// let receiver = Receiver::new(Verifier::new("whsec_abc123")?, |_: Event<'static>| async {
+    ///     Ok::<(), HandlerError>(())
+    /// })
+    /// .with_body_read_timeout(Duration::from_secs(5));
+    /// assert_eq!(receiver.body_read_timeout(), Duration::from_secs(5));
+    /// # Ok::<(), notmeta_webhooks::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.body_read_timeout = clamp(timeout);
+        self
+    }
+
     /// The time limit of each idempotency store call (default 1 s): a claim that
     /// takes longer is answered 503, a completion that takes longer is tried again.
     #[must_use]
@@ -387,13 +421,9 @@ impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
     ///
     /// The future is boxed (one allocation): its type names neither the handler nor
     /// the store, so it can be spawned or stored whatever closure the handler is.
-    pub fn receive<'r, 'h, I>(
-        &'r self,
-        body: &'r [u8],
-        signature_values: I,
-    ) -> BoxFuture<'r, Answer>
+    pub fn receive<'r, I>(&'r self, body: &'r [u8], signature_values: I) -> BoxFuture<'r, Answer>
     where
-        I: IntoIterator<Item = &'h [u8]>,
+        I: IntoIterator<Item: AsRef<[u8]>>,
     {
         let verified = self
             .verifier
@@ -498,8 +528,7 @@ impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
     /// Reports and answers a request refused while its body was read (too large,
     /// too slow to arrive, unreadable): reported like every delivery (the outcome
     /// hook, the metrics, a span of its own).
-    #[cfg(any(feature = "tower", feature = "actix"))]
-    pub(crate) fn refuse(&self, error: &crate::Error) -> Answer {
+    fn refuse(&self, error: &crate::Error) -> Answer {
         let refuse = || self.early(None, Outcome::Rejected(error.kind()), None);
         #[cfg(feature = "tracing")]
         let answer = trace::refused(refuse);

@@ -303,10 +303,7 @@ impl Connection {
 }
 
 pub(crate) async fn serve_axum(enqueuer: Enqueuer) -> SocketAddr {
-    let app = axum::Router::new().route(
-        "/webhooks",
-        notmeta_webhooks::axum::queue_endpoint(enqueuer),
-    );
+    let app = axum::Router::new().route("/webhooks", notmeta_webhooks::axum::endpoint(enqueuer));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -320,7 +317,7 @@ pub(crate) fn serve_actix(enqueuer: Enqueuer) -> SocketAddr {
             let server = actix_web::HttpServer::new(move || {
                 actix_web::App::new().route(
                     "/webhooks",
-                    notmeta_webhooks::actix::queue_endpoint(enqueuer.clone()),
+                    notmeta_webhooks::actix::endpoint(enqueuer.clone()),
                 )
             })
             .workers(2)
