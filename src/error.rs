@@ -19,7 +19,7 @@ use http::StatusCode;
 /// use notmeta_webhooks::{ErrorKind, Verifier};
 ///
 /// let verifier = Verifier::new("whsec_abc123")?;
-/// let err = verifier.verify(b"{}", "sha256=nothex").unwrap_err();
+/// let err = verifier.verify(b"{}", ["sha256=nothex"]).unwrap_err();
 /// assert_eq!(err.kind(), ErrorKind::MalformedSignature);
 /// assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
 /// # Ok::<(), notmeta_webhooks::Error>(())

@@ -18,7 +18,9 @@ fuzz_target!(|body: &[u8]| {
     assert_eq!(payload.secret_index(), 1);
     assert_eq!(payload.body(), body);
 
-    let event = VERIFIER.verify(body, [&header]).and_then(|payload| payload.parse());
+    let event = VERIFIER
+        .verify(body, [&header])
+        .and_then(|payload| payload.parse());
     check_parse_outcome(body, &event);
     // Verification changes nothing about the parse.
     let unverified = Event::parse_unverified(body);
