@@ -23,8 +23,10 @@
 //! ```
 //!
 //! Build a [`Verifier`] once when you receive many requests: it keys the HMAC once,
-//! holds several secrets during a rotation, enforces a body limit, and reads the
-//! header from an `http::HeaderMap` or `http::Request` for you.
+//! holds several secrets during a rotation, and enforces a body limit.
+//! [`Verifier::verify`] takes the body and the signature header's values (one
+//! string, or every value in an `http::HeaderMap`); [`Verifier::verify_request`]
+//! takes a whole `http::Request`.
 //!
 //! # The signature
 //!
@@ -106,13 +108,13 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `receiver` | `receiver::Receiver`: a framework-neutral endpoint that answers the challenge, runs your async handler under a time limit, catches its panics, de-duplicates on event id (`dedup::MemoryStore` by default) and maps every outcome to the status NotMeta's retries need |
-//! | `tower` | `tower::WebhookService`: the ready-made endpoint as a `tower::Service` for hyper, axum, tonic or `lambda_http` |
-//! | `axum` | `axum::VerifiedEvent` (extractor) and `axum::endpoint` (ready-made route) |
-//! | `actix` | `actix::VerifiedEvent` (extractor) and `actix::endpoint` (ready-made route) |
+//! | `tower` | `tower::WebhookService::new(endpoint)`: an endpoint (a `Receiver`, or the queue's `Enqueuer`) as a `tower::Service` for hyper, axum, tonic or `lambda_http` |
+//! | `axum` | `axum::VerifiedEvent` (extractor) and `axum::endpoint(endpoint)` (ready-made route) |
+//! | `actix` | `actix::VerifiedEvent` (extractor) and `actix::endpoint(endpoint)` (ready-made route) |
 //! | `redis` | `dedup::RedisStore`, one idempotency store for several replicas |
 //! | `queue` | `queue::Enqueuer` and `queue::Worker`: verify and enqueue in Redis Streams, answer 200 at once, and handle the events later (retries, dead letters, reclaim after a crash, Redis Cluster) |
 //! | `tracing` | one span per delivery with event id, type and outcome |
-//! | `metrics` | counters per outcome, store errors, lease renewals and losses, and a handler-duration histogram, through the `metrics` facade |
+//! | `metrics` | counters per outcome, store errors, lease renewals and losses, and a handler-duration histogram, through the `metrics` facade (their names: `receiver::metrics`) |
 //! | `testing` | `testing`: a sample event of every documented type with a builder (fresh id, `created_at` now), signed requests, and `testing::Simulator`, NotMeta's retry schedule and duplicates played against a URL or a tower service (for your dev-dependencies) |
 //! | `cli` | the `notmeta-webhooks` binary: `send`, `sign`, `replay`, `simulate` and `verify` (explains why a signature fails); with `client` also `webhooks create`, `list`, `logs` and `stats` |
 //! | `client` | `client::Client`, a typed async client for NotMeta's management API (create, list, logs, stats, and an idempotent `ensure_webhook` for deploys) over rustls, with timeouts and retries |

@@ -16,8 +16,8 @@ use crate::signature::Verifier;
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What a framework entry point serves: the inline [`Receiver`] (verify, de-duplicate,
-/// run the handler, answer) or the queue's [`Enqueuer`](crate::queue::Enqueuer)
-/// (verify, enqueue, answer; feature `queue`).
+/// run the handler, answer) or the queue's `queue::Enqueuer` (verify, enqueue, answer;
+/// feature `queue`).
 ///
 /// Each framework has one way to mount an endpoint: `axum::endpoint(e)`,
 /// `actix::endpoint(e)` and `tower::WebhookService::new(e)`. Each reads the body with
