@@ -287,10 +287,8 @@ mod queue_part {
         let redis = RedisServer::start();
         let queue = Queue::connect(&redis.url()).await?.with_namespace("demo");
         let enqueuer = Enqueuer::new(Verifier::new(super::SECRET)?, queue.clone());
-        let app = axum::Router::new().route(
-            "/webhooks",
-            notmeta_webhooks::axum::queue_endpoint(enqueuer),
-        );
+        let app =
+            axum::Router::new().route("/webhooks", notmeta_webhooks::axum::endpoint(enqueuer));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         tokio::spawn(async move { axum::serve(listener, app).await });

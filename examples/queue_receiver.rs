@@ -37,10 +37,7 @@ async fn serve(queue: Queue) -> Result<(), BoxError> {
     let enqueuer = Enqueuer::new(verifier, queue)
         // NotMeta's last retry comes about 81 minutes after the first attempt.
         .with_max_event_age(Duration::from_secs(90 * 60));
-    let app = Router::new().route(
-        "/webhooks",
-        notmeta_webhooks::axum::queue_endpoint(enqueuer),
-    );
+    let app = Router::new().route("/webhooks", notmeta_webhooks::axum::endpoint(enqueuer));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("POST http://{}/webhooks", listener.local_addr()?);
     axum::serve(listener, app).await?;

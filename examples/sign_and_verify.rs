@@ -13,7 +13,7 @@ fn main() -> Result<(), notmeta_webhooks::Error> {
     let body = br#"{"id":"evt_123456789","type":"message.received","created_at":"2024-01-01T12:00:00Z","data":{"message":{"id":"msg_123456789","conversation_id":"conv_123456789","from":"1234567890","to":"0987654321","type":"text","text":"Hola, necesito ayuda","timestamp":"2024-01-01T12:00:00Z"},"conversation":{"id":"conv_123456789","status":"open","assigned_to":null,"created_at":"2024-01-01T11:55:00Z"}}}"#;
     let header = sign(body, secret);
     println!("X-NotMeta-Signature: {header}");
-    let event = verifier.verify_and_parse(body, &header)?;
+    let event = verifier.verify(body, [&header])?.parse()?;
     if let EventKind::MessageReceived(m) = &event.kind {
         println!(
             "verified {} ({}): from {} says {:?}",
@@ -26,7 +26,9 @@ fn main() -> Result<(), notmeta_webhooks::Error> {
 
     // 2. The verification challenge: answer 200 with the challenge as the body.
     let challenge = br#"{"id":"evt_verify_123","type":"webhook.verified","created_at":"2024-01-01T00:00:00Z","data":{"webhook_id":"wh_123456789","challenge":"challenge_string_123"}}"#;
-    let event = verifier.verify_and_parse(challenge, &sign(challenge, secret))?;
+    let event = verifier
+        .verify(challenge, [&sign(challenge, secret)])?
+        .parse()?;
     let answer = event
         .challenge_response()
         .expect("a webhook.verified event has a challenge");
@@ -39,7 +41,8 @@ fn main() -> Result<(), notmeta_webhooks::Error> {
     // 3. A forged body with a stolen signature: refused, answered 400, never parsed.
     let forged = String::from_utf8_lossy(body).replace("Hola", "Adiós");
     let err = verifier
-        .verify_and_parse(forged.as_bytes(), &header)
+        .verify(forged.as_bytes(), [&header])
+        .and_then(|payload| payload.parse())
         .expect_err("a forged body must not verify");
     println!("forged body refused: {err} -> {}", err.status().as_u16());
     assert_eq!(err.status(), 400);

@@ -2,8 +2,10 @@
 //!
 //! Two ways in:
 //!
-//! - [`endpoint`]: a ready-made `POST` route that verifies, answers the challenge by
-//!   itself, runs your handler and maps its outcome to the status NotMeta needs;
+//! - [`endpoint`]: a ready-made `POST` route for an [`Endpoint`] (a [`Receiver`], or
+//!   the queue's `Enqueuer` with the `queue` feature) that verifies, answers the
+//!   challenge by itself, runs your handler (or enqueues) and maps the outcome to the
+//!   status NotMeta needs;
 //! - [`VerifiedEvent`]: an extractor for your own handler, which rejects forged or
 //!   invalid requests with the right status ([`WebhookRejection`]).
 //!
@@ -51,65 +53,79 @@
 //! # Ok(()) }
 //! ```
 
-use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, EXPECT};
+use actix_web::http::header::{CONTENT_LENGTH, EXPECT};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, Route, web};
 use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
 
+pub use crate::adapter::BodyReadTimeout;
 use crate::adapter::body::{Declared, read_limited};
+use crate::adapter::body_bytes;
 pub use crate::adapter::rejection::WebhookRejection;
-use crate::dedup::IdempotencyStore;
 use crate::error::{Error, ErrorKind};
 use crate::event::Event;
-use crate::receiver::{Answer, Handler, Receiver};
+#[cfg(doc)]
+use crate::receiver::Receiver;
+use crate::receiver::{Answer, Endpoint};
 use crate::signature::{SIGNATURE_HEADER, Verifier};
 
-/// A ready-made `POST` route for `receiver`: mount it with
-/// `App::route("/webhooks", endpoint(receiver))`.
+/// A ready-made `POST` route for `endpoint`: mount it with
+/// `App::route("/webhooks", endpoint(receiver.clone()))`.
 ///
-/// It answers `webhook.verified` challenges itself, hands every other event to the
-/// handler, and answers as [`Outcome`](crate::receiver::Outcome) says.
+/// For a [`Receiver`] it answers `webhook.verified` challenges itself, hands every
+/// other event to the handler, and answers as [`Outcome`](crate::receiver::Outcome)
+/// says. For the queue's `Enqueuer` (feature `queue`) it verifies each delivery and
+/// puts it on the queue, answering 200 once Redis has accepted it; the queue's
+/// `Worker`s handle the events.
 ///
-/// actix-web calls the app factory once per worker: create the [`Receiver`] outside
-/// it and pass a clone here, so that all workers share one dedup store.
-pub fn endpoint<H: Handler, S: IdempotencyStore>(receiver: Receiver<H, S>) -> Route {
-    let receiver = Arc::new(receiver);
+/// actix-web calls the app factory once per worker: create the endpoint outside it
+/// and pass a clone here, so that all workers share one dedup store.
+///
+/// ```no_run
+/// # #[cfg(feature = "queue")] mod with_queue {
+/// use actix_web::{App, HttpServer};
+/// use notmeta_webhooks::queue::{Enqueuer, Queue};
+/// use notmeta_webhooks::Verifier;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let queue = Queue::connect("redis://127.0.0.1:6379/").await?;
+/// let enqueuer = Enqueuer::new(Verifier::new("whsec_abc123")?, queue);
+/// HttpServer::new(move || {
+///     App::new().route("/webhooks", notmeta_webhooks::actix::endpoint(enqueuer.clone()))
+/// })
+/// .bind(("127.0.0.1", 3000))?
+/// .run()
+/// .await?;
+/// # Ok(()) }
+/// # }
+/// ```
+pub fn endpoint<E: Endpoint>(endpoint: E) -> Route {
+    let endpoint = Arc::new(endpoint);
     web::post().to(move |request: HttpRequest, payload: web::Payload| {
-        let receiver = Arc::clone(&receiver);
-        async move { receive(&receiver, &request, payload.into_inner()).await }
+        let endpoint = Arc::clone(&endpoint);
+        async move { receive(&*endpoint, &request, payload.into_inner()).await }
     })
 }
 
-async fn receive<H: Handler, S: IdempotencyStore>(
-    receiver: &Receiver<H, S>,
-    request: &HttpRequest,
-    payload: Payload,
-) -> HttpResponse {
-    let refuse = |error: &Error| receiver.refuse(error);
-    let body = match read_or_refuse(request, payload, receiver.verifier(), refuse).await {
-        Ok(body) => body,
-        Err(refused) => return refused,
-    };
-    answer(receiver.receive(&body, signatures(request)).await)
-}
-
-/// Reads the whole body with the verifier's limits, or the refusal to send (the
-/// answer `refuse` gives, which reports it).
-async fn read_or_refuse(
+async fn receive<E: Endpoint>(
+    endpoint: &E,
     request: &HttpRequest,
     mut payload: Payload,
-    verifier: &Verifier,
-    refuse: impl FnOnce(&Error) -> Answer,
-) -> Result<Bytes, HttpResponse> {
-    match read_body(request, &mut payload, verifier).await {
-        Ok(body) => Ok(body),
-        Err(error) => Err(refusal(refuse(&error), payload)),
-    }
+) -> HttpResponse {
+    let limit = endpoint.verifier().max_body_size();
+    let time_limit = endpoint.body_read_timeout();
+    let body = match read_body(request, &mut payload, limit, time_limit).await {
+        Ok(body) => body,
+        // The refusal holds the unread payload (see `respond`).
+        Err(error) => return respond(endpoint.refuse(&error), Some(payload)),
+    };
+    let mut signatures = signatures(request);
+    respond(endpoint.serve(&body, &mut signatures).await, None)
 }
 
 /// The values of the signature header.
@@ -120,76 +136,32 @@ fn signatures(request: &HttpRequest) -> impl Iterator<Item = &[u8]> {
         .map(|v| v.as_bytes())
 }
 
-/// A ready-made `POST` route that verifies each delivery and puts it on a queue
-/// (feature `queue`), answering 200 once Redis has accepted it; mount it with
-/// `App::route("/webhooks", queue_endpoint(enqueuer.clone()))` and run
-/// [`Worker`](crate::queue::Worker)s to handle the events.
+/// The actix-web response for an answer: the `http` response
+/// [`Answer::into_response`] builds, in actix-web's types.
 ///
-/// ```no_run
-/// use actix_web::{App, HttpServer};
-/// use notmeta_webhooks::queue::{Enqueuer, Queue};
-/// use notmeta_webhooks::Verifier;
-///
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let queue = Queue::connect("redis://127.0.0.1:6379/").await?;
-/// let enqueuer = Enqueuer::new(Verifier::new("whsec_abc123")?, queue);
-/// HttpServer::new(move || {
-///     App::new().route("/webhooks", notmeta_webhooks::actix::queue_endpoint(enqueuer.clone()))
-/// })
-/// .bind(("127.0.0.1", 3000))?
-/// .run()
-/// .await?;
-/// # Ok(()) }
-/// ```
-#[cfg(feature = "queue")]
-#[cfg_attr(docsrs, doc(cfg(feature = "queue")))]
-pub fn queue_endpoint(enqueuer: crate::queue::Enqueuer) -> Route {
-    let enqueuer = Arc::new(enqueuer);
-    web::post().to(move |request: HttpRequest, payload: web::Payload| {
-        let enqueuer = Arc::clone(&enqueuer);
-        async move {
-            let payload = payload.into_inner();
-            let refuse = |error: &crate::Error| enqueuer.refuse(error);
-            let body = match read_or_refuse(&request, payload, enqueuer.verifier(), refuse).await {
-                Ok(body) => body,
-                Err(refused) => return refused,
-            };
-            answer(enqueuer.receive(&body, signatures(&request)).await)
-        }
-    })
-}
-
-fn answer(answer: Answer) -> HttpResponse {
-    respond(answer, None)
-}
-
-/// The answer to a request whose body was not read to its end: when the connection
-/// is to be closed, the unread payload is held until the answer has been written.
-///
+/// For a request whose body was not read to its end, `unread` is its payload: when
+/// the connection is to be closed, it is held until the answer has been written.
 /// actix-http reads what is left of a chunked body whose payload was dropped, however
 /// long that takes, to keep the connection; while the payload is still held when the
 /// response ends, it closes the connection instead (after its client disconnect
 /// timeout), so a client dripping a body cannot keep it open.
-fn refusal(answer: Answer, payload: Payload) -> HttpResponse {
-    respond(answer, Some(payload))
-}
-
 fn respond(answer: Answer, unread: Option<Payload>) -> HttpResponse {
-    let status = actix_status(answer.status());
-    let close = crate::adapter::closes_connection(answer.outcome());
-    let (_, body) = answer.into_parts();
-    let mut response = HttpResponse::build(status);
-    response.insert_header((CONTENT_TYPE, crate::event::TEXT_PLAIN));
-    // A fixed text is sent without copying it.
-    let text = match body {
-        Cow::Borrowed(text) => Bytes::from_static(text.as_bytes()),
-        Cow::Owned(text) => Bytes::from(text),
-    };
+    let (parts, text) = answer.into_http_response(body_bytes).into_parts();
+    let mut response = HttpResponse::build(actix_status(parts.status));
+    let mut close = false;
+    for (name, value) in &parts.headers {
+        if name == http::header::CONNECTION {
+            // actix-http writes the `Connection` header from the response's
+            // connection type and drops one set by hand: only `force_close` ends the
+            // connection.
+            close |= value == "close";
+        } else {
+            response.insert_header((name.as_str(), value.as_bytes()));
+        }
+    }
     if !close {
         return response.body(text);
     }
-    // actix-http writes the `Connection` header from the response's connection type
-    // and drops one set by hand: only `force_close` ends the connection.
     response.force_close();
     match unread {
         Some(payload) => response.body(HoldingPayload {
@@ -227,36 +199,32 @@ fn actix_status(status: http::StatusCode) -> StatusCode {
     StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-/// Reads the whole body with the verifier's limits.
+/// Reads the whole body, refusing one over `limit` bytes or slower than `time_limit`.
 async fn read_body(
     request: &HttpRequest,
     payload: &mut Payload,
-    verifier: &Verifier,
-) -> Result<actix_web::web::Bytes, Error> {
+    limit: usize,
+    time_limit: Duration,
+) -> Result<Bytes, Error> {
     let headers = request.headers();
     let declared = Declared::new(
         headers.get(CONTENT_LENGTH).map(|v| v.as_bytes()),
         headers.get(EXPECT).map(|v| v.as_bytes()),
     );
-    read_limited(
-        payload,
-        declared,
-        verifier.max_body_size(),
-        verifier.body_read_timeout(),
-    )
-    .await
+    read_limited(payload, declared, limit, time_limit).await
 }
 
 /// An extractor for a verified, typed event.
 ///
 /// The [`Verifier`] comes from app data: register it with
-/// `App::app_data(web::Data::new(verifier))`. A request that fails is rejected with
+/// `App::app_data(web::Data::new(verifier))`; so does the body read time limit, a
+/// [`BodyReadTimeout`] (15 s without one). A request that fails is rejected with
 /// [`WebhookRejection`] (400, 413 or 503) before your handler runs. The challenge is
 /// yours to answer here ([`Event::challenge`]); [`endpoint`] answers it for you.
 ///
 /// ```
 /// use actix_web::{web, App, HttpResponse};
-/// use notmeta_webhooks::actix::VerifiedEvent;
+/// use notmeta_webhooks::actix::{BodyReadTimeout, VerifiedEvent};
 /// use notmeta_webhooks::Verifier;
 ///
 /// async fn webhook(VerifiedEvent(event): VerifiedEvent) -> HttpResponse {
@@ -270,6 +238,8 @@ async fn read_body(
 /// let verifier = Verifier::new("whsec_abc123")?;
 /// let app = App::new()
 ///     .app_data(web::Data::new(verifier))
+///     // Optional: the body read time limit (15 s by default).
+///     .app_data(web::Data::new(BodyReadTimeout(std::time::Duration::from_secs(5))))
 ///     .route("/webhooks", web::post().to(webhook));
 /// # Ok::<(), notmeta_webhooks::Error>(())
 /// ```
@@ -284,6 +254,11 @@ impl FromRequest for VerifiedEvent {
         let verifier = request
             .app_data::<web::Data<Verifier>>()
             .map(|data| Verifier::clone(data));
+        let time_limit = BodyReadTimeout::limit(
+            request
+                .app_data::<web::Data<BodyReadTimeout>>()
+                .map(|data| &***data),
+        );
         let request = request.clone();
         let mut payload = payload.take();
         Box::pin(async move {
@@ -293,12 +268,9 @@ impl FromRequest for VerifiedEvent {
                     "no web::Data<Verifier> registered with App::app_data",
                 )
             })?;
-            let body = read_body(&request, &mut payload, &verifier).await?;
-            let signatures = request
-                .headers()
-                .get_all(SIGNATURE_HEADER.as_str())
-                .map(|v| v.as_bytes());
-            let event = verifier.verify_header_values(&body, signatures)?.parse()?;
+            let limit = verifier.max_body_size();
+            let body = read_body(&request, &mut payload, limit, time_limit).await?;
+            let event = verifier.verify(&body, signatures(&request))?.parse()?;
             Ok(Self(event.into_owned()))
         })
     }
@@ -310,6 +282,6 @@ impl ResponseError for WebhookRejection {
     }
 
     fn error_response(&self) -> HttpResponse {
-        answer(Answer::rejected(self.error()))
+        respond(Answer::rejected(self.error()), None)
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! Two ways in:
 //!
-//! - [`endpoint`]: a ready-made `POST` route that verifies, answers the challenge by
-//!   itself, runs your handler and maps its outcome to the status NotMeta needs;
+//! - [`endpoint`]: a ready-made `POST` route for an [`Endpoint`] (a [`Receiver`], or
+//!   the queue's `Enqueuer` with the `queue` feature) that verifies, answers the
+//!   challenge by itself, runs your handler (or enqueues) and maps the outcome to the
+//!   status NotMeta needs;
 //! - [`VerifiedEvent`]: an extractor for your own handler, which rejects forged or
 //!   invalid requests with the right status ([`WebhookRejection`]).
 //!
@@ -37,36 +39,29 @@ use axum::extract::{FromRef, FromRequest, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 
+pub use crate::adapter::BodyReadTimeout;
 use crate::adapter::body::{Declared, read_limited};
 pub use crate::adapter::rejection::WebhookRejection;
-use crate::dedup::IdempotencyStore;
 use crate::event::Event;
-use crate::receiver::{Answer, Handler, Receiver};
-use crate::signature::Verifier;
+#[cfg(doc)]
+use crate::receiver::Receiver;
+use crate::receiver::{Answer, Endpoint};
+use crate::signature::{SIGNATURE_HEADER, Verifier};
 use crate::tower::{WebhookService, response};
 
-/// A ready-made `POST` route for `receiver`: mount it with
+/// A ready-made `POST` route for `endpoint`: mount it with
 /// `Router::route("/webhooks", endpoint(receiver))`.
 ///
-/// It answers `webhook.verified` challenges itself, hands every other event to the
-/// handler, and answers as [`Outcome`](crate::receiver::Outcome) says. It is the
-/// [`WebhookService`] of the `tower` entry point behind axum's `post_service`; mount
-/// that service with `Router::route_service` to take every method.
-pub fn endpoint<H, St, S>(receiver: Receiver<H, St>) -> MethodRouter<S>
-where
-    H: Handler,
-    St: IdempotencyStore,
-    S: Clone + Send + Sync + 'static,
-{
-    axum::routing::post_service(WebhookService::new(receiver))
-}
-
-/// A ready-made `POST` route that verifies each delivery and puts it on a queue
-/// (feature `queue`), answering 200 once Redis has accepted it; mount it with
-/// `Router::route("/webhooks", queue_endpoint(enqueuer))` and run
-/// [`Worker`](crate::queue::Worker)s to handle the events.
+/// For a [`Receiver`] it answers `webhook.verified` challenges itself, hands every
+/// other event to the handler, and answers as [`Outcome`](crate::receiver::Outcome)
+/// says. For the queue's `Enqueuer` (feature `queue`) it verifies each delivery and
+/// puts it on the queue, answering 200 once Redis has accepted it; the queue's
+/// `Worker`s handle the events. It is the [`WebhookService`] of the `tower` entry
+/// point behind axum's `post_service`; mount that service with
+/// `Router::route_service` to take every method.
 ///
 /// ```no_run
+/// # #[cfg(feature = "queue")] mod with_queue {
 /// use axum::Router;
 /// use notmeta_webhooks::queue::{Enqueuer, Queue};
 /// use notmeta_webhooks::Verifier;
@@ -74,30 +69,30 @@ where
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let queue = Queue::connect("redis://127.0.0.1:6379/").await?;
 /// let enqueuer = Enqueuer::new(Verifier::new("whsec_abc123")?, queue);
-/// let app: Router = Router::new().route("/webhooks", notmeta_webhooks::axum::queue_endpoint(enqueuer));
+/// let app: Router = Router::new().route("/webhooks", notmeta_webhooks::axum::endpoint(enqueuer));
 /// # let _ = app;
 /// # Ok(()) }
+/// # }
 /// ```
-#[cfg(feature = "queue")]
-#[cfg_attr(docsrs, doc(cfg(feature = "queue")))]
-pub fn queue_endpoint<S>(enqueuer: crate::queue::Enqueuer) -> MethodRouter<S>
+pub fn endpoint<S>(endpoint: impl Endpoint) -> MethodRouter<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    axum::routing::post_service(WebhookService::from_queue(enqueuer))
+    axum::routing::post_service(WebhookService::new(endpoint))
 }
 
 /// An extractor for a verified, typed event.
 ///
 /// The [`Verifier`] comes from the router's state (`Verifier: FromRef<S>`, so the
-/// state can be the verifier itself or a struct with a verifier field). A request
-/// that fails is rejected with [`WebhookRejection`] (400, 413 or 503) before your
-/// handler runs. The challenge is yours to answer here
+/// state can be the verifier itself or a struct with a verifier field), the body read
+/// time limit from a [`BodyReadTimeout`] request extension (15 s without one). A
+/// request that fails is rejected with [`WebhookRejection`] (400, 413 or 503) before
+/// your handler runs. The challenge is yours to answer here
 /// ([`Event::challenge_response`]); [`endpoint`] answers it for you.
 ///
 /// ```
 /// use axum::{Router, routing::post, response::{IntoResponse, Response}};
-/// use notmeta_webhooks::axum::VerifiedEvent;
+/// use notmeta_webhooks::axum::{BodyReadTimeout, VerifiedEvent};
 /// use notmeta_webhooks::Verifier;
 ///
 /// async fn webhook(VerifiedEvent(event): VerifiedEvent) -> Response {
@@ -110,7 +105,9 @@ where
 ///
 /// let app: Router = Router::new()
 ///     .route("/webhooks", post(webhook))
-///     .with_state(Verifier::new("whsec_abc123")?);
+///     .with_state(Verifier::new("whsec_abc123")?)
+///     // Optional: the body read time limit (15 s by default).
+///     .layer(axum::Extension(BodyReadTimeout(std::time::Duration::from_secs(5))));
 /// # Ok::<(), notmeta_webhooks::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -127,14 +124,16 @@ where
         let verifier = Verifier::from_ref(state);
         let (parts, body) = request.into_parts();
         let declared = Declared::from_headers(&parts.headers);
+        let time_limit = BodyReadTimeout::limit(parts.extensions.get());
         let body = read_limited(
             body.into_data_stream(),
             declared,
             verifier.max_body_size(),
-            verifier.body_read_timeout(),
+            time_limit,
         )
         .await?;
-        let event = verifier.verify_headers(&body, &parts.headers)?.parse()?;
+        let signatures = parts.headers.get_all(SIGNATURE_HEADER);
+        let event = verifier.verify(&body, signatures)?.parse()?;
         Ok(Self(event.into_owned()))
     }
 }

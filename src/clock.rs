@@ -9,10 +9,29 @@
 //!   wall clock (NTP, a resumed VM) then never expires a claim or forgets an id early.
 //!
 //! One injected clock drives both, in the receiver and in its default store.
+//!
+//! Every duration setting of the crate (receiver, stores, queue, workers, body read
+//! time limit) accepts any value: durations above [`MAX_DURATION`] (100 years) are
+//! treated as [`MAX_DURATION`], so no setting can make a deadline overflow.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
+
+/// The longest duration any setting takes: 100 years. Longer durations are clamped
+/// to it, so no setting can overflow a deadline.
+///
+/// ```
+/// use std::time::Duration;
+/// use notmeta_webhooks::clock::MAX_DURATION;
+/// assert_eq!(MAX_DURATION, Duration::from_secs(100 * 365 * 24 * 60 * 60));
+/// ```
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// `d`, at most [`MAX_DURATION`]: what every duration setting stores.
+pub(crate) fn clamp(d: Duration) -> Duration {
+    d.min(MAX_DURATION)
+}
 
 /// A source of the current time.
 ///

@@ -19,7 +19,7 @@ use http::StatusCode;
 /// use notmeta_webhooks::{ErrorKind, Verifier};
 ///
 /// let verifier = Verifier::new("whsec_abc123")?;
-/// let err = verifier.verify(b"{}", "sha256=nothex").unwrap_err();
+/// let err = verifier.verify(b"{}", ["sha256=nothex"]).unwrap_err();
 /// assert_eq!(err.kind(), ErrorKind::MalformedSignature);
 /// assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
 /// # Ok::<(), notmeta_webhooks::Error>(())
@@ -174,7 +174,7 @@ pub(crate) enum Detail {
 ///
 /// let verifier = Verifier::new("whsec_abc123")?;
 /// let body = br#"{"id":"evt_1","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{"user":{"id":"user_1"}}}"#;
-/// let err = verifier.verify_and_parse(body, &sign(body, "another_secret")).unwrap_err();
+/// let err = verifier.verify(body, [&sign(body, "another_secret")]).unwrap_err();
 /// assert_eq!(err.kind(), ErrorKind::SignatureMismatch);
 /// assert_eq!(err.to_string(), "signature does not match the body");
 /// # Ok::<(), notmeta_webhooks::Error>(())

@@ -23,8 +23,10 @@
 //! ```
 //!
 //! Build a [`Verifier`] once when you receive many requests: it keys the HMAC once,
-//! holds several secrets during a rotation, enforces a body limit, and reads the
-//! header from an `http::HeaderMap` or `http::Request` for you.
+//! holds several secrets during a rotation, and enforces a body limit.
+//! [`Verifier::verify`] takes the body and the signature header's values (one
+//! string, or every value in an `http::HeaderMap`); [`Verifier::verify_request`]
+//! takes a whole `http::Request`.
 //!
 //! The [`guide`] is the manual: delivery and statuses, verification and secret
 //! rotation, the idempotency stores, the queue, failover, limits, operations, the
@@ -54,7 +56,7 @@
 //!     .secret("whsec_old") // still accepted until NotMeta stops using it
 //!     .build()?;
 //! let body = br#"{"id":"evt_1","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{}}"#;
-//! let payload = verifier.verify(body, &sign(body, "whsec_old"))?;
+//! let payload = verifier.verify(body, [&sign(body, "whsec_old")])?;
 //! assert_eq!(payload.secret_index(), 1); // log this to see when "old" can go
 //! # Ok::<(), notmeta_webhooks::Error>(())
 //! ```
@@ -110,13 +112,13 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `receiver` | `receiver::Receiver`: a framework-neutral endpoint that answers the challenge, runs your async handler under a time limit, catches its panics, de-duplicates on event id (`dedup::MemoryStore` by default) and maps every outcome to the status NotMeta's retries need |
-//! | `tower` | `tower::WebhookService`: the ready-made endpoint as a `tower::Service` for hyper, axum, tonic or `lambda_http` |
-//! | `axum` | `axum::VerifiedEvent` (extractor) and `axum::endpoint` (ready-made route) |
-//! | `actix` | `actix::VerifiedEvent` (extractor) and `actix::endpoint` (ready-made route) |
+//! | `tower` | `tower::WebhookService::new(endpoint)`: an endpoint (a `Receiver`, or the queue's `Enqueuer`) as a `tower::Service` for hyper, axum, tonic or `lambda_http` |
+//! | `axum` | `axum::VerifiedEvent` (extractor) and `axum::endpoint(endpoint)` (ready-made route) |
+//! | `actix` | `actix::VerifiedEvent` (extractor) and `actix::endpoint(endpoint)` (ready-made route) |
 //! | `redis` | `dedup::RedisStore`, one idempotency store for several replicas |
 //! | `queue` | `queue::Enqueuer` and `queue::Worker`: verify and enqueue in Redis Streams, answer 200 at once, and handle the events later (retries, dead letters, reclaim after a crash, Redis Cluster) |
 //! | `tracing` | one span per delivery with event id, type and outcome |
-//! | `metrics` | counters per outcome, store errors, lease renewals and losses, and a handler-duration histogram, through the `metrics` facade |
+//! | `metrics` | counters per outcome, store errors, lease renewals and losses, and a handler-duration histogram, through the `metrics` facade (their names: `receiver::metrics`) |
 //! | `testing` | `testing`: a sample event of every documented type with a builder (fresh id, `created_at` now), signed requests, and `testing::Simulator`, NotMeta's retry schedule and duplicates played against a URL or a tower service (for your dev-dependencies) |
 //! | `cli` | the `notmeta-webhooks` binary: `send`, `sign`, `replay`, `simulate` and `verify` (explains why a signature fails); with `client` also `webhooks create`, `list`, `logs` and `stats` |
 //! | `client` | `client::Client`, a typed async client for NotMeta's management API (create, list, logs, stats, and an idempotent `ensure_webhook` for deploys) over rustls, with timeouts and retries |
@@ -145,8 +147,6 @@ mod error;
 pub mod event;
 /// The manual: how the crate delivers, what it guarantees, and how to run it.
 pub mod guide;
-#[cfg(feature = "receiver")]
-mod handler_ext;
 #[cfg(feature = "queue")]
 #[cfg_attr(docsrs, doc(cfg(feature = "queue")))]
 pub mod queue;
@@ -166,8 +166,8 @@ pub mod tower;
 pub use error::{Error, ErrorKind};
 pub use event::{Event, EventKind, EventType};
 pub use signature::{
-    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_SIZE, SIGNATURE_HEADER, Secret, VerifiedPayload,
-    Verifier, VerifierBuilder, sign, verify_and_parse,
+    DEFAULT_MAX_BODY_SIZE, SIGNATURE_HEADER, Secret, VerifiedPayload, Verifier, VerifierBuilder,
+    sign, verify_and_parse,
 };
 
 #[cfg(all(

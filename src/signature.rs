@@ -7,7 +7,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
 use http::HeaderName;
@@ -37,10 +36,6 @@ const MAC_LEN: usize = 32;
 
 /// The default body limit, 1 MiB (see [`VerifierBuilder::max_body_size`]).
 pub const DEFAULT_MAX_BODY_SIZE: usize = 1024 * 1024;
-
-/// How long the framework adapters wait, by default, for a whole body to arrive: 15 s
-/// (a 1 MiB body over a 1 Mbit/s link takes about 8 s; NotMeta gives up at 30 s).
-pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A webhook secret, pre-keyed for HMAC-SHA256.
 ///
@@ -97,19 +92,6 @@ impl Secret {
         mac.update(body);
         mac
     }
-
-    /// The exact `X-NotMeta-Signature` value NotMeta would send for `body`.
-    ///
-    /// ```
-    /// use notmeta_webhooks::Secret;
-    /// let header = Secret::new("whsec_abc123")?.sign(b"{}");
-    /// assert!(header.starts_with("sha256=") && header.len() == 7 + 64);
-    /// # Ok::<(), notmeta_webhooks::Error>(())
-    /// ```
-    #[must_use]
-    pub fn sign(&self, body: &[u8]) -> String {
-        format_header(&self.mac(body).finalize().into_bytes())
-    }
 }
 
 impl fmt::Debug for Secret {
@@ -147,7 +129,8 @@ fn format_header(mac: &[u8]) -> String {
 ///
 /// let body = br#"{"id":"evt_1","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{}}"#;
 /// let header = sign(body, "whsec_abc123");
-/// assert!(Verifier::new("whsec_abc123")?.verify(body, &header).is_ok());
+/// assert!(header.starts_with("sha256=") && header.len() == 7 + 64);
+/// assert!(Verifier::new("whsec_abc123")?.verify(body, [&header]).is_ok());
 /// # Ok::<(), notmeta_webhooks::Error>(())
 /// ```
 #[must_use]
@@ -190,8 +173,7 @@ fn parse_header(value: &[u8]) -> Result<[u8; MAC_LEN], Error> {
 /// Every digit takes the same arithmetic, with no branch and no table lookup on its
 /// value, so decoding takes the same time whatever the digits are (and the compiler
 /// runs it on vectors). A per-digit branch on "digit or letter", as general-purpose
-/// hex decoders take, mispredicts on random digits and cost about a quarter of the
-/// verification of a 1 KiB body.
+/// hex decoders take, mispredicts on random digits.
 fn decode_hex(digits: &[u8; 2 * MAC_LEN]) -> Option<[u8; MAC_LEN]> {
     // Two passes (the digits' values, then the pairs) let the compiler use vectors.
     let mut values = [0u8; 2 * MAC_LEN];
@@ -254,7 +236,7 @@ fn trim_ows(value: &[u8]) -> &[u8] {
 ///     .secret("whsec_old")
 ///     .build()?;
 /// let body = br#"{"id":"evt_1","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{}}"#;
-/// let payload = verifier.verify(body, &sign(body, "whsec_old"))?;
+/// let payload = verifier.verify(body, [&sign(body, "whsec_old")])?;
 /// assert_eq!(payload.secret_index(), 1);
 /// # Ok::<(), notmeta_webhooks::Error>(())
 /// ```
@@ -263,7 +245,6 @@ pub struct Verifier {
     // Shared: cloning a verifier (per request, in framework state) is a counter bump.
     secrets: Arc<[Secret]>,
     max_body_size: usize,
-    body_read_timeout: Duration,
 }
 
 impl fmt::Debug for Verifier {
@@ -271,7 +252,6 @@ impl fmt::Debug for Verifier {
         f.debug_struct("Verifier")
             .field("secrets", &self.secrets.len())
             .field("max_body_size", &self.max_body_size)
-            .field("body_read_timeout", &self.body_read_timeout)
             .finish()
     }
 }
@@ -294,7 +274,6 @@ impl fmt::Debug for Verifier {
 pub struct VerifierBuilder {
     secrets: Vec<Result<Secret, Error>>,
     max_body_size: usize,
-    body_read_timeout: Duration,
 }
 
 impl VerifierBuilder {
@@ -319,15 +298,6 @@ impl VerifierBuilder {
         self
     }
 
-    /// How long the framework adapters wait for a whole body to arrive (default
-    /// [`DEFAULT_BODY_READ_TIMEOUT`], 15 s); a slower one is answered 503
-    /// ([`ErrorKind::BodyTimeout`]) and its connection closed. Durations above 100
-    /// years are treated as 100 years.
-    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
-        self.body_read_timeout = timeout.min(Duration::from_secs(100 * 365 * 24 * 3600));
-        self
-    }
-
     /// Builds the verifier.
     ///
     /// # Errors
@@ -344,7 +314,6 @@ impl VerifierBuilder {
         Ok(Verifier {
             secrets,
             max_body_size: self.max_body_size,
-            body_read_timeout: self.body_read_timeout,
         })
     }
 }
@@ -370,7 +339,6 @@ impl Verifier {
         VerifierBuilder {
             secrets: Vec::new(),
             max_body_size: DEFAULT_MAX_BODY_SIZE,
-            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
         }
     }
 
@@ -380,64 +348,32 @@ impl Verifier {
         self.max_body_size
     }
 
-    /// How long the framework adapters wait for a whole body to arrive.
-    #[must_use]
-    pub fn body_read_timeout(&self) -> Duration {
-        self.body_read_timeout
-    }
-
     /// Verifies against every value of the signature header and parses, keeping
     /// which secret matched (for the entry points' reports).
     #[cfg(feature = "receiver")]
-    pub(crate) fn verify_and_parse_indexed<'a, 'h, I>(
+    pub(crate) fn verify_and_parse_indexed<'a, I>(
         &self,
         body: &'a [u8],
         signature_values: I,
     ) -> Result<(Event<'a>, usize), Error>
     where
-        I: IntoIterator<Item = &'h [u8]>,
+        I: IntoIterator<Item: AsRef<[u8]>>,
     {
-        let payload = self.verify_header_values(body, signature_values)?;
+        let payload = self.verify(body, signature_values)?;
         let secret_index = payload.secret_index();
         payload.parse().map(|event| (event, secret_index))
     }
 
-    /// Verifies `body` against one `X-NotMeta-Signature` header value.
+    /// Verifies `body` against every value the request carried for the
+    /// `X-NotMeta-Signature` header: none is [`ErrorKind::MissingSignature`], more than
+    /// one is [`ErrorKind::MalformedSignature`]. [`VerifiedPayload::parse`] then gives
+    /// the typed event.
     ///
-    /// This is the entry point when your framework hands you the header as a string.
-    /// Use [`Verifier::verify_headers`] with an `http::HeaderMap` so that a missing or
-    /// repeated header is told apart.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::BodyTooLarge`] for a body over the limit,
-    /// [`ErrorKind::MalformedSignature`] for a header value that is not `sha256=`
-    /// and 64 hex digits, [`ErrorKind::SignatureMismatch`] when no secret's MAC
-    /// matches.
-    ///
-    /// ```
-    /// use notmeta_webhooks::{sign, Verifier};
-    ///
-    /// let verifier = Verifier::new("whsec_abc123")?;
-    /// let body = b"queued for later";
-    /// let payload = verifier.verify(body, &sign(body, "whsec_abc123"))?;
-    /// assert_eq!(payload.body(), body);
-    /// # Ok::<(), notmeta_webhooks::Error>(())
-    /// ```
-    pub fn verify<'a>(
-        &self,
-        body: &'a [u8],
-        signature_header: &str,
-    ) -> Result<VerifiedPayload<'a>, Error> {
-        self.verify_header_values(body, [signature_header.as_bytes()])
-    }
-
-    /// Verifies `body` against every value the request carried for the signature
-    /// header, as raw bytes: none is [`ErrorKind::MissingSignature`], more than one is
-    /// [`ErrorKind::MalformedSignature`].
-    ///
-    /// This is the framework-neutral entry point; it needs no `http` types, so any
-    /// server library (including ones on `http` 0.2) can feed it.
+    /// The values are anything that is bytes: `[&header]` for the one string your
+    /// framework hands you, `headers.get_all(SIGNATURE_HEADER)` for an
+    /// `http::HeaderMap` (or the `http` 0.2 one of actix-web), raw `&[u8]` values. It
+    /// needs no `http` types, so any server library can feed it. For a whole
+    /// `http::Request`, see [`Verifier::verify_request`].
     ///
     /// # Errors
     ///
@@ -447,32 +383,38 @@ impl Verifier {
     /// limit, [`ErrorKind::SignatureMismatch`] when no secret's MAC matches.
     ///
     /// ```
-    /// use notmeta_webhooks::{sign, ErrorKind, Verifier};
+    /// use notmeta_webhooks::{sign, ErrorKind, Verifier, SIGNATURE_HEADER};
     ///
     /// let verifier = Verifier::new("whsec_abc123")?;
-    /// let body = b"{}";
+    /// let body = br#"{"id":"evt_1","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{}}"#;
     /// let header = sign(body, "whsec_abc123");
-    /// assert!(verifier.verify_header_values(body, [header.as_bytes()]).is_ok());
+    ///
+    /// // One header value, as a string.
+    /// let event = verifier.verify(body, [&header])?.parse()?;
+    /// assert_eq!(event.type_str(), "user.online");
+    ///
+    /// // Every value of the header in an `http::HeaderMap`.
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert(SIGNATURE_HEADER, header.parse().unwrap());
+    /// assert!(verifier.verify(body, headers.get_all(SIGNATURE_HEADER)).is_ok());
     ///
     /// let none: [&[u8]; 0] = [];
-    /// let err = verifier.verify_header_values(body, none).unwrap_err();
+    /// let err = verifier.verify(body, none).unwrap_err();
     /// assert_eq!(err.kind(), ErrorKind::MissingSignature);
     ///
-    /// let err = verifier
-    ///     .verify_header_values(body, [header.as_bytes(), header.as_bytes()])
-    ///     .unwrap_err();
+    /// let err = verifier.verify(body, [&header, &header]).unwrap_err();
     /// assert_eq!(err.kind(), ErrorKind::MalformedSignature);
     /// # Ok::<(), notmeta_webhooks::Error>(())
     /// ```
-    pub fn verify_header_values<'a, 'h, I>(
+    pub fn verify<'a, I>(
         &self,
         body: &'a [u8],
-        values: I,
+        signature_values: I,
     ) -> Result<VerifiedPayload<'a>, Error>
     where
-        I: IntoIterator<Item = &'h [u8]>,
+        I: IntoIterator<Item: AsRef<[u8]>>,
     {
-        let mut values = values.into_iter();
+        let mut values = signature_values.into_iter();
         let Some(value) = values.next() else {
             return Err(Error::new(ErrorKind::MissingSignature));
         };
@@ -485,51 +427,15 @@ impl Verifier {
         if body.len() > self.max_body_size {
             return Err(Error::body_too_large(self.max_body_size));
         }
-        let expected = parse_header(value)?;
+        let expected = parse_header(value.as_ref())?;
         self.check(body, &expected)
-    }
-
-    /// Verifies `body` against the signature header found in `headers`.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::MissingSignature`] when the header is absent,
-    /// [`ErrorKind::MalformedSignature`] when it is present more than once or is not
-    /// `sha256=` and 64 hex digits, [`ErrorKind::BodyTooLarge`] for a body over the
-    /// limit, [`ErrorKind::SignatureMismatch`] when no secret's MAC matches.
-    ///
-    /// ```
-    /// use notmeta_webhooks::{sign, Verifier, SIGNATURE_HEADER};
-    ///
-    /// let verifier = Verifier::new("whsec_abc123")?;
-    /// let body = b"{}";
-    /// let mut headers = http::HeaderMap::new();
-    /// headers.insert(SIGNATURE_HEADER, sign(body, "whsec_abc123").parse().unwrap());
-    /// assert!(verifier.verify_headers(body, &headers).is_ok());
-    /// # Ok::<(), notmeta_webhooks::Error>(())
-    /// ```
-    pub fn verify_headers<'a>(
-        &self,
-        body: &'a [u8],
-        headers: &http::HeaderMap,
-    ) -> Result<VerifiedPayload<'a>, Error> {
-        self.verify_header_values(
-            body,
-            headers
-                .get_all(SIGNATURE_HEADER)
-                .iter()
-                .map(http::HeaderValue::as_bytes),
-        )
     }
 
     /// Verifies a whole `http::Request` whose body is already in memory.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::MissingSignature`] when the header is absent,
-    /// [`ErrorKind::MalformedSignature`] when it is present more than once or is not
-    /// `sha256=` and 64 hex digits, [`ErrorKind::BodyTooLarge`] for a body over the
-    /// limit, [`ErrorKind::SignatureMismatch`] when no secret's MAC matches.
+    /// As [`Verifier::verify`].
     ///
     /// ```
     /// use notmeta_webhooks::{sign, Verifier};
@@ -548,37 +454,8 @@ impl Verifier {
         &self,
         request: &'a http::Request<B>,
     ) -> Result<VerifiedPayload<'a>, Error> {
-        self.verify_headers(request.body().as_ref(), request.headers())
-    }
-
-    /// Verifies `body` against one header value, then parses it into a typed
-    /// [`Event`] borrowing from `body`.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::BodyTooLarge`] for a body over the limit,
-    /// [`ErrorKind::MalformedSignature`] for a header value that is not `sha256=`
-    /// and 64 hex digits, [`ErrorKind::SignatureMismatch`] when no secret's MAC
-    /// matches; after the signature verified, [`ErrorKind::InvalidEvent`] for a body
-    /// that is not a valid event.
-    ///
-    /// ```
-    /// use notmeta_webhooks::{sign, EventKind, Verifier};
-    ///
-    /// let verifier = Verifier::new("whsec_abc123")?;
-    /// let body = br#"{"id":"evt_1","type":"user.online","created_at":"2024-01-01T12:00:00Z",
-    ///                "data":{"user":{"id":"user_1","name":"Ana"}}}"#;
-    /// let event = verifier.verify_and_parse(body, &sign(body, "whsec_abc123"))?;
-    /// let EventKind::UserOnline(payload) = &event.kind else { unreachable!() };
-    /// assert_eq!(payload.user.as_ref().and_then(|u| u.name.as_deref()), Some("Ana"));
-    /// # Ok::<(), notmeta_webhooks::Error>(())
-    /// ```
-    pub fn verify_and_parse<'a>(
-        &self,
-        body: &'a [u8],
-        signature_header: &str,
-    ) -> Result<Event<'a>, Error> {
-        self.verify(body, signature_header)?.parse()
+        let values = request.headers().get_all(SIGNATURE_HEADER);
+        self.verify(request.body().as_ref(), values)
     }
 
     /// Constant-time check of `expected` against the MAC of `body` under each secret.
@@ -635,7 +512,7 @@ impl<'a> VerifiedPayload<'a> {
     ///
     /// let verifier = Verifier::new("whsec_abc123")?;
     /// let body = br#"{"id":"evt_1","type":"user.online","data":{}}"#; // no created_at
-    /// let payload = verifier.verify(body, &sign(body, "whsec_abc123"))?;
+    /// let payload = verifier.verify(body, [&sign(body, "whsec_abc123")])?;
     /// assert_eq!(payload.parse().unwrap_err().kind(), ErrorKind::InvalidEvent);
     /// # Ok::<(), notmeta_webhooks::Error>(())
     /// ```
@@ -680,7 +557,9 @@ pub fn verify_and_parse<'a>(
     signature_header: &str,
     secret: &str,
 ) -> Result<Event<'a>, Error> {
-    Verifier::new(secret)?.verify_and_parse(body, signature_header)
+    Verifier::new(secret)?
+        .verify(body, [signature_header])?
+        .parse()
 }
 
 #[cfg(test)]
@@ -763,7 +642,7 @@ mod tests {
         let verifier = Verifier::new("top-secret-value").unwrap();
         let body = b"hello";
         let wrong = sign(body, "other");
-        let err = verifier.verify(body, &wrong).unwrap_err();
+        let err = verifier.verify(body, [&wrong]).unwrap_err();
         let shown = format!("{err} {err:?} {verifier:?}");
         let right = sign(body, "top-secret-value");
         assert!(!shown.contains("top-secret-value"));
@@ -778,8 +657,10 @@ mod tests {
             .max_body_size(4)
             .build()
             .unwrap();
-        assert!(verifier.verify(b"1234", &sign(b"1234", "s")).is_ok());
-        let err = verifier.verify(b"12345", &sign(b"12345", "s")).unwrap_err();
+        assert!(verifier.verify(b"1234", [&sign(b"1234", "s")]).is_ok());
+        let err = verifier
+            .verify(b"12345", [&sign(b"12345", "s")])
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::BodyTooLarge);
     }
 

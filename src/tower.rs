@@ -2,9 +2,11 @@
 //!
 //! [`WebhookService`] serves `http::Request<B>` for any `http_body::Body` `B`, so
 //! hyper alone, axum (`Router::route_service`), tonic and `lambda_http` share one
-//! path: it reads the body with the verifier's limits, hands it to the
-//! [`Receiver`], and answers as [`Outcome`](crate::receiver::Outcome) says. It never
-//! fails (`Error = Infallible`) and is always ready.
+//! path: it reads the body with the endpoint's limits, hands it to the
+//! [`Endpoint`] (a [`Receiver`](crate::receiver::Receiver), or the queue's
+//! `Enqueuer` with the `queue` feature), and answers as
+//! [`Outcome`](crate::receiver::Outcome) says. It never fails (`Error = Infallible`)
+//! and is always ready.
 //!
 //! ```no_run
 //! use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -33,7 +35,6 @@
 //! # }
 //! ```
 
-use std::borrow::Cow;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
@@ -43,20 +44,19 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf as _, Bytes};
 use futures_util::{FutureExt as _, StreamExt as _};
-use http::{HeaderValue, Request, Response, header};
+use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt as _, Full};
 
 use crate::adapter::body::{Declared, read_limited};
-use crate::adapter::{Endpoint, closes_connection};
-use crate::dedup::IdempotencyStore;
-use crate::receiver::{Answer, Handler, Receiver};
+use crate::adapter::body_bytes;
+use crate::receiver::{Answer, Endpoint};
 use crate::signature::SIGNATURE_HEADER;
 
-/// A `tower::Service` that receives NotMeta webhooks with a [`Receiver`].
+/// A `tower::Service` that receives NotMeta webhooks with an [`Endpoint`].
 ///
-/// It names neither the handler nor the store: build it from any receiver and keep
-/// it as `WebhookService`. Cloning it is cheap, and clones share the receiver (its
-/// handler and store).
+/// It names neither the endpoint nor its handler and store: build it from any
+/// endpoint and keep it as `WebhookService`. Cloning it is cheap, and clones share the
+/// endpoint (its handler and store, or its queue).
 #[derive(Clone)]
 pub struct WebhookService {
     endpoint: Arc<dyn Endpoint>,
@@ -71,35 +71,28 @@ impl fmt::Debug for WebhookService {
 }
 
 impl WebhookService {
-    /// A service over `receiver`.
-    #[must_use]
-    pub fn new<H: Handler, S: IdempotencyStore>(receiver: Receiver<H, S>) -> Self {
-        Self {
-            endpoint: Arc::new(receiver),
-        }
-    }
-
-    /// A service that verifies each delivery and puts it on a queue (feature
-    /// `queue`): 200 once Redis has accepted it, and
-    /// [`Worker`](crate::queue::Worker)s run the handler later.
+    /// A service over `endpoint`: a [`Receiver`](crate::receiver::Receiver), or the
+    /// queue's `Enqueuer` (feature `queue`), which verifies each delivery and puts it
+    /// on a queue (200 once Redis has accepted it) for the queue's `Worker`s to handle
+    /// later.
     ///
     /// ```no_run
+    /// # #[cfg(feature = "queue")] mod with_queue {
     /// use notmeta_webhooks::queue::{Enqueuer, Queue};
     /// use notmeta_webhooks::tower::WebhookService;
     /// use notmeta_webhooks::Verifier;
     ///
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
     /// let queue = Queue::connect("redis://127.0.0.1:6379/").await?;
-    /// let service = WebhookService::from_queue(Enqueuer::new(Verifier::new("whsec_abc123")?, queue));
+    /// let service = WebhookService::new(Enqueuer::new(Verifier::new("whsec_abc123")?, queue));
     /// # let _ = service;
     /// # Ok(()) }
+    /// # }
     /// ```
-    #[cfg(feature = "queue")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "queue")))]
     #[must_use]
-    pub fn from_queue(enqueuer: crate::queue::Enqueuer) -> Self {
+    pub fn new(endpoint: impl Endpoint) -> Self {
         Self {
-            endpoint: Arc::new(enqueuer),
+            endpoint: Arc::new(endpoint),
         }
     }
 }
@@ -123,7 +116,7 @@ where
     }
 }
 
-/// Reads the request's body with the verifier's limits and processes it.
+/// Reads the request's body with the endpoint's limits and processes it.
 ///
 /// A function returning an `async` block rather than an `async fn`, so that the
 /// boxed future holds the request once (an `async fn` keeps a copy of each
@@ -136,46 +129,33 @@ where
     // What the headers say is taken now, and the future holds only that.
     let (parts, body) = request.into_parts();
     let declared = Declared::from_headers(&parts.headers);
-    // The receiver needs no more than two values to tell one from several.
+    // The endpoint needs no more than two values to tell one from several.
     let mut values = parts.headers.get_all(SIGNATURE_HEADER).iter().cloned();
     let signatures = [values.next(), values.next()];
     async move {
-        let verifier = endpoint.verifier();
         let chunks = body
             .into_data_stream()
             .map(|chunk| chunk.map(|mut data| data.copy_to_bytes(data.remaining())));
         let body = read_limited(
             std::pin::pin!(chunks),
             declared,
-            verifier.max_body_size(),
-            verifier.body_read_timeout(),
+            endpoint.verifier().max_body_size(),
+            endpoint.body_read_timeout(),
         )
         .await;
-        match body {
-            Ok(body) => endpoint.deliver(body, signatures).await,
-            Err(error) => endpoint.refuse(&error),
-        }
+        let body = match body {
+            Ok(body) => body,
+            Err(error) => return endpoint.refuse(&error),
+        };
+        let delivery = {
+            let mut values = signatures.iter().flatten().map(HeaderValue::as_bytes);
+            endpoint.serve(&body, &mut values)
+        };
+        delivery.await
     }
 }
 
-/// The `http` response for an answer.
+/// The `http` response for an answer (as [`Answer::into_response`] builds it).
 pub(crate) fn response(answer: Answer) -> Response<Full<Bytes>> {
-    let close = closes_connection(answer.outcome());
-    let (status, body) = answer.into_parts();
-    // A fixed text is sent without copying it.
-    let body = match body {
-        Cow::Borrowed(text) => Bytes::from_static(text.as_bytes()),
-        Cow::Owned(text) => Bytes::from(text),
-    };
-    let mut response = Response::new(Full::new(body));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(crate::event::TEXT_PLAIN),
-    );
-    if close {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
+    answer.into_http_response(|text| Full::new(body_bytes(text)))
 }

@@ -36,7 +36,6 @@ fn verifier() -> Verifier {
     Verifier::builder()
         .secret(SECRET)
         .max_body_size(LIMIT)
-        .body_read_timeout(READ_TIME)
         .build()
         .unwrap()
 }
@@ -56,6 +55,7 @@ fn receiver(reports: &Reports) -> Receiver<impl Handler + use<>> {
     Receiver::new(verifier(), |_event: Event<'static>| async {
         Ok::<(), HandlerError>(())
     })
+    .with_body_read_timeout(READ_TIME)
     .on_outcome(move |report| reports.0.lock().unwrap().push(report.outcome))
 }
 
@@ -298,6 +298,9 @@ async fn axum_refusals_are_answered_and_reported() {
         )
         .route("/extract", axum::routing::post(extract))
         .with_state(verifier())
+        .layer(axum::Extension(notmeta_webhooks::axum::BodyReadTimeout(
+            READ_TIME,
+        )))
         .layer(axum::middleware::map_request(cut));
     let addr = http_server::axum(app).await;
     refusals(addr, "/webhooks").await;
@@ -322,6 +325,9 @@ async fn actix_refusals_are_answered_and_reported() {
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(web::Data::new(verifier()))
+            .app_data(web::Data::new(notmeta_webhooks::actix::BodyReadTimeout(
+                READ_TIME,
+            )))
             .wrap_fn(|mut request, service| {
                 if request.headers().contains_key(CUT) {
                     let failed = futures_util::stream::once(async {
@@ -365,6 +371,7 @@ async fn enqueuer(
         .unwrap();
     let reports = reports.clone();
     let enqueuer = notmeta_webhooks::queue::Enqueuer::new(verifier(), queue)
+        .with_body_read_timeout(READ_TIME)
         .on_outcome(move |report| reports.0.lock().unwrap().push(report.outcome));
     (server, enqueuer)
 }
@@ -379,10 +386,7 @@ async fn the_queue_endpoint_reports_its_refusals_too() {
     let reports = Reports::default();
     let (_server, enqueuer) = enqueuer(&reports).await;
     let app = axum::Router::new()
-        .route(
-            "/webhooks",
-            notmeta_webhooks::axum::queue_endpoint(enqueuer),
-        )
+        .route("/webhooks", notmeta_webhooks::axum::endpoint(enqueuer))
         .layer(axum::middleware::map_request(cut));
     let addr = http_server::axum(app).await;
     refusals(addr, "/webhooks").await;
@@ -397,7 +401,7 @@ async fn the_actix_queue_endpoint_reports_its_refusals_too() {
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new().route(
             "/webhooks",
-            notmeta_webhooks::actix::queue_endpoint(enqueuer.clone()),
+            notmeta_webhooks::actix::endpoint(enqueuer.clone()),
         )
     })
     .workers(1)

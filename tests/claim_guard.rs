@@ -260,7 +260,7 @@ fn a_runtime_dropped_while_completion_is_retried_still_records_the_event_done() 
 /// its own claims still complete in place.
 #[tokio::test]
 async fn completing_free_ids_keeps_a_memory_store_within_its_capacity() {
-    let store = MemoryStore::new().with_capacity(1);
+    let store = MemoryStore::with_capacity(1);
     let mut refusals = 0;
     for i in 0..1001 {
         match store

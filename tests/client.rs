@@ -253,10 +253,10 @@ async fn create_sends_the_documented_call_and_reads_the_documented_answer() {
     let body =
         br#"{"id":"evt_1","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{}}"#;
     let verifier = webhook.verifier().unwrap();
-    assert!(verifier.verify(body, &sign(body, "whsec_abc123")).is_ok());
+    assert!(verifier.verify(body, [&sign(body, "whsec_abc123")]).is_ok());
     assert!(
         verifier
-            .verify(body, &sign(body, "tu_secret_webhook"))
+            .verify(body, [&sign(body, "tu_secret_webhook")])
             .is_err()
     );
 }

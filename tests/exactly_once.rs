@@ -104,7 +104,7 @@ fn a_sustained_rate_over_the_whole_window_never_runs_a_handler_twice() {
                 }
             }
         })
-        .with_store(MemoryStore::new().with_capacity(capacity))
+        .with_store(MemoryStore::with_capacity(capacity))
         .with_clock(clock.clone())
         .with_max_event_age(Duration::from_secs(90 * 60));
         runtime.block_on(async {
@@ -170,7 +170,7 @@ async fn beyond_its_capacity_the_store_refuses_and_forgets_nothing() {
         *counted.lock().unwrap().entry(index(&event)).or_default() += 1;
         async { Ok::<(), HandlerError>(()) }
     })
-    .with_store(MemoryStore::new().with_capacity(100))
+    .with_store(MemoryStore::with_capacity(100))
     .with_dedup_window(Duration::from_secs(600))
     .with_clock(clock.clone())
     .on_outcome(move |report| {

@@ -77,8 +77,10 @@ fn handler(handled: Arc<AtomicUsize>) -> impl Handler + Clone {
 /// Starts axum (endpoint at `/webhooks`, extractor at `/extract`), actix-web (the
 /// same) and the tower service under hyper (at `/`), each on threads of its own, all
 /// with `verifier` and without dedup (the tests repeat event ids on purpose).
-fn start(verifier: Verifier, handled: Arc<AtomicUsize>) -> Vec<Entry> {
-    let receiver = Receiver::new(verifier.clone(), handler(handled)).without_dedup();
+fn start(verifier: Verifier, read_timeout: Duration, handled: Arc<AtomicUsize>) -> Vec<Entry> {
+    let receiver = Receiver::new(verifier.clone(), handler(handled))
+        .without_dedup()
+        .with_body_read_timeout(read_timeout);
     let (axum_addr, tower_addr) = start_tokio(receiver.clone(), verifier.clone());
     let actix_addr = start_actix(receiver, verifier);
     vec![
@@ -138,7 +140,10 @@ fn start_tokio<H: Handler>(receiver: Receiver<H>, verifier: Verifier) -> (Socket
                         },
                     ),
                 )
-                .with_state(verifier);
+                .with_state(verifier)
+                .layer(axum::Extension(notmeta_webhooks::axum::BodyReadTimeout(
+                    receiver.body_read_timeout(),
+                )));
             let axum_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let tower_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send((
@@ -182,6 +187,9 @@ fn start_actix<H: Handler>(receiver: Receiver<H>, verifier: Verifier) -> SocketA
                     .service(
                         web::scope("/extract")
                             .app_data(web::Data::new(verifier.clone()))
+                            .app_data(web::Data::new(notmeta_webhooks::actix::BodyReadTimeout(
+                                receiver.body_read_timeout(),
+                            )))
                             .route("", web::post().to(extract)),
                     )
             })
@@ -203,11 +211,10 @@ fn shared() -> &'static (Vec<Entry>, Arc<AtomicUsize>) {
         let verifier = Verifier::builder()
             .secret(SECRET)
             .max_body_size(LIMIT)
-            .body_read_timeout(READ_TIMEOUT)
             .build()
             .unwrap();
         let handled = Arc::new(AtomicUsize::new(0));
-        (start(verifier, Arc::clone(&handled)), handled)
+        (start(verifier, READ_TIMEOUT, Arc::clone(&handled)), handled)
     })
 }
 
@@ -527,10 +534,13 @@ fn serve_without_limit() {
     let verifier = Verifier::builder()
         .secret(SECRET)
         .max_body_size(usize::MAX)
-        .body_read_timeout(Duration::from_secs(1))
         .build()
         .unwrap();
-    let entries = start(verifier, Arc::new(AtomicUsize::new(0)));
+    let entries = start(
+        verifier,
+        Duration::from_secs(1),
+        Arc::new(AtomicUsize::new(0)),
+    );
     for entry in &entries {
         println!("entry\t{}\t{}\t{}", entry.name, entry.addr, entry.path);
     }
@@ -595,17 +605,18 @@ proptest! {
         let verifier = Verifier::builder()
             .secret(SECRET)
             .max_body_size(max_body_size)
-            .body_read_timeout(read_timeout)
             .build()
             .unwrap();
         let handled = Arc::new(AtomicUsize::new(0));
-        let store = MemoryStore::new().with_capacity(capacity);
+        let store = MemoryStore::with_capacity(capacity);
         let _ = format!("{verifier:?} {store:?}");
         let mut receiver = Receiver::new(verifier, handler(Arc::clone(&handled)))
             .with_store(store)
             .with_dedup_window(window)
             .with_handler_timeout(handler_timeout)
-            .with_store_timeout(store_timeout);
+            .with_store_timeout(store_timeout)
+            .with_body_read_timeout(read_timeout);
+        prop_assert!(receiver.body_read_timeout() <= notmeta_webhooks::clock::MAX_DURATION);
         if let Some(age) = max_age {
             receiver = receiver.with_max_event_age(age);
         }
@@ -983,7 +994,8 @@ fn data_that_is_not_an_object() {
         for data in NOT_OBJECTS {
             let body = body_with("evt_1", event_type.as_str(), data);
             let err = verifier
-                .verify_and_parse(&body, &sign(&body, SECRET))
+                .verify(&body, [&sign(&body, SECRET)])
+                .and_then(|payload| payload.parse())
                 .unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidEvent, "{event_type} {data}");
             assert_eq!(err.json_path(), Some("data"), "{event_type} {data}: {err}");
@@ -992,7 +1004,8 @@ fn data_that_is_not_an_object() {
                 r#"{{"id":"evt_1","data":{data},"created_at":"2024-01-01T12:00:00Z","type":"{event_type}"}}"#
             );
             let err = verifier
-                .verify_and_parse(body.as_bytes(), &sign(body.as_bytes(), SECRET))
+                .verify(body.as_bytes(), [&sign(body.as_bytes(), SECRET)])
+                .and_then(|payload| payload.parse())
                 .unwrap_err();
             assert_eq!(
                 err.kind(),
@@ -1004,7 +1017,8 @@ fn data_that_is_not_an_object() {
     for data in NOT_OBJECTS {
         let body = body_with("evt_1", "call.started", data);
         let event = verifier
-            .verify_and_parse(&body, &sign(&body, SECRET))
+            .verify(&body, [&sign(&body, SECRET)])
+            .and_then(|payload| payload.parse())
             .unwrap();
         let EventKind::Unknown {
             event_type,

@@ -18,7 +18,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use notmeta_webhooks::{Secret, Verifier, sign};
+use notmeta_webhooks::{Verifier, sign};
 
 const DEFAULT_SEED: u64 = 0x6e6f_746d_6574_6121; // "notmeta!"
 const RANDOM_CASES: usize = 48;
@@ -199,19 +199,14 @@ fn check(tool: &str, i: usize, case: &Case, theirs: &str) {
         "{context}: unexpected output {theirs:?}"
     );
     assert_eq!(sign(&case.body, &case.secret), theirs, "{context}: sign");
-    assert_eq!(
-        Secret::new(&case.secret).unwrap().sign(&case.body),
-        theirs,
-        "{context}: Secret::sign"
-    );
     let verifier = Verifier::new(&case.secret).unwrap();
     let payload = verifier
-        .verify(&case.body, theirs)
+        .verify(&case.body, [theirs])
         .unwrap_or_else(|e| panic!("{context}: verify: {e}"));
     assert_eq!(payload.body(), case.body.as_slice());
     // Their digits in upper case are the same MAC.
     let upper = format!("sha256={}", theirs[7..].to_ascii_uppercase());
-    assert!(verifier.verify(&case.body, &upper).is_ok(), "{context}");
+    assert!(verifier.verify(&case.body, [&upper]).is_ok(), "{context}");
 }
 
 /// Runs a script that reads the manifest and prints one `sha256=<hex>` line per case.

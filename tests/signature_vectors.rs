@@ -32,7 +32,7 @@ fn every_vector_has_its_expected_outcome_through_every_entry_point() {
         }
         let got = outcome(
             verifier
-                .verify_headers(&v.body, &headers)
+                .verify(&v.body, headers.get_all(notmeta_webhooks::SIGNATURE_HEADER))
                 .map(|_| ())
                 .map_err(|e| e.kind()),
         );
@@ -42,7 +42,7 @@ fn every_vector_has_its_expected_outcome_through_every_entry_point() {
         let values: Vec<&[u8]> = v.signature_header.iter().map(|h| h.as_bytes()).collect();
         let got = outcome(
             verifier
-                .verify_header_values(&v.body, values)
+                .verify(&v.body, values)
                 .map(|_| ())
                 .map_err(|e| e.kind()),
         );
@@ -52,7 +52,7 @@ fn every_vector_has_its_expected_outcome_through_every_entry_point() {
         if let Some(h) = &v.signature_header {
             let got = outcome(
                 verifier
-                    .verify(&v.body, h)
+                    .verify(&v.body, [h])
                     .map(|_| ())
                     .map_err(|e| e.kind()),
             );
@@ -89,14 +89,6 @@ fn sign_reproduces_every_valid_header_in_lower_case() {
             .trim()
             .to_ascii_lowercase();
         assert_eq!(sign(&v.body, &v.secret), expected, "{}", v.name);
-        assert_eq!(
-            notmeta_webhooks::Secret::new(&v.secret)
-                .unwrap()
-                .sign(&v.body),
-            expected,
-            "{}",
-            v.name
-        );
         count += 1;
     }
     assert!(
@@ -121,7 +113,7 @@ fn a_valid_vector_verifies_under_any_position_of_a_rotated_secret() {
                 builder.secret(format!("other-{i}"))
             };
         }
-        let payload = builder.build().unwrap().verify(&v.body, &header).unwrap();
+        let payload = builder.build().unwrap().verify(&v.body, [&header]).unwrap();
         assert_eq!(payload.secret_index(), position);
         assert_eq!(payload.body(), v.body.as_slice());
     }

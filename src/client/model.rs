@@ -116,7 +116,7 @@ impl fmt::Debug for CreateWebhook {
 ///
 /// // The secret goes straight into a verifier.
 /// let verifier = webhook.verifier()?;
-/// assert!(verifier.verify(b"{}", &sign(b"{}", "whsec_abc123")).is_ok());
+/// assert!(verifier.verify(b"{}", [&sign(b"{}", "whsec_abc123")]).is_ok());
 /// assert!(!format!("{webhook:?} {webhook}").contains("whsec_abc123"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

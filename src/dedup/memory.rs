@@ -9,18 +9,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{Claim, ClaimToken, IdempotencyStore, Settled, StoreError, clamp};
-use crate::clock::{Clock, SystemClock};
+use super::{Claim, ClaimToken, IdempotencyStore, Settled, StoreError};
+use crate::clock::{Clock, SystemClock, clamp};
 
 /// The default number of event ids a [`MemoryStore`] remembers: 500,000.
 ///
 /// Sized for a sustained **69 events per second** over the default 2-hour dedup
-/// window (500,000 ÷ 7,200 s). A remembered id costs at most about 150 bytes whatever
-/// its length (the store keeps a 128-bit keyed hash of it, not the id; measured at the
-/// peak of a two-hour run, table growth included), so a full default store holds
-/// about 75 MB. Memory is taken as ids arrive, not up front. For a higher rate `r` (events/s) and window `w` (s), use
-/// `MemoryStore::new().`[`with_capacity`](MemoryStore::with_capacity)`(r × w)` with
-/// some headroom.
+/// window (500,000 ÷ 7,200 s). The store keeps a 128-bit keyed hash of each id, not
+/// the id, so what an id costs does not depend on its length. Memory is taken as ids
+/// arrive, not up front. For a higher rate `r` (events/s) and window `w` (s), use
+/// [`MemoryStore::with_capacity`]`(r × w)` with some headroom.
 pub const DEFAULT_CAPACITY: usize = 500_000;
 
 /// An idempotency store in this process's memory: for a single replica.
@@ -182,21 +180,21 @@ impl MemoryStore {
     /// A store for [`DEFAULT_CAPACITY`] ids on the system clock.
     #[must_use]
     pub fn new() -> Self {
-        Self::build(DEFAULT_CAPACITY, Arc::new(SystemClock))
+        Self::with_capacity(DEFAULT_CAPACITY)
     }
 
-    /// The same store, empty, remembering at most `capacity` ids (at least 1; memory
-    /// is taken as ids arrive, not up front).
+    /// A store remembering at most `capacity` ids (at least 1; memory is taken as ids
+    /// arrive, not up front) on the system clock.
     ///
     /// ```
     /// use notmeta_webhooks::dedup::MemoryStore;
     /// // 200 events/s over a 2-hour window, with 10% headroom.
-    /// let store = MemoryStore::new().with_capacity(200 * 7200 * 11 / 10);
+    /// let store = MemoryStore::with_capacity(200 * 7200 * 11 / 10);
     /// assert_eq!(store.capacity(), 1_584_000);
     /// ```
     #[must_use]
-    pub fn with_capacity(self, capacity: usize) -> Self {
-        Self::build(capacity, self.clock)
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self::build(capacity, Arc::new(SystemClock))
     }
 
     fn build(capacity: usize, clock: Arc<dyn Clock>) -> Self {
@@ -404,9 +402,7 @@ mod tests {
     fn store(capacity: usize) -> (MemoryStore, ManualClock) {
         let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
         (
-            MemoryStore::new()
-                .with_capacity(capacity)
-                .with_clock(clock.clone()),
+            MemoryStore::with_capacity(capacity).with_clock(clock.clone()),
             clock,
         )
     }

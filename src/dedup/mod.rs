@@ -80,10 +80,6 @@ pub use redis::RedisStore;
 /// 81-minute retry window plus generous clock skew and delivery delay.
 pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(2 * 60 * 60);
 
-/// The longest time a store is asked to remember anything: 100 years. Longer
-/// durations are clamped to it, so no setting can overflow a deadline.
-pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
-
 /// Identifies one claim, so that only its holder can renew, complete or release it.
 ///
 /// ```
@@ -152,8 +148,9 @@ pub enum Settled {
 /// A store that could not be reached or answered something unexpected.
 ///
 /// The receiver answers 503 when it cannot claim, so NotMeta retries later. `Display`
-/// says which operation failed; the store's own error is the
-/// [`source`](std::error::Error::source).
+/// is a fixed text (`the idempotency store failed`); the store's own error is the
+/// [`source`](std::error::Error::source), and the operation that failed (claim,
+/// complete, release, renew) is named in the receiver's logs and metrics.
 #[derive(Debug, thiserror::Error)]
 #[error("the idempotency store failed")]
 pub struct StoreError(#[source] Box<dyn std::error::Error + Send + Sync>);
@@ -227,9 +224,4 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     fn use_clock(&mut self, clock: Arc<dyn Clock>) {
         let _ = clock;
     }
-}
-
-/// `d`, at most [`MAX_DURATION`].
-pub(crate) fn clamp(d: Duration) -> Duration {
-    d.min(MAX_DURATION)
 }

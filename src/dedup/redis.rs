@@ -8,7 +8,8 @@ use redis::Script;
 
 use super::{RedisConnection, Replication, Write};
 
-use super::{Claim, ClaimToken, IdempotencyStore, Settled, StoreError, clamp};
+use super::{Claim, ClaimToken, IdempotencyStore, Settled, StoreError};
+use crate::clock::clamp;
 
 /// How many times a claim is tried when the id frees up between the `SET` and the
 /// `GET`.
@@ -169,7 +170,7 @@ impl RedisStore {
     }
 
     /// How long a claim lives without renewal (default 30 s; at least 1 s, at most
-    /// [`MAX_DURATION`](super::MAX_DURATION)): how long NotMeta's retries of an
+    /// [`MAX_DURATION`](crate::clock::MAX_DURATION)): how long NotMeta's retries of an
     /// event wait after the replica handling it crashed.
     #[must_use]
     pub fn with_lease(mut self, lease: Duration) -> Self {
@@ -262,7 +263,7 @@ impl RedisStore {
 /// most half of it.
 const CALL_LIMIT: Duration = crate::receiver::DEFAULT_STORE_TIMEOUT;
 
-/// Milliseconds for `PX`/`PEXPIRE`: at least 1, at most [`MAX_DURATION`](super::MAX_DURATION)
+/// Milliseconds for `PX`/`PEXPIRE`: at least 1, at most [`MAX_DURATION`](crate::clock::MAX_DURATION)
 /// (Redis refuses expiry times that overflow).
 fn millis(d: Duration) -> u64 {
     u64::try_from(clamp(d).as_millis())

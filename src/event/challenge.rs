@@ -41,7 +41,7 @@ impl Event<'_> {
     /// let verifier = Verifier::new("whsec_abc123")?;
     /// let body = br#"{"id":"evt_verify_123","type":"webhook.verified","created_at":"2024-01-01T00:00:00Z",
     ///                "data":{"webhook_id":"wh_123456789","challenge":"challenge_string_123"}}"#;
-    /// let event = verifier.verify_and_parse(body, &sign(body, "whsec_abc123"))?;
+    /// let event = verifier.verify(body, [&sign(body, "whsec_abc123")])?.parse()?;
     /// if let Some(answer) = event.challenge_response() {
     ///     assert_eq!(answer.status(), http::StatusCode::OK);
     ///     assert_eq!(answer.headers()["content-type"], "text/plain; charset=utf-8");

@@ -23,7 +23,7 @@
 //! The storage format of an event is its body: [`Event::raw_body`], the bytes exactly
 //! as NotMeta signed them. Keep those (in a database, a queue, a file) and read them
 //! back with [`Event::parse_unverified`], or keep the signature header too and verify
-//! them again with [`crate::Verifier::verify_and_parse`] before acting on them. The
+//! them again with [`crate::Verifier::verify`] before acting on them. The
 //! typed view is computed from the body, so nothing is lost: fields this version does
 //! not model come back as well.
 //!
@@ -102,7 +102,7 @@ pub use webhook::{WebhookFailed, WebhookVerified};
 /// One verified NotMeta event: the envelope and its typed payload.
 ///
 /// Obtain it from verified bytes ([`crate::verify_and_parse`],
-/// [`crate::Verifier::verify_and_parse`], [`crate::VerifiedPayload::parse`], or an
+/// [`crate::Verifier::verify`] then [`crate::VerifiedPayload::parse`], or an
 /// adapter), or explicitly from unverified bytes with [`Event::parse_unverified`].
 ///
 /// ```

@@ -9,13 +9,13 @@ use futures_util::future::BoxFuture;
 
 use super::protocol::{self, EntryRef, State};
 use super::{Queue, QueueError, millis, unix_millis};
-use crate::clock::{Clock, SystemClock};
-use crate::dedup::clamp;
+use crate::clock::{Clock, SystemClock, clamp};
 use crate::dedup::{StoreError, Write};
 use crate::event::Event;
 use crate::receiver::admit::{self, Admitted};
+use crate::receiver::endpoint::sealed::Sealed;
 use crate::receiver::report::{self, Hook};
-use crate::receiver::{Answer, DeliveryReport, Outcome, age};
+use crate::receiver::{Answer, DEFAULT_BODY_READ_TIMEOUT, DeliveryReport, Endpoint, Outcome, age};
 use crate::signature::Verifier;
 
 /// The default time limit of one enqueue: 2 s. Redis not answering in time is
@@ -24,7 +24,8 @@ pub const DEFAULT_ENQUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// An endpoint that verifies each delivery and puts it on the [`Queue`], answering
 /// 200 as soon as Redis has accepted it; [`Worker`](super::Worker)s run the handler
-/// later.
+/// later. It is an [`Endpoint`]: mount it as a receiver is, with
+/// `tower::WebhookService::new`, `axum::endpoint` or `actix::endpoint`.
 ///
 /// | delivery | answer |
 /// |---|---|
@@ -59,6 +60,7 @@ pub struct Enqueuer {
     clock: Arc<dyn Clock>,
     max_event_age: Option<Duration>,
     timeout: Duration,
+    body_read_timeout: Duration,
     max_len: u64,
     previous: Option<Queue>,
     hook: Option<Hook>,
@@ -76,6 +78,7 @@ impl fmt::Debug for Enqueuer {
             .field("queue", &self.queue)
             .field("max_event_age", &self.max_event_age)
             .field("timeout", &self.timeout)
+            .field("body_read_timeout", &self.body_read_timeout)
             .field("max_len", &self.max_len)
             .field("previous", &self.previous)
             .finish_non_exhaustive()
@@ -94,6 +97,7 @@ impl Enqueuer {
             clock: Arc::new(SystemClock),
             max_event_age: None,
             timeout: DEFAULT_ENQUEUE_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             max_len: 0,
             previous: None,
             hook: None,
@@ -131,6 +135,21 @@ impl Enqueuer {
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = clamp(timeout).max(Duration::from_millis(1));
         self
+    }
+
+    /// How long the framework entry points wait for a whole body to arrive (default
+    /// [`DEFAULT_BODY_READ_TIMEOUT`], 15 s), as
+    /// [`Receiver::with_body_read_timeout`](crate::receiver::Receiver::with_body_read_timeout).
+    #[must_use]
+    pub fn with_body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.body_read_timeout = clamp(timeout);
+        self
+    }
+
+    /// How long the framework entry points wait for a whole body to arrive.
+    #[must_use]
+    pub fn body_read_timeout(&self) -> Duration {
+        self.body_read_timeout
     }
 
     /// Refuses new events (503, so NotMeta retries later) while a partition's stream
@@ -182,13 +201,9 @@ impl Enqueuer {
     /// Verification and parsing happen before the returned future is first polled;
     /// the future appends the entry and resolves once Redis has answered (or the
     /// timeout has passed).
-    pub fn receive<'r, 'h, I>(
-        &'r self,
-        body: &'r [u8],
-        signature_values: I,
-    ) -> BoxFuture<'r, Answer>
+    pub fn receive<'r, I>(&'r self, body: &'r [u8], signature_values: I) -> BoxFuture<'r, Answer>
     where
-        I: IntoIterator<Item = &'h [u8]>,
+        I: IntoIterator<Item: AsRef<[u8]>>,
     {
         let verified = self
             .verifier
@@ -218,14 +233,6 @@ impl Enqueuer {
             self.report(Some(&event), outcome, Some(secret_index));
             outcome.into()
         })
-    }
-
-    /// Reports and answers a request refused while its body was read (too large, too
-    /// slow, unreadable), as every other answer is reported.
-    #[cfg(any(feature = "tower", feature = "actix"))]
-    pub(crate) fn refuse(&self, error: &crate::Error) -> Answer {
-        self.report(None, Outcome::Rejected(error.kind()), None);
-        Answer::rejected(error)
     }
 
     fn report(&self, event: Option<&Event<'_>>, outcome: Outcome, secret_index: Option<usize>) {
@@ -388,24 +395,27 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
-#[cfg(feature = "tower")]
-impl crate::adapter::Endpoint for Enqueuer {
+impl Endpoint for Enqueuer {}
+
+impl Sealed for Enqueuer {
     fn verifier(&self) -> &Verifier {
         &self.verifier
     }
 
-    fn refuse(&self, error: &crate::Error) -> Answer {
-        Enqueuer::refuse(self, error)
+    fn body_read_timeout(&self) -> Duration {
+        self.body_read_timeout
     }
 
-    fn deliver(
-        self: Arc<Self>,
-        body: bytes::Bytes,
-        signatures: [Option<http::HeaderValue>; 2],
-    ) -> BoxFuture<'static, Answer> {
-        Box::pin(async move {
-            let values = signatures.iter().flatten().map(http::HeaderValue::as_bytes);
-            self.receive(&body, values).await
-        })
+    fn refuse(&self, error: &crate::Error) -> Answer {
+        self.report(None, Outcome::Rejected(error.kind()), None);
+        Answer::rejected(error)
+    }
+
+    fn serve<'r>(
+        &'r self,
+        body: &'r [u8],
+        signatures: &mut dyn Iterator<Item = &[u8]>,
+    ) -> BoxFuture<'r, Answer> {
+        self.receive(body, signatures)
     }
 }

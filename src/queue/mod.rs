@@ -10,8 +10,9 @@
 //!   the raw body to a Redis stream **at most once per event id** (the dedup check
 //!   and the append are one Lua script). It answers 200 only once Redis has accepted
 //!   the entry, and 503 when Redis cannot be reached in time, so NotMeta retries.
-//!   Mount it with `WebhookService::from_queue` (tower), `axum::queue_endpoint`, or
-//!   `actix::queue_endpoint`, or call [`Enqueuer::receive`] from any server;
+//!   It is an [`Endpoint`](crate::receiver::Endpoint): mount it with
+//!   `tower::WebhookService::new`, `axum::endpoint` or `actix::endpoint`, as a
+//!   receiver is, or call [`Enqueuer::receive`] from any server;
 //! - a [`Worker`] runs your [`Handler`](crate::receiver::Handler) on the queued
 //!   events, with no time limit, N at a time, retrying temporary failures and
 //!   panics with exponential backoff, and moving permanent failures, exhausted
@@ -102,7 +103,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::dedup::{DEFAULT_DEDUP_WINDOW, clamp};
+use crate::clock::clamp;
+use crate::dedup::DEFAULT_DEDUP_WINDOW;
 
 mod enqueue;
 mod protocol;
@@ -592,8 +594,8 @@ impl Queue {
 
     /// How many entries wait, run, wait for a retry, and are dead letters. With the
     /// `metrics` feature the figures are also set as gauges
-    /// (`notmeta_webhooks_queue_pending`, `…_in_progress`, `…_retrying`,
-    /// `…_dead_letters`). It only reads: a missing stream or group counts as empty.
+    /// ([`QUEUE_PENDING`](crate::receiver::metrics::QUEUE_PENDING) and the others of
+    /// [`receiver::metrics`](crate::receiver::metrics)). It only reads: a missing stream or group counts as empty.
     ///
     /// # Errors
     ///
@@ -806,8 +808,8 @@ fn dead_letter(id: &str, fields: &[(Vec<u8>, Vec<u8>)]) -> DeadLetter {
 #[cfg(feature = "metrics")]
 #[allow(clippy::cast_precision_loss)] // gauges are f64; counts far below 2^52
 fn report_counts(counts: &QueueCounts) {
-    metrics::gauge!("notmeta_webhooks_queue_pending").set(counts.pending as f64);
-    metrics::gauge!("notmeta_webhooks_queue_in_progress").set(counts.in_progress as f64);
-    metrics::gauge!("notmeta_webhooks_queue_retrying").set(counts.retrying as f64);
-    metrics::gauge!("notmeta_webhooks_queue_dead_letters").set(counts.dead_letters as f64);
+    ::metrics::gauge!(crate::receiver::metrics::QUEUE_PENDING).set(counts.pending as f64);
+    ::metrics::gauge!(crate::receiver::metrics::QUEUE_IN_PROGRESS).set(counts.in_progress as f64);
+    ::metrics::gauge!(crate::receiver::metrics::QUEUE_RETRYING).set(counts.retrying as f64);
+    ::metrics::gauge!(crate::receiver::metrics::QUEUE_DEAD_LETTERS).set(counts.dead_letters as f64);
 }

@@ -14,7 +14,8 @@ use tokio::task::JoinHandle;
 
 use super::protocol::{self, Begun, Consumer, Entry, Settle, Settled, Take};
 use super::{Keys, Queue, QueueError};
-use crate::dedup::{RedisConnection, clamp};
+use crate::clock::clamp;
+use crate::dedup::RedisConnection;
 use crate::event::Event;
 use crate::receiver::delivery::{Ran, retrying, run_beside};
 use crate::receiver::{Handler, HandlerError};
@@ -901,7 +902,7 @@ async fn run<H: Handler>(shared: &Shared<H>, event: Event<'static>) -> Option<Re
     )
     .await;
     #[cfg(feature = "metrics")]
-    metrics::histogram!("notmeta_webhooks_queue_handler_seconds")
+    ::metrics::histogram!(crate::receiver::metrics::QUEUE_HANDLER_SECONDS)
         .record(started.elapsed().as_secs_f64());
     let _ = started;
     match ran {
@@ -977,23 +978,24 @@ async fn settle<H>(
 
 fn count(_what: &'static str) {
     #[cfg(feature = "metrics")]
-    metrics::counter!("notmeta_webhooks_queue_runs_total", "outcome" => _what).increment(1);
+    ::metrics::counter!(crate::receiver::metrics::QUEUE_RUNS_TOTAL, "outcome" => _what)
+        .increment(1);
 }
 
 fn count_renewals(_n: usize) {
     #[cfg(feature = "metrics")]
-    metrics::counter!("notmeta_webhooks_queue_renewals_total").increment(_n as u64);
+    ::metrics::counter!(crate::receiver::metrics::QUEUE_RENEWALS_TOTAL).increment(_n as u64);
 }
 
 fn count_heal() {
     #[cfg(feature = "metrics")]
-    metrics::counter!("notmeta_webhooks_queue_groups_recreated_total").increment(1);
+    ::metrics::counter!(crate::receiver::metrics::QUEUE_GROUPS_RECREATED_TOTAL).increment(1);
     warn_text("the consumer group was missing (Redis lost its data?): created again");
 }
 
 fn warn(_operation: &'static str, _error: &QueueError) {
     #[cfg(feature = "metrics")]
-    metrics::counter!("notmeta_webhooks_queue_redis_errors_total", "operation" => _operation)
+    ::metrics::counter!(crate::receiver::metrics::QUEUE_REDIS_ERRORS_TOTAL, "operation" => _operation)
         .increment(1);
     #[cfg(feature = "tracing")]
     tracing::warn!(

@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use super::MAX_CLOCK_SKEW;
-use crate::clock::Clock;
-use crate::dedup::{self, clamp};
+use crate::clock::{Clock, MAX_DURATION, clamp};
 use crate::event::Event;
 
 /// Whether `event` is older than `max_age` (never, without a maximum age).
@@ -35,7 +34,7 @@ pub(crate) fn window_for(
     let reach = age.saturating_add(MAX_CLOCK_SKEW);
     let needed = match event.created_at.to_system_time().checked_add(reach) {
         Some(until) => until.duration_since(clock.now()).unwrap_or(Duration::ZERO),
-        None => dedup::MAX_DURATION,
+        None => MAX_DURATION,
     };
     clamp(window.max(reach).max(needed))
 }

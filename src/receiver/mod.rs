@@ -1,11 +1,12 @@
 //! A framework-neutral webhook endpoint: verify, parse, answer the challenge, run
 //! your handler once per event, and turn what happened into the status NotMeta needs.
 //!
-//! The axum, actix-web and tower entry points are thin layers over [`Receiver`]; use
-//! it directly with any other server library: read the body (with the limit of
-//! [`Verifier::max_body_size`]), collect the `X-NotMeta-Signature` values, call
-//! [`Receiver::receive`], and send the [`Answer`]. [`Outcome`] lists every answer
-//! with its status and text.
+//! The axum, actix-web and tower entry points mount a [`Receiver`] (or the queue's
+//! enqueuing endpoint) as an [`Endpoint`]; use it directly with any other server
+//! library: read the body (with the limit of [`Verifier::max_body_size`] and within
+//! [`Receiver::body_read_timeout`]), collect the `X-NotMeta-Signature` values, call
+//! [`Receiver::receive`], and send the [`Answer`] as [`Answer::into_response`] builds
+//! it. [`Outcome`] lists every answer with its status and text.
 //!
 //! # How a delivery flows
 //!
@@ -46,7 +47,7 @@
 //! # Limits of the settings
 //!
 //! Every duration setting accepts any value: durations above 100 years
-//! ([`dedup::MAX_DURATION`](crate::dedup::MAX_DURATION)) are treated as 100 years, and no setting can make an
+//! ([`clock::MAX_DURATION`](crate::clock::MAX_DURATION)) are treated as 100 years, and no setting can make an
 //! addition overflow.
 
 use std::fmt;
@@ -56,8 +57,8 @@ use std::time::Duration;
 
 use futures_util::future::{BoxFuture, Either};
 
-use crate::clock::{Clock, SystemClock};
-use crate::dedup::{Claim, DEFAULT_DEDUP_WINDOW, IdempotencyStore, MemoryStore, clamp};
+use crate::clock::{Clock, SystemClock, clamp};
+use crate::dedup::{Claim, DEFAULT_DEDUP_WINDOW, IdempotencyStore, MemoryStore};
 use crate::error::ErrorKind;
 use crate::event::Event;
 use crate::signature::Verifier;
@@ -65,14 +66,18 @@ use crate::signature::Verifier;
 pub(crate) mod admit;
 pub(crate) mod age;
 pub(crate) mod delivery;
+pub(crate) mod endpoint;
 mod handler;
+mod handler_ext;
+pub mod metrics;
 mod outcome;
 pub(crate) mod report;
 #[cfg(feature = "tracing")]
 mod trace;
 
-pub use crate::handler_ext::{ResultExt, handler_fn};
+pub use endpoint::{DEFAULT_BODY_READ_TIMEOUT, Endpoint};
 pub use handler::{Handler, HandlerError};
+pub use handler_ext::{ResultExt, handler_fn};
 pub use outcome::{Answer, Outcome};
 pub use report::DeliveryReport;
 
@@ -97,6 +102,7 @@ struct Settings {
     store_timeout: Duration,
     dedup_window: Duration,
     max_event_age: Option<Duration>,
+    body_read_timeout: Duration,
     /// Whether a handler with a lease store runs on the blocking pool.
     isolate: bool,
 }
@@ -164,6 +170,7 @@ impl<H, S: fmt::Debug> fmt::Debug for Receiver<H, S> {
             .field("max_event_age", &self.settings.max_event_age)
             .field("handler_timeout", &self.settings.handler_timeout)
             .field("store_timeout", &self.settings.store_timeout)
+            .field("body_read_timeout", &self.settings.body_read_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -184,6 +191,7 @@ impl<H: Handler> Receiver<H> {
                 store_timeout: DEFAULT_STORE_TIMEOUT,
                 dedup_window: DEFAULT_DEDUP_WINDOW,
                 max_event_age: None,
+                body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
                 isolate: true,
             },
         }
@@ -228,6 +236,12 @@ impl<H, S> Receiver<H, S> {
     #[must_use]
     pub fn max_event_age(&self) -> Option<Duration> {
         self.settings.max_event_age
+    }
+
+    /// How long the framework entry points wait for a whole body to arrive.
+    #[must_use]
+    pub fn body_read_timeout(&self) -> Duration {
+        self.settings.body_read_timeout
     }
 
     /// De-duplicates with `store` (share one store between replicas, such as a
@@ -293,8 +307,8 @@ impl<H, S> Receiver<H, S> {
     /// On the blocking pool, a handler that blocks its thread (synchronous I/O, a
     /// long computation, `std::thread::sleep`) cannot stall the runtime's timers and
     /// I/O, so its claim's lease is renewed whatever it does, and other requests are
-    /// still answered. The hand-off to another thread costs about 25 µs of CPU and two
-    /// context switches per delivery on a 2-vCPU VM (measured in the repository's `docs/PERFORMANCE.md`).
+    /// still answered. The hand-off to another thread costs CPU time and two context
+    /// switches per delivery.
     ///
     /// `false` keeps the handler in the delivery's task, beside the renewal of its
     /// lease: the right choice when every handler only `.await`s. A handler that
@@ -329,6 +343,28 @@ impl<H, S> Receiver<H, S> {
     #[must_use]
     pub fn with_handler_isolation(mut self, isolate: bool) -> Self {
         self.settings.isolate = isolate;
+        self
+    }
+
+    /// How long the framework entry points (tower, axum, actix-web) wait for a whole
+    /// body to arrive (default [`DEFAULT_BODY_READ_TIMEOUT`], 15 s); a slower one is
+    /// answered 503 ([`ErrorKind::BodyTimeout`]) and its connection closed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use notmeta_webhooks::receiver::{HandlerError, Receiver};
+    /// use notmeta_webhooks::{Event, Verifier};
+    ///
+    /// let receiver = Receiver::new(Verifier::new("whsec_abc123")?, |_: Event<'static>| async {
+    ///     Ok::<(), HandlerError>(())
+    /// })
+    /// .with_body_read_timeout(Duration::from_secs(5));
+    /// assert_eq!(receiver.body_read_timeout(), Duration::from_secs(5));
+    /// # Ok::<(), notmeta_webhooks::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.body_read_timeout = clamp(timeout);
         self
     }
 
@@ -385,13 +421,9 @@ impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
     ///
     /// The future is boxed (one allocation): its type names neither the handler nor
     /// the store, so it can be spawned or stored whatever closure the handler is.
-    pub fn receive<'r, 'h, I>(
-        &'r self,
-        body: &'r [u8],
-        signature_values: I,
-    ) -> BoxFuture<'r, Answer>
+    pub fn receive<'r, I>(&'r self, body: &'r [u8], signature_values: I) -> BoxFuture<'r, Answer>
     where
-        I: IntoIterator<Item = &'h [u8]>,
+        I: IntoIterator<Item: AsRef<[u8]>>,
     {
         let verified = self
             .verifier
@@ -496,8 +528,7 @@ impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
     /// Reports and answers a request refused while its body was read (too large,
     /// too slow to arrive, unreadable): reported like every delivery (the outcome
     /// hook, the metrics, a span of its own).
-    #[cfg(any(feature = "tower", feature = "actix"))]
-    pub(crate) fn refuse(&self, error: &crate::Error) -> Answer {
+    fn refuse(&self, error: &crate::Error) -> Answer {
         let refuse = || self.early(None, Outcome::Rejected(error.kind()), None);
         #[cfg(feature = "tracing")]
         let answer = trace::refused(refuse);

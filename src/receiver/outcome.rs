@@ -103,6 +103,15 @@ impl Outcome {
         }
     }
 
+    /// Whether the connection must not be reused after this answer: a body refused
+    /// before it was read to its end leaves unread bytes on it.
+    pub(crate) const fn closes_connection(self) -> bool {
+        matches!(
+            self,
+            Self::Rejected(ErrorKind::BodyTooLarge | ErrorKind::BodyTimeout | ErrorKind::BodyRead)
+        )
+    }
+
     /// Whether NotMeta retries the delivery (the status is 5xx).
     #[must_use]
     pub const fn is_retried(self) -> bool {
@@ -214,25 +223,101 @@ impl Answer {
         (self.status(), self.body)
     }
 
-    /// The answer as an `http::Response`, `Content-Type` set.
+    /// The answer as an `http::Response`: the status, `Content-Type` and the body,
+    /// and `Connection: close` after a body refused before it was read to its end
+    /// (too large, too slow to arrive, unreadable), whose unread bytes leave the
+    /// connection unusable. The framework entry points send exactly this.
     ///
     /// ```
     /// use notmeta_webhooks::receiver::{Answer, Outcome};
+    /// use notmeta_webhooks::{Error, ErrorKind};
     ///
     /// let response = Answer::from(Outcome::Handled).into_response();
     /// assert_eq!(response.status(), 200);
     /// assert_eq!(response.headers()["content-type"], "text/plain; charset=utf-8");
     /// assert_eq!(response.body(), "OK");
+    /// assert!(response.headers().get("connection").is_none());
+    ///
+    /// let response = Answer::rejected(&Error::from(ErrorKind::BodyTimeout)).into_response();
+    /// assert_eq!(response.status(), 503);
+    /// assert_eq!(response.headers()["connection"], "close");
     /// ```
     #[must_use]
     pub fn into_response(self) -> http::Response<String> {
+        self.into_http_response(Cow::into_owned)
+    }
+
+    /// The answer as an `http::Response` whose body `body` makes from the text (a
+    /// fixed text stays borrowed): the one place that turns an answer into HTTP.
+    pub(crate) fn into_http_response<B>(
+        self,
+        body: impl FnOnce(Cow<'static, str>) -> B,
+    ) -> http::Response<B> {
+        let close = self.outcome.closes_connection();
         let content_type = self.content_type();
-        let (status, body) = self.into_parts();
-        let mut response = http::Response::new(body.into_owned());
+        let (status, text) = self.into_parts();
+        let mut response = http::Response::new(body(text));
         *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, content_type);
+        if close {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, content_type);
-        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_body_closes_the_connection_and_nothing_else_does() {
+        let kinds = [
+            ErrorKind::MissingSignature,
+            ErrorKind::MalformedSignature,
+            ErrorKind::SignatureMismatch,
+            ErrorKind::InvalidEvent,
+            ErrorKind::BodyTooLarge,
+            ErrorKind::BodyRead,
+            ErrorKind::BodyTimeout,
+            ErrorKind::Config,
+        ];
+        let outcomes = kinds.into_iter().map(Outcome::Rejected).chain([
+            Outcome::Handled,
+            Outcome::Queued,
+            Outcome::Duplicate,
+            Outcome::Stale,
+            Outcome::PermanentFailure,
+            Outcome::Panicked,
+            Outcome::TemporaryFailure,
+            Outcome::TimedOut,
+            Outcome::InProgress,
+            Outcome::StoreUnavailable,
+            Outcome::StoreFull,
+        ]);
+        for outcome in outcomes {
+            let response = Answer::from(outcome).into_response();
+            let refused_body = matches!(
+                outcome,
+                Outcome::Rejected(
+                    ErrorKind::BodyTooLarge | ErrorKind::BodyTimeout | ErrorKind::BodyRead
+                )
+            );
+            let close = response.headers().get(header::CONNECTION);
+            assert_eq!(close.is_some(), refused_body, "{outcome:?}");
+            if let Some(close) = close {
+                assert_eq!(close, "close");
+            }
+            assert_eq!(response.status(), outcome.status(), "{outcome:?}");
+            assert_eq!(response.body(), outcome.response_text(), "{outcome:?}");
+            assert_eq!(
+                response.headers()[header::CONTENT_TYPE],
+                "text/plain; charset=utf-8"
+            );
+        }
+        let challenge = Answer::challenge("abc").into_response();
+        assert_eq!(challenge.body(), "abc");
+        assert!(challenge.headers().get(header::CONNECTION).is_none());
     }
 }

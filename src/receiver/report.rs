@@ -84,7 +84,7 @@ pub(crate) type Hook = Arc<dyn Fn(&DeliveryReport<'_>) + Send + Sync>;
 /// Reports one delivery: hook, metrics, log.
 pub(super) fn delivered(hook: Option<&Hook>, report: &DeliveryReport<'_>) {
     #[cfg(feature = "metrics")]
-    metrics::counter!("notmeta_webhooks_deliveries_total", "outcome" => report.outcome.as_str())
+    ::metrics::counter!(crate::receiver::metrics::DELIVERIES_TOTAL, "outcome" => report.outcome.as_str())
         .increment(1);
     answered(hook, report);
 }
@@ -93,7 +93,7 @@ pub(super) fn delivered(hook: Option<&Hook>, report: &DeliveryReport<'_>) {
 #[cfg(feature = "queue")]
 pub(crate) fn enqueued(hook: Option<&Hook>, report: &DeliveryReport<'_>) {
     #[cfg(feature = "metrics")]
-    metrics::counter!("notmeta_webhooks_enqueued_total", "outcome" => report.outcome.as_str())
+    ::metrics::counter!(crate::receiver::metrics::ENQUEUED_TOTAL, "outcome" => report.outcome.as_str())
         .increment(1);
     answered(hook, report);
 }
@@ -103,7 +103,8 @@ fn answered(hook: Option<&Hook>, report: &DeliveryReport<'_>) {
     #[cfg(feature = "metrics")]
     {
         if let Some(time) = report.handler_time {
-            metrics::histogram!("notmeta_webhooks_handler_seconds").record(time.as_secs_f64());
+            ::metrics::histogram!(crate::receiver::metrics::HANDLER_SECONDS)
+                .record(time.as_secs_f64());
         }
     }
     #[cfg(feature = "tracing")]
@@ -116,12 +117,12 @@ fn answered(hook: Option<&Hook>, report: &DeliveryReport<'_>) {
 
 pub(super) fn lease_renewed() {
     #[cfg(feature = "metrics")]
-    metrics::counter!("notmeta_webhooks_lease_renewals_total").increment(1);
+    ::metrics::counter!(crate::receiver::metrics::LEASE_RENEWALS_TOTAL).increment(1);
 }
 
 pub(super) fn lease_lost(_id: &str) {
     #[cfg(feature = "metrics")]
-    metrics::counter!("notmeta_webhooks_leases_lost_total").increment(1);
+    ::metrics::counter!(crate::receiver::metrics::LEASES_LOST_TOTAL).increment(1);
     #[cfg(feature = "tracing")]
     tracing::error!(
         event_id = _id,
@@ -131,7 +132,7 @@ pub(super) fn lease_lost(_id: &str) {
 
 pub(crate) fn store_failed(_operation: &'static str, _error: &StoreError) {
     #[cfg(feature = "metrics")]
-    metrics::counter!("notmeta_webhooks_store_errors_total", "operation" => _operation)
+    ::metrics::counter!(crate::receiver::metrics::STORE_ERRORS_TOTAL, "operation" => _operation)
         .increment(1);
     #[cfg(feature = "tracing")]
     tracing::warn!(
@@ -144,7 +145,7 @@ pub(crate) fn store_failed(_operation: &'static str, _error: &StoreError) {
 
 pub(super) fn settle_failed(_id: &str, _operation: &'static str) {
     #[cfg(feature = "metrics")]
-    metrics::counter!("notmeta_webhooks_settle_failures_total", "operation" => _operation)
+    ::metrics::counter!(crate::receiver::metrics::SETTLE_FAILURES_TOTAL, "operation" => _operation)
         .increment(1);
     #[cfg(feature = "tracing")]
     tracing::error!(

@@ -19,7 +19,6 @@ pub(super) async fn delivery(delivery: impl Future<Output = Answer>) -> Answer {
 }
 
 /// The span of a request refused before a delivery began (while its body was read).
-#[cfg(any(feature = "tower", feature = "actix"))]
 pub(super) fn refused(refuse: impl FnOnce() -> Answer) -> Answer {
     let span = span();
     let answer = span.in_scope(refuse);

@@ -15,7 +15,7 @@ use crate::signature::{SIGNATURE_HEADER, sign};
 /// let body = br#"{"id":"evt_1","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{}}"#;
 /// let signed = SignedRequest::new(body.to_vec(), "whsec_abc123");
 /// assert!(signed.signature.starts_with("sha256="));
-/// let event = Verifier::new("whsec_abc123")?.verify_and_parse(&signed.body, &signed.signature)?;
+/// let event = Verifier::new("whsec_abc123")?.verify(&signed.body, [&signed.signature])?.parse()?;
 /// assert_eq!(event.id, "evt_1");
 ///
 /// // For curl: -H "$(signed.header_line())" --data-binary @body.json

@@ -532,7 +532,7 @@ impl Sample {
     /// let request = sample.request("whsec_abc123");
     /// assert_eq!((request.method().as_str(), request.uri().path()), ("POST", "/webhooks"));
     /// let verifier = Verifier::new("whsec_abc123")?;
-    /// verifier.verify_headers(&sample.body(), request.headers())?;
+    /// verifier.verify(&sample.body(), request.headers().get_all(notmeta_webhooks::SIGNATURE_HEADER))?;
     /// # Ok::<(), notmeta_webhooks::Error>(())
     /// ```
     #[must_use]

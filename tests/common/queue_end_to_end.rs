@@ -302,10 +302,7 @@ impl Connection {
 }
 
 pub(crate) async fn serve_axum(enqueuer: Enqueuer) -> SocketAddr {
-    let app = axum::Router::new().route(
-        "/webhooks",
-        notmeta_webhooks::axum::queue_endpoint(enqueuer),
-    );
+    let app = axum::Router::new().route("/webhooks", notmeta_webhooks::axum::endpoint(enqueuer));
     http_server::axum(app).await
 }
 
@@ -316,7 +313,7 @@ pub(crate) fn serve_actix(enqueuer: Enqueuer) -> SocketAddr {
             let server = actix_web::HttpServer::new(move || {
                 actix_web::App::new().route(
                     "/webhooks",
-                    notmeta_webhooks::actix::queue_endpoint(enqueuer.clone()),
+                    notmeta_webhooks::actix::endpoint(enqueuer.clone()),
                 )
             })
             .workers(2)

@@ -172,7 +172,7 @@ impl Diagnosis {
                 return Direct::Unusable;
             }
         };
-        match verifier.verify(body, &header.value) {
+        match verifier.verify(body, [&header.value]) {
             Ok(payload) => {
                 let which = if secrets.len() > 1 {
                     format!(

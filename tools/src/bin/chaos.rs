@@ -127,10 +127,7 @@ fn queue_for(
 async fn endpoint(redis: &str, port: &str, partitions: &str) -> Result<(), BoxError> {
     let queue = queue_for(redis, partitions.parse()?).await?;
     let enqueuer = Enqueuer::new(Verifier::new(SECRET)?, queue);
-    let app = axum::Router::new().route(
-        "/webhooks",
-        notmeta_webhooks::axum::queue_endpoint(enqueuer),
-    );
+    let app = axum::Router::new().route("/webhooks", notmeta_webhooks::axum::endpoint(enqueuer));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port.parse::<u16>()?)).await?;
     axum::serve(listener, app).await?;
     Ok(())

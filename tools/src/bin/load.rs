@@ -72,7 +72,7 @@ fn receiver() -> Receiver<impl notmeta_webhooks::receiver::Handler> {
         Verifier::new(SECRET).expect("a valid secret"),
         |_event: Event<'static>| async { Ok::<(), HandlerError>(()) },
     )
-    .with_store(MemoryStore::new().with_capacity(STORE_CAPACITY))
+    .with_store(MemoryStore::with_capacity(STORE_CAPACITY))
     .with_dedup_window(DEDUP_WINDOW)
 }
 
@@ -141,10 +141,8 @@ fn serve(kind: &str) -> Result<(), BoxError> {
             runtime.block_on(async {
                 let queue = Queue::connect(&url).await?.with_namespace("load");
                 let enqueuer = Enqueuer::new(Verifier::new(SECRET)?, queue);
-                let app = axum::Router::new().route(
-                    "/webhooks",
-                    notmeta_webhooks::axum::queue_endpoint(enqueuer),
-                );
+                let app = axum::Router::new()
+                    .route("/webhooks", notmeta_webhooks::axum::endpoint(enqueuer));
                 serve_axum(app).await
             })
         }
