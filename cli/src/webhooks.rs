@@ -1,5 +1,5 @@
 //! `notmeta-webhooks webhooks …`: NotMeta's management API (create, list, logs,
-//! stats) through `notmeta_webhooks::client`.
+//! stats) through `notmeta_webhooks_client`.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use notmeta_webhooks::EventType;
-use notmeta_webhooks::client::{
+use notmeta_webhooks_client::{
     Client, CreateWebhook, DEFAULT_BASE_URL, Ensured, Error, ErrorKind, Webhook, WebhookSummary,
     redact,
 };

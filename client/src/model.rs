@@ -13,8 +13,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::event::Timestamp;
-use crate::{EventType, Secret, Verifier};
+use notmeta_webhooks::event::Timestamp;
+use notmeta_webhooks::{EventType, Secret, Verifier};
 
 /// The body of `POST /webhooks`: where to deliver, which events, and the secret you
 /// ask NotMeta to sign with.
@@ -24,7 +24,7 @@ use crate::{EventType, Secret, Verifier};
 /// the secret.
 ///
 /// ```
-/// use notmeta_webhooks::client::CreateWebhook;
+/// use notmeta_webhooks_client::CreateWebhook;
 /// use notmeta_webhooks::EventType;
 ///
 /// let request = CreateWebhook::new(
@@ -100,7 +100,7 @@ impl fmt::Debug for CreateWebhook {
 /// `extra`. `Display` and `Debug` never print the secret.
 ///
 /// ```
-/// use notmeta_webhooks::client::Webhook;
+/// use notmeta_webhooks_client::Webhook;
 /// use notmeta_webhooks::{sign, EventType};
 ///
 /// let webhook: Webhook = serde_json::from_str(r#"{
@@ -159,7 +159,7 @@ impl Webhook {
     /// never print it.
     ///
     /// ```
-    /// use notmeta_webhooks::client::Webhook;
+    /// use notmeta_webhooks_client::Webhook;
     ///
     /// let webhook: Webhook = serde_json::from_str(
     ///     r#"{"id":"wh_1","url":"https://example.com/webhook","secret":"whsec_abc123"}"#,
@@ -212,7 +212,7 @@ impl Webhook {
     ///
     /// To accept an older secret too during a rotation, build one instead:
     /// `Verifier::builder().keyed_secret(webhook.secret.clone()).secret(old)`.
-    pub fn verifier(&self) -> Result<Verifier, crate::Error> {
+    pub fn verifier(&self) -> Result<Verifier, notmeta_webhooks::Error> {
         Verifier::builder()
             .keyed_secret(self.secret.clone())
             .build()
@@ -269,7 +269,7 @@ impl fmt::Display for Webhook {
 /// never printed.
 ///
 /// ```
-/// use notmeta_webhooks::client::WebhookSummary;
+/// use notmeta_webhooks_client::WebhookSummary;
 ///
 /// let listed: WebhookSummary = serde_json::from_str(
 ///     r#"{"id":"wh_1","url":"https://example.com/webhook","status":"active","deliveries":42}"#,
@@ -305,7 +305,7 @@ impl WebhookSummary {
     /// The secret's text, if NotMeta lists it. `Debug` and `Display` never print it.
     ///
     /// ```
-    /// use notmeta_webhooks::client::WebhookSummary;
+    /// use notmeta_webhooks_client::WebhookSummary;
     /// let listed: WebhookSummary = serde_json::from_str(r#"{"id":"wh_1","secret":"whsec_x"}"#)?;
     /// assert_eq!(listed.expose_secret(), Some("whsec_x"));
     /// # Ok::<(), serde_json::Error>(())
@@ -383,7 +383,7 @@ impl fmt::Display for WebhookSummary {
 /// every page, where deserialising one answer reads that page only.
 ///
 /// ```
-/// use notmeta_webhooks::client::WebhookList;
+/// use notmeta_webhooks_client::WebhookList;
 ///
 /// let bare: WebhookList = serde_json::from_str(r#"[{"id":"wh_1"},{"id":"wh_2"}]"#)?;
 /// let wrapped: WebhookList =
@@ -409,7 +409,7 @@ impl WebhookList {
     /// The first webhook whose URL is exactly `url`.
     ///
     /// ```
-    /// use notmeta_webhooks::client::WebhookList;
+    /// use notmeta_webhooks_client::WebhookList;
     /// let list: WebhookList = serde_json::from_str(r#"[{"id":"wh_1","url":"https://a.example/h"}]"#)?;
     /// assert_eq!(list.find_by_url("https://a.example/h").and_then(|w| w.id.as_deref()), Some("wh_1"));
     /// assert!(list.find_by_url("https://a.example/h/").is_none());
@@ -515,7 +515,7 @@ impl fmt::Display for LogEntry {
 /// signalled more.
 ///
 /// ```
-/// use notmeta_webhooks::client::WebhookLogs;
+/// use notmeta_webhooks_client::WebhookLogs;
 /// use notmeta_webhooks::EventType;
 ///
 /// let logs: WebhookLogs = serde_json::from_str(r#"{"logs":[{"event_id":"evt_1",
@@ -545,7 +545,7 @@ impl WebhookLogs {
     /// cursor, `has_more`, `next_page`…). They are not read.
     ///
     /// ```
-    /// use notmeta_webhooks::client::WebhookLogs;
+    /// use notmeta_webhooks_client::WebhookLogs;
     /// let logs: WebhookLogs = serde_json::from_str(r#"{"data":[{"event_id":"evt_1"}],"next_cursor":"c2"}"#)?;
     /// assert!(logs.more_pages());
     /// # Ok::<(), serde_json::Error>(())
@@ -589,7 +589,7 @@ impl fmt::Display for WebhookLogs {
 /// gives empty stats, with the value under the key `""` of `fields`.
 ///
 /// ```
-/// use notmeta_webhooks::client::WebhookStats;
+/// use notmeta_webhooks_client::WebhookStats;
 ///
 /// let stats: WebhookStats = serde_json::from_str(
 ///     r#"{"total_deliveries":120,"failed_deliveries":3,"success_rate":0.975}"#,
@@ -700,7 +700,7 @@ impl Ensured {
     /// NotMeta listed it. `Debug` and `Display` never print it.
     ///
     /// ```
-    /// use notmeta_webhooks::client::{Ensured, Webhook};
+    /// use notmeta_webhooks_client::{Ensured, Webhook};
     /// let webhook: Webhook = serde_json::from_str(
     ///     r#"{"id":"wh_1","url":"https://example.com/webhook","secret":"whsec_abc123"}"#,
     /// )?;

@@ -1,12 +1,10 @@
 //! `notmeta-webhooks`: send signed sample events to a receiver, sign bodies for curl,
 //! replay captured requests, play NotMeta's retry schedule, and find out why a
-//! captured request does not verify; with the `client` feature, manage webhooks
-//! through NotMeta's API.
+//! captured request does not verify; manage webhooks through NotMeta's API.
 
 mod diagnose;
 mod table;
 mod term;
-#[cfg(feature = "client")]
 mod webhooks;
 
 mod data;
@@ -171,8 +169,7 @@ enum Command {
     /// List the event types there are samples of.
     List,
     /// Create, list and inspect webhooks through NotMeta's management API.
-    #[cfg(feature = "client")]
-    Webhooks(webhooks::Args),
+        Webhooks(webhooks::Args),
 }
 
 fn main() -> ExitCode {
@@ -313,8 +310,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             out(list)?;
             Ok(ExitCode::SUCCESS)
         }
-        #[cfg(feature = "client")]
-        Command::Webhooks(args) => webhooks::run(args).await,
+                Command::Webhooks(args) => webhooks::run(args).await,
     }
 }
 

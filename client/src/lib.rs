@@ -2,7 +2,7 @@
 //! list them, read their delivery logs and statistics.
 //!
 //! ```no_run
-//! use notmeta_webhooks::client::{Client, CreateWebhook};
+//! use notmeta_webhooks_client::{Client, CreateWebhook};
 //! use notmeta_webhooks::EventType;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -174,12 +174,12 @@ impl tower_service::Service<Uri> for ConnectWithin {
 /// Cheap to clone (clones share one connection pool). `Debug` never prints the token.
 ///
 /// ```
-/// use notmeta_webhooks::client::Client;
+/// use notmeta_webhooks_client::Client;
 ///
 /// let client = Client::new("tok_live_123")?;
 /// assert_eq!(client.base_url(), "https://api.notmeta.com/v1");
 /// assert!(!format!("{client:?}").contains("tok_live_123"));
-/// # Ok::<(), notmeta_webhooks::client::Error>(())
+/// # Ok::<(), notmeta_webhooks_client::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct Client {
@@ -235,7 +235,7 @@ impl fmt::Debug for Client {
 ///
 /// ```
 /// use std::time::Duration;
-/// use notmeta_webhooks::client::Client;
+/// use notmeta_webhooks_client::Client;
 ///
 /// let client = Client::builder("tok_live_123")
 ///     .base_url("http://127.0.0.1:8080/v1/")
@@ -249,7 +249,7 @@ impl fmt::Debug for Client {
 /// assert!(Client::builder("tok").base_url("api.notmeta.com").build().is_err());
 /// assert!(Client::builder("tok").base_url("http://api.example/v1").build().is_err());
 /// assert!(Client::builder("").build().is_err());
-/// # Ok::<(), notmeta_webhooks::client::Error>(())
+/// # Ok::<(), notmeta_webhooks_client::Error>(())
 /// ```
 #[must_use]
 pub struct ClientBuilder {
@@ -283,7 +283,7 @@ impl ClientBuilder {
     /// for a trusted network only.
     ///
     /// ```
-    /// use notmeta_webhooks::client::Client;
+    /// use notmeta_webhooks_client::Client;
     /// let client = Client::builder("tok").base_url("http://notmeta.internal/v1");
     /// assert!(client.allow_plain_http(true).build().is_ok());
     /// ```
@@ -300,7 +300,7 @@ impl ClientBuilder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let builder = notmeta_webhooks::client::Client::builder("tok").deadline(Duration::from_secs(10));
+    /// let builder = notmeta_webhooks_client::Client::builder("tok").deadline(Duration::from_secs(10));
     /// assert!(format!("{builder:?}").contains("deadline: 10s"));
     /// ```
     pub fn deadline(mut self, deadline: Duration) -> Self {
@@ -543,7 +543,7 @@ impl Client {
     /// [`Client::ensure_webhook`], which does. No error shows the secret sent.
     ///
     /// ```no_run
-    /// use notmeta_webhooks::client::{Client, CreateWebhook};
+    /// use notmeta_webhooks_client::{Client, CreateWebhook};
     /// use notmeta_webhooks::EventType;
     ///
     /// # async fn run(client: Client) -> Result<(), Box<dyn std::error::Error>> {
@@ -589,7 +589,7 @@ impl Client {
     /// (see [Lists](self#lists)); within one [`deadline`](ClientBuilder::deadline).
     ///
     /// ```no_run
-    /// # async fn run(client: notmeta_webhooks::client::Client) -> Result<(), notmeta_webhooks::client::Error> {
+    /// # async fn run(client: notmeta_webhooks_client::Client) -> Result<(), notmeta_webhooks_client::Error> {
     /// for webhook in client.list_webhooks().await?.webhooks {
     ///     println!("{webhook}"); // id, status, URL, events
     /// }
@@ -687,7 +687,7 @@ impl Client {
     /// [`WebhookLogs::more_pages`] tells whether NotMeta has more.
     ///
     /// ```no_run
-    /// # async fn run(client: notmeta_webhooks::client::Client) -> Result<(), notmeta_webhooks::client::Error> {
+    /// # async fn run(client: notmeta_webhooks_client::Client) -> Result<(), notmeta_webhooks_client::Error> {
     /// let logs = client.webhook_logs("wh_123456789").await?;
     /// print!("{logs}");
     /// if logs.more_pages() {
@@ -721,7 +721,7 @@ impl Client {
     /// `GET /webhooks/{id}/stats`: the webhook's delivery statistics.
     ///
     /// ```no_run
-    /// # async fn run(client: notmeta_webhooks::client::Client) -> Result<(), notmeta_webhooks::client::Error> {
+    /// # async fn run(client: notmeta_webhooks_client::Client) -> Result<(), notmeta_webhooks_client::Error> {
     /// let stats = client.webhook_stats("wh_123456789").await?;
     /// println!("{:?}", stats.count("total_deliveries"));
     /// # Ok(()) }
@@ -773,7 +773,7 @@ impl Client {
     /// creation whose answer was lost too:
     ///
     /// ```no_run
-    /// use notmeta_webhooks::client::{Client, CreateWebhook, Ensured};
+    /// use notmeta_webhooks_client::{Client, CreateWebhook, Ensured};
     /// use notmeta_webhooks::EventType;
     ///
     /// # fn store(_: &str) {}
@@ -1348,7 +1348,7 @@ fn jitter(ceiling: Duration, fraction: f64) -> Duration {
 
 /// A random fraction in `[0, 1)`: the top 53 bits, exactly representable.
 fn random_fraction() -> f64 {
-    (crate::random::random_u64(0) >> 11) as f64 / (1u64 << 53) as f64
+    (notmeta_webhooks::__private::random_u64(0) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Whether a failed creation may nevertheless have created the webhook: a timeout
