@@ -169,7 +169,7 @@ enum Command {
     /// List the event types there are samples of.
     List,
     /// Create, list and inspect webhooks through NotMeta's management API.
-        Webhooks(webhooks::Args),
+    Webhooks(webhooks::Args),
 }
 
 fn main() -> ExitCode {
@@ -310,7 +310,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             out(list)?;
             Ok(ExitCode::SUCCESS)
         }
-                Command::Webhooks(args) => webhooks::run(args).await,
+        Command::Webhooks(args) => webhooks::run(args).await,
     }
 }
 

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use notmeta_webhooks::EventType;
+use notmeta_webhooks::event::Timestamp;
 use notmeta_webhooks_client::{
     Client, CreateWebhook, DEFAULT_BASE_URL, Ensured, Error, ErrorKind, Webhook, WebhookSummary,
     redact,
 };
-use notmeta_webhooks::event::Timestamp;
 use serde_json::Value;
 
 use crate::table::Table;

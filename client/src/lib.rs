@@ -5,8 +5,9 @@
 //! use notmeta_webhooks_client::{Client, CreateWebhook};
 //! use notmeta_webhooks::EventType;
 //!
+//! # fn store_where_the_receiver_reads_it(_secret: &str) {}
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let client = Client::new(std::env::var("NOTMETA_TOKEN")?)?;
+//! let client = Client::new(std::env::var("NOTMETA_API_TOKEN")?)?;
 //! let ensured = client
 //!     .ensure_webhook(&CreateWebhook::new(
 //!         "https://example.com/webhook",
@@ -15,11 +16,27 @@
 //!     ))
 //!     .await?;
 //! println!("{ensured}");
+//! // Configure your receiver with the secret NotMeta answered, not the one sent.
+//! if let Some(secret) = ensured.expose_secret() {
+//!     store_where_the_receiver_reads_it(secret);
+//! }
 //! for webhook in client.list_webhooks().await?.webhooks {
 //!     println!("{webhook}");
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! # Two secrets: the one you send, the one NotMeta signs with
+//!
+//! [`CreateWebhook`] carries a secret you *ask* NotMeta to sign with. NotMeta answers
+//! with the secret it *will* sign with (`whsec_…`), and that may differ from the one
+//! you sent. Configure your receiver with the answered one:
+//! [`Webhook::expose_secret`] (or [`Ensured::expose_secret`]), or build its verifier
+//! straight from the answer with [`Webhook::verifier`]. NotMeta documents no call to
+//! read a secret again later, so store it when the webhook is created.
+//!
+//! The API token is read from `NOTMETA_API_TOKEN` in these examples, as the
+//! `notmeta-webhooks` command-line tool does.
 //!
 //! # Transport
 //!

@@ -11,10 +11,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use notmeta_webhooks::{EventType, sign};
 use notmeta_webhooks_client::{
     Client, ClientBuilder, CreateWebhook, Ensured, ErrorKind, WebhookList,
 };
-use notmeta_webhooks::{EventType, sign};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "tok_test_5f3a9c";

@@ -92,9 +92,7 @@ impl<'de> Visitor<'de> for LenientStrVisitor {
 
 /// A timestamp field that may be absent, `null`, not a string, or not RFC 3339: all
 /// of those make it unavailable.
-pub fn opt_timestamp<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Timestamp>, D::Error> {
+pub fn opt_timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
     Ok(d.deserialize_any(LenientStrVisitor)?
         .and_then(|s| Timestamp::parse(&s).ok()))
 }
