@@ -474,6 +474,40 @@ enum Retry {
     NotSent,
 }
 
+impl Retry {
+    /// Whether an answer with `status` (not 2xx) is retried.
+    fn after_status(self, status: StatusCode) -> bool {
+        status == StatusCode::TOO_MANY_REQUESTS
+            || (status.is_server_error() && self == Retry::Idempotent)
+    }
+
+    /// Whether a failure of `kind` (no answer) is retried.
+    fn after_error(self, kind: ErrorKind) -> bool {
+        kind == ErrorKind::Connect
+            || (self == Retry::Idempotent
+                && matches!(kind, ErrorKind::Timeout | ErrorKind::Transport))
+    }
+}
+
+/// Why a retry is not waited for.
+#[derive(Debug)]
+enum NoWait {
+    /// `Retry-After` asked this long, and why it is not waited.
+    Asked(Duration, String),
+    /// The backoff would end past the call's deadline.
+    PastDeadline,
+}
+
+impl NoWait {
+    /// The call's error: the last `failure`, with the wait not waited if one was asked.
+    fn of(self, failure: Error) -> Error {
+        match self {
+            Self::Asked(asked, why) => failure.with_retry_after(asked, &why),
+            Self::PastDeadline => failure,
+        }
+    }
+}
+
 /// What one public call carries through its requests: when it must end, and the
 /// strings no error may show.
 struct Call {
@@ -928,25 +962,17 @@ impl Client {
         retry: Retry,
         call: &Call,
     ) -> Result<(Answer, u32), Error> {
-        let settings = &self.inner.settings;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let outcome = self.attempt(method, uri, body, endpoint, call).await;
-            if outcome.as_ref().is_ok_and(|a| a.status.is_success()) {
-                let Ok(a) = outcome else { unreachable!() };
-                return Ok((a, attempt));
-            }
             let retryable = match &outcome {
-                Ok(a) => {
-                    a.status == StatusCode::TOO_MANY_REQUESTS
-                        || (a.status.is_server_error() && retry == Retry::Idempotent)
+                Ok(a) if a.status.is_success() => {
+                    let Ok(a) = outcome else { unreachable!() };
+                    return Ok((a, attempt));
                 }
-                Err(e) => {
-                    e.kind() == ErrorKind::Connect
-                        || (retry == Retry::Idempotent
-                            && matches!(e.kind(), ErrorKind::Timeout | ErrorKind::Transport))
-                }
+                Ok(a) => retry.after_status(a.status),
+                Err(e) => retry.after_error(e.kind()),
             };
             let retry_after = outcome.as_ref().ok().and_then(|a| a.retry_after);
             let failure = match outcome {
@@ -962,28 +988,39 @@ impl Client {
             }
             .with_attempts(attempt)
             .set_retry_after(retry_after);
-            if !retryable || attempt > settings.max_retries {
+            if !retryable || attempt > self.inner.settings.max_retries {
                 return Err(failure);
             }
-            let wait = match retry_after {
-                Some(asked) if asked > settings.max_backoff => {
-                    let why = format!(
-                        "longer than the longest wait, {}",
-                        seconds(settings.max_backoff)
-                    );
-                    return Err(failure.with_retry_after(asked, &why));
-                }
-                Some(asked) => asked,
-                None => self.jittered_backoff(attempt - 1),
-            };
-            if !call.can_wait(wait) {
-                return Err(match retry_after {
-                    Some(asked) => failure.with_retry_after(asked, "past the call's deadline"),
-                    None => failure,
-                });
-            }
-            tokio::time::sleep(wait).await;
+            let wait = self.wait_before_retry(attempt, retry_after, call);
+            tokio::time::sleep(wait.map_err(|why| why.of(failure))?).await;
         }
+    }
+
+    /// How long to wait before the retry after attempt `attempt`: what `Retry-After`
+    /// asked, else the jittered backoff; why not to wait, when the wait is longer
+    /// than the longest allowed or would end past the call's deadline.
+    fn wait_before_retry(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        call: &Call,
+    ) -> Result<Duration, NoWait> {
+        let max_backoff = self.inner.settings.max_backoff;
+        let wait = match retry_after {
+            Some(asked) if asked > max_backoff => {
+                let why = format!("longer than the longest wait, {}", seconds(max_backoff));
+                return Err(NoWait::Asked(asked, why));
+            }
+            Some(asked) => asked,
+            None => self.jittered_backoff(attempt - 1),
+        };
+        if call.can_wait(wait) {
+            return Ok(wait);
+        }
+        Err(match retry_after {
+            Some(asked) => NoWait::Asked(asked, "past the call's deadline".to_owned()),
+            None => NoWait::PastDeadline,
+        })
     }
 
     /// One request under the request timeout, cut to what is left of the deadline.
@@ -995,9 +1032,39 @@ impl Client {
         endpoint: &str,
         call: &Call,
     ) -> Result<Answer, Error> {
+        let (timeout, timed_out) = self.attempt_time(endpoint, call);
+        if timeout.is_zero() {
+            return Err(Error::new(ErrorKind::Timeout, timed_out));
+        }
+        let mut request = self.request(method, uri, body, endpoint)?;
+        // A creation connects first, on a connection of its own, so that a
+        // connection not made (TLS included) is known not to have sent it, whatever
+        // the attempt's time; only then does the attempt's time run for the rest.
+        let started = Instant::now();
+        let fresh = if *method == Method::POST {
+            Some(self.connect(&mut request, timeout, endpoint).await?)
+        } else {
+            None
+        };
+        let timeout = timeout.saturating_sub(started.elapsed());
+        if timeout.is_zero() {
+            return Err(Error::new(ErrorKind::Timeout, timed_out));
+        }
+        let exchange = async {
+            let response = self.send(request, fresh, endpoint).await?;
+            read_answer(response, endpoint, call).await
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| Error::new(ErrorKind::Timeout, timed_out))?
+    }
+
+    /// The time one attempt may take (the request timeout, or what is left of the
+    /// deadline when that is shorter), and the message if it runs out.
+    fn attempt_time(&self, endpoint: &str, call: &Call) -> (Duration, String) {
         let settings = &self.inner.settings;
         let left = call.left();
-        let (timeout, timed_out) = if left < settings.timeout {
+        if left < settings.timeout {
             let m = format!(
                 "{endpoint}: no answer in {} (the call's deadline)",
                 seconds(settings.deadline)
@@ -1009,10 +1076,17 @@ impl Client {
                 seconds(settings.timeout)
             );
             (settings.timeout, m)
-        };
-        if timeout.is_zero() {
-            return Err(Error::new(ErrorKind::Timeout, timed_out));
         }
+    }
+
+    /// The request, with the JSON headers, the user agent and the token.
+    fn request(
+        &self,
+        method: &Method,
+        uri: &str,
+        body: &Bytes,
+        endpoint: &str,
+    ) -> Result<Request<Full<Bytes>>, Error> {
         let mut request = Request::builder()
             .method(method.clone())
             .uri(uri)
@@ -1030,90 +1104,30 @@ impl Client {
         request
             .headers_mut()
             .insert(AUTHORIZATION, self.inner.authorization.clone());
+        Ok(request)
+    }
 
-        // A creation connects first, on a connection of its own, so that a
-        // connection not made (TLS included) is known not to have sent it, whatever
-        // the attempt's time; only then does the attempt's time run for the rest.
-        let started = Instant::now();
-        let mut fresh = if *method == Method::POST {
-            Some(self.connect(&mut request, timeout, endpoint).await?)
-        } else {
-            None
-        };
-        let timeout = timeout.saturating_sub(started.elapsed());
-        if timeout.is_zero() {
-            return Err(Error::new(ErrorKind::Timeout, timed_out));
-        }
-        let exchange = async {
-            let sent = match fresh.as_mut() {
-                Some(sender) => sender.send_request(request).await.map_err(|e| {
-                    Error::new(ErrorKind::Transport, endpoint.to_owned()).with_source(e)
-                }),
-                None => self.inner.http.request(request).await.map_err(|e| {
-                    let kind = if e.is_connect() {
-                        ErrorKind::Connect
-                    } else {
-                        ErrorKind::Transport
-                    };
-                    Error::new(kind, endpoint.to_owned()).with_source(e)
-                }),
-            };
-            let response = sent?;
-            let (parts, body) = response.into_parts();
-            let retry_after = parts
-                .headers
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now()));
-            let next_link = next_link(&parts.headers);
-            let transport =
-                |e: BoxError| Error::new(ErrorKind::Transport, endpoint.to_owned()).with_source(e);
-            if !parts.status.is_success() {
-                let total = parts
-                    .headers
-                    .get(CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok()?.parse().ok());
-                // Only what an error can show: the connection is dropped after it.
-                let keep = error::MAX_KEPT_BODY + call.sensitive.longest_form() + 64;
-                let (body, complete) = read_at_most(body, keep)
-                    .await
-                    .map_err(|e| transport(e.into()))?;
-                return Ok(Answer {
-                    status: parts.status,
-                    next_link,
-                    retry_after,
-                    total: total.or(complete.then_some(body.len() as u64)),
-                    body,
-                    complete,
-                });
-            }
-            let bytes = Limited::new(body, MAX_ANSWER)
-                .collect()
+    /// Sends `request` on the `fresh` connection made for it, else on the pool's.
+    async fn send(
+        &self,
+        request: Request<Full<Bytes>>,
+        fresh: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+        endpoint: &str,
+    ) -> Result<http::Response<hyper::body::Incoming>, Error> {
+        match fresh {
+            Some(mut sender) => sender
+                .send_request(request)
                 .await
-                .map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        Error::new(
-                            ErrorKind::Decode,
-                            format!("{endpoint}: the answer is larger than 16 MiB"),
-                        )
-                        .set_status(parts.status)
-                    } else {
-                        transport(e)
-                    }
-                })?
-                .to_bytes();
-            Ok(Answer {
-                status: parts.status,
-                next_link,
-                retry_after,
-                total: Some(bytes.len() as u64),
-                body: bytes,
-                complete: true,
-            })
-        };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| Error::new(ErrorKind::Timeout, timed_out))?
+                .map_err(|e| Error::new(ErrorKind::Transport, endpoint.to_owned()).with_source(e)),
+            None => self.inner.http.request(request).await.map_err(|e| {
+                let kind = if e.is_connect() {
+                    ErrorKind::Connect
+                } else {
+                    ErrorKind::Transport
+                };
+                Error::new(kind, endpoint.to_owned()).with_source(e)
+            }),
+        }
     }
 
     /// A connection of its own for `request` (DNS, TCP, TLS, the HTTP/1.1
@@ -1312,6 +1326,66 @@ fn remove_dot_segments(path: &str) -> String {
     } else {
         format!("/{joined}")
     }
+}
+
+/// The answer to a request: a 2xx one read whole (up to [`MAX_ANSWER`]), any other
+/// only as far as an error shows.
+async fn read_answer(
+    response: http::Response<hyper::body::Incoming>,
+    endpoint: &str,
+    call: &Call,
+) -> Result<Answer, Error> {
+    let (parts, body) = response.into_parts();
+    let retry_after = parts
+        .headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    let next_link = next_link(&parts.headers);
+    let transport =
+        |e: BoxError| Error::new(ErrorKind::Transport, endpoint.to_owned()).with_source(e);
+    if !parts.status.is_success() {
+        let total = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        // Only what an error can show: the connection is dropped after it.
+        let keep = error::MAX_KEPT_BODY + call.sensitive.longest_form() + 64;
+        let (body, complete) = read_at_most(body, keep)
+            .await
+            .map_err(|e| transport(e.into()))?;
+        return Ok(Answer {
+            status: parts.status,
+            next_link,
+            retry_after,
+            total: total.or(complete.then_some(body.len() as u64)),
+            body,
+            complete,
+        });
+    }
+    let bytes = Limited::new(body, MAX_ANSWER)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                Error::new(
+                    ErrorKind::Decode,
+                    format!("{endpoint}: the answer is larger than 16 MiB"),
+                )
+                .set_status(parts.status)
+            } else {
+                transport(e)
+            }
+        })?
+        .to_bytes();
+    Ok(Answer {
+        status: parts.status,
+        next_link,
+        retry_after,
+        total: Some(bytes.len() as u64),
+        body: bytes,
+        complete: true,
+    })
 }
 
 /// At most about `limit` bytes of `body` (whole frames), and whether that is all of it.
