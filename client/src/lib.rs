@@ -677,8 +677,7 @@ impl Client {
             if n == 0 {
                 list.extra = page.extra;
             }
-            list.webhooks
-                .extend(page.items.into_iter().map(WebhookSummary::from_map));
+            list.webhooks.extend(page.items);
             uri = match page.next {
                 Next::None => return Ok(list),
                 Next::Url(next) => self
@@ -916,7 +915,7 @@ impl Client {
     /// One page of a list with its retries: its items (at most `limit`), the
     /// wrapper's fields, and its next page, from the body or a `Link` header.
     #[allow(clippy::too_many_arguments)]
-    async fn page(
+    async fn page<T: DeserializeOwned>(
         &self,
         uri: &str,
         endpoint: &str,
@@ -925,7 +924,7 @@ impl Client {
         limit: usize,
         before: model::Progress,
         call: &Call,
-    ) -> Result<model::Page, Error> {
+    ) -> Result<model::Page<T>, Error> {
         let (answer, attempts) = self
             .exchange(
                 &Method::GET,
