@@ -2,6 +2,9 @@
 //! replay captured requests, play NotMeta's retry schedule, and find out why a
 //! captured request does not verify; manage webhooks through NotMeta's API.
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 mod diagnose;
 mod table;
 mod term;

@@ -108,6 +108,9 @@
 //! whole page is built first), so a hostile list costs a small multiple of its
 //! size in memory.
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 mod error;
 mod model;
 
