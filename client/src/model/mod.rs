@@ -11,14 +11,13 @@ mod page;
 use std::collections::BTreeSet;
 use std::fmt;
 
+use notmeta_webhooks::event::Timestamp;
+use notmeta_webhooks::{EventType, Secret, Verifier};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use lenient::Lenient;
 pub(crate) use page::{Next, Page, Progress};
-
-use notmeta_webhooks::event::Timestamp;
-use notmeta_webhooks::{EventType, Secret, Verifier};
 
 /// The body of `POST /webhooks`: where to deliver, which events, and the secret you
 /// ask NotMeta to sign with.
