@@ -162,6 +162,11 @@ pub mod testing;
 pub mod tower;
 
 pub use error::{Error, ErrorKind};
+pub use event::{Event, EventKind, EventType};
+pub use signature::{
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_SIZE, SIGNATURE_HEADER, Secret, VerifiedPayload,
+    Verifier, VerifierBuilder, sign, verify_and_parse,
+};
 
 /// Not part of the public API: what `notmeta-webhooks-client`, a crate of this
 /// workspace, shares with this one. It may change or go in any release, whatever the
@@ -171,11 +176,6 @@ pub mod __private {
     pub use crate::event::lenient::{opt_string, opt_timestamp};
     pub use crate::random::random_u64;
 }
-pub use event::{Event, EventKind, EventType};
-pub use signature::{
-    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_SIZE, SIGNATURE_HEADER, Secret, VerifiedPayload,
-    Verifier, VerifierBuilder, sign, verify_and_parse,
-};
 
 #[cfg(all(
     doctest,
