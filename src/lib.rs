@@ -120,8 +120,16 @@
 //! | `tracing` | one span per delivery with event id, type and outcome |
 //! | `metrics` | counters per outcome, store errors, lease renewals and losses, and a handler-duration histogram, through the `metrics` facade (their names: `receiver::metrics`) |
 //! | `testing` | `testing`: a sample event of every documented type with a builder (fresh id, `created_at` now), signed requests, and `testing::Simulator`, NotMeta's retry schedule and duplicates played against a URL or a tower service (for your dev-dependencies) |
-//! | `cli` | the `notmeta-webhooks` binary: `send`, `sign`, `replay`, `simulate` and `verify` (explains why a signature fails); with `client` also `webhooks create`, `list`, `logs` and `stats` |
-//! | `client` | `client::Client`, a typed async client for NotMeta's management API (create, list, logs, stats, and an idempotent `ensure_webhook` for deploys) over rustls, with timeouts and retries |
+//!
+//! # Crates of the same workspace
+//!
+//! - [`notmeta-webhooks-client`](https://docs.rs/notmeta-webhooks-client): a typed
+//!   async client for NotMeta's management API (create, list, logs, stats, and an
+//!   idempotent `ensure_webhook` for deploys) over rustls, with timeouts and retries.
+//! - [`notmeta-webhooks-cli`](https://docs.rs/notmeta-webhooks-cli): the
+//!   `notmeta-webhooks` command-line tool (`cargo install notmeta-webhooks-cli`):
+//!   `send`, `sign`, `replay`, `simulate`, `verify` (explains why a signature fails),
+//!   and `webhooks create`, `list`, `logs` and `stats`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -134,9 +142,6 @@ mod adapter;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
-#[cfg(feature = "client")]
-#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
-pub mod client;
 #[cfg(feature = "receiver")]
 #[cfg_attr(docsrs, doc(cfg(feature = "receiver")))]
 pub mod clock;
@@ -150,7 +155,6 @@ pub mod guide;
 #[cfg(feature = "queue")]
 #[cfg_attr(docsrs, doc(cfg(feature = "queue")))]
 pub mod queue;
-#[cfg(any(feature = "client", feature = "receiver"))]
 mod random;
 #[cfg(feature = "receiver")]
 #[cfg_attr(docsrs, doc(cfg(feature = "receiver")))]
@@ -169,6 +173,15 @@ pub use signature::{
     DEFAULT_MAX_BODY_SIZE, SIGNATURE_HEADER, Secret, VerifiedPayload, Verifier, VerifierBuilder,
     sign, verify_and_parse,
 };
+
+/// Not part of the public API: what `notmeta-webhooks-client`, a crate of this
+/// workspace, shares with this one. It may change or go in any release, whatever the
+/// version number says; do not use it.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::event::lenient::{opt_string, opt_timestamp};
+    pub use crate::random::random_u64;
+}
 
 #[cfg(all(
     doctest,

@@ -9,7 +9,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
 /// 64 random bits: `salt` hashed under the next `RandomState`'s keys.
-pub(crate) fn random_u64(salt: u64) -> u64 {
+pub fn random_u64(salt: u64) -> u64 {
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u64(salt);
     hasher.finish()

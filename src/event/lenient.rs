@@ -39,7 +39,7 @@ impl<'de> Visitor<'de> for StrVisitor {
 /// Strings are kept (borrowed where possible); numbers and booleans are kept in their
 /// JSON text form (an error `code` sent as `470` reads as `"470"`); `null`, objects and
 /// arrays make the field unavailable.
-pub(crate) fn opt_string<'de: 'a, 'a, T, D>(d: D) -> Result<Option<T>, D::Error>
+pub fn opt_string<'de: 'a, 'a, T, D>(d: D) -> Result<Option<T>, D::Error>
 where
     T: From<Cow<'a, str>>,
     D: Deserializer<'de>,
@@ -92,9 +92,7 @@ impl<'de> Visitor<'de> for LenientStrVisitor {
 
 /// A timestamp field that may be absent, `null`, not a string, or not RFC 3339: all
 /// of those make it unavailable.
-pub(crate) fn opt_timestamp<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Timestamp>, D::Error> {
+pub fn opt_timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
     Ok(d.deserialize_any(LenientStrVisitor)?
         .and_then(|s| Timestamp::parse(&s).ok()))
 }

@@ -14,7 +14,7 @@ const REDACTED: &str = "<redacted>";
 /// What went wrong with a management API call.
 ///
 /// ```
-/// use notmeta_webhooks::client::ErrorKind;
+/// use notmeta_webhooks_client::ErrorKind;
 /// assert_eq!(ErrorKind::Status.to_string(), "NotMeta refused the request");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -56,9 +56,9 @@ pub enum ErrorKind {
 /// replaced by `<redacted>`.
 ///
 /// ```no_run
-/// use notmeta_webhooks::client::{Client, ErrorKind};
+/// use notmeta_webhooks_client::{Client, ErrorKind};
 ///
-/// # async fn run() -> Result<(), notmeta_webhooks::client::Error> {
+/// # async fn run() -> Result<(), notmeta_webhooks_client::Error> {
 /// let client = Client::new("token")?;
 /// match client.webhook_stats("wh_123456789").await {
 ///     Ok(stats) => println!("{stats}"),
@@ -234,7 +234,7 @@ impl Error {
     /// message says so. Try again after it.
     ///
     /// ```no_run
-    /// # async fn run(client: notmeta_webhooks::client::Client) {
+    /// # async fn run(client: notmeta_webhooks_client::Client) {
     /// if let Err(e) = client.list_webhooks().await {
     ///     if let Some(wait) = e.retry_after() {
     ///         eprintln!("NotMeta asks to wait {wait:?}");
@@ -254,7 +254,7 @@ impl Error {
     /// [`Client::ensure_webhook`](super::Client::ensure_webhook) does.
     ///
     /// ```
-    /// # let e = notmeta_webhooks::client::Client::builder("").build().unwrap_err();
+    /// # let e = notmeta_webhooks_client::Client::builder("").build().unwrap_err();
     /// assert!(!e.may_have_created());
     /// ```
     #[must_use]
@@ -388,7 +388,7 @@ impl Redactor {
 /// secret a call sent; use it to show other text that came from NotMeta.
 ///
 /// ```
-/// use notmeta_webhooks::client::redact;
+/// use notmeta_webhooks_client::redact;
 ///
 /// let sensitive = ["tok_live_1", "s/cr\"t"];
 /// assert_eq!(redact(r#"{"auth":"Bearer tok_live_1"}"#, &sensitive), r#"{"auth":"Bearer <redacted>"}"#);

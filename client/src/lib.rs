@@ -2,9 +2,10 @@
 //! list them, read their delivery logs and statistics.
 //!
 //! ```no_run
-//! use notmeta_webhooks::client::{Client, CreateWebhook};
+//! use notmeta_webhooks_client::{Client, CreateWebhook};
 //! use notmeta_webhooks::EventType;
 //!
+//! # fn store_where_the_receiver_reads_it(_secret: &str) {}
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = Client::new(std::env::var("NOTMETA_API_TOKEN")?)?;
 //! let ensured = client
@@ -15,11 +16,27 @@
 //!     ))
 //!     .await?;
 //! println!("{ensured}");
+//! // Configure your receiver with the secret NotMeta answered, not the one sent.
+//! if let Some(secret) = ensured.expose_secret() {
+//!     store_where_the_receiver_reads_it(secret);
+//! }
 //! for webhook in client.list_webhooks().await?.webhooks {
 //!     println!("{webhook}");
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! # Two secrets: the one you send, the one NotMeta signs with
+//!
+//! [`CreateWebhook`] carries a secret you *ask* NotMeta to sign with. NotMeta answers
+//! with the secret it *will* sign with (`whsec_…`), and that may differ from the one
+//! you sent. Configure your receiver with the answered one:
+//! [`Webhook::expose_secret`] (or [`Ensured::expose_secret`]), or build its verifier
+//! straight from the answer with [`Webhook::verifier`]. NotMeta documents no call to
+//! read a secret again later, so store it when the webhook is created.
+//!
+//! The API token is read from `NOTMETA_API_TOKEN` in these examples, as the
+//! `notmeta-webhooks` command-line tool does.
 //!
 //! # Transport
 //!
@@ -90,6 +107,9 @@
 //! decided from it. Items are read one by one from the answer (no tree of the
 //! whole page is built first), so a hostile list costs a small multiple of its
 //! size in memory.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 mod error;
 mod model;
@@ -174,12 +194,12 @@ impl tower_service::Service<Uri> for ConnectWithin {
 /// Cheap to clone (clones share one connection pool). `Debug` never prints the token.
 ///
 /// ```
-/// use notmeta_webhooks::client::Client;
+/// use notmeta_webhooks_client::Client;
 ///
 /// let client = Client::new("tok_live_123")?;
 /// assert_eq!(client.base_url(), "https://api.notmeta.com/v1");
 /// assert!(!format!("{client:?}").contains("tok_live_123"));
-/// # Ok::<(), notmeta_webhooks::client::Error>(())
+/// # Ok::<(), notmeta_webhooks_client::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct Client {
@@ -235,7 +255,7 @@ impl fmt::Debug for Client {
 ///
 /// ```
 /// use std::time::Duration;
-/// use notmeta_webhooks::client::Client;
+/// use notmeta_webhooks_client::Client;
 ///
 /// let client = Client::builder("tok_live_123")
 ///     .base_url("http://127.0.0.1:8080/v1/")
@@ -249,7 +269,7 @@ impl fmt::Debug for Client {
 /// assert!(Client::builder("tok").base_url("api.notmeta.com").build().is_err());
 /// assert!(Client::builder("tok").base_url("http://api.example/v1").build().is_err());
 /// assert!(Client::builder("").build().is_err());
-/// # Ok::<(), notmeta_webhooks::client::Error>(())
+/// # Ok::<(), notmeta_webhooks_client::Error>(())
 /// ```
 #[must_use]
 pub struct ClientBuilder {
@@ -283,7 +303,7 @@ impl ClientBuilder {
     /// for a trusted network only.
     ///
     /// ```
-    /// use notmeta_webhooks::client::Client;
+    /// use notmeta_webhooks_client::Client;
     /// let client = Client::builder("tok").base_url("http://notmeta.internal/v1");
     /// assert!(client.allow_plain_http(true).build().is_ok());
     /// ```
@@ -300,7 +320,7 @@ impl ClientBuilder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let builder = notmeta_webhooks::client::Client::builder("tok").deadline(Duration::from_secs(10));
+    /// let builder = notmeta_webhooks_client::Client::builder("tok").deadline(Duration::from_secs(10));
     /// assert!(format!("{builder:?}").contains("deadline: 10s"));
     /// ```
     pub fn deadline(mut self, deadline: Duration) -> Self {
@@ -457,6 +477,40 @@ enum Retry {
     NotSent,
 }
 
+impl Retry {
+    /// Whether an answer with `status` (not 2xx) is retried.
+    fn after_status(self, status: StatusCode) -> bool {
+        status == StatusCode::TOO_MANY_REQUESTS
+            || (status.is_server_error() && self == Retry::Idempotent)
+    }
+
+    /// Whether a failure of `kind` (no answer) is retried.
+    fn after_error(self, kind: ErrorKind) -> bool {
+        kind == ErrorKind::Connect
+            || (self == Retry::Idempotent
+                && matches!(kind, ErrorKind::Timeout | ErrorKind::Transport))
+    }
+}
+
+/// Why a retry is not waited for.
+#[derive(Debug)]
+enum NoWait {
+    /// `Retry-After` asked this long, and why it is not waited.
+    Asked(Duration, String),
+    /// The backoff would end past the call's deadline.
+    PastDeadline,
+}
+
+impl NoWait {
+    /// The call's error: the last `failure`, with the wait not waited if one was asked.
+    fn of(self, failure: Error) -> Error {
+        match self {
+            Self::Asked(asked, why) => failure.with_retry_after(asked, &why),
+            Self::PastDeadline => failure,
+        }
+    }
+}
+
 /// What one public call carries through its requests: when it must end, and the
 /// strings no error may show.
 struct Call {
@@ -543,7 +597,7 @@ impl Client {
     /// [`Client::ensure_webhook`], which does. No error shows the secret sent.
     ///
     /// ```no_run
-    /// use notmeta_webhooks::client::{Client, CreateWebhook};
+    /// use notmeta_webhooks_client::{Client, CreateWebhook};
     /// use notmeta_webhooks::EventType;
     ///
     /// # async fn run(client: Client) -> Result<(), Box<dyn std::error::Error>> {
@@ -589,7 +643,7 @@ impl Client {
     /// (see [Lists](self#lists)); within one [`deadline`](ClientBuilder::deadline).
     ///
     /// ```no_run
-    /// # async fn run(client: notmeta_webhooks::client::Client) -> Result<(), notmeta_webhooks::client::Error> {
+    /// # async fn run(client: notmeta_webhooks_client::Client) -> Result<(), notmeta_webhooks_client::Error> {
     /// for webhook in client.list_webhooks().await?.webhooks {
     ///     println!("{webhook}"); // id, status, URL, events
     /// }
@@ -626,8 +680,7 @@ impl Client {
             if n == 0 {
                 list.extra = page.extra;
             }
-            list.webhooks
-                .extend(page.items.into_iter().map(WebhookSummary::from_map));
+            list.webhooks.extend(page.items);
             uri = match page.next {
                 Next::None => return Ok(list),
                 Next::Url(next) => self
@@ -687,7 +740,7 @@ impl Client {
     /// [`WebhookLogs::more_pages`] tells whether NotMeta has more.
     ///
     /// ```no_run
-    /// # async fn run(client: notmeta_webhooks::client::Client) -> Result<(), notmeta_webhooks::client::Error> {
+    /// # async fn run(client: notmeta_webhooks_client::Client) -> Result<(), notmeta_webhooks_client::Error> {
     /// let logs = client.webhook_logs("wh_123456789").await?;
     /// print!("{logs}");
     /// if logs.more_pages() {
@@ -721,7 +774,7 @@ impl Client {
     /// `GET /webhooks/{id}/stats`: the webhook's delivery statistics.
     ///
     /// ```no_run
-    /// # async fn run(client: notmeta_webhooks::client::Client) -> Result<(), notmeta_webhooks::client::Error> {
+    /// # async fn run(client: notmeta_webhooks_client::Client) -> Result<(), notmeta_webhooks_client::Error> {
     /// let stats = client.webhook_stats("wh_123456789").await?;
     /// println!("{:?}", stats.count("total_deliveries"));
     /// # Ok(()) }
@@ -773,7 +826,7 @@ impl Client {
     /// creation whose answer was lost too:
     ///
     /// ```no_run
-    /// use notmeta_webhooks::client::{Client, CreateWebhook, Ensured};
+    /// use notmeta_webhooks_client::{Client, CreateWebhook, Ensured};
     /// use notmeta_webhooks::EventType;
     ///
     /// # fn store(_: &str) {}
@@ -865,7 +918,7 @@ impl Client {
     /// One page of a list with its retries: its items (at most `limit`), the
     /// wrapper's fields, and its next page, from the body or a `Link` header.
     #[allow(clippy::too_many_arguments)]
-    async fn page(
+    async fn page<T: DeserializeOwned>(
         &self,
         uri: &str,
         endpoint: &str,
@@ -874,7 +927,7 @@ impl Client {
         limit: usize,
         before: model::Progress,
         call: &Call,
-    ) -> Result<model::Page, Error> {
+    ) -> Result<model::Page<T>, Error> {
         let (answer, attempts) = self
             .exchange(
                 &Method::GET,
@@ -911,25 +964,17 @@ impl Client {
         retry: Retry,
         call: &Call,
     ) -> Result<(Answer, u32), Error> {
-        let settings = &self.inner.settings;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let outcome = self.attempt(method, uri, body, endpoint, call).await;
-            if outcome.as_ref().is_ok_and(|a| a.status.is_success()) {
-                let Ok(a) = outcome else { unreachable!() };
-                return Ok((a, attempt));
-            }
             let retryable = match &outcome {
-                Ok(a) => {
-                    a.status == StatusCode::TOO_MANY_REQUESTS
-                        || (a.status.is_server_error() && retry == Retry::Idempotent)
+                Ok(a) if a.status.is_success() => {
+                    let Ok(a) = outcome else { unreachable!() };
+                    return Ok((a, attempt));
                 }
-                Err(e) => {
-                    e.kind() == ErrorKind::Connect
-                        || (retry == Retry::Idempotent
-                            && matches!(e.kind(), ErrorKind::Timeout | ErrorKind::Transport))
-                }
+                Ok(a) => retry.after_status(a.status),
+                Err(e) => retry.after_error(e.kind()),
             };
             let retry_after = outcome.as_ref().ok().and_then(|a| a.retry_after);
             let failure = match outcome {
@@ -945,28 +990,39 @@ impl Client {
             }
             .with_attempts(attempt)
             .set_retry_after(retry_after);
-            if !retryable || attempt > settings.max_retries {
+            if !retryable || attempt > self.inner.settings.max_retries {
                 return Err(failure);
             }
-            let wait = match retry_after {
-                Some(asked) if asked > settings.max_backoff => {
-                    let why = format!(
-                        "longer than the longest wait, {}",
-                        seconds(settings.max_backoff)
-                    );
-                    return Err(failure.with_retry_after(asked, &why));
-                }
-                Some(asked) => asked,
-                None => self.jittered_backoff(attempt - 1),
-            };
-            if !call.can_wait(wait) {
-                return Err(match retry_after {
-                    Some(asked) => failure.with_retry_after(asked, "past the call's deadline"),
-                    None => failure,
-                });
-            }
-            tokio::time::sleep(wait).await;
+            let wait = self.wait_before_retry(attempt, retry_after, call);
+            tokio::time::sleep(wait.map_err(|why| why.of(failure))?).await;
         }
+    }
+
+    /// How long to wait before the retry after attempt `attempt`: what `Retry-After`
+    /// asked, else the jittered backoff; why not to wait, when the wait is longer
+    /// than the longest allowed or would end past the call's deadline.
+    fn wait_before_retry(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        call: &Call,
+    ) -> Result<Duration, NoWait> {
+        let max_backoff = self.inner.settings.max_backoff;
+        let wait = match retry_after {
+            Some(asked) if asked > max_backoff => {
+                let why = format!("longer than the longest wait, {}", seconds(max_backoff));
+                return Err(NoWait::Asked(asked, why));
+            }
+            Some(asked) => asked,
+            None => self.jittered_backoff(attempt - 1),
+        };
+        if call.can_wait(wait) {
+            return Ok(wait);
+        }
+        Err(match retry_after {
+            Some(asked) => NoWait::Asked(asked, "past the call's deadline".to_owned()),
+            None => NoWait::PastDeadline,
+        })
     }
 
     /// One request under the request timeout, cut to what is left of the deadline.
@@ -978,9 +1034,39 @@ impl Client {
         endpoint: &str,
         call: &Call,
     ) -> Result<Answer, Error> {
+        let (timeout, timed_out) = self.attempt_time(endpoint, call);
+        if timeout.is_zero() {
+            return Err(Error::new(ErrorKind::Timeout, timed_out));
+        }
+        let mut request = self.request(method, uri, body, endpoint)?;
+        // A creation connects first, on a connection of its own, so that a
+        // connection not made (TLS included) is known not to have sent it, whatever
+        // the attempt's time; only then does the attempt's time run for the rest.
+        let started = Instant::now();
+        let fresh = if *method == Method::POST {
+            Some(self.connect(&mut request, timeout, endpoint).await?)
+        } else {
+            None
+        };
+        let timeout = timeout.saturating_sub(started.elapsed());
+        if timeout.is_zero() {
+            return Err(Error::new(ErrorKind::Timeout, timed_out));
+        }
+        let exchange = async {
+            let response = self.send(request, fresh, endpoint).await?;
+            read_answer(response, endpoint, call).await
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| Error::new(ErrorKind::Timeout, timed_out))?
+    }
+
+    /// The time one attempt may take (the request timeout, or what is left of the
+    /// deadline when that is shorter), and the message if it runs out.
+    fn attempt_time(&self, endpoint: &str, call: &Call) -> (Duration, String) {
         let settings = &self.inner.settings;
         let left = call.left();
-        let (timeout, timed_out) = if left < settings.timeout {
+        if left < settings.timeout {
             let m = format!(
                 "{endpoint}: no answer in {} (the call's deadline)",
                 seconds(settings.deadline)
@@ -992,10 +1078,17 @@ impl Client {
                 seconds(settings.timeout)
             );
             (settings.timeout, m)
-        };
-        if timeout.is_zero() {
-            return Err(Error::new(ErrorKind::Timeout, timed_out));
         }
+    }
+
+    /// The request, with the JSON headers, the user agent and the token.
+    fn request(
+        &self,
+        method: &Method,
+        uri: &str,
+        body: &Bytes,
+        endpoint: &str,
+    ) -> Result<Request<Full<Bytes>>, Error> {
         let mut request = Request::builder()
             .method(method.clone())
             .uri(uri)
@@ -1013,90 +1106,30 @@ impl Client {
         request
             .headers_mut()
             .insert(AUTHORIZATION, self.inner.authorization.clone());
+        Ok(request)
+    }
 
-        // A creation connects first, on a connection of its own, so that a
-        // connection not made (TLS included) is known not to have sent it, whatever
-        // the attempt's time; only then does the attempt's time run for the rest.
-        let started = Instant::now();
-        let mut fresh = if *method == Method::POST {
-            Some(self.connect(&mut request, timeout, endpoint).await?)
-        } else {
-            None
-        };
-        let timeout = timeout.saturating_sub(started.elapsed());
-        if timeout.is_zero() {
-            return Err(Error::new(ErrorKind::Timeout, timed_out));
-        }
-        let exchange = async {
-            let sent = match fresh.as_mut() {
-                Some(sender) => sender.send_request(request).await.map_err(|e| {
-                    Error::new(ErrorKind::Transport, endpoint.to_owned()).with_source(e)
-                }),
-                None => self.inner.http.request(request).await.map_err(|e| {
-                    let kind = if e.is_connect() {
-                        ErrorKind::Connect
-                    } else {
-                        ErrorKind::Transport
-                    };
-                    Error::new(kind, endpoint.to_owned()).with_source(e)
-                }),
-            };
-            let response = sent?;
-            let (parts, body) = response.into_parts();
-            let retry_after = parts
-                .headers
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now()));
-            let next_link = next_link(&parts.headers);
-            let transport =
-                |e: BoxError| Error::new(ErrorKind::Transport, endpoint.to_owned()).with_source(e);
-            if !parts.status.is_success() {
-                let total = parts
-                    .headers
-                    .get(CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok()?.parse().ok());
-                // Only what an error can show: the connection is dropped after it.
-                let keep = error::MAX_KEPT_BODY + call.sensitive.longest_form() + 64;
-                let (body, complete) = read_at_most(body, keep)
-                    .await
-                    .map_err(|e| transport(e.into()))?;
-                return Ok(Answer {
-                    status: parts.status,
-                    next_link,
-                    retry_after,
-                    total: total.or(complete.then_some(body.len() as u64)),
-                    body,
-                    complete,
-                });
-            }
-            let bytes = Limited::new(body, MAX_ANSWER)
-                .collect()
+    /// Sends `request` on the `fresh` connection made for it, else on the pool's.
+    async fn send(
+        &self,
+        request: Request<Full<Bytes>>,
+        fresh: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+        endpoint: &str,
+    ) -> Result<http::Response<hyper::body::Incoming>, Error> {
+        match fresh {
+            Some(mut sender) => sender
+                .send_request(request)
                 .await
-                .map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        Error::new(
-                            ErrorKind::Decode,
-                            format!("{endpoint}: the answer is larger than 16 MiB"),
-                        )
-                        .set_status(parts.status)
-                    } else {
-                        transport(e)
-                    }
-                })?
-                .to_bytes();
-            Ok(Answer {
-                status: parts.status,
-                next_link,
-                retry_after,
-                total: Some(bytes.len() as u64),
-                body: bytes,
-                complete: true,
-            })
-        };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| Error::new(ErrorKind::Timeout, timed_out))?
+                .map_err(|e| Error::new(ErrorKind::Transport, endpoint.to_owned()).with_source(e)),
+            None => self.inner.http.request(request).await.map_err(|e| {
+                let kind = if e.is_connect() {
+                    ErrorKind::Connect
+                } else {
+                    ErrorKind::Transport
+                };
+                Error::new(kind, endpoint.to_owned()).with_source(e)
+            }),
+        }
     }
 
     /// A connection of its own for `request` (DNS, TCP, TLS, the HTTP/1.1
@@ -1297,6 +1330,66 @@ fn remove_dot_segments(path: &str) -> String {
     }
 }
 
+/// The answer to a request: a 2xx one read whole (up to [`MAX_ANSWER`]), any other
+/// only as far as an error shows.
+async fn read_answer(
+    response: http::Response<hyper::body::Incoming>,
+    endpoint: &str,
+    call: &Call,
+) -> Result<Answer, Error> {
+    let (parts, body) = response.into_parts();
+    let retry_after = parts
+        .headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    let next_link = next_link(&parts.headers);
+    let transport =
+        |e: BoxError| Error::new(ErrorKind::Transport, endpoint.to_owned()).with_source(e);
+    if !parts.status.is_success() {
+        let total = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        // Only what an error can show: the connection is dropped after it.
+        let keep = error::MAX_KEPT_BODY + call.sensitive.longest_form() + 64;
+        let (body, complete) = read_at_most(body, keep)
+            .await
+            .map_err(|e| transport(e.into()))?;
+        return Ok(Answer {
+            status: parts.status,
+            next_link,
+            retry_after,
+            total: total.or(complete.then_some(body.len() as u64)),
+            body,
+            complete,
+        });
+    }
+    let bytes = Limited::new(body, MAX_ANSWER)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                Error::new(
+                    ErrorKind::Decode,
+                    format!("{endpoint}: the answer is larger than 16 MiB"),
+                )
+                .set_status(parts.status)
+            } else {
+                transport(e)
+            }
+        })?
+        .to_bytes();
+    Ok(Answer {
+        status: parts.status,
+        next_link,
+        retry_after,
+        total: Some(bytes.len() as u64),
+        body: bytes,
+        complete: true,
+    })
+}
+
 /// At most about `limit` bytes of `body` (whole frames), and whether that is all of it.
 async fn read_at_most(
     mut body: hyper::body::Incoming,
@@ -1348,7 +1441,7 @@ fn jitter(ceiling: Duration, fraction: f64) -> Duration {
 
 /// A random fraction in `[0, 1)`: the top 53 bits, exactly representable.
 fn random_fraction() -> f64 {
-    (crate::random::random_u64(0) >> 11) as f64 / (1u64 << 53) as f64
+    (notmeta_webhooks::__private::random_u64(0) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Whether a failed creation may nevertheless have created the webhook: a timeout

@@ -184,7 +184,7 @@ fn keys_sorted_by_a_serialisation_are_found() {
     // a newline); captured with the keys in the event's documented order.
     let captured = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/data/events/evt_6.message.received.json"
+        "/../data/events/evt_6.message.received.json"
     ))
     .unwrap();
     let value: Value = serde_json::from_slice(&captured).unwrap();

@@ -1,5 +1,5 @@
 //! `notmeta-webhooks webhooks …`: NotMeta's management API (create, list, logs,
-//! stats) through `notmeta_webhooks::client`.
+//! stats) through `notmeta_webhooks_client`.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use notmeta_webhooks::EventType;
-use notmeta_webhooks::client::{
+use notmeta_webhooks::event::Timestamp;
+use notmeta_webhooks_client::{
     Client, CreateWebhook, DEFAULT_BASE_URL, Ensured, Error, ErrorKind, Webhook, WebhookSummary,
     redact,
 };
-use notmeta_webhooks::event::Timestamp;
 use serde_json::Value;
 
 use crate::table::Table;
@@ -108,17 +108,7 @@ enum WebhooksCommand {
 /// cannot be read whole) or `create` found the webhook with other events or lost
 /// NotMeta's answer; a usage error is `Err` (exit 2).
 pub(crate) async fn run(args: Args) -> Result<ExitCode, String> {
-    let token = args
-        .token
-        .filter(|t| !t.trim().is_empty())
-        .ok_or("no API token: pass --token or set NOTMETA_API_TOKEN")?;
-    let mut scrub = Scrub(vec![token.trim().to_owned()]);
-    let client = Client::builder(token)
-        .base_url(&args.base_url)
-        .deadline(Duration::from_secs(args.timeout))
-        .allow_plain_http(args.allow_plain_http)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let (client, mut scrub) = connect(&args)?;
     match args.command {
         WebhooksCommand::Create {
             url,
@@ -126,14 +116,7 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, String> {
             secret,
             show_secret,
         } => {
-            let events = events
-                .iter()
-                .map(|e| {
-                    e.trim().parse::<EventType>().map_err(|err| {
-                        format!("{err} (`notmeta-webhooks list` prints the event types)")
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let events = event_types(&events)?;
             // A secret the tool generated is shown when it may be the only copy.
             let (secret, generated) = match secret {
                 Some(secret) => (secret.expose().to_owned(), None),
@@ -146,70 +129,108 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, String> {
             let request = CreateWebhook::new(url, events, secret);
             create(&client, &request, generated.as_deref(), show_secret, &scrub).await
         }
-        WebhooksCommand::List => {
-            let list = match client.list_webhooks().await {
-                Ok(list) => list,
-                Err(e) => return refused(&e),
-            };
-            let mut table = Table::new(["id", "status", "url", "events", "created"]);
-            for w in &list.webhooks {
-                table.row(scrub.cells([
-                    or_dash(w.id.as_deref()),
-                    or_dash(w.status.as_deref()),
-                    or_dash(w.url.as_deref()),
-                    events_cell(w.events.as_deref()),
-                    or_dash(w.created_at.map(|t| t.to_string()).as_deref()),
-                ]));
-            }
-            if list.webhooks.is_empty() {
-                out("no webhooks\n")?;
-            } else {
-                out(&table)?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        WebhooksCommand::Logs { id } => {
-            let logs = match client.webhook_logs(&id).await {
-                Ok(logs) => logs,
-                Err(e) => return refused(&e),
-            };
-            let mut table = Table::new(["time", "event type", "event", "status", "code", "other"]);
-            for entry in &logs.entries {
-                table.row(scrub.cells([
-                    or_dash(entry.created_at.map(|t| t.to_string()).as_deref()),
-                    or_dash(entry.event_type.as_deref()),
-                    or_dash(entry.event_id.as_deref()),
-                    or_dash(entry.status.as_deref()),
-                    or_dash(entry.status_code.map(|c| c.to_string()).as_deref()),
-                    fields(&entry.extra),
-                ]));
-            }
-            if logs.entries.is_empty() {
-                out(format_args!(
-                    "no deliveries logged for {}\n",
-                    scrub.text(&id)
-                ))?;
-            } else {
-                out(&table)?;
-            }
-            if logs.more_pages() {
-                note("note: NotMeta has more log entries than shown (only the first page is read)");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        WebhooksCommand::Stats { id } => {
-            let stats = match client.webhook_stats(&id).await {
-                Ok(stats) => stats,
-                Err(e) => return refused(&e),
-            };
-            let mut table = Table::new(["stat", "value"]);
-            for (name, value) in &stats.fields {
-                table.row(scrub.cells([name.clone(), value_text(value)]));
-            }
-            out(&table)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        WebhooksCommand::List => list(&client, &scrub).await,
+        WebhooksCommand::Logs { id } => logs(&client, &id, &scrub).await,
+        WebhooksCommand::Stats { id } => stats(&client, &id, &scrub).await,
     }
+}
+
+/// The client for `args`, and the scrubber that hides its token.
+fn connect(args: &Args) -> Result<(Client, Scrub), String> {
+    let token = args
+        .token
+        .clone()
+        .filter(|t| !t.trim().is_empty())
+        .ok_or("no API token: pass --token or set NOTMETA_API_TOKEN")?;
+    let scrub = Scrub(vec![token.trim().to_owned()]);
+    let client = Client::builder(token)
+        .base_url(&args.base_url)
+        .deadline(Duration::from_secs(args.timeout))
+        .allow_plain_http(args.allow_plain_http)
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok((client, scrub))
+}
+
+/// The `--event` values as event types; an unknown one is an error of use.
+fn event_types(names: &[String]) -> Result<Vec<EventType>, String> {
+    names
+        .iter()
+        .map(|e| {
+            e.trim()
+                .parse::<EventType>()
+                .map_err(|err| format!("{err} (`notmeta-webhooks list` prints the event types)"))
+        })
+        .collect()
+}
+
+/// `webhooks list`: every webhook, one row each.
+async fn list(client: &Client, scrub: &Scrub) -> Result<ExitCode, String> {
+    let list = match client.list_webhooks().await {
+        Ok(list) => list,
+        Err(e) => return refused(&e),
+    };
+    let mut table = Table::new(["id", "status", "url", "events", "created"]);
+    for w in &list.webhooks {
+        table.row(scrub.cells([
+            or_dash(w.id.as_deref()),
+            or_dash(w.status.as_deref()),
+            or_dash(w.url.as_deref()),
+            events_cell(w.events.as_deref()),
+            or_dash(w.created_at.map(|t| t.to_string()).as_deref()),
+        ]));
+    }
+    if list.webhooks.is_empty() {
+        out("no webhooks\n")?;
+    } else {
+        out(&table)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `webhooks logs`: the first page of a webhook's delivery logs, one row each.
+async fn logs(client: &Client, id: &str, scrub: &Scrub) -> Result<ExitCode, String> {
+    let logs = match client.webhook_logs(id).await {
+        Ok(logs) => logs,
+        Err(e) => return refused(&e),
+    };
+    let mut table = Table::new(["time", "event type", "event", "status", "code", "other"]);
+    for entry in &logs.entries {
+        table.row(scrub.cells([
+            or_dash(entry.created_at.map(|t| t.to_string()).as_deref()),
+            or_dash(entry.event_type.as_deref()),
+            or_dash(entry.event_id.as_deref()),
+            or_dash(entry.status.as_deref()),
+            or_dash(entry.status_code.map(|c| c.to_string()).as_deref()),
+            fields(&entry.extra),
+        ]));
+    }
+    if logs.entries.is_empty() {
+        out(format_args!(
+            "no deliveries logged for {}\n",
+            scrub.text(id)
+        ))?;
+    } else {
+        out(&table)?;
+    }
+    if logs.more_pages() {
+        note("note: NotMeta has more log entries than shown (only the first page is read)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `webhooks stats`: a webhook's statistics, one row each.
+async fn stats(client: &Client, id: &str, scrub: &Scrub) -> Result<ExitCode, String> {
+    let stats = match client.webhook_stats(id).await {
+        Ok(stats) => stats,
+        Err(e) => return refused(&e),
+    };
+    let mut table = Table::new(["stat", "value"]);
+    for (name, value) in &stats.fields {
+        table.row(scrub.cells([name.clone(), value_text(value)]));
+    }
+    out(&table)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `webhooks create`: lists first and creates only when no webhook has the URL.
@@ -224,52 +245,15 @@ async fn create(
 ) -> Result<ExitCode, String> {
     let ensured = match client.ensure_webhook(request).await {
         Ok(ensured) => ensured,
-        Err(e) if e.may_have_created() => {
-            let code = refused(&e)?;
-            note(
-                "note: the creation may have succeeded without NotMeta's answer arriving, and the list read again after it does not show it (the creation was not sent again). Check `webhooks list`, then run the same command again: it lists first, so it does not create a duplicate.",
-            );
-            if let Some(generated) = generated {
-                out(format_args!("secret sent  {generated}\n"))?;
-                note(
-                    "note: the secret above was generated by this tool and sent; if the webhook turns out to exist, NotMeta signs with it unless it chose its own. This is the only copy.",
-                );
-            }
-            return Ok(code);
-        }
+        Err(e) if e.may_have_created() => return may_have_created(&e, generated),
         Err(e) => return refused(&e),
     };
     match &ensured {
-        Ensured::Created(webhook) => {
-            out(created(
-                webhook,
-                show_secret.then(|| webhook.expose_secret()),
-                scrub,
-            ))
-            .map_err(|e| format!("the webhook was created, but it cannot be shown: {e}"))?;
-            if !show_secret {
-                note(
-                    "note: the secret is not shown; NotMeta shows it only now. Run with --show-secret to print it.",
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Ensured::Created(webhook) => show_created(webhook, show_secret, scrub),
         Ensured::CreatedAnswerLost { webhook, cause } => {
             // The secret sent is the only copy when this tool generated it.
             let shown = (generated.is_some() || show_secret).then(|| webhook.expose_secret());
-            out(created(webhook, shown, scrub))
-                .map_err(|e| format!("the webhook was created, but it cannot be shown: {e}"))?;
-            note(format_args!(
-                "error: the webhook was created, but NotMeta's answer was lost ({})",
-                scrub.text(cause)
-            ));
-            note(
-                "note: the secret shown is the one sent (or the one NotMeta listed): NotMeta signs with it unless it chose its own, and documents no call to read a secret again. Check it against the first delivery or the webhook.verified challenge with `notmeta-webhooks verify`.",
-            );
-            if shown.is_none() {
-                note("note: pass --show-secret to print it.");
-            }
-            Ok(ExitCode::FAILURE)
+            show_answer_lost(webhook, shown, cause, scrub)
         }
         Ensured::Existing {
             webhook,
@@ -281,20 +265,7 @@ async fn create(
                 note("a webhook with this URL exists with these events: nothing created");
                 return Ok(ExitCode::SUCCESS);
             }
-            let missing: Vec<_> = missing_events.iter().map(|e| e.as_str()).collect();
-            note(format_args!(
-                "error: a webhook with this URL exists with other events (missing: {}; not requested: {}): nothing created or changed, NotMeta documents no call to update a webhook",
-                if missing.is_empty() {
-                    "-".to_owned()
-                } else {
-                    missing.join(",")
-                },
-                if extra_events.is_empty() {
-                    "-".to_owned()
-                } else {
-                    extra_events.join(",")
-                },
-            ));
+            note(other_events(missing_events, extra_events));
             Ok(ExitCode::FAILURE)
         }
         other => {
@@ -302,6 +273,76 @@ async fn create(
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// A creation that failed in a way that may have acted, and is not listed after.
+fn may_have_created(e: &Error, generated: Option<&str>) -> Result<ExitCode, String> {
+    let code = refused(e)?;
+    note(
+        "note: the creation may have succeeded without NotMeta's answer arriving, and the list read again after it does not show it (the creation was not sent again). Check `webhooks list`, then run the same command again: it lists first, so it does not create a duplicate.",
+    );
+    if let Some(generated) = generated {
+        out(format_args!("secret sent  {generated}\n"))?;
+        note(
+            "note: the secret above was generated by this tool and sent; if the webhook turns out to exist, NotMeta signs with it unless it chose its own. This is the only copy.",
+        );
+    }
+    Ok(code)
+}
+
+/// A webhook created, with its secret when `show_secret`.
+fn show_created(webhook: &Webhook, show_secret: bool, scrub: &Scrub) -> Result<ExitCode, String> {
+    out(created(
+        webhook,
+        show_secret.then(|| webhook.expose_secret()),
+        scrub,
+    ))
+    .map_err(|e| format!("the webhook was created, but it cannot be shown: {e}"))?;
+    if !show_secret {
+        note(
+            "note: the secret is not shown; NotMeta shows it only now. Run with --show-secret to print it.",
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A webhook created whose creation's answer was lost (found in the list after).
+fn show_answer_lost(
+    webhook: &Webhook,
+    shown: Option<&str>,
+    cause: &str,
+    scrub: &Scrub,
+) -> Result<ExitCode, String> {
+    out(created(webhook, shown, scrub))
+        .map_err(|e| format!("the webhook was created, but it cannot be shown: {e}"))?;
+    note(format_args!(
+        "error: the webhook was created, but NotMeta's answer was lost ({})",
+        scrub.text(cause)
+    ));
+    note(
+        "note: the secret shown is the one sent (or the one NotMeta listed): NotMeta signs with it unless it chose its own, and documents no call to read a secret again. Check it against the first delivery or the webhook.verified challenge with `notmeta-webhooks verify`.",
+    );
+    if shown.is_none() {
+        note("note: pass --show-secret to print it.");
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+/// The error for a webhook that exists with other events than requested.
+fn other_events(missing_events: &[EventType], extra_events: &[String]) -> String {
+    let missing: Vec<_> = missing_events.iter().map(|e| e.as_str()).collect();
+    let or_dash = |names: String| {
+        if names.is_empty() {
+            "-".to_owned()
+        } else {
+            names
+        }
+    };
+    format!(
+        "error: a webhook with this URL exists with other events (missing: {}; not requested: {}): nothing created or changed, NotMeta documents no call to update a webhook",
+        or_dash(missing.join(",")),
+        or_dash(extra_events.join(",")),
+    )
 }
 
 /// A failed call: a configuration error is a usage error (exit 2); anything else

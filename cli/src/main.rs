@@ -1,27 +1,27 @@
 //! `notmeta-webhooks`: send signed sample events to a receiver, sign bodies for curl,
 //! replay captured requests, play NotMeta's retry schedule, and find out why a
-//! captured request does not verify; with the `client` feature, manage webhooks
-//! through NotMeta's API.
+//! captured request does not verify; manage webhooks through NotMeta's API.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 mod diagnose;
 mod table;
 mod term;
-#[cfg(feature = "client")]
 mod webhooks;
 
 mod data;
+mod deliver;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use notmeta_webhooks::EventType;
-use notmeta_webhooks::testing::{Reply, Sample, SignedRequest, Simulator, Target, sample};
+use notmeta_webhooks::testing::{Reply, SignedRequest, Target};
 
-use data::Outgoing;
-use table::Table;
-use term::{SecretArg, fail, out, printable, read, read_stdin};
+use term::{SecretArg, fail, out, read, read_stdin};
 
 /// Test a NotMeta webhook receiver: send signed events, sign bodies, replay captured
 /// requests, simulate NotMeta's retries, and explain why a signature fails.
@@ -172,7 +172,6 @@ enum Command {
     /// List the event types there are samples of.
     List,
     /// Create, list and inspect webhooks through NotMeta's management API.
-    #[cfg(feature = "client")]
     Webhooks(webhooks::Args),
 }
 
@@ -205,65 +204,13 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             data,
             id,
             text,
-        } => {
-            let target = to.target()?;
-            let outgoing = match &data.data {
-                Some(path) => Outgoing::from_file(path, &event_type, data.fresh, id.as_deref())?,
-                None => {
-                    let mut sample = sample_of(&event_type)?;
-                    if let Some(id) = id {
-                        sample = sample.id(id);
-                    }
-                    if let Some(text) = text {
-                        sample = sample.text(&text);
-                    }
-                    Outgoing::from_sample(&sample)
-                }
-            };
-            let signed = SignedRequest::new(outgoing.body, to.secret.expose());
-            let answer = to.send(&target, &signed).await;
-            let mut table = Table::new(["event", "type", "status", "answer"]);
-            let ok = answer_row(&mut table, &outgoing.id, &outgoing.event_type, answer);
-            out(&table)?;
-            Ok(code(ok))
-        }
+        } => deliver::send(&event_type, &to, &data, id, text).await,
         Command::Sign {
             file,
             secret,
             value_only,
-        } => {
-            let body = match file {
-                Some(path) => read(&path)?,
-                None => read_stdin()?,
-            };
-            let signed = SignedRequest::new(body, secret.expose());
-            if value_only {
-                out(format_args!("{}\n", signed.signature))?;
-            } else {
-                out(format_args!("{}\n", signed.header_line()))?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Replay { files, to } => {
-            let target = to.target()?;
-            let mut table = Table::new(["file", "event", "status", "answer"]);
-            let mut all_ok = true;
-            // Every file is read before anything is sent: a missing one is an error
-            // of use with no request made.
-            let bodies = files
-                .iter()
-                .map(|file| read(file))
-                .collect::<Result<Vec<_>, _>>()?;
-            for (file, body) in files.iter().zip(bodies) {
-                let id = Sample::from_body(&body)
-                    .map_or_else(|_| "?".to_owned(), |s| s.event_id().to_owned());
-                let signed = SignedRequest::new(body, to.secret.expose());
-                let answer = to.send(&target, &signed).await;
-                all_ok &= answer_row(&mut table, &file.display().to_string(), &id, answer);
-            }
-            out(&table)?;
-            Ok(code(all_ok))
-        }
+        } => sign(file.as_deref(), &secret, value_only),
+        Command::Replay { files, to } => deliver::replay(&files, &to).await,
         Command::Simulate {
             event_type,
             to,
@@ -272,51 +219,55 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             duplicates,
             concurrent,
         } => {
-            let target = to.target()?;
-            let outgoing = match &data.data {
-                Some(path) => Outgoing::from_file(path, &event_type, data.fresh, None)?,
-                None => Outgoing::from_sample(&sample_of(&event_type)?),
+            let copies = deliver::Copies {
+                duplicates,
+                concurrent,
             };
-            out(format_args!(
-                "{} {} to {}, NotMeta's schedule {}x faster than real time\n",
-                printable(&outgoing.event_type, false),
-                printable(&outgoing.id, false),
-                printable(&to.url, false),
-                speed.max(1)
-            ))?;
-            let report = Simulator::new(to.secret.expose())
-                .compressed(speed)
-                .with_timeout(Duration::from_secs(to.timeout))
-                .with_duplicates(duplicates)
-                .with_concurrent_duplicates(concurrent)
-                .deliver(&target, outgoing.body)
-                .await;
-            out(&report)?;
-            Ok(code(report.all_delivered()))
+            deliver::simulate(&event_type, &to, &data, speed, copies).await
         }
         Command::Verify {
             file,
             header,
             secrets,
-        } => {
-            let body = read(&file)?;
-            let secrets: Vec<String> = secrets.iter().map(|s| s.expose().to_owned()).collect();
-            let diagnosis = diagnose::diagnose(&body, &header, &secrets);
-            out(&diagnosis)?;
-            Ok(code(diagnosis.valid()))
-        }
-        Command::List => {
-            let mut list = String::new();
-            for t in EventType::ALL {
-                list.push_str(t.as_str());
-                list.push('\n');
-            }
-            out(list)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        #[cfg(feature = "client")]
+        } => verify(&file, &header, &secrets),
+        Command::List => list(),
         Command::Webhooks(args) => webhooks::run(args).await,
     }
+}
+
+/// `sign`: prints the header (or its value) for the body in `file` or on stdin.
+fn sign(file: Option<&Path>, secret: &SecretArg, value_only: bool) -> Result<ExitCode, String> {
+    let body = match file {
+        Some(path) => read(path)?,
+        None => read_stdin()?,
+    };
+    let signed = SignedRequest::new(body, secret.expose());
+    if value_only {
+        out(format_args!("{}\n", signed.signature))?;
+    } else {
+        out(format_args!("{}\n", signed.header_line()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `verify`: explains whether and why the captured request's signature fails.
+fn verify(file: &Path, header: &str, secrets: &[SecretArg]) -> Result<ExitCode, String> {
+    let body = read(file)?;
+    let secrets: Vec<String> = secrets.iter().map(|s| s.expose().to_owned()).collect();
+    let diagnosis = diagnose::diagnose(&body, header, &secrets);
+    out(&diagnosis)?;
+    Ok(code(diagnosis.valid()))
+}
+
+/// `list`: one event type a line.
+fn list() -> Result<ExitCode, String> {
+    let mut list = String::new();
+    for t in EventType::ALL {
+        list.push_str(t.as_str());
+        list.push('\n');
+    }
+    out(list)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn code(ok: bool) -> ExitCode {
@@ -324,42 +275,6 @@ fn code(ok: bool) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    }
-}
-
-/// The sample of `event_type`, with a new id and `created_at` now.
-fn sample_of(event_type: &str) -> Result<Sample, String> {
-    let t: EventType = event_type.parse().map_err(|e| {
-        format!("{e} (`notmeta-webhooks list` prints the types there are samples of)")
-    })?;
-    Ok(sample(t))
-}
-
-/// Adds a row for one request; whether it was answered 2xx.
-fn answer_row(
-    table: &mut Table<4>,
-    first: &str,
-    second: &str,
-    answer: Result<Reply, String>,
-) -> bool {
-    match answer {
-        Ok(reply) => {
-            let mut text: String = reply.body.chars().take(60).collect();
-            if reply.truncated || text.len() < reply.body.len() {
-                text.push('…');
-            }
-            table.row([
-                first.to_owned(),
-                second.to_owned(),
-                reply.status.as_u16().to_string(),
-                text,
-            ]);
-            reply.status.is_success()
-        }
-        Err(error) => {
-            table.row([first.to_owned(), second.to_owned(), "-".to_owned(), error]);
-            false
-        }
     }
 }
 

@@ -11,10 +11,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use notmeta_webhooks::client::{
+use notmeta_webhooks::{EventType, sign};
+use notmeta_webhooks_client::{
     Client, ClientBuilder, CreateWebhook, Ensured, ErrorKind, WebhookList,
 };
-use notmeta_webhooks::{EventType, sign};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "tok_test_5f3a9c";
@@ -683,11 +683,11 @@ fn the_client_its_futures_and_its_types_cross_threads() {
     fn send_sync<T: Send + Sync + 'static>() {}
     fn send<T: Send>(_: &T) {}
     send_sync::<Client>();
-    send_sync::<notmeta_webhooks::client::Error>();
-    send_sync::<notmeta_webhooks::client::Webhook>();
+    send_sync::<notmeta_webhooks_client::Error>();
+    send_sync::<notmeta_webhooks_client::Webhook>();
     send_sync::<WebhookList>();
-    send_sync::<notmeta_webhooks::client::WebhookLogs>();
-    send_sync::<notmeta_webhooks::client::WebhookStats>();
+    send_sync::<notmeta_webhooks_client::WebhookLogs>();
+    send_sync::<notmeta_webhooks_client::WebhookStats>();
     send_sync::<Ensured>();
 
     let client = Client::new(TOKEN).unwrap();
@@ -1001,7 +1001,7 @@ async fn refused_with_retry_after(
     status: u16,
     secs: u64,
     configure: impl FnOnce(ClientBuilder) -> ClientBuilder,
-) -> notmeta_webhooks::client::Error {
+) -> notmeta_webhooks_client::Error {
     let fake = Fake::default();
     fake.then(Canned {
         status,
@@ -1352,7 +1352,7 @@ async fn a_deadline_or_a_wait_too_long_for_the_clock_does_not_panic() {
 }
 
 /// Lists from a stand-in serving `pages`: the error, and the requests it saw.
-async fn list_fails(pages: Vec<Value>) -> (notmeta_webhooks::client::Error, Vec<String>) {
+async fn list_fails(pages: Vec<Value>) -> (notmeta_webhooks_client::Error, Vec<String>) {
     let (addr, seen) = serve_pages(pages).await;
     let err = builder(addr)
         .build()

@@ -5,16 +5,19 @@
 //! they name when present and of a fitting JSON type, and keep everything else in an
 //! `extra` map, so nothing NotMeta sends is lost and no unexpected shape fails a call.
 
+mod lenient;
+mod page;
+
 use std::collections::BTreeSet;
 use std::fmt;
 
-use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+use notmeta_webhooks::event::Timestamp;
+use notmeta_webhooks::{EventType, Secret, Verifier};
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::event::Timestamp;
-use crate::{EventType, Secret, Verifier};
+use lenient::Lenient;
+pub(crate) use page::{Next, Page, Progress};
 
 /// The body of `POST /webhooks`: where to deliver, which events, and the secret you
 /// ask NotMeta to sign with.
@@ -24,7 +27,7 @@ use crate::{EventType, Secret, Verifier};
 /// the secret.
 ///
 /// ```
-/// use notmeta_webhooks::client::CreateWebhook;
+/// use notmeta_webhooks_client::CreateWebhook;
 /// use notmeta_webhooks::EventType;
 ///
 /// let request = CreateWebhook::new(
@@ -100,7 +103,7 @@ impl fmt::Debug for CreateWebhook {
 /// `extra`. `Display` and `Debug` never print the secret.
 ///
 /// ```
-/// use notmeta_webhooks::client::Webhook;
+/// use notmeta_webhooks_client::Webhook;
 /// use notmeta_webhooks::{sign, EventType};
 ///
 /// let webhook: Webhook = serde_json::from_str(r#"{
@@ -120,7 +123,8 @@ impl fmt::Debug for CreateWebhook {
 /// assert!(!format!("{webhook:?} {webhook}").contains("whsec_abc123"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "WebhookFields")]
 #[non_exhaustive]
 pub struct Webhook {
     /// The webhook's id, such as `wh_123456789`.
@@ -159,7 +163,7 @@ impl Webhook {
     /// never print it.
     ///
     /// ```
-    /// use notmeta_webhooks::client::Webhook;
+    /// use notmeta_webhooks_client::Webhook;
     ///
     /// let webhook: Webhook = serde_json::from_str(
     ///     r#"{"id":"wh_1","url":"https://example.com/webhook","secret":"whsec_abc123"}"#,
@@ -212,38 +216,62 @@ impl Webhook {
     ///
     /// To accept an older secret too during a rotation, build one instead:
     /// `Verifier::builder().keyed_secret(webhook.secret.clone()).secret(old)`.
-    pub fn verifier(&self) -> Result<Verifier, crate::Error> {
+    pub fn verifier(&self) -> Result<Verifier, notmeta_webhooks::Error> {
         Verifier::builder()
             .keyed_secret(self.secret.clone())
             .build()
     }
 }
 
-impl<'de> Deserialize<'de> for Webhook {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error as _;
-        let mut map = Map::deserialize(d)?;
-        let (secret, secret_text) = match map.remove("secret") {
-            Some(Value::String(s)) if !s.is_empty() => {
-                let text = SecretText(zeroize::Zeroizing::new(s));
-                let keyed = Secret::new(text.0.as_str())
-                    .map_err(|_| D::Error::custom("the webhook secret is empty"))?;
-                (keyed, text)
-            }
-            Some(_) => return Err(D::Error::custom("`secret` is not a non-empty string")),
-            None => return Err(D::Error::missing_field("secret")),
-        };
-        let id = text(&mut map, "id").ok_or_else(|| D::Error::missing_field("id"))?;
-        let url = text(&mut map, "url").ok_or_else(|| D::Error::missing_field("url"))?;
+/// A webhook's fields as NotMeta answers its creation, each read by its rule.
+#[derive(Deserialize)]
+struct WebhookFields {
+    #[serde(deserialize_with = "created_secret")]
+    secret: SecretText,
+    #[serde(deserialize_with = "lenient::text")]
+    id: Lenient<String>,
+    #[serde(deserialize_with = "lenient::text")]
+    url: Lenient<String>,
+    #[serde(default, deserialize_with = "lenient::names")]
+    events: Lenient<Vec<String>>,
+    #[serde(default, deserialize_with = "lenient::timestamp")]
+    created_at: Lenient<Timestamp>,
+    #[serde(default, deserialize_with = "lenient::text")]
+    status: Lenient<String>,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+/// The secret of a created webhook: a non-empty string, else the answer is refused.
+fn created_secret<'de, D: Deserializer<'de>>(d: D) -> Result<SecretText, D::Error> {
+    use serde::de::Error as _;
+    match Value::deserialize(d)? {
+        Value::String(s) if !s.is_empty() => Ok(SecretText(zeroize::Zeroizing::new(s))),
+        _ => Err(D::Error::custom("`secret` is not a non-empty string")),
+    }
+}
+
+impl TryFrom<WebhookFields> for Webhook {
+    type Error = String;
+
+    fn try_from(fields: WebhookFields) -> Result<Self, String> {
+        let mut extra = fields.extra;
+        let secret = Secret::new(fields.secret.0.as_str())
+            .map_err(|_| "the webhook secret is empty".to_owned())?;
+        let id = fields.id.or_keep("id", &mut extra);
+        let url = fields.url.or_keep("url", &mut extra);
         Ok(Self {
-            id,
-            url,
+            id: id.ok_or("missing field `id`")?,
+            url: url.ok_or("missing field `url`")?,
             secret,
-            events: names(&mut map, "events").unwrap_or_default(),
-            created_at: timestamp(&mut map, "created_at"),
-            status: text(&mut map, "status"),
-            extra: map,
-            secret_text,
+            events: fields
+                .events
+                .or_keep("events", &mut extra)
+                .unwrap_or_default(),
+            created_at: fields.created_at.or_keep("created_at", &mut extra),
+            status: fields.status.or_keep("status", &mut extra),
+            extra,
+            secret_text: fields.secret,
         })
     }
 }
@@ -269,7 +297,7 @@ impl fmt::Display for Webhook {
 /// never printed.
 ///
 /// ```
-/// use notmeta_webhooks::client::WebhookSummary;
+/// use notmeta_webhooks_client::WebhookSummary;
 ///
 /// let listed: WebhookSummary = serde_json::from_str(
 ///     r#"{"id":"wh_1","url":"https://example.com/webhook","status":"active","deliveries":42}"#,
@@ -280,7 +308,8 @@ impl fmt::Display for Webhook {
 /// assert_eq!(listed.to_string(), "wh_1  active  https://example.com/webhook  -");
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(from = "SummaryFields")]
 #[non_exhaustive]
 pub struct WebhookSummary {
     /// The webhook's id.
@@ -305,7 +334,7 @@ impl WebhookSummary {
     /// The secret's text, if NotMeta lists it. `Debug` and `Display` never print it.
     ///
     /// ```
-    /// use notmeta_webhooks::client::WebhookSummary;
+    /// use notmeta_webhooks_client::WebhookSummary;
     /// let listed: WebhookSummary = serde_json::from_str(r#"{"id":"wh_1","secret":"whsec_x"}"#)?;
     /// assert_eq!(listed.expose_secret(), Some("whsec_x"));
     /// # Ok::<(), serde_json::Error>(())
@@ -331,31 +360,53 @@ impl WebhookSummary {
     pub fn is_active(&self) -> bool {
         self.status.as_deref() == Some("active")
     }
-
-    pub(super) fn from_map(mut map: Map<String, Value>) -> Self {
-        let (secret, secret_text) = match map.remove("secret") {
-            Some(Value::String(s)) => match Secret::new(&s) {
-                Ok(secret) => (Some(secret), Some(SecretText(zeroize::Zeroizing::new(s)))),
-                Err(_) => (None, None),
-            },
-            _ => (None, None),
-        };
-        Self {
-            secret,
-            secret_text,
-            id: text(&mut map, "id"),
-            url: text(&mut map, "url"),
-            events: names(&mut map, "events"),
-            status: text(&mut map, "status"),
-            created_at: timestamp(&mut map, "created_at"),
-            extra: map,
-        }
-    }
 }
 
-impl<'de> Deserialize<'de> for WebhookSummary {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Self::from_map(object(Value::deserialize(d)?)))
+/// A listed webhook's fields, each read by its rule.
+#[derive(Deserialize)]
+struct SummaryFields {
+    #[serde(default, deserialize_with = "lenient::text")]
+    id: Lenient<String>,
+    #[serde(default, deserialize_with = "lenient::text")]
+    url: Lenient<String>,
+    #[serde(default, deserialize_with = "lenient::names")]
+    events: Lenient<Vec<String>>,
+    #[serde(default, deserialize_with = "lenient::text")]
+    status: Lenient<String>,
+    #[serde(default, deserialize_with = "lenient::timestamp")]
+    created_at: Lenient<Timestamp>,
+    #[serde(default, deserialize_with = "listed_secret")]
+    secret: Option<(Secret, SecretText)>,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+/// A listed secret, when it is a usable one; never kept in `extra`.
+fn listed_secret<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<(Secret, SecretText)>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) => Secret::new(&s)
+            .ok()
+            .map(|secret| (secret, SecretText(zeroize::Zeroizing::new(s)))),
+        _ => None,
+    })
+}
+
+impl From<SummaryFields> for WebhookSummary {
+    fn from(fields: SummaryFields) -> Self {
+        let mut extra = fields.extra;
+        let (secret, secret_text) = fields.secret.unzip();
+        Self {
+            id: fields.id.or_keep("id", &mut extra),
+            url: fields.url.or_keep("url", &mut extra),
+            events: fields.events.or_keep("events", &mut extra),
+            status: fields.status.or_keep("status", &mut extra),
+            created_at: fields.created_at.or_keep("created_at", &mut extra),
+            secret,
+            secret_text,
+            extra,
+        }
     }
 }
 
@@ -383,7 +434,7 @@ impl fmt::Display for WebhookSummary {
 /// every page, where deserialising one answer reads that page only.
 ///
 /// ```
-/// use notmeta_webhooks::client::WebhookList;
+/// use notmeta_webhooks_client::WebhookList;
 ///
 /// let bare: WebhookList = serde_json::from_str(r#"[{"id":"wh_1"},{"id":"wh_2"}]"#)?;
 /// let wrapped: WebhookList =
@@ -396,7 +447,8 @@ impl fmt::Display for WebhookSummary {
 /// assert!(serde_json::from_str::<WebhookList>(r#"{"hooks":[],"count":0}"#).is_err());
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(try_from = "Value")]
 #[non_exhaustive]
 pub struct WebhookList {
     /// The webhooks, in NotMeta's order.
@@ -409,7 +461,7 @@ impl WebhookList {
     /// The first webhook whose URL is exactly `url`.
     ///
     /// ```
-    /// use notmeta_webhooks::client::WebhookList;
+    /// use notmeta_webhooks_client::WebhookList;
     /// let list: WebhookList = serde_json::from_str(r#"[{"id":"wh_1","url":"https://a.example/h"}]"#)?;
     /// assert_eq!(list.find_by_url("https://a.example/h").and_then(|w| w.id.as_deref()), Some("wh_1"));
     /// assert!(list.find_by_url("https://a.example/h/").is_none());
@@ -421,14 +473,14 @@ impl WebhookList {
     }
 }
 
-impl<'de> Deserialize<'de> for WebhookList {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let page = Page::from_value(&Value::deserialize(d)?, super::WEBHOOK_KEYS, "webhooks")
-            .map_err(serde::de::Error::custom)?;
-        let (items, extra) = (page.items, page.extra);
+impl TryFrom<Value> for WebhookList {
+    type Error = String;
+
+    fn try_from(answer: Value) -> Result<Self, String> {
+        let page = Page::from_value(&answer, super::WEBHOOK_KEYS, "webhooks")?;
         Ok(Self {
-            webhooks: items.into_iter().map(WebhookSummary::from_map).collect(),
-            extra,
+            webhooks: page.items,
+            extra: page.extra,
         })
     }
 }
@@ -448,7 +500,8 @@ impl fmt::Display for WebhookList {
 ///
 /// `status` keeps a number in its text form (`200` reads as `"200"`). `created_at`
 /// is read from `created_at` or, failing that, `timestamp`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(from = "LogFields")]
 #[non_exhaustive]
 pub struct LogEntry {
     /// The log entry's id.
@@ -473,17 +526,48 @@ impl LogEntry {
     pub fn event_type(&self) -> Option<EventType> {
         self.event_type.as_deref()?.parse().ok()
     }
+}
 
-    fn from_map(mut map: Map<String, Value>) -> Self {
+/// A log entry's fields, each read by its rule.
+#[derive(Deserialize)]
+struct LogFields {
+    #[serde(default, deserialize_with = "lenient::text")]
+    id: Lenient<String>,
+    #[serde(default, deserialize_with = "lenient::text")]
+    event_id: Lenient<String>,
+    #[serde(default, deserialize_with = "lenient::text")]
+    event_type: Lenient<String>,
+    #[serde(default, deserialize_with = "lenient::text")]
+    status: Lenient<String>,
+    #[serde(default, deserialize_with = "lenient::status_code")]
+    status_code: Lenient<u16>,
+    #[serde(default, deserialize_with = "lenient::timestamp")]
+    created_at: Lenient<Timestamp>,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+impl From<LogFields> for LogEntry {
+    fn from(fields: LogFields) -> Self {
+        let mut extra = fields.extra;
+        let created_at = fields
+            .created_at
+            .or_keep("created_at", &mut extra)
+            .or_else(|| {
+                // `timestamp` stands in for a missing `created_at`; it is taken from
+                // `extra` only when it is a valid time.
+                let t = extra.get("timestamp")?.as_str()?.parse().ok()?;
+                extra.remove("timestamp");
+                Some(t)
+            });
         Self {
-            id: text(&mut map, "id"),
-            event_id: text(&mut map, "event_id"),
-            event_type: text(&mut map, "event_type"),
-            status: text(&mut map, "status"),
-            status_code: status_code(&mut map),
-            created_at: timestamp(&mut map, "created_at")
-                .or_else(|| timestamp(&mut map, "timestamp")),
-            extra: map,
+            id: fields.id.or_keep("id", &mut extra),
+            event_id: fields.event_id.or_keep("event_id", &mut extra),
+            event_type: fields.event_type.or_keep("event_type", &mut extra),
+            status: fields.status.or_keep("status", &mut extra),
+            status_code: fields.status_code.or_keep("status_code", &mut extra),
+            created_at,
+            extra,
         }
     }
 }
@@ -515,7 +599,7 @@ impl fmt::Display for LogEntry {
 /// signalled more.
 ///
 /// ```
-/// use notmeta_webhooks::client::WebhookLogs;
+/// use notmeta_webhooks_client::WebhookLogs;
 /// use notmeta_webhooks::EventType;
 ///
 /// let logs: WebhookLogs = serde_json::from_str(r#"{"logs":[{"event_id":"evt_1",
@@ -530,7 +614,8 @@ impl fmt::Display for LogEntry {
 /// assert!(!logs.more_pages());
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(try_from = "Value")]
 #[non_exhaustive]
 pub struct WebhookLogs {
     /// The log entries, in NotMeta's order.
@@ -545,7 +630,7 @@ impl WebhookLogs {
     /// cursor, `has_more`, `next_page`…). They are not read.
     ///
     /// ```
-    /// use notmeta_webhooks::client::WebhookLogs;
+    /// use notmeta_webhooks_client::WebhookLogs;
     /// let logs: WebhookLogs = serde_json::from_str(r#"{"data":[{"event_id":"evt_1"}],"next_cursor":"c2"}"#)?;
     /// assert!(logs.more_pages());
     /// # Ok::<(), serde_json::Error>(())
@@ -555,19 +640,20 @@ impl WebhookLogs {
         self.more_pages
     }
 
-    pub(super) fn from_page(page: Page) -> Self {
+    pub(super) fn from_page(page: Page<LogEntry>) -> Self {
         Self {
             more_pages: !matches!(page.next, Next::None),
-            entries: page.items.into_iter().map(LogEntry::from_map).collect(),
+            entries: page.items,
             extra: page.extra,
         }
     }
 }
 
-impl<'de> Deserialize<'de> for WebhookLogs {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let page = Page::from_value(&Value::deserialize(d)?, super::LOG_KEYS, "log entries")
-            .map_err(serde::de::Error::custom)?;
+impl TryFrom<Value> for WebhookLogs {
+    type Error = String;
+
+    fn try_from(answer: Value) -> Result<Self, String> {
+        let page = Page::from_value(&answer, super::LOG_KEYS, "log entries")?;
         Ok(Self::from_page(page))
     }
 }
@@ -589,7 +675,7 @@ impl fmt::Display for WebhookLogs {
 /// gives empty stats, with the value under the key `""` of `fields`.
 ///
 /// ```
-/// use notmeta_webhooks::client::WebhookStats;
+/// use notmeta_webhooks_client::WebhookStats;
 ///
 /// let stats: WebhookStats = serde_json::from_str(
 ///     r#"{"total_deliveries":120,"failed_deliveries":3,"success_rate":0.975}"#,
@@ -600,7 +686,8 @@ impl fmt::Display for WebhookLogs {
 /// assert_eq!(stats.to_string(), "failed_deliveries: 3\nsuccess_rate: 0.975\ntotal_deliveries: 120\n");
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(from = "Value")]
 #[non_exhaustive]
 pub struct WebhookStats {
     /// Every field NotMeta sent.
@@ -621,13 +708,13 @@ impl WebhookStats {
     }
 }
 
-impl<'de> Deserialize<'de> for WebhookStats {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let mut fields = object(Value::deserialize(d)?);
+impl From<Value> for WebhookStats {
+    fn from(answer: Value) -> Self {
+        let mut fields = lenient::object(answer);
         if fields.len() == 1 && fields.get("data").is_some_and(Value::is_object) {
-            fields = object(fields.remove("data").unwrap_or_default());
+            fields = lenient::object(fields.remove("data").unwrap_or_default());
         }
-        Ok(Self { fields })
+        Self { fields }
     }
 }
 
@@ -700,7 +787,7 @@ impl Ensured {
     /// NotMeta listed it. `Debug` and `Display` never print it.
     ///
     /// ```
-    /// use notmeta_webhooks::client::{Ensured, Webhook};
+    /// use notmeta_webhooks_client::{Ensured, Webhook};
     /// let webhook: Webhook = serde_json::from_str(
     ///     r#"{"id":"wh_1","url":"https://example.com/webhook","secret":"whsec_abc123"}"#,
     /// )?;
@@ -837,381 +924,6 @@ fn unknown(names: &[String]) -> impl Iterator<Item = &str> {
         .filter(|n| n.parse::<EventType>().is_err())
 }
 
-/// An object's fields; any other value is kept under the key `""`.
-fn object(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        other => Map::from_iter([(String::new(), other)]),
-    }
-}
-
-/// One answer of a list call: its items, the wrapper's other fields, and what it
-/// says of a next page.
-#[derive(Debug)]
-pub(super) struct Page {
-    pub(super) items: Vec<Map<String, Value>>,
-    pub(super) extra: Map<String, Value>,
-    pub(super) next: Next,
-}
-
-/// What a list page says of the next one.
-#[derive(Debug, PartialEq)]
-pub(super) enum Next {
-    /// Nothing: this is the last page.
-    None,
-    /// A next page's URL, as sent.
-    Url(String),
-    /// A cursor to ask for the next page with.
-    Cursor(String),
-    /// More pages, but nothing this client can follow: the sign seen.
-    Unfollowable(String),
-}
-
-/// Fields saying whether more pages follow.
-const MORE_FLAGS: &[&str] = &["has_more", "has_next", "has_next_page", "more"];
-/// Fields holding the next page's URL.
-const NEXT_URLS: &[&str] = &["next", "next_url", "next_page_url"];
-/// Fields holding the next page's cursor.
-const NEXT_CURSORS: &[&str] = &["next_cursor", "next_page_token"];
-/// Fields holding how many items the whole list has.
-const TOTALS: &[&str] = &["total", "total_count"];
-/// Fields holding how many pages the whole list has.
-const PAGE_COUNTS: &[&str] = &["total_pages", "page_count"];
-/// Fields holding the current page's number.
-const PAGE_NUMBERS: &[&str] = &["page", "current_page"];
-
-/// Where the list reading is: items and pages read before this page.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Progress {
-    pub(super) items: usize,
-    pub(super) pages: usize,
-}
-
-impl Page {
-    /// A list sent bare, or wrapped in an object under one of `keys` (when several
-    /// hold an array, the only non-empty one), or else under the object's only
-    /// array field when that is not empty. Each item must be an object, and there
-    /// may be at most `limit` of them. Anything else is an error naming what was
-    /// seen (`what`: the items' name). The items are read one by one from the bytes,
-    /// never as one tree of the whole page.
-    pub(super) fn parse(
-        bytes: &[u8],
-        keys: &[&str],
-        what: &str,
-        limit: usize,
-        before: Progress,
-    ) -> Result<Self, String> {
-        let raw: &RawValue = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        let items_of = |raw: &RawValue| -> Result<Vec<Map<String, Value>>, String> {
-            let mut de = serde_json::Deserializer::from_str(raw.get());
-            Items { limit, what }
-                .deserialize(&mut de)
-                .map_err(|e| e.to_string())
-        };
-        let text = raw.get().trim_start();
-        if text.starts_with('[') {
-            let items = items_of(raw)?;
-            return Ok(Self {
-                items,
-                extra: Map::new(),
-                next: Next::None,
-            });
-        }
-        if !text.starts_with('{') {
-            let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-            return Err(format!(
-                "the answer is {}, not a list of {what}",
-                json_type(&value)
-            ));
-        }
-        let fields: Vec<(String, &RawValue)> =
-            serde_json::from_str::<std::collections::BTreeMap<String, &RawValue>>(text)
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .collect();
-        let is_array = |raw: &RawValue| raw.get().trim_start().starts_with('[');
-        let is_empty = |raw: &RawValue| {
-            raw.get()
-                .trim()
-                .strip_prefix('[')
-                .is_some_and(|r| r.trim_start().starts_with(']'))
-        };
-        let listed: Vec<&(String, &RawValue)> = fields
-            .iter()
-            .filter(|(k, v)| keys.contains(&k.as_str()) && is_array(v))
-            .collect();
-        let key = match listed.as_slice() {
-            [] => {
-                let arrays: Vec<_> = fields.iter().filter(|(_, v)| is_array(v)).collect();
-                match arrays.as_slice() {
-                    [(key, raw)] if !is_empty(raw) => Some(key.clone()),
-                    _ => None,
-                }
-            }
-            [(key, _)] => Some(key.clone()),
-            several => {
-                let full: Vec<&String> = several
-                    .iter()
-                    .filter(|(_, v)| !is_empty(v))
-                    .map(|(k, _)| k)
-                    .collect();
-                match full.as_slice() {
-                    [] => Some(several[0].0.clone()),
-                    [key] => Some((*key).clone()),
-                    keys => {
-                        return Err(format!(
-                            "the answer holds several lists ({}): cannot tell which one is \
-                             the list of {what}",
-                            keys.iter()
-                                .map(|k| format!("`{k}`"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ));
-                    }
-                }
-            }
-        };
-        let mut items = None;
-        let mut extra = Map::new();
-        for (k, v) in &fields {
-            if Some(k) == key.as_ref() {
-                items = Some(items_of(v)?);
-            } else {
-                extra.insert(
-                    k.clone(),
-                    serde_json::from_str(v.get()).map_err(|e| e.to_string())?,
-                );
-            }
-        }
-        let Some(items) = items else {
-            let fields: Vec<String> = extra
-                .iter()
-                .map(|(k, v)| format!("`{k}` ({})", json_type(v)))
-                .collect();
-            return Err(format!(
-                "no list of {what} found in the answer (its fields: {}); expected an array, or \
-                 one under {}",
-                if fields.is_empty() {
-                    "none".to_owned()
-                } else {
-                    fields.join(", ")
-                },
-                keys.iter()
-                    .map(|k| format!("`{k}`"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ));
-        };
-        let progress = Progress {
-            items: before.items + items.len(),
-            pages: before.pages + 1,
-        };
-        let next = next_page(&extra, progress);
-        Ok(Self { items, extra, next })
-    }
-
-    /// [`parse`](Self::parse) for a value already read (the models' `Deserialize`).
-    pub(super) fn from_value(value: &Value, keys: &[&str], what: &str) -> Result<Self, String> {
-        let bytes = serde_json::to_vec(value).map_err(|e| e.to_string())?;
-        Self::parse(&bytes, keys, what, usize::MAX, Progress::default())
-    }
-}
-
-/// The items of a list, each an object, at most `limit` of them, read one at a time.
-struct Items<'a> {
-    limit: usize,
-    what: &'a str,
-}
-
-impl<'de> DeserializeSeed<'de> for Items<'_> {
-    type Value = Vec<Map<String, Value>>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Items<'_> {
-    type Value = Vec<Map<String, Value>>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a list of {}", self.what)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        use serde::de::Error as _;
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element::<Value>()? {
-            let Value::Object(map) = item else {
-                return Err(A::Error::custom(format!(
-                    "item {} of the list of {} is {}, not an object",
-                    items.len() + 1,
-                    self.what,
-                    json_type(&item)
-                )));
-            };
-            if items.len() >= self.limit {
-                return Err(A::Error::custom(format!(
-                    "the list has more than {} {}; nothing was decided from it",
-                    super::MAX_ITEMS,
-                    self.what
-                )));
-            }
-            items.push(map);
-        }
-        Ok(items)
-    }
-}
-
-/// What the wrapper says of a next page: its own fields, and those of each object
-/// among them (`pagination`, `meta`, `paging`, `links`…). `progress`: the items and
-/// pages read so far, this page included, for a `total` or a `total_pages`.
-fn next_page(map: &Map<String, Value>, progress: Progress) -> Next {
-    let mut scopes: Vec<(String, &Map<String, Value>)> = vec![(String::new(), map)];
-    scopes.extend(
-        map.iter()
-            .filter_map(|(k, v)| Some((format!("{k}."), v.as_object()?))),
-    );
-    let is_set = |v: &Value| !matches!(v, Value::Null | Value::Bool(false)) && v != "";
-    // An explicit "no more" ends the list, whatever else is sent.
-    if scopes.iter().any(|(_, m)| {
-        MORE_FLAGS
-            .iter()
-            .any(|f| m.get(*f) == Some(&Value::Bool(false)))
-    }) {
-        return Next::None;
-    }
-    let mut url_fields: Vec<(String, &Value)> = Vec::new();
-    let mut cursor_fields: Vec<(String, &Value)> = Vec::new();
-    for (prefix, m) in &scopes {
-        for key in NEXT_URLS {
-            if let Some(v) = m.get(*key) {
-                let href = v.as_object().and_then(|o| o.get("href")).unwrap_or(v);
-                url_fields.push((format!("{prefix}{key}"), href));
-            }
-        }
-        for key in NEXT_CURSORS {
-            if let Some(v) = m.get(*key) {
-                cursor_fields.push((format!("{prefix}{key}"), v));
-            }
-        }
-    }
-    if let Some(url) = url_fields
-        .iter()
-        .find_map(|(_, v)| v.as_str().filter(|s| !s.is_empty()))
-    {
-        return Next::Url(url.to_owned());
-    }
-    for (_, v) in &cursor_fields {
-        match v {
-            Value::String(s) if !s.is_empty() => return Next::Cursor(s.clone()),
-            Value::Number(n) => return Next::Cursor(n.to_string()),
-            _ => {}
-        }
-    }
-    for (prefix, m) in &scopes {
-        for flag in MORE_FLAGS.iter().chain(&["next_page"]) {
-            if m.get(*flag).is_some_and(is_set) {
-                return Next::Unfollowable(format!("`{prefix}{flag}` is {}", m[*flag]));
-            }
-        }
-        if let Some(after) = m
-            .get("cursors")
-            .and_then(|c| c.get("after"))
-            .filter(|v| is_set(v))
-        {
-            return Next::Unfollowable(format!("`{prefix}cursors.after` is {after}"));
-        }
-        for key in TOTALS {
-            if let Some(total) = m.get(*key).and_then(Value::as_u64)
-                && total > progress.items as u64
-            {
-                return Next::Unfollowable(format!(
-                    "`{prefix}{key}` is {total}, {} read",
-                    progress.items
-                ));
-            }
-        }
-        let page = PAGE_NUMBERS
-            .iter()
-            .find_map(|k| m.get(*k).and_then(Value::as_u64))
-            .unwrap_or(progress.pages as u64);
-        for key in PAGE_COUNTS {
-            if let Some(pages) = m.get(*key).and_then(Value::as_u64)
-                && pages > page
-            {
-                return Next::Unfollowable(format!("`{prefix}{key}` is {pages}, on page {page}"));
-            }
-        }
-    }
-    if let Some((name, _)) = url_fields
-        .iter()
-        .chain(&cursor_fields)
-        .find(|(_, v)| is_set(v))
-    {
-        return Next::Unfollowable(format!("`{name}` is set"));
-    }
-    Next::None
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// Takes a string field (a number or boolean in its JSON text form); leaves any other
-/// JSON type in the map.
-fn text(map: &mut Map<String, Value>, key: &str) -> Option<String> {
-    let s = match map.get(key)? {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        _ => return None,
-    };
-    map.remove(key);
-    Some(s)
-}
-
-/// Takes an array of names (its string items; other items are dropped); leaves any
-/// other JSON type in the map.
-fn names(map: &mut Map<String, Value>, key: &str) -> Option<Vec<String>> {
-    if !map.get(key)?.is_array() {
-        return None;
-    }
-    let Some(Value::Array(items)) = map.remove(key) else {
-        return None;
-    };
-    Some(
-        items
-            .into_iter()
-            .filter_map(|v| match v {
-                Value::String(s) => Some(s),
-                _ => None,
-            })
-            .collect(),
-    )
-}
-
-/// Takes `status_code` when it is an integer that fits an HTTP status.
-fn status_code(map: &mut Map<String, Value>) -> Option<u16> {
-    let code = u16::try_from(map.get("status_code")?.as_u64()?).ok()?;
-    map.remove("status_code");
-    Some(code)
-}
-
-/// Takes an RFC 3339 timestamp field; leaves anything else in the map.
-fn timestamp(map: &mut Map<String, Value>, key: &str) -> Option<Timestamp> {
-    let t = map.get(key)?.as_str()?.parse().ok()?;
-    map.remove(key);
-    Some(t)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1227,6 +939,33 @@ mod tests {
         assert_eq!(w.status.as_deref(), Some("3"));
         assert_eq!(w.extra["created_at"], "yesterday");
         assert_eq!(w.extra["events"], "message.received");
+    }
+
+    #[test]
+    fn a_log_entry_reads_timestamp_for_a_missing_created_at_and_keeps_what_it_cannot_read() {
+        let e: LogEntry = serde_json::from_str(
+            r#"{"status_code":"200","created_at":null,"timestamp":"2024-01-01T00:00:00Z","status":true}"#,
+        )
+        .unwrap();
+        assert_eq!(e.status_code, None);
+        assert_eq!(e.status.as_deref(), Some("true"));
+        assert_eq!(
+            e.created_at.map(|t| t.to_string()).as_deref(),
+            Some("2024-01-01T00:00:00Z")
+        );
+        assert_eq!(e.extra["status_code"], "200");
+        assert_eq!(e.extra["created_at"], Value::Null);
+        assert!(!e.extra.contains_key("timestamp"));
+
+        let e: LogEntry = serde_json::from_str(
+            r#"{"created_at":"2024-01-02T00:00:00Z","timestamp":"2024-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            e.created_at.map(|t| t.to_string()).as_deref(),
+            Some("2024-01-02T00:00:00Z")
+        );
+        assert_eq!(e.extra["timestamp"], "2024-01-01T00:00:00Z");
     }
 
     #[test]

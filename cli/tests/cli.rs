@@ -130,6 +130,44 @@ async fn send_delivers_a_fresh_signed_sample() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_to_a_path_nothing_serves_says_so() {
+    let seen = Seen::default();
+    let url = serve(&seen).await.replace("/webhooks", "/webhook");
+    let out = run(
+        &["send", "user.online", "--url", &url, "--secret", SECRET],
+        None,
+    )
+    .await;
+    let text = stdout(&out);
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}{errors}");
+    assert!(
+        text.contains("user.online") && text.contains("404"),
+        "{text}"
+    );
+    assert_eq!(
+        errors.trim_end(),
+        "hint: 404 Not Found: nothing is served at /webhook; is the URL's path the one \
+         your endpoint is mounted at?"
+    );
+    assert!(seen.events().is_empty());
+
+    // Answered 2xx: no hint.
+    let url = url.replace("/webhook", "/webhooks");
+    let out = run(
+        &["send", "user.online", "--url", &url, "--secret", SECRET],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_data_fresh_renews_the_id_and_date_of_a_file() {
     let seen = Seen::default();
     let url = serve(&seen).await;
