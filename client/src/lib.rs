@@ -47,6 +47,50 @@
 //! [`allow_plain_http`](ClientBuilder::allow_plain_http) is set: the token then
 //! travels in clear text. A base URL with a user name or password is refused.
 //!
+//! # On every deploy
+//!
+//! Creates the webhook only when no webhook has its URL, then reads what NotMeta
+//! keeps about it:
+//!
+//! ```no_run
+//! use notmeta_webhooks::EventType;
+//! use notmeta_webhooks_client::{Client, CreateWebhook, Ensured};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let client = Client::new(std::env::var("NOTMETA_API_TOKEN")?)?;
+//!     let request = CreateWebhook::new(
+//!         "https://example.com/webhooks",
+//!         [EventType::MessageReceived, EventType::ConversationAssigned],
+//!         std::env::var("NOTMETA_WEBHOOK_SECRET")?, // the secret you choose (see "Two secrets")
+//!     );
+//!     // Safe on every deploy: creates the webhook only when no webhook has its URL.
+//!     let ensured = client.ensure_webhook(&request).await?;
+//!     if ensured.was_created() {
+//!         // Created by this call, its answer received or lost: the secret to keep.
+//!         // NotMeta documents no call to read it again.
+//!         let _secret = ensured.expose_secret();
+//!     }
+//!     match &ensured {
+//!         Ensured::Created(webhook) => println!("created {webhook}; store its secret now"),
+//!         Ensured::CreatedAnswerLost { cause, .. } => {
+//!             eprintln!("{ensured}: {cause}; check the first delivery verifies")
+//!         }
+//!         existing => println!("{existing}"), // tells when its events differ
+//!     }
+//!     print!("{}", client.list_webhooks().await?); // one line per webhook
+//!     let logs = client.webhook_logs("wh_123456789").await?; // the first page
+//!     for entry in &logs.entries {
+//!         println!("{entry}");
+//!     }
+//!     if logs.more_pages() {
+//!         println!("(more entries exist)");
+//!     }
+//!     println!("{}", client.webhook_stats("wh_123456789").await?);
+//!     Ok(())
+//! }
+//! ```
+//!
 //! # Timeouts and retries
 //!
 //! | setting | default |
