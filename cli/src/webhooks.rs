@@ -28,6 +28,7 @@ pub(crate) struct Args {
     #[arg(
         long,
         env = "NOTMETA_API_URL",
+        hide_env_values = true,
         default_value = DEFAULT_BASE_URL,
         global = true
     )]
