@@ -218,7 +218,8 @@ async fn read_body(
 ///
 /// The [`Verifier`] comes from app data: register it with
 /// `App::app_data(web::Data::new(verifier))`; so does the body read time limit, a
-/// [`BodyReadTimeout`] (15 s without one). A request that fails is rejected with
+/// [`BodyReadTimeout`], registered as `web::Data` or plainly
+/// (`App::app_data(BodyReadTimeout(..))`; 15 s without one). A request that fails is rejected with
 /// [`WebhookRejection`] (400, 413 or 503) before your handler runs. The challenge is
 /// yours to answer here ([`Event::challenge`]); [`endpoint`] answers it for you.
 ///
@@ -257,7 +258,8 @@ impl FromRequest for VerifiedEvent {
         let time_limit = BodyReadTimeout::limit(
             request
                 .app_data::<web::Data<BodyReadTimeout>>()
-                .map(|data| &***data),
+                .map(|data| &***data)
+                .or_else(|| request.app_data::<BodyReadTimeout>()),
         );
         let request = request.clone();
         let mut payload = payload.take();

@@ -187,9 +187,11 @@ fn start_actix<H: Handler>(receiver: Receiver<H>, verifier: Verifier) -> SocketA
                     .service(
                         web::scope("/extract")
                             .app_data(web::Data::new(verifier.clone()))
-                            .app_data(web::Data::new(notmeta_webhooks::actix::BodyReadTimeout(
+                            // Registered plainly here; `body_refusals` registers it as
+                            // `web::Data`: the extractor finds either.
+                            .app_data(notmeta_webhooks::actix::BodyReadTimeout(
                                 receiver.body_read_timeout(),
-                            )))
+                            ))
                             .route("", web::post().to(extract)),
                     )
             })

@@ -119,11 +119,15 @@ impl Client {
         let (answer, attempts) = self
             .exchange(&method, uri, endpoint, &body, retry, call)
             .await?;
-        serde_json::from_slice(&answer.body).map_err(|e| {
-            Error::new(ErrorKind::Decode, format!("{endpoint}: {e}"))
-                .set_status(answer.status)
-                .with_attempts(attempts)
-        })
+        // Read as a JSON value first, as list items are, so that a key sent twice
+        // keeps its last value in every answer alike.
+        serde_json::from_slice::<serde_json::Value>(&answer.body)
+            .and_then(T::deserialize)
+            .map_err(|e| {
+                Error::new(ErrorKind::Decode, format!("{endpoint}: {e}"))
+                    .set_status(answer.status)
+                    .with_attempts(attempts)
+            })
     }
 
     /// One request under the request timeout, cut to what is left of the deadline.

@@ -596,6 +596,21 @@ async fn a_2xx_that_is_not_the_expected_json_is_a_decode_error() {
 }
 
 #[tokio::test]
+async fn a_key_sent_twice_keeps_its_last_value_in_every_answer() {
+    let fake = Fake::default();
+    fake.then(canned(
+        201,
+        r#"{"id":"wh_1","url":"https://a.example/h","secret":"whsec_first","secret":"whsec_last","events":["message.received"]}"#,
+    ))
+    .then(canned(200, r#"[{"id":"wh_1","id":"wh_2","url":"https://a.example/h"}]"#));
+    let client = builder(fake.serve().await).build().unwrap();
+    let webhook = client.create_webhook(&request()).await.unwrap();
+    assert_eq!(webhook.expose_secret(), "whsec_last");
+    let list = client.list_webhooks().await.unwrap();
+    assert_eq!(list.webhooks[0].id.as_deref(), Some("wh_2"));
+}
+
+#[tokio::test]
 async fn ensure_run_twice_creates_one_webhook() {
     let fake = Fake::default();
     let client = builder(fake.serve().await).build().unwrap();

@@ -103,8 +103,8 @@ impl Outcome {
         }
     }
 
-    /// Whether the connection must not be reused after this answer: a body refused
-    /// before it was read to its end leaves unread bytes on it.
+    /// Whether the connection must not be reused after this answer: a refused body
+    /// (too large, too slow, unreadable) may have left unread bytes on it.
     pub(crate) const fn closes_connection(self) -> bool {
         matches!(
             self,
@@ -224,9 +224,10 @@ impl Answer {
     }
 
     /// The answer as an `http::Response`: the status, `Content-Type` and the body,
-    /// and `Connection: close` after a body refused before it was read to its end
-    /// (too large, too slow to arrive, unreadable), whose unread bytes leave the
-    /// connection unusable. The framework entry points send exactly this.
+    /// and `Connection: close` after a refused body (too large, too slow to arrive,
+    /// unreadable), whatever was read of it: a body refused while it arrives leaves
+    /// unread bytes that make the connection unusable, and the answer does not know
+    /// whether that happened. The framework entry points send exactly this.
     ///
     /// ```
     /// use notmeta_webhooks::receiver::{Answer, Outcome};

@@ -86,14 +86,20 @@ fn against_svix(c: &mut Criterion<cpu_time::Clock>) {
         group.bench_function(BenchmarkId::from_parameter("verify"), |b| {
             b.iter(|| {
                 verifier
-                    .verify(black_box(&body), black_box(&headers).get_all(SIGNATURE_HEADER))
+                    .verify(
+                        black_box(&body),
+                        black_box(&headers).get_all(SIGNATURE_HEADER),
+                    )
                     .unwrap()
             })
         });
         group.bench_function(BenchmarkId::from_parameter("verify_and_parse"), |b| {
             b.iter(|| {
                 verifier
-                    .verify(black_box(&body), black_box(&headers).get_all(SIGNATURE_HEADER))
+                    .verify(
+                        black_box(&body),
+                        black_box(&headers).get_all(SIGNATURE_HEADER),
+                    )
                     .and_then(|payload| payload.parse())
                     .unwrap()
             })
