@@ -180,7 +180,7 @@ pub use signature::{
 #[doc(hidden)]
 pub mod __private {
     pub use crate::event::lenient::{opt_string, opt_timestamp};
-    pub use crate::random::random_u64;
+    pub use crate::random::{jitter, random_fraction, random_u64};
 }
 
 #[cfg(all(

@@ -202,6 +202,65 @@ async fn renewals_are_not_counted_as_runs() {
     assert!(recorder.get("notmeta_webhooks_queue_renewals_total") >= 2);
 }
 
+/// Events that fail together (a downstream outage) do not come back together: each
+/// retry waits a random point between half and all of the backoff.
+#[tokio::test]
+async fn retries_of_events_that_failed_together_are_spread_over_the_backoff() {
+    const EVENTS: usize = 24;
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url()).await.unwrap();
+    let endpoint = enqueuer(&queue);
+    for n in 0..EVENTS {
+        assert_eq!(send(&endpoint, &body(&format!("evt_{n}"))).await.0, 200);
+    }
+    let runs: Arc<std::sync::Mutex<HashMap<String, Vec<Instant>>>> = Arc::default();
+    let seen = Arc::clone(&runs);
+    let worker = Worker::new(queue.clone(), move |event: Event<'static>| {
+        let first = {
+            let mut runs = seen.lock().unwrap();
+            let times = runs.entry(event.id.to_string()).or_default();
+            times.push(Instant::now());
+            times.len() == 1
+        };
+        async move {
+            if first {
+                Err(HandlerError::temporary("downstream down"))
+            } else {
+                Ok(())
+            }
+        }
+    })
+    .with_concurrency(EVENTS)
+    .with_backoff(Duration::from_secs(2), Duration::from_secs(2))
+    .with_poll_interval(Duration::from_millis(10));
+    let stats = run_until(worker, async || {
+        let runs = runs.lock().unwrap();
+        runs.len() == EVENTS && runs.values().all(|times| times.len() == 2)
+    })
+    .await;
+    assert_eq!(
+        (stats.handled, stats.retried),
+        (EVENTS as u64, EVENTS as u64)
+    );
+    let mut waits: Vec<Duration> = runs
+        .lock()
+        .unwrap()
+        .values()
+        .map(|times| times[1] - times[0])
+        .collect();
+    waits.sort();
+    let (shortest, longest) = (waits[0], waits[EVENTS - 1]);
+    // Each wait is between half and all of the 2 s backoff (plus polling and
+    // scheduling slack), and together they spread over that range: without jitter
+    // they would all be 2 s within a few milliseconds of each other.
+    assert!(shortest >= Duration::from_millis(990), "{waits:?}");
+    assert!(longest <= Duration::from_millis(2600), "{waits:?}");
+    assert!(
+        longest - shortest >= Duration::from_millis(300),
+        "retries came back together: {waits:?}"
+    );
+}
+
 #[tokio::test]
 async fn dead_letters_are_purged_by_age() {
     let server = RedisServer::start();

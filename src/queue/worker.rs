@@ -17,6 +17,7 @@ use super::{Keys, Queue, QueueError};
 use crate::clock::clamp;
 use crate::dedup::RedisConnection;
 use crate::event::Event;
+use crate::random::{jitter, random_fraction};
 use crate::receiver::delivery::{Ran, retrying, run_beside};
 use crate::receiver::{Handler, HandlerError};
 
@@ -36,7 +37,9 @@ const LAYOUT_RECHECK: Duration = Duration::from_secs(5);
 /// - **Success or permanent failure**: the entry is acknowledged and deleted, and
 ///   the event marked done, in one step; a permanent failure also goes to the dead
 ///   letters with the error text.
-/// - **Temporary failure or panic**: retried after 1 s, 2 s, 4 s, … (see
+/// - **Temporary failure or panic**: retried after at most 1 s, 2 s, 4 s, … (each
+///   wait a random point between half and all of it, so that events that failed
+///   together during an outage do not all come back at once; see
 ///   [`with_backoff`](Self::with_backoff)) up to
 ///   [`with_max_attempts`](Self::with_max_attempts) runs in all, then dead-lettered.
 /// - **No time limit**: a running handler keeps its entry (renewed every third of the
@@ -226,8 +229,9 @@ impl<H> Worker<H> {
         self
     }
 
-    /// The pause before the first retry, doubled for each further one up to `max`
-    /// (defaults 1 s and 5 min).
+    /// The longest pause before the first retry, doubled for each further one up to
+    /// `max` (defaults 1 s and 5 min). Each pause is a random point between half and
+    /// all of that, so retries of events that failed together spread out.
     #[must_use]
     pub fn with_backoff(mut self, first: Duration, max: Duration) -> Self {
         self.settings.first_backoff = clamp(first);
@@ -824,7 +828,9 @@ async fn process<H: Handler>(
                 Some(Err(Failure::Temporary(text))) if runs >= max => {
                     Settle::Dead(format!("{text} (attempt {runs} of {max})"))
                 }
-                Some(Err(Failure::Temporary(_))) => Settle::Retry(backoff(&shared.settings, runs)),
+                Some(Err(Failure::Temporary(_))) => {
+                    Settle::Retry(jitter(backoff(&shared.settings, runs), random_fraction()))
+                }
             },
         }
     };
@@ -867,7 +873,8 @@ async fn confirm<H>(shared: &Shared<H>, p: u16, entry_id: &str, event_id: &str) 
     confirmed == Some(true)
 }
 
-/// The pause before the next attempt after `failures` failed runs.
+/// The longest pause before the next attempt after `failures` failed runs (each
+/// pause is a random point between half and all of it).
 fn backoff(settings: &Settings, failures: u64) -> Duration {
     let doublings = u32::try_from(failures.saturating_sub(1))
         .unwrap_or(u32::MAX)
