@@ -8,8 +8,9 @@
 //! run asked for. Helpers that need the library's own types (the adapters' shared
 //! checks, the queue tests' endpoint) are in the repository's `tests/common/`.
 //!
-//! Always built: [`fixtures`], [`bodies`], [`rng`] and [`redis_server`] (a
-//! `redis-server` or a Redis Cluster started for a test). Each feature adds one
+//! Always built: [`fixtures`], [`bodies`], [`rng`], [`redis_server`] (a
+//! `redis-server` or a Redis Cluster started for a test) and [`postgres_server`] (a
+//! PostgreSQL server started for a test, with its faults). Each feature adds one
 //! module:
 //!
 //! | feature       | module        | what                                               |
@@ -28,6 +29,7 @@ pub mod cpu_time;
 pub mod fixtures;
 #[cfg(feature = "http-server")]
 pub mod http_server;
+pub mod postgres_server;
 #[cfg(feature = "proxy")]
 pub mod proxy;
 #[cfg(feature = "metrics")]
@@ -36,5 +38,6 @@ pub mod redis_server;
 pub mod rng;
 
 pub use fixtures::{Vector, data_dir, example_events, signature_vectors};
+pub use postgres_server::PostgresServer;
 pub use redis_server::{RedisCluster, RedisServer, Shard, TempDir};
 pub use rng::Rng;

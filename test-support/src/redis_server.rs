@@ -189,9 +189,14 @@ pub struct TempDir(PathBuf);
 impl TempDir {
     /// Creates `<tmp>/notmeta-<label>-<pid>-<n>`.
     pub fn new(label: &str) -> Self {
+        Self::new_in(&std::env::temp_dir(), label)
+    }
+
+    /// Creates `<parent>/notmeta-<label>-<pid>-<n>`.
+    pub fn new_in(parent: &Path, label: &str) -> Self {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static N: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
+        let path = parent.join(format!(
             "notmeta-{label}-{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
