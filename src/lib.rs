@@ -152,6 +152,9 @@ mod error;
 pub mod event;
 /// The manual: how the crate delivers, what it guarantees, and how to run it.
 pub mod guide;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 #[cfg(feature = "queue")]
 #[cfg_attr(docsrs, doc(cfg(feature = "queue")))]
 pub mod queue;

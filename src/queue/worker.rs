@@ -18,7 +18,7 @@ use crate::clock::clamp;
 use crate::dedup::RedisConnection;
 use crate::event::Event;
 use crate::random::{jitter, random_fraction};
-use crate::receiver::delivery::{Ran, retrying, run_beside};
+use crate::receiver::delivery::{Call, Ran, retrying, run_beside};
 use crate::receiver::{Handler, HandlerError};
 
 /// How often a running worker checks the queue's layout in Redis again.
@@ -902,7 +902,10 @@ async fn run<H: Handler>(shared: &Shared<H>, event: Event<'static>) -> Option<Re
     let started = Instant::now();
     let ran = run_beside(
         &shared.handler,
-        Box::new(event),
+        Call {
+            event: Box::new(event),
+            claim: None,
+        },
         shared.settings.isolate,
         pending(),
         shared.stopped(),

@@ -21,7 +21,7 @@ use futures_util::FutureExt as _;
 use futures_util::future::{Either, select};
 
 use super::report::{self, DeliveryReport};
-use super::{Handler, HandlerError, Outcome, Settings};
+use super::{Claimed, Handler, HandlerError, Outcome, Settings};
 use crate::dedup::{ClaimToken, IdempotencyStore, Settled, StoreError};
 use crate::event::Event;
 
@@ -44,6 +44,29 @@ pub(super) struct Held {
     pub(super) token: ClaimToken,
     /// How long the id must be remembered once done.
     pub(super) window: Duration,
+}
+
+impl Held {
+    fn claimed(&self) -> Claimed {
+        Claimed {
+            token: self.token,
+            window: self.window,
+        }
+    }
+}
+
+/// One call of the handler: the event, and the claim it runs under (if any).
+pub(crate) struct Call {
+    pub(crate) event: Box<Event<'static>>,
+    pub(crate) claim: Option<Claimed>,
+}
+
+impl Call {
+    /// The handler's future for this call (`call` included: a panic in it is
+    /// caught with the future's).
+    fn on<H: Handler>(self, handler: &H) -> H::Future {
+        handler.call_claimed(*self.event, self.claim)
+    }
 }
 
 impl<H: Handler, S: IdempotencyStore> Task<H, S> {
@@ -95,10 +118,18 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
                     held,
                     limit,
                 };
-                Box::pin(self.run_renewing(event, claim, lease, handoff)).await
+                let call = Call {
+                    event,
+                    claim: Some(held.claimed()),
+                };
+                Box::pin(self.run_renewing(call, claim, lease, handoff)).await
             }
             _ => {
-                let (outcome, error) = self.run_inline(event, started).await;
+                let call = Call {
+                    event,
+                    claim: held.as_ref().map(Held::claimed),
+                };
+                let (outcome, error) = self.run_inline(call, started).await;
                 (outcome, error, Settled::Recorded)
             }
         };
@@ -140,10 +171,10 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
     /// For stores whose claims do not lapse: the handler runs in this task.
     async fn run_inline(
         &self,
-        event: Box<Event<'static>>,
+        call: Call,
         started: tokio::time::Instant,
     ) -> (Outcome, Option<HandlerError>) {
-        let run = pin!(guarded(&*self.handler, event));
+        let run = pin!(guarded(&*self.handler, call));
         // The time limit runs from the handler's start, its first poll included.
         let limit = self.settings.handler_timeout;
         let limit = started
@@ -165,7 +196,7 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
     /// task settles the claim itself when it ends (`handoff`).
     async fn run_renewing(
         &self,
-        event: Box<Event<'static>>,
+        call: Call,
         claim: ClaimRef<'_, S>,
         lease: Duration,
         handoff: Option<Arc<Handoff>>,
@@ -186,9 +217,9 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
                     limit: claim.limit,
                 };
                 let ended = move |complete| orphan.ended(complete);
-                run_beside_with(&self.handler, event, true, renewing, deadline, ended).await
+                run_beside_with(&self.handler, call, true, renewing, deadline, ended).await
             }
-            None => run_beside(&self.handler, event, false, renewing, deadline).await,
+            None => run_beside(&self.handler, call, false, renewing, deadline).await,
         };
         let (outcome, error) = match ran {
             Ran::Finished(result) => from_result(result),
@@ -393,12 +424,12 @@ pub(crate) enum Ran {
 /// future is dropped. Dropping this future stops the handler either way.
 pub(crate) async fn run_beside<H: Handler>(
     handler: &Arc<H>,
-    event: Box<Event<'static>>,
+    call: Call,
     isolate: bool,
     beside: impl Future<Output = ()>,
     deadline: impl Future<Output = ()>,
 ) -> Ran {
-    run_beside_with(handler, event, isolate, beside, deadline, |_| {}).await
+    run_beside_with(handler, call, isolate, beside, deadline, |_| {}).await
 }
 
 /// [`run_beside`], with `ended` called by an isolated handler's task when the
@@ -406,7 +437,7 @@ pub(crate) async fn run_beside<H: Handler>(
 /// returned with an outcome recorded as done).
 async fn run_beside_with<H: Handler>(
     handler: &Arc<H>,
-    event: Box<Event<'static>>,
+    call: Call,
     isolate: bool,
     beside: impl Future<Output = ()>,
     deadline: impl Future<Output = ()>,
@@ -415,13 +446,13 @@ async fn run_beside_with<H: Handler>(
     let mut beside = pin!(beside);
     let deadline = pin!(deadline);
     if !isolate {
-        return match select(pin!(guarded(&**handler, event)), select(beside, deadline)).await {
+        return match select(pin!(guarded(&**handler, call)), select(beside, deadline)).await {
             Either::Left((Ok(result), _)) => Ran::Finished(result),
             Either::Left((Err(_panic), _)) => Ran::Panicked,
             Either::Right(_) => Ran::Stopped,
         };
     }
-    let (mut handle, cancel) = spawn_isolated(Arc::clone(handler), event, ended);
+    let (mut handle, cancel) = spawn_isolated(Arc::clone(handler), call, ended);
     let joined = match select(&mut handle, select(beside.as_mut(), deadline)).await {
         Either::Left((joined, _)) => joined,
         Either::Right(_) => {
@@ -444,9 +475,9 @@ async fn run_beside_with<H: Handler>(
 /// panics before it returns its future is caught too.
 fn guarded<'h, H: Handler>(
     handler: &'h H,
-    event: Box<Event<'static>>,
+    call: Call,
 ) -> impl Future<Output = std::thread::Result<Result<(), HandlerError>>> + 'h {
-    AssertUnwindSafe(async move { handler.call(*event).await }).catch_unwind()
+    AssertUnwindSafe(async move { call.on(handler).await }).catch_unwind()
 }
 
 /// Cancels an isolated handler when dropped (at the handler's next `.await`).
@@ -459,7 +490,7 @@ pub(crate) struct Cancel(#[allow(dead_code)] tokio::sync::oneshot::Sender<()>);
 /// cancelled by dropping the [`Cancel`]; a panic is the `JoinError`.
 pub(crate) fn spawn_isolated<H: Handler>(
     handler: Arc<H>,
-    event: Box<Event<'static>>,
+    call: Call,
     ended: impl FnOnce(bool) + Send + 'static,
 ) -> (
     tokio::task::JoinHandle<Option<Result<(), HandlerError>>>,
@@ -470,7 +501,7 @@ pub(crate) fn spawn_isolated<H: Handler>(
     let handle = tokio::task::spawn_blocking(move || {
         let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
             runtime.block_on(async move {
-                match select(pin!(handler.call(*event)), cancelled).await {
+                match select(pin!(call.on(&*handler)), cancelled).await {
                     Either::Left((result, _)) => Some(result),
                     Either::Right(_) => None,
                 }

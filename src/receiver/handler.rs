@@ -130,6 +130,27 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Handles one verified event.
     fn call(&self, event: Event<'static>) -> Self::Future;
+
+    /// Handles one verified event whose id the delivery holds claimed in its
+    /// idempotency store, for handlers that record the event as done themselves
+    /// (the `postgres` feature's transactional handlers). The receiver calls this;
+    /// by default it is [`call`](Self::call).
+    #[doc(hidden)]
+    fn call_claimed(&self, event: Event<'static>, claim: Option<Claimed>) -> Self::Future {
+        let _ = claim;
+        self.call(event)
+    }
+}
+
+/// The claim a delivery holds while its handler runs: its token, and how long the
+/// event must be remembered once done.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claimed {
+    /// The claim's token.
+    pub token: crate::dedup::ClaimToken,
+    /// The dedup window of a done mark.
+    pub window: std::time::Duration,
 }
 
 impl<F, Fut> Handler for F

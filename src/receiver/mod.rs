@@ -76,6 +76,8 @@ pub(crate) mod report;
 mod trace;
 
 pub use endpoint::{DEFAULT_BODY_READ_TIMEOUT, Endpoint};
+#[doc(hidden)]
+pub use handler::Claimed;
 pub use handler::{Handler, HandlerError};
 pub use handler_ext::{ResultExt, handler_fn};
 pub use outcome::{Answer, Outcome};
