@@ -19,6 +19,16 @@
 //! ```text
 //! cargo run --example demo --features axum,queue
 //! ```
+//!
+//! Built with the `postgres` feature, and with PostgreSQL installed, it starts a
+//! PostgreSQL server in a temporary directory and runs the `postgres_receiver`
+//! example's app: a transactional handler whose row commits with the done mark. A
+//! failed attempt leaves no row, NotMeta's retry writes it, and a duplicate delivery
+//! writes nothing more.
+//!
+//! ```text
+//! cargo run --example demo --features axum,postgres
+//! ```
 
 mod common;
 
@@ -237,6 +247,14 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
             failures += failed;
         }
     }
+    println!();
+    match postgres_part::run().await? {
+        queue_part::Outcome::Skipped(why) => println!("PostgreSQL part skipped: {why}"),
+        queue_part::Outcome::Ran { checks: n, failed } => {
+            checks += n;
+            failures += failed;
+        }
+    }
     if failures == 0 {
         println!("\nall {checks} answers were right");
         Ok(ExitCode::SUCCESS)
@@ -248,8 +266,8 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
 
 /// Acknowledge fast, process later: a slow event through a queue endpoint.
 mod queue_part {
-    /// What the queue part did.
-    #[cfg_attr(not(feature = "queue"), allow(dead_code))]
+    /// What the queue part (or the PostgreSQL part) did.
+    #[cfg_attr(not(any(feature = "queue", feature = "postgres")), allow(dead_code))]
     pub(crate) enum Outcome {
         Skipped(&'static str),
         Ran { checks: usize, failed: usize },
@@ -364,5 +382,99 @@ mod queue_part {
             format!("{counts:?}"),
         );
         Ok(Outcome::Ran { checks: 4, failed })
+    }
+}
+
+/// The `postgres_receiver` example's app, run against a PostgreSQL server started
+/// for the demo.
+#[cfg(feature = "postgres")]
+#[path = "postgres_receiver.rs"]
+#[allow(dead_code)]
+mod postgres_receiver;
+
+/// Exactly-once effects: a transactional handler on PostgreSQL.
+mod postgres_part {
+    use super::queue_part::Outcome;
+
+    #[cfg(not(feature = "postgres"))]
+    pub(crate) async fn run() -> Result<Outcome, Box<dyn std::error::Error>> {
+        Ok(Outcome::Skipped(
+            "built without the `postgres` feature (cargo run --example demo --features axum,postgres)",
+        ))
+    }
+
+    #[cfg(feature = "postgres")]
+    pub(crate) async fn run() -> Result<Outcome, Box<dyn std::error::Error>> {
+        use notmeta_test_support::{PostgresServer, client};
+        use notmeta_webhooks::{EventType, Verifier, sign};
+
+        if !PostgresServer::installed() {
+            return Ok(Outcome::Skipped(
+                "PostgreSQL is not installed (apt-get install -y postgresql)",
+            ));
+        }
+        let server = PostgresServer::start();
+        let pool = sqlx::PgPool::connect(&server.url()).await?;
+        let app = super::postgres_receiver::app(pool.clone(), Verifier::new(super::SECRET)?)
+            .await
+            .map_err(|e| e.to_string())?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        println!(
+            "PostgreSQL endpoint on http://{addr}/webhooks, PostgreSQL on port {}",
+            server.port()
+        );
+
+        let mut failed = 0;
+        let mut check = |what: &str, ok: bool, detail: String| {
+            failed += usize::from(!ok);
+            println!("{what:<48} {:<4} {detail}", if ok { "yes" } else { "NO" });
+        };
+        let rows = |pool: sqlx::PgPool| async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM messages WHERE event_id = 'evt_pg'")
+                .fetch_one(&pool)
+                .await
+        };
+        let body = super::sample(EventType::MessageReceived, "evt_pg");
+        let signature = sign(body.as_bytes(), super::SECRET);
+        let post = async || {
+            client::post(
+                addr,
+                "/webhooks",
+                &[("X-NotMeta-Signature", &signature)],
+                body.as_bytes(),
+            )
+            .await
+        };
+
+        // The database refuses the handler's write (a constraint stands in for an
+        // outage): the transaction rolls back, nothing is recorded, and NotMeta is
+        // told to retry.
+        sqlx::query("ALTER TABLE messages ADD CONSTRAINT demo_outage CHECK (false) NOT VALID")
+            .execute(&pool)
+            .await?;
+        let reply = post().await;
+        check(
+            "write refused: answered 503, nothing kept",
+            reply.status == 503 && rows(pool.clone()).await? == 0,
+            format!("{} {:?}", reply.status, reply.text()),
+        );
+        sqlx::query("ALTER TABLE messages DROP CONSTRAINT demo_outage")
+            .execute(&pool)
+            .await?;
+        let reply = post().await;
+        check(
+            "NotMeta's retry: 200, the row committed",
+            reply.status == 200 && rows(pool.clone()).await? == 1,
+            format!("{} {:?}", reply.status, reply.text()),
+        );
+        let reply = post().await;
+        check(
+            "a duplicate delivery: 200, no second row",
+            reply.status == 200 && rows(pool.clone()).await? == 1,
+            format!("{} {:?}", reply.status, reply.text()),
+        );
+        Ok(Outcome::Ran { checks: 3, failed })
     }
 }

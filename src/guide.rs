@@ -9,6 +9,7 @@
 //! | [`verification`](crate::guide::verification) | the signature rules, rotating secrets, the challenge, errors and their statuses |
 //! | [`stores`](crate::guide::stores) | the idempotency stores: in memory and in Redis, sizing, and sharing one Redis with the queue |
 //! | [`queue`](crate::guide::queue) | acknowledge fast, process later: the Redis Streams queue, its faults, durability and partitions |
+//! | [`postgres`](crate::guide::postgres) | PostgreSQL: exactly-once effects with transactional handlers, the tables, the pool, durability |
 //! | [`failover`](crate::guide::failover) | Redis replicas: closing the failover window with `WAIT`, its cost and Redis settings |
 //! | [`limits`](crate::guide::limits) | every size and time limit, and what the crate decided where NotMeta's contract is silent |
 //! | [`operations`](crate::guide::operations) | tracing, metrics, the outcome hook, the queue's counts and dead letters, shutting down |
@@ -28,6 +29,7 @@ macro_rules! chapters {
                 feature = "axum",
                 feature = "actix",
                 feature = "queue",
+                feature = "postgres",
                 feature = "testing"
             ),
             doc = include_str!($file)
@@ -37,6 +39,7 @@ macro_rules! chapters {
                 feature = "axum",
                 feature = "actix",
                 feature = "queue",
+                feature = "postgres",
                 feature = "testing"
             )),
             doc = concat!(
@@ -53,6 +56,7 @@ chapters! {
     verification: "guide/verification.md", "Verification and secret rotation";
     stores: "guide/stores.md", "Idempotency stores";
     queue: "guide/queue.md", "The queue";
+    postgres: "guide/postgres.md", "PostgreSQL: exactly-once effects";
     failover: "guide/failover.md", "Failover (Redis replicas)";
     limits: "guide/limits.md", "Limits";
     operations: "guide/operations.md", "Operations and observability";

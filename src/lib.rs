@@ -191,7 +191,8 @@ pub mod __private {
     feature = "axum",
     feature = "actix",
     feature = "testing",
-    feature = "queue"
+    feature = "queue",
+    feature = "postgres"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

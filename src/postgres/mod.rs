@@ -55,8 +55,8 @@
 //! A duplicate that arrives while the first delivery is still being handled finds a
 //! live claim (committed before the handler starts) and is answered 503 at once; it
 //! never waits for the first delivery's transaction. See the guide's
-//! [stores chapter](crate::guide::stores) for the table layout, what an operator may
-//! do with the tables, and the costs.
+//! [PostgreSQL chapter](crate::guide::postgres) for when to pick it, the table
+//! layout, what an operator may do with the tables, the pool, and durability.
 
 use std::borrow::Cow;
 

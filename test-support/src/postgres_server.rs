@@ -104,6 +104,14 @@ impl PostgresServer {
         server
     }
 
+    /// Whether PostgreSQL's server binaries are installed (on `PATH` or in
+    /// `/usr/lib/postgresql/*/bin`).
+    pub fn installed() -> bool {
+        ["initdb", "postgres", "pg_isready"]
+            .iter()
+            .all(|name| find(name).is_some())
+    }
+
     /// `postgres://postgres@127.0.0.1:{port}/postgres`.
     pub fn url(&self) -> String {
         self.url_for("postgres")
@@ -394,6 +402,12 @@ impl Drop for PostgresServer {
 
 /// `name` on `PATH`, or else in the highest `/usr/lib/postgresql/<version>/bin`.
 fn binary(name: &str) -> PathBuf {
+    find(name).unwrap_or_else(|| {
+        panic!("`{name}` is neither on PATH nor in /usr/lib/postgresql/*/bin: {INSTALL}")
+    })
+}
+
+fn find(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let on_path = std::env::split_paths(&path)
         .map(|dir| dir.join(name))
@@ -416,9 +430,6 @@ fn binary(name: &str) -> PathBuf {
                 .collect();
             found.sort();
             found.pop().map(|(_, bin)| bin)
-        })
-        .unwrap_or_else(|| {
-            panic!("`{name}` is neither on PATH nor in /usr/lib/postgresql/*/bin: {INSTALL}")
         })
 }
 
