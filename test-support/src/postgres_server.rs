@@ -100,7 +100,17 @@ impl PostgresServer {
             postgres,
             dir,
         };
-        server.spawn();
+        // Another process may take the free port before the server binds it: then
+        // it tries another.
+        for attempt in 1.. {
+            match server.spawn() {
+                Ok(()) => break,
+                Err(log) if attempt < 5 && log.contains("could not bind") => {
+                    server.port = free_port();
+                }
+                Err(log) => server.exited(&log),
+            }
+        }
         server
     }
 
@@ -287,7 +297,9 @@ impl PostgresServer {
     /// queries, after crash recovery if it was stopped or killed.
     pub fn restart(&mut self) {
         self.stop_immediate();
-        self.spawn();
+        if let Err(log) = self.spawn() {
+            self.exited(&log);
+        }
     }
 
     /// Freezes the postmaster and every process it started (SIGSTOP): connections
@@ -313,13 +325,15 @@ impl PostgresServer {
             .id()
     }
 
-    /// Starts the postmaster and waits until it accepts queries.
-    fn spawn(&mut self) {
+    /// Starts the postmaster and waits until it accepts queries; if it exits
+    /// before, returns what it logged.
+    fn spawn(&mut self) -> Result<(), String> {
         let log = File::options()
             .create(true)
             .append(true)
             .open(self.log_path())
             .expect("the server's log file");
+        let logged_before = log.metadata().map_or(0, |m| m.len());
         let mut command = Command::new(&self.postgres);
         command
             .current_dir(self.dir.path())
@@ -342,28 +356,29 @@ impl PostgresServer {
             .spawn()
             .unwrap_or_else(|e| panic!("could not run {}: {e}", self.postgres.display()));
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready(logged_before)
     }
 
     /// Polls `pg_isready` until the server accepts queries (after any crash
-    /// recovery), for up to 30 s.
-    fn wait_ready(&mut self) {
+    /// recovery), for up to 30 s, on its Unix socket: another server that took the
+    /// port cannot answer for it, and the socket is made once the port is bound; if it exits before, returns what it logged (from
+    /// byte `logged_before` of the log on).
+    fn wait_ready(&mut self, logged_before: u64) -> Result<(), String> {
         let pg_isready = binary("pg_isready");
         let port = self.port.to_string();
+        let socket = self.dir.path().join("socket");
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             let child = self.child.as_mut().expect("started");
-            if let Ok(Some(status)) = child.try_wait() {
+            if let Ok(Some(_)) = child.try_wait() {
                 self.child = None;
-                panic!(
-                    "postgres exited ({status}) before accepting connections on port {}; \
-                     the end of its log:\n{}",
-                    self.port,
-                    self.log_tail()
-                );
+                return Err(self.log_tail(logged_before));
             }
             let ready = Command::new(&pg_isready)
-                .args(["-q", "-h", "127.0.0.1", "-p", &port, "-U", "postgres"])
+                .arg("-q")
+                .arg("-h")
+                .arg(&socket)
+                .args(["-p", &port, "-U", "postgres"])
                 .args(["-d", "postgres", "-t", "1"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -371,23 +386,34 @@ impl PostgresServer {
                 .status()
                 .unwrap_or_else(|e| panic!("could not run pg_isready: {e}; {INSTALL}"));
             if ready.success() {
-                return;
+                return Ok(());
             }
             assert!(
                 Instant::now() < deadline,
                 "postgres did not accept connections on port {} within {READY_TIMEOUT:?}; \
                  the end of its log:\n{}",
                 self.port,
-                self.log_tail()
+                self.log_tail(logged_before)
             );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
-    /// The last 40 lines of the server's log.
-    fn log_tail(&self) -> String {
+    /// Panics: the server exited before accepting connections, having logged `log`.
+    fn exited(&self, log: &str) -> ! {
+        panic!(
+            "postgres exited before accepting connections on port {}; the end of its log \
+             ({}):\n{log}",
+            self.port,
+            self.log_path().display()
+        )
+    }
+
+    /// The last 40 lines of the server's log from byte `from` on.
+    fn log_tail(&self, from: u64) -> String {
         let log = std::fs::read(self.log_path()).unwrap_or_default();
-        let log = String::from_utf8_lossy(&log);
+        let from = usize::try_from(from).unwrap_or(usize::MAX).min(log.len());
+        let log = String::from_utf8_lossy(&log[from..]);
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
@@ -652,8 +678,28 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("no answer"), "{err}");
         assert!(started.elapsed() >= Duration::from_secs(2));
+        let processes: Vec<u32> = [server.pid()]
+            .into_iter()
+            .chain(children_of(server.pid()))
+            .collect();
+        for &pid in &processes {
+            // Or a backend that had exited, left for the stopped postmaster to reap.
+            let stopped = state(pid);
+            assert!(matches!(stopped, Some('T' | 'Z')), "{pid}: {stopped:?}");
+        }
         server.resume();
         assert_eq!(server.psql("postgres", "select 1"), "1");
+        // A server dropped while paused stops too.
+        server.pause();
+        let dir = server.dir.path().to_owned();
+        drop(server);
+        for pid in processes {
+            assert!(
+                matches!(state(pid), None | Some('Z' | 'X')),
+                "{pid} still runs"
+            );
+        }
+        assert!(!dir.exists(), "the data is removed");
     }
 
     #[test]
@@ -677,6 +723,30 @@ mod tests {
         );
         assert!(!sleeper.wait().unwrap().success());
         assert_eq!(server.psql("postgres", query), "0");
+    }
+
+    #[test]
+    fn a_server_that_cannot_start_panics_with_its_log() {
+        let panic = std::panic::catch_unwind(|| {
+            PostgresServer::start_with(&[("no_such_setting", "1")]);
+        })
+        .unwrap_err();
+        let message = panic.downcast_ref::<String>().unwrap();
+        assert!(message.contains("\"no_such_setting\""), "{message}");
+        assert!(
+            message.contains("exited before accepting connections"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_taken_port_is_reported_as_one_the_start_retries() {
+        let a = PostgresServer::start();
+        let mut b = PostgresServer::start();
+        b.stop_immediate();
+        b.port = a.port();
+        let log = b.spawn().unwrap_err();
+        assert!(log.contains("could not bind"), "{log}");
     }
 
     #[test]
