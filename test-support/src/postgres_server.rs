@@ -14,7 +14,22 @@
 //! `postgres` run as the unprivileged account `nobody` (uid 65534 if
 //! `/etc/passwd` has none), and own the temporary directory, which is then made under
 //! a directory every user can traverse (`/tmp` when the system's temporary directory
-//! is not).
+//! is not). The faults find the server's processes in `/proc`: Linux only.
+//!
+//! ```no_run
+//! use notmeta_test_support::PostgresServer;
+//!
+//! let mut server = PostgresServer::start_with(&[("synchronous_commit", "off")]);
+//! let url = server.create_database("events");
+//! assert_eq!(url, format!("postgres://postgres@127.0.0.1:{}/events", server.port()));
+//! server.psql("events", "create table t (v int); insert into t values (1)");
+//! server.kill(); // or stop_immediate(): a crash
+//! server.restart(); // crash recovery, same port
+//! assert_eq!(server.psql("events", "select v from t"), "1");
+//! server.pause(); // connections stay open, nothing answers
+//! server.resume();
+//! server.terminate_backends(); // every client connection cut
+//! ```
 
 use std::fs::File;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
