@@ -1,8 +1,9 @@
 //! The idempotency store on a PostgreSQL table.
 
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
@@ -30,6 +31,35 @@ pub(super) struct Statements {
     pub(super) complete: String,
     release: String,
     sweep: String,
+    /// Claims whose done mark a transactional handler committed: the receiver's
+    /// completion of them that follows needs no round trip.
+    committed: Mutex<HashSet<ClaimToken>>,
+}
+
+/// The most claims [`Statements::committed`] remembers (completions not taken
+/// meanwhile only cost their round trip again).
+const COMMITTED_MAX: usize = 65_536;
+
+impl Statements {
+    /// Notes that the done mark of `token`'s claim was committed.
+    pub(super) fn committed(&self, token: ClaimToken) {
+        let mut committed = self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if committed.len() >= COMMITTED_MAX {
+            committed.clear();
+        }
+        committed.insert(token);
+    }
+
+    /// Whether `token`'s done mark was committed (forgotten once asked).
+    fn take_committed(&self, token: &ClaimToken) -> bool {
+        self.committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(token)
+    }
 }
 
 impl Statements {
@@ -75,6 +105,7 @@ impl Statements {
                     SELECT event_id FROM {events} WHERE expires_at <= clock_timestamp()
                     LIMIT $1 FOR UPDATE SKIP LOCKED)"
             ),
+            committed: Mutex::default(),
         }
     }
 }
@@ -376,6 +407,10 @@ impl IdempotencyStore for PostgresStore {
         token: &ClaimToken,
         window: Duration,
     ) -> Result<Settled, StoreError> {
+        // Marked done, with this window, in the handler's committed transaction.
+        if self.statements.take_committed(token) {
+            return Ok(Settled::Recorded);
+        }
         mark_done(&self.pool, &self.statements, event_id, token, window)
             .await
             .map_err(store_error)

@@ -117,7 +117,11 @@ where
                 // Dropping the transaction rolls it back.
                 return Err(HandlerError::temporary(ClaimLost));
             }
-            tx.commit().await.map_err(HandlerError::temporary)
+            tx.commit().await.map_err(HandlerError::temporary)?;
+            if claim.is_some() {
+                inner.statements.committed(token);
+            }
+            Ok(())
         })
     }
 }

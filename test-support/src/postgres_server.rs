@@ -333,7 +333,9 @@ impl PostgresServer {
         assert!(signal("CONT", &[pid]), "kill -CONT {pid} failed");
     }
 
-    fn pid(&self) -> u32 {
+    /// The postmaster's process id (its children are the server's other
+    /// processes). Panics if the server is stopped.
+    pub fn pid(&self) -> u32 {
         self.child
             .as_ref()
             .expect("the server is not running: restart() it")
@@ -453,25 +455,24 @@ fn find(name: &str) -> Option<PathBuf> {
     let on_path = std::env::split_paths(&path)
         .map(|dir| dir.join(name))
         .find(|p| is_executable(p));
-    on_path
-        .or_else(|| {
-            let mut found: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-                .ok()?
-                .flatten()
-                .filter_map(|entry| {
-                    let bin = entry.path().join("bin").join(name);
-                    let version = entry
-                        .file_name()
-                        .to_string_lossy()
-                        .split('.')
-                        .map(|n| n.parse().unwrap_or(0))
-                        .collect();
-                    is_executable(&bin).then_some((version, bin))
-                })
-                .collect();
-            found.sort();
-            found.pop().map(|(_, bin)| bin)
-        })
+    on_path.or_else(|| {
+        let mut found: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .flatten()
+            .filter_map(|entry| {
+                let bin = entry.path().join("bin").join(name);
+                let version = entry
+                    .file_name()
+                    .to_string_lossy()
+                    .split('.')
+                    .map(|n| n.parse().unwrap_or(0))
+                    .collect();
+                is_executable(&bin).then_some((version, bin))
+            })
+            .collect();
+        found.sort();
+        found.pop().map(|(_, bin)| bin)
+    })
 }
 
 fn is_executable(path: &Path) -> bool {

@@ -23,6 +23,13 @@
 //! # in-memory endpoint plus `RedisStore`'s claim alone (one round trip per delivery):
 //! # a practical ceiling for one round trip per delivery over this client.
 //! cargo run --release -p notmeta-tools --bin load -- redis-compare 60000
+//!
+//! # The inline axum endpoint with the in-memory store against the same endpoint
+//! # with `PostgresStore` (a no-op handler) and with a transactional no-op handler
+//! # (the done mark committed in the handler's transaction), on a PostgreSQL server
+//! # (started here) with `synchronous_commit` on and one with it off; throughput and
+//! # CPU per delivery of the receiver and of PostgreSQL.
+//! cargo run --release -p notmeta-tools --bin load -- postgres-compare 40000
 //! ```
 //!
 //! `run` reports requests/s, p50/p99 latency and a count of every status, and exits
@@ -186,6 +193,46 @@ fn serve(kind: &str) -> Result<(), BoxError> {
                 serve_axum(app).await
             })
         }
+        "axum-postgres"
+        | "axum-postgres-tx"
+        | "axum-postgres-noping"
+        | "axum-postgres-tx-noping" => {
+            // The inline endpoint with the PostgreSQL store (the default tables,
+            // lease and dedup window); `-tx`: a transactional no-op handler, whose
+            // transaction commits the done mark; `-noping`: a pool that does not
+            // ping a connection before each use (sqlx's `test_before_acquire`, on
+            // by default).
+            let url = std::env::var("NOTMETA_LOAD_POSTGRES")?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                use notmeta_webhooks::postgres::{PostgresStore, Tables};
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(80)
+                    .test_before_acquire(!kind.ends_with("-noping"))
+                    .connect(&url)
+                    .await?;
+                // A prefix per kind: both kinds share a server, each sees fresh ids.
+                let tables = Tables::default().with_prefix(kind.replace('-', "_") + "_")?;
+                let store = PostgresStore::open(pool, &tables).await?;
+                let verifier = Verifier::new(SECRET)?;
+                let app = if !kind.contains("-tx") {
+                    let receiver = Receiver::new(verifier, |_event: Event<'static>| async {
+                        Ok::<(), HandlerError>(())
+                    })
+                    .with_store(store);
+                    axum::Router::new()
+                        .route("/webhooks", notmeta_webhooks::axum::endpoint(receiver))
+                } else {
+                    let handler = store.transactional(|_event: Event<'static>, _tx| {
+                        Box::pin(async { Ok::<(), HandlerError>(()) })
+                    });
+                    let receiver = Receiver::new(verifier, handler).with_store(store);
+                    axum::Router::new()
+                        .route("/webhooks", notmeta_webhooks::axum::endpoint(receiver))
+                };
+                serve_axum(app).await
+            })
+        }
         "axum" | "axum-default" | "axum-bare" => {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
@@ -340,9 +387,14 @@ impl Server {
 
     /// `redis`: the Redis URL of a queue endpoint (`axum-queue`).
     fn start_with_redis(kind: &str, redis: &str) -> Result<Self, BoxError> {
+        Self::start_with_env(kind, "NOTMETA_LOAD_REDIS", redis)
+    }
+
+    /// `name=value` in the child's environment.
+    fn start_with_env(kind: &str, name: &str, value: &str) -> Result<Self, BoxError> {
         let mut child = Command::new(std::env::current_exe()?)
             .args(["serve", kind])
-            .env("NOTMETA_LOAD_REDIS", redis)
+            .env(name, value)
             // glibc gives each thread its own malloc arena and keeps freed large
             // buffers in them, which makes a server's resident memory jump between
             // samples; two arenas and returning buffers of 64 KiB and more to the OS
@@ -880,6 +932,137 @@ async fn redis_compare(total: usize) -> Result<bool, BoxError> {
     Ok(ok)
 }
 
+/// CPU seconds of a PostgreSQL server: its postmaster and every process whose
+/// parent it is (the backends of pooled connections live as long as the run).
+fn postgres_cpu_seconds(postmaster: u32) -> f64 {
+    let parent = |pid: &str| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
+    };
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|pid| {
+            pid.parse::<u32>().is_ok_and(|p| p == postmaster) || parent(pid) == Some(postmaster)
+        })
+        .filter_map(|pid| cpu_seconds(&pid))
+        .sum()
+}
+
+/// What PostgreSQL costs an endpoint: the inline axum endpoint (no-op handler) with
+/// the in-memory store, against the same endpoint with [`PostgresStore`] and with a
+/// transactional handler, on a server with `synchronous_commit = on` and one with it
+/// off; alternating slices at 16 and 64 connections. Reports throughput, its ratio
+/// to the in-memory endpoint, and the CPU per delivery of the receiver process and
+/// of the PostgreSQL server.
+///
+/// [`PostgresStore`]: notmeta_webhooks::postgres::PostgresStore
+async fn postgres_compare(total: usize) -> Result<bool, BoxError> {
+    use notmeta_test_support::PostgresServer;
+    const SLICES: usize = 6;
+    // Four receivers per server, each with a pool of up to 80 connections.
+    let postgres = [
+        (
+            "sync commit on",
+            PostgresServer::start_with(&[("max_connections", "400")]),
+        ),
+        (
+            "sync commit off",
+            PostgresServer::start_with(&[
+                ("max_connections", "400"),
+                ("synchronous_commit", "off"),
+            ]),
+        ),
+    ];
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    println!(
+        "{total} requests per side and connection count, in {SLICES} alternating slices; \
+         {cores} cores shared by the load, the receivers and PostgreSQL \
+         (fsync off: commits wait for the WAL write, not for the disk)"
+    );
+    println!(
+        "{:<54} {:>5} {:>9} {:>8} {:>8} {:>6} {:>12} {:>10}",
+        "endpoint", "conns", "req/s", "p50 µs", "p99 µs", "ratio", "recv µs/del", "pg µs/del"
+    );
+    let mut ok = true;
+    let mut offset = 0;
+    for connections in [16, 64] {
+        // (name, server, the PostgreSQL server it uses)
+        let mut servers = vec![(
+            "inline, MemoryStore".to_owned(),
+            Server::start("axum-default")?,
+            None,
+        )];
+        for (name, server) in &postgres {
+            for (kind, label) in [
+                ("axum-postgres", "PostgresStore"),
+                ("axum-postgres-noping", "PostgresStore, no ping"),
+                ("axum-postgres-tx", "transactional"),
+                ("axum-postgres-tx-noping", "transactional, no ping"),
+            ] {
+                servers.push((
+                    format!("inline, {label}, {name}"),
+                    Server::start_with_env(kind, "NOTMETA_LOAD_POSTGRES", &server.url())?,
+                    Some(server.pid()),
+                ));
+            }
+        }
+        for (_, server, _) in &servers {
+            drive(server.addr, offset, offset + total / 10, connections, false).await;
+        }
+        offset += total / 10;
+        // (tally, seconds, receiver CPU seconds, PostgreSQL CPU seconds)
+        let mut results: Vec<(Tally, f64, f64, f64)> = servers
+            .iter()
+            .map(|_| (Tally::default(), 0.0, 0.0, 0.0))
+            .collect();
+        for slice in 0..SLICES {
+            let from = offset + slice * total / SLICES;
+            let to = offset + (slice + 1) * total / SLICES;
+            for ((name, server, pg), (tally, seconds, cpu, pg_cpu)) in
+                servers.iter().zip(&mut results)
+            {
+                let pid = server.child.id().to_string();
+                let before = (
+                    cpu_seconds(&pid).unwrap_or(0.0),
+                    pg.map_or(0.0, postgres_cpu_seconds),
+                );
+                let (t, s) = drive(server.addr, from, to, connections, false).await;
+                *cpu += cpu_seconds(&pid).unwrap_or(0.0) - before.0;
+                *pg_cpu += pg.map_or(0.0, postgres_cpu_seconds) - before.1;
+                if t.wrong + t.dropped != 0 {
+                    println!("{name}: statuses {:?}, dropped {}", t.statuses, t.dropped);
+                    ok = false;
+                }
+                tally.absorb(t);
+                *seconds += s;
+            }
+        }
+        offset += total;
+        let inline_rate = results[0].0.requests() as f64 / results[0].1;
+        for ((name, _, pg), (tally, seconds, cpu, pg_cpu)) in servers.iter().zip(&mut results) {
+            let n = tally.requests() as f64;
+            let rate = n / *seconds;
+            let pg_per = if pg.is_some() {
+                format!("{:.0}", *pg_cpu / n * 1e6)
+            } else {
+                "-".to_owned()
+            };
+            println!(
+                "{name:<54} {connections:>5} {rate:>9.0} {:>8} {:>8} {:>6.2} {:>12.0} {pg_per:>10}",
+                tally.percentile(0.50),
+                tally.percentile(0.99),
+                rate / inline_rate,
+                *cpu / n * 1e6,
+            );
+        }
+    }
+    println!("{}", if ok { "PASS" } else { "FAIL" });
+    Ok(ok)
+}
+
 fn main() -> Result<ExitCode, BoxError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg =
@@ -929,6 +1112,15 @@ fn main() -> Result<ExitCode, BoxError> {
                 ExitCode::FAILURE
             })
         }
+        Some("postgres-compare") => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let ok = runtime.block_on(postgres_compare(arg(1, 40_000)))?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Some("redis-compare") => {
             let runtime = tokio::runtime::Runtime::new()?;
             let ok = runtime.block_on(redis_compare(arg(1, 40_000)))?;
@@ -941,7 +1133,7 @@ fn main() -> Result<ExitCode, BoxError> {
         _ => {
             eprintln!(
                 "usage: load run <axum|actix> [requests] [connections] | load compare [requests] \
-                 | load redis-compare [requests]"
+                 | load redis-compare [requests] | load postgres-compare [requests]"
             );
             Ok(ExitCode::from(2))
         }
