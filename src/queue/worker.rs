@@ -19,7 +19,10 @@ use crate::dedup::RedisConnection;
 use crate::event::Event;
 use crate::random::{jitter, random_fraction};
 use crate::receiver::delivery::{Call, Ran, retrying, run_beside};
-use crate::receiver::{Handler, HandlerError};
+use crate::receiver::{Claimed, Handler, HandlerError};
+
+#[cfg(feature = "postgres")]
+mod pg;
 
 /// How often a running worker checks the queue's layout in Redis again.
 const LAYOUT_RECHECK: Duration = Duration::from_secs(5);
@@ -302,10 +305,24 @@ struct Shared<H> {
 struct Flight {
     /// The entry's event.
     event_id: String,
+    /// The run's token (PostgreSQL; empty on Redis, where the consumer's is used).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    token: String,
     /// Settling: renewal may find it settled, which is no loss.
     settling: AtomicBool,
     /// Another worker took it over.
     lost: AtomicBool,
+}
+
+impl Flight {
+    fn new(event_id: String, token: String) -> Self {
+        Self {
+            event_id,
+            token,
+            settling: AtomicBool::new(false),
+            lost: AtomicBool::new(false),
+        }
+    }
 }
 
 impl<H> Shared<H> {
@@ -442,9 +459,8 @@ impl<H: Handler> Worker<H> {
         // and settle, their entries renewed until then, as if the deadline were
         // infinite.
         let closing = Closing(Arc::clone(&shared));
-        tokio::spawn(keep(Arc::clone(&shared)));
         let mut tasks = Tasks::default();
-        let ended = read_until(&shared, &mut tasks, shutdown).await;
+        let ended = keep_and_read(&shared, &mut tasks, shutdown).await;
         drain(&shared, &mut tasks).await;
         drop(closing);
         let c = &shared.counters;
@@ -458,6 +474,23 @@ impl<H: Handler> Worker<H> {
         };
         ended.map(|()| stats)
     }
+}
+
+/// Starts the keeper, then reads and starts entries until `shutdown` completes,
+/// from Redis or PostgreSQL.
+async fn keep_and_read<H: Handler>(
+    shared: &Arc<Shared<H>>,
+    tasks: &mut Tasks,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), QueueError> {
+    #[cfg(feature = "postgres")]
+    if let Some(pg) = shared.queue.pg() {
+        let pg = Arc::clone(pg);
+        tokio::spawn(pg::keep(Arc::clone(shared), Arc::clone(&pg)));
+        return pg::read_until(shared, &pg, tasks, shutdown).await;
+    }
+    tokio::spawn(keep(Arc::clone(shared)));
+    read_until(shared, tasks, shutdown).await
 }
 
 /// Reads and starts entries until `shutdown` completes (or the layout turns out
@@ -685,8 +718,37 @@ fn spawn<H: Handler>(
     entry_id: String,
     event_id: String,
 ) -> bool {
-    let key = (partition, entry_id);
-    let flight = {
+    let key = (partition, entry_id.clone());
+    let flight = Flight::new(event_id.clone(), String::new());
+    start(
+        shared,
+        slots,
+        tasks,
+        key,
+        flight,
+        move |shared, flight| async move {
+            process(&shared, partition, &entry_id, &event_id, &flight).await;
+        },
+    )
+}
+
+/// Starts `work` for the entry `key` in a task of its own, holding a slot, unless
+/// the entry runs here already; whether it started. The entry is in the in-flight
+/// map (which the keeper renews) until the task ends.
+fn start<H, W, Fut>(
+    shared: &Arc<Shared<H>>,
+    slots: &Arc<Semaphore>,
+    tasks: &mut Tasks,
+    key: (u16, String),
+    flight: Flight,
+    work: W,
+) -> bool
+where
+    H: Send + Sync + 'static,
+    W: FnOnce(Arc<Shared<H>>, Arc<Flight>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (flight, permit) = {
         let mut flights = shared.flights();
         if flights.contains_key(&key) {
             // Running here already: the reclaim only reset its idle time.
@@ -696,23 +758,19 @@ fn spawn<H: Handler>(
         let Ok(permit) = Arc::clone(slots).try_acquire_owned() else {
             return false;
         };
-        let flight = Arc::new(Flight {
-            event_id: event_id.clone(),
-            settling: AtomicBool::new(false),
-            lost: AtomicBool::new(false),
-        });
+        let flight = Arc::new(flight);
         flights.insert(key.clone(), Arc::clone(&flight));
         (flight, permit)
     };
+    let task = work(Arc::clone(shared), flight);
     let shared = Arc::clone(shared);
     tasks.spawn(async move {
-        let (flight, _permit) = flight;
+        let _permit = permit;
         let _landed = Landed {
             shared: &shared,
             key: &key,
         };
-        let (partition, entry_id) = &key;
-        process(&shared, *partition, entry_id, &event_id, &flight).await;
+        task.await;
     });
     true
 }
@@ -808,31 +866,8 @@ async fn process<H: Handler>(
         shared.add(&shared.counters.abandoned, "abandoned");
         return;
     }
-    let max = u64::from(shared.settings.max_attempts);
-    let before = runs.saturating_sub(1);
-    let how = if before >= max {
-        Settle::Dead(format!(
-            "gave up after {before} attempts; the last did not finish (its worker stopped)"
-        ))
-    } else {
-        match Event::parse_unverified(&entry.body) {
-            Err(e) => Settle::Dead(format!("the body does not parse: {e}")),
-            Ok(event) => match run(shared, event.into_owned()).await {
-                None => {
-                    // Cancelled at the shutdown deadline: left for reclaim.
-                    shared.add(&shared.counters.abandoned, "abandoned");
-                    return;
-                }
-                Some(Ok(())) => Settle::Done,
-                Some(Err(Failure::Permanent(text))) => Settle::Dead(text),
-                Some(Err(Failure::Temporary(text))) if runs >= max => {
-                    Settle::Dead(format!("{text} (attempt {runs} of {max})"))
-                }
-                Some(Err(Failure::Temporary(_))) => {
-                    Settle::Retry(jitter(backoff(&shared.settings, runs), random_fraction()))
-                }
-            },
-        }
+    let Some(how) = decide(shared, runs, &entry.body, None).await else {
+        return;
     };
     settle(
         shared,
@@ -846,6 +881,43 @@ async fn process<H: Handler>(
         flight,
     )
     .await;
+}
+
+/// Runs the handler on an entry's body (unless its runs are used up or the body no
+/// longer parses) and says how to settle the entry; `None` when the run was
+/// cancelled at the shutdown deadline (the entry is left for reclaim). `runs`
+/// counts this run.
+async fn decide<H: Handler>(
+    shared: &Shared<H>,
+    runs: u64,
+    body: &[u8],
+    claim: Option<Claimed>,
+) -> Option<Settle> {
+    let max = u64::from(shared.settings.max_attempts);
+    let before = runs.saturating_sub(1);
+    if before >= max {
+        return Some(Settle::Dead(format!(
+            "gave up after {before} attempts; the last did not finish (its worker stopped)"
+        )));
+    }
+    Some(match Event::parse_unverified(body) {
+        Err(e) => Settle::Dead(format!("the body does not parse: {e}")),
+        Ok(event) => match run(shared, event.into_owned(), claim).await {
+            None => {
+                // Cancelled at the shutdown deadline: left for reclaim.
+                shared.add(&shared.counters.abandoned, "abandoned");
+                return None;
+            }
+            Some(Ok(())) => Settle::Done,
+            Some(Err(Failure::Permanent(text))) => Settle::Dead(text),
+            Some(Err(Failure::Temporary(text))) if runs >= max => {
+                Settle::Dead(format!("{text} (attempt {runs} of {max})"))
+            }
+            Some(Err(Failure::Temporary(_))) => {
+                Settle::Retry(jitter(backoff(&shared.settings, runs), random_fraction()))
+            }
+        },
+    })
 }
 
 /// After a start the replicas did not acknowledge (it was applied on the primary):
@@ -898,13 +970,17 @@ fn describe(error: &HandlerError) -> String {
 /// Runs the handler (isolated on the blocking pool unless isolation is off) until
 /// it ends, or until the shutdown deadline cancels it (`None`). Renewal is the
 /// keeper's, which runs beside every handler.
-async fn run<H: Handler>(shared: &Shared<H>, event: Event<'static>) -> Option<Result<(), Failure>> {
+async fn run<H: Handler>(
+    shared: &Shared<H>,
+    event: Event<'static>,
+    claim: Option<Claimed>,
+) -> Option<Result<(), Failure>> {
     let started = Instant::now();
     let ran = run_beside(
         &shared.handler,
         Call {
             event: Box::new(event),
-            claim: None,
+            claim,
         },
         shared.settings.isolate,
         pending(),
@@ -937,22 +1013,33 @@ async fn settle<H>(
     how: &Settle,
     flight: &Flight,
 ) {
-    flight.settling.store(true, Ordering::Relaxed);
     let consumer = &shared.consumer;
+    settle_with(shared, how, flight, || async {
+        let mut connection = shared.queue.connection().clone();
+        let settle = protocol::settle(
+            &shared.queue,
+            &mut connection,
+            keys,
+            consumer,
+            entry_id,
+            entry,
+            how,
+        );
+        shared.bounded("a settle", settle).await
+    })
+    .await;
+}
+
+/// Applies a settle with `attempt`, trying again while the store fails until it is
+/// applied or the shutdown deadline has passed, and counts what it found.
+async fn settle_with<H, F, Fut>(shared: &Shared<H>, how: &Settle, flight: &Flight, attempt: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Settled, QueueError>>,
+{
+    flight.settling.store(true, Ordering::Relaxed);
     let settled = retrying(
-        || async {
-            let mut connection = shared.queue.connection().clone();
-            let settle = protocol::settle(
-                &shared.queue,
-                &mut connection,
-                keys,
-                consumer,
-                entry_id,
-                entry,
-                how,
-            );
-            shared.bounded("a settle", settle).await
-        },
+        attempt,
         |e| warn("settle", e),
         |_, _| shared.is_stopped.load(Ordering::Acquire),
     )
@@ -961,8 +1048,8 @@ async fn settle<H>(
     let lost_before = flight.lost.load(Ordering::Relaxed);
     let lost = match settled {
         None => {
-            // Redis failed until the shutdown deadline: the entry stays in this
-            // worker's pending list, and runs again once reclaimed.
+            // The store failed until the shutdown deadline: the entry stays with
+            // this worker, and runs again once reclaimed.
             warn_text("an entry's outcome could not be recorded before shutdown");
             return;
         }
