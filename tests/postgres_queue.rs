@@ -698,3 +698,24 @@ async fn a_worker_killed_mid_handler_is_reclaimed_after_the_visibility_timeout()
 async fn a_worker_killed_mid_transaction_commits_nothing_and_the_event_runs_once() {
     killed_worker_entry_is_reclaimed("tx").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_sweeps_event_ids_whose_window_ended() {
+    let (_server, pool, queue) = setup().await;
+    sqlx::query(
+        "INSERT INTO notmeta_webhooks_events (event_id, token, done, expires_at)
+         VALUES ('evt_old', 't', true, now() - interval '1 second'),
+                ('evt_recent', 't', true, now() + interval '1 hour')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let worker = Worker::new(queue.clone(), |_: Event<'static>| async {
+        Ok::<(), HandlerError>(())
+    });
+    run_until(worker, Duration::from_secs(5), async || {
+        scalar(&pool, "SELECT count(*) FROM notmeta_webhooks_events").await == 1
+    })
+    .await;
+    assert!(is_done(&pool, "evt_recent").await);
+}

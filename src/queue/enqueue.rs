@@ -23,7 +23,7 @@ use crate::signature::Verifier;
 pub const DEFAULT_ENQUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// An endpoint that verifies each delivery and puts it on the [`Queue`], answering
-/// 200 as soon as Redis (or PostgreSQL, for [`Queue::postgres`]: one statement,
+/// 200 as soon as Redis (or PostgreSQL, for `Queue::postgres`: one statement,
 /// committed) has accepted it; [`Worker`](super::Worker)s run the handler
 /// later. It is an [`Endpoint`]: mount it as a receiver is, with
 /// `tower::WebhookService::new`, `axum::endpoint` or `actix::endpoint`.
@@ -156,7 +156,7 @@ impl Enqueuer {
     /// Refuses new events (503, so NotMeta retries later) while a partition's stream
     /// holds `entries` or more (waiting or running): a bound on Redis memory when the
     /// workers stop. Default: no bound. Redis only: a queue in PostgreSQL
-    /// ([`Queue::postgres`]) is bounded by its disk, and ignores it.
+    /// (`Queue::postgres`) is bounded by its disk, and ignores it.
     #[must_use]
     pub fn with_max_len(mut self, entries: u64) -> Self {
         self.max_len = entries;
@@ -172,7 +172,7 @@ impl Enqueuer {
     /// the newer queue has it, the old endpoints answer 503 `Being processed,
     /// retry later` ([`Outcome::InProgress`]), so an append that fails here loses
     /// nothing. Redis only: an endpoint on a queue in PostgreSQL
-    /// ([`Queue::postgres`]) ignores it (that queue has no partitions to change).
+    /// (`Queue::postgres`) ignores it (that queue has no partitions to change).
     #[must_use]
     pub fn with_previous_queue(mut self, previous: Queue) -> Self {
         self.previous = Some(previous);

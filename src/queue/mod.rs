@@ -1,5 +1,5 @@
 //! Acknowledge fast, process later: a durable queue in Redis Streams (feature
-//! `queue`).
+//! `queue`), or in PostgreSQL (features `queue` and `postgres`: `Queue::postgres`).
 //!
 //! NotMeta's guide for heavy work is to verify the signature, put the event on a
 //! queue, answer 200 at once, and process it from the queue. This module does that:
@@ -21,6 +21,19 @@
 //!   the operations: [`Queue::counts`], [`Queue::dead_letters`],
 //!   [`Queue::replay_dead_letters`], [`Queue::purge_dead_letters`],
 //!   [`Queue::check_layout`].
+//!
+//! # On PostgreSQL
+//!
+//! With the `postgres` feature as well, `Queue::postgres(pool, &tables)` puts the
+//! queue in two tables of the database (the event ids in `<prefix>events`, shared
+//! with the inline `PostgresStore`, and the entries in `<prefix>jobs`), and the same
+//! [`Enqueuer`] and [`Worker`] run on it: the enqueue and its dedup are one
+//! statement, workers take entries with `FOR UPDATE SKIP LOCKED` under a lease they
+//! renew (all running entries in one statement), are woken by `LISTEN/NOTIFY` and
+//! poll as a fallback, and a `Transactional` handler's writes commit with the
+//! event's done mark. The guarantees below hold as stated with "PostgreSQL" for
+//! "Redis", except what is about partitions, consumer groups, `XAUTOCLAIM` and
+//! replicas; the [queue chapter](crate::guide::queue) says what differs.
 //!
 //! # Guarantees
 //!
@@ -547,7 +560,7 @@ impl Queue {
     ///
     /// # Panics
     ///
-    /// On a queue in PostgreSQL ([`Queue::postgres`]), which has none: see
+    /// On a queue in PostgreSQL (`Queue::postgres`), which has none: see
     /// [`Queue::is_postgres`].
     #[must_use]
     pub fn connection(&self) -> &RedisConnection {
@@ -558,7 +571,7 @@ impl Queue {
         }
     }
 
-    /// Whether the queue is in PostgreSQL ([`Queue::postgres`]) rather than Redis.
+    /// Whether the queue is in PostgreSQL (`Queue::postgres`) rather than Redis.
     #[must_use]
     pub fn is_postgres(&self) -> bool {
         match &self.backend {

@@ -15,6 +15,9 @@ use crate::postgres::{Tables, key, millis};
 /// the tables' names filled in once.
 pub(crate) struct PgQueue {
     pub(crate) pool: PgPool,
+    /// The idempotency store on the same events table: its sweep deletes the done
+    /// marks whose window ended.
+    pub(crate) store: crate::postgres::PostgresStore,
     tables: Tables,
     /// The `LISTEN`/`NOTIFY` channel: the jobs table's name, unquoted.
     pub(crate) channel: String,
@@ -205,6 +208,7 @@ impl PgQueue {
             ),
         };
         Self {
+            store: crate::postgres::PostgresStore::new(pool.clone(), tables),
             pool,
             channel: channel(tables),
             tables: tables.clone(),

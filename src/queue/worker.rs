@@ -80,6 +80,20 @@ const LAYOUT_RECHECK: Duration = Duration::from_secs(5);
 ///   to their end and settle, their entries renewed meanwhile, as if the shutdown
 ///   deadline were infinite. A process that exits instead is a crash (above).
 ///
+/// **On PostgreSQL** (`Queue::postgres`) the same holds, with these storage calls:
+/// a take of due entries (`FOR UPDATE SKIP LOCKED`, as many as there are free slots)
+/// gives each a token of its own run and a lease of the visibility timeout; every
+/// running entry is renewed in one statement per tick; reclaim is a take of an
+/// entry whose lease lapsed; an idle worker is woken by `LISTEN/NOTIFY` and polls
+/// every [poll interval](Self::with_poll_interval) as a fallback. The handler is
+/// called with the run's claim, so a
+/// `postgres::Transactional` handler (made by `PostgresStore::transactional` on
+/// the queue's pool and tables) commits its writes with the event's done mark,
+/// checked against the run's token: a run whose entry another worker took over
+/// commits nothing. Pick that *transactional mode* for short handlers that write to
+/// the database, and a plain handler (the *leased mode*: no transaction held while
+/// it runs) for slow ones; the [queue chapter](crate::guide::queue) says more.
+///
 /// ```no_run
 /// use std::time::Duration;
 /// use notmeta_webhooks::queue::{Queue, Worker};

@@ -23,6 +23,9 @@ use crate::receiver::{Claimed, Handler};
 /// How long the listener waits before connecting again after a failure.
 const LISTEN_RETRY: Duration = Duration::from_secs(1);
 
+/// How often a worker sweeps the event ids whose dedup window ended.
+const SWEEP_EVERY: Duration = crate::postgres::PostgresStore::DEFAULT_SWEEP_INTERVAL;
+
 /// Aborts the listener when the reading ends.
 struct Listening(tokio::task::JoinHandle<()>);
 
@@ -48,8 +51,18 @@ pub(super) async fn read_until<H: Handler>(
     let _listening = Listening(tokio::spawn(listen(Arc::clone(pg), Arc::clone(&wake))));
     #[cfg(feature = "metrics")]
     let mut last_counts = std::time::Instant::now();
+    let mut last_sweep: Option<std::time::Instant> = None;
     loop {
         tasks.reap();
+        if last_sweep.is_none_or(|t| t.elapsed() >= SWEEP_EVERY) {
+            last_sweep = Some(std::time::Instant::now());
+            // Done marks past their window; in the background, tried again later
+            // if it fails.
+            let store = pg.store.clone();
+            tokio::spawn(async move {
+                let _ = store.sweep().await;
+            });
+        }
         // Backpressure: wait for a free slot before taking anything.
         let free = match select(pin!(slots.acquire()), shutdown.as_mut()).await {
             Either::Left((Ok(permit), _)) => {
