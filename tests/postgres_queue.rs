@@ -423,10 +423,10 @@ async fn postgres_stopped_and_restarted_mid_drain_handles_every_event_once() {
     server.restart();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        if let Ok(counts) = queue.counts().await {
-            if counts.pending + counts.in_progress + counts.retrying + counts.dead_letters == 0 {
-                break;
-            }
+        if let Ok(counts) = queue.counts().await
+            && counts.pending + counts.in_progress + counts.retrying + counts.dead_letters == 0
+        {
+            break;
         }
         assert!(Instant::now() < deadline, "not drained in time");
         tokio::time::sleep(Duration::from_millis(100)).await;

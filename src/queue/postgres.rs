@@ -97,13 +97,15 @@ impl PgQueue {
                         (SELECT count(*) FROM (SELECT pg_notify($9, '') FROM queued) AS n)"
             ),
             // Due entries (waiting, retrying, or running with a lapsed lease), locked
-            // with SKIP LOCKED through the partial index on `due_at`; each gets its
+            // with SKIP LOCKED through the partial index on `due_at` (`now()`, the
+            // statement's start, is stable, so the bound is an index condition: a
+            // backlog of entries not yet due is not scanned); each gets its
             // run's token, and the event's row in the idempotency table takes the
             // token too (unless the event is done: then the entry is not run).
             take: format!(
                 "WITH locked AS (
                     SELECT id FROM {jobs}
-                    WHERE state <> 'dead' AND due_at <= clock_timestamp() AND id <> ALL ($5)
+                    WHERE state <> 'dead' AND due_at <= now() AND id <> ALL ($5)
                     ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED
                  ), numbered AS (
                     SELECT id, row_number() OVER (ORDER BY id) AS n FROM locked

@@ -1113,7 +1113,7 @@ fn warn(_operation: &'static str, _error: &QueueError) {
         operation = _operation,
         error = %_error,
         cause = std::error::Error::source(_error).map(ToString::to_string),
-        "queue Redis call failed"
+        "queue storage call failed"
     );
 }
 
