@@ -48,6 +48,11 @@ async fn scalar(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
+/// How many entries the jobs table holds (waiting, running, retrying or dead).
+async fn jobs(pool: &PgPool) -> i64 {
+    scalar(pool, "SELECT count(*) FROM notmeta_webhooks_jobs").await
+}
+
 async fn effects(pool: &PgPool, id: &str) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM effects WHERE event_id = $1")
         .bind(id)
@@ -101,6 +106,16 @@ type TxFn = Box<
         + Sync,
 >;
 
+/// Writes the event's `effects` row through the handler's transaction.
+async fn write_effect(tx: &mut sqlx::PgConnection, id: &str) -> Result<(), HandlerError> {
+    sqlx::query("INSERT INTO effects (event_id) VALUES ($1)")
+        .bind(id)
+        .execute(tx)
+        .await
+        .map_err(HandlerError::temporary)?;
+    Ok(())
+}
+
 /// A transactional handler that writes one `effects` row per run, after waiting
 /// `pause`.
 fn writer(pool: &PgPool, pause: Duration) -> Transactional<TxFn> {
@@ -108,11 +123,7 @@ fn writer(pool: &PgPool, pause: Duration) -> Transactional<TxFn> {
     let handler: TxFn = Box::new(move |event: Event<'static>, tx| {
         Box::pin(async move {
             tokio::time::sleep(pause).await;
-            sqlx::query("INSERT INTO effects (event_id) VALUES ($1)")
-                .bind(event.id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(HandlerError::temporary)?;
+            write_effect(tx, event.id.as_str()).await?;
             Ok(())
         })
     });
@@ -138,10 +149,7 @@ async fn sixteen_concurrent_enqueues_of_one_id_make_one_entry() {
     );
     let queued = answers.iter().filter(|(_, text)| text == "OK").count();
     assert_eq!(queued, 1, "{answers:?}");
-    assert_eq!(
-        scalar(&pool, "SELECT count(*) FROM notmeta_webhooks_jobs").await,
-        1
-    );
+    assert_eq!(jobs(&pool).await, 1);
     let counts = queue.counts().await.unwrap();
     assert_eq!((counts.pending, counts.in_progress), (1, 0));
 
@@ -162,10 +170,7 @@ async fn sixteen_concurrent_enqueues_of_one_id_make_one_entry() {
         send(&endpoint, &body("evt_dup")).await,
         (200, "OK (duplicate)".to_owned())
     );
-    assert_eq!(
-        scalar(&pool, "SELECT count(*) FROM notmeta_webhooks_jobs").await,
-        0
-    );
+    assert_eq!(jobs(&pool).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,10 +291,7 @@ async fn dead_letters_are_listed_replayed_and_purged() {
     assert!(!is_done(&pool, "evt_bad").await);
     // The purged event stays remembered as given up on.
     assert_eq!(send(&endpoint, &body("evt_bad")).await.1, "OK (duplicate)");
-    assert_eq!(
-        scalar(&pool, "SELECT count(*) FROM notmeta_webhooks_jobs").await,
-        0
-    );
+    assert_eq!(jobs(&pool).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -349,11 +351,7 @@ async fn a_worker_whose_entry_was_taken_over_commits_nothing() {
         Box::new(move |event: Event<'static>, tx| {
             let (written_tx, go) = (Arc::clone(&written_tx), Arc::clone(&go));
             Box::pin(async move {
-                sqlx::query("INSERT INTO effects (event_id) VALUES ($1)")
-                    .bind(event.id.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(HandlerError::temporary)?;
+                write_effect(tx, event.id.as_str()).await?;
                 if let Some(written) = written_tx.lock().unwrap().take() {
                     let _ = written.send(());
                 }
@@ -574,11 +572,7 @@ fn worker_process() {
             let store = PostgresStore::new(pool, &Tables::default());
             let hang: TxFn = Box::new(|event: Event<'static>, tx| {
                 Box::pin(async move {
-                    sqlx::query("INSERT INTO effects (event_id) VALUES ($1)")
-                        .bind(event.id.as_str())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(HandlerError::temporary)?;
+                    write_effect(tx, event.id.as_str()).await?;
                     println!("handler-started");
                     std::future::pending::<()>().await;
                     Ok(())
@@ -683,10 +677,7 @@ async fn killed_worker_entry_is_reclaimed(mode: &str) {
     assert_eq!(stats.handled, 1);
     assert_eq!(effects(&pool, "evt_crash").await, 1);
     assert!(is_done(&pool, "evt_crash").await);
-    assert_eq!(
-        scalar(&pool, "SELECT count(*) FROM notmeta_webhooks_jobs").await,
-        0
-    );
+    assert_eq!(jobs(&pool).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

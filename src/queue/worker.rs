@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::{Future, pending};
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -532,12 +532,8 @@ async fn read_until<H: Handler>(
     loop {
         tasks.reap();
         // Backpressure: wait for a free slot before reading anything.
-        let free = match select(pin!(slots.acquire()), shutdown.as_mut()).await {
-            Either::Left((Ok(permit), _)) => {
-                drop(permit);
-                slots.available_permits()
-            }
-            Either::Left((Err(_), _)) | Either::Right(_) => return Ok(()),
+        let Some(free) = free_slots(&slots, shutdown.as_mut()).await else {
+            return Ok(());
         };
         if reader.last_layout.elapsed() >= LAYOUT_RECHECK {
             reader.last_layout = Instant::now();
@@ -567,6 +563,21 @@ async fn read_until<H: Handler>(
                 return Ok(());
             }
         }
+    }
+}
+
+/// Waits for a free slot: how many are free then, or `None` once `shutdown` has
+/// completed.
+async fn free_slots(
+    slots: &Semaphore,
+    shutdown: Pin<&mut impl Future<Output = ()>>,
+) -> Option<usize> {
+    match select(pin!(slots.acquire()), shutdown).await {
+        Either::Left((Ok(permit), _)) => {
+            drop(permit);
+            Some(slots.available_permits())
+        }
+        Either::Left((Err(_), _)) | Either::Right(_) => None,
     }
 }
 

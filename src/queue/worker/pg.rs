@@ -13,7 +13,8 @@ use sqlx::postgres::PgListener;
 use tokio::sync::{Notify, Semaphore};
 
 use super::{
-    Flight, Settle, Shared, Tasks, count_renewals, decide, settle_with, start, warn, warn_text,
+    Flight, Settle, Shared, Tasks, count_renewals, decide, free_slots, settle_with, start, warn,
+    warn_text,
 };
 use crate::dedup::ClaimToken;
 use crate::queue::QueueError;
@@ -64,12 +65,8 @@ pub(super) async fn read_until<H: Handler>(
             });
         }
         // Backpressure: wait for a free slot before taking anything.
-        let free = match select(pin!(slots.acquire()), shutdown.as_mut()).await {
-            Either::Left((Ok(permit), _)) => {
-                drop(permit);
-                slots.available_permits()
-            }
-            Either::Left((Err(_), _)) | Either::Right(_) => return Ok(()),
+        let Some(free) = free_slots(&slots, shutdown.as_mut()).await else {
+            return Ok(());
         };
         #[cfg(feature = "metrics")]
         if last_counts.elapsed() >= super::LAYOUT_RECHECK {
