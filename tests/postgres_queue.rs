@@ -400,7 +400,7 @@ async fn postgres_stopped_and_restarted_mid_drain_handles_every_event_once() {
     }
     let workers: Vec<_> = (0..2)
         .map(|_| {
-            let worker = Worker::new(queue.clone(), writer(&pool, Duration::from_millis(10)))
+            let worker = Worker::new(queue.clone(), writer(&pool, Duration::from_millis(20)))
                 .with_concurrency(4)
                 .with_visibility_timeout(Duration::from_secs(2))
                 .with_backoff(Duration::from_millis(50), Duration::from_millis(200))
@@ -413,9 +413,17 @@ async fn postgres_stopped_and_restarted_mid_drain_handles_every_event_once() {
             (stop, running)
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = scalar(&pool, "SELECT count(*) FROM effects").await;
-    assert!(before > 0 && before < 200, "mid-drain: {before} handled");
+    // Mid-drain: some handled (at 8 at a time and 20 ms each, all take 500 ms).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let handled = scalar(&pool, "SELECT count(*) FROM effects").await;
+        if handled >= 20 {
+            assert!(handled < 200, "not mid-drain: {handled} handled");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the workers did not start");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     server.stop_immediate();
     tokio::time::sleep(Duration::from_secs(1)).await;
     server.restart();

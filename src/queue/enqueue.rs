@@ -172,7 +172,8 @@ impl Enqueuer {
     /// the newer queue has it, the old endpoints answer 503 `Being processed,
     /// retry later` ([`Outcome::InProgress`]), so an append that fails here loses
     /// nothing. Redis only: an endpoint on a queue in PostgreSQL
-    /// (`Queue::postgres`) ignores it (that queue has no partitions to change).
+    /// (`Queue::postgres`) ignores it, and so does one given a previous queue in
+    /// PostgreSQL (neither has partitions to change).
     #[must_use]
     pub fn with_previous_queue(mut self, previous: Queue) -> Self {
         self.previous = Some(previous);
@@ -268,7 +269,8 @@ impl Enqueuer {
         }
         let work = async {
             self.check_layout().await?;
-            let Some(previous) = &self.previous else {
+            // A previous queue in PostgreSQL has no layout to move from.
+            let Some(previous) = self.previous.as_ref().filter(|p| !p.is_postgres()) else {
                 return self.append(event, body, secret_index).await;
             };
             previous.verify_layout().await?;
