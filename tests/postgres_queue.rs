@@ -718,3 +718,42 @@ async fn a_worker_sweeps_event_ids_whose_window_ended() {
     .await;
     assert!(is_done(&pool, "evt_recent").await);
 }
+
+/// Tables at schema version 1 (the idempotency table alone) are upgraded in place
+/// by `Queue::postgres`: the events recorded there stay, the jobs table appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_at_version_1_are_upgraded_and_keep_their_rows() {
+    let (_server, pool, queue) = setup().await;
+    sqlx::query(
+        "INSERT INTO notmeta_webhooks_events (event_id, token, done, expires_at)
+         VALUES ('evt_v1', 't', true, now() + interval '1 hour')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    drop(queue);
+    sqlx::query("DROP TABLE notmeta_webhooks_jobs")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE notmeta_webhooks_schema_version SET version = 1")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let queue = Queue::postgres(pool.clone(), &Tables::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar(
+            &pool,
+            "SELECT version::bigint FROM notmeta_webhooks_schema_version"
+        )
+        .await,
+        i64::from(notmeta_webhooks::postgres::SCHEMA_VERSION)
+    );
+    assert_eq!(jobs(&pool).await, 0);
+    let endpoint = enqueuer(&queue);
+    assert_eq!(send(&endpoint, &body("evt_v1")).await.1, "OK (duplicate)");
+    assert_eq!(send(&endpoint, &body("evt_v2")).await.1, "OK");
+    assert_eq!(queue.counts().await.unwrap().pending, 1);
+}
