@@ -757,3 +757,69 @@ async fn tables_at_version_1_are_upgraded_and_keep_their_rows() {
     assert_eq!(send(&endpoint, &body("evt_v2")).await.1, "OK");
     assert_eq!(queue.counts().await.unwrap().pending, 1);
 }
+
+/// At the shutdown deadline a running handler is cancelled and its entry left with
+/// its lease: another worker runs it once the lease lapses, as its second run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_cancelled_at_shutdown_is_left_for_reclaim() {
+    let (_server, pool, queue) = setup().await;
+    assert_eq!(send(&enqueuer(&queue), &body("evt_slow")).await.0, 200);
+    let started = Arc::new(tokio::sync::Notify::new());
+    let signal = Arc::clone(&started);
+    let slow = Worker::new(queue.clone(), move |_: Event<'static>| {
+        signal.notify_one();
+        async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok::<(), HandlerError>(())
+        }
+    })
+    .with_handler_isolation(false)
+    .with_visibility_timeout(Duration::from_secs(1))
+    .with_shutdown_deadline(Duration::from_millis(100));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(slow.run(async {
+        let _ = stopped.await;
+    }));
+    started.notified().await;
+    stop.send(()).unwrap();
+    let stats = running.await.unwrap().unwrap();
+    assert_eq!((stats.abandoned, stats.handled), (1, 0));
+    assert_eq!(queue.counts().await.unwrap().in_progress, 1);
+    let runs: Arc<Mutex<Vec<i32>>> = Arc::default();
+    let (seen, handler_pool) = (Arc::clone(&runs), pool.clone());
+    let worker = Worker::new(queue.clone(), move |_: Event<'static>| {
+        let (seen, pool) = (Arc::clone(&seen), handler_pool.clone());
+        async move {
+            let run: i32 = sqlx::query_scalar("SELECT runs FROM notmeta_webhooks_jobs")
+                .fetch_one(&pool)
+                .await
+                .map_err(HandlerError::temporary)?;
+            seen.lock().unwrap().push(run);
+            Ok::<(), HandlerError>(())
+        }
+    })
+    .with_poll_interval(Duration::from_millis(20));
+    let stats = run_until(worker, Duration::from_secs(10), async || {
+        drained(&queue).await
+    })
+    .await;
+    assert_eq!(stats.handled, 1);
+    assert_eq!(*runs.lock().unwrap(), vec![2]);
+    assert!(is_done(&pool, "evt_slow").await);
+}
+
+/// An endpoint on Redis given a queue in PostgreSQL as its previous one ignores it
+/// (there is no layout to move from) and queues as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_previous_queue_in_postgres_is_ignored() {
+    let (_server, _pool, pg_queue) = setup().await;
+    let redis = notmeta_test_support::RedisServer::start();
+    let queue = Queue::connect(&redis.url()).await.unwrap();
+    let endpoint = enqueuer(&queue).with_previous_queue(pg_queue.clone());
+    assert_eq!(
+        send(&endpoint, &body("evt_moved")).await,
+        (200, "OK".to_owned())
+    );
+    assert_eq!(queue.counts().await.unwrap().pending, 1);
+    assert_eq!(pg_queue.counts().await.unwrap(), Default::default());
+}
