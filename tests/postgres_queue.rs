@@ -34,14 +34,15 @@ async fn pool(url: &str) -> PgPool {
 async fn setup() -> (PostgresServer, PgPool, Queue) {
     let server = PostgresServer::start();
     let pool = pool(&server.url()).await;
-    sqlx::query("CREATE TABLE effects (event_id text NOT NULL)")
-        .execute(&pool)
-        .await
-        .unwrap();
+    execute(&pool, "CREATE TABLE effects (event_id text NOT NULL)").await;
     let queue = Queue::postgres(pool.clone(), &Tables::default())
         .await
         .unwrap();
     (server, pool, queue)
+}
+
+async fn execute(pool: &PgPool, sql: &str) {
+    sqlx::query(sql).execute(pool).await.unwrap();
 }
 
 async fn scalar(pool: &PgPool, sql: &str) -> i64 {
@@ -306,10 +307,11 @@ async fn a_replayed_dead_letter_whose_event_is_done_is_deleted_not_queued() {
     })
     .await;
     // A run thought lost committed its done mark meanwhile.
-    sqlx::query("UPDATE notmeta_webhooks_events SET done = true WHERE event_id = 'evt_late'")
-        .execute(&pool)
-        .await
-        .unwrap();
+    execute(
+        &pool,
+        "UPDATE notmeta_webhooks_events SET done = true WHERE event_id = 'evt_late'",
+    )
+    .await;
     assert_eq!(queue.replay_dead_letters(10).await.unwrap(), 0);
     assert_eq!(queue.counts().await.unwrap(), Default::default());
 }
@@ -368,10 +370,11 @@ async fn a_worker_whose_entry_was_taken_over_commits_nothing() {
         let _ = stopped_a.await;
     }));
     written.await.unwrap();
-    sqlx::query("UPDATE notmeta_webhooks_jobs SET due_at = now() - interval '1 second'")
-        .execute(&pool)
-        .await
-        .unwrap();
+    execute(
+        &pool,
+        "UPDATE notmeta_webhooks_jobs SET due_at = now() - interval '1 second'",
+    )
+    .await;
     let b = Worker::new(queue.clone(), writer(&pool, Duration::ZERO))
         .with_poll_interval(Duration::from_millis(10));
     let stats_b = run_until(b, Duration::from_secs(10), async || drained(&queue).await).await;
@@ -701,14 +704,13 @@ async fn a_worker_killed_mid_transaction_commits_nothing_and_the_event_runs_once
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_sweeps_event_ids_whose_window_ended() {
     let (_server, pool, queue) = setup().await;
-    sqlx::query(
+    execute(
+        &pool,
         "INSERT INTO notmeta_webhooks_events (event_id, token, done, expires_at)
          VALUES ('evt_old', 't', true, now() - interval '1 second'),
                 ('evt_recent', 't', true, now() + interval '1 hour')",
     )
-    .execute(&pool)
-    .await
-    .unwrap();
+    .await;
     let worker = Worker::new(queue.clone(), |_: Event<'static>| async {
         Ok::<(), HandlerError>(())
     });
@@ -724,22 +726,19 @@ async fn a_worker_sweeps_event_ids_whose_window_ended() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_at_version_1_are_upgraded_and_keep_their_rows() {
     let (_server, pool, queue) = setup().await;
-    sqlx::query(
+    execute(
+        &pool,
         "INSERT INTO notmeta_webhooks_events (event_id, token, done, expires_at)
          VALUES ('evt_v1', 't', true, now() + interval '1 hour')",
     )
-    .execute(&pool)
-    .await
-    .unwrap();
+    .await;
     drop(queue);
-    sqlx::query("DROP TABLE notmeta_webhooks_jobs")
-        .execute(&pool)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE notmeta_webhooks_schema_version SET version = 1")
-        .execute(&pool)
-        .await
-        .unwrap();
+    execute(&pool, "DROP TABLE notmeta_webhooks_jobs").await;
+    execute(
+        &pool,
+        "UPDATE notmeta_webhooks_schema_version SET version = 1",
+    )
+    .await;
     let queue = Queue::postgres(pool.clone(), &Tables::default())
         .await
         .unwrap();

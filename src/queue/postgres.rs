@@ -219,7 +219,6 @@ impl PgQueue {
     }
 
     /// Queues the event unless its id is known; `true` if queued.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn enqueue(
         &self,
         event_id: &str,
