@@ -6,7 +6,7 @@ use super::PostgresError;
 
 /// The newest schema version this crate applies (recorded in
 /// `<prefix>schema_version`).
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Each version's statements, in order; `{s}` is the quoted schema and `{p}` the
 /// prefix. Every statement is idempotent, so a half-applied version (impossible in
@@ -21,6 +21,27 @@ const VERSIONS: &[&[&str]] = &[
     expires_at timestamptz NOT NULL
 )"#,
         r#"CREATE INDEX IF NOT EXISTS "{p}events_expires_at" ON {s}."{p}events" (expires_at)"#,
+    ],
+    // 2: the queue's entries (feature `queue`); unused otherwise.
+    &[
+        r#"CREATE TABLE IF NOT EXISTS {s}."{p}jobs" (
+    id          bigserial   PRIMARY KEY,
+    event_key   text        NOT NULL UNIQUE,
+    event_id    text        NOT NULL,
+    event_type  text        NOT NULL,
+    body        bytea       NOT NULL,
+    received_ms bigint      NOT NULL,
+    secret      bigint      NOT NULL,
+    state       text        NOT NULL CHECK (state IN ('queued', 'running', 'retrying', 'dead')),
+    runs        integer     NOT NULL DEFAULT 0,
+    due_at      timestamptz NOT NULL,
+    token       text,
+    locked_by   text,
+    last_error  text,
+    dead_at     timestamptz
+)"#,
+        r#"CREATE INDEX IF NOT EXISTS "{p}jobs_due" ON {s}."{p}jobs" (due_at) WHERE state <> 'dead'"#,
+        r#"CREATE INDEX IF NOT EXISTS "{p}jobs_dead" ON {s}."{p}jobs" (id) WHERE state = 'dead'"#,
     ],
 ];
 
@@ -40,11 +61,12 @@ const MAX_PREFIX: usize = 40;
 /// Where the crate's tables live: a schema (default `public`) and a prefix for
 /// every table and index name (default `notmeta_webhooks_`).
 ///
-/// Version 1 has two tables:
+/// Version 2 has three tables (version 1 had the first and the last):
 ///
 /// | Table | Columns | What a row is |
 /// |---|---|---|
 /// | `<prefix>events` | `event_id text PRIMARY KEY`, `token text`, `done boolean`, `expires_at timestamptz` (indexed) | one event id: claimed (`done = false`, until `expires_at`, the lease) or done (until `expires_at`, the end of the dedup window) |
+/// | `<prefix>jobs` | `id bigserial PRIMARY KEY`, `event_key text UNIQUE` (the `event_id` of `<prefix>events`), `event_id text`, `event_type text`, `body bytea`, `received_ms bigint`, `secret bigint`, `state text` (`queued`, `running`, `retrying`, `dead`), `runs integer`, `due_at timestamptz`, `token text`, `locked_by text`, `last_error text`, `dead_at timestamptz`; indexed on `due_at` where not `dead`, and on `id` where `dead` | one entry of the queue (`queue::Queue::postgres`, features `postgres` and `queue`): waiting or retrying until `due_at`, running under `token` with a lease until `due_at`, or a dead letter since `dead_at`. Done entries are deleted; the done mark is the event's row in `<prefix>events` |
 /// | `<prefix>schema_version` | `version integer`, `updated_at timestamptz` (one row) | the version applied |
 ///
 /// An event id of more than 256 bytes, or one holding a NUL, is stored as
@@ -104,6 +126,13 @@ impl Tables {
     #[must_use]
     pub fn events(&self) -> String {
         self.qualified("events")
+    }
+
+    /// The queue's entry table's quoted, schema-qualified name (see
+    /// `queue::Queue::postgres`, with the `queue` feature).
+    #[must_use]
+    pub fn jobs(&self) -> String {
+        self.qualified("jobs")
     }
 
     /// The version table's quoted, schema-qualified name.

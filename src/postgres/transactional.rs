@@ -56,6 +56,11 @@ pub struct ClaimLost;
 /// Effects outside the transaction (an e-mail, an HTTP call) are not covered: they
 /// can repeat, as with any store.
 ///
+/// A worker of the queue in PostgreSQL (`queue::Queue::postgres`) passes its run's
+/// claim as the receiver does: the done mark is checked against the run's token, so
+/// a run whose entry another worker took over commits nothing. Build the handler on
+/// the queue's pool and [`Tables`](super::Tables).
+///
 /// Without a claim (a worker of the Redis queue runs it), the handler still runs in
 /// a transaction that records the event as done, under a token of its own: an event
 /// already done, or claimed by a live delivery, rolls it back ([`ClaimLost`]).

@@ -23,7 +23,8 @@ use crate::signature::Verifier;
 pub const DEFAULT_ENQUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// An endpoint that verifies each delivery and puts it on the [`Queue`], answering
-/// 200 as soon as Redis has accepted it; [`Worker`](super::Worker)s run the handler
+/// 200 as soon as Redis (or PostgreSQL, for `Queue::postgres`: one statement,
+/// committed) has accepted it; [`Worker`](super::Worker)s run the handler
 /// later. It is an [`Endpoint`]: mount it as a receiver is, with
 /// `tower::WebhookService::new`, `axum::endpoint` or `actix::endpoint`.
 ///
@@ -154,7 +155,8 @@ impl Enqueuer {
 
     /// Refuses new events (503, so NotMeta retries later) while a partition's stream
     /// holds `entries` or more (waiting or running): a bound on Redis memory when the
-    /// workers stop. Default: no bound.
+    /// workers stop. Default: no bound. Redis only: a queue in PostgreSQL
+    /// (`Queue::postgres`) is bounded by its disk, and ignores it.
     #[must_use]
     pub fn with_max_len(mut self, entries: u64) -> Self {
         self.max_len = entries;
@@ -169,7 +171,9 @@ impl Enqueuer {
     /// it as a duplicate too. Each event is queued in exactly one of the two: until
     /// the newer queue has it, the old endpoints answer 503 `Being processed,
     /// retry later` ([`Outcome::InProgress`]), so an append that fails here loses
-    /// nothing.
+    /// nothing. Redis only: an endpoint on a queue in PostgreSQL
+    /// (`Queue::postgres`) ignores it, and so does one given a previous queue in
+    /// PostgreSQL (neither has partitions to change).
     #[must_use]
     pub fn with_previous_queue(mut self, previous: Queue) -> Self {
         self.previous = Some(previous);
@@ -249,9 +253,24 @@ impl Enqueuer {
         secret_index: usize,
     ) -> Result<Outcome, QueueError> {
         let limit = self.timeout;
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.queue.pg() {
+            let window = self.window_for(event);
+            let received = unix_millis(self.clock.now());
+            let secret = u64::try_from(secret_index).unwrap_or(u64::MAX);
+            let type_ = event.type_str();
+            let queued = pg.enqueue(event.id.as_str(), type_, body, received, secret, window);
+            return Ok(
+                match protocol::bounded(limit, "the enqueue", queued).await? {
+                    true => Outcome::Queued,
+                    false => Outcome::Duplicate,
+                },
+            );
+        }
         let work = async {
             self.check_layout().await?;
-            let Some(previous) = &self.previous else {
+            // A previous queue in PostgreSQL has no layout to move from.
+            let Some(previous) = self.previous.as_ref().filter(|p| !p.is_postgres()) else {
                 return self.append(event, body, secret_index).await;
             };
             previous.verify_layout().await?;

@@ -1,5 +1,5 @@
 //! Acknowledge fast, process later: a durable queue in Redis Streams (feature
-//! `queue`).
+//! `queue`), or in PostgreSQL (features `queue` and `postgres`: `Queue::postgres`).
 //!
 //! NotMeta's guide for heavy work is to verify the signature, put the event on a
 //! queue, answer 200 at once, and process it from the queue. This module does that:
@@ -21,6 +21,19 @@
 //!   the operations: [`Queue::counts`], [`Queue::dead_letters`],
 //!   [`Queue::replay_dead_letters`], [`Queue::purge_dead_letters`],
 //!   [`Queue::check_layout`].
+//!
+//! # On PostgreSQL
+//!
+//! With the `postgres` feature as well, `Queue::postgres(pool, &tables)` puts the
+//! queue in two tables of the database (the event ids in `<prefix>events`, shared
+//! with the inline `PostgresStore`, and the entries in `<prefix>jobs`), and the same
+//! [`Enqueuer`] and [`Worker`] run on it: the enqueue and its dedup are one
+//! statement, workers take entries with `FOR UPDATE SKIP LOCKED` under a lease they
+//! renew (all running entries in one statement), are woken by `LISTEN/NOTIFY` and
+//! poll as a fallback, and a `Transactional` handler's writes commit with the
+//! event's done mark. The guarantees below hold as stated with "PostgreSQL" for
+//! "Redis", except what is about partitions, consumer groups, `XAUTOCLAIM` and
+//! replicas; the [queue chapter](crate::guide::queue) says what differs.
 //!
 //! # Guarantees
 //!
@@ -107,6 +120,8 @@ use crate::clock::clamp;
 use crate::dedup::DEFAULT_DEDUP_WINDOW;
 
 mod enqueue;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod protocol;
 mod scripts;
 mod worker;
@@ -130,8 +145,15 @@ pub enum QueueError {
     /// unexpected.
     #[error("the queue's Redis failed")]
     Redis(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// Redis did not answer within the operation's time limit.
-    #[error("the queue's Redis did not answer {operation} within {limit:?}")]
+    /// PostgreSQL could not be reached, or refused a statement (a queue made by
+    /// [`Queue::postgres`]; feature `postgres`). The `sqlx` error is the
+    /// [`source`](std::error::Error::source).
+    #[cfg(feature = "postgres")]
+    #[error("the queue's PostgreSQL failed")]
+    Postgres(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Redis (or, for a queue made by `Queue::postgres`, PostgreSQL) did not answer
+    /// within the operation's time limit.
+    #[error("the queue's store did not answer {operation} within {limit:?}")]
     TimedOut {
         /// What was asked.
         operation: &'static str,
@@ -262,7 +284,7 @@ pub struct DeadLetter {
 /// ```
 #[derive(Clone)]
 pub struct Queue {
-    connection: RedisConnection,
+    backend: Backend,
     namespace: Arc<str>,
     group: Arc<str>,
     partitions: u16,
@@ -275,12 +297,30 @@ pub struct Queue {
 impl fmt::Debug for Queue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Queue")
-            .field("connection", &self.connection)
+            .field("backend", &self.backend)
             .field("namespace", &self.namespace)
             .field("group", &self.group)
             .field("partitions", &self.partitions)
             .field("dedup_window", &self.window)
             .finish_non_exhaustive()
+    }
+}
+
+/// Where the queue lives.
+#[derive(Clone)]
+enum Backend {
+    Redis(RedisConnection),
+    #[cfg(feature = "postgres")]
+    Postgres(Arc<postgres::PgQueue>),
+}
+
+impl fmt::Debug for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Redis(connection) => f.debug_tuple("Redis").field(connection).finish(),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(pg) => f.debug_tuple("Postgres").field(pg).finish(),
+        }
     }
 }
 
@@ -317,7 +357,7 @@ impl Queue {
     #[must_use]
     pub fn new(connection: impl Into<RedisConnection>) -> Self {
         Self {
-            connection: connection.into(),
+            backend: Backend::Redis(connection.into()),
             namespace: Arc::from("notmeta-webhooks"),
             group: Arc::from("workers"),
             partitions: 1,
@@ -325,6 +365,51 @@ impl Queue {
             scripts: Arc::new(protocol::Scripts::new()),
             timeout: DEFAULT_REDIS_TIMEOUT,
         }
+    }
+
+    /// A queue in PostgreSQL, on `pool`, in the tables `tables` names (created or
+    /// upgraded first, with [`migrate`](crate::postgres::migrate)), with a 2 h dedup
+    /// window and a [`DEFAULT_REDIS_TIMEOUT`] of 5 s per statement. The
+    /// [`Enqueuer`] and the [`Worker`] work as on Redis; the guide's
+    /// [queue chapter](crate::guide::queue) says what differs. The Redis settings
+    /// ([`with_namespace`](Self::with_namespace), [`with_partitions`](Self::with_partitions),
+    /// [`with_group`](Self::with_group), [`with_replicas`](Self::with_replicas))
+    /// do not apply: the tables are the namespace, and PostgreSQL's own replication
+    /// is the database's.
+    ///
+    /// ```no_run
+    /// use notmeta_webhooks::postgres::Tables;
+    /// use notmeta_webhooks::queue::Queue;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = sqlx::PgPool::connect("postgres://app@127.0.0.1/app").await?;
+    /// let queue = Queue::postgres(pool, &Tables::default()).await?;
+    /// println!("{} waiting", queue.counts().await?.pending);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Postgres`] if the tables cannot be created or upgraded (see
+    /// [`migrate`](crate::postgres::migrate)).
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub async fn postgres(
+        pool: sqlx::PgPool,
+        tables: &crate::postgres::Tables,
+    ) -> Result<Self, QueueError> {
+        crate::postgres::migrate(&pool, tables)
+            .await
+            .map_err(|e| QueueError::Postgres(Box::new(e)))?;
+        Ok(Self {
+            backend: Backend::Postgres(Arc::new(postgres::PgQueue::new(pool, tables))),
+            namespace: Arc::from(tables.prefix()),
+            group: Arc::from("workers"),
+            partitions: 1,
+            window: DEFAULT_DEDUP_WINDOW,
+            scripts: Arc::new(protocol::Scripts::new()),
+            timeout: DEFAULT_REDIS_TIMEOUT,
+        })
     }
 
     /// Connects to the Redis server at `url` (`redis://host:port/db`).
@@ -435,14 +520,22 @@ impl Queue {
     #[must_use]
     pub fn with_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
         let replication = Replication::replicas(replicas, timeout);
-        self.connection = self.connection.with_replication(replication);
+        self.backend = match self.backend {
+            Backend::Redis(connection) => Backend::Redis(connection.with_replication(replication)),
+            #[cfg(feature = "postgres")]
+            other @ Backend::Postgres(_) => other,
+        };
         self
     }
 
     /// The [`Replication`] in force.
     #[must_use]
     pub fn replication(&self) -> Replication {
-        self.connection.replication()
+        match &self.backend {
+            Backend::Redis(connection) => connection.replication(),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => Replication::Primary,
+        }
     }
 
     /// The number of partitions.
@@ -463,10 +556,38 @@ impl Queue {
         self.timeout
     }
 
-    /// The connection.
+    /// The Redis connection.
+    ///
+    /// # Panics
+    ///
+    /// On a queue in PostgreSQL (`Queue::postgres`), which has none: see
+    /// [`Queue::is_postgres`].
     #[must_use]
     pub fn connection(&self) -> &RedisConnection {
-        &self.connection
+        match &self.backend {
+            Backend::Redis(connection) => connection,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => panic!("a queue in PostgreSQL has no Redis connection"),
+        }
+    }
+
+    /// Whether the queue is in PostgreSQL (`Queue::postgres`) rather than Redis.
+    #[must_use]
+    pub fn is_postgres(&self) -> bool {
+        match &self.backend {
+            Backend::Redis(_) => false,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => true,
+        }
+    }
+
+    /// The PostgreSQL backend, if the queue is in PostgreSQL.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn pg(&self) -> Option<&Arc<postgres::PgQueue>> {
+        match &self.backend {
+            Backend::Postgres(pg) => Some(pg),
+            Backend::Redis(_) => None,
+        }
     }
 
     /// The partition `event_id` belongs to (FNV-1a of the id, modulo the number of
@@ -521,7 +642,11 @@ impl Queue {
     ///
     /// [`QueueError::LayoutMismatch`] if Redis holds another count; a Redis error.
     pub async fn check_layout(&self) -> Result<(), QueueError> {
-        let mut connection = self.connection.clone();
+        #[cfg(feature = "postgres")]
+        if self.pg().is_some() {
+            return Ok(());
+        }
+        let mut connection = self.connection().clone();
         let key = self.layout_key();
         let check = async {
             let (stored,): (Option<String>,) = redis::pipe()
@@ -539,7 +664,11 @@ impl Queue {
     /// Checks, without writing anything, that the count Redis holds (if any) is
     /// this process's.
     pub(crate) async fn verify_layout(&self) -> Result<(), QueueError> {
-        let mut connection = self.connection.clone();
+        #[cfg(feature = "postgres")]
+        if self.pg().is_some() {
+            return Ok(());
+        }
+        let mut connection = self.connection().clone();
         let key = self.layout_key();
         let read = async {
             let stored: Option<String> = connection.get(&key).await?;
@@ -584,8 +713,12 @@ impl Queue {
 
     /// Checks the layout and creates every partition's consumer group if missing.
     pub(crate) async fn prepare(&self) -> Result<(), QueueError> {
+        #[cfg(feature = "postgres")]
+        if self.pg().is_some() {
+            return Ok(());
+        }
         self.check_layout().await?;
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().clone();
         for p in 0..self.partitions {
             self.ensure_group(&mut connection, p).await?;
         }
@@ -601,8 +734,15 @@ impl Queue {
     ///
     /// If Redis fails, or [`QueueError::LayoutMismatch`].
     pub async fn counts(&self) -> Result<QueueCounts, QueueError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.pg() {
+            let counts = protocol::bounded(self.timeout, "the counts", pg.counts()).await?;
+            #[cfg(feature = "metrics")]
+            report_counts(&counts);
+            return Ok(counts);
+        }
         self.verify_layout().await?;
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().clone();
         let mut counts = QueueCounts::default();
         for p in 0..self.partitions {
             let keys = self.keys(p);
@@ -636,8 +776,13 @@ impl Queue {
     ///
     /// If Redis fails, or [`QueueError::LayoutMismatch`].
     pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.pg() {
+            let read = pg.dead_letters(limit);
+            return protocol::bounded(self.timeout, "the dead letters", read).await;
+        }
         self.verify_layout().await?;
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().clone();
         let mut letters = Vec::new();
         for p in 0..self.partitions {
             let mut from = "-".to_owned();
@@ -685,8 +830,12 @@ impl Queue {
     /// If Redis fails (what was moved stays moved), or
     /// [`QueueError::LayoutMismatch`].
     pub async fn replay_dead_letters(&self, limit: usize) -> Result<usize, QueueError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.pg() {
+            return pg.replay(limit, self.timeout).await;
+        }
         self.verify_layout().await?;
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().clone();
         let mut moved = 0;
         for p in 0..self.partitions {
             let keys = self.keys(p);
@@ -749,8 +898,12 @@ impl Queue {
     /// If Redis fails (partitions already purged stay purged), or
     /// [`QueueError::LayoutMismatch`].
     pub async fn purge_dead_letters(&self, older_than: Duration) -> Result<u64, QueueError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.pg() {
+            return protocol::bounded(self.timeout, "a purge", pg.purge(older_than)).await;
+        }
         self.verify_layout().await?;
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().clone();
         // Whole milliseconds, rounded up: nothing younger than asked is deleted.
         let age =
             u64::try_from(clamp(older_than).as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::{Future, pending};
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +19,10 @@ use crate::dedup::RedisConnection;
 use crate::event::Event;
 use crate::random::{jitter, random_fraction};
 use crate::receiver::delivery::{Call, Ran, retrying, run_beside};
-use crate::receiver::{Handler, HandlerError};
+use crate::receiver::{Claimed, Handler, HandlerError};
+
+#[cfg(feature = "postgres")]
+mod pg;
 
 /// How often a running worker checks the queue's layout in Redis again.
 const LAYOUT_RECHECK: Duration = Duration::from_secs(5);
@@ -76,6 +79,20 @@ const LAYOUT_RECHECK: Duration = Duration::from_secs(5);
 ///   signal, an aborted task) stops the reading; handlers already running go on
 ///   to their end and settle, their entries renewed meanwhile, as if the shutdown
 ///   deadline were infinite. A process that exits instead is a crash (above).
+///
+/// **On PostgreSQL** (`Queue::postgres`) the same holds, with these storage calls:
+/// a take of due entries (`FOR UPDATE SKIP LOCKED`, as many as there are free slots)
+/// gives each a token of its own run and a lease of the visibility timeout; every
+/// running entry is renewed in one statement per tick; reclaim is a take of an
+/// entry whose lease lapsed; an idle worker is woken by `LISTEN/NOTIFY` and polls
+/// every [poll interval](Self::with_poll_interval) as a fallback. The handler is
+/// called with the run's claim, so a
+/// `postgres::Transactional` handler (made by `PostgresStore::transactional` on
+/// the queue's pool and tables) commits its writes with the event's done mark,
+/// checked against the run's token: a run whose entry another worker took over
+/// commits nothing. Pick that *transactional mode* for short handlers that write to
+/// the database, and a plain handler (the *leased mode*: no transaction held while
+/// it runs) for slow ones; the [queue chapter](crate::guide::queue) says more.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -302,10 +319,24 @@ struct Shared<H> {
 struct Flight {
     /// The entry's event.
     event_id: String,
+    /// The run's token (PostgreSQL; empty on Redis, where the consumer's is used).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    token: String,
     /// Settling: renewal may find it settled, which is no loss.
     settling: AtomicBool,
     /// Another worker took it over.
     lost: AtomicBool,
+}
+
+impl Flight {
+    fn new(event_id: String, token: String) -> Self {
+        Self {
+            event_id,
+            token,
+            settling: AtomicBool::new(false),
+            lost: AtomicBool::new(false),
+        }
+    }
 }
 
 impl<H> Shared<H> {
@@ -442,9 +473,8 @@ impl<H: Handler> Worker<H> {
         // and settle, their entries renewed until then, as if the deadline were
         // infinite.
         let closing = Closing(Arc::clone(&shared));
-        tokio::spawn(keep(Arc::clone(&shared)));
         let mut tasks = Tasks::default();
-        let ended = read_until(&shared, &mut tasks, shutdown).await;
+        let ended = keep_and_read(&shared, &mut tasks, shutdown).await;
         drain(&shared, &mut tasks).await;
         drop(closing);
         let c = &shared.counters;
@@ -458,6 +488,23 @@ impl<H: Handler> Worker<H> {
         };
         ended.map(|()| stats)
     }
+}
+
+/// Starts the keeper, then reads and starts entries until `shutdown` completes,
+/// from Redis or PostgreSQL.
+async fn keep_and_read<H: Handler>(
+    shared: &Arc<Shared<H>>,
+    tasks: &mut Tasks,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), QueueError> {
+    #[cfg(feature = "postgres")]
+    if let Some(pg) = shared.queue.pg() {
+        let pg = Arc::clone(pg);
+        tokio::spawn(pg::keep(Arc::clone(shared), Arc::clone(&pg)));
+        return pg::read_until(shared, &pg, tasks, shutdown).await;
+    }
+    tokio::spawn(keep(Arc::clone(shared)));
+    read_until(shared, tasks, shutdown).await
 }
 
 /// Reads and starts entries until `shutdown` completes (or the layout turns out
@@ -485,12 +532,8 @@ async fn read_until<H: Handler>(
     loop {
         tasks.reap();
         // Backpressure: wait for a free slot before reading anything.
-        let free = match select(pin!(slots.acquire()), shutdown.as_mut()).await {
-            Either::Left((Ok(permit), _)) => {
-                drop(permit);
-                slots.available_permits()
-            }
-            Either::Left((Err(_), _)) | Either::Right(_) => return Ok(()),
+        let Some(free) = free_slots(&slots, shutdown.as_mut()).await else {
+            return Ok(());
         };
         if reader.last_layout.elapsed() >= LAYOUT_RECHECK {
             reader.last_layout = Instant::now();
@@ -520,6 +563,21 @@ async fn read_until<H: Handler>(
                 return Ok(());
             }
         }
+    }
+}
+
+/// Waits for a free slot: how many are free then, or `None` once `shutdown` has
+/// completed.
+async fn free_slots(
+    slots: &Semaphore,
+    shutdown: Pin<&mut impl Future<Output = ()>>,
+) -> Option<usize> {
+    match select(pin!(slots.acquire()), shutdown).await {
+        Either::Left((Ok(permit), _)) => {
+            drop(permit);
+            Some(slots.available_permits())
+        }
+        Either::Left((Err(_), _)) | Either::Right(_) => None,
     }
 }
 
@@ -685,8 +743,37 @@ fn spawn<H: Handler>(
     entry_id: String,
     event_id: String,
 ) -> bool {
-    let key = (partition, entry_id);
-    let flight = {
+    let key = (partition, entry_id.clone());
+    let flight = Flight::new(event_id.clone(), String::new());
+    start(
+        shared,
+        slots,
+        tasks,
+        key,
+        flight,
+        move |shared, flight| async move {
+            process(&shared, partition, &entry_id, &event_id, &flight).await;
+        },
+    )
+}
+
+/// Starts `work` for the entry `key` in a task of its own, holding a slot, unless
+/// the entry runs here already; whether it started. The entry is in the in-flight
+/// map (which the keeper renews) until the task ends.
+fn start<H, W, Fut>(
+    shared: &Arc<Shared<H>>,
+    slots: &Arc<Semaphore>,
+    tasks: &mut Tasks,
+    key: (u16, String),
+    flight: Flight,
+    work: W,
+) -> bool
+where
+    H: Send + Sync + 'static,
+    W: FnOnce(Arc<Shared<H>>, Arc<Flight>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (flight, permit) = {
         let mut flights = shared.flights();
         if flights.contains_key(&key) {
             // Running here already: the reclaim only reset its idle time.
@@ -696,23 +783,19 @@ fn spawn<H: Handler>(
         let Ok(permit) = Arc::clone(slots).try_acquire_owned() else {
             return false;
         };
-        let flight = Arc::new(Flight {
-            event_id: event_id.clone(),
-            settling: AtomicBool::new(false),
-            lost: AtomicBool::new(false),
-        });
+        let flight = Arc::new(flight);
         flights.insert(key.clone(), Arc::clone(&flight));
         (flight, permit)
     };
+    let task = work(Arc::clone(shared), flight);
     let shared = Arc::clone(shared);
     tasks.spawn(async move {
-        let (flight, _permit) = flight;
+        let _permit = permit;
         let _landed = Landed {
             shared: &shared,
             key: &key,
         };
-        let (partition, entry_id) = &key;
-        process(&shared, *partition, entry_id, &event_id, &flight).await;
+        task.await;
     });
     true
 }
@@ -808,31 +891,8 @@ async fn process<H: Handler>(
         shared.add(&shared.counters.abandoned, "abandoned");
         return;
     }
-    let max = u64::from(shared.settings.max_attempts);
-    let before = runs.saturating_sub(1);
-    let how = if before >= max {
-        Settle::Dead(format!(
-            "gave up after {before} attempts; the last did not finish (its worker stopped)"
-        ))
-    } else {
-        match Event::parse_unverified(&entry.body) {
-            Err(e) => Settle::Dead(format!("the body does not parse: {e}")),
-            Ok(event) => match run(shared, event.into_owned()).await {
-                None => {
-                    // Cancelled at the shutdown deadline: left for reclaim.
-                    shared.add(&shared.counters.abandoned, "abandoned");
-                    return;
-                }
-                Some(Ok(())) => Settle::Done,
-                Some(Err(Failure::Permanent(text))) => Settle::Dead(text),
-                Some(Err(Failure::Temporary(text))) if runs >= max => {
-                    Settle::Dead(format!("{text} (attempt {runs} of {max})"))
-                }
-                Some(Err(Failure::Temporary(_))) => {
-                    Settle::Retry(jitter(backoff(&shared.settings, runs), random_fraction()))
-                }
-            },
-        }
+    let Some(how) = decide(shared, runs, &entry.body, None).await else {
+        return;
     };
     settle(
         shared,
@@ -846,6 +906,43 @@ async fn process<H: Handler>(
         flight,
     )
     .await;
+}
+
+/// Runs the handler on an entry's body (unless its runs are used up or the body no
+/// longer parses) and says how to settle the entry; `None` when the run was
+/// cancelled at the shutdown deadline (the entry is left for reclaim). `runs`
+/// counts this run.
+async fn decide<H: Handler>(
+    shared: &Shared<H>,
+    runs: u64,
+    body: &[u8],
+    claim: Option<Claimed>,
+) -> Option<Settle> {
+    let max = u64::from(shared.settings.max_attempts);
+    let before = runs.saturating_sub(1);
+    if before >= max {
+        return Some(Settle::Dead(format!(
+            "gave up after {before} attempts; the last did not finish (its worker stopped)"
+        )));
+    }
+    Some(match Event::parse_unverified(body) {
+        Err(e) => Settle::Dead(format!("the body does not parse: {e}")),
+        Ok(event) => match run(shared, event.into_owned(), claim).await {
+            None => {
+                // Cancelled at the shutdown deadline: left for reclaim.
+                shared.add(&shared.counters.abandoned, "abandoned");
+                return None;
+            }
+            Some(Ok(())) => Settle::Done,
+            Some(Err(Failure::Permanent(text))) => Settle::Dead(text),
+            Some(Err(Failure::Temporary(text))) if runs >= max => {
+                Settle::Dead(format!("{text} (attempt {runs} of {max})"))
+            }
+            Some(Err(Failure::Temporary(_))) => {
+                Settle::Retry(jitter(backoff(&shared.settings, runs), random_fraction()))
+            }
+        },
+    })
 }
 
 /// After a start the replicas did not acknowledge (it was applied on the primary):
@@ -898,13 +995,17 @@ fn describe(error: &HandlerError) -> String {
 /// Runs the handler (isolated on the blocking pool unless isolation is off) until
 /// it ends, or until the shutdown deadline cancels it (`None`). Renewal is the
 /// keeper's, which runs beside every handler.
-async fn run<H: Handler>(shared: &Shared<H>, event: Event<'static>) -> Option<Result<(), Failure>> {
+async fn run<H: Handler>(
+    shared: &Shared<H>,
+    event: Event<'static>,
+    claim: Option<Claimed>,
+) -> Option<Result<(), Failure>> {
     let started = Instant::now();
     let ran = run_beside(
         &shared.handler,
         Call {
             event: Box::new(event),
-            claim: None,
+            claim,
         },
         shared.settings.isolate,
         pending(),
@@ -937,22 +1038,33 @@ async fn settle<H>(
     how: &Settle,
     flight: &Flight,
 ) {
-    flight.settling.store(true, Ordering::Relaxed);
     let consumer = &shared.consumer;
+    settle_with(shared, how, flight, || async {
+        let mut connection = shared.queue.connection().clone();
+        let settle = protocol::settle(
+            &shared.queue,
+            &mut connection,
+            keys,
+            consumer,
+            entry_id,
+            entry,
+            how,
+        );
+        shared.bounded("a settle", settle).await
+    })
+    .await;
+}
+
+/// Applies a settle with `attempt`, trying again while the store fails until it is
+/// applied or the shutdown deadline has passed, and counts what it found.
+async fn settle_with<H, F, Fut>(shared: &Shared<H>, how: &Settle, flight: &Flight, attempt: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Settled, QueueError>>,
+{
+    flight.settling.store(true, Ordering::Relaxed);
     let settled = retrying(
-        || async {
-            let mut connection = shared.queue.connection().clone();
-            let settle = protocol::settle(
-                &shared.queue,
-                &mut connection,
-                keys,
-                consumer,
-                entry_id,
-                entry,
-                how,
-            );
-            shared.bounded("a settle", settle).await
-        },
+        attempt,
         |e| warn("settle", e),
         |_, _| shared.is_stopped.load(Ordering::Acquire),
     )
@@ -961,8 +1073,8 @@ async fn settle<H>(
     let lost_before = flight.lost.load(Ordering::Relaxed);
     let lost = match settled {
         None => {
-            // Redis failed until the shutdown deadline: the entry stays in this
-            // worker's pending list, and runs again once reclaimed.
+            // The store failed until the shutdown deadline: the entry stays with
+            // this worker, and runs again once reclaimed.
             warn_text("an entry's outcome could not be recorded before shutdown");
             return;
         }
@@ -1012,7 +1124,7 @@ fn warn(_operation: &'static str, _error: &QueueError) {
         operation = _operation,
         error = %_error,
         cause = std::error::Error::source(_error).map(ToString::to_string),
-        "queue Redis call failed"
+        "queue storage call failed"
     );
 }
 

@@ -18,7 +18,7 @@
 //! | [`QUEUE_RUNS_TOTAL`] | counter | `outcome` | each handler run by a queue worker |
 //! | [`QUEUE_RENEWALS_TOTAL`] | counter | | each renewal of a worker's entries |
 //! | [`QUEUE_GROUPS_RECREATED_TOTAL`] | counter | | each consumer group a worker created again |
-//! | [`QUEUE_REDIS_ERRORS_TOTAL`] | counter | `operation` | each failed Redis call of a worker |
+//! | [`QUEUE_REDIS_ERRORS_TOTAL`] | counter | `operation` | each failed Redis call of a worker (PostgreSQL statement, on a queue in PostgreSQL) |
 //! | [`QUEUE_PENDING`], [`QUEUE_IN_PROGRESS`], [`QUEUE_RETRYING`], [`QUEUE_DEAD_LETTERS`] | gauge | | set by each `Queue::counts` |
 //!
 //! ```
