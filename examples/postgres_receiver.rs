@@ -38,7 +38,7 @@ async fn main() -> Result<(), BoxError> {
 }
 
 /// The app's table, the crate's tables, and the endpoint on `/webhooks`.
-pub async fn app(pool: PgPool, verifier: Verifier) -> Result<Router, BoxError> {
+pub(crate) async fn app(pool: PgPool, verifier: Verifier) -> Result<Router, BoxError> {
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS messages (
             event_id        text PRIMARY KEY,

@@ -257,7 +257,7 @@ async fn the_store_sweeps_by_itself_once_per_interval() {
     let (_server, pool) = setup().await;
     let store = store(&pool)
         .await
-        .with_sweep_interval(Some(Duration::from_millis(300)));
+        .with_sweep_interval(Some(Duration::from_secs(1)));
     let events = Tables::default().events();
     sqlx::query(&format!(
         "INSERT INTO {events} SELECT 'old_' || n, 'x', true, now() - interval '1 hour' FROM generate_series(1, 12000) n"
@@ -265,7 +265,7 @@ async fn the_store_sweeps_by_itself_once_per_interval() {
     .execute(&pool)
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     // A claim starts the sweep in the background; 12,000 rows take three batches.
     assert!(matches!(
         store.claim("new").await.unwrap(),

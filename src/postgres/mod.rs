@@ -66,7 +66,7 @@ mod transactional;
 
 pub use schema::{SCHEMA_VERSION, Tables, migrate};
 pub use store::PostgresStore;
-pub use transactional::{ClaimLost, Transactional};
+pub use transactional::{ClaimLost, DEFAULT_IDLE_TIMEOUT, TransactionEnded, Transactional};
 
 /// What went wrong setting up the crate's tables.
 ///
@@ -93,6 +93,12 @@ pub enum PostgresError {
         /// The longest name accepted.
         max: usize,
     },
+    /// The database does not store text as UTF-8 (every event id is UTF-8).
+    #[error("the database's encoding is {encoding}, not UTF8")]
+    Encoding {
+        /// The database's `server_encoding`.
+        encoding: String,
+    },
     /// The tables were created by a newer version of this crate.
     #[error(
         "the tables are at schema version {stored}, newer than this version of the crate knows ({supported}); upgrade the crate"
@@ -105,19 +111,24 @@ pub enum PostgresError {
     },
 }
 
-/// Event ids longer than this, or holding a NUL (which PostgreSQL's `text` cannot
-/// store), are kept as `sha256:<hex>` of the id.
+/// Event ids longer than this, holding a NUL (which PostgreSQL's `text` cannot
+/// store), or starting with `sha256:`, are kept as `sha256:<hex>` of the id.
 pub(crate) const MAX_PLAIN_ID: usize = 256;
+
+/// The prefix of a stored hash.
+const HASHED: &str = "sha256:";
 
 /// The key an event id is stored under: the id itself, or its SHA-256 for ids that
 /// are too long for an index entry or hold a NUL.
 pub(crate) fn key(event_id: &str) -> Cow<'_, str> {
-    if event_id.len() <= MAX_PLAIN_ID && !event_id.contains('\0') {
+    // An id that looks like a stored hash is hashed too, so it cannot meet the
+    // hash of another id.
+    if event_id.len() <= MAX_PLAIN_ID && !event_id.contains('\0') && !event_id.starts_with(HASHED) {
         Cow::Borrowed(event_id)
     } else {
         use sha2::Digest as _;
         let digest = sha2::Sha256::digest(event_id.as_bytes());
-        Cow::Owned(format!("sha256:{}", hex::encode(digest)))
+        Cow::Owned(format!("{HASHED}{}", hex::encode(digest)))
     }
 }
 
@@ -144,6 +155,9 @@ mod tests {
         assert_ne!(key("a\0b"), "a\0b");
         assert_ne!(key("a\0b"), key("a\0c"));
         assert_eq!(key(&"y".repeat(MAX_PLAIN_ID)).len(), MAX_PLAIN_ID);
+        // An id spelling another's stored hash is hashed in turn.
+        let spelled = key(&long).into_owned();
+        assert_ne!(key(&spelled), spelled);
     }
 
     #[test]

@@ -69,8 +69,8 @@ const MAX_PREFIX: usize = 40;
 /// | `<prefix>jobs` | `id bigserial PRIMARY KEY`, `event_key text UNIQUE` (the `event_id` of `<prefix>events`), `event_id text`, `event_type text`, `body bytea`, `received_ms bigint`, `secret bigint`, `state text` (`queued`, `running`, `retrying`, `dead`), `runs integer`, `due_at timestamptz`, `token text`, `locked_by text`, `last_error text`, `dead_at timestamptz`; indexed on `due_at` where not `dead`, and on `id` where `dead` | one entry of the queue (`queue::Queue::postgres`, features `postgres` and `queue`): waiting or retrying until `due_at`, running under `token` with a lease until `due_at`, or a dead letter since `dead_at`. Done entries are deleted; the done mark is the event's row in `<prefix>events` |
 /// | `<prefix>schema_version` | `version integer`, `updated_at timestamptz` (one row) | the version applied |
 ///
-/// An event id of more than 256 bytes, or one holding a NUL, is stored as
-/// `sha256:<hex of its SHA-256>`.
+/// An event id of more than 256 bytes, one holding a NUL, or one starting with
+/// `sha256:` is stored as `sha256:<hex of its SHA-256>`.
 ///
 /// ```
 /// use notmeta_webhooks::postgres::Tables;
@@ -97,7 +97,8 @@ impl Default for Tables {
 
 impl Tables {
     /// The schema the tables live in (created if missing). Lower-case ASCII letters,
-    /// digits and `_`, not starting with a digit, at most 63 bytes.
+    /// digits and `_`, not starting with a digit, at most 63 bytes; not one of
+    /// PostgreSQL's own (`pg_…`, `information_schema`).
     pub fn with_schema(mut self, schema: impl Into<String>) -> Result<Self, PostgresError> {
         self.schema = checked("schema", schema.into(), MAX_SCHEMA, false)?;
         Ok(self)
@@ -183,7 +184,12 @@ fn checked(
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     let starts_well = name.bytes().next().is_none_or(|b| !b.is_ascii_digit());
-    if plain && starts_well && name.len() <= max && (may_be_empty || !name.is_empty()) {
+    // PostgreSQL's own schemas (`pg_catalog`, `pg_toast`, `pg_temp…`, and any
+    // `pg_` name, which it reserves) and `information_schema` (which pg_dump
+    // skips) are refused as schemas.
+    let reserved = what == "schema" && (name.starts_with("pg_") || name == "information_schema");
+    if plain && starts_well && !reserved && name.len() <= max && (may_be_empty || !name.is_empty())
+    {
         Ok(name)
     } else {
         Err(PostgresError::InvalidName { what, name, max })
@@ -191,7 +197,8 @@ fn checked(
 }
 
 /// Creates or upgrades the crate's tables in `tables`' schema, idempotently, and
-/// records the schema version. Safe to run from every replica at once: the work is
+/// records the schema version. Refuses a database whose encoding is not UTF-8
+/// ([`PostgresError::Encoding`]). Safe to run from every replica at once: the work is
 /// one transaction under an advisory lock. Tables already at this version are left
 /// untouched; tables at a newer version are refused
 /// ([`PostgresError::SchemaTooNew`]), so an older replica never writes to a layout
@@ -203,11 +210,19 @@ fn checked(
 /// [`Tables::sql`].
 pub async fn migrate(pool: &PgPool, tables: &Tables) -> Result<(), PostgresError> {
     let mut tx = pool.begin().await?;
-    let lock = format!("notmeta_webhooks:{}:{}", tables.schema, tables.prefix);
+    // One lock per schema: migrations of other prefixes into one new schema would
+    // otherwise race to create it.
+    let lock = format!("notmeta_webhooks:{}", tables.schema);
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
         .bind(&lock)
         .execute(&mut *tx)
         .await?;
+    let encoding: String = sqlx::query_scalar("SELECT current_setting('server_encoding')")
+        .fetch_one(&mut *tx)
+        .await?;
+    if encoding != "UTF8" {
+        return Err(PostgresError::Encoding { encoding });
+    }
     let stored: Option<i32> = if exists(&mut tx, &tables.schema_version()).await? {
         sqlx::query_scalar(&format!(
             "SELECT version FROM {} WHERE singleton",
@@ -281,7 +296,18 @@ mod tests {
             .with_schema("a_1")
             .and_then(|t| t.with_prefix(""));
         assert_eq!(ok.unwrap().events(), r#""a_1"."events""#);
-        for bad in ["", "1a", "A", "a-b", "a\"b", "é", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "1a",
+            "A",
+            "a-b",
+            "a\"b",
+            "é",
+            &"a".repeat(64),
+            "pg_catalog",
+            "pg_temp",
+            "information_schema",
+        ] {
             assert!(Tables::default().with_schema(bad).is_err(), "{bad:?}");
         }
         assert!(Tables::default().with_prefix("x".repeat(41)).is_err());

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -29,12 +29,17 @@ pub(super) struct Statements {
     renew: String,
     /// Records done if this token holds the claim, or the id is free.
     pub(super) complete: String,
+    pub(super) mark_in_transaction: String,
     release: String,
     sweep: String,
     /// Claims whose done mark a transactional handler committed: the receiver's
     /// completion of them that follows needs no round trip.
     committed: Mutex<HashSet<ClaimToken>>,
 }
+
+/// The transaction-local setting a transactional handler's transaction carries
+/// (its claim's token), set when it begins.
+pub(super) const TRANSACTION_SETTING: &str = "notmeta_webhooks.transaction";
 
 /// The most claims [`Statements::committed`] remembers (completions not taken
 /// meanwhile only cost their round trip again).
@@ -66,22 +71,38 @@ impl Statements {
     fn new(tables: &Tables) -> Self {
         let events = tables.events();
         Self {
-            // One round trip whatever the id's state. The row lock ON CONFLICT takes
-            // is held only while a done mark commits; the subselect reads the
-            // statement's snapshot, so a row another delivery inserted while this
-            // statement waited reads as absent: answered "in progress" (503), which
-            // is right for a claim that raced another.
+            // One round trip whatever the id's state, and no wait on a row another
+            // transaction holds: a row locked by a done mark that is committing (or
+            // by a stalled process's open transaction) is skipped and answered "in
+            // progress" (503), so a duplicate never holds a pooled connection behind
+            // another process's lock. A row that is free takes the claim over if it
+            // expired; an id with no row is inserted (a concurrent insert of the
+            // same id, another claim, makes `DO NOTHING` wait for that claim's
+            // commit only). Reads see the statement's snapshot: a row another
+            // delivery inserted while this statement ran reads as absent, answered
+            // "in progress", which is right for a claim that raced another.
             claim: format!(
-                "WITH claimed AS (
-                    INSERT INTO {events} AS e (event_id, token, done, expires_at)
-                    VALUES ($1, $2, false, clock_timestamp() + $3 * interval '1 millisecond')
-                    ON CONFLICT (event_id) DO UPDATE
-                    SET token = EXCLUDED.token, done = false, expires_at = EXCLUDED.expires_at
-                    WHERE e.expires_at <= clock_timestamp()
+                "WITH visible AS (
+                    SELECT done, expires_at > clock_timestamp() AS live
+                    FROM {events} WHERE event_id = $1
+                 ), unlocked AS (
+                    SELECT event_id FROM {events} WHERE event_id = $1 FOR UPDATE SKIP LOCKED
+                 ), taken AS (
+                    UPDATE {events} AS e
+                    SET token = $2, done = false,
+                        expires_at = clock_timestamp() + $3 * interval '1 millisecond'
+                    FROM unlocked
+                    WHERE e.event_id = unlocked.event_id AND e.expires_at <= clock_timestamp()
+                    RETURNING 1
+                 ), inserted AS (
+                    INSERT INTO {events} (event_id, token, done, expires_at)
+                    SELECT $1, $2, false, clock_timestamp() + $3 * interval '1 millisecond'
+                    WHERE NOT EXISTS (SELECT 1 FROM visible)
+                    ON CONFLICT (event_id) DO NOTHING
                     RETURNING 1
                  )
-                 SELECT EXISTS (SELECT 1 FROM claimed),
-                        (SELECT done FROM {events} WHERE event_id = $1 AND expires_at > clock_timestamp())"
+                 SELECT EXISTS (SELECT 1 FROM taken) OR EXISTS (SELECT 1 FROM inserted),
+                        (SELECT done AND live FROM visible)"
             ),
             // A done row of this token (committed by a transactional handler while
             // this renewal waited) counts as held, and keeps its window.
@@ -98,7 +119,21 @@ impl Statements {
                  SET token = EXCLUDED.token, done = true, expires_at = EXCLUDED.expires_at
                  WHERE e.token = EXCLUDED.token OR e.expires_at <= clock_timestamp()"
             ),
-            release: format!("DELETE FROM {events} WHERE event_id = $1 AND token = $2 AND NOT done"),
+            // The done mark written in a transactional handler's transaction: as
+            // `complete`, and only while that transaction is still the one the
+            // receiver began (its `SET LOCAL` marker holds the token), so a handler
+            // that ended it with its own `COMMIT` or `ROLLBACK` is caught.
+            mark_in_transaction: format!(
+                "INSERT INTO {events} AS e (event_id, token, done, expires_at)
+                 SELECT $1, $2, true, clock_timestamp() + $3 * interval '1 millisecond'
+                 WHERE current_setting('{TRANSACTION_SETTING}', true) = $2
+                 ON CONFLICT (event_id) DO UPDATE
+                 SET token = EXCLUDED.token, done = true, expires_at = EXCLUDED.expires_at
+                 WHERE e.token = EXCLUDED.token OR e.expires_at <= clock_timestamp()"
+            ),
+            release: format!(
+                "DELETE FROM {events} WHERE event_id = $1 AND token = $2 AND NOT done"
+            ),
             // Found through the `expires_at` index (`now()` is stable, so the index
             // applies; `clock_timestamp()` would force a scan of the table) and
             // deleted by row address. Rows locked by a done mark that is committing
@@ -137,8 +172,10 @@ impl Statements {
 /// **Durability** is the database's: a claim or a done mark counts once committed
 /// (with `synchronous_commit = on`, the default, after it is flushed). With
 /// `synchronous_commit = off`, a database crash can lose the last few hundred
-/// milliseconds of commits, transactional handlers' writes and done marks
-/// together, so they still agree.
+/// milliseconds of the store's statements: a lost claim is harmless, a lost
+/// completion lets a later duplicate run again. A transactional handler's
+/// transaction always commits with `synchronous_commit = on`, so an event answered
+/// 200 keeps its writes and its done mark.
 ///
 /// **Connections**: each call takes a connection from the pool for one statement.
 /// Size the pool for the deliveries handled at once (each transactional handler
@@ -179,24 +216,45 @@ impl fmt::Debug for PostgresStore {
     }
 }
 
-/// When the last sweep started, for the one-per-interval schedule.
+/// When the last sweep started, for the one-per-interval schedule, and whether one
+/// runs (never two at once, whatever the interval).
 struct Sweep {
     interval: Duration,
     epoch: Instant,
     /// Milliseconds since `epoch` when the last sweep started.
     last: AtomicU64,
+    running: AtomicBool,
 }
+
+/// The shortest interval between sweeps.
+const MIN_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Sweep {
     fn new(interval: Duration) -> Self {
         Self {
-            interval: clamp(interval),
+            interval: clamp(interval).max(MIN_SWEEP_INTERVAL),
             epoch: Instant::now(),
             last: AtomicU64::new(0),
+            running: AtomicBool::new(false),
         }
     }
 
-    /// Whether a sweep is due now; if so, this caller starts it.
+    /// Whether a sweep is due now and none runs; if so, this caller starts it (and
+    /// calls [`Sweep::ended`] when it ends).
+    fn start(&self) -> bool {
+        if !self.due() {
+            return false;
+        }
+        self.running
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    fn ended(&self) {
+        self.running.store(false, Ordering::Release);
+    }
+
+    /// Whether a sweep is due now; if so, this caller takes the slot.
     fn due(&self) -> bool {
         let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         let last = self.last.load(Ordering::Relaxed);
@@ -244,8 +302,9 @@ impl PostgresStore {
         self
     }
 
-    /// How often expired rows are swept (default 60 s), or `None` to never sweep
-    /// from the store (run [`sweep`](Self::sweep) yourself).
+    /// How often expired rows are swept (default 60 s, at least 1 s; one sweep at a
+    /// time), or `None` to never sweep from the store (run [`sweep`](Self::sweep)
+    /// yourself).
     #[must_use]
     pub fn with_sweep_interval(mut self, interval: Option<Duration>) -> Self {
         self.sweep = interval.map(|i| Arc::new(Sweep::new(i)));
@@ -311,14 +370,26 @@ impl PostgresStore {
     /// Starts a sweep in the background if one is due.
     fn maybe_sweep(&self) {
         let Some(schedule) = &self.sweep else { return };
-        if !schedule.due() {
-            return;
-        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (pool, statements) = (self.pool.clone(), Arc::clone(&self.statements));
+        if !schedule.start() {
+            return;
+        }
+        let (pool, statements, schedule) = (
+            self.pool.clone(),
+            Arc::clone(&self.statements),
+            Arc::clone(schedule),
+        );
         runtime.spawn(async move {
+            // Ends the sweep however its task ends (a runtime shutting down drops it).
+            struct Ended(Arc<Sweep>);
+            impl Drop for Ended {
+                fn drop(&mut self) {
+                    self.0.ended();
+                }
+            }
+            let _ended = Ended(schedule);
             // A failed sweep is tried again at the next interval.
             let _ = sweep(&pool, &statements.sweep).await;
         });

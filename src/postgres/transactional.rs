@@ -2,12 +2,15 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use sqlx::{PgConnection, PgPool};
 
-use super::store::{Statements, mark_done};
-use crate::dedup::{ClaimToken, DEFAULT_DEDUP_WINDOW, Settled};
+use super::store::{Statements, TRANSACTION_SETTING};
+use super::{key, millis};
+use crate::clock::clamp;
+use crate::dedup::{ClaimToken, DEFAULT_DEDUP_WINDOW};
 use crate::event::Event;
 use crate::receiver::{Claimed, Handler, HandlerError};
 
@@ -25,6 +28,24 @@ use crate::receiver::{Claimed, Handler, HandlerError};
     "the event's claim passed to another delivery before the done mark: the transaction was rolled back"
 )]
 pub struct ClaimLost;
+
+/// The handler ended the transaction the receiver began (its own `COMMIT` or
+/// `ROLLBACK`): what it wrote may be committed without the done mark, or the done
+/// mark would be committed without its writes. The event is recorded as done and
+/// answered 400 (a permanent failure: NotMeta does not retry it, so committed writes
+/// are not repeated). Never end the transaction in a handler; savepoints are fine.
+///
+/// ```
+/// use notmeta_webhooks::postgres::TransactionEnded;
+/// assert!(TransactionEnded.to_string().contains("COMMIT"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the handler ended the receiver's transaction itself (COMMIT or ROLLBACK)")]
+pub struct TransactionEnded;
+
+/// How long a transactional handler's transaction may sit idle before PostgreSQL
+/// ends it, unless [`Transactional::with_idle_timeout`] says otherwise: 10 s.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A handler whose writes commit in the same transaction as the event's done mark
 /// (made by [`PostgresStore::transactional`](super::PostgresStore::transactional)).
@@ -66,6 +87,7 @@ pub struct ClaimLost;
 /// already done, or claimed by a live delivery, rolls it back ([`ClaimLost`]).
 pub struct Transactional<F> {
     inner: Arc<Inner<F>>,
+    idle_timeout: Duration,
 }
 
 struct Inner<F> {
@@ -84,6 +106,7 @@ impl<F> Clone for Transactional<F> {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
+            idle_timeout: self.idle_timeout,
         }
     }
 }
@@ -102,23 +125,69 @@ where
                 statements,
                 handler,
             }),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 
+    /// How long the transaction may sit idle, waiting for its process, before
+    /// PostgreSQL ends it (`idle_in_transaction_session_timeout`, default 10 s, at
+    /// least 1 s; a shorter limit set on the server or the role stays in force). It bounds how long a process that stalls or loses the network
+    /// mid-transaction holds the transaction's locks (and so delays the event's
+    /// retry on another replica); a handler that waits longer than this between two
+    /// statements has its transaction ended and is retried.
+    #[must_use]
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = clamp(timeout).max(Duration::from_secs(1));
+        self
+    }
+
     fn run(&self, event: Event<'static>, claim: Option<Claimed>) -> BoxFuture<'static, Outcome> {
-        let inner = Arc::clone(&self.inner);
+        let (inner, idle_timeout) = (Arc::clone(&self.inner), self.idle_timeout);
         Box::pin(async move {
             let id = event.id.as_str().to_owned();
-            let mut tx = inner.pool.begin().await.map_err(HandlerError::temporary)?;
-            (inner.handler)(event, &mut tx).await?;
             let (token, window) = match claim {
                 Some(claim) => (claim.token, claim.window),
                 None => (ClaimToken::new(), DEFAULT_DEDUP_WINDOW),
             };
-            let marked = mark_done(&mut *tx, &inner.statements, &id, &token, window)
+            let marker = token.to_string();
+            // One round trip: read committed whatever the database's default (a
+            // renewal of the claim between the snapshot and the done mark must not
+            // fail the mark), durable before the answer whatever the server's
+            // `synchronous_commit`, ended by the server if its process goes silent
+            // (after the idle limit, or the server's own if shorter), and marked with the claim's token (see `mark_in_transaction`).
+            let begin = format!(
+                "BEGIN ISOLATION LEVEL READ COMMITTED; \
+                 SET LOCAL synchronous_commit = on; \
+                 SELECT set_config('idle_in_transaction_session_timeout', \
+                     (CASE WHEN setting::bigint BETWEEN 1 AND {idle} THEN setting::bigint \
+                           ELSE {idle} END)::text, true) \
+                     FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout'; \
+                 SET LOCAL {TRANSACTION_SETTING} = '{marker}'",
+                idle = idle_timeout.as_millis()
+            );
+            let mut tx = inner
+                .pool
+                .begin_with(begin)
                 .await
                 .map_err(HandlerError::temporary)?;
-            if marked != Settled::Recorded {
+            if let Err(error) = (inner.handler)(event, &mut tx).await {
+                // Its writes may be committed already: never retried.
+                if ended(&mut tx, &marker).await {
+                    return Err(HandlerError::permanent(TransactionEnded));
+                }
+                return Err(error);
+            }
+            let marked = sqlx::query(&inner.statements.mark_in_transaction)
+                .bind(key(&id).as_ref())
+                .bind(&marker)
+                .bind(millis(window))
+                .execute(&mut *tx)
+                .await
+                .map_err(HandlerError::temporary)?;
+            if marked.rows_affected() != 1 {
+                if ended(&mut tx, &marker).await {
+                    return Err(HandlerError::permanent(TransactionEnded));
+                }
                 // Dropping the transaction rolls it back.
                 return Err(HandlerError::temporary(ClaimLost));
             }
@@ -129,6 +198,19 @@ where
             Ok(())
         })
     }
+}
+
+/// Whether the handler ended the transaction the receiver began (its marker is
+/// gone). Unknown (the connection failed, or the transaction is aborted) is `false`.
+async fn ended(connection: &mut PgConnection, marker: &str) -> bool {
+    sqlx::query_scalar::<_, bool>(&format!(
+        "SELECT current_setting('{TRANSACTION_SETTING}', true) IS DISTINCT FROM $1"
+    ))
+    .bind(marker)
+    .persistent(false)
+    .fetch_one(connection)
+    .await
+    .unwrap_or(false)
 }
 
 type Outcome = Result<(), HandlerError>;
