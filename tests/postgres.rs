@@ -2,7 +2,6 @@
 //! each test starts for itself (as an unprivileged user when the tests run as root).
 
 use std::collections::HashMap;
-use std::io::BufRead as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,7 +14,9 @@ use notmeta_webhooks::postgres::{
 use notmeta_webhooks::receiver::{Answer, Handler, HandlerError, Outcome, Receiver};
 use notmeta_webhooks::{Event, Verifier, sign};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+
+mod common;
+use common::postgres::pool;
 
 const SECRET: &str = "whsec_postgres_test";
 
@@ -30,15 +31,6 @@ async fn deliver<H: Handler, S: IdempotencyStore>(receiver: &Receiver<H, S>, id:
     let body = body(id);
     let header = sign(&body, SECRET);
     receiver.receive(&body, [header.as_bytes()]).await
-}
-
-async fn pool(url: &str) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(24)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(url)
-        .await
-        .unwrap()
 }
 
 /// A server, a pool on it, and the store's tables with an `effects` table beside
@@ -680,32 +672,13 @@ fn receiver_process() {
 /// Runs [`receiver_process`] in a child process until it prints `until`, then kills
 /// it (SIGKILL).
 fn kill_child_at(url: &str, stop: &str, until: &str) {
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "receiver_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, format!("{url} {stop}"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        let line = lines.next().expect("the receiver process exited").unwrap();
-        assert!(
-            !line.contains("answered"),
-            "answered before {until}: {line}"
-        );
-        if line.contains(until) {
-            break;
-        }
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    common::postgres::kill_child_at(
+        "receiver_process",
+        CHILD,
+        &format!("{url} {stop}"),
+        until,
+        Some("answered"),
+    );
 }
 
 /// Killed after the handler's write and before the commit: nothing persisted, and

@@ -3,7 +3,6 @@
 //! wake-ups, against a real PostgreSQL server each test starts for itself.
 
 use std::collections::HashMap;
-use std::io::BufRead as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,19 +14,10 @@ use notmeta_webhooks::postgres::{PostgresStore, Tables, Transactional};
 use notmeta_webhooks::queue::{Queue, Worker, WorkerStats};
 use notmeta_webhooks::receiver::{Handler, HandlerError};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 
 mod common;
+use common::postgres::pool;
 use common::queue::{body, enqueuer, send};
-
-async fn pool(url: &str) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(24)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(url)
-        .await
-        .unwrap()
-}
 
 /// A server, a pool on it, an `effects` table for the handlers' writes, and the
 /// queue.
@@ -607,28 +597,13 @@ fn worker_process() {
 /// Runs [`worker_process`] in a child process until it prints `handler-started`, then
 /// kills it (SIGKILL).
 fn kill_worker_mid_handler(url: &str, mode: &str) {
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "worker_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, format!("{url} {mode}"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        let line = lines.next().expect("the worker process exited").unwrap();
-        if line.contains("handler-started") {
-            break;
-        }
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    common::postgres::kill_child_at(
+        "worker_process",
+        CHILD,
+        &format!("{url} {mode}"),
+        "handler-started",
+        None,
+    );
 }
 
 /// A worker killed mid-handler: its entry stays running until its lease lapses,

@@ -15,6 +15,10 @@
 #[cfg(feature = "receiver")]
 pub mod harness;
 
+/// The PostgreSQL tests' pool and the child processes their crash tests kill.
+#[cfg(feature = "postgres")]
+pub mod postgres;
+
 /// The queue tests' secret, event bodies, endpoint, and sending to it.
 #[cfg(feature = "queue")]
 pub mod queue;
