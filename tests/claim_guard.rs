@@ -162,12 +162,15 @@ fn a_delivery_unwound_while_its_isolated_handler_runs_keeps_the_claim() {
         let store = RedisStore::connect(&redis.url())
             .await
             .unwrap()
-            .with_lease(Duration::from_secs(1));
+            // The first renewal (1 s in) panics; the claim then lives until 3 s in,
+            // wide margins either side of the duplicate sent 1.5 s in, however busy
+            // the machine.
+            .with_lease(Duration::from_secs(3));
         let mut store = Faulty::new(store);
         store.renew_panics = true;
         let receiver = Arc::new(
             receiver(&calls, || {
-                Box::pin(async { std::thread::sleep(Duration::from_secs(3)) })
+                Box::pin(async { std::thread::sleep(Duration::from_secs(5)) })
             })
             .with_store(store),
         );
@@ -178,13 +181,13 @@ fn a_delivery_unwound_while_its_isolated_handler_runs_keeps_the_claim() {
                 receiver.receive(BODY, [header.as_bytes()]).await.outcome()
             })
         };
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
         let header = header();
         let again = receiver.receive(BODY, [header.as_bytes()]).await;
         assert_eq!(again.outcome(), Outcome::InProgress);
         assert_eq!(first.await.unwrap(), Outcome::Panicked);
-        // The handler ends about 3 s in; its own task then records the event done.
-        tokio::time::sleep(Duration::from_millis(3000)).await;
+        // The handler ends about 5 s in; its own task then records the event done.
+        tokio::time::sleep(Duration::from_millis(4_500)).await;
         let later = receiver.receive(BODY, [header.as_bytes()]).await;
         assert_eq!(later.outcome(), Outcome::Duplicate);
     });
