@@ -309,3 +309,274 @@ async fn a_stalled_transactional_worker_commits_nothing_after_a_reclaim() {
     assert_eq!(effects(&main, "evt_stall").await, 1, "A: {a_stats:?}");
     assert_eq!(a_stats.handled, 0, "{a_stats:?}");
 }
+
+/// A transactional worker on a pool of its own, until `stop` fires.
+fn spawn_worker(
+    pool: PgPool,
+    queue: Queue,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<WorkerStats> {
+    let worker = Worker::new(queue, writer(&pool, Duration::from_millis(5)))
+        .with_concurrency(8)
+        .with_visibility_timeout(Duration::from_secs(2))
+        .with_poll_interval(Duration::from_millis(20))
+        .with_backoff(Duration::from_millis(50), Duration::from_millis(300))
+        .with_max_attempts(50);
+    tokio::spawn(async move {
+        let mut stop = stop;
+        worker
+            .run(async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            })
+            .await
+            .unwrap()
+    })
+}
+
+/// Holds: 300 events, each sent three times at once by an endpoint, while two
+/// transactional workers (pools of their own) drain the queue and PostgreSQL is
+/// stopped with `-m immediate` and restarted mid-way; every event NotMeta was not
+/// answered 200 for is sent again until it is. Every event ends with exactly one
+/// effect and no entry is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_and_a_restart_leave_one_effect_per_event() {
+    let mut server = PostgresServer::start();
+    let url = server.url();
+    let main = pool(&url).await;
+    execute(&main, "CREATE TABLE effects (event_id text NOT NULL)").await;
+    let queue = Queue::postgres(main.clone(), &Tables::default())
+        .await
+        .unwrap();
+    let endpoint = Arc::new(enqueuer(&queue));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut workers = Vec::new();
+    for _ in 0..2 {
+        let pool = pool(&url).await;
+        let queue = Queue::postgres(pool.clone(), &Tables::default())
+            .await
+            .unwrap();
+        workers.push(spawn_worker(pool, queue, stopped.clone()));
+    }
+    let ids: Vec<String> = (0..300).map(|n| format!("evt_hammer_{n}")).collect();
+    let sending = {
+        let (endpoint, ids) = (Arc::clone(&endpoint), ids.clone());
+        tokio::spawn(async move {
+            let mut answered = std::collections::HashMap::<String, Vec<u16>>::new();
+            for chunk in ids.chunks(10) {
+                let sends = chunk.iter().flat_map(|id| {
+                    (0..3).map(|_| {
+                        let (endpoint, id) = (Arc::clone(&endpoint), id.clone());
+                        tokio::spawn(async move {
+                            let status = send(&endpoint, &body(&id)).await.0;
+                            (id, status)
+                        })
+                    })
+                });
+                for (id, status) in join_all(sends).await.into_iter().map(Result::unwrap) {
+                    answered.entry(id).or_default().push(status);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            answered
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    server.stop_immediate();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    server.restart();
+    let answered = sending.await.unwrap();
+    let unanswered: Vec<&String> = ids
+        .iter()
+        .filter(|id| !answered[*id].contains(&200))
+        .collect();
+    // NotMeta's retries.
+    for id in &unanswered {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while send(&endpoint, &body(id)).await.0 != 200 {
+            assert!(Instant::now() < deadline, "{id} never answered 200");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(25);
+    loop {
+        if let Ok(counts) = queue.counts().await
+            && counts.pending + counts.in_progress + counts.retrying == 0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the queue did not drain");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(true).unwrap();
+    let mut stats = Vec::new();
+    for worker in workers {
+        stats.push(worker.await.unwrap());
+    }
+    let counts: Vec<(String, i64)> =
+        sqlx::query_as("SELECT event_id, count(*) FROM effects GROUP BY event_id")
+            .fetch_all(&main)
+            .await
+            .unwrap();
+    let counts: std::collections::HashMap<String, i64> = counts.into_iter().collect();
+    let wrong: Vec<(&String, i64)> = ids
+        .iter()
+        .map(|id| (id, counts.get(id).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n != 1)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "effects != 1: {wrong:?} ({} retried by NotMeta; workers {stats:?})",
+        unanswered.len()
+    );
+    assert_eq!(
+        scalar(&main, "SELECT count(*) FROM notmeta_webhooks_jobs").await,
+        0
+    );
+    eprintln!(
+        "{} of 300 sent again after no 200; workers: {stats:?}",
+        unanswered.len()
+    );
+}
+
+/// A body of `type` with the id `id` (both JSON-escaped by the caller).
+fn raw_body(id: &str, kind: &str) -> Vec<u8> {
+    format!(
+        r#"{{"id":"{id}","type":"{kind}","created_at":"2024-01-01T12:00:00Z","data":{{}}}}"#
+    )
+    .into_bytes()
+}
+
+/// Finding: an id or a type holding a NUL (`\u0000` in the JSON; PostgreSQL's
+/// `text` cannot hold it) is answered 503 at every delivery, so NotMeta retries it
+/// until it gives up and the event is never handled. The jobs table stores the raw
+/// `event_id` and `event_type` in `text` columns (the events table's key is hashed,
+/// the entry's copies are not). The inline `PostgresStore` handles such ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_and_types_holding_a_nul_are_queued_and_handled() {
+    hostile(vec![
+        ("evt_\\u0000nul".into(), "user.online", "evt_\0nul".into()),
+        ("evt_type_nul".into(), "user.\\u0000online", "evt_type_nul".into()),
+    ])
+    .await;
+}
+
+/// Holds: a 100 KiB id and an id spelled like a stored hash are each queued once,
+/// answered `OK (duplicate)` the second time, and handled with their exact id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_and_hash_spelled_ids_are_queued_and_handled() {
+    let long = "x".repeat(100 * 1024);
+    let hashed = format!("sha256:{}", "0".repeat(64));
+    hostile(vec![
+        (long.clone(), "user.online", long),
+        (hashed.clone(), "user.online", hashed),
+    ])
+    .await;
+}
+
+/// Sends each `(JSON id, JSON type, id)` twice, then runs a worker: each is queued
+/// once and handled with its id.
+async fn hostile(cases: Vec<(String, &str, String)>) {
+    let server = PostgresServer::start();
+    let main = pool(&server.url()).await;
+    let queue = Queue::postgres(main.clone(), &Tables::default())
+        .await
+        .unwrap();
+    let endpoint = enqueuer(&queue);
+    let mut answers = Vec::new();
+    for (id, kind, _) in &cases {
+        let first = send(&endpoint, &raw_body(id, kind)).await;
+        let again = send(&endpoint, &raw_body(id, kind)).await;
+        answers.push((id.chars().take(20).collect::<String>(), first, again));
+    }
+    for (id, first, again) in &answers {
+        assert_eq!(first.0, 200, "{id}: {answers:?}");
+        assert_eq!(again, &(200, "OK (duplicate)".to_owned()), "{id}: {answers:?}");
+    }
+    let seen: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let record = Arc::clone(&seen);
+    let worker = Worker::new(queue.clone(), move |event: Event<'static>| {
+        record.lock().unwrap().push(event.id.as_str().to_owned());
+        async { Ok::<(), HandlerError>(()) }
+    })
+    .with_poll_interval(Duration::from_millis(20));
+    let stats = run_until(worker, Duration::from_secs(10), async || {
+        drained(&queue).await
+    })
+    .await;
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    let mut expected: Vec<String> = cases.into_iter().map(|(_, _, id)| id).collect();
+    expected.sort();
+    assert!(seen == expected, "handled {} ids; {stats:?}", seen.len());
+}
+
+/// Leased handlers (4 s each) on two workers; PostgreSQL is frozen (SIGSTOP) for
+/// 3 s, longer than the 1.5 s visibility timeout, while every handler runs. No
+/// worker stalled: each renewal was sent on time and queued behind the freeze.
+/// A running handler keeps its entry: each event runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_database_does_not_hand_running_entries_to_another_worker() {
+    let server = PostgresServer::start();
+    let url = server.url();
+    let main = pool(&url).await;
+    let queue = Queue::postgres(main.clone(), &Tables::default())
+        .await
+        .unwrap();
+    let endpoint = enqueuer(&queue);
+    for n in 0..8 {
+        assert_eq!(send(&endpoint, &body(&format!("evt_frozen_{n}"))).await.0, 200);
+    }
+    let runs: Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>> = Arc::default();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut workers = Vec::new();
+    for _ in 0..2 {
+        let pool = pool(&url).await;
+        let queue = Queue::postgres(pool, &Tables::default()).await.unwrap();
+        let runs = Arc::clone(&runs);
+        let worker = Worker::new(queue, move |event: Event<'static>| {
+            *runs
+                .lock()
+                .unwrap()
+                .entry(event.id.as_str().to_owned())
+                .or_default() += 1;
+            async {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                Ok::<(), HandlerError>(())
+            }
+        })
+        .with_concurrency(4)
+        .with_visibility_timeout(Duration::from_millis(1_500))
+        .with_poll_interval(Duration::from_millis(20));
+        let mut stopped = stopped.clone();
+        workers.push(tokio::spawn(async move {
+            worker
+                .run(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+                .unwrap()
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while runs.lock().unwrap().len() < 8 {
+        assert!(Instant::now() < deadline, "not every event started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.pause();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    server.resume();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !drained(&queue).await {
+        assert!(Instant::now() < deadline, "the queue did not drain");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(true).unwrap();
+    let mut stats = Vec::new();
+    for worker in workers {
+        stats.push(worker.await.unwrap());
+    }
+    let runs = runs.lock().unwrap().clone();
+    let twice: Vec<_> = runs.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "ran more than once: {twice:?}; workers {stats:?}");
+}
