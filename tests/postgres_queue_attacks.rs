@@ -580,3 +580,71 @@ async fn a_frozen_database_does_not_hand_running_entries_to_another_worker() {
     let twice: Vec<_> = runs.iter().filter(|(_, n)| **n != 1).collect();
     assert!(twice.is_empty(), "ran more than once: {twice:?}; workers {stats:?}");
 }
+
+/// Finding: the worker's `LISTEN` connection is one of the pool's, held for the
+/// worker's whole life (sqlx's `PgListener::connect_with(&pool)`), while the guide
+/// says "one connection of its own for `LISTEN`" and "size the pool for the
+/// concurrency plus a few". With a pool of concurrency + 1 and transactional
+/// handlers (each holding a connection for its run), the keeper finds no free
+/// connection: the leases lapse while every handler runs, another worker takes the
+/// entries over, and the first worker's runs are all lost (rolled back, run again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_of_concurrency_plus_one_keeps_its_running_entries() {
+    let server = PostgresServer::start();
+    let url = server.url();
+    let main = pool(&url).await;
+    execute(&main, "CREATE TABLE effects (event_id text NOT NULL)").await;
+    let queue = Queue::postgres(main.clone(), &Tables::default())
+        .await
+        .unwrap();
+    let endpoint = enqueuer(&queue);
+    for n in 0..4 {
+        assert_eq!(send(&endpoint, &body(&format!("evt_pool_{n}"))).await.0, 200);
+    }
+    // Worker A: concurrency 4, a pool of 5.
+    let small = PgPoolOptions::new()
+        .max_connections(5)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&url)
+        .await
+        .unwrap();
+    let a_queue = Queue::postgres(small.clone(), &Tables::default())
+        .await
+        .unwrap();
+    let a = Worker::new(a_queue, writer(&small, Duration::from_secs(3)))
+        .with_concurrency(4)
+        .with_visibility_timeout(Duration::from_millis(1_200))
+        .with_poll_interval(Duration::from_millis(20));
+    let (stop_a, a_stopped) = tokio::sync::oneshot::channel::<()>();
+    let a_run = tokio::spawn(a.run(async {
+        let _ = a_stopped.await;
+    }));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while scalar(
+        &main,
+        "SELECT count(*) FROM notmeta_webhooks_jobs WHERE state = 'running'",
+    )
+    .await
+        < 4
+    {
+        assert!(Instant::now() < deadline, "A did not take the entries");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Worker B, with room to spare, takes what A does not keep.
+    let b = Worker::new(queue.clone(), writer(&main, Duration::ZERO))
+        .with_visibility_timeout(Duration::from_secs(5))
+        .with_poll_interval(Duration::from_millis(20));
+    let b_stats = run_until(b, Duration::from_secs(20), async || {
+        drained(&queue).await
+    })
+    .await;
+    stop_a.send(()).unwrap();
+    let a_stats = a_run.await.unwrap().unwrap();
+    let total = scalar(&main, "SELECT count(*) FROM effects").await;
+    assert_eq!(total, 4, "A {a_stats:?}, B {b_stats:?}");
+    assert_eq!(
+        (a_stats.handled, b_stats.handled),
+        (4, 0),
+        "A's running entries were taken over: A {a_stats:?}, B {b_stats:?}"
+    );
+}
