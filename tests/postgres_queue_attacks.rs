@@ -648,3 +648,72 @@ async fn a_pool_of_concurrency_plus_one_keeps_its_running_entries() {
         "A's running entries were taken over: A {a_stats:?}, B {b_stats:?}"
     );
 }
+
+/// Holds: 1,200 dead letters; three replays and three purges of every age race
+/// (each in a loop until nothing is left to do). Every letter is either replayed
+/// (queued once, its runs reset) or purged, never both, never twice: the counts
+/// the operations return add up to 1,200 and the table agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_and_purges_racing_move_each_dead_letter_once() {
+    let server = PostgresServer::start();
+    let main = pool(&server.url()).await;
+    let queue = Queue::postgres(main.clone(), &Tables::default())
+        .await
+        .unwrap();
+    let endpoint = enqueuer(&queue);
+    for chunk in (0..1_200).collect::<Vec<u32>>().chunks(50) {
+        let bodies: Vec<Vec<u8>> = chunk.iter().map(|n| body(&format!("evt_dead_{n}"))).collect();
+        let sends = bodies.iter().map(|b| send(&endpoint, b));
+        assert!(join_all(sends).await.iter().all(|a| a.0 == 200));
+    }
+    let worker = Worker::new(queue.clone(), |_: Event<'static>| async {
+        Err::<(), HandlerError>(HandlerError::permanent("no"))
+    })
+    .with_concurrency(32)
+    .with_poll_interval(Duration::from_millis(20));
+    run_until(worker, Duration::from_secs(25), async || {
+        queue.counts().await.unwrap().dead_letters == 1_200
+    })
+    .await;
+
+    let replays = (0..3).map(|_| {
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            let mut moved = 0;
+            loop {
+                let n = queue.replay_dead_letters(300).await.unwrap();
+                moved += n as u64;
+                if n == 0 {
+                    return moved;
+                }
+            }
+        })
+    });
+    let purges = (0..3).map(|_| {
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            let mut gone = 0;
+            loop {
+                let n = queue.purge_dead_letters(Duration::ZERO).await.unwrap();
+                gone += n;
+                if queue.counts().await.unwrap().dead_letters == 0 {
+                    return gone;
+                }
+            }
+        })
+    });
+    let (replayed, purged) = futures_util::future::join(join_all(replays), join_all(purges)).await;
+    let replayed: u64 = replayed.into_iter().map(Result::unwrap).sum();
+    let purged: u64 = purged.into_iter().map(Result::unwrap).sum();
+    assert_eq!(replayed + purged, 1_200, "replayed {replayed}, purged {purged}");
+    let queued = scalar(
+        &main,
+        "SELECT count(*) FROM notmeta_webhooks_jobs WHERE state = 'queued' AND runs = 0",
+    )
+    .await;
+    assert_eq!(queued.unsigned_abs(), replayed);
+    assert_eq!(
+        scalar(&main, "SELECT count(*) FROM notmeta_webhooks_jobs").await,
+        queued
+    );
+}
