@@ -295,10 +295,7 @@ async fn a_stalled_transactional_worker_commits_nothing_after_a_reclaim() {
     let b = Worker::new(queue.clone(), writer(&main, Duration::ZERO))
         .with_visibility_timeout(Duration::from_secs(5))
         .with_poll_interval(Duration::from_millis(20));
-    let b_stats = run_until(b, Duration::from_secs(15), async || {
-        drained(&queue).await
-    })
-    .await;
+    let b_stats = run_until(b, Duration::from_secs(15), async || drained(&queue).await).await;
     assert_eq!(b_stats.handled, 1, "{b_stats:?}");
     assert_eq!(effects(&main, "evt_stall").await, 1);
 
@@ -440,10 +437,8 @@ async fn duplicates_and_a_restart_leave_one_effect_per_event() {
 
 /// A body of `type` with the id `id` (both JSON-escaped by the caller).
 fn raw_body(id: &str, kind: &str) -> Vec<u8> {
-    format!(
-        r#"{{"id":"{id}","type":"{kind}","created_at":"2024-01-01T12:00:00Z","data":{{}}}}"#
-    )
-    .into_bytes()
+    format!(r#"{{"id":"{id}","type":"{kind}","created_at":"2024-01-01T12:00:00Z","data":{{}}}}"#)
+        .into_bytes()
 }
 
 /// Finding: an id or a type holding a NUL (`\u0000` in the JSON; PostgreSQL's
@@ -455,7 +450,11 @@ fn raw_body(id: &str, kind: &str) -> Vec<u8> {
 async fn ids_and_types_holding_a_nul_are_queued_and_handled() {
     hostile(vec![
         ("evt_\\u0000nul".into(), "user.online", "evt_\0nul".into()),
-        ("evt_type_nul".into(), "user.\\u0000online", "evt_type_nul".into()),
+        (
+            "evt_type_nul".into(),
+            "user.\\u0000online",
+            "evt_type_nul".into(),
+        ),
     ])
     .await;
 }
@@ -490,7 +489,11 @@ async fn hostile(cases: Vec<(String, &str, String)>) {
     }
     for (id, first, again) in &answers {
         assert_eq!(first.0, 200, "{id}: {answers:?}");
-        assert_eq!(again, &(200, "OK (duplicate)".to_owned()), "{id}: {answers:?}");
+        assert_eq!(
+            again,
+            &(200, "OK (duplicate)".to_owned()),
+            "{id}: {answers:?}"
+        );
     }
     let seen: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
     let record = Arc::clone(&seen);
@@ -524,7 +527,10 @@ async fn a_frozen_database_does_not_hand_running_entries_to_another_worker() {
         .unwrap();
     let endpoint = enqueuer(&queue);
     for n in 0..8 {
-        assert_eq!(send(&endpoint, &body(&format!("evt_frozen_{n}"))).await.0, 200);
+        assert_eq!(
+            send(&endpoint, &body(&format!("evt_frozen_{n}"))).await.0,
+            200
+        );
     }
     let runs: Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>> = Arc::default();
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -578,7 +584,10 @@ async fn a_frozen_database_does_not_hand_running_entries_to_another_worker() {
     }
     let runs = runs.lock().unwrap().clone();
     let twice: Vec<_> = runs.iter().filter(|(_, n)| **n != 1).collect();
-    assert!(twice.is_empty(), "ran more than once: {twice:?}; workers {stats:?}");
+    assert!(
+        twice.is_empty(),
+        "ran more than once: {twice:?}; workers {stats:?}"
+    );
 }
 
 /// Finding: the worker's `LISTEN` connection is one of the pool's, held for the
@@ -599,7 +608,10 @@ async fn a_pool_of_concurrency_plus_one_keeps_its_running_entries() {
         .unwrap();
     let endpoint = enqueuer(&queue);
     for n in 0..4 {
-        assert_eq!(send(&endpoint, &body(&format!("evt_pool_{n}"))).await.0, 200);
+        assert_eq!(
+            send(&endpoint, &body(&format!("evt_pool_{n}"))).await.0,
+            200
+        );
     }
     // Worker A: concurrency 4, a pool of 5.
     let small = PgPoolOptions::new()
@@ -634,10 +646,7 @@ async fn a_pool_of_concurrency_plus_one_keeps_its_running_entries() {
     let b = Worker::new(queue.clone(), writer(&main, Duration::ZERO))
         .with_visibility_timeout(Duration::from_secs(5))
         .with_poll_interval(Duration::from_millis(20));
-    let b_stats = run_until(b, Duration::from_secs(20), async || {
-        drained(&queue).await
-    })
-    .await;
+    let b_stats = run_until(b, Duration::from_secs(20), async || drained(&queue).await).await;
     stop_a.send(()).unwrap();
     let a_stats = a_run.await.unwrap().unwrap();
     let total = scalar(&main, "SELECT count(*) FROM effects").await;
@@ -662,7 +671,10 @@ async fn replays_and_purges_racing_move_each_dead_letter_once() {
         .unwrap();
     let endpoint = enqueuer(&queue);
     for chunk in (0..1_200).collect::<Vec<u32>>().chunks(50) {
-        let bodies: Vec<Vec<u8>> = chunk.iter().map(|n| body(&format!("evt_dead_{n}"))).collect();
+        let bodies: Vec<Vec<u8>> = chunk
+            .iter()
+            .map(|n| body(&format!("evt_dead_{n}")))
+            .collect();
         let sends = bodies.iter().map(|b| send(&endpoint, b));
         assert!(join_all(sends).await.iter().all(|a| a.0 == 200));
     }
@@ -705,7 +717,11 @@ async fn replays_and_purges_racing_move_each_dead_letter_once() {
     let (replayed, purged) = futures_util::future::join(join_all(replays), join_all(purges)).await;
     let replayed: u64 = replayed.into_iter().map(Result::unwrap).sum();
     let purged: u64 = purged.into_iter().map(Result::unwrap).sum();
-    assert_eq!(replayed + purged, 1_200, "replayed {replayed}, purged {purged}");
+    assert_eq!(
+        replayed + purged,
+        1_200,
+        "replayed {replayed}, purged {purged}"
+    );
     let queued = scalar(
         &main,
         "SELECT count(*) FROM notmeta_webhooks_jobs WHERE state = 'queued' AND runs = 0",
@@ -716,4 +732,68 @@ async fn replays_and_purges_racing_move_each_dead_letter_once() {
         scalar(&main, "SELECT count(*) FROM notmeta_webhooks_jobs").await,
         queued
     );
+}
+
+/// Holds: a duplicate arriving while a transactional run holds its event's row
+/// locked (as between its done mark and its commit; here the handler locks the row
+/// itself and waits 2 s) is answered `OK (duplicate)` at once, without waiting on
+/// the lock; the run then commits its one effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_does_not_wait_for_a_run_holding_its_event_row() {
+    let server = PostgresServer::start();
+    let main = pool(&server.url()).await;
+    execute(&main, "CREATE TABLE effects (event_id text NOT NULL)").await;
+    let queue = Queue::postgres(main.clone(), &Tables::default())
+        .await
+        .unwrap();
+    let endpoint = enqueuer(&queue);
+    assert_eq!(send(&endpoint, &body("evt_locked")).await.0, 200);
+    let store = PostgresStore::new(main.clone(), &Tables::default());
+    let handler: TxFn = Box::new(move |event: Event<'static>, tx| {
+        Box::pin(async move {
+            sqlx::query("SELECT 1 FROM notmeta_webhooks_events WHERE event_id = $1 FOR UPDATE")
+                .bind(event.id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(HandlerError::temporary)?;
+            sqlx::query("INSERT INTO effects (event_id) VALUES ($1)")
+                .bind(event.id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(HandlerError::temporary)?;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Ok(())
+        })
+    });
+    let worker = Worker::new(queue.clone(), store.transactional(handler))
+        .with_poll_interval(Duration::from_millis(20));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while scalar(
+        &main,
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+         WHERE c.relname = 'notmeta_webhooks_events' AND l.mode = 'RowShareLock'",
+    )
+    .await
+        == 0
+    {
+        assert!(Instant::now() < deadline, "the run never locked its row");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    let answer = send(&endpoint, &body("evt_locked")).await;
+    let waited = started.elapsed();
+    assert_eq!(answer, (200, "OK (duplicate)".to_owned()));
+    assert!(waited < Duration::from_millis(500), "waited {waited:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !drained(&queue).await {
+        assert!(Instant::now() < deadline, "the run did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(()).unwrap();
+    let stats = running.await.unwrap().unwrap();
+    assert_eq!((stats.handled, effects(&main, "evt_locked").await), (1, 1));
 }
