@@ -10,88 +10,73 @@ use futures_util::future::join_all;
 use notmeta_test_support::PostgresServer;
 use notmeta_test_support::proxy::Proxy;
 use notmeta_webhooks::Event;
-use notmeta_webhooks::postgres::{PostgresStore, Tables, Transactional};
+use notmeta_webhooks::postgres::{PostgresStore, Tables};
 use notmeta_webhooks::queue::{Queue, Worker, WorkerStats};
 use notmeta_webhooks::receiver::{Handler, HandlerError};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 mod common;
+use common::pg_queue::{
+    TxFn, drained, effects, execute, pool, run_until, scalar, send_at_once, setup, writer,
+};
 use common::queue::{body, enqueuer, send};
 
-async fn pool(url: &str) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(12)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(url)
-        .await
-        .unwrap()
-}
-
-async fn execute(pool: &PgPool, sql: &str) {
-    sqlx::raw_sql(sql).execute(pool).await.unwrap();
-}
-
-async fn scalar(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
-}
-
-async fn effects(pool: &PgPool, id: &str) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM effects WHERE event_id = $1")
-        .bind(id)
-        .fetch_one(pool)
-        .await
-        .unwrap()
-}
-
-async fn drained(queue: &Queue) -> bool {
-    let counts = queue.counts().await.unwrap();
-    counts.pending + counts.in_progress + counts.retrying == 0
-}
-
-async fn run_until<H, F>(worker: Worker<H>, limit: Duration, mut done: F) -> WorkerStats
-where
-    H: Handler,
-    F: AsyncFnMut() -> bool,
-{
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(worker.run(async {
-        let _ = stopped.await;
-    }));
-    let deadline = Instant::now() + limit;
-    while !done().await {
-        assert!(Instant::now() < deadline, "the worker did not get there");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+/// Waits (at most 10 s) until `sql` counts at least `n`.
+async fn wait_for_count(pool: &PgPool, sql: &str, n: i64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while scalar(pool, sql).await < n {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    stop.send(()).unwrap();
-    running.await.unwrap().unwrap()
 }
 
-type TxFn = Box<
-    dyn for<'t> Fn(
-            Event<'static>,
-            &'t mut sqlx::PgConnection,
-        ) -> futures_util::future::BoxFuture<'t, Result<(), HandlerError>>
-        + Send
-        + Sync,
->;
-
-/// A transactional handler writing one `effects` row per run after `pause`.
-fn writer(pool: &PgPool, pause: Duration) -> Transactional<TxFn> {
-    let store = PostgresStore::new(pool.clone(), &Tables::default());
-    let handler: TxFn = Box::new(move |event: Event<'static>, tx| {
-        Box::pin(async move {
-            tokio::time::sleep(pause).await;
-            sqlx::query("INSERT INTO effects (event_id) VALUES ($1)")
-                .bind(event.id.as_str())
-                .execute(tx)
-                .await
-                .map_err(HandlerError::temporary)?;
-            Ok(())
-        })
+/// Runs `worker` in a task: the sender that stops it, and its stats.
+fn started<H: Handler>(
+    worker: Worker<H>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<WorkerStats>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move {
+        worker
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap()
     });
-    store.transactional(handler)
+    (stop, running)
 }
+
+/// Waits (at most `limit`; failed counts are tried again) until nothing waits,
+/// runs or retries, then stops the `workers`: their stats.
+async fn drain_then_stop(
+    queue: &Queue,
+    limit: Duration,
+    stop: &tokio::sync::watch::Sender<bool>,
+    workers: Vec<tokio::task::JoinHandle<WorkerStats>>,
+) -> Vec<WorkerStats> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(counts) = queue.counts().await
+            && counts.pending + counts.in_progress + counts.retrying == 0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the queue did not drain");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(true).unwrap();
+    let mut stats = Vec::new();
+    for worker in workers {
+        stats.push(worker.await.unwrap());
+    }
+    stats
+}
+
+const RUNNING: &str = "SELECT count(*) FROM notmeta_webhooks_jobs WHERE state = 'running'";
 
 /// Finding: the done mark a transactional run committed is swept once its dedup
 /// window ends even though the run's entry is still in the jobs table (the worker
@@ -197,12 +182,8 @@ async fn a_done_mark_outlives_its_entry_whatever_the_window() {
 /// concurrent duplicates leave one entry, and the event runs once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_window_ending_while_an_entry_waits_makes_no_second_entry() {
-    let server = PostgresServer::start();
-    let main = pool(&server.url()).await;
-    let queue = Queue::postgres(main.clone(), &Tables::default())
-        .await
-        .unwrap()
-        .with_dedup_window(Duration::from_secs(1));
+    let (_server, main, queue) = setup().await;
+    let queue = queue.with_dedup_window(Duration::from_secs(1));
     let endpoint = Arc::new(enqueuer(&queue));
     assert_eq!(
         send(&endpoint, &body("evt_wait")).await,
@@ -214,15 +195,7 @@ async fn the_window_ending_while_an_entry_waits_makes_no_second_entry() {
         .await
         .unwrap();
     assert_eq!(swept, 1, "the waiting entry's event row was not expired");
-    let sends = (0..16).map(|_| {
-        let endpoint = Arc::clone(&endpoint);
-        tokio::spawn(async move { send(&endpoint, &body("evt_wait")).await })
-    });
-    let answers: Vec<(u16, String)> = join_all(sends)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let answers = send_at_once(&endpoint, &body("evt_wait"), 16).await;
     assert!(
         answers
             .iter()
@@ -252,12 +225,7 @@ async fn the_window_ending_while_an_entry_waits_makes_no_second_entry() {
 /// entry and commits; A, resumed, commits nothing and counts the run lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_transactional_worker_commits_nothing_after_a_reclaim() {
-    let server = PostgresServer::start();
-    let main = pool(&server.url()).await;
-    execute(&main, "CREATE TABLE effects (event_id text NOT NULL)").await;
-    let queue = Queue::postgres(main.clone(), &Tables::default())
-        .await
-        .unwrap();
+    let (server, main, queue) = setup().await;
     let proxy = Proxy::start(server.port()).await;
     let proxied = server.url().replace(
         &format!(":{}/", server.port()),
@@ -273,21 +241,8 @@ async fn a_stalled_transactional_worker_commits_nothing_after_a_reclaim() {
     let a = Worker::new(a_queue, writer(&a_pool, Duration::from_millis(1_500)))
         .with_visibility_timeout(Duration::from_millis(600))
         .with_poll_interval(Duration::from_millis(20));
-    let (stop_a, a_stopped) = tokio::sync::oneshot::channel::<()>();
-    let a_run = tokio::spawn(a.run(async {
-        let _ = a_stopped.await;
-    }));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while scalar(
-        &main,
-        "SELECT count(*) FROM notmeta_webhooks_jobs WHERE state = 'running'",
-    )
-    .await
-        == 0
-    {
-        assert!(Instant::now() < deadline, "A never took the entry");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (stop_a, a_run) = started(a);
+    wait_for_count(&main, RUNNING, 1, "A never took the entry").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     proxy.pause();
 
@@ -302,7 +257,7 @@ async fn a_stalled_transactional_worker_commits_nothing_after_a_reclaim() {
     proxy.resume();
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     stop_a.send(()).unwrap();
-    let a_stats = a_run.await.unwrap().unwrap();
+    let a_stats = a_run.await.unwrap();
     assert_eq!(effects(&main, "evt_stall").await, 1, "A: {a_stats:?}");
     assert_eq!(a_stats.handled, 0, "{a_stats:?}");
 }
@@ -394,21 +349,7 @@ async fn duplicates_and_a_restart_leave_one_effect_per_event() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(25);
-    loop {
-        if let Ok(counts) = queue.counts().await
-            && counts.pending + counts.in_progress + counts.retrying == 0
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the queue did not drain");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stop.send(true).unwrap();
-    let mut stats = Vec::new();
-    for worker in workers {
-        stats.push(worker.await.unwrap());
-    }
+    let stats = drain_then_stop(&queue, Duration::from_secs(25), &stop, workers).await;
     let counts: Vec<(String, i64)> =
         sqlx::query_as("SELECT event_id, count(*) FROM effects GROUP BY event_id")
             .fetch_all(&main)
@@ -475,11 +416,7 @@ async fn long_and_hash_spelled_ids_are_queued_and_handled() {
 /// Sends each `(JSON id, JSON type, id)` twice, then runs a worker: each is queued
 /// once and handled with its id.
 async fn hostile(cases: Vec<(String, &str, String)>) {
-    let server = PostgresServer::start();
-    let main = pool(&server.url()).await;
-    let queue = Queue::postgres(main.clone(), &Tables::default())
-        .await
-        .unwrap();
+    let (_server, _pool, queue) = setup().await;
     let endpoint = enqueuer(&queue);
     let mut answers = Vec::new();
     for (id, kind, _) in &cases {
@@ -519,12 +456,8 @@ async fn hostile(cases: Vec<(String, &str, String)>) {
 /// A running handler keeps its entry: each event runs once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_database_does_not_hand_running_entries_to_another_worker() {
-    let server = PostgresServer::start();
+    let (server, _pool, queue) = setup().await;
     let url = server.url();
-    let main = pool(&url).await;
-    let queue = Queue::postgres(main.clone(), &Tables::default())
-        .await
-        .unwrap();
     let endpoint = enqueuer(&queue);
     for n in 0..8 {
         assert_eq!(
@@ -572,16 +505,7 @@ async fn a_frozen_database_does_not_hand_running_entries_to_another_worker() {
     server.pause();
     tokio::time::sleep(Duration::from_secs(3)).await;
     server.resume();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !drained(&queue).await {
-        assert!(Instant::now() < deadline, "the queue did not drain");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stop.send(true).unwrap();
-    let mut stats = Vec::new();
-    for worker in workers {
-        stats.push(worker.await.unwrap());
-    }
+    let stats = drain_then_stop(&queue, Duration::from_secs(20), &stop, workers).await;
     let runs = runs.lock().unwrap().clone();
     let twice: Vec<_> = runs.iter().filter(|(_, n)| **n != 1).collect();
     assert!(
@@ -599,13 +523,8 @@ async fn a_frozen_database_does_not_hand_running_entries_to_another_worker() {
 /// entries over, and the first worker's runs are all lost (rolled back, run again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_of_concurrency_plus_one_keeps_its_running_entries() {
-    let server = PostgresServer::start();
+    let (server, main, queue) = setup().await;
     let url = server.url();
-    let main = pool(&url).await;
-    execute(&main, "CREATE TABLE effects (event_id text NOT NULL)").await;
-    let queue = Queue::postgres(main.clone(), &Tables::default())
-        .await
-        .unwrap();
     let endpoint = enqueuer(&queue);
     for n in 0..4 {
         assert_eq!(
@@ -627,28 +546,15 @@ async fn a_pool_of_concurrency_plus_one_keeps_its_running_entries() {
         .with_concurrency(4)
         .with_visibility_timeout(Duration::from_millis(1_200))
         .with_poll_interval(Duration::from_millis(20));
-    let (stop_a, a_stopped) = tokio::sync::oneshot::channel::<()>();
-    let a_run = tokio::spawn(a.run(async {
-        let _ = a_stopped.await;
-    }));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while scalar(
-        &main,
-        "SELECT count(*) FROM notmeta_webhooks_jobs WHERE state = 'running'",
-    )
-    .await
-        < 4
-    {
-        assert!(Instant::now() < deadline, "A did not take the entries");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (stop_a, a_run) = started(a);
+    wait_for_count(&main, RUNNING, 4, "A did not take the entries").await;
     // Worker B, with room to spare, takes what A does not keep.
     let b = Worker::new(queue.clone(), writer(&main, Duration::ZERO))
         .with_visibility_timeout(Duration::from_secs(5))
         .with_poll_interval(Duration::from_millis(20));
     let b_stats = run_until(b, Duration::from_secs(20), async || drained(&queue).await).await;
     stop_a.send(()).unwrap();
-    let a_stats = a_run.await.unwrap().unwrap();
+    let a_stats = a_run.await.unwrap();
     let total = scalar(&main, "SELECT count(*) FROM effects").await;
     assert_eq!(total, 4, "A {a_stats:?}, B {b_stats:?}");
     assert_eq!(
@@ -664,11 +570,7 @@ async fn a_pool_of_concurrency_plus_one_keeps_its_running_entries() {
 /// the operations return add up to 1,200 and the table agrees.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replays_and_purges_racing_move_each_dead_letter_once() {
-    let server = PostgresServer::start();
-    let main = pool(&server.url()).await;
-    let queue = Queue::postgres(main.clone(), &Tables::default())
-        .await
-        .unwrap();
+    let (_server, main, queue) = setup().await;
     let endpoint = enqueuer(&queue);
     for chunk in (0..1_200).collect::<Vec<u32>>().chunks(50) {
         let bodies: Vec<Vec<u8>> = chunk
@@ -740,12 +642,7 @@ async fn replays_and_purges_racing_move_each_dead_letter_once() {
 /// the lock; the run then commits its one effect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_does_not_wait_for_a_run_holding_its_event_row() {
-    let server = PostgresServer::start();
-    let main = pool(&server.url()).await;
-    execute(&main, "CREATE TABLE effects (event_id text NOT NULL)").await;
-    let queue = Queue::postgres(main.clone(), &Tables::default())
-        .await
-        .unwrap();
+    let (_server, main, queue) = setup().await;
     let endpoint = enqueuer(&queue);
     assert_eq!(send(&endpoint, &body("evt_locked")).await.0, 200);
     let store = PostgresStore::new(main.clone(), &Tables::default());
@@ -767,22 +664,15 @@ async fn a_duplicate_does_not_wait_for_a_run_holding_its_event_row() {
     });
     let worker = Worker::new(queue.clone(), store.transactional(handler))
         .with_poll_interval(Duration::from_millis(20));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(worker.run(async {
-        let _ = stopped.await;
-    }));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while scalar(
+    let (stop, running) = started(worker);
+    wait_for_count(
         &main,
         "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
          WHERE c.relname = 'notmeta_webhooks_events' AND l.mode = 'RowShareLock'",
+        1,
+        "the run never locked its row",
     )
-    .await
-        == 0
-    {
-        assert!(Instant::now() < deadline, "the run never locked its row");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    .await;
     let started = Instant::now();
     let answer = send(&endpoint, &body("evt_locked")).await;
     let waited = started.elapsed();
@@ -794,6 +684,6 @@ async fn a_duplicate_does_not_wait_for_a_run_holding_its_event_row() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.send(()).unwrap();
-    let stats = running.await.unwrap().unwrap();
+    let stats = running.await.unwrap();
     assert_eq!((stats.handled, effects(&main, "evt_locked").await), (1, 1));
 }
