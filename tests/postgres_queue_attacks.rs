@@ -76,6 +76,20 @@ async fn drain_then_stop(
     stats
 }
 
+/// A proxy to `server`, a pool through it, and the queue on that pool.
+async fn through_proxy(server: &PostgresServer) -> (Proxy, PgPool, Queue) {
+    let proxy = Proxy::start(server.port()).await;
+    let proxied = server.url().replace(
+        &format!(":{}/", server.port()),
+        &format!(":{}/", proxy.port()),
+    );
+    let pool = pool(&proxied).await;
+    let queue = Queue::postgres(pool.clone(), &Tables::default())
+        .await
+        .unwrap();
+    (proxy, pool, queue)
+}
+
 const RUNNING: &str = "SELECT count(*) FROM notmeta_webhooks_jobs WHERE state = 'running'";
 
 /// Finding: the done mark a transactional run committed is swept once its dedup
@@ -226,15 +240,7 @@ async fn the_window_ending_while_an_entry_waits_makes_no_second_entry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_transactional_worker_commits_nothing_after_a_reclaim() {
     let (server, main, queue) = setup().await;
-    let proxy = Proxy::start(server.port()).await;
-    let proxied = server.url().replace(
-        &format!(":{}/", server.port()),
-        &format!(":{}/", proxy.port()),
-    );
-    let a_pool = pool(&proxied).await;
-    let a_queue = Queue::postgres(a_pool.clone(), &Tables::default())
-        .await
-        .unwrap();
+    let (proxy, a_pool, a_queue) = through_proxy(&server).await;
     assert_eq!(send(&enqueuer(&queue), &body("evt_stall")).await.0, 200);
 
     // A's handler waits 1.5 s before writing; 200 ms in, the network stalls.
@@ -686,4 +692,47 @@ async fn a_duplicate_does_not_wait_for_a_run_holding_its_event_row() {
     stop.send(()).unwrap();
     let stats = running.await.unwrap();
     assert_eq!((stats.handled, effects(&main, "evt_locked").await), (1, 1));
+}
+
+/// Holds: the COMMIT of a transactional run reaches the server and commits (a
+/// deferred trigger makes it last 500 ms) but its reply is lost (held by the proxy,
+/// then the connections are cut). The worker sees a failure and schedules a retry;
+/// the retry finds the event done and only deletes the entry: one effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_reply_is_lost_is_not_run_again() {
+    let (server, main, queue) = setup().await;
+    execute(
+        &main,
+        "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$;
+         CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON effects
+           DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit();",
+    )
+    .await;
+    let (proxy, a_pool, a_queue) = through_proxy(&server).await;
+    assert_eq!(send(&enqueuer(&queue), &body("evt_ambiguous")).await.0, 200);
+    let a = Worker::new(a_queue, writer(&a_pool, Duration::ZERO))
+        .with_backoff(Duration::from_millis(100), Duration::from_millis(200))
+        .with_poll_interval(Duration::from_millis(20));
+    let (stop_a, a_run) = started(a);
+    wait_for_count(
+        &main,
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = 'COMMIT'",
+        1,
+        "the run never committed",
+    )
+    .await;
+    proxy.hold_replies(Duration::from_millis(1_500));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    proxy.cut();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !drained(&queue).await {
+        assert!(Instant::now() < deadline, "the entry was not settled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop_a.send(()).unwrap();
+    let stats = a_run.await.unwrap();
+    assert_eq!(effects(&main, "evt_ambiguous").await, 1, "{stats:?}");
+    // The lost reply was seen as a failure, and the retry found the event done.
+    assert_eq!((stats.retried, stats.skipped), (1, 1), "{stats:?}");
 }
