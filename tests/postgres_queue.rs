@@ -7,133 +7,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
-use notmeta_test_support::PostgresServer;
 use notmeta_webhooks::Event;
-use notmeta_webhooks::postgres::{PostgresStore, Tables, Transactional};
-use notmeta_webhooks::queue::{Queue, Worker, WorkerStats};
-use notmeta_webhooks::receiver::{Handler, HandlerError};
-use sqlx::PgPool;
+use notmeta_webhooks::postgres::{PostgresStore, Tables};
+use notmeta_webhooks::queue::{Queue, Worker};
+use notmeta_webhooks::receiver::HandlerError;
 
 mod common;
-use common::postgres::pool;
+use common::pg_queue::{
+    TxFn, drained, effects, execute, is_done, jobs, pool, run_until, scalar, send_at_once, setup,
+    write_effect, writer,
+};
 use common::queue::{body, enqueuer, send};
-
-/// A server, a pool on it, an `effects` table for the handlers' writes, and the
-/// queue.
-async fn setup() -> (PostgresServer, PgPool, Queue) {
-    let server = PostgresServer::start();
-    let pool = pool(&server.url()).await;
-    execute(&pool, "CREATE TABLE effects (event_id text NOT NULL)").await;
-    let queue = Queue::postgres(pool.clone(), &Tables::default())
-        .await
-        .unwrap();
-    (server, pool, queue)
-}
-
-async fn execute(pool: &PgPool, sql: &str) {
-    sqlx::query(sql).execute(pool).await.unwrap();
-}
-
-async fn scalar(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
-}
-
-/// How many entries the jobs table holds (waiting, running, retrying or dead).
-async fn jobs(pool: &PgPool) -> i64 {
-    scalar(pool, "SELECT count(*) FROM notmeta_webhooks_jobs").await
-}
-
-async fn effects(pool: &PgPool, id: &str) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM effects WHERE event_id = $1")
-        .bind(id)
-        .fetch_one(pool)
-        .await
-        .unwrap()
-}
-
-async fn is_done(pool: &PgPool, id: &str) -> bool {
-    sqlx::query_scalar::<_, bool>(
-        "SELECT coalesce((SELECT done FROM notmeta_webhooks_events WHERE event_id = $1), false)",
-    )
-    .bind(id)
-    .fetch_one(pool)
-    .await
-    .unwrap()
-}
-
-/// Runs `worker` until `done` says so (checked every 20 ms, for at most `limit`),
-/// then shuts it down.
-async fn run_until<H, F>(worker: Worker<H>, limit: Duration, mut done: F) -> WorkerStats
-where
-    H: Handler,
-    F: AsyncFnMut() -> bool,
-{
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(worker.run(async {
-        let _ = stopped.await;
-    }));
-    let deadline = Instant::now() + limit;
-    while !done().await {
-        assert!(Instant::now() < deadline, "the worker did not get there");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stop.send(()).unwrap();
-    running.await.unwrap().unwrap()
-}
-
-/// Nothing waiting, running or retrying.
-async fn drained(queue: &Queue) -> bool {
-    let counts = queue.counts().await.unwrap();
-    counts.pending + counts.in_progress + counts.retrying == 0
-}
-
-type TxFn = Box<
-    dyn for<'t> Fn(
-            Event<'static>,
-            &'t mut sqlx::PgConnection,
-        ) -> futures_util::future::BoxFuture<'t, Result<(), HandlerError>>
-        + Send
-        + Sync,
->;
-
-/// Writes the event's `effects` row through the handler's transaction.
-async fn write_effect(tx: &mut sqlx::PgConnection, id: &str) -> Result<(), HandlerError> {
-    sqlx::query("INSERT INTO effects (event_id) VALUES ($1)")
-        .bind(id)
-        .execute(tx)
-        .await
-        .map_err(HandlerError::temporary)?;
-    Ok(())
-}
-
-/// A transactional handler that writes one `effects` row per run, after waiting
-/// `pause`.
-fn writer(pool: &PgPool, pause: Duration) -> Transactional<TxFn> {
-    let store = PostgresStore::new(pool.clone(), &Tables::default());
-    let handler: TxFn = Box::new(move |event: Event<'static>, tx| {
-        Box::pin(async move {
-            tokio::time::sleep(pause).await;
-            write_effect(tx, event.id.as_str()).await?;
-            Ok(())
-        })
-    });
-    store.transactional(handler)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_concurrent_enqueues_of_one_id_make_one_entry() {
     let (_server, pool, queue) = setup().await;
     let endpoint = Arc::new(enqueuer(&queue));
-    let sends = (0..16).map(|_| {
-        let endpoint = Arc::clone(&endpoint);
-        tokio::spawn(async move { send(&endpoint, &body("evt_dup")).await })
-    });
-    let answers: Vec<(u16, String)> = join_all(sends)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let answers = send_at_once(&endpoint, &body("evt_dup"), 16).await;
     assert!(
         answers.iter().all(|(status, _)| *status == 200),
         "{answers:?}"

@@ -158,10 +158,11 @@ where
             let begin = format!(
                 "BEGIN ISOLATION LEVEL READ COMMITTED; \
                  SET LOCAL synchronous_commit = on; \
-                 SELECT set_config('idle_in_transaction_session_timeout', \
-                     (CASE WHEN setting::bigint BETWEEN 1 AND {idle} THEN setting::bigint \
-                           ELSE {idle} END)::text, true) \
-                     FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout'; \
+                 SELECT set_config('idle_in_transaction_session_timeout', CASE \
+                     WHEN current_setting('idle_in_transaction_session_timeout')::interval \
+                          BETWEEN interval '1 ms' AND interval '{idle} ms' \
+                     THEN current_setting('idle_in_transaction_session_timeout') \
+                     ELSE '{idle}ms' END, true); \
                  SET LOCAL {TRANSACTION_SETTING} = '{marker}'",
                 idle = idle_timeout.as_millis()
             );

@@ -230,8 +230,8 @@ impl PgQueue {
     ) -> Result<bool, QueueError> {
         let (queued, _): (bool, i64) = sqlx::query_as(&self.statements.enqueue)
             .bind(key(event_id).as_ref())
-            .bind(event_id)
-            .bind(event_type)
+            .bind(printable(event_id).as_ref())
+            .bind(printable(event_type).as_ref())
             .bind(body)
             .bind(i64::try_from(received_ms).unwrap_or(i64::MAX))
             .bind(i64::try_from(secret).unwrap_or(i64::MAX))
@@ -471,6 +471,18 @@ fn channel(tables: &Tables) -> String {
     use sha2::Digest as _;
     let digest = sha2::Sha256::digest(name.as_bytes());
     format!("notmeta_webhooks_{}", &hex::encode(digest)[..32])
+}
+
+/// `text` as PostgreSQL's `text` can hold it: a NUL (which it cannot) becomes
+/// U+FFFD. The id and type columns of an entry are for people (dead letters, logs);
+/// the event itself is parsed again from the stored body, and its key is
+/// [`key`]'s.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
 }
 
 fn held(rows: u64) -> Settled {

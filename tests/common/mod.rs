@@ -23,6 +23,10 @@ pub mod postgres;
 #[cfg(feature = "queue")]
 pub mod queue;
 
+/// The helpers of the tests of the queue in PostgreSQL.
+#[cfg(all(feature = "queue", feature = "postgres"))]
+pub mod pg_queue;
+
 /// The queue's end-to-end run (endpoints, worker processes, kills, shutdown),
 /// shared by the single-server and the cluster tests.
 #[cfg(all(feature = "queue", feature = "axum", feature = "actix"))]

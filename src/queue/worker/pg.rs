@@ -220,9 +220,16 @@ pub(super) async fn keep<H>(shared: Arc<Shared<H>>, pg: Arc<PgQueue>) {
 /// Listens on the queue's channel and wakes the reader on each notification (an
 /// entry queued or replayed), and after every reconnection (notifications sent
 /// meanwhile are lost). While it cannot listen, the reader polls.
+///
+/// The listening connection is the worker's own, outside the queue's pool (a
+/// pool of one, on the same connect options): taken from the pool, it would hold
+/// one of the connections the renewals of running entries need.
 async fn listen(pg: Arc<PgQueue>, wake: Arc<Notify>) {
+    let own = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with((*pg.pool.connect_options()).clone());
     loop {
-        match PgListener::connect_with(&pg.pool).await {
+        match PgListener::connect_with(&own).await {
             Ok(mut listener) => match listener.listen(&pg.channel).await {
                 Ok(()) => {
                     wake.notify_one();
