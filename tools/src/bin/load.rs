@@ -1107,14 +1107,16 @@ async fn postgres_compare(total: usize) -> Result<bool, BoxError> {
                 let (t, _) = drive(filler.addr, offset, offset + count, 64, false).await;
                 offset += count;
                 if t.wrong + t.dropped != 0 {
-                    println!("filling, {name}: statuses {:?}, dropped {}", t.statuses, t.dropped);
+                    println!(
+                        "filling, {name}: statuses {:?}, dropped {}",
+                        t.statuses, t.dropped
+                    );
                     ok = false;
                 }
             }
             let waiting = queue.counts().await?.pending;
             let handled = Arc::new(AtomicUsize::new(0));
             let counter = Arc::clone(&handled);
-            let configure = |worker| pg_worker(worker);
             let (seconds, cpu, pg_cpu, stats) = if transactional {
                 use notmeta_webhooks::postgres::PostgresStore;
                 let store = PostgresStore::new(pool.clone(), &pg_queue_tables()?);
@@ -1125,7 +1127,7 @@ async fn postgres_compare(total: usize) -> Result<bool, BoxError> {
                 let worker = pg_worker(Worker::new(queue.clone(), handler));
                 pg_drain(&queue, server.pid(), |stop| worker.run(stop)).await?
             } else {
-                let worker = configure(Worker::new(queue.clone(), move |_: Event<'static>| {
+                let worker = pg_worker(Worker::new(queue.clone(), move |_: Event<'static>| {
                     counter.fetch_add(1, Ordering::Relaxed);
                     async { Ok::<(), HandlerError>(()) }
                 }));
@@ -1137,7 +1139,11 @@ async fn postgres_compare(total: usize) -> Result<bool, BoxError> {
                 ok = false;
             }
             let rate = n as f64 / seconds;
-            let mode = if transactional { "transactional" } else { "leased" };
+            let mode = if transactional {
+                "transactional"
+            } else {
+                "leased"
+            };
             println!(
                 "{:<54} {n:>7} {rate:>9.0} {:>12.2} {:>10.2} {:>13.0} {:>10.0}",
                 format!("queue worker, {mode}, {name}"),
@@ -1181,8 +1187,12 @@ async fn pg_drain<F>(
     run: impl FnOnce(futures_util::future::BoxFuture<'static, ()>) -> F,
 ) -> Result<(f64, f64, f64, notmeta_webhooks::queue::WorkerStats), BoxError>
 where
-    F: Future<Output = Result<notmeta_webhooks::queue::WorkerStats, notmeta_webhooks::queue::QueueError>>
-        + Send
+    F: Future<
+            Output = Result<
+                notmeta_webhooks::queue::WorkerStats,
+                notmeta_webhooks::queue::QueueError,
+            >,
+        > + Send
         + 'static,
 {
     let pid = std::process::id().to_string();
