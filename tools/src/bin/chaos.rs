@@ -476,13 +476,7 @@ async fn run(length: Duration, durable: bool, seed: u64) -> Result<bool, BoxErro
         if started.elapsed() >= length {
             break;
         }
-        if order.is_empty() {
-            order = (0..9).collect();
-            for i in (1..order.len()).rev() {
-                order.swap(i, rng.below(i + 1));
-            }
-        }
-        let mut fault = order.pop().unwrap_or(0);
+        let mut fault = next_fault(&mut order, 9, &mut rng);
         if fault == 8 && !durable {
             // Without persistence, Redis that restarts forgets the stored layout, and
             // the first process to reach it records its count: a process with the
@@ -588,13 +582,7 @@ async fn run(length: Duration, durable: bool, seed: u64) -> Result<bool, BoxErro
         }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let dead: Vec<String> = match queue.dead_letters(usize::MAX).await {
-        Ok(letters) => letters.into_iter().map(|l| l.event_id).collect(),
-        Err(e) => {
-            println!("chaos: the dead letters cannot be read: {e}");
-            Vec::new()
-        }
-    };
+    let dead = dead_ids(&queue).await;
     for (p, _) in &endpoints {
         let _ = &p.name;
     }
@@ -606,8 +594,38 @@ async fn run(length: Duration, durable: bool, seed: u64) -> Result<bool, BoxErro
         .into_inner()
         .unwrap();
     let report = check(&logs, &sent, &faults, &dead, durable)?;
+    summary(total, &sent, &faults);
+    println!("{report}");
+    Ok(report.violations == 0)
+}
+
+/// The next kind of fault (of `kinds`): every kind in turn, in a shuffled order each
+/// round.
+fn next_fault(order: &mut Vec<usize>, kinds: usize, rng: &mut Rng) -> usize {
+    if order.is_empty() {
+        *order = (0..kinds).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+    }
+    order.pop().unwrap_or(0)
+}
+
+/// The event ids of the queue's dead letters (none, said so, if they cannot be read).
+async fn dead_ids(queue: &Queue) -> Vec<String> {
+    match queue.dead_letters(usize::MAX).await {
+        Ok(letters) => letters.into_iter().map(|l| l.event_id).collect(),
+        Err(e) => {
+            println!("chaos: the dead letters cannot be read: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// Prints what was sent and answered, and the faults injected.
+fn summary(total: u64, sent: &Sent, faults: &Faults) {
     println!(
-        "chaos: {total} events sent, {} answered 200, {} gave up after retries, {} answers 503 retried",
+        "chaos: {total} events sent, {} answered 200, {} gave up after retries, {} answers not 200 retried",
         sent.accepted.len(),
         sent.refused,
         sent.retried
@@ -621,8 +639,6 @@ async fn run(length: Duration, durable: bool, seed: u64) -> Result<bool, BoxErro
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!("{report}");
-    Ok(report.violations == 0)
 }
 
 struct Report {
@@ -649,16 +665,26 @@ impl std::fmt::Display for Report {
                 self.lost_by_redis, self.rerun_after_redis_loss
             )?;
         }
-        for e in &self.examples {
-            writeln!(f, "chaos: violation: {e}")?;
-        }
-        write!(
+        verdict(
             f,
-            "{} passed, {} failed",
+            &self.examples,
             self.handled_once + self.dead + self.kill_window,
-            self.violations
+            self.violations,
         )
     }
+}
+
+/// The violations' examples, then `<passed> passed, <failed> failed`.
+fn verdict(
+    f: &mut std::fmt::Formatter<'_>,
+    examples: &[String],
+    passed: u64,
+    failed: u64,
+) -> std::fmt::Result {
+    for e in examples {
+        writeln!(f, "chaos: violation: {e}")?;
+    }
+    write!(f, "{passed} passed, {failed} failed")
 }
 
 /// One run of an event, from the worker logs.

@@ -25,8 +25,8 @@
 //!   mark is counted apart).
 
 use super::{
-    BoxError, BoxFuture, Faults, Process, Sent, VISIBILITY, check, fate, logged, pause_and_decide,
-    send, signal, spawn,
+    BoxError, BoxFuture, Faults, Process, Sent, VISIBILITY, check, dead_ids, fate, logged,
+    next_fault, pause_and_decide, send, signal, spawn, summary, verdict,
 };
 use notmeta_test_support::proxy::Proxy;
 use notmeta_test_support::redis_server::free_port;
@@ -271,7 +271,7 @@ pub(super) async fn run(length: Duration, seed: u64) -> Result<bool, BoxError> {
         Arc::clone(&targets),
     ));
 
-    // The faults, every kind in turn, in a shuffled order each round.
+    // The faults.
     let mut faults = Faults::default();
     let started = Instant::now();
     let mut order: Vec<usize> = Vec::new();
@@ -281,13 +281,7 @@ pub(super) async fn run(length: Duration, seed: u64) -> Result<bool, BoxError> {
         if started.elapsed() >= length {
             break;
         }
-        if order.is_empty() {
-            order = (0..10).collect();
-            for i in (1..order.len()).rev() {
-                order.swap(i, rng.below(i + 1));
-            }
-        }
-        match order.pop().unwrap_or(0) {
+        match next_fault(&mut order, 10, &mut rng) {
             0 => {
                 let i = rng.below(workers.len());
                 signal("KILL", workers[i].pid());
@@ -378,14 +372,7 @@ pub(super) async fn run(length: Duration, seed: u64) -> Result<bool, BoxError> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut dead = HashMap::new();
     for (route, queue) in [("tx", &tx_queue), ("leased", &leased_queue)] {
-        let letters: Vec<String> = match queue.dead_letters(usize::MAX).await {
-            Ok(letters) => letters.into_iter().map(|l| l.event_id).collect(),
-            Err(e) => {
-                println!("chaos: the dead letters cannot be read: {e}");
-                Vec::new()
-            }
-        };
-        dead.insert(route, letters);
+        dead.insert(route, dead_ids(queue).await);
     }
     drop(workers);
     drop(endpoints);
@@ -419,21 +406,7 @@ pub(super) async fn run(length: Duration, seed: u64) -> Result<bool, BoxError> {
             });
         }
     }
-    println!(
-        "chaos: {total} events sent, {} answered 200, {} gave up after retries, {} answers not 200 retried",
-        sent.accepted.len(),
-        sent.refused,
-        sent.retried
-    );
-    println!(
-        "chaos: faults injected: {}",
-        faults
-            .counts
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    summary(total, &sent, &faults);
     println!("chaos: leased (queue, plain handler):");
     println!("{leased}");
     println!("chaos: transactional (queue workers):");
@@ -482,14 +455,6 @@ impl std::fmt::Display for Committed {
             "chaos: {} with exactly one committed effect, {} failed for good (dead letters, no effect)",
             self.once, self.dead
         )?;
-        for e in &self.examples {
-            writeln!(f, "chaos: violation: {e}")?;
-        }
-        write!(
-            f,
-            "{} passed, {} failed",
-            self.once + self.dead,
-            self.violations
-        )
+        verdict(f, &self.examples, self.once + self.dead, self.violations)
     }
 }
