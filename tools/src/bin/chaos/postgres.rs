@@ -12,9 +12,9 @@
 //!
 //! Faults: SIGKILL and SIGSTOP of workers and of endpoint processes (a killed
 //! endpoint starts again on its port), PostgreSQL stopped with `-m immediate` and
-//! started again (crash recovery), every client connection terminated, and a proxy
-//! between the workers and PostgreSQL that adds latency, pauses and cuts
-//! connections; replays and purges of dead letters.
+//! started again (crash recovery) or frozen for a moment (SIGSTOP), every client
+//! connection terminated, and a proxy between the workers and PostgreSQL that adds
+//! latency, pauses and cuts connections; replays and purges of dead letters.
 //!
 //! The invariants, for every event answered 200:
 //! - `tx` and `inline`: exactly one `chaos_effects` row if its handler succeeds at
@@ -281,7 +281,7 @@ pub(super) async fn run(length: Duration, seed: u64) -> Result<bool, BoxError> {
         if started.elapsed() >= length {
             break;
         }
-        match next_fault(&mut order, 10, &mut rng) {
+        match next_fault(&mut order, 11, &mut rng) {
             0 => {
                 let i = rng.below(workers.len());
                 signal("KILL", workers[i].pid());
@@ -321,6 +321,15 @@ pub(super) async fn run(length: Duration, seed: u64) -> Result<bool, BoxError> {
             5 => {
                 faults.add("PostgreSQL connections terminated");
                 blocking(|| server.terminate_backends());
+            }
+            10 => {
+                faults.add("PostgreSQL paused (SIGSTOP)");
+                let pause = short(&mut rng);
+                blocking(|| {
+                    server.pause();
+                    std::thread::sleep(pause);
+                    server.resume();
+                });
             }
             6 => {
                 faults.add("proxy latency");
