@@ -3,11 +3,13 @@
 //! checker over every event an endpoint answered 200.
 //!
 //! ```text
-//! chaos <seconds> [durable|volatile] [seed]
+//! chaos <seconds> [durable|volatile|postgres] [seed]
 //! ```
 //!
 //! - `durable`: Redis with `appendonly yes` and `appendfsync always`, restarted
 //!   with SIGKILL from time to time. Violations must be 0.
+//! - `postgres`: the queue and the inline receiver on PostgreSQL, with
+//!   transactional handlers (see the `postgres` module). Violations must be 0.
 //! - `volatile`: Redis without persistence, restarted likewise. What Redis lost is
 //!   reported (events answered 200 that never ran, events run again after their
 //!   done mark was lost), and counted apart from violations.
@@ -47,6 +49,9 @@ use notmeta_webhooks::queue::{Enqueuer, Queue, Worker};
 use notmeta_webhooks::receiver::HandlerError;
 use notmeta_webhooks::{Event, Verifier, sign};
 
+#[path = "chaos/postgres.rs"]
+mod postgres;
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const SECRET: &str = "whsec_chaos";
@@ -65,14 +70,23 @@ fn main() -> Result<(), BoxError> {
     match args.first().map(String::as_str) {
         Some("endpoint") => runtime.block_on(endpoint(&args[1], &args[2], &args[3])),
         Some("worker") => runtime.block_on(worker(&args[1], &args[2], &args[3], &args[4])),
+        Some("pg-endpoint") => runtime.block_on(postgres::endpoint(&args[1], &args[2])),
+        Some("pg-worker") => runtime.block_on(postgres::worker(
+            &args[1], &args[2], &args[3], &args[4], &args[5],
+        )),
         _ => {
             let seconds: u64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(30);
-            let durable = args.get(1).map(String::as_str) != Some("volatile");
+            let mode = args.get(1).map_or("durable", String::as_str);
             let seed: u64 = args
                 .get(2)
                 .and_then(|s| s.parse().ok())
                 .unwrap_or_else(|| now_nanos() as u64);
-            let ok = runtime.block_on(run(Duration::from_secs(seconds), durable, seed))?;
+            let length = Duration::from_secs(seconds);
+            let ok = if mode == "postgres" {
+                runtime.block_on(postgres::run(length, seed))?
+            } else {
+                runtime.block_on(run(length, mode != "volatile", seed))?
+            };
             if ok { Ok(()) } else { std::process::exit(1) }
         }
     }
@@ -141,52 +155,17 @@ async fn worker(redis: &str, log: &str, consumer: &str, direct: &str) -> Result<
     let queue = queue_for(redis, PARTITIONS).await?;
     let counter = redis::Client::open(direct)?;
     let counter = redis::aio::ConnectionManager::new(counter).await?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)?;
-    let file = Arc::new(Mutex::new(file));
-    let pid = std::process::id();
-    let handler = move |event: Event<'static>| {
-        let (file, mut counter) = (Arc::clone(&file), counter.clone());
-        async move {
-            let id = event.id.to_string();
-            let line = |what: &str| {
-                let text = format!("{what} {id} {pid} {}\n", now_nanos());
-                let _ = file.lock().unwrap().write_all(text.as_bytes());
-            };
-            line("S");
-            let (failures, permanent) = fate(&id);
-            let counted: redis::RedisResult<u64> = redis::cmd("INCR")
+    let count = move |id: String| -> BoxFuture<Option<u64>> {
+        let mut counter = counter.clone();
+        Box::pin(async move {
+            redis::cmd("INCR")
                 .arg(format!("chaos-runs:{id}"))
                 .query_async(&mut counter)
-                .await;
-            let Ok(run) = counted else {
-                line("E temp");
-                return Err(HandlerError::temporary("the run counter is unreachable"));
-            };
-            let pause = hash(&id) % 40;
-            if hash(&id).is_multiple_of(7) {
-                // A handler that blocks its thread.
-                std::thread::sleep(Duration::from_millis(pause));
-            } else {
-                tokio::time::sleep(Duration::from_millis(pause)).await;
-            }
-            let result = if permanent {
-                Err(HandlerError::permanent("fails for good"))
-            } else if run <= failures {
-                Err(HandlerError::temporary("fails for now"))
-            } else {
-                Ok(())
-            };
-            line(match result {
-                Ok(()) => "E ok",
-                Err(ref e) if e.is_temporary() => "E temp",
-                Err(_) => "E perm",
-            });
-            result
-        }
+                .await
+                .ok()
+        })
     };
+    let handler = logged(log, count)?;
     let worker = Worker::new(queue, handler)
         .with_consumer_name(consumer)
         .with_concurrency(16)
@@ -197,6 +176,137 @@ async fn worker(redis: &str, log: &str, consumer: &str, direct: &str) -> Result<
     let stats = worker.run(std::future::pending()).await?;
     eprintln!("worker {consumer}: {stats:?}");
     Ok(())
+}
+
+/// The sender: NotMeta, compressed. For `length`, each event is posted (sometimes
+/// twice at once, to two endpoints) to its route ([`route`]) and retried on
+/// anything but 200; returns how many events were sent.
+async fn send(
+    length: Duration,
+    seed: u64,
+    routes: &'static [&'static str],
+    sent: Arc<Mutex<Sent>>,
+    targets: Arc<Mutex<Vec<(SocketAddr, bool)>>>,
+) -> u64 {
+    let mut rng = Rng(seed ^ 0x5eed);
+    let mut tasks = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < length {
+        let id = format!("evt_{seed:x}_{n}");
+        n += 1;
+        let copies = if rng.below(10) == 0 { 2 } else { 1 };
+        for _ in 0..copies {
+            let (sent, targets, id) = (Arc::clone(&sent), Arc::clone(&targets), id.clone());
+            let pick = rng.next();
+            tasks.spawn(async move {
+                let body = body(&id);
+                let path = route(&id, routes);
+                for attempt in 0..40u64 {
+                    let (addr, right) = {
+                        let t = targets.lock().unwrap();
+                        t[((pick + attempt) % t.len() as u64) as usize]
+                    };
+                    match post(addr, path, &body).await {
+                        Some(200) => {
+                            let mut s = sent.lock().unwrap();
+                            if !right {
+                                s.wrong_layout_200 += 1;
+                            }
+                            s.accepted.entry(id).or_insert_with(now_nanos);
+                            return;
+                        }
+                        _ => {
+                            sent.lock().unwrap().retried += 1;
+                            tokio::time::sleep(Duration::from_millis(250)).await;
+                        }
+                    }
+                }
+                sent.lock().unwrap().refused += 1;
+            });
+        }
+        while tasks.len() > 64 {
+            tasks.join_next().await;
+        }
+        tokio::time::sleep(Duration::from_millis(4)).await;
+    }
+    while tasks.join_next().await.is_some() {}
+    n
+}
+
+/// The route an event is posted to, chosen from its id.
+fn route<'a>(id: &str, routes: &[&'a str]) -> &'a str {
+    routes[(hash(&format!("{id}/route")) % routes.len() as u64) as usize]
+}
+
+/// A boxed future, as the handlers here return.
+type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// The handler of a leased run: logs each run's start and end to `log` (one line per
+/// write, so a kill loses nothing written), counts the run with `count`, waits a
+/// little (sometimes blocking its thread) and succeeds or fails as [`fate`] says.
+/// `count` returns how often the event has run, this run included, across every
+/// worker process (`None` if its counter is unreachable).
+fn logged<C>(
+    log: &str,
+    count: C,
+) -> Result<
+    impl Fn(Event<'static>) -> BoxFuture<Result<(), HandlerError>> + Clone + Send + Sync + 'static,
+    BoxError,
+>
+where
+    C: Fn(String) -> BoxFuture<Option<u64>> + Clone + Send + Sync + 'static,
+{
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let file = Arc::new(Mutex::new(file));
+    let pid = std::process::id();
+    Ok(
+        move |event: Event<'static>| -> BoxFuture<Result<(), HandlerError>> {
+            let (file, count) = (Arc::clone(&file), count.clone());
+            Box::pin(async move {
+                let id = event.id.to_string();
+                let line = |what: &str| {
+                    let text = format!("{what} {id} {pid} {}\n", now_nanos());
+                    let _ = file.lock().unwrap().write_all(text.as_bytes());
+                };
+                line("S");
+                let Some(run) = count(id.clone()).await else {
+                    line("E temp");
+                    return Err(HandlerError::temporary("the run counter is unreachable"));
+                };
+                let result = pause_and_decide(&id, run).await;
+                line(match result {
+                    Ok(()) => "E ok",
+                    Err(ref e) if e.is_temporary() => "E temp",
+                    Err(_) => "E perm",
+                });
+                result
+            })
+        },
+    )
+}
+
+/// A handler's work on its `run`-th run of `id`: a pause (sometimes blocking its
+/// thread), then the outcome [`fate`] chose.
+async fn pause_and_decide(id: &str, run: u64) -> Result<(), HandlerError> {
+    let (failures, permanent) = fate(id);
+    let pause = hash(id) % 40;
+    if hash(id).is_multiple_of(7) {
+        // A handler that blocks its thread.
+        std::thread::sleep(Duration::from_millis(pause));
+    } else {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+    if permanent {
+        Err(HandlerError::permanent("fails for good"))
+    } else if run <= failures {
+        Err(HandlerError::temporary("fails for now"))
+    } else {
+        Ok(())
+    }
 }
 
 /// One process of the run.
@@ -259,13 +369,13 @@ impl Faults {
 
 /// POSTs a signed body; the status, or `None` if the connection failed (the
 /// endpoint was down, or cut the connection).
-async fn post(addr: SocketAddr, body: &[u8]) -> Option<u16> {
+async fn post(addr: SocketAddr, path: &str, body: &[u8]) -> Option<u16> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let signature = sign(body, SECRET);
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
         let head = format!(
-            "POST /webhooks HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+            "POST /{path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
              x-notmeta-signature: {signature}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
             body.len()
         );
@@ -347,54 +457,13 @@ async fn run(length: Duration, durable: bool, seed: u64) -> Result<bool, BoxErro
     let targets: Arc<Mutex<Vec<(SocketAddr, bool)>>> = Arc::new(Mutex::new(
         endpoints.iter().map(|(_, addr)| (*addr, true)).collect(),
     ));
-    let sending = {
-        let (sent, targets) = (Arc::clone(&sent), Arc::clone(&targets));
-        tokio::spawn(async move {
-            let mut rng = Rng(seed ^ 0x5eed);
-            let mut tasks = tokio::task::JoinSet::new();
-            let started = Instant::now();
-            let mut n = 0u64;
-            while started.elapsed() < length {
-                let id = format!("evt_{seed:x}_{n}");
-                n += 1;
-                let copies = if rng.below(10) == 0 { 2 } else { 1 };
-                for _ in 0..copies {
-                    let (sent, targets, id) = (Arc::clone(&sent), Arc::clone(&targets), id.clone());
-                    let pick = rng.next();
-                    tasks.spawn(async move {
-                        let body = body(&id);
-                        for attempt in 0..40u64 {
-                            let (addr, right) = {
-                                let t = targets.lock().unwrap();
-                                t[((pick + attempt) % t.len() as u64) as usize]
-                            };
-                            match post(addr, &body).await {
-                                Some(200) => {
-                                    let mut s = sent.lock().unwrap();
-                                    if !right {
-                                        s.wrong_layout_200 += 1;
-                                    }
-                                    s.accepted.entry(id).or_insert_with(now_nanos);
-                                    return;
-                                }
-                                _ => {
-                                    sent.lock().unwrap().retried += 1;
-                                    tokio::time::sleep(Duration::from_millis(250)).await;
-                                }
-                            }
-                        }
-                        sent.lock().unwrap().refused += 1;
-                    });
-                }
-                while tasks.len() > 64 {
-                    tasks.join_next().await;
-                }
-                tokio::time::sleep(Duration::from_millis(4)).await;
-            }
-            while tasks.join_next().await.is_some() {}
-            n
-        })
-    };
+    let sending = tokio::spawn(send(
+        length,
+        seed,
+        &["webhooks"],
+        Arc::clone(&sent),
+        Arc::clone(&targets),
+    ));
 
     // The faults.
     let mut faults = Faults::default();
@@ -407,13 +476,7 @@ async fn run(length: Duration, durable: bool, seed: u64) -> Result<bool, BoxErro
         if started.elapsed() >= length {
             break;
         }
-        if order.is_empty() {
-            order = (0..9).collect();
-            for i in (1..order.len()).rev() {
-                order.swap(i, rng.below(i + 1));
-            }
-        }
-        let mut fault = order.pop().unwrap_or(0);
+        let mut fault = next_fault(&mut order, 9, &mut rng);
         if fault == 8 && !durable {
             // Without persistence, Redis that restarts forgets the stored layout, and
             // the first process to reach it records its count: a process with the
@@ -519,13 +582,7 @@ async fn run(length: Duration, durable: bool, seed: u64) -> Result<bool, BoxErro
         }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let dead: Vec<String> = match queue.dead_letters(usize::MAX).await {
-        Ok(letters) => letters.into_iter().map(|l| l.event_id).collect(),
-        Err(e) => {
-            println!("chaos: the dead letters cannot be read: {e}");
-            Vec::new()
-        }
-    };
+    let dead = dead_ids(&queue).await;
     for (p, _) in &endpoints {
         let _ = &p.name;
     }
@@ -537,8 +594,38 @@ async fn run(length: Duration, durable: bool, seed: u64) -> Result<bool, BoxErro
         .into_inner()
         .unwrap();
     let report = check(&logs, &sent, &faults, &dead, durable)?;
+    summary(total, &sent, &faults);
+    println!("{report}");
+    Ok(report.violations == 0)
+}
+
+/// The next kind of fault (of `kinds`): every kind in turn, in a shuffled order each
+/// round.
+fn next_fault(order: &mut Vec<usize>, kinds: usize, rng: &mut Rng) -> usize {
+    if order.is_empty() {
+        *order = (0..kinds).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+    }
+    order.pop().unwrap_or(0)
+}
+
+/// The event ids of the queue's dead letters (none, said so, if they cannot be read).
+async fn dead_ids(queue: &Queue) -> Vec<String> {
+    match queue.dead_letters(usize::MAX).await {
+        Ok(letters) => letters.into_iter().map(|l| l.event_id).collect(),
+        Err(e) => {
+            println!("chaos: the dead letters cannot be read: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// Prints what was sent and answered, and the faults injected.
+fn summary(total: u64, sent: &Sent, faults: &Faults) {
     println!(
-        "chaos: {total} events sent, {} answered 200, {} gave up after retries, {} answers 503 retried",
+        "chaos: {total} events sent, {} answered 200, {} gave up after retries, {} answers not 200 retried",
         sent.accepted.len(),
         sent.refused,
         sent.retried
@@ -552,8 +639,6 @@ async fn run(length: Duration, durable: bool, seed: u64) -> Result<bool, BoxErro
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!("{report}");
-    Ok(report.violations == 0)
 }
 
 struct Report {
@@ -573,21 +658,33 @@ impl std::fmt::Display for Report {
             "chaos: {} handled exactly once, {} failed for good (dead letters), {} run again in the documented kill window",
             self.handled_once, self.dead, self.kill_window
         )?;
-        writeln!(
-            f,
-            "chaos: lost by Redis without persistence: {} never ran, {} ran again",
-            self.lost_by_redis, self.rerun_after_redis_loss
-        )?;
-        for e in &self.examples {
-            writeln!(f, "chaos: violation: {e}")?;
+        if self.lost_by_redis + self.rerun_after_redis_loss > 0 {
+            writeln!(
+                f,
+                "chaos: lost by Redis without persistence: {} never ran, {} ran again",
+                self.lost_by_redis, self.rerun_after_redis_loss
+            )?;
         }
-        write!(
+        verdict(
             f,
-            "{} passed, {} failed",
+            &self.examples,
             self.handled_once + self.dead + self.kill_window,
-            self.violations
+            self.violations,
         )
     }
+}
+
+/// The violations' examples, then `<passed> passed, <failed> failed`.
+fn verdict(
+    f: &mut std::fmt::Formatter<'_>,
+    examples: &[String],
+    passed: u64,
+    failed: u64,
+) -> std::fmt::Result {
+    for e in examples {
+        writeln!(f, "chaos: violation: {e}")?;
+    }
+    write!(f, "{passed} passed, {failed} failed")
 }
 
 /// One run of an event, from the worker logs.

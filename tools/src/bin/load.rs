@@ -27,8 +27,10 @@
 //! # The inline axum endpoint with the in-memory store against the same endpoint
 //! # with `PostgresStore` (a no-op handler) and with a transactional no-op handler
 //! # (the done mark committed in the handler's transaction), on a PostgreSQL server
-//! # (started here) with `synchronous_commit` on and one with it off; throughput and
-//! # CPU per delivery of the receiver and of PostgreSQL.
+//! # (started here) with `synchronous_commit` on and one with it off, and the queue
+//! # endpoint on PostgreSQL; throughput and CPU per delivery of the receiver and of
+//! # PostgreSQL. Then workers drain the queue, with a no-op (leased) handler and with
+//! # a transactional no-op handler: events/s per worker core, PostgreSQL's CPU.
 //! cargo run --release -p notmeta-tools --bin load -- postgres-compare 40000
 //! ```
 //!
@@ -190,6 +192,18 @@ fn serve(kind: &str) -> Result<(), BoxError> {
                     .with_handler_isolation(isolate);
                 let app = axum::Router::new()
                     .route("/webhooks", notmeta_webhooks::axum::endpoint(receiver));
+                serve_axum(app).await
+            })
+        }
+        "axum-pgqueue" => {
+            // The queue endpoint on PostgreSQL (tables prefixed `load_queue_`).
+            let url = std::env::var("NOTMETA_LOAD_POSTGRES")?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let queue = Queue::postgres(pg_pool(&url).await?, &pg_queue_tables()?).await?;
+                let enqueuer = Enqueuer::new(Verifier::new(SECRET)?, queue);
+                let app = axum::Router::new()
+                    .route("/webhooks", notmeta_webhooks::axum::endpoint(enqueuer));
                 serve_axum(app).await
             })
         }
@@ -954,9 +968,12 @@ fn postgres_cpu_seconds(postmaster: u32) -> f64 {
 /// What PostgreSQL costs an endpoint: the inline axum endpoint (no-op handler) with
 /// the in-memory store, against the same endpoint with [`PostgresStore`] and with a
 /// transactional handler, on a server with `synchronous_commit = on` and one with it
-/// off; alternating slices at 16 and 64 connections. Reports throughput, its ratio
-/// to the in-memory endpoint, and the CPU per delivery of the receiver process and
-/// of the PostgreSQL server.
+/// off, and the queue endpoint on PostgreSQL; alternating slices at 16 and 64
+/// connections. Reports throughput, its ratio to the in-memory endpoint, and the CPU
+/// per delivery of the receiver process and of the PostgreSQL server. Then a worker
+/// (in this process, concurrency 64) drains each server's queue with a no-op handler
+/// (leased); the queue is filled again and a worker with a transactional no-op
+/// handler drains it.
 ///
 /// [`PostgresStore`]: notmeta_webhooks::postgres::PostgresStore
 async fn postgres_compare(total: usize) -> Result<bool, BoxError> {
@@ -1008,6 +1025,11 @@ async fn postgres_compare(total: usize) -> Result<bool, BoxError> {
                     Some(server.pid()),
                 ));
             }
+            servers.push((
+                format!("queue endpoint (enqueue), {name}"),
+                Server::start_with_env("axum-pgqueue", "NOTMETA_LOAD_POSTGRES", &server.url())?,
+                Some(server.pid()),
+            ));
         }
         for (_, server, _) in &servers {
             drive(server.addr, offset, offset + total / 10, connections, false).await;
@@ -1059,8 +1081,140 @@ async fn postgres_compare(total: usize) -> Result<bool, BoxError> {
             );
         }
     }
+
+    // Workers (in this process, concurrency 64) drain what the queue endpoints
+    // enqueued; the queue is filled again with as many events for the next worker.
+    println!();
+    println!(
+        "{:<54} {:>7} {:>9} {:>12} {:>10} {:>13} {:>10}",
+        "worker (no-op handler)",
+        "events",
+        "events/s",
+        "worker cores",
+        "pg cores",
+        "events/s/core",
+        "pg µs/ev"
+    );
+    for (name, server) in &postgres {
+        let pool = pg_pool(&server.url()).await?;
+        let queue = Queue::postgres(pool.clone(), &pg_queue_tables()?).await?;
+        for transactional in [false, true] {
+            let waiting = queue.counts().await?.pending;
+            if waiting == 0 || transactional {
+                let filler =
+                    Server::start_with_env("axum-pgqueue", "NOTMETA_LOAD_POSTGRES", &server.url())?;
+                let count = total * 2;
+                let (t, _) = drive(filler.addr, offset, offset + count, 64, false).await;
+                offset += count;
+                if t.wrong + t.dropped != 0 {
+                    println!(
+                        "filling, {name}: statuses {:?}, dropped {}",
+                        t.statuses, t.dropped
+                    );
+                    ok = false;
+                }
+            }
+            let waiting = queue.counts().await?.pending;
+            let handled = Arc::new(AtomicUsize::new(0));
+            let counter = Arc::clone(&handled);
+            let (seconds, cpu, pg_cpu, stats) = if transactional {
+                use notmeta_webhooks::postgres::PostgresStore;
+                let store = PostgresStore::new(pool.clone(), &pg_queue_tables()?);
+                let handler = store.transactional(move |_event: Event<'static>, _tx| {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    Box::pin(async { Ok::<(), HandlerError>(()) })
+                });
+                let worker = pg_worker(Worker::new(queue.clone(), handler));
+                pg_drain(&queue, server.pid(), |stop| worker.run(stop)).await?
+            } else {
+                let worker = pg_worker(Worker::new(queue.clone(), move |_: Event<'static>| {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    async { Ok::<(), HandlerError>(()) }
+                }));
+                pg_drain(&queue, server.pid(), |stop| worker.run(stop)).await?
+            };
+            let n = handled.load(Ordering::Relaxed);
+            if n == 0 || n as u64 != waiting || stats.handled != waiting {
+                println!("{name}: {waiting} waiting, {n} handled, {stats:?}");
+                ok = false;
+            }
+            let rate = n as f64 / seconds;
+            let mode = if transactional {
+                "transactional"
+            } else {
+                "leased"
+            };
+            println!(
+                "{:<54} {n:>7} {rate:>9.0} {:>12.2} {:>10.2} {:>13.0} {:>10.0}",
+                format!("queue worker, {mode}, {name}"),
+                cpu / seconds,
+                pg_cpu / seconds,
+                rate / (cpu / seconds).max(f64::EPSILON),
+                pg_cpu / n.max(1) as f64 * 1e6
+            );
+        }
+    }
     println!("{}", if ok { "PASS" } else { "FAIL" });
     Ok(ok)
+}
+
+/// A pool for the PostgreSQL queue's endpoint and workers.
+async fn pg_pool(url: &str) -> Result<sqlx::PgPool, BoxError> {
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(80)
+        .connect(url)
+        .await?)
+}
+
+/// The PostgreSQL queue's tables.
+fn pg_queue_tables() -> Result<notmeta_webhooks::postgres::Tables, BoxError> {
+    Ok(notmeta_webhooks::postgres::Tables::default().with_prefix("load_queue_")?)
+}
+
+/// The drain's worker settings: as in `redis-compare`.
+fn pg_worker<H>(worker: Worker<H>) -> Worker<H> {
+    worker
+        .with_concurrency(64)
+        .with_poll_interval(std::time::Duration::from_millis(5))
+}
+
+/// Runs a worker (`run`, given the shutdown signal) until the PostgreSQL queue is
+/// drained; returns the seconds taken, this process's and PostgreSQL's (postmaster
+/// `pg`) CPU seconds meanwhile, and the worker's stats.
+async fn pg_drain<F>(
+    queue: &Queue,
+    pg: u32,
+    run: impl FnOnce(futures_util::future::BoxFuture<'static, ()>) -> F,
+) -> Result<(f64, f64, f64, notmeta_webhooks::queue::WorkerStats), BoxError>
+where
+    F: Future<
+            Output = Result<
+                notmeta_webhooks::queue::WorkerStats,
+                notmeta_webhooks::queue::QueueError,
+            >,
+        > + Send
+        + 'static,
+{
+    let pid = std::process::id().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (cpu0, pg0) = (cpu_seconds(&pid).unwrap_or(0.0), postgres_cpu_seconds(pg));
+    let started = Instant::now();
+    let running = tokio::spawn(run(Box::pin(async {
+        let _ = stopped.await;
+    })));
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        let c = queue.counts().await?;
+        if c.pending + c.in_progress + c.retrying == 0 {
+            break;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(&pid).unwrap_or(0.0) - cpu0;
+    let pg_cpu = postgres_cpu_seconds(pg) - pg0;
+    let _ = stop.send(());
+    let stats = running.await??;
+    Ok((seconds, cpu, pg_cpu, stats))
 }
 
 fn main() -> Result<ExitCode, BoxError> {
