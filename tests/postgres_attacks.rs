@@ -496,13 +496,19 @@ async fn a_replica_partitioned_between_done_mark_and_commit_does_not_drain_the_o
     let (server, direct) = setup().await;
     let proxy = Arc::new(Proxy::start(server.port()).await);
     let store_a = store(pool_on(proxy.port(), "postgres", 4).await).await;
-    // Each message takes 150 ms through the proxy from now on: the done mark is
-    // applied 150 ms after the handler returns, the commit sent 150 ms later.
-    proxy.set_latency(Duration::from_millis(150));
-    let a = endpoint(receiver(
-        store_a.transactional(|_event: Event<'static>, _tx| Box::pin(async { Ok(()) })),
-        store_a,
-    ));
+    // Each message takes 400 ms through the proxy from now on: the done mark is
+    // applied 400 ms after the handler returns, the commit sent 400 ms later (a
+    // window the 5 ms poll below cannot miss, however busy the machine). A's store
+    // calls (a claim is two round trips with sqlx's ping) get a time limit to match.
+    proxy.set_latency(Duration::from_millis(400));
+    let a = endpoint(
+        receiver(
+            store_a.transactional(|_event: Event<'static>, _tx| Box::pin(async { Ok(()) })),
+            store_a,
+        )
+        .with_store_timeout(Duration::from_secs(5))
+        .with_handler_timeout(Duration::from_secs(20)),
+    );
     let store_b = store(pool_on(server.port(), "postgres", 4).await).await;
     let b = endpoint(receiver(
         writer!(store_b, 1, |_: &str| Duration::ZERO),
