@@ -160,9 +160,12 @@ impl Statements {
 /// Each event id is one row of `<prefix>events` (see [`Tables`]): a claim with a
 /// lease (default 30 s) that the receiver renews every third of the lease while the
 /// handler runs, then a done mark kept for the dedup window. A claim is one
-/// statement (`INSERT … ON CONFLICT DO UPDATE … WHERE` the old row has expired), so
-/// of concurrent duplicates exactly one claims, and a delivery costs two round trips
-/// (claim, complete), plus one renewal per third of the lease for a long handler.
+/// statement: it inserts the row (the primary key decides between concurrent
+/// duplicates, so exactly one claims), or takes over a row whose lease or window
+/// ended; a row another transaction holds locked is skipped, never waited for, and
+/// answered "in progress". A delivery costs two statements (claim, complete), plus
+/// one renewal per third of the lease for a long handler; sqlx's pool adds a ping
+/// before each unless `PgPoolOptions::test_before_acquire(false)`.
 /// Renewal, completion and release check the claim's token, so a delivery whose
 /// lease lapsed never overwrites another's claim. Time is the database server's
 /// clock (`clock_timestamp()`), which every replica shares.
