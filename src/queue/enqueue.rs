@@ -212,6 +212,16 @@ impl Enqueuer {
         let verified = self
             .verifier
             .verify_and_parse_indexed(body, signature_values);
+        self.deliver(body, verified)
+    }
+
+    /// Processes one delivery already verified and parsed (or refused) from `body`:
+    /// what [`receive`](Self::receive) does after verifying.
+    pub(crate) fn deliver<'r>(
+        &'r self,
+        body: &'r [u8],
+        verified: Result<(Event<'r>, usize), crate::Error>,
+    ) -> BoxFuture<'r, Answer> {
         Box::pin(async move {
             let (event, secret_index) = match verified {
                 Ok(verified) => verified,

@@ -17,6 +17,8 @@
 //!   events, with no time limit, N at a time, retrying temporary failures and
 //!   panics with exponential backoff, and moving permanent failures, exhausted
 //!   retries and bodies that no longer parse to a dead-letter stream;
+//! - a [`Split`] is one endpoint that verifies each delivery once and then runs the
+//!   handler inline or enqueues the event, by type or by a function you give;
 //! - a [`Queue`] names the Redis keys and the consumer group both share, and gives
 //!   the operations: [`Queue::counts`], [`Queue::dead_letters`],
 //!   [`Queue::replay_dead_letters`], [`Queue::purge_dead_letters`],
@@ -124,9 +126,11 @@ mod enqueue;
 mod postgres;
 mod protocol;
 mod scripts;
+mod split;
 mod worker;
 
 pub use enqueue::{DEFAULT_ENQUEUE_TIMEOUT, Enqueuer};
+pub use split::{Route, Split};
 pub use worker::{Worker, WorkerStats};
 
 /// What went wrong with the queue's Redis.
