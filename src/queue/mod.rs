@@ -120,13 +120,21 @@ use crate::clock::clamp;
 use crate::dedup::DEFAULT_DEDUP_WINDOW;
 
 mod enqueue;
+#[cfg(feature = "opentelemetry")]
+mod opentelemetry;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod protocol;
 mod scripts;
+mod trace_context;
 mod worker;
 
 pub use enqueue::{DEFAULT_ENQUEUE_TIMEOUT, Enqueuer};
+#[cfg(feature = "opentelemetry")]
+pub use opentelemetry::OpenTelemetry;
+pub use trace_context::{
+    InvalidTraceContext, MAX_TRACESTATE_LEN, TRACEPARENT_LEN, TraceContext, TracePropagation,
+};
 pub use worker::{Worker, WorkerStats};
 
 /// What went wrong with the queue's Redis.
@@ -292,6 +300,8 @@ pub struct Queue {
     scripts: Arc<protocol::Scripts>,
     /// How long each operation of [`Queue`] itself may wait for Redis.
     timeout: Duration,
+    /// Where entries' trace context comes from (`Queue::with_trace_propagation`).
+    trace: Option<Arc<dyn TracePropagation>>,
 }
 
 impl fmt::Debug for Queue {
@@ -364,6 +374,7 @@ impl Queue {
             window: DEFAULT_DEDUP_WINDOW,
             scripts: Arc::new(protocol::Scripts::new()),
             timeout: DEFAULT_REDIS_TIMEOUT,
+            trace: None,
         }
     }
 
@@ -409,6 +420,7 @@ impl Queue {
             window: DEFAULT_DEDUP_WINDOW,
             scripts: Arc::new(protocol::Scripts::new()),
             timeout: DEFAULT_REDIS_TIMEOUT,
+            trace: None,
         })
     }
 
