@@ -3,11 +3,8 @@
 //! the request's context to the span the handler runs in, through a retry; garbled
 //! values are ignored; an entry written before the upgrade from version 2 runs.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use notmeta_webhooks::Event;
 use notmeta_webhooks::postgres::{SCHEMA_VERSION, Tables};
 use notmeta_webhooks::queue::{Queue, Worker};
 use notmeta_webhooks::receiver::HandlerError;
@@ -15,29 +12,19 @@ use tracing::Instrument as _;
 
 mod common;
 use common::pg_queue::{drained, execute, scalar, setup};
-use common::queue::{body, enqueuer, send};
-use common::trace::{FromFields, PARENT, STATE, SpanRecord, recorded, request_span, run_until};
-
-type Seen = Arc<Mutex<HashMap<String, Vec<(u64, SpanRecord)>>>>;
+use common::queue::{body, enqueuer, run_until, send};
+use common::trace::{FromFields, PARENT, STATE, Seen, recorded, recording, request_span};
 
 /// A worker whose handler records the span it runs in, failing temporarily on
 /// the first run of `evt_pg_flaky`.
 fn worker(queue: &Queue, seen: &Seen) -> Worker<impl notmeta_webhooks::receiver::Handler> {
-    let seen = Arc::clone(seen);
-    Worker::new(queue.clone(), move |event: Event<'static>| {
-        let (id, record) = recorded().current().unwrap_or_default();
-        let mut seen = seen.lock().unwrap();
-        let runs = seen.entry(event.id.to_string()).or_default();
-        runs.push((id, record));
-        let answer = if event.id == "evt_pg_flaky" && runs.len() == 1 {
-            Err(HandlerError::temporary("downstream down"))
-        } else {
-            Ok(())
-        };
-        std::future::ready(answer)
-    })
-    .with_backoff(Duration::from_millis(100), Duration::from_millis(200))
-    .with_poll_interval(Duration::from_millis(20))
+    let handler = recording(seen, |id, run| match (id, run) {
+        ("evt_pg_flaky", 1) => Err(HandlerError::temporary("downstream down")),
+        _ => Ok(()),
+    });
+    Worker::new(queue.clone(), handler)
+        .with_backoff(Duration::from_millis(100), Duration::from_millis(200))
+        .with_poll_interval(Duration::from_millis(20))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

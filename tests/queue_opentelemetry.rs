@@ -16,8 +16,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 
 mod common;
-use common::queue::{body, enqueuer, send};
-use common::trace::run_until;
+use common::queue::{body, enqueuer, run_until, send};
 
 /// The exporter of the global subscriber (installed once: workers run on other
 /// threads).

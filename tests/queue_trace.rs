@@ -3,45 +3,18 @@
 //! its handler runs in, through retries, dead letters and replays; a missing,
 //! garbled or oversized context is ignored.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use notmeta_test_support::RedisServer;
-use notmeta_webhooks::Event;
 use notmeta_webhooks::queue::{Queue, Worker};
 use notmeta_webhooks::receiver::HandlerError;
 use redis::AsyncCommands as _;
 use tracing::Instrument as _;
 
 mod common;
-use common::queue::{body, enqueuer, send};
-use common::trace::{FromFields, PARENT, STATE, SpanRecord, recorded, request_span, run_until};
-
-/// What each run of each event saw: the id and record of the span it ran in.
-type Seen = Arc<Mutex<HashMap<String, Vec<(u64, SpanRecord)>>>>;
-
-/// A handler that records the span it runs in, then answers as `answer` says for
-/// the event's id and run (counted from 1).
-fn recording(
-    seen: &Seen,
-    answer: impl Fn(&str, usize) -> Result<(), HandlerError> + Send + Sync + 'static,
-) -> impl Fn(Event<'static>) -> std::future::Ready<Result<(), HandlerError>> + Send + Sync + 'static
-{
-    let seen = Arc::clone(seen);
-    move |event: Event<'static>| {
-        let (id, record) = recorded().current().unwrap_or_default();
-        let mut seen = seen.lock().unwrap();
-        let runs = seen.entry(event.id.to_string()).or_default();
-        runs.push((id, record));
-        std::future::ready(answer(&event.id, runs.len()))
-    }
-}
-
-async fn drained(queue: &Queue) -> bool {
-    let counts = queue.counts().await.unwrap();
-    counts.pending + counts.in_progress + counts.retrying == 0
-}
+use common::queue::{body, drained, enqueuer, run_until, send};
+use common::trace::{FromFields, PARENT, STATE, Seen, recorded, recording, request_span};
 
 async fn context_reaches_the_handlers_span(isolate: bool) {
     // The recording is global: each test its own ids.
@@ -159,6 +132,9 @@ async fn retries_dead_letters_and_replays_keep_the_context() {
     assert_eq!(spans, resumed_in);
 }
 
+/// Field/value pairs of a stream entry.
+type Fields<'a> = Vec<(&'a str, &'a [u8])>;
+
 /// Entries written directly: as an older version wrote them (no context), and with
 /// garbled, hostile or oversized values. All run; only a valid `traceparent` is
 /// recorded and resumed, and a bad `tracestate` is dropped from it.
@@ -173,7 +149,7 @@ async fn missing_garbled_and_oversized_contexts_are_ignored() {
     let huge = "00-".to_owned() + &"a".repeat(100_000);
     let later = format!("cc{}-{}", &PARENT[2..], "x".repeat(100_000));
     let hostile_state = "k=".to_owned() + &"v".repeat(600);
-    let entries: Vec<(&str, Vec<(&str, &[u8])>)> = vec![
+    let entries: Vec<(&str, Fields)> = vec![
         ("evt_old", vec![]),
         ("evt_garbled", vec![("traceparent", b"00-zz-yy-01")]),
         ("evt_huge", vec![("traceparent", huge.as_bytes())]),

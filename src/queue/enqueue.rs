@@ -40,6 +40,11 @@ pub const DEFAULT_ENQUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 /// | the queue in Redis has another number of partitions ([`QueueError::LayoutMismatch`], logged) | 503 ([`Outcome::StoreUnavailable`]) |
 /// | the queue is at its maximum length | 503 `Busy, retry later` ([`Outcome::StoreFull`]) |
 ///
+/// With a [`TracePropagation`](super::TracePropagation) on the queue
+/// ([`Queue::with_trace_propagation`]), each entry carries the W3C trace context of
+/// the span `receive` is called in (the request's), so that the worker's run can be
+/// linked to it.
+///
 /// ```no_run
 /// use notmeta_webhooks::queue::{Enqueuer, Queue};
 /// use notmeta_webhooks::{sign, Verifier};

@@ -20,7 +20,11 @@
 //! - a [`Queue`] names the Redis keys and the consumer group both share, and gives
 //!   the operations: [`Queue::counts`], [`Queue::dead_letters`],
 //!   [`Queue::replay_dead_letters`], [`Queue::purge_dead_letters`],
-//!   [`Queue::check_layout`].
+//!   [`Queue::check_layout`];
+//! - trace continuity: with [`Queue::with_trace_propagation`] each entry carries the
+//!   W3C trace context of the request that enqueued it, and a worker's run (feature
+//!   `tracing`) records it and can link to it (`OpenTelemetry` with the
+//!   `opentelemetry` feature; [`TracePropagation`] for any other source).
 //!
 //! # On PostgreSQL
 //!

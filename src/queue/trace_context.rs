@@ -226,7 +226,7 @@ fn valid_tracestate(tracestate: &str) -> Option<&str> {
 /// middleware), before the entry is appended. With the `tracing` feature a
 /// [`Worker`](super::Worker) runs each handler in a `notmeta_webhook_job` span
 /// (fields `event_id`, `event_type`, `attempt`, `traceparent`, `outcome`) and,
-/// for an entry that carries a context, calls [`resume`](Self::resume) with that
+/// for an entry that carries a context, calls `resume` with that
 /// span before the handler runs.
 ///
 /// With OpenTelemetry (through `tracing-opentelemetry`), an implementation is a few

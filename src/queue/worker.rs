@@ -65,6 +65,11 @@ const LAYOUT_RECHECK: Duration = Duration::from_secs(5);
 ///   to an empty replica): the worker recreates the consumer group and goes on;
 ///   what Redis lost cannot be handled.
 /// - **Poison**: a body that no longer parses goes straight to the dead letters.
+/// - **Tracing** (feature `tracing`): each run is a `notmeta_webhook_job` span
+///   (`event_id`, `event_type`, `attempt`, `outcome`, and the `traceparent` the
+///   entry carries from the request that enqueued it); the handler runs in it, and
+///   the queue's [`TracePropagation`](super::TracePropagation) can link it to the
+///   request's span (see [`Queue::with_trace_propagation`]).
 /// - **Shutdown**: when the future passed to [`run`](Self::run) completes, the
 ///   worker stops reading and waits for running handlers up to the
 ///   [shutdown deadline](Self::with_shutdown_deadline); then the rest are

@@ -2,15 +2,14 @@
 //! fields (installed once, globally, since workers run on other threads), a
 //! [`TracePropagation`] that takes the context from a `ctx` field of the current
 //! span (as OpenTelemetry takes it from the span's extension) and records what the
-//! worker resumes, and a runner.
+//! worker resumes, and a handler that records the span each run is in.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use notmeta_webhooks::queue::{TraceContext, TracePropagation, Worker, WorkerStats};
-use notmeta_webhooks::receiver::Handler;
+use notmeta_webhooks::Event;
+use notmeta_webhooks::queue::{TraceContext, TracePropagation};
+use notmeta_webhooks::receiver::HandlerError;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing_subscriber::layer::{Context, SubscriberExt as _};
@@ -147,23 +146,22 @@ pub(crate) fn request_span() -> tracing::Span {
     tracing::info_span!("request", ctx = PARENT, state = STATE)
 }
 
-/// Runs `worker` until `done` says so (checked every 20 ms, for at most `limit`),
-/// then shuts it down.
-pub(crate) async fn run_until<H, F, Fut>(worker: Worker<H>, limit: Duration, done: F) -> WorkerStats
-where
-    H: Handler,
-    F: Fn() -> Fut,
-    Fut: Future<Output = bool>,
+/// What each run of each event saw: the id and record of the span it ran in.
+pub(crate) type Seen = Arc<Mutex<HashMap<String, Vec<(u64, SpanRecord)>>>>;
+
+/// A handler that records the span it runs in, then answers as `answer` says for
+/// the event's id and run (counted from 1).
+pub(crate) fn recording(
+    seen: &Seen,
+    answer: impl Fn(&str, usize) -> Result<(), HandlerError> + Send + Sync + 'static,
+) -> impl Fn(Event<'static>) -> std::future::Ready<Result<(), HandlerError>> + Send + Sync + 'static
 {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(worker.run(async {
-        let _ = stopped.await;
-    }));
-    let deadline = Instant::now() + limit;
-    while !done().await {
-        assert!(Instant::now() < deadline, "the worker did not get there");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let seen = Arc::clone(seen);
+    move |event: Event<'static>| {
+        let (id, record) = recorded().current().unwrap_or_default();
+        let mut seen = seen.lock().unwrap();
+        let runs = seen.entry(event.id.to_string()).or_default();
+        runs.push((id, record));
+        std::future::ready(answer(&event.id, runs.len()))
     }
-    stop.send(()).unwrap();
-    running.await.unwrap().unwrap()
 }
