@@ -40,7 +40,7 @@ const MAX_TRACESTATE_MEMBERS: usize = 32;
 /// assert!(TraceContext::parse("00-00000000000000000000000000000000-00f067aa0ba902b7-01", None).is_err());
 /// # Ok::<(), notmeta_webhooks::queue::InvalidTraceContext>(())
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TraceContext {
     traceparent: String,
     tracestate: Option<String>,
@@ -180,15 +180,6 @@ impl TraceContext {
     #[must_use]
     pub fn is_sampled(&self) -> bool {
         self.flags() & 1 == 1
-    }
-}
-
-impl fmt::Debug for TraceContext {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TraceContext")
-            .field("traceparent", &self.traceparent)
-            .field("tracestate", &self.tracestate)
-            .finish()
     }
 }
 
