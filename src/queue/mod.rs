@@ -22,7 +22,11 @@
 //! - a [`Queue`] names the Redis keys and the consumer group both share, and gives
 //!   the operations: [`Queue::counts`], [`Queue::dead_letters`],
 //!   [`Queue::replay_dead_letters`], [`Queue::purge_dead_letters`],
-//!   [`Queue::check_layout`].
+//!   [`Queue::check_layout`];
+//! - trace continuity: with [`Queue::with_trace_propagation`] each entry carries the
+//!   W3C trace context of the request that enqueued it, and a worker's run (feature
+//!   `tracing`) records it and can link to it (`OpenTelemetry` with the
+//!   `opentelemetry` feature; [`TracePropagation`] for any other source).
 //!
 //! # On PostgreSQL
 //!
@@ -122,15 +126,23 @@ use crate::clock::clamp;
 use crate::dedup::DEFAULT_DEDUP_WINDOW;
 
 mod enqueue;
+#[cfg(feature = "opentelemetry")]
+mod opentelemetry;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod protocol;
 mod scripts;
 mod split;
+mod trace_context;
 mod worker;
 
 pub use enqueue::{DEFAULT_ENQUEUE_TIMEOUT, Enqueuer};
+#[cfg(feature = "opentelemetry")]
+pub use opentelemetry::OpenTelemetry;
 pub use split::{Route, Split};
+pub use trace_context::{
+    InvalidTraceContext, MAX_TRACESTATE_LEN, TRACEPARENT_LEN, TraceContext, TracePropagation,
+};
 pub use worker::{Worker, WorkerStats};
 
 /// What went wrong with the queue's Redis.
@@ -296,6 +308,8 @@ pub struct Queue {
     scripts: Arc<protocol::Scripts>,
     /// How long each operation of [`Queue`] itself may wait for Redis.
     timeout: Duration,
+    /// Where entries' trace context comes from (`Queue::with_trace_propagation`).
+    trace: Option<Arc<dyn TracePropagation>>,
 }
 
 impl fmt::Debug for Queue {
@@ -368,6 +382,7 @@ impl Queue {
             window: DEFAULT_DEDUP_WINDOW,
             scripts: Arc::new(protocol::Scripts::new()),
             timeout: DEFAULT_REDIS_TIMEOUT,
+            trace: None,
         }
     }
 
@@ -413,6 +428,7 @@ impl Queue {
             window: DEFAULT_DEDUP_WINDOW,
             scripts: Arc::new(protocol::Scripts::new()),
             timeout: DEFAULT_REDIS_TIMEOUT,
+            trace: None,
         })
     }
 
