@@ -21,6 +21,8 @@ use crate::random::{jitter, random_fraction};
 use crate::receiver::delivery::{Call, Ran, retrying, run_beside};
 use crate::receiver::{Claimed, Handler, HandlerError};
 
+mod idle;
+mod memory;
 #[cfg(feature = "postgres")]
 mod pg;
 
@@ -497,6 +499,11 @@ async fn keep_and_read<H: Handler>(
     tasks: &mut Tasks,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), QueueError> {
+    if let Some(memory) = shared.queue.memory() {
+        let memory = Arc::clone(memory);
+        tokio::spawn(memory::keep(Arc::clone(shared), Arc::clone(&memory)));
+        return memory::read_until(shared, &memory, tasks, shutdown).await;
+    }
     #[cfg(feature = "postgres")]
     if let Some(pg) = shared.queue.pg() {
         let pg = Arc::clone(pg);
