@@ -4,7 +4,6 @@
 //! `TestQueue` (feature `testing`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,10 +44,10 @@ impl Runs {
 }
 
 /// A handler that counts runs and succeeds.
-fn counting(runs: &Runs) -> impl Fn(Event<'static>) -> std::future::Ready<Result<(), HandlerError>>
-+ Send
-+ Sync
-+ 'static {
+fn counting(
+    runs: &Runs,
+) -> impl Fn(Event<'static>) -> std::future::Ready<Result<(), HandlerError>> + Send + Sync + 'static
+{
     let runs = runs.clone();
     move |event: Event<'static>| {
         runs.count(&event);
@@ -117,9 +116,18 @@ async fn one_entry_per_event_id_and_duplicates_are_answered_for_the_window() {
     assert_eq!((stats.handled, runs.of("evt_dup")), (1, 1));
     // Handled: still a duplicate for the window, and the answer says so.
     let answer = endpoint
-        .receive(&body("evt_dup"), [notmeta_webhooks::sign(&body("evt_dup"), common::queue::SECRET)])
+        .receive(
+            &body("evt_dup"),
+            [notmeta_webhooks::sign(
+                &body("evt_dup"),
+                common::queue::SECRET,
+            )],
+        )
         .await;
-    assert_eq!((answer.body(), answer.outcome()), ("OK (duplicate)", Outcome::Duplicate));
+    assert_eq!(
+        (answer.body(), answer.outcome()),
+        ("OK (duplicate)", Outcome::Duplicate)
+    );
     assert_eq!(queue.counts().await.unwrap().pending, 0);
 }
 
@@ -185,7 +193,10 @@ async fn dead_letters_are_listed_replayed_and_purged() {
     .with_max_attempts(3)
     .with_backoff(Duration::ZERO, Duration::ZERO);
     let stats = worker.run_until_idle(LIMIT).await.unwrap();
-    assert_eq!((stats.handled, stats.dead_lettered, stats.retried), (1, 2, 2));
+    assert_eq!(
+        (stats.handled, stats.dead_lettered, stats.retried),
+        (1, 2, 2)
+    );
     assert_eq!((runs.of("evt_bad"), runs.of("evt_flaky")), (1, 3));
     let counts = queue.counts().await.unwrap();
     assert!(idle(counts));
@@ -198,8 +209,16 @@ async fn dead_letters_are_listed_replayed_and_purged() {
         .map(|l| (l.event_id.as_str(), l.attempts))
         .collect();
     assert_eq!(seen, [("evt_bad", 1), ("evt_flaky", 3)]);
-    assert!(letters[0].error.contains("no such customer"), "{}", letters[0].error);
-    assert!(letters[1].error.contains("(attempt 3 of 3)"), "{}", letters[1].error);
+    assert!(
+        letters[0].error.contains("no such customer"),
+        "{}",
+        letters[0].error
+    );
+    assert!(
+        letters[1].error.contains("(attempt 3 of 3)"),
+        "{}",
+        letters[1].error
+    );
     assert_eq!(letters[0].body, body("evt_bad"));
     assert_eq!(letters[0].event_type, "user.online");
     assert_eq!(queue.dead_letters(1).await.unwrap().len(), 1);
@@ -264,7 +283,10 @@ async fn several_workers_on_clones_share_the_entries_and_run_each_once() {
     assert_eq!(handled.iter().sum::<u64>(), 300, "{handled:?}");
     assert_eq!((runs.ids(), runs.total()), (300, 300));
     // The work was shared.
-    assert!(handled.iter().filter(|&&n| n > 0).count() >= 2, "{handled:?}");
+    assert!(
+        handled.iter().filter(|&&n| n > 0).count() >= 2,
+        "{handled:?}"
+    );
 }
 
 #[tokio::test]
@@ -290,7 +312,11 @@ async fn an_idle_worker_is_woken_by_an_enqueue_without_polling() {
             .await
             .unwrap();
         assert_eq!(got.as_deref(), Some(id));
-        assert!(sent.elapsed() < Duration::from_secs(5), "{:?}", sent.elapsed());
+        assert!(
+            sent.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            sent.elapsed()
+        );
     }
     stop.send(()).unwrap();
     assert_eq!(running.await.unwrap().unwrap().handled, 2);
@@ -304,7 +330,13 @@ async fn the_length_bound_refuses_with_503_until_entries_are_handled() {
         assert_eq!(send(&endpoint, &body(&format!("evt_{i}"))).await.0, 200);
     }
     let refused = endpoint
-        .receive(&body("evt_3"), [notmeta_webhooks::sign(&body("evt_3"), common::queue::SECRET)])
+        .receive(
+            &body("evt_3"),
+            [notmeta_webhooks::sign(
+                &body("evt_3"),
+                common::queue::SECRET,
+            )],
+        )
         .await;
     assert_eq!(refused.status(), 503);
     assert_eq!(refused.outcome(), Outcome::StoreFull);
@@ -315,7 +347,10 @@ async fn the_length_bound_refuses_with_503_until_entries_are_handled() {
         .await
         .unwrap();
     assert_eq!(stats.handled, 3);
-    assert_eq!(send(&endpoint, &body("evt_3")).await, (200, "OK".to_owned()));
+    assert_eq!(
+        send(&endpoint, &body("evt_3")).await,
+        (200, "OK".to_owned())
+    );
 }
 
 #[tokio::test]
@@ -378,7 +413,8 @@ async fn hostile_settings_are_clamped_or_end_in_a_clear_error() {
 
     // No attempts at all is one attempt.
     send(&endpoint, &body("evt_once")).await;
-    let always_failing = |_: Event<'static>| async { Err::<(), _>(HandlerError::temporary("down")) };
+    let always_failing =
+        |_: Event<'static>| async { Err::<(), _>(HandlerError::temporary("down")) };
     let stats = Worker::new(queue.clone(), always_failing)
         .with_max_attempts(0)
         .with_backoff(Duration::ZERO, Duration::ZERO)
@@ -400,7 +436,11 @@ async fn hostile_settings_are_clamped_or_end_in_a_clear_error() {
         panic!("{error:?}");
     };
     assert_eq!(limit, Duration::from_millis(300));
-    assert_eq!(left.pending + left.in_progress + left.retrying, 1, "{left:?}");
+    assert_eq!(
+        left.pending + left.in_progress + left.retrying,
+        1,
+        "{left:?}"
+    );
     assert!(error_text(&QueueError::NotIdle { limit, left }).contains("not idle within 300ms"));
 
     // A backoff of forever: the retry waits, the run ends at the limit.
@@ -451,6 +491,7 @@ mod kit {
     use super::*;
     use notmeta_webhooks::EventType;
     use notmeta_webhooks::testing::{TestQueue, sample};
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[tokio::test]
     async fn signed_samples_go_through_the_endpoint_and_a_worker_drains_them() {
@@ -469,7 +510,10 @@ mod kit {
         // Signed with the kit's secret: anything else is refused.
         let forged = kit
             .enqueuer()
-            .receive(&events[0].body(), [notmeta_webhooks::sign(&events[0].body(), "whsec_other")])
+            .receive(
+                &events[0].body(),
+                [notmeta_webhooks::sign(&events[0].body(), "whsec_other")],
+            )
             .await;
         assert_eq!(forged.status(), 400);
         assert_eq!(kit.post(&events[0]).await.body(), "OK (duplicate)");
@@ -515,13 +559,27 @@ mod kit {
     #[tokio::test]
     async fn the_kit_endpoint_can_be_bounded() {
         let kit = TestQueue::new().with_enqueuer(|e| e.with_max_len(2));
-        let statuses: Vec<u16> = futures_util::future::join_all(
-            (0..4).map(|_| async { kit.post(&sample(EventType::UserOnline)).await.status().as_u16() }),
-        )
+        let statuses: Vec<u16> = futures_util::future::join_all((0..4).map(|_| async {
+            kit.post(&sample(EventType::UserOnline))
+                .await
+                .status()
+                .as_u16()
+        }))
         .await;
-        assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 2, "{statuses:?}");
-        assert_eq!(statuses.iter().filter(|&&s| s == 503).count(), 2, "{statuses:?}");
-        let stats = kit.run_until_idle(counting(&Runs::default())).await.unwrap();
+        assert_eq!(
+            statuses.iter().filter(|&&s| s == 200).count(),
+            2,
+            "{statuses:?}"
+        );
+        assert_eq!(
+            statuses.iter().filter(|&&s| s == 503).count(),
+            2,
+            "{statuses:?}"
+        );
+        let stats = kit
+            .run_until_idle(counting(&Runs::default()))
+            .await
+            .unwrap();
         assert_eq!(stats.handled, 2);
     }
 }

@@ -148,7 +148,10 @@ impl MemQueue {
         let now = Instant::now();
         let mut state = self.state();
         state.sweep(now);
-        let known = state.marks.get(&entry.event_id).is_some_and(|m| m.until > now);
+        let known = state
+            .marks
+            .get(&entry.event_id)
+            .is_some_and(|m| m.until > now);
         if known || state.by_event.contains_key(&entry.event_id) {
             return Enqueued::Duplicate;
         }
@@ -206,10 +209,13 @@ impl MemQueue {
             slot.runs += 1;
             slot.at = lease;
             slot.stage = Stage::Running(token.clone());
-            let mark = state.marks.entry(slot.entry.event_id.clone()).or_insert(Mark {
-                done: false,
-                until: lease,
-            });
+            let mark = state
+                .marks
+                .entry(slot.entry.event_id.clone())
+                .or_insert(Mark {
+                    done: false,
+                    until: lease,
+                });
             mark.until = mark.until.max(lease);
             taken.push(Taken {
                 id,
@@ -262,10 +268,10 @@ impl MemQueue {
             state.by_event.remove(event_id);
         }
         let until = after(now, window);
-        let mark = state.marks.entry(event_id.to_owned()).or_insert(Mark {
-            done: true,
-            until,
-        });
+        let mark = state
+            .marks
+            .entry(event_id.to_owned())
+            .or_insert(Mark { done: true, until });
         mark.done = true;
         mark.until = mark.until.max(until);
         drop(state);
@@ -376,7 +382,10 @@ impl MemQueue {
             let Some(mut slot) = state.remove(id) else {
                 continue;
             };
-            let done = state.marks.get(&slot.entry.event_id).is_some_and(|m| m.done);
+            let done = state
+                .marks
+                .get(&slot.entry.event_id)
+                .is_some_and(|m| m.done);
             if done {
                 state.by_event.remove(&slot.entry.event_id);
                 continue;
