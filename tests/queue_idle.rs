@@ -176,11 +176,33 @@ async fn the_limit_ends_a_run_that_cannot_get_idle(queue: Queue) {
     );
 }
 
+/// As many handlers at once as a semaphore allows, or none at all (taken as one):
+/// no read asks for more entries than exist.
+async fn any_concurrency_drains(queue: Queue) {
+    let endpoint = enqueuer(&queue);
+    for concurrency in [usize::MAX, 0] {
+        for i in 0..5 {
+            let id = format!("evt_c{concurrency}_{i}");
+            assert_eq!(send(&endpoint, &body(&id)).await.0, 200);
+        }
+        let stats = Worker::new(queue.clone(), |_: Event<'static>| async {
+            Ok::<(), HandlerError>(())
+        })
+        .with_concurrency(concurrency)
+        .with_poll_interval(Duration::from_millis(20))
+        .run_until_idle(LIMIT)
+        .await
+        .unwrap();
+        assert_eq!(stats.handled, 5, "{concurrency}");
+    }
+}
+
 async fn all_scenarios(queue: impl Fn() -> std::pin::Pin<Box<dyn Future<Output = Queue>>>) {
     drains_with_retries_and_dead_letters(queue().await).await;
     never_idle_before_an_acknowledged_entry_is_settled(queue().await).await;
     waits_for_an_entry_left_running(queue().await).await;
     the_limit_ends_a_run_that_cannot_get_idle(queue().await).await;
+    any_concurrency_drains(queue().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,6 +29,11 @@ mod pg;
 /// How often a running worker checks the queue's layout in Redis again.
 const LAYOUT_RECHECK: Duration = Duration::from_secs(5);
 
+/// The most entries one read, reclaim or take asks for, whatever the concurrency:
+/// Redis's scripts take the count as a Lua number (exact only below 2^53) and
+/// PostgreSQL's take draws one token per entry asked for.
+const MAX_TAKE: usize = 1_000;
+
 /// Runs a [`Handler`] on the events of a [`Queue`].
 ///
 /// - **Reading**: a consumer group, at most [`with_concurrency`](Self::with_concurrency)
@@ -582,7 +587,7 @@ async fn free_slots(
     match select(pin!(slots.acquire()), shutdown).await {
         Either::Left((Ok(permit), _)) => {
             drop(permit);
-            Some(slots.available_permits())
+            Some(slots.available_permits().min(MAX_TAKE))
         }
         Either::Left((Err(_), _)) | Either::Right(_) => None,
     }
@@ -641,7 +646,7 @@ async fn reclaim<H: Handler>(
         }
         let mut next_cursor = None;
         for how in hows {
-            let room = slots.available_permits();
+            let room = slots.available_permits().min(MAX_TAKE);
             if room == 0 {
                 break;
             }
