@@ -43,8 +43,9 @@
 //! needed, and the same [`Enqueuer`] and [`Worker`] run on it with the same rules
 //! (dedup, retries, dead letters, the operations). It is **not durable**: whatever
 //! it holds is lost with the process. [`Worker::run_until_idle`] runs a worker
-//! until the queue is drained, on every backend; the [test kit](crate::testing)
-//! (feature `testing`) pairs both with signed sample events.
+//! until the queue is drained, on every backend; the test kit's `TestQueue`
+//! (feature `testing`) pairs both with signed sample events. The guide's
+//! [queue chapter](crate::guide::queue) has an example.
 //!
 //! # Guarantees
 //!

@@ -101,6 +101,13 @@ const MAX_TAKE: usize = 1_000;
 /// the database, and a plain handler (the *leased mode*: no transaction held while
 /// it runs) for slow ones; the [queue chapter](crate::guide::queue) says more.
 ///
+/// **In memory** ([`Queue::in_memory`]) the PostgreSQL model holds, in the
+/// process: a take hands out due entries under a lease of the visibility timeout,
+/// renewed every third of it; an idle worker sleeps until an entry is queued,
+/// replayed or settled, or the next one is due (no polling). A handler is called
+/// with no claim, as on Redis. [`run_until_idle`](Self::run_until_idle) runs a
+/// worker until the queue is drained, on every backend.
+///
 /// ```no_run
 /// use std::time::Duration;
 /// use notmeta_webhooks::queue::{Queue, Worker};
