@@ -25,6 +25,26 @@ fn runs_of(runs: &Runs, id: &str) -> usize {
     runs.lock().unwrap().get(id).copied().unwrap_or(0)
 }
 
+/// Counts a run of `event`: how many it had before.
+fn count(runs: &Runs, event: &Event<'_>) -> usize {
+    let mut runs = runs.lock().unwrap();
+    let n = runs.entry(event.id.as_str().to_owned()).or_default();
+    *n += 1;
+    *n - 1
+}
+
+/// A handler that counts runs and succeeds.
+fn counting(
+    runs: &Runs,
+) -> impl Fn(Event<'static>) -> std::future::Ready<Result<(), HandlerError>> + Send + Sync + 'static
+{
+    let runs = Arc::clone(runs);
+    move |event: Event<'static>| {
+        count(&runs, &event);
+        std::future::ready(Ok(()))
+    }
+}
+
 /// Thirty events, one failing twice temporarily and one permanently, with a real
 /// backoff: everything enqueued before the call is settled when it returns.
 async fn drains_with_retries_and_dead_letters(queue: Queue) {
@@ -39,12 +59,7 @@ async fn drains_with_retries_and_dead_letters(queue: Queue) {
     let counted = Arc::clone(&runs);
     let worker = Worker::new(queue.clone(), move |event: Event<'static>| {
         let id = event.id.as_str().to_owned();
-        let before = {
-            let mut runs = counted.lock().unwrap();
-            let n = runs.entry(id.clone()).or_default();
-            *n += 1;
-            *n - 1
-        };
+        let before = count(&counted, &event);
         async move {
             match id.as_str() {
                 "evt_flaky" if before < 2 => Err(HandlerError::temporary("downstream down")),
@@ -86,19 +101,11 @@ async fn never_idle_before_an_acknowledged_entry_is_settled(queue: Queue) {
     for i in 0..15 {
         let id = format!("evt_race_{i}");
         assert_eq!(send(&endpoint, &body(&id)).await.0, 200);
-        let counted = Arc::clone(&runs);
-        let stats = Worker::new(queue.clone(), move |event: Event<'static>| {
-            *counted
-                .lock()
-                .unwrap()
-                .entry(event.id.as_str().to_owned())
-                .or_default() += 1;
-            async { Ok::<(), HandlerError>(()) }
-        })
-        .with_poll_interval(Duration::from_millis(5))
-        .run_until_idle(LIMIT)
-        .await
-        .unwrap();
+        let stats = Worker::new(queue.clone(), counting(&runs))
+            .with_poll_interval(Duration::from_millis(5))
+            .run_until_idle(LIMIT)
+            .await
+            .unwrap();
         assert_eq!(stats.handled, 1, "{id}");
         assert_eq!(runs_of(&runs, &id), 1, "{id}");
     }
@@ -129,20 +136,12 @@ async fn waits_for_an_entry_left_running(queue: Queue) {
     assert_eq!(queue.counts().await.unwrap().in_progress, 1);
 
     let runs = Runs::default();
-    let counted = Arc::clone(&runs);
-    let stats = Worker::new(queue.clone(), move |event: Event<'static>| {
-        *counted
-            .lock()
-            .unwrap()
-            .entry(event.id.as_str().to_owned())
-            .or_default() += 1;
-        async { Ok::<(), HandlerError>(()) }
-    })
-    .with_visibility_timeout(Duration::from_millis(600))
-    .with_poll_interval(Duration::from_millis(20))
-    .run_until_idle(LIMIT)
-    .await
-    .unwrap();
+    let stats = Worker::new(queue.clone(), counting(&runs))
+        .with_visibility_timeout(Duration::from_millis(600))
+        .with_poll_interval(Duration::from_millis(20))
+        .run_until_idle(LIMIT)
+        .await
+        .unwrap();
     assert_eq!((stats.handled, runs_of(&runs, "evt_left")), (1, 1));
     let counts = queue.counts().await.unwrap();
     assert_eq!(counts.pending + counts.in_progress + counts.retrying, 0);
@@ -264,12 +263,7 @@ async fn the_test_kit_on_redis() {
     let counted = Arc::clone(&runs);
     let stats = kit
         .run_until_idle(move |event: Event<'static>| {
-            let before = {
-                let mut runs = counted.lock().unwrap();
-                let n = runs.entry(event.id.as_str().to_owned()).or_default();
-                *n += 1;
-                *n - 1
-            };
+            let before = count(&counted, &event);
             async move {
                 if before == 0 {
                     Err(HandlerError::temporary("once"))

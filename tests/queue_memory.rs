@@ -1,7 +1,8 @@
 //! The queue in memory (`Queue::in_memory`) with the same `Enqueuer` and `Worker`
 //! as on Redis: dedup, retries, dead letters, several workers, the length bound,
-//! leases, hostile settings, and `Worker::run_until_idle`; then the test kit's
-//! `TestQueue` (feature `testing`).
+//! renewal, hostile settings, and `Worker::run_until_idle`; then the test kit's
+//! `TestQueue` (feature `testing`). An entry left running by a worker is waited for
+//! and taken over in `tests/queue_idle.rs`, on every backend.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -351,41 +352,6 @@ async fn the_length_bound_refuses_with_503_until_entries_are_handled() {
         send(&endpoint, &body("evt_3")).await,
         (200, "OK".to_owned())
     );
-}
-
-#[tokio::test]
-async fn an_entry_left_running_is_taken_over_once_its_lease_lapses() {
-    let queue = Queue::in_memory();
-    assert_eq!(send(&enqueuer(&queue), &body("evt_slow")).await.0, 200);
-    let (started, started_rx) = tokio::sync::oneshot::channel::<()>();
-    let started = Mutex::new(Some(started));
-    // The first worker's handler never ends; its run is cut at the shutdown deadline.
-    let stuck = Worker::new(queue.clone(), move |_: Event<'static>| {
-        if let Some(started) = started.lock().unwrap().take() {
-            let _ = started.send(());
-        }
-        std::future::pending::<Result<(), HandlerError>>()
-    })
-    .with_handler_isolation(false)
-    .with_visibility_timeout(Duration::from_millis(300))
-    .with_shutdown_deadline(Duration::ZERO);
-    let stats = stuck
-        .run(async {
-            let _ = started_rx.await;
-        })
-        .await
-        .unwrap();
-    assert_eq!((stats.abandoned, stats.handled), (1, 0));
-    assert_eq!(queue.counts().await.unwrap().in_progress, 1);
-
-    // Idle means nothing running anywhere: the next run waits out the lease.
-    let runs = Runs::default();
-    let stats = Worker::new(queue.clone(), counting(&runs))
-        .run_until_idle(LIMIT)
-        .await
-        .unwrap();
-    assert_eq!((stats.handled, runs.of("evt_slow")), (1, 1));
-    assert!(idle(queue.counts().await.unwrap()));
 }
 
 #[tokio::test]

@@ -347,19 +347,15 @@ impl MemQueue {
     pub(crate) fn dead_letters(&self, limit: usize) -> Vec<DeadLetter> {
         let state = self.state();
         state
-            .entries
-            .iter()
-            .filter_map(|(id, slot)| match &slot.stage {
-                Stage::Dead(error) => Some(DeadLetter {
-                    entry_id: id.to_string(),
-                    event_id: slot.entry.event_id.clone(),
-                    event_type: slot.entry.event_type.clone(),
-                    error: error.clone(),
-                    attempts: u32::try_from(slot.runs).unwrap_or(u32::MAX),
-                    received_at: UNIX_EPOCH + Duration::from_millis(slot.entry.received),
-                    body: slot.entry.body.clone(),
-                }),
-                _ => None,
+            .dead()
+            .map(|(id, slot, error)| DeadLetter {
+                entry_id: id.to_string(),
+                event_id: slot.entry.event_id.clone(),
+                event_type: slot.entry.event_type.clone(),
+                error: error.to_owned(),
+                attempts: u32::try_from(slot.runs).unwrap_or(u32::MAX),
+                received_at: UNIX_EPOCH + Duration::from_millis(slot.entry.received),
+                body: slot.entry.body.clone(),
             })
             .take(limit)
             .collect()
@@ -370,13 +366,7 @@ impl MemQueue {
     pub(crate) fn replay(&self, limit: usize) -> usize {
         let now = Instant::now();
         let mut state = self.state();
-        let dead: Vec<u64> = state
-            .entries
-            .iter()
-            .filter(|(_, slot)| matches!(slot.stage, Stage::Dead(_)))
-            .map(|(id, _)| *id)
-            .take(limit)
-            .collect();
+        let dead: Vec<u64> = state.dead().map(|(id, _, _)| id).take(limit).collect();
         let mut moved = 0;
         for id in dead {
             let Some(mut slot) = state.remove(id) else {
@@ -406,13 +396,9 @@ impl MemQueue {
         let now = Instant::now();
         let mut state = self.state();
         let old: Vec<u64> = state
-            .entries
-            .iter()
-            .filter(|(_, slot)| {
-                matches!(slot.stage, Stage::Dead(_))
-                    && now.saturating_duration_since(slot.at) >= older_than
-            })
-            .map(|(id, _)| *id)
+            .dead()
+            .filter(|(_, slot, _)| now.saturating_duration_since(slot.at) >= older_than)
+            .map(|(id, _, _)| id)
             .collect();
         for id in &old {
             if let Some(slot) = state.remove(*id) {
@@ -424,6 +410,16 @@ impl MemQueue {
 }
 
 impl State {
+    /// The dead letters, oldest first, with their error text.
+    fn dead(&self) -> impl Iterator<Item = (u64, &Slot, &str)> {
+        self.entries
+            .iter()
+            .filter_map(|(id, slot)| match &slot.stage {
+                Stage::Dead(error) => Some((*id, slot, error.as_str())),
+                _ => None,
+            })
+    }
+
     /// Whether the entry `id` is running under `token`.
     fn holds(&self, id: u64, token: &str) -> bool {
         self.entries

@@ -333,8 +333,8 @@ struct Shared<H> {
 struct Flight {
     /// The entry's event.
     event_id: String,
-    /// The run's token (PostgreSQL; empty on Redis, where the consumer's is used).
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    /// The run's token (PostgreSQL, memory; empty on Redis, where the consumer's is
+    /// used).
     token: String,
     /// Settling: renewal may find it settled, which is no loss.
     settling: AtomicBool,
@@ -862,6 +862,38 @@ async fn keep<H>(shared: Arc<Shared<H>>) {
                     Err(e) => warn("renew", &e),
                 }
             }
+        }
+    }
+}
+
+/// Waits for the next renewal (every third of the visibility timeout), then gives
+/// the entries running here and not lost, by their id as the backend numbers them,
+/// with their flights; `None` once the worker is closed and nothing runs here any
+/// more. For the backends with a token per run (PostgreSQL, memory).
+async fn next_renewal<H, I: std::str::FromStr>(
+    shared: &Shared<H>,
+) -> Option<Vec<(I, Arc<Flight>)>> {
+    tokio::time::sleep(shared.settings.renew_every()).await;
+    if shared.closed.load(Ordering::Acquire) && shared.flights().is_empty() {
+        return None;
+    }
+    Some(
+        shared
+            .flights()
+            .iter()
+            .filter(|(_, flight)| !flight.lost.load(Ordering::Relaxed))
+            .filter_map(|((_, id), flight)| Some((id.parse().ok()?, Arc::clone(flight))))
+            .collect(),
+    )
+}
+
+/// After a renewal: marks lost the flights it did not find `held` (another worker
+/// took them over), unless they were settling.
+fn mark_lost<I>(flights: &[(I, Arc<Flight>)], held: impl Fn(&I) -> bool) {
+    for (id, flight) in flights {
+        if !held(id) && !flight.settling.load(Ordering::Relaxed) {
+            flight.lost.store(true, Ordering::Relaxed);
+            warn_text("an entry being handled was taken over by another worker");
         }
     }
 }

@@ -11,7 +11,10 @@ use std::sync::atomic::Ordering;
 use futures_util::future::{Either, select};
 use tokio::sync::Semaphore;
 
-use super::{Flight, Settle, Shared, Tasks, decide, free_slots, settle_with, start, warn_text};
+use super::{
+    Flight, Settle, Shared, Tasks, count_renewals, decide, free_slots, mark_lost, next_renewal,
+    settle_with, start,
+};
 use crate::queue::QueueError;
 use crate::queue::memory::{MemQueue, Taken};
 use crate::receiver::Handler;
@@ -116,28 +119,13 @@ async fn process<H: Handler>(shared: &Shared<H>, memory: &MemQueue, entry: Taken
 /// handler ran, a handler blocking its thread). Ends once the worker is closed and
 /// nothing runs here any more.
 pub(super) async fn keep<H>(shared: Arc<Shared<H>>, memory: Arc<MemQueue>) {
-    loop {
-        tokio::time::sleep(shared.settings.renew_every()).await;
-        if shared.closed.load(Ordering::Acquire) && shared.flights().is_empty() {
-            return;
-        }
-        let flights: Vec<(u64, Arc<Flight>)> = shared
-            .flights()
-            .iter()
-            .filter(|(_, flight)| !flight.lost.load(Ordering::Relaxed))
-            .filter_map(|((_, id), flight)| Some((id.parse().ok()?, Arc::clone(flight))))
-            .collect();
+    while let Some(flights) = next_renewal::<H, u64>(&shared).await {
         let entries: Vec<(u64, String)> = flights
             .iter()
             .map(|(id, flight)| (*id, flight.token.clone()))
             .collect();
         let held = memory.renew(&entries, shared.settings.visibility);
-        super::count_renewals(held.len());
-        for (id, flight) in &flights {
-            if !held.contains(id) && !flight.settling.load(Ordering::Relaxed) {
-                flight.lost.store(true, Ordering::Relaxed);
-                warn_text("an entry being handled was taken over by another worker");
-            }
-        }
+        count_renewals(held.len());
+        mark_lost(&flights, |id| held.contains(id));
     }
 }
