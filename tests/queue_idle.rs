@@ -224,6 +224,8 @@ async fn on_redis() {
                 .await
                 .unwrap()
                 .with_namespace(format!("idle{n}"))
+                // Idleness is summed over partitions, each read atomically.
+                .with_partitions(3)
         })
     })
     .await;

@@ -269,7 +269,8 @@ async fn several_workers_on_clones_share_the_entries_and_run_each_once() {
             let worker = Worker::new(queue.clone(), move |event: Event<'static>| {
                 counted.count(&event);
                 async {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    // Long enough that one worker alone would take over a second.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                     Ok::<(), HandlerError>(())
                 }
             })
@@ -414,7 +415,7 @@ async fn hostile_settings_are_clamped_or_end_in_a_clear_error() {
     send(&enqueuer(&queue), &body("evt_later")).await;
     let stats_error = Worker::new(queue.clone(), always_failing)
         .with_backoff(Duration::MAX, Duration::MAX)
-        .run_until_idle(Duration::from_millis(300))
+        .run_until_idle(Duration::from_secs(2))
         .await
         .unwrap_err();
     assert!(
