@@ -269,7 +269,7 @@ async fn several_workers_on_clones_share_the_entries_and_run_each_once() {
             let worker = Worker::new(queue.clone(), move |event: Event<'static>| {
                 counted.count(&event);
                 async {
-                    // Long enough that one worker alone would take over a second.
+                    // Long enough that one worker alone would take a third of a second.
                     tokio::time::sleep(Duration::from_millis(5)).await;
                     Ok::<(), HandlerError>(())
                 }
