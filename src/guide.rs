@@ -8,12 +8,12 @@
 //! | [`delivery`](crate::guide::delivery) | what the endpoints answer and why, retries, duplicates and replays, writing a handler, storing events |
 //! | [`verification`](crate::guide::verification) | the signature rules, rotating secrets, the challenge, errors and their statuses |
 //! | [`stores`](crate::guide::stores) | the idempotency stores: in memory and in Redis, sizing, and sharing one Redis with the queue |
-//! | [`queue`](crate::guide::queue) | acknowledge fast, process later: the queue on Redis Streams or PostgreSQL, its faults, durability and partitions |
+//! | [`queue`](crate::guide::queue) | acknowledge fast, process later: the queue on Redis Streams or PostgreSQL, its faults, durability and partitions; testing an app that uses it (the queue in memory, `run_until_idle`) |
 //! | [`postgres`](crate::guide::postgres) | PostgreSQL: exactly-once effects with transactional handlers, the tables, the pool, durability |
 //! | [`failover`](crate::guide::failover) | Redis replicas: closing the failover window with `WAIT`, its cost and Redis settings |
 //! | [`limits`](crate::guide::limits) | every size and time limit, and what the crate decided where NotMeta's contract is silent |
 //! | [`operations`](crate::guide::operations) | tracing, metrics, the outcome hook, the queue's counts and dead letters, shutting down |
-//! | [`testing`](crate::guide::testing) | the test kit: sample events, signed requests, and a NotMeta simulator |
+//! | [`testing`](crate::guide::testing) | the test kit: sample events, signed requests, a NotMeta simulator, and a queue in memory for queued apps |
 //! | [`cli`](crate::guide::cli) | the `notmeta-webhooks` command-line tool and the management API client |
 //!
 //! Measured figures (benchmarks, load, the cost of Redis) and the evidence behind

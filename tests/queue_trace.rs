@@ -16,18 +16,20 @@ mod common;
 use common::queue::{body, drained, enqueuer, run_until, send};
 use common::trace::{FromFields, PARENT, STATE, Seen, recorded, recording, request_span};
 
-async fn context_reaches_the_handlers_span(isolate: bool) {
+/// On Redis, or with `memory` in the queue in memory.
+async fn context_reaches_the_handlers_span(isolate: bool, memory: bool) {
     // The recording is global: each test its own ids.
-    let (traced_id, plain_id) = if isolate {
-        ("evt_traced_isolated", "evt_plain_isolated")
-    } else {
-        ("evt_traced_inline", "evt_plain_inline")
+    let (traced_id, plain_id) = match (isolate, memory) {
+        (true, false) => ("evt_traced_isolated", "evt_plain_isolated"),
+        (false, false) => ("evt_traced_inline", "evt_plain_inline"),
+        (_, true) => ("evt_traced_memory", "evt_plain_memory"),
     };
-    let server = RedisServer::start();
-    let queue = Queue::connect(&server.url())
-        .await
-        .unwrap()
-        .with_trace_propagation(FromFields);
+    let server = (!memory).then(RedisServer::start);
+    let queue = match &server {
+        Some(server) => Queue::connect(&server.url()).await.unwrap(),
+        None => Queue::in_memory(),
+    }
+    .with_trace_propagation(FromFields);
     let endpoint = enqueuer(&queue);
     let traced = send(&endpoint, &body(traced_id))
         .instrument(request_span())
@@ -65,12 +67,17 @@ async fn context_reaches_the_handlers_span(isolate: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_requests_context_reaches_an_isolated_handlers_span() {
-    context_reaches_the_handlers_span(true).await;
+    context_reaches_the_handlers_span(true, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_requests_context_reaches_the_handlers_span_in_memory() {
+    context_reaches_the_handlers_span(true, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_requests_context_reaches_a_handlers_span_without_isolation() {
-    context_reaches_the_handlers_span(false).await;
+    context_reaches_the_handlers_span(false, false).await;
 }
 
 /// Run 1 fails temporarily (a retry), run 2 permanently (a dead letter), which is

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 
+use super::memory::{Enqueued, MemQueue};
 use super::protocol::{self, EntryRef, State};
 use super::{Queue, QueueError, TraceContext, millis, trace_context, unix_millis};
 use crate::clock::{Clock, SystemClock, clamp};
@@ -160,7 +161,8 @@ impl Enqueuer {
 
     /// Refuses new events (503, so NotMeta retries later) while a partition's stream
     /// holds `entries` or more (waiting or running): a bound on Redis memory when the
-    /// workers stop. Default: no bound. Redis only: a queue in PostgreSQL
+    /// workers stop. Default: no bound. A queue in memory ([`Queue::in_memory`])
+    /// counts its entries waiting or running the same way. A queue in PostgreSQL
     /// (`Queue::postgres`) is bounded by its disk, and ignores it.
     #[must_use]
     pub fn with_max_len(mut self, entries: u64) -> Self {
@@ -177,8 +179,8 @@ impl Enqueuer {
     /// the newer queue has it, the old endpoints answer 503 `Being processed,
     /// retry later` ([`Outcome::InProgress`]), so an append that fails here loses
     /// nothing. Redis only: an endpoint on a queue in PostgreSQL
-    /// (`Queue::postgres`) ignores it, and so does one given a previous queue in
-    /// PostgreSQL (neither has partitions to change).
+    /// (`Queue::postgres`) or in memory ([`Queue::in_memory`]) ignores it, and so
+    /// does one given a previous queue in either (neither has partitions to change).
     #[must_use]
     pub fn with_previous_queue(mut self, previous: Queue) -> Self {
         self.previous = Some(previous);
@@ -274,6 +276,9 @@ impl Enqueuer {
         trace: Option<TraceContext>,
     ) -> Result<Outcome, QueueError> {
         let limit = self.timeout;
+        if let Some(memory) = self.queue.memory() {
+            return Ok(self.enqueue_in_memory(memory, event, body, secret_index, trace));
+        }
         let trace = trace.as_ref();
         #[cfg(feature = "postgres")]
         if let Some(pg) = self.queue.pg() {
@@ -288,8 +293,12 @@ impl Enqueuer {
         }
         let work = async {
             self.check_layout().await?;
-            // A previous queue in PostgreSQL has no layout to move from.
-            let Some(previous) = self.previous.as_ref().filter(|p| !p.is_postgres()) else {
+            // A previous queue in PostgreSQL or in memory has no layout to move from.
+            let Some(previous) = self
+                .previous
+                .as_ref()
+                .filter(|p| !p.is_postgres() && !p.is_in_memory())
+            else {
                 return self.append(event, body, secret_index, trace).await;
             };
             previous.verify_layout().await?;
@@ -431,6 +440,31 @@ impl Enqueuer {
             secret: u64::try_from(secret_index).unwrap_or(u64::MAX),
             attempt: 0,
             trace,
+        }
+    }
+
+    /// Queues the event in the queue in memory, within `with_max_len`.
+    fn enqueue_in_memory(
+        &self,
+        memory: &MemQueue,
+        event: &Event<'_>,
+        body: &[u8],
+        secret_index: usize,
+        trace: Option<TraceContext>,
+    ) -> Outcome {
+        let entry = protocol::Entry {
+            event_id: event.id.as_str().to_owned(),
+            event_type: event.type_str().to_owned(),
+            body: body.to_vec(),
+            received: unix_millis(self.clock.now()),
+            secret: u64::try_from(secret_index).unwrap_or(u64::MAX),
+            attempt: 0,
+            trace,
+        };
+        match memory.enqueue(entry, self.window_for(event), self.max_len) {
+            Enqueued::Queued => Outcome::Queued,
+            Enqueued::Duplicate => Outcome::Duplicate,
+            Enqueued::Full => Outcome::StoreFull,
         }
     }
 

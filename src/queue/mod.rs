@@ -1,5 +1,7 @@
 //! Acknowledge fast, process later: a durable queue in Redis Streams (feature
-//! `queue`), or in PostgreSQL (features `queue` and `postgres`: `Queue::postgres`).
+//! `queue`), or in PostgreSQL (features `queue` and `postgres`: `Queue::postgres`),
+//! and, for tests and single-process prototypes, one in the process's memory
+//! ([`Queue::in_memory`]: not durable).
 //!
 //! NotMeta's guide for heavy work is to verify the signature, put the event on a
 //! queue, answer 200 at once, and process it from the queue. This module does that:
@@ -40,6 +42,16 @@
 //! event's done mark. The guarantees below hold as stated with "PostgreSQL" for
 //! "Redis", except what is about partitions, consumer groups, `XAUTOCLAIM` and
 //! replicas; the [queue chapter](crate::guide::queue) says what differs.
+//!
+//! # In memory, for tests
+//!
+//! [`Queue::in_memory`] keeps the queue in the process: no Redis or database is
+//! needed, and the same [`Enqueuer`] and [`Worker`] run on it with the same rules
+//! (dedup, retries, dead letters, the operations). It is **not durable**: whatever
+//! it holds is lost with the process. [`Worker::run_until_idle`] runs a worker
+//! until the queue is drained, on every backend; the test kit's `TestQueue`
+//! (feature `testing`) pairs both with signed sample events. The guide's
+//! [queue chapter](crate::guide::queue) has an example.
 //!
 //! # Guarantees
 //!
@@ -126,6 +138,7 @@ use crate::clock::clamp;
 use crate::dedup::DEFAULT_DEDUP_WINDOW;
 
 mod enqueue;
+mod memory;
 #[cfg(feature = "opentelemetry")]
 mod opentelemetry;
 #[cfg(feature = "postgres")]
@@ -175,6 +188,19 @@ pub enum QueueError {
         operation: &'static str,
         /// The time limit in force.
         limit: Duration,
+    },
+    /// [`Worker::run_until_idle`] did not find the queue idle within its limit: the
+    /// worker was stopped as by a shutdown, and `left` is what the queue held then
+    /// (waiting, running or waiting for a retry).
+    #[error(
+        "the queue was not idle within {limit:?}: {} waiting, {} running, {} waiting for a retry",
+        left.pending, left.in_progress, left.retrying
+    )]
+    NotIdle {
+        /// The limit given to `run_until_idle`.
+        limit: Duration,
+        /// The queue's counts when it gave up.
+        left: QueueCounts,
     },
     /// The queue in Redis was laid out with another number of partitions than this
     /// process's [`Queue::with_partitions`]. Nothing is enqueued or read with a
@@ -330,6 +356,7 @@ enum Backend {
     Redis(RedisConnection),
     #[cfg(feature = "postgres")]
     Postgres(Arc<postgres::PgQueue>),
+    Memory(Arc<memory::MemQueue>),
 }
 
 impl fmt::Debug for Backend {
@@ -338,6 +365,7 @@ impl fmt::Debug for Backend {
             Self::Redis(connection) => f.debug_tuple("Redis").field(connection).finish(),
             #[cfg(feature = "postgres")]
             Self::Postgres(pg) => f.debug_tuple("Postgres").field(pg).finish(),
+            Self::Memory(memory) => f.debug_tuple("Memory").field(memory).finish(),
         }
     }
 }
@@ -430,6 +458,63 @@ impl Queue {
             timeout: DEFAULT_REDIS_TIMEOUT,
             trace: None,
         })
+    }
+
+    /// A queue in this process's memory, for tests and single-process prototypes:
+    /// **not durable** (everything it holds, waiting entries, dead letters and the
+    /// event ids it remembers, is lost with the process), and shared only by the
+    /// clones of this `Queue` (every [`Enqueuer`] and [`Worker`] made with a clone
+    /// uses the same entries). No Redis or database is needed at run time.
+    ///
+    /// The same [`Enqueuer`] and [`Worker`] work on it, with the same rules: at most
+    /// one entry per event id and duplicates answered `OK (duplicate)` for the dedup
+    /// window (2 h; [`with_dedup_window`](Self::with_dedup_window)), retries after
+    /// the worker's backoff up to its maximum attempts, dead letters,
+    /// [`Enqueuer::with_max_len`] (503 while that many entries wait or run), and the
+    /// operations ([`counts`](Self::counts), [`dead_letters`](Self::dead_letters),
+    /// [`replay_dead_letters`](Self::replay_dead_letters),
+    /// [`purge_dead_letters`](Self::purge_dead_letters); [`check_layout`](Self::check_layout)
+    /// does nothing). Several workers on clones share the entries, each run under a
+    /// lease of the worker's visibility timeout as on PostgreSQL; an idle worker is
+    /// woken the moment an entry is queued, replayed or becomes due, without polling.
+    /// The Redis settings (namespace, partitions, group, replicas, time limit) do not
+    /// apply, and [`connection`](Self::connection) panics. Its times are Tokio's, so
+    /// on a paused test clock backoffs and windows pass as the clock advances.
+    ///
+    /// ```
+    /// use notmeta_webhooks::queue::{Enqueuer, Queue, Worker};
+    /// use notmeta_webhooks::receiver::HandlerError;
+    /// use notmeta_webhooks::{sign, Event, Verifier};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let queue = Queue::in_memory();
+    /// let enqueuer = Enqueuer::new(Verifier::new("whsec_abc123")?, queue.clone());
+    /// let body = br#"{"id":"evt_1","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{}}"#;
+    /// let answer = enqueuer.receive(body, [sign(body, "whsec_abc123")]).await;
+    /// assert_eq!((answer.status().as_u16(), answer.body()), (200, "OK"));
+    /// assert_eq!(queue.counts().await?.pending, 1);
+    ///
+    /// let worker = Worker::new(queue.clone(), |event: Event<'static>| async move {
+    ///     assert_eq!(event.id, "evt_1");
+    ///     Ok::<(), HandlerError>(())
+    /// });
+    /// let stats = worker.run_until_idle(std::time::Duration::from_secs(10)).await?;
+    /// assert_eq!(stats.handled, 1);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn in_memory() -> Self {
+        Self {
+            backend: Backend::Memory(Arc::new(memory::MemQueue::new())),
+            namespace: Arc::from("memory"),
+            group: Arc::from("workers"),
+            partitions: 1,
+            window: DEFAULT_DEDUP_WINDOW,
+            scripts: Arc::new(protocol::Scripts::new()),
+            timeout: DEFAULT_REDIS_TIMEOUT,
+            trace: None,
+        }
     }
 
     /// Connects to the Redis server at `url` (`redis://host:port/db`).
@@ -544,6 +629,7 @@ impl Queue {
             Backend::Redis(connection) => Backend::Redis(connection.with_replication(replication)),
             #[cfg(feature = "postgres")]
             other @ Backend::Postgres(_) => other,
+            other @ Backend::Memory(_) => other,
         };
         self
     }
@@ -555,6 +641,7 @@ impl Queue {
             Backend::Redis(connection) => connection.replication(),
             #[cfg(feature = "postgres")]
             Backend::Postgres(_) => Replication::Primary,
+            Backend::Memory(_) => Replication::Primary,
         }
     }
 
@@ -580,14 +667,16 @@ impl Queue {
     ///
     /// # Panics
     ///
-    /// On a queue in PostgreSQL (`Queue::postgres`), which has none: see
-    /// [`Queue::is_postgres`].
+    /// On a queue in PostgreSQL (`Queue::postgres`) or in memory
+    /// ([`Queue::in_memory`]), which have none: see [`Queue::is_postgres`] and
+    /// [`Queue::is_in_memory`].
     #[must_use]
     pub fn connection(&self) -> &RedisConnection {
         match &self.backend {
             Backend::Redis(connection) => connection,
             #[cfg(feature = "postgres")]
             Backend::Postgres(_) => panic!("a queue in PostgreSQL has no Redis connection"),
+            Backend::Memory(_) => panic!("a queue in memory has no Redis connection"),
         }
     }
 
@@ -595,9 +684,27 @@ impl Queue {
     #[must_use]
     pub fn is_postgres(&self) -> bool {
         match &self.backend {
-            Backend::Redis(_) => false,
+            Backend::Redis(_) | Backend::Memory(_) => false,
             #[cfg(feature = "postgres")]
             Backend::Postgres(_) => true,
+        }
+    }
+
+    /// Whether the queue is in this process's memory ([`Queue::in_memory`]).
+    ///
+    /// ```
+    /// assert!(notmeta_webhooks::queue::Queue::in_memory().is_in_memory());
+    /// ```
+    #[must_use]
+    pub fn is_in_memory(&self) -> bool {
+        matches!(self.backend, Backend::Memory(_))
+    }
+
+    /// The in-memory backend, if the queue is in memory.
+    pub(crate) fn memory(&self) -> Option<&Arc<memory::MemQueue>> {
+        match &self.backend {
+            Backend::Memory(memory) => Some(memory),
+            _ => None,
         }
     }
 
@@ -606,7 +713,7 @@ impl Queue {
     pub(crate) fn pg(&self) -> Option<&Arc<postgres::PgQueue>> {
         match &self.backend {
             Backend::Postgres(pg) => Some(pg),
-            Backend::Redis(_) => None,
+            Backend::Redis(_) | Backend::Memory(_) => None,
         }
     }
 
@@ -662,6 +769,9 @@ impl Queue {
     ///
     /// [`QueueError::LayoutMismatch`] if Redis holds another count; a Redis error.
     pub async fn check_layout(&self) -> Result<(), QueueError> {
+        if self.memory().is_some() {
+            return Ok(());
+        }
         #[cfg(feature = "postgres")]
         if self.pg().is_some() {
             return Ok(());
@@ -684,6 +794,9 @@ impl Queue {
     /// Checks, without writing anything, that the count Redis holds (if any) is
     /// this process's.
     pub(crate) async fn verify_layout(&self) -> Result<(), QueueError> {
+        if self.memory().is_some() {
+            return Ok(());
+        }
         #[cfg(feature = "postgres")]
         if self.pg().is_some() {
             return Ok(());
@@ -733,6 +846,9 @@ impl Queue {
 
     /// Checks the layout and creates every partition's consumer group if missing.
     pub(crate) async fn prepare(&self) -> Result<(), QueueError> {
+        if self.memory().is_some() {
+            return Ok(());
+        }
         #[cfg(feature = "postgres")]
         if self.pg().is_some() {
             return Ok(());
@@ -754,6 +870,12 @@ impl Queue {
     ///
     /// If Redis fails, or [`QueueError::LayoutMismatch`].
     pub async fn counts(&self) -> Result<QueueCounts, QueueError> {
+        if let Some(memory) = self.memory() {
+            let counts = memory.counts();
+            #[cfg(feature = "metrics")]
+            report_counts(&counts);
+            return Ok(counts);
+        }
         #[cfg(feature = "postgres")]
         if let Some(pg) = self.pg() {
             let counts = protocol::bounded(self.timeout, "the counts", pg.counts()).await?;
@@ -796,6 +918,9 @@ impl Queue {
     ///
     /// If Redis fails, or [`QueueError::LayoutMismatch`].
     pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        if let Some(memory) = self.memory() {
+            return Ok(memory.dead_letters(limit));
+        }
         #[cfg(feature = "postgres")]
         if let Some(pg) = self.pg() {
             let read = pg.dead_letters(limit);
@@ -850,6 +975,9 @@ impl Queue {
     /// If Redis fails (what was moved stays moved), or
     /// [`QueueError::LayoutMismatch`].
     pub async fn replay_dead_letters(&self, limit: usize) -> Result<usize, QueueError> {
+        if let Some(memory) = self.memory() {
+            return Ok(memory.replay(limit));
+        }
         #[cfg(feature = "postgres")]
         if let Some(pg) = self.pg() {
             return pg.replay(limit, self.timeout).await;
@@ -918,6 +1046,9 @@ impl Queue {
     /// If Redis fails (partitions already purged stay purged), or
     /// [`QueueError::LayoutMismatch`].
     pub async fn purge_dead_letters(&self, older_than: Duration) -> Result<u64, QueueError> {
+        if let Some(memory) = self.memory() {
+            return Ok(memory.purge(older_than));
+        }
         #[cfg(feature = "postgres")]
         if let Some(pg) = self.pg() {
             return protocol::bounded(self.timeout, "a purge", pg.purge(older_than)).await;

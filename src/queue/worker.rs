@@ -21,11 +21,18 @@ use crate::random::{jitter, random_fraction};
 use crate::receiver::delivery::{Call, Ran, retrying, run_beside};
 use crate::receiver::{Claimed, Handler, HandlerError};
 
+mod idle;
+mod memory;
 #[cfg(feature = "postgres")]
 mod pg;
 
 /// How often a running worker checks the queue's layout in Redis again.
 const LAYOUT_RECHECK: Duration = Duration::from_secs(5);
+
+/// The most entries one read, reclaim or take asks for, whatever the concurrency:
+/// Redis's scripts take the count as a Lua number (exact only below 2^53) and
+/// PostgreSQL's take draws one token per entry asked for.
+const MAX_TAKE: usize = 1_000;
 
 /// Runs a [`Handler`] on the events of a [`Queue`].
 ///
@@ -98,6 +105,13 @@ const LAYOUT_RECHECK: Duration = Duration::from_secs(5);
 /// commits nothing. Pick that *transactional mode* for short handlers that write to
 /// the database, and a plain handler (the *leased mode*: no transaction held while
 /// it runs) for slow ones; the [queue chapter](crate::guide::queue) says more.
+///
+/// **In memory** ([`Queue::in_memory`]) the PostgreSQL model holds, in the
+/// process: a take hands out due entries under a lease of the visibility timeout,
+/// renewed every third of it; an idle worker sleeps until an entry is queued,
+/// replayed or settled, or the next one is due (no polling). A handler is called
+/// with no claim, as on Redis. [`run_until_idle`](Self::run_until_idle) runs a
+/// worker until the queue is drained, on every backend.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -324,8 +338,8 @@ struct Shared<H> {
 struct Flight {
     /// The entry's event.
     event_id: String,
-    /// The run's token (PostgreSQL; empty on Redis, where the consumer's is used).
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    /// The run's token (PostgreSQL, memory; empty on Redis, where the consumer's is
+    /// used).
     token: String,
     /// Settling: renewal may find it settled, which is no loss.
     settling: AtomicBool,
@@ -502,6 +516,11 @@ async fn keep_and_read<H: Handler>(
     tasks: &mut Tasks,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), QueueError> {
+    if let Some(memory) = shared.queue.memory() {
+        let memory = Arc::clone(memory);
+        tokio::spawn(memory::keep(Arc::clone(shared), Arc::clone(&memory)));
+        return memory::read_until(shared, &memory, tasks, shutdown).await;
+    }
     #[cfg(feature = "postgres")]
     if let Some(pg) = shared.queue.pg() {
         let pg = Arc::clone(pg);
@@ -580,7 +599,7 @@ async fn free_slots(
     match select(pin!(slots.acquire()), shutdown).await {
         Either::Left((Ok(permit), _)) => {
             drop(permit);
-            Some(slots.available_permits())
+            Some(slots.available_permits().min(MAX_TAKE))
         }
         Either::Left((Err(_), _)) | Either::Right(_) => None,
     }
@@ -639,7 +658,7 @@ async fn reclaim<H: Handler>(
         }
         let mut next_cursor = None;
         for how in hows {
-            let room = slots.available_permits();
+            let room = slots.available_permits().min(MAX_TAKE);
             if room == 0 {
                 break;
             }
@@ -848,6 +867,38 @@ async fn keep<H>(shared: Arc<Shared<H>>) {
                     Err(e) => warn("renew", &e),
                 }
             }
+        }
+    }
+}
+
+/// Waits for the next renewal (every third of the visibility timeout), then gives
+/// the entries running here and not lost, by their id as the backend numbers them,
+/// with their flights; `None` once the worker is closed and nothing runs here any
+/// more. For the backends with a token per run (PostgreSQL, memory).
+async fn next_renewal<H, I: std::str::FromStr>(
+    shared: &Shared<H>,
+) -> Option<Vec<(I, Arc<Flight>)>> {
+    tokio::time::sleep(shared.settings.renew_every()).await;
+    if shared.closed.load(Ordering::Acquire) && shared.flights().is_empty() {
+        return None;
+    }
+    Some(
+        shared
+            .flights()
+            .iter()
+            .filter(|(_, flight)| !flight.lost.load(Ordering::Relaxed))
+            .filter_map(|((_, id), flight)| Some((id.parse().ok()?, Arc::clone(flight))))
+            .collect(),
+    )
+}
+
+/// After a renewal: marks lost the flights it did not find `held` (another worker
+/// took them over), unless they were settling.
+fn mark_lost<I>(flights: &[(I, Arc<Flight>)], held: impl Fn(&I) -> bool) {
+    for (id, flight) in flights {
+        if !held(id) && !flight.settling.load(Ordering::Relaxed) {
+            flight.lost.store(true, Ordering::Relaxed);
+            warn_text("an entry being handled was taken over by another worker");
         }
     }
 }

@@ -11,6 +11,10 @@
 //!   time limit compressed too), duplicates and concurrent duplicates, each delivery
 //!   retried on its own, and a [`Report`] of every attempt and answer. A [`Target`]
 //!   reads at most [`MAX_REPLY_BODY`] of an answer.
+//! - `TestQueue` (with the `queue` feature too): for an app that uses the
+//!   [queue](crate::queue): a queue in memory, its endpoint with a known secret,
+//!   signed samples posted through it, and a worker run until the queue is idle
+//!   (`Worker::run_until_idle`), retrying at once.
 //!
 //! ```toml
 //! [dev-dependencies]
@@ -44,11 +48,16 @@
 //! The samples are the bodies NotMeta documents (`data/events` in the repository);
 //! [`documented`] gives them unchanged.
 
+#[cfg(feature = "queue")]
+mod queue;
 mod request;
 mod sample;
 mod simulator;
 mod target;
 
+#[cfg(feature = "queue")]
+#[cfg_attr(docsrs, doc(cfg(feature = "queue")))]
+pub use queue::TestQueue;
 pub use request::SignedRequest;
 pub use sample::{Sample, documented, fresh_id, sample, samples};
 pub use simulator::{

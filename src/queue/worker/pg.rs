@@ -13,8 +13,8 @@ use sqlx::postgres::PgListener;
 use tokio::sync::{Notify, Semaphore};
 
 use super::{
-    Flight, Settle, Shared, Tasks, count_renewals, decide, free_slots, settle_with, start, warn,
-    warn_text,
+    Flight, Settle, Shared, Tasks, count_renewals, decide, free_slots, mark_lost, next_renewal,
+    settle_with, start, warn,
 };
 use crate::dedup::ClaimToken;
 use crate::queue::QueueError;
@@ -184,17 +184,7 @@ async fn process<H: Handler>(
 /// another worker took over. Ends once the worker is closed and nothing runs here
 /// any more.
 pub(super) async fn keep<H>(shared: Arc<Shared<H>>, pg: Arc<PgQueue>) {
-    loop {
-        tokio::time::sleep(shared.settings.renew_every()).await;
-        if shared.closed.load(Ordering::Acquire) && shared.flights().is_empty() {
-            return;
-        }
-        let flights: Vec<(i64, Arc<Flight>)> = shared
-            .flights()
-            .iter()
-            .filter(|(_, flight)| !flight.lost.load(Ordering::Relaxed))
-            .filter_map(|((_, id), flight)| Some((id.parse().ok()?, Arc::clone(flight))))
-            .collect();
+    while let Some(flights) = next_renewal::<H, i64>(&shared).await {
         if flights.is_empty() {
             continue;
         }
@@ -206,12 +196,7 @@ pub(super) async fn keep<H>(shared: Arc<Shared<H>>, pg: Arc<PgQueue>) {
         match shared.bounded("a renewal", renewed).await {
             Ok(held) => {
                 count_renewals(held.len());
-                for (id, flight) in &flights {
-                    if !held.contains(id) && !flight.settling.load(Ordering::Relaxed) {
-                        flight.lost.store(true, Ordering::Relaxed);
-                        warn_text("an entry being handled was taken over by another worker");
-                    }
-                }
+                mark_lost(&flights, |id| held.contains(id));
             }
             Err(e) => warn("renew", &e),
         }
