@@ -368,10 +368,10 @@ impl CircuitBreaker {
 
     /// Open → half-open once the cool-down has passed.
     fn cool(&self, machine: &mut Machine) {
-        if let Phase::Open { until } = machine.phase {
-            if self.now() >= until {
-                self.enter(machine, Phase::HalfOpen { probing: false });
-            }
+        if let Phase::Open { until } = machine.phase
+            && self.now() >= until
+        {
+            self.enter(machine, Phase::HalfOpen { probing: false });
         }
     }
 

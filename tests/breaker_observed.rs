@@ -3,11 +3,11 @@
 //! state gauge and a transitions counter labelled with its name, and the refused
 //! deliveries counted under their own outcome.
 
-use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
+use notmeta_test_support::TempDir;
 use notmeta_test_support::recorder::Counters;
 use notmeta_webhooks::breaker::{BreakerState, CircuitBreaker};
 use notmeta_webhooks::clock::ManualClock;
@@ -16,27 +16,16 @@ use notmeta_webhooks::{Event, Verifier, sign};
 
 const SECRET: &str = "whsec_observed";
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn each_change_of_state_is_logged_and_counted() {
-    let capture = Capture::default();
-    let writer = capture.clone();
+    // The log goes to a file, read back at the end.
+    let dir = TempDir::new("breaker-logs");
+    let path = dir.path().join("log");
+    let file = Arc::new(std::fs::File::create(&path).unwrap());
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::INFO)
         .with_ansi(false)
-        .with_writer(move || writer.clone())
+        .with_writer(file)
         .finish();
     let _logs = tracing::subscriber::set_default(subscriber);
     let recorder = Arc::new(Counters::default());
@@ -101,7 +90,7 @@ async fn each_change_of_state_is_logged_and_counted() {
     assert_eq!(send("evt_3").await, Outcome::Handled);
     assert_eq!((moved(&recorder, "closed"), state(&recorder)), (1, 0));
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = std::fs::read_to_string(&path).unwrap();
     let lines: Vec<&str> = logs
         .lines()
         .filter(|l| l.contains("circuit breaker"))

@@ -12,8 +12,8 @@ use notmeta_webhooks::queue::{Queue, Worker, WorkerStats};
 use notmeta_webhooks::receiver::HandlerError;
 
 mod common;
-use common::outage::{Downstream, flaky, outage, run_until};
-use common::queue::{body, enqueuer, send};
+use common::outage::{Downstream, flaky, outage};
+use common::queue::{body, enqueuer, run_until, send};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_downstream_down_for_a_while_costs_a_few_attempts_and_no_dead_letter() {
@@ -85,32 +85,46 @@ async fn while_open_the_worker_reads_nothing_and_resumes_with_one_probe() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn handler_starts_keep_to_the_rate_limit() {
-    let server = RedisServer::start();
-    let queue = Queue::connect(&server.url()).await.unwrap();
-    let endpoint = enqueuer(&queue);
-    let events = 12;
+/// Queues `events` events named `prefix` and a number, and runs a worker with
+/// `concurrency` slots and a rate limit of `starts` every `per` until each has
+/// started: when they started, in order.
+async fn starts_under(
+    queue: &Queue,
+    prefix: &str,
+    events: usize,
+    concurrency: usize,
+    (starts, per): (u32, Duration),
+) -> Vec<Instant> {
+    let endpoint = enqueuer(queue);
     for i in 0..events {
-        assert_eq!(send(&endpoint, &body(&format!("evt_{i}"))).await.0, 200);
+        assert_eq!(send(&endpoint, &body(&format!("{prefix}{i}"))).await.0, 200);
     }
-    let starts: Arc<Mutex<Vec<Instant>>> = Arc::default();
-    let seen = Arc::clone(&starts);
-    // Evenly spaced: one start every 250 ms, with 8 slots free all along.
+    let started: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let seen = Arc::clone(&started);
     let worker = Worker::new(queue.clone(), move |_: Event<'static>| {
         seen.lock().unwrap().push(Instant::now());
         async { Ok::<(), HandlerError>(()) }
     })
-    .with_concurrency(8)
+    .with_concurrency(concurrency)
     .with_poll_interval(Duration::from_millis(10))
-    .with_rate_limit(1, Duration::from_millis(250));
+    .with_rate_limit(starts, per);
     let stats = run_until(worker, Duration::from_secs(30), async || {
-        starts.lock().unwrap().len() == events
+        started.lock().unwrap().len() == events
     })
     .await;
     assert_eq!(stats.handled, events as u64);
-    let mut starts = starts.lock().unwrap().clone();
-    starts.sort();
+    let mut started = started.lock().unwrap().clone();
+    started.sort();
+    started
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_starts_keep_to_the_rate_limit() {
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url()).await.unwrap();
+    // Evenly spaced: one start every 250 ms, with 8 slots free all along.
+    let events = 12;
+    let starts = starts_under(&queue, "evt_", events, 8, (1, Duration::from_millis(250))).await;
     let gaps: Vec<Duration> = starts.windows(2).map(|w| w[1] - w[0]).collect();
     // Each start waited for its token; the margin is for a loaded machine, where a
     // start may be seen late and the next one on time.
@@ -125,24 +139,7 @@ async fn handler_starts_keep_to_the_rate_limit() {
     );
 
     // A burst: 5 a second allows 5 at once, then one every 200 ms.
-    for i in 0..15 {
-        assert_eq!(send(&endpoint, &body(&format!("evt_b{i}"))).await.0, 200);
-    }
-    let burst: Arc<Mutex<Vec<Instant>>> = Arc::default();
-    let seen = Arc::clone(&burst);
-    let worker = Worker::new(queue.clone(), move |_: Event<'static>| {
-        seen.lock().unwrap().push(Instant::now());
-        async { Ok::<(), HandlerError>(()) }
-    })
-    .with_concurrency(16)
-    .with_poll_interval(Duration::from_millis(10))
-    .with_rate_limit(5, Duration::from_secs(1));
-    run_until(worker, Duration::from_secs(30), async || {
-        burst.lock().unwrap().len() == 15
-    })
-    .await;
-    let mut burst = burst.lock().unwrap().clone();
-    burst.sort();
+    let burst = starts_under(&queue, "evt_b", 15, 16, (5, Duration::from_secs(1))).await;
     // 15 starts at 5 a second with a bucket of 5: at least 2 s from first to last;
     // in any second, at most 5 + 5.
     assert!(

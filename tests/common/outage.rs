@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use notmeta_webhooks::Event;
 use notmeta_webhooks::breaker::{BreakerState, CircuitBreaker};
-use notmeta_webhooks::queue::{Queue, Worker, WorkerStats};
+use notmeta_webhooks::queue::{Queue, Worker};
 use notmeta_webhooks::receiver::{Handler, HandlerError};
 
-use super::queue::{body, enqueuer, send};
+use super::queue::{body, enqueuer, run_until, send};
 
 /// What the downstream saw: each call's event id, time and whether it failed.
 #[derive(Default)]
@@ -39,26 +39,6 @@ pub(crate) fn flaky(up_at: Instant, seen: &Arc<Mutex<Downstream>>) -> impl Handl
             }
         }
     }
-}
-
-/// Runs `worker` until `done` says so (checked every 20 ms, for at most `limit`),
-/// then shuts it down.
-pub(crate) async fn run_until<H, F>(worker: Worker<H>, limit: Duration, mut done: F) -> WorkerStats
-where
-    H: Handler,
-    F: AsyncFnMut() -> bool,
-{
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(worker.run(async {
-        let _ = stopped.await;
-    }));
-    let deadline = Instant::now() + limit;
-    while !done().await {
-        assert!(Instant::now() < deadline, "the worker did not get there");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stop.send(()).unwrap();
-    running.await.unwrap().unwrap()
 }
 
 /// Queues `events` events, then runs a worker (4 at once, 5 attempts, a breaker
