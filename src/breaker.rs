@@ -9,7 +9,7 @@
 //!
 //! # The states
 //!
-//! | state | a [`Worker`](crate::queue::Worker) | a [`Receiver`](crate::receiver::Receiver) |
+//! | state | a queue's `Worker` (feature `queue`: `Worker::with_circuit_breaker`) | a [`Receiver`](crate::receiver::Receiver) |
 //! |---|---|---|
 //! | **closed** | reads and runs as usual | runs the handler as usual |
 //! | **open** (for the cool-down) | reads nothing: entries stay queued, no attempt is spent; handlers already running finish | answers 503 at once with `Retry-After` (the cool-down left), before it claims the event: NotMeta retries later ([`Outcome::CircuitOpen`](crate::receiver::Outcome::CircuitOpen)) |
@@ -44,7 +44,7 @@
 //! # Sharing
 //!
 //! Clones share one state. Give a [`Receiver`](crate::receiver::Receiver) and a
-//! [`Worker`](crate::queue::Worker) of one process clones of the same breaker when
+//! queue `Worker` of one process clones of the same breaker when
 //! their handlers call the same downstream: a failure seen by either opens it for
 //! both, and there is one probe between them. The state is per process: each
 //! replica or worker process finds out for itself (with its own probe).

@@ -50,6 +50,11 @@ impl<H> Worker<H> {
     /// longest outage you expect does not use them up. Clones of the breaker, given
     /// to other workers or a receiver of this process, share its state.
     ///
+    /// The worker has no handler time limit, and while the probe runs nothing else
+    /// starts: give the handler's downstream calls a time limit of their own (an
+    /// HTTP client's timeout), so that a probe against a downstream that hangs
+    /// fails instead of holding the worker.
+    ///
     /// ```no_run
     /// use std::time::Duration;
     /// use notmeta_webhooks::breaker::CircuitBreaker;
