@@ -26,8 +26,8 @@ async fn while_open_nothing_is_taken_and_no_run_is_counted() {
     for i in 0..6 {
         assert_eq!(send(&endpoint, &body(&format!("evt_{i}"))).await.0, 200);
     }
-    // One temporary failure opens it for 3 s.
-    let breaker = CircuitBreaker::new(1, Duration::from_secs(3));
+    // One temporary failure opens it for 5 s.
+    let breaker = CircuitBreaker::new(1, Duration::from_secs(5));
     let seen = Arc::new(Mutex::new(Downstream::default()));
     let up_at = Instant::now() + Duration::from_millis(500);
     let worker = Worker::new(queue.clone(), flaky(up_at, &seen))

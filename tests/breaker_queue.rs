@@ -32,7 +32,7 @@ async fn while_open_the_worker_reads_nothing_and_resumes_with_one_probe() {
     }
     // Opened by a failure elsewhere (a receiver sharing it, say), with a long
     // cool-down: the worker must not touch the queue.
-    let breaker = CircuitBreaker::new(1, Duration::from_secs(3));
+    let breaker = CircuitBreaker::new(1, Duration::from_secs(5));
     let seen = Arc::new(Mutex::new(Downstream::default()));
     let worker = Worker::new(queue.clone(), flaky(Instant::now(), &seen))
         .with_concurrency(8)
