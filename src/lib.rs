@@ -111,7 +111,7 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `receiver` | `receiver::Receiver`: a framework-neutral endpoint that answers the challenge, runs your async handler under a time limit, catches its panics, de-duplicates on event id (`dedup::MemoryStore` by default) and maps every outcome to the status NotMeta's retries need |
+//! | `receiver` | `receiver::Receiver`: a framework-neutral endpoint that answers the challenge, runs your async handler under a time limit, catches its panics, de-duplicates on event id (`dedup::MemoryStore` by default) and maps every outcome to the status NotMeta's retries need; `breaker::CircuitBreaker`, which stops work while the handler's downstream is down |
 //! | `tower` | `tower::WebhookService::new(endpoint)`: an endpoint (a `Receiver`, or the queue's `Enqueuer`) as a `tower::Service` for hyper, axum, tonic or `lambda_http` |
 //! | `axum` | `axum::VerifiedEvent` (extractor) and `axum::endpoint(endpoint)` (ready-made route) |
 //! | `actix` | `actix::VerifiedEvent` (extractor) and `actix::endpoint(endpoint)` (ready-made route) |
@@ -143,6 +143,9 @@ mod adapter;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
+#[cfg(feature = "receiver")]
+#[cfg_attr(docsrs, doc(cfg(feature = "receiver")))]
+pub mod breaker;
 #[cfg(feature = "receiver")]
 #[cfg_attr(docsrs, doc(cfg(feature = "receiver")))]
 pub mod clock;

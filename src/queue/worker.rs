@@ -21,6 +21,7 @@ use crate::random::{jitter, random_fraction};
 use crate::receiver::delivery::{Call, Ran, retrying, run_beside};
 use crate::receiver::{Claimed, Handler, HandlerError};
 
+mod gate;
 mod idle;
 mod memory;
 #[cfg(feature = "postgres")]
@@ -154,6 +155,7 @@ struct Settings {
     shutdown_deadline: Duration,
     consumer: String,
     isolate: bool,
+    gate: gate::Gate,
 }
 
 impl Settings {
@@ -229,6 +231,7 @@ impl<H: Handler> Worker<H> {
                 shutdown_deadline: Duration::from_secs(30),
                 consumer: format!("worker-{}-{}", std::process::id(), &token[..8]),
                 isolate: true,
+                gate: gate::Gate::default(),
             },
         }
     }
@@ -559,6 +562,10 @@ async fn read_until<H: Handler>(
         let Some(free) = free_slots(&slots, shutdown.as_mut()).await else {
             return Ok(());
         };
+        let Some((free, _round)) = gate::admit(shared, &slots, free, shutdown.as_mut()).await
+        else {
+            return Ok(());
+        };
         if reader.last_layout.elapsed() >= LAYOUT_RECHECK {
             reader.last_layout = Instant::now();
             match shared.queue.check_layout().await {
@@ -797,7 +804,7 @@ where
     W: FnOnce(Arc<Shared<H>>, Arc<Flight>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let (flight, permit) = {
+    let (flight, permit, ticket) = {
         let mut flights = shared.flights();
         if flights.contains_key(&key) {
             // Running here already: the reclaim only reset its idle time.
@@ -807,9 +814,12 @@ where
         let Ok(permit) = Arc::clone(slots).try_acquire_owned() else {
             return false;
         };
+        let Some(ticket) = shared.settings.gate.ticket() else {
+            return false;
+        };
         let flight = Arc::new(flight);
         flights.insert(key.clone(), Arc::clone(&flight));
-        (flight, permit)
+        (flight, permit, ticket)
     };
     let task = work(Arc::clone(shared), flight);
     let shared = Arc::clone(shared);
@@ -819,7 +829,7 @@ where
             shared: &shared,
             key: &key,
         };
-        task.await;
+        gate::carry(ticket, task).await;
     });
     true
 }
@@ -1070,6 +1080,7 @@ async fn run<H: Handler>(
         shared.stopped(),
     )
     .await;
+    gate::ran(&ran);
     #[cfg(feature = "metrics")]
     ::metrics::histogram!(crate::receiver::metrics::QUEUE_HANDLER_SECONDS)
         .record(started.elapsed().as_secs_f64());

@@ -20,6 +20,8 @@
 //! | [`QUEUE_GROUPS_RECREATED_TOTAL`] | counter | | each consumer group a worker created again |
 //! | [`QUEUE_REDIS_ERRORS_TOTAL`] | counter | `operation` | each failed Redis call of a worker (PostgreSQL statement, on a queue in PostgreSQL) |
 //! | [`QUEUE_PENDING`], [`QUEUE_IN_PROGRESS`], [`QUEUE_RETRYING`], [`QUEUE_DEAD_LETTERS`] | gauge | | set by each `Queue::counts` |
+//! | [`CIRCUIT_BREAKER_STATE`] | gauge | `breaker` | set at each change of a [circuit breaker](crate::breaker)'s state: 0 closed, 1 open, 2 half-open |
+//! | [`CIRCUIT_BREAKER_TRANSITIONS_TOTAL`] | counter | `breaker`, `to` (`open`, `half_open`, `closed`) | each change of a circuit breaker's state |
 //!
 //! ```
 //! use notmeta_webhooks::receiver::metrics;
@@ -59,3 +61,10 @@ pub const QUEUE_IN_PROGRESS: &str = "notmeta_webhooks_queue_in_progress";
 pub const QUEUE_RETRYING: &str = "notmeta_webhooks_queue_retrying";
 /// Dead letters (gauge).
 pub const QUEUE_DEAD_LETTERS: &str = "notmeta_webhooks_queue_dead_letters";
+/// A circuit breaker's state (gauge: 0 closed, 1 open, 2 half-open), labelled with
+/// its `breaker` name.
+pub const CIRCUIT_BREAKER_STATE: &str = "notmeta_webhooks_circuit_breaker_state";
+/// Changes of a circuit breaker's state, labelled with its `breaker` name and the
+/// state it went `to`.
+pub const CIRCUIT_BREAKER_TRANSITIONS_TOTAL: &str =
+    "notmeta_webhooks_circuit_breaker_transitions_total";

@@ -57,6 +57,7 @@ use std::time::Duration;
 
 use futures_util::future::{BoxFuture, Either};
 
+use crate::breaker::CircuitBreaker;
 use crate::clock::{Clock, SystemClock, clamp};
 use crate::dedup::{Claim, DEFAULT_DEDUP_WINDOW, IdempotencyStore, MemoryStore};
 use crate::error::ErrorKind;
@@ -145,6 +146,7 @@ pub struct Receiver<H, S = MemoryStore> {
     store: Option<Arc<S>>,
     clock: Arc<dyn Clock>,
     hook: Option<report::Hook>,
+    breaker: Option<CircuitBreaker>,
     settings: Settings,
 }
 
@@ -158,6 +160,7 @@ impl<H, S> Clone for Receiver<H, S> {
             store: self.store.clone(),
             clock: Arc::clone(&self.clock),
             hook: self.hook.clone(),
+            breaker: self.breaker.clone(),
             settings: self.settings,
         }
     }
@@ -188,6 +191,7 @@ impl<H: Handler> Receiver<H> {
             store: Some(Arc::new(MemoryStore::new())),
             clock: Arc::new(SystemClock),
             hook: None,
+            breaker: None,
             settings: Settings {
                 handler_timeout: DEFAULT_HANDLER_TIMEOUT,
                 store_timeout: DEFAULT_STORE_TIMEOUT,
@@ -258,6 +262,7 @@ impl<H, S> Receiver<H, S> {
             store: Some(Arc::new(store)),
             clock: self.clock,
             hook: self.hook,
+            breaker: self.breaker,
             settings: self.settings,
         }
     }
@@ -410,6 +415,40 @@ impl<H, S> Receiver<H, S> {
         self.hook = Some(Arc::new(hook));
         self
     }
+
+    /// Guards the handler's downstream with `breaker` (see [`crate::breaker`]):
+    /// while it is open, a delivery is answered 503 with `Retry-After` at once
+    /// ([`Outcome::CircuitOpen`], reported to the outcome hook), before anything
+    /// is claimed, so NotMeta retries it later; once the cool-down has passed one
+    /// delivery runs as the probe. Temporary failures, panics and time-outs count
+    /// as failures; a challenge, a stale event or a duplicate never reach it.
+    /// Clones of the receiver, and a queue worker given a clone of the same
+    /// breaker, share its state.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use notmeta_webhooks::breaker::CircuitBreaker;
+    /// use notmeta_webhooks::receiver::{HandlerError, Receiver};
+    /// use notmeta_webhooks::{Event, Verifier};
+    ///
+    /// let receiver = Receiver::new(Verifier::new("whsec_abc123")?, |_: Event<'static>| async {
+    ///     Ok::<(), HandlerError>(())
+    /// })
+    /// .with_circuit_breaker(CircuitBreaker::new(5, Duration::from_secs(30)).with_name("crm"));
+    /// assert_eq!(receiver.circuit_breaker().map(|b| b.name()), Some("crm"));
+    /// # Ok::<(), notmeta_webhooks::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// The circuit breaker, if one is set.
+    #[must_use]
+    pub fn circuit_breaker(&self) -> Option<&CircuitBreaker> {
+        self.breaker.as_ref()
+    }
 }
 
 impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
@@ -476,6 +515,13 @@ impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
                 let outcome = Outcome::Rejected(ErrorKind::Config);
                 return self.early(Some(&event), outcome, Some(secret_index));
             }
+            let pass = match crate::breaker::enter(self.breaker.as_ref()) {
+                Ok(pass) => pass,
+                Err(wait) => {
+                    let answer = self.early(Some(&event), Outcome::CircuitOpen, Some(secret_index));
+                    return answer.with_retry_after(wait);
+                }
+            };
             let held = match &self.store {
                 None => None,
                 Some(store) => {
@@ -509,6 +555,7 @@ impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
                 settings: self.settings,
             };
             let run = task.run(Box::new(event.into_owned()), held, secret_index);
+            let run = crate::breaker::recorded(pass, run);
             #[cfg(feature = "tracing")]
             let run = tracing::Instrument::in_current_span(run);
             // A delivery that finishes at its first poll (a handler that never waits)

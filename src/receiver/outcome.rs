@@ -4,6 +4,7 @@
 //! [`Answer`] carries an outcome (and, for the challenge, its text) to the adapter.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use http::{HeaderValue, StatusCode, header};
 
@@ -26,6 +27,7 @@ use crate::error::ErrorKind;
 /// | [`InProgress`](Self::InProgress) | 503 | `Event in progress, retry later` | yes |
 /// | [`StoreUnavailable`](Self::StoreUnavailable) | 503 | `Temporary failure, retry later` | yes |
 /// | [`StoreFull`](Self::StoreFull) | 503 | `Busy, retry later` | yes |
+/// | [`CircuitOpen`](Self::CircuitOpen) | 503 (with `Retry-After`) | `Temporarily unavailable, retry later` | yes |
 ///
 /// ```
 /// use notmeta_webhooks::receiver::Outcome;
@@ -66,6 +68,10 @@ pub enum Outcome {
     StoreUnavailable,
     /// The idempotency store is full of ids it must still remember.
     StoreFull,
+    /// Refused before anything was claimed: the receiver's
+    /// [circuit breaker](crate::breaker) is open (or its probe is running). The
+    /// answer carries a `Retry-After` of the cool-down left.
+    CircuitOpen,
 }
 
 impl Outcome {
@@ -81,7 +87,8 @@ impl Outcome {
             | Self::TimedOut
             | Self::InProgress
             | Self::StoreUnavailable
-            | Self::StoreFull => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::StoreFull
+            | Self::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -100,6 +107,7 @@ impl Outcome {
             Self::TimedOut => "Handler timed out, retry later",
             Self::InProgress => "Event in progress, retry later",
             Self::StoreFull => "Busy, retry later",
+            Self::CircuitOpen => "Temporarily unavailable, retry later",
         }
     }
 
@@ -136,6 +144,7 @@ impl Outcome {
             Self::Stale => "stale",
             Self::StoreUnavailable => "store_unavailable",
             Self::StoreFull => "store_full",
+            Self::CircuitOpen => "circuit_open",
         }
     }
 }
@@ -156,6 +165,7 @@ impl Outcome {
 pub struct Answer {
     outcome: Outcome,
     body: Cow<'static, str>,
+    retry_after: Option<Duration>,
 }
 
 impl From<Outcome> for Answer {
@@ -163,6 +173,7 @@ impl From<Outcome> for Answer {
         Self {
             outcome,
             body: Cow::Borrowed(outcome.response_text()),
+            retry_after: None,
         }
     }
 }
@@ -173,7 +184,22 @@ impl Answer {
         Self {
             outcome: Outcome::Challenge,
             body: Cow::Owned(challenge.to_owned()),
+            retry_after: None,
         }
+    }
+
+    /// This answer with a `Retry-After` of `wait` (whole seconds, rounded up).
+    pub(crate) fn with_retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+
+    /// How long the client should wait before it tries again, sent as
+    /// `Retry-After` in whole seconds (rounded up, at least 1): set for
+    /// [`Outcome::CircuitOpen`], the cool-down left.
+    #[must_use]
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 
     /// The answer for a request refused with `error` (its status and a fixed,
@@ -255,6 +281,7 @@ impl Answer {
         body: impl FnOnce(Cow<'static, str>) -> B,
     ) -> http::Response<B> {
         let close = self.outcome.closes_connection();
+        let retry_after = self.retry_after.map(retry_after_seconds);
         let content_type = self.content_type();
         let (status, text) = self.into_parts();
         let mut response = http::Response::new(body(text));
@@ -264,8 +291,17 @@ impl Answer {
         if close {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
+}
+
+/// `Retry-After`'s whole seconds for `wait`: rounded up, at least 1.
+fn retry_after_seconds(wait: Duration) -> u64 {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    seconds.max(1)
 }
 
 #[cfg(test)]
@@ -296,6 +332,7 @@ mod tests {
             Outcome::InProgress,
             Outcome::StoreUnavailable,
             Outcome::StoreFull,
+            Outcome::CircuitOpen,
         ]);
         for outcome in outcomes {
             let response = Answer::from(outcome).into_response();
@@ -305,6 +342,7 @@ mod tests {
                     ErrorKind::BodyTooLarge | ErrorKind::BodyTimeout | ErrorKind::BodyRead
                 )
             );
+            assert!(response.headers().get(header::RETRY_AFTER).is_none());
             let close = response.headers().get(header::CONNECTION);
             assert_eq!(close.is_some(), refused_body, "{outcome:?}");
             if let Some(close) = close {
@@ -316,6 +354,13 @@ mod tests {
                 response.headers()[header::CONTENT_TYPE],
                 "text/plain; charset=utf-8"
             );
+        }
+        for (wait, header) in [(0, "1"), (1_000, "1"), (1_001, "2"), (30_000, "30")] {
+            let answer = Answer::from(Outcome::CircuitOpen)
+                .with_retry_after(Duration::from_millis(wait))
+                .into_response();
+            assert_eq!(answer.headers()[header::RETRY_AFTER], header, "{wait} ms");
+            assert_eq!(answer.status(), 503);
         }
         let challenge = Answer::challenge("abc").into_response();
         assert_eq!(challenge.body(), "abc");

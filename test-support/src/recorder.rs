@@ -1,5 +1,5 @@
-//! A tiny `metrics` recorder for tests: counter values (and histogram sample
-//! counts) by name and labels, read back as `name{key=value,...}`.
+//! A tiny `metrics` recorder for tests: counter values (gauges' last whole values,
+//! and histogram sample counts) by name and labels, read back as `name{key=value,...}`.
 //!
 //! ```
 //! use notmeta_test_support::recorder::Counters;
@@ -34,6 +34,25 @@ impl metrics::CounterFn for Value {
 
     fn absolute(&self, value: u64) {
         self.0.store(value, Ordering::Relaxed);
+    }
+}
+
+/// A gauge keeps its last value, whole (the fraction dropped; negative as 0).
+impl metrics::GaugeFn for Value {
+    fn increment(&self, value: f64) {
+        self.0.fetch_add(value as u64, Ordering::Relaxed);
+    }
+
+    fn decrement(&self, value: f64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(value as u64))
+            });
+    }
+
+    fn set(&self, value: f64) {
+        self.0.store(value as u64, Ordering::Relaxed);
     }
 }
 
@@ -77,8 +96,8 @@ impl Recorder for Counters {
         Counter::from_arc(self.value(key))
     }
 
-    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
-        Gauge::noop()
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::from_arc(self.value(key))
     }
 
     fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {

@@ -23,6 +23,10 @@ pub mod postgres;
 #[cfg(feature = "queue")]
 pub mod queue;
 
+/// A downstream down for a while, played against a worker with a circuit breaker.
+#[cfg(feature = "queue")]
+pub mod outage;
+
 /// The helpers of the tests of the queue in PostgreSQL.
 #[cfg(all(feature = "queue", feature = "postgres"))]
 pub mod pg_queue;

@@ -37,6 +37,12 @@ pub(super) async fn read_until<H: Handler>(
         let Some(free) = free_slots(&slots, shutdown.as_mut()).await else {
             return Ok(());
         };
+        // The circuit breaker and the rate limit: waits until they let work start.
+        let Some((free, _round)) =
+            super::gate::admit(shared, &slots, free, shutdown.as_mut()).await
+        else {
+            return Ok(());
+        };
         // Listening before the take: a change after it is not missed.
         let mut changed = pin!(memory.changed());
         changed.as_mut().enable();

@@ -68,6 +68,11 @@ pub(super) async fn read_until<H: Handler>(
         let Some(free) = free_slots(&slots, shutdown.as_mut()).await else {
             return Ok(());
         };
+        let Some((free, _round)) =
+            super::gate::admit(shared, &slots, free, shutdown.as_mut()).await
+        else {
+            return Ok(());
+        };
         #[cfg(feature = "metrics")]
         if last_counts.elapsed() >= super::LAYOUT_RECHECK {
             last_counts = std::time::Instant::now();
