@@ -20,7 +20,7 @@
 //! - a [`Queue`] names the Redis keys and the consumer group both share, and gives
 //!   the operations: [`Queue::counts`], [`Queue::dead_letters`],
 //!   [`Queue::replay_dead_letters`], [`Queue::purge_dead_letters`],
-//!   [`Queue::check_layout`].
+//!   [`Queue::pause`] and [`Queue::resume`], [`Queue::check_layout`].
 //!
 //! # On PostgreSQL
 //!
@@ -120,6 +120,7 @@ use crate::clock::clamp;
 use crate::dedup::DEFAULT_DEDUP_WINDOW;
 
 mod enqueue;
+pub(crate) mod pause;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod protocol;
@@ -237,6 +238,8 @@ pub struct QueueCounts {
     pub retrying: u64,
     /// In the dead-letter stream.
     pub dead_letters: u64,
+    /// Whether the queue is paused: workers take nothing ([`Queue::pause`]).
+    pub paused: bool,
 }
 
 /// One entry of the dead-letter stream.
@@ -725,7 +728,8 @@ impl Queue {
         Ok(())
     }
 
-    /// How many entries wait, run, wait for a retry, and are dead letters. With the
+    /// How many entries wait, run, wait for a retry, and are dead letters, and
+    /// whether the queue is [paused](Self::pause). With the
     /// `metrics` feature the figures are also set as gauges
     /// ([`QUEUE_PENDING`](crate::receiver::metrics::QUEUE_PENDING) and the others of
     /// [`receiver::metrics`](crate::receiver::metrics)). It only reads: a missing stream or group counts as empty.
@@ -736,7 +740,8 @@ impl Queue {
     pub async fn counts(&self) -> Result<QueueCounts, QueueError> {
         #[cfg(feature = "postgres")]
         if let Some(pg) = self.pg() {
-            let counts = protocol::bounded(self.timeout, "the counts", pg.counts()).await?;
+            let mut counts = protocol::bounded(self.timeout, "the counts", pg.counts()).await?;
+            counts.paused = self.is_paused().await?;
             #[cfg(feature = "metrics")]
             report_counts(&counts);
             return Ok(counts);
@@ -765,6 +770,7 @@ impl Queue {
             counts.retrying += retrying;
             counts.dead_letters += dead;
         }
+        counts.paused = self.is_paused().await?;
         #[cfg(feature = "metrics")]
         report_counts(&counts);
         Ok(counts)

@@ -65,6 +65,8 @@ const LAYOUT_RECHECK: Duration = Duration::from_secs(5);
 ///   to an empty replica): the worker recreates the consumer group and goes on;
 ///   what Redis lost cannot be handled.
 /// - **Poison**: a body that no longer parses goes straight to the dead letters.
+/// - **Paused** ([`Queue::pause`]): the worker takes nothing (no new entry, no due
+///   retry, no reclaim) until [`Queue::resume`]; what runs goes on and settles.
 /// - **Shutdown**: when the future passed to [`run`](Self::run) completes, the
 ///   worker stops reading and waits for running handlers up to the
 ///   [shutdown deadline](Self::with_shutdown_deadline); then the rest are
@@ -551,6 +553,14 @@ async fn read_until<H: Handler>(
             reader.last_counts = Instant::now();
             // Sets the queue gauges; only reads, so it can hide no fault.
             let _ = shared.queue.counts().await;
+        }
+        if super::pause::holds(&shared.queue).await {
+            // Paused: nothing taken; what runs goes on and settles.
+            let pause = pin!(tokio::time::sleep(settings.poll));
+            if let Either::Right(_) = select(pause, shutdown.as_mut()).await {
+                return Ok(());
+            }
+            continue;
         }
         let mut got = promote(shared, &mut connection, &mut reader).await;
         got += reclaim(shared, &mut connection, &mut reader, &slots, tasks).await;
