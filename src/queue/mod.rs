@@ -119,6 +119,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::clock::clamp;
 use crate::dedup::DEFAULT_DEDUP_WINDOW;
 
+mod age;
 mod enqueue;
 pub(crate) mod pause;
 #[cfg(feature = "postgres")]
@@ -240,6 +241,11 @@ pub struct QueueCounts {
     pub dead_letters: u64,
     /// Whether the queue is paused: workers take nothing ([`Queue::pause`]).
     pub paused: bool,
+    /// How long the oldest entry waiting for a worker has waited (since the
+    /// endpoint queued it, or since its retry came due and was queued again), by
+    /// the store's clock; `None` when nothing waits. A backlog that grows old while
+    /// workers run says they do not keep up.
+    pub oldest_pending: Option<Duration>,
 }
 
 /// One entry of the dead-letter stream.
@@ -728,8 +734,9 @@ impl Queue {
         Ok(())
     }
 
-    /// How many entries wait, run, wait for a retry, and are dead letters, and
-    /// whether the queue is [paused](Self::pause). With the
+    /// How many entries wait, run, wait for a retry, and are dead letters, how long
+    /// the oldest waiting entry has waited, and whether the queue is
+    /// [paused](Self::pause). With the
     /// `metrics` feature the figures are also set as gauges
     /// ([`QUEUE_PENDING`](crate::receiver::metrics::QUEUE_PENDING) and the others of
     /// [`receiver::metrics`](crate::receiver::metrics)). It only reads: a missing stream or group counts as empty.
@@ -742,6 +749,7 @@ impl Queue {
         if let Some(pg) = self.pg() {
             let mut counts = protocol::bounded(self.timeout, "the counts", pg.counts()).await?;
             counts.paused = self.is_paused().await?;
+            counts.oldest_pending = self.oldest_pending().await?;
             #[cfg(feature = "metrics")]
             report_counts(&counts);
             return Ok(counts);
@@ -771,6 +779,7 @@ impl Queue {
             counts.dead_letters += dead;
         }
         counts.paused = self.is_paused().await?;
+        counts.oldest_pending = self.oldest_pending().await?;
         #[cfg(feature = "metrics")]
         report_counts(&counts);
         Ok(counts)

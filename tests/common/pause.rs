@@ -57,6 +57,7 @@ impl Running {
 /// wait, and a resume lets the worker drain them.
 pub(crate) async fn a_paused_worker_starts_nothing_and_resume_drains(queue: Queue) {
     assert!(!queue.is_paused().await.unwrap());
+    assert_eq!(queue.counts().await.unwrap().oldest_pending, None);
     queue.pause().await.unwrap();
     assert!(queue.is_paused().await.unwrap());
     // Pausing again changes nothing.
@@ -87,6 +88,11 @@ pub(crate) async fn a_paused_worker_starts_nothing_and_resume_drains(queue: Queu
     let counts = queue.counts().await.unwrap();
     assert_eq!((counts.pending, counts.in_progress), (5, 0), "{counts:?}");
     assert!(counts.paused);
+    let oldest = counts.oldest_pending.expect("entries wait");
+    assert!(
+        oldest >= Duration::from_millis(1400) && oldest < Duration::from_secs(60),
+        "{oldest:?}"
+    );
 
     queue.resume().await.unwrap();
     assert!(!queue.is_paused().await.unwrap());
@@ -102,6 +108,7 @@ pub(crate) async fn a_paused_worker_starts_nothing_and_resume_drains(queue: Queu
     let counts = queue.counts().await.unwrap();
     assert_eq!(counts.pending + counts.in_progress + counts.retrying, 0);
     assert!(!counts.paused);
+    assert_eq!(counts.oldest_pending, None);
 }
 
 /// Paused while a handler runs: the run goes on and settles, a scheduled retry stays
