@@ -26,7 +26,8 @@ use notmeta_webhooks::testing::{Reply, SignedRequest, Target};
 use term::{SecretArg, fail, out, read, read_stdin};
 
 /// Test a NotMeta webhook receiver: send signed events, sign bodies, replay captured
-/// requests, simulate NotMeta's retries, and explain why a signature fails.
+/// requests, simulate NotMeta's retries, and explain why a signature fails; manage
+/// webhooks, and operate a webhook queue in Redis or PostgreSQL.
 #[derive(Debug, Parser)]
 #[command(
     name = "notmeta-webhooks",
