@@ -216,10 +216,24 @@ async fn open(args: &Args, url: &str) -> Result<Queue, Failure> {
                     chain(&e)
                 ))
             })?;
-        Queue::new(connection)
+        let mut probe = connection.clone();
+        let queue = Queue::new(connection)
             .with_namespace(args.namespace.clone())
             .with_partitions(args.partitions)
-            .with_group(args.group.clone())
+            .with_group(args.group.clone());
+        // An operator's tool lays out nothing: a namespace no endpoint or worker
+        // has used (a typo) is said as such, not paused or counted as empty.
+        let layout = format!("{{{}}}:layout", args.namespace);
+        let used: bool = redis::AsyncCommands::exists(&mut probe, &layout)
+            .await
+            .map_err(|e| Failure::Store(chain(&e)))?;
+        if !used {
+            return Err(Failure::Store(format!(
+                "no queue in the namespace {:?} on this server (no {layout} key: no endpoint or worker has used it; check --namespace)",
+                args.namespace
+            )));
+        }
+        queue
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         postgres(args, url, limit).await?
     } else {

@@ -39,11 +39,27 @@ async fn the_namespace_partitions_and_group_name_the_queue() {
     ];
     every_command(&queue, &server.url(), &args).await;
 
-    // Another namespace is another queue; another partition count is refused.
+    // Another namespace is another queue; one never used is said as such, and
+    // nothing is written there; another partition count is refused.
     dead_letter(&queue, &["evt_ns"]).await;
+    let other = Queue::connect(&server.url()).await.unwrap();
+    other.check_layout().await.unwrap();
     let (code, stats, _) = queue_of(&server, &["stats"]).await;
     assert_eq!(code, Some(0));
     assert_eq!(figure(&stats, "dead letters"), "0", "{stats}");
+    for command in ["stats", "pause"] {
+        let (code, out, err) = queue_of(&server, &["--namespace", "shpo", command]).await;
+        assert_eq!(code, Some(1), "{out}");
+        assert!(err.contains("no queue in the namespace \"shpo\""), "{err}");
+    }
+    assert!(
+        !other
+            .clone()
+            .with_namespace("shpo")
+            .is_paused()
+            .await
+            .unwrap()
+    );
     let (code, out, err) = queue_of(&server, &["--namespace", "shop", "stats"]).await;
     assert_eq!(code, Some(1), "{out}");
     assert!(err.contains("3 partitions"), "{err}");

@@ -164,7 +164,8 @@ pub(crate) async fn every_command(queue: &Queue, url: &str, args: &[&str]) {
         tool(Some(url), &all).await
     };
 
-    // Empty.
+    // Empty, laid out as its first endpoint or worker does.
+    queue.check_layout().await.unwrap();
     let (code, stats, _) = run(&["stats"]).await;
     assert_eq!(code, Some(0), "{stats}");
     for (row, value) in [
