@@ -62,7 +62,10 @@ async fn tables_at_version_2_are_upgraded_with_the_state_table() {
         .await
         .unwrap();
     let version = "SELECT version::bigint FROM notmeta_webhooks_schema_version";
-    assert_eq!(scalar(&pool, version).await, 3);
+    assert_eq!(
+        scalar(&pool, version).await,
+        i64::from(notmeta_webhooks::postgres::SCHEMA_VERSION)
+    );
     queue.pause().await.unwrap();
     assert!(queue.counts().await.unwrap().paused);
 }
