@@ -13,8 +13,10 @@
 //! right.
 //!
 //! Built with the `queue` feature too, and with `redis-server` on the PATH, it then
-//! starts a redis-server on a free loopback port and sends a slow event to a queue
-//! endpoint: the 200 comes back at once, and a worker handles the event afterwards.
+//! starts a redis-server on a free loopback port behind one endpoint that handles
+//! presence events inline and queues the rest (`queue::Split`): a `user.online` is
+//! handled before its answer, a slow event's 200 comes back at once, and a worker
+//! handles it afterwards.
 //!
 //! ```text
 //! cargo run --example demo --features axum,queue
@@ -287,8 +289,8 @@ mod queue_part {
         use std::time::{Duration, Instant};
 
         use notmeta_test_support::{RedisServer, client};
-        use notmeta_webhooks::queue::{Enqueuer, Queue, Worker};
-        use notmeta_webhooks::receiver::HandlerError;
+        use notmeta_webhooks::queue::{Enqueuer, Queue, Split, Worker};
+        use notmeta_webhooks::receiver::{HandlerError, Receiver};
         use notmeta_webhooks::{Event, EventType, Verifier, sign};
 
         const SLOW: Duration = Duration::from_secs(2);
@@ -304,9 +306,24 @@ mod queue_part {
         }
         let redis = RedisServer::start();
         let queue = Queue::connect(&redis.url()).await?.with_namespace("demo");
-        let enqueuer = Enqueuer::new(Verifier::new(super::SECRET)?, queue.clone());
-        let app =
-            axum::Router::new().route("/webhooks", notmeta_webhooks::axum::endpoint(enqueuer));
+        // One endpoint: presence events handled inline, everything else queued.
+        let verifier = Verifier::new(super::SECRET)?;
+        let inline_seen = Arc::new(AtomicBool::new(false));
+        let seen = Arc::clone(&inline_seen);
+        let presence = Receiver::new(verifier.clone(), move |event: Event<'static>| {
+            let seen = Arc::clone(&seen);
+            async move {
+                println!(
+                    "  inline handler ran for {}",
+                    super::common::describe(&event)
+                );
+                seen.store(true, Ordering::SeqCst);
+                Ok::<(), HandlerError>(())
+            }
+        });
+        let enqueuer = Enqueuer::new(verifier, queue.clone());
+        let split = Split::new(presence, enqueuer).inline([EventType::UserOnline]);
+        let app = axum::Router::new().route("/webhooks", notmeta_webhooks::axum::endpoint(split));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -321,7 +338,22 @@ mod queue_part {
             println!("{what:<48} {:<4} {detail}", if ok { "yes" } else { "NO" });
         };
 
-        // The endpoint verifies, enqueues and answers; the handler is not run yet.
+        // A light event: handled inline, before the answer.
+        let body = super::sample(EventType::UserOnline, "evt_presence");
+        let reply = client::post(
+            addr,
+            "/webhooks",
+            &[("X-NotMeta-Signature", &sign(body.as_bytes(), super::SECRET))],
+            body.as_bytes(),
+        )
+        .await;
+        check(
+            "user.online handled inline, then answered 200",
+            reply.status == 200 && inline_seen.load(Ordering::SeqCst),
+            format!("{} {:?}", reply.status, reply.text()),
+        );
+
+        // A slow one: verified, enqueued and answered; the handler is not run yet.
         let body = super::sample(EventType::MessageReceived, "evt_slow");
         let sent = Instant::now();
         let reply = client::post(
@@ -381,7 +413,7 @@ mod queue_part {
             counts.pending + counts.in_progress + counts.retrying + counts.dead_letters == 0,
             format!("{counts:?}"),
         );
-        Ok(Outcome::Ran { checks: 4, failed })
+        Ok(Outcome::Ran { checks: 5, failed })
     }
 }
 

@@ -117,7 +117,8 @@
 //! | `actix` | `actix::VerifiedEvent` (extractor) and `actix::endpoint(endpoint)` (ready-made route) |
 //! | `redis` | `dedup::RedisStore`, one idempotency store for several replicas |
 //! | `queue` | `queue::Enqueuer` and `queue::Worker`: verify and enqueue in Redis Streams, answer 200 at once, and handle the events later (retries, dead letters, reclaim after a crash, Redis Cluster) |
-//! | `tracing` | one span per delivery with event id, type and outcome |
+//! | `tracing` | one span per delivery with event id, type and outcome; the queue's worker runs each handler in a span with the entry's stored W3C `traceparent` |
+//! | `opentelemetry` | `queue::OpenTelemetry`: the request's trace context stored with each queued entry and the worker's span linked to it (through `tracing-opentelemetry`) |
 //! | `metrics` | counters per outcome, store errors, lease renewals and losses, and a handler-duration histogram, through the `metrics` facade (their names: `receiver::metrics`) |
 //! | `testing` | `testing`: a sample event of every documented type with a builder (fresh id, `created_at` now), signed requests, and `testing::Simulator`, NotMeta's retry schedule and duplicates played against a URL or a tower service (for your dev-dependencies) |
 //!

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::BoxFuture;
 
 use super::protocol::{self, EntryRef, State};
-use super::{Queue, QueueError, millis, unix_millis};
+use super::{Queue, QueueError, TraceContext, millis, trace_context, unix_millis};
 use crate::clock::{Clock, SystemClock, clamp};
 use crate::dedup::{StoreError, Write};
 use crate::event::Event;
@@ -39,6 +39,11 @@ pub const DEFAULT_ENQUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 /// | Redis unreachable or slower than the timeout | 503 ([`Outcome::StoreUnavailable`]) |
 /// | the queue in Redis has another number of partitions ([`QueueError::LayoutMismatch`], logged) | 503 ([`Outcome::StoreUnavailable`]) |
 /// | the queue is at its maximum length | 503 `Busy, retry later` ([`Outcome::StoreFull`]) |
+///
+/// With a [`TracePropagation`](super::TracePropagation) on the queue
+/// ([`Queue::with_trace_propagation`]), each entry carries the W3C trace context of
+/// the span `receive` is called in (the request's), so that the worker's run can be
+/// linked to it.
 ///
 /// ```no_run
 /// use notmeta_webhooks::queue::{Enqueuer, Queue};
@@ -212,6 +217,21 @@ impl Enqueuer {
         let verified = self
             .verifier
             .verify_and_parse_indexed(body, signature_values);
+        self.deliver(body, verified)
+    }
+
+    /// Processes one delivery already verified and parsed (or refused) from `body`:
+    /// what [`receive`](Self::receive) does after verifying.
+    pub(crate) fn deliver<'r>(
+        &'r self,
+        body: &'r [u8],
+        verified: Result<(Event<'r>, usize), crate::Error>,
+    ) -> BoxFuture<'r, Answer> {
+        // In the caller's span (the request's), before the first poll.
+        let trace = match verified {
+            Ok(_) => trace_context::current(self.queue.trace_propagation()),
+            Err(_) => None,
+        };
         Box::pin(async move {
             let (event, secret_index) = match verified {
                 Ok(verified) => verified,
@@ -227,7 +247,7 @@ impl Enqueuer {
                 self.report(Some(&event), outcome, Some(secret_index));
                 return admit::answer(&event, outcome);
             }
-            let outcome = match self.enqueue(&event, body, secret_index).await {
+            let outcome = match self.enqueue(&event, body, secret_index, trace).await {
                 Ok(outcome) => outcome,
                 Err(error) => {
                     report::store_failed("enqueue", &StoreError::new(error));
@@ -251,15 +271,14 @@ impl Enqueuer {
         event: &Event<'_>,
         body: &[u8],
         secret_index: usize,
+        trace: Option<TraceContext>,
     ) -> Result<Outcome, QueueError> {
         let limit = self.timeout;
+        let trace = trace.as_ref();
         #[cfg(feature = "postgres")]
         if let Some(pg) = self.queue.pg() {
-            let window = self.window_for(event);
-            let received = unix_millis(self.clock.now());
-            let secret = u64::try_from(secret_index).unwrap_or(u64::MAX);
-            let type_ = event.type_str();
-            let queued = pg.enqueue(event.id.as_str(), type_, body, received, secret, window);
+            let entry = self.entry(event, body, secret_index, trace);
+            let queued = pg.enqueue(entry, self.window_for(event));
             return Ok(
                 match protocol::bounded(limit, "the enqueue", queued).await? {
                     true => Outcome::Queued,
@@ -271,7 +290,7 @@ impl Enqueuer {
             self.check_layout().await?;
             // A previous queue in PostgreSQL has no layout to move from.
             let Some(previous) = self.previous.as_ref().filter(|p| !p.is_postgres()) else {
-                return self.append(event, body, secret_index).await;
+                return self.append(event, body, secret_index, trace).await;
             };
             previous.verify_layout().await?;
             if !self.mark_moving(previous, event).await? {
@@ -280,7 +299,7 @@ impl Enqueuer {
             // An append that fails without an answer (it may have been applied)
             // leaves the mark at `moving`: the previous layout's endpoints answer 503
             // until this one has queued it. One refused for sure takes it back.
-            let outcome = self.append(event, body, secret_index).await?;
+            let outcome = self.append(event, body, secret_index, trace).await?;
             match outcome {
                 Outcome::Queued | Outcome::Duplicate => {
                     self.mark_moved(previous, event, true).await?;
@@ -363,18 +382,12 @@ impl Enqueuer {
         event: &Event<'_>,
         body: &[u8],
         secret_index: usize,
+        trace: Option<&TraceContext>,
     ) -> Result<Outcome, QueueError> {
         let id = event.id.as_str();
         let keys = self.queue.keys(self.queue.partition_of(id));
         let connection = self.queue.connection();
-        let entry = EntryRef {
-            event_id: id,
-            event_type: event.type_str(),
-            body,
-            received: unix_millis(self.clock.now()),
-            secret: u64::try_from(secret_index).unwrap_or(u64::MAX),
-            attempt: 0,
-        };
+        let entry = self.entry(event, body, secret_index, trace);
         let mut invocation = self.queue.scripts().enqueue.prepare_invoke();
         invocation
             .key(keys.state(id))
@@ -399,6 +412,25 @@ impl Enqueuer {
             other => Err(QueueError::new(format!(
                 "unexpected enqueue reply {other:?}"
             ))),
+        }
+    }
+
+    /// The entry to append: received now, never run.
+    fn entry<'a>(
+        &self,
+        event: &'a Event<'_>,
+        body: &'a [u8],
+        secret_index: usize,
+        trace: Option<&'a TraceContext>,
+    ) -> EntryRef<'a> {
+        EntryRef {
+            event_id: event.id.as_str(),
+            event_type: event.type_str(),
+            body,
+            received: unix_millis(self.clock.now()),
+            secret: u64::try_from(secret_index).unwrap_or(u64::MAX),
+            attempt: 0,
+            trace,
         }
     }
 

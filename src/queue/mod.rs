@@ -17,10 +17,16 @@
 //!   events, with no time limit, N at a time, retrying temporary failures and
 //!   panics with exponential backoff, and moving permanent failures, exhausted
 //!   retries and bodies that no longer parse to a dead-letter stream;
+//! - a [`Split`] is one endpoint that verifies each delivery once and then runs the
+//!   handler inline or enqueues the event, by type or by a function you give;
 //! - a [`Queue`] names the Redis keys and the consumer group both share, and gives
 //!   the operations: [`Queue::counts`], [`Queue::dead_letters`],
 //!   [`Queue::replay_dead_letters`], [`Queue::purge_dead_letters`],
-//!   [`Queue::pause`] and [`Queue::resume`], [`Queue::check_layout`].
+//!   [`Queue::pause`] and [`Queue::resume`], [`Queue::check_layout`];
+//! - trace continuity: with [`Queue::with_trace_propagation`] each entry carries the
+//!   W3C trace context of the request that enqueued it, and a worker's run (feature
+//!   `tracing`) records it and can link to it (`OpenTelemetry` with the
+//!   `opentelemetry` feature; [`TracePropagation`] for any other source).
 //!
 //! # On PostgreSQL
 //!
@@ -121,14 +127,24 @@ use crate::dedup::DEFAULT_DEDUP_WINDOW;
 
 mod age;
 mod enqueue;
+#[cfg(feature = "opentelemetry")]
+mod opentelemetry;
 pub(crate) mod pause;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod protocol;
 mod scripts;
+mod split;
+mod trace_context;
 mod worker;
 
 pub use enqueue::{DEFAULT_ENQUEUE_TIMEOUT, Enqueuer};
+#[cfg(feature = "opentelemetry")]
+pub use opentelemetry::OpenTelemetry;
+pub use split::{Route, Split};
+pub use trace_context::{
+    InvalidTraceContext, MAX_TRACESTATE_LEN, TRACEPARENT_LEN, TraceContext, TracePropagation,
+};
 pub use worker::{Worker, WorkerStats};
 
 /// What went wrong with the queue's Redis.
@@ -301,6 +317,8 @@ pub struct Queue {
     scripts: Arc<protocol::Scripts>,
     /// How long each operation of [`Queue`] itself may wait for Redis.
     timeout: Duration,
+    /// Where entries' trace context comes from (`Queue::with_trace_propagation`).
+    trace: Option<Arc<dyn TracePropagation>>,
 }
 
 impl fmt::Debug for Queue {
@@ -373,6 +391,7 @@ impl Queue {
             window: DEFAULT_DEDUP_WINDOW,
             scripts: Arc::new(protocol::Scripts::new()),
             timeout: DEFAULT_REDIS_TIMEOUT,
+            trace: None,
         }
     }
 
@@ -418,6 +437,7 @@ impl Queue {
             window: DEFAULT_DEDUP_WINDOW,
             scripts: Arc::new(protocol::Scripts::new()),
             timeout: DEFAULT_REDIS_TIMEOUT,
+            trace: None,
         })
     }
 

@@ -7,8 +7,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use sqlx::PgPool;
 
-use super::protocol::Settled;
-use super::{DeadLetter, QueueCounts, QueueError};
+use super::protocol::{EntryRef, Settled};
+use super::{DeadLetter, QueueCounts, QueueError, TraceContext};
 use crate::postgres::{Tables, key, millis};
 
 /// A queue in PostgreSQL: the pool, where the tables live, and the statements with
@@ -59,7 +59,22 @@ pub(crate) struct Taken {
     pub(crate) token: String,
     /// `false`: the event is done already (the entry is only deleted).
     pub(crate) run: bool,
+    /// The trace context stored with it, if any and valid.
+    pub(crate) trace: Option<TraceContext>,
 }
+
+/// A row of the take: id, event id, body, runs, token, whether to run, and the
+/// trace context's two parts (each cut to a little over its longest valid length).
+type TakenRow = (
+    i64,
+    String,
+    Vec<u8>,
+    i32,
+    String,
+    bool,
+    Option<String>,
+    Option<String>,
+);
 
 /// The longest age a purge compares with (in ms): a thousand years.
 const MAX_AGE_MS: i64 = 1_000 * 366 * 24 * 60 * 60 * 1_000;
@@ -89,8 +104,8 @@ impl PgQueue {
                     WHERE e.expires_at <= clock_timestamp()
                     RETURNING 1
                  ), queued AS (
-                    INSERT INTO {jobs} (event_key, event_id, event_type, body, received_ms, secret, state, due_at)
-                    SELECT $1, $2, $3, $4, $5, $6, 'queued', clock_timestamp() FROM claimed
+                    INSERT INTO {jobs} (event_key, event_id, event_type, body, received_ms, secret, state, due_at, traceparent, tracestate)
+                    SELECT $1, $2, $3, $4, $5, $6, 'queued', clock_timestamp(), $10, $11 FROM claimed
                     ON CONFLICT (event_key) DO NOTHING
                     RETURNING id
                  )
@@ -117,7 +132,8 @@ impl PgQueue {
                     SET state = 'running', runs = j.runs + 1, token = ($2::text[])[numbered.n],
                         locked_by = $3, due_at = clock_timestamp() + $4 {ms}
                     FROM numbered WHERE j.id = numbered.id
-                    RETURNING j.id, j.event_key, j.event_id, j.body, j.runs, j.token, j.due_at
+                    RETURNING j.id, j.event_key, j.event_id, j.body, j.runs, j.token, j.due_at,
+                              left(j.traceparent, 111) AS traceparent, left(j.tracestate, 513) AS tracestate
                  ), marked AS (
                     INSERT INTO {events} AS e (event_id, token, done, expires_at)
                     SELECT event_key, token, false, due_at FROM taken
@@ -127,7 +143,7 @@ impl PgQueue {
                     RETURNING e.event_id
                  )
                  SELECT id, event_id, body, runs, token,
-                        event_key IN (SELECT event_id FROM marked) AS run
+                        event_key IN (SELECT event_id FROM marked) AS run, traceparent, tracestate
                  FROM taken"
             ),
             // Every running entry of this worker in one statement: the entry's lease
@@ -224,23 +240,22 @@ impl PgQueue {
     /// Queues the event unless its id is known; `true` if queued.
     pub(crate) async fn enqueue(
         &self,
-        event_id: &str,
-        event_type: &str,
-        body: &[u8],
-        received_ms: u64,
-        secret: u64,
+        entry: EntryRef<'_>,
         window: Duration,
     ) -> Result<bool, QueueError> {
+        let trace = entry.trace;
         let (queued, _): (bool, i64) = sqlx::query_as(&self.statements.enqueue)
-            .bind(key(event_id).as_ref())
-            .bind(printable(event_id).as_ref())
-            .bind(printable(event_type).as_ref())
-            .bind(body)
-            .bind(i64::try_from(received_ms).unwrap_or(i64::MAX))
-            .bind(i64::try_from(secret).unwrap_or(i64::MAX))
+            .bind(key(entry.event_id).as_ref())
+            .bind(printable(entry.event_id).as_ref())
+            .bind(printable(entry.event_type).as_ref())
+            .bind(entry.body)
+            .bind(i64::try_from(entry.received).unwrap_or(i64::MAX))
+            .bind(i64::try_from(entry.secret).unwrap_or(i64::MAX))
             .bind(crate::dedup::ClaimToken::new().to_string())
             .bind(millis(window))
             .bind(&self.channel)
+            .bind(trace.map(TraceContext::traceparent))
+            .bind(trace.and_then(TraceContext::tracestate))
             .fetch_one(&self.pool)
             .await
             .map_err(failed)?;
@@ -257,26 +272,31 @@ impl PgQueue {
         visibility: Duration,
         running: &[i64],
     ) -> Result<Vec<Taken>, QueueError> {
-        let rows: Vec<(i64, String, Vec<u8>, i32, String, bool)> =
-            sqlx::query_as(&self.statements.take)
-                .bind(i64::try_from(tokens.len()).unwrap_or(i64::MAX))
-                .bind(tokens)
-                .bind(consumer)
-                .bind(millis(visibility))
-                .bind(running)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(failed)?;
+        let rows: Vec<TakenRow> = sqlx::query_as(&self.statements.take)
+            .bind(i64::try_from(tokens.len()).unwrap_or(i64::MAX))
+            .bind(tokens)
+            .bind(consumer)
+            .bind(millis(visibility))
+            .bind(running)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed)?;
         Ok(rows
             .into_iter()
-            .map(|(id, event_id, body, runs, token, run)| Taken {
-                id,
-                event_id,
-                body,
-                runs: u64::try_from(runs).unwrap_or(0),
-                token,
-                run,
-            })
+            .map(
+                |(id, event_id, body, runs, token, run, parent, state)| Taken {
+                    id,
+                    event_id,
+                    body,
+                    runs: u64::try_from(runs).unwrap_or(0),
+                    token,
+                    run,
+                    trace: TraceContext::stored(
+                        parent.as_deref().map(str::as_bytes),
+                        state.as_deref().map(str::as_bytes),
+                    ),
+                },
+            )
             .collect())
     }
 

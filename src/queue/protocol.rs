@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use redis::{Script, Value};
 
-use super::{Keys, Queue, QueueError, millis, scripts};
+use super::{Keys, Queue, QueueError, TraceContext, millis, scripts};
 use crate::dedup::{RedisConnection, Write, WriteError};
 
 /// An event's state in its partition, as the scripts write it.
@@ -124,6 +124,8 @@ pub(crate) struct Entry {
     pub(crate) secret: u64,
     /// Failed runs before this entry was written (reset by a replay).
     pub(crate) attempt: u64,
+    /// The trace context of the request that enqueued it, if any (validated).
+    pub(crate) trace: Option<TraceContext>,
 }
 
 /// An entry's fields, borrowed: what is appended to a stream or a retry hash.
@@ -135,6 +137,7 @@ pub(crate) struct EntryRef<'a> {
     pub(crate) received: u64,
     pub(crate) secret: u64,
     pub(crate) attempt: u64,
+    pub(crate) trace: Option<&'a TraceContext>,
 }
 
 /// The field/value pairs, in the order stored, as command arguments (nothing is
@@ -157,6 +160,15 @@ impl redis::ToRedisArgs for EntryRef<'_> {
             out.write_arg(name.as_bytes());
             value.write_redis_args(out);
         }
+        // Only when there is one: an entry without stays as older versions wrote it.
+        if let Some(trace) = self.trace {
+            out.write_arg(b"traceparent");
+            out.write_arg(trace.traceparent().as_bytes());
+            if let Some(state) = trace.tracestate() {
+                out.write_arg(b"tracestate");
+                out.write_arg(state.as_bytes());
+            }
+        }
     }
 }
 
@@ -170,6 +182,7 @@ impl Entry {
             received: self.received,
             secret: self.secret,
             attempt: self.attempt,
+            trace: self.trace.as_ref(),
         }
     }
 
@@ -178,6 +191,7 @@ impl Entry {
         let mut entry = Self::default();
         let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
         let number = |v: &[u8]| std::str::from_utf8(v).ok().and_then(|s| s.parse().ok());
+        let (mut traceparent, mut tracestate) = (None, None);
         for (name, value) in pairs {
             match name {
                 b"id" => entry.event_id = text(value),
@@ -186,9 +200,12 @@ impl Entry {
                 b"received" => entry.received = number(value).unwrap_or(0),
                 b"secret" => entry.secret = number(value).unwrap_or(0),
                 b"attempt" => entry.attempt = number(value).unwrap_or(0),
+                b"traceparent" => traceparent = Some(value),
+                b"tracestate" => tracestate = Some(value),
                 _ => {}
             }
         }
+        entry.trace = TraceContext::stored(traceparent, tracestate);
         entry
     }
 
@@ -618,6 +635,7 @@ mod tests {
             received: 1_700_000_000_000,
             secret: 1,
             attempt: 3,
+            trace: None,
         };
         // What is sent, read back as Redis hands it over.
         let args = redis::ToRedisArgs::to_redis_args(&entry.as_ref());
@@ -627,5 +645,24 @@ mod tests {
         let partial = Entry::from_pairs([(&b"id"[..], &b"e"[..]), (b"attempt", b"x")]);
         assert_eq!(partial.event_id, "e");
         assert_eq!(partial.attempt, 0);
+        assert_eq!(partial.trace, None);
+    }
+
+    #[test]
+    fn an_entry_carries_its_trace_context_and_ignores_a_garbled_one() {
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let entry = Entry {
+            event_id: "evt_1".into(),
+            trace: Some(TraceContext::parse(parent, Some("k=v")).unwrap()),
+            ..Entry::default()
+        };
+        let args = redis::ToRedisArgs::to_redis_args(&entry.as_ref());
+        assert_eq!(args.len(), 16);
+        let back = Entry::from_pairs(args.chunks(2).map(|p| (&p[0][..], &p[1][..])));
+        assert_eq!(back, entry);
+        for garbled in [&b"00-zz"[..], b"", b"\xff", &parent.as_bytes()[..54]] {
+            let read = Entry::from_pairs([(&b"id"[..], &b"e"[..]), (b"traceparent", garbled)]);
+            assert_eq!((read.event_id.as_str(), read.trace), ("e", None));
+        }
     }
 }

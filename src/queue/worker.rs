@@ -13,7 +13,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::protocol::{self, Begun, Consumer, Entry, Settle, Settled, Take};
-use super::{Keys, Queue, QueueError};
+use super::{Keys, Queue, QueueError, TraceContext};
 use crate::clock::clamp;
 use crate::dedup::RedisConnection;
 use crate::event::Event;
@@ -67,6 +67,11 @@ const LAYOUT_RECHECK: Duration = Duration::from_secs(5);
 /// - **Poison**: a body that no longer parses goes straight to the dead letters.
 /// - **Paused** ([`Queue::pause`]): the worker takes nothing (no new entry, no due
 ///   retry, no reclaim) until [`Queue::resume`]; what runs goes on and settles.
+/// - **Tracing** (feature `tracing`): each run is a `notmeta_webhook_job` span
+///   (`event_id`, `event_type`, `attempt`, `outcome`, and the `traceparent` the
+///   entry carries from the request that enqueued it); the handler runs in it, and
+///   the queue's [`TracePropagation`](super::TracePropagation) can link it to the
+///   request's span (see [`Queue::with_trace_propagation`]).
 /// - **Shutdown**: when the future passed to [`run`](Self::run) completes, the
 ///   worker stops reading and waits for running handlers up to the
 ///   [shutdown deadline](Self::with_shutdown_deadline); then the rest are
@@ -901,7 +906,7 @@ async fn process<H: Handler>(
         shared.add(&shared.counters.abandoned, "abandoned");
         return;
     }
-    let Some(how) = decide(shared, runs, &entry.body, None).await else {
+    let Some(how) = decide(shared, runs, &entry.body, None, entry.trace.as_ref()).await else {
         return;
     };
     settle(
@@ -921,12 +926,14 @@ async fn process<H: Handler>(
 /// Runs the handler on an entry's body (unless its runs are used up or the body no
 /// longer parses) and says how to settle the entry; `None` when the run was
 /// cancelled at the shutdown deadline (the entry is left for reclaim). `runs`
-/// counts this run.
+/// counts this run; `trace` is the entry's trace context (the handler runs in a
+/// span that carries it, feature `tracing`).
 async fn decide<H: Handler>(
     shared: &Shared<H>,
     runs: u64,
     body: &[u8],
     claim: Option<Claimed>,
+    trace: Option<&TraceContext>,
 ) -> Option<Settle> {
     let max = u64::from(shared.settings.max_attempts);
     let before = runs.saturating_sub(1);
@@ -937,7 +944,7 @@ async fn decide<H: Handler>(
     }
     Some(match Event::parse_unverified(body) {
         Err(e) => Settle::Dead(format!("the body does not parse: {e}")),
-        Ok(event) => match run(shared, event.into_owned(), claim).await {
+        Ok(event) => match run_traced(shared, event, runs, trace, claim).await {
             None => {
                 // Cancelled at the shutdown deadline: left for reclaim.
                 shared.add(&shared.counters.abandoned, "abandoned");
@@ -1035,6 +1042,37 @@ async fn run<H: Handler>(
         // The panic's payload is not kept: it is the handler's, and may hold anything.
         Ran::Panicked => Some(Err(Failure::Temporary("the handler panicked".to_owned()))),
         Ran::Stopped | Ran::Cancelled => None,
+    }
+}
+
+/// [`run`], in the run's span, which carries the entry's trace context (feature
+/// `tracing`; see `TracePropagation`).
+async fn run_traced<H: Handler>(
+    shared: &Shared<H>,
+    event: Event<'_>,
+    runs: u64,
+    trace: Option<&TraceContext>,
+    claim: Option<Claimed>,
+) -> Option<Result<(), Failure>> {
+    #[cfg(feature = "tracing")]
+    {
+        let propagation = shared.queue.trace_propagation();
+        let span = super::trace_context::run_span(&event, runs, trace, propagation);
+        let ran = run(shared, event.into_owned(), claim);
+        let ran = tracing::Instrument::instrument(ran, span.clone()).await;
+        let outcome = match &ran {
+            None => "cancelled",
+            Some(Ok(())) => "handled",
+            Some(Err(Failure::Temporary(_))) => "temporary_failure",
+            Some(Err(Failure::Permanent(_))) => "permanent_failure",
+        };
+        span.record("outcome", outcome);
+        ran
+    }
+    #[cfg(not(feature = "tracing"))]
+    {
+        let _ = (runs, trace);
+        run(shared, event.into_owned(), claim).await
     }
 }
 

@@ -498,14 +498,20 @@ pub(crate) fn spawn_isolated<H: Handler>(
 ) {
     let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
     let runtime = tokio::runtime::Handle::current();
+    // The handler runs in the caller's span on the blocking pool's thread too.
+    #[cfg(feature = "tracing")]
+    let span = tracing::Span::current();
     let handle = tokio::task::spawn_blocking(move || {
         let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            runtime.block_on(async move {
+            let run = async move {
                 match select(pin!(call.on(&*handler)), cancelled).await {
                     Either::Left((result, _)) => Some(result),
                     Either::Right(_) => None,
                 }
-            })
+            };
+            #[cfg(feature = "tracing")]
+            let run = tracing::Instrument::instrument(run, span);
+            runtime.block_on(run)
         }));
         let complete = match &ran {
             Ok(Some(Ok(()))) => true,

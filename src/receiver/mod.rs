@@ -430,6 +430,15 @@ impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
         let verified = self
             .verifier
             .verify_and_parse_indexed(body, signature_values);
+        self.deliver(verified)
+    }
+
+    /// Processes one delivery already verified and parsed (or refused) with this
+    /// receiver's verifier: what [`receive`](Self::receive) does after verifying.
+    pub(crate) fn deliver<'r>(
+        &'r self,
+        verified: Result<(Event<'r>, usize), crate::Error>,
+    ) -> BoxFuture<'r, Answer> {
         // The event moves straight into the delivery's future, which is not then
         // the size of two events.
         let delivery = match verified {
@@ -540,7 +549,7 @@ impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
     }
 
     /// Reports and answers an outcome reached before the handler ran.
-    fn early(
+    pub(crate) fn early(
         &self,
         event: Option<&Event<'_>>,
         outcome: Outcome,

@@ -141,7 +141,12 @@ async fn check_delivery(
                     "{label} {path}: a duplicate is not handled again"
                 );
             } else {
-                assert_eq!(seen.len(), before + 1, "{label} {path}: handler ran once");
+                assert_eq!(
+                    seen.len(),
+                    before + 1,
+                    "{label} {path}: handler ran once ({})",
+                    reply.text()
+                );
                 assert_eq!(seen.last().unwrap(), event.into_owned(), "{label} {path}");
             }
         }

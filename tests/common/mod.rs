@@ -31,3 +31,7 @@ pub mod pg_queue;
 /// shared by the single-server and the cluster tests.
 #[cfg(all(feature = "queue", feature = "axum", feature = "actix"))]
 pub mod queue_end_to_end;
+
+/// The trace continuity tests' recording subscriber, propagation and runner.
+#[cfg(all(feature = "queue", feature = "tracing"))]
+pub mod trace;

@@ -3,18 +3,21 @@
 //! handler writing one `effects` row per run.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use notmeta_test_support::PostgresServer;
 
 use notmeta_webhooks::Event;
 use notmeta_webhooks::postgres::{PostgresStore, Tables, Transactional};
-use notmeta_webhooks::queue::{Enqueuer, Queue, Worker, WorkerStats};
-use notmeta_webhooks::receiver::{Handler, HandlerError};
+use notmeta_webhooks::queue::{Enqueuer, Queue};
+use notmeta_webhooks::receiver::HandlerError;
 use sqlx::PgPool;
 
 pub(crate) use super::postgres::pool;
+// Shared with the Redis tests; the files that take them from here keep doing so.
+#[allow(unused_imports)]
+pub(crate) use super::queue::{drained, run_until};
 
 pub(crate) async fn execute(pool: &PgPool, sql: &str) {
     sqlx::raw_sql(sql).execute(pool).await.unwrap();
@@ -45,32 +48,6 @@ pub(crate) async fn is_done(pool: &PgPool, id: &str) -> bool {
     .fetch_one(pool)
     .await
     .unwrap()
-}
-
-/// Runs `worker` until `done` says so (checked every 20 ms, for at most `limit`),
-/// then shuts it down.
-pub(crate) async fn run_until<H, F>(worker: Worker<H>, limit: Duration, mut done: F) -> WorkerStats
-where
-    H: Handler,
-    F: AsyncFnMut() -> bool,
-{
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(worker.run(async {
-        let _ = stopped.await;
-    }));
-    let deadline = Instant::now() + limit;
-    while !done().await {
-        assert!(Instant::now() < deadline, "the worker did not get there");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stop.send(()).unwrap();
-    running.await.unwrap().unwrap()
-}
-
-/// Nothing waiting, running or retrying.
-pub(crate) async fn drained(queue: &Queue) -> bool {
-    let counts = queue.counts().await.unwrap();
-    counts.pending + counts.in_progress + counts.retrying == 0
 }
 
 /// A transactional handler's function, boxed.

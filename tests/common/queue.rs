@@ -1,7 +1,10 @@
 //! What the queue's test files share: a signing secret, event bodies, an endpoint,
-//! and sending to it.
+//! sending to it, and a worker run until a condition (such as drained).
 
-use notmeta_webhooks::queue::{Enqueuer, Queue};
+use std::time::{Duration, Instant};
+
+use notmeta_webhooks::queue::{Enqueuer, Queue, Worker, WorkerStats};
+use notmeta_webhooks::receiver::Handler;
 use notmeta_webhooks::{Verifier, sign};
 
 /// The webhook secret of these tests.
@@ -26,4 +29,30 @@ pub(crate) async fn send(enqueuer: &Enqueuer, body: &[u8]) -> (u16, String) {
         .receive(body, [sign(body, SECRET).as_bytes()])
         .await;
     (answer.status().as_u16(), answer.body().to_owned())
+}
+
+/// Runs `worker` until `done` says so (checked every 20 ms, for at most `limit`),
+/// then shuts it down.
+pub(crate) async fn run_until<H, F>(worker: Worker<H>, limit: Duration, mut done: F) -> WorkerStats
+where
+    H: Handler,
+    F: AsyncFnMut() -> bool,
+{
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+    let deadline = Instant::now() + limit;
+    while !done().await {
+        assert!(Instant::now() < deadline, "the worker did not get there");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap()
+}
+
+/// Nothing waiting, running or retrying.
+pub(crate) async fn drained(queue: &Queue) -> bool {
+    let counts = queue.counts().await.unwrap();
+    counts.pending + counts.in_progress + counts.retrying == 0
 }

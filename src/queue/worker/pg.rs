@@ -161,7 +161,8 @@ async fn process<H: Handler>(
     }
     let window = shared.queue.dedup_window();
     let claim = Claimed { token, window };
-    let Some(how) = decide(shared, entry.runs, &entry.body, Some(claim)).await else {
+    let trace = entry.trace.as_ref();
+    let Some(how) = decide(shared, entry.runs, &entry.body, Some(claim), trace).await else {
         return;
     };
     let (id, event_id) = (entry.id, entry.event_id.as_str());
