@@ -6,7 +6,7 @@
 //!   milliseconds the queue was paused at. Absent: running. A worker reads it
 //!   (`EXISTS`) once per pass of its read loop, before it promotes retries,
 //!   reclaims or reads.
-//! - **PostgreSQL**: the one row of `<prefix>queue_state` (schema version 3). The
+//! - **PostgreSQL**: the one row of `<prefix>queue_state` (schema version 4). The
 //!   worker's take statement reads it itself: no statement is added.
 //!
 //! While paused, a worker takes nothing: no new entry, no due retry, no entry of a
