@@ -19,7 +19,8 @@ pub(crate) struct Args {
     /// The queue's store: `redis://[user:password@]host[:port][/db]` or
     /// `postgres://[user[:password]@]host[:port]/database` (or set
     /// NOTMETA_QUEUE_URL, which keeps a password out of the process list). A
-    /// password is never printed.
+    /// password is never printed. A Redis Cluster is not supported: name a single
+    /// server.
     #[arg(
         long,
         env = "NOTMETA_QUEUE_URL",
