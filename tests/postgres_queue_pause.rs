@@ -70,3 +70,10 @@ async fn tables_at_version_2_are_upgraded_with_the_state_table() {
     queue.pause().await.unwrap();
     assert!(queue.counts().await.unwrap().paused);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_worker_stops_taking_within_one_pass() {
+    let (_server, _pool, queue) = setup().await;
+    let (n, last) = pause::a_busy_worker_stops_taking_within_one_pass(queue).await;
+    println!("PostgreSQL: {n} started after the pause returned, the last {last:?} after");
+}

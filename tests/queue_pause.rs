@@ -68,3 +68,11 @@ async fn the_flag_is_one_key_in_the_namespace_seen_by_other_processes() {
     queue.resume().await.unwrap();
     assert!(!queue.is_paused().await.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_worker_stops_taking_within_one_pass() {
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url()).await.unwrap();
+    let (n, last) = pause::a_busy_worker_stops_taking_within_one_pass(queue).await;
+    println!("Redis: {n} started after the pause returned, the last {last:?} after");
+}

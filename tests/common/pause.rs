@@ -189,3 +189,62 @@ pub(crate) async fn a_pause_lets_running_handlers_settle_and_holds_retries(queue
     assert_eq!((stats.handled, stats.retried), (3, 1));
     assert_eq!(runs_of(&runs, "evt_slow"), 1);
 }
+
+/// A worker busy on a backlog: once `pause` returns, it starts at most what one
+/// pass of its read loop takes (its concurrency, 4), and then nothing. Returns how
+/// many started after the pause returned, and the latest of those starts.
+pub(crate) async fn a_busy_worker_stops_taking_within_one_pass(queue: Queue) -> (usize, Duration) {
+    let endpoint = enqueuer(&queue);
+    let ids: Vec<String> = (0..120).map(|i| format!("evt_busy_{i}")).collect();
+    for id in &ids {
+        assert_eq!(send(&endpoint, &body(id)).await.0, 200);
+    }
+    let starts = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let seen = Arc::clone(&starts);
+    let worker = Worker::new(queue.clone(), move |_: Event<'static>| {
+        seen.lock().unwrap().push(Instant::now());
+        async {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            Ok::<(), HandlerError>(())
+        }
+    })
+    .with_concurrency(4);
+    let running = Running::start(worker);
+    wait_for("the worker is busy", async || {
+        starts.lock().unwrap().len() >= 20
+    })
+    .await;
+    queue.pause().await.unwrap();
+    let paused_at = Instant::now();
+    // Many handler durations and poll intervals.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let after: Vec<Duration> = starts
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|t| **t > paused_at)
+        .map(|t| t.duration_since(paused_at))
+        .collect();
+    assert!(
+        after.len() <= 4,
+        "{} started after the pause: {after:?}",
+        after.len()
+    );
+    let total = starts.lock().unwrap().len();
+    assert!(total < ids.len(), "the backlog drained while paused");
+    let counts = queue.counts().await.unwrap();
+    assert_eq!(counts.in_progress, 0, "{counts:?}");
+    assert_eq!(
+        counts.pending,
+        u64::try_from(ids.len() - total).unwrap(),
+        "{counts:?}"
+    );
+    queue.resume().await.unwrap();
+    wait_for("the backlog drains after the resume", async || {
+        starts.lock().unwrap().len() == ids.len()
+    })
+    .await;
+    let stats = running.stop().await;
+    assert_eq!(stats.handled, 120);
+    (after.len(), after.into_iter().max().unwrap_or_default())
+}
