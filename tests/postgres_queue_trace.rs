@@ -174,7 +174,7 @@ async fn an_entry_written_at_version_2_runs_after_the_upgrade() {
         .await,
         i64::from(SCHEMA_VERSION)
     );
-    assert_eq!(SCHEMA_VERSION, 3);
+    const { assert!(SCHEMA_VERSION >= 3) };
     let sent = send(&enqueuer(&queue), &body("evt_pg_v3"))
         .instrument(request_span())
         .await;

@@ -1,11 +1,13 @@
 //! `notmeta-webhooks`: send signed sample events to a receiver, sign bodies for curl,
 //! replay captured requests, play NotMeta's retry schedule, and find out why a
-//! captured request does not verify; manage webhooks through NotMeta's API.
+//! captured request does not verify; manage webhooks through NotMeta's API; operate
+//! a queue of the library (figures, dead letters, pause and resume).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod diagnose;
+mod queue;
 mod table;
 mod term;
 mod webhooks;
@@ -24,13 +26,14 @@ use notmeta_webhooks::testing::{Reply, SignedRequest, Target};
 use term::{SecretArg, fail, out, read, read_stdin};
 
 /// Test a NotMeta webhook receiver: send signed events, sign bodies, replay captured
-/// requests, simulate NotMeta's retries, and explain why a signature fails.
+/// requests, simulate NotMeta's retries, and explain why a signature fails; manage
+/// webhooks, and operate a webhook queue in Redis or PostgreSQL.
 #[derive(Debug, Parser)]
 #[command(
     name = "notmeta-webhooks",
     version,
-    after_help = "Exit codes: 0 success; 1 a receiver, NotMeta or a check said no (no answer in time included); 2 an error of use.\n\
-Secrets: the webhook secret (NOTMETA_WEBHOOK_SECRET) and the API token (NOTMETA_API_TOKEN) are best given in the environment, out of the process list; neither is ever printed (a created webhook's secret only with --show-secret, or when the tool generated it and NotMeta's answer was lost). An empty secret is an error of use.\n\
+    after_help = "Exit codes: 0 success; 1 a receiver, NotMeta, the queue's store or a check said no (no answer in time included); 2 an error of use.\n\
+Secrets: the webhook secret (NOTMETA_WEBHOOK_SECRET), the API token (NOTMETA_API_TOKEN) and the queue URL's password (NOTMETA_QUEUE_URL) are best given in the environment, out of the process list; none is ever printed (a created webhook's secret only with --show-secret, or when the tool generated it and NotMeta's answer was lost). An empty secret is an error of use.\n\
 Limits: every command that sends gives up after --timeout (30 s, like NotMeta; connecting included); of a receiver's answer the first 64 KiB are read (of NotMeta's, 16 MiB; of its errors, 4 KiB); files and standard input are read up to 16 MiB. What receivers and NotMeta send is shown with control characters escaped."
 )]
 struct Cli {
@@ -173,6 +176,9 @@ enum Command {
     List,
     /// Create, list and inspect webhooks through NotMeta's management API.
     Webhooks(webhooks::Args),
+    /// Operate a queue in Redis or PostgreSQL: its figures, its dead letters (list,
+    /// replay, purge), pausing and resuming its workers.
+    Queue(queue::Args),
 }
 
 fn main() -> ExitCode {
@@ -232,6 +238,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
         } => verify(&file, &header, &secrets),
         Command::List => list(),
         Command::Webhooks(args) => webhooks::run(args).await,
+        Command::Queue(args) => queue::run(args).await,
     }
 }
 

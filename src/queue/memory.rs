@@ -65,6 +65,8 @@ struct State {
     counts: QueueCounts,
     /// When the marks were last swept.
     last_sweep: Option<Instant>,
+    /// Paused (`Queue::pause`): nothing is taken.
+    paused: bool,
 }
 
 /// One entry: its fields (the body and what came with it) and where it stands.
@@ -192,6 +194,9 @@ impl MemQueue {
     ) -> Vec<Taken> {
         let now = Instant::now();
         let mut state = self.state();
+        if state.paused {
+            return Vec::new();
+        }
         let ids: Vec<u64> = state
             .due
             .iter()
@@ -342,8 +347,39 @@ impl MemQueue {
         Settled::Applied
     }
 
+    /// The counts, whether paused, and how long the oldest due entry not running
+    /// has waited.
     pub(crate) fn counts(&self) -> QueueCounts {
-        self.state().counts
+        let now = Instant::now();
+        let state = self.state();
+        let oldest = state
+            .due
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .find(|(_, id)| {
+                state
+                    .entries
+                    .get(id)
+                    .is_some_and(|slot| matches!(slot.stage, Stage::Waiting | Stage::Retrying))
+            })
+            .map(|(at, _)| now.saturating_duration_since(*at));
+        QueueCounts {
+            paused: state.paused,
+            oldest_pending: oldest,
+            ..state.counts
+        }
+    }
+
+    /// Pauses or resumes the takes; a resume wakes the idle workers.
+    pub(crate) fn set_paused(&self, paused: bool) {
+        self.state().paused = paused;
+        if !paused {
+            self.changed.notify_waiters();
+        }
+    }
+
+    pub(crate) fn is_paused(&self) -> bool {
+        self.state().paused
     }
 
     /// Up to `limit` dead letters, oldest first.

@@ -24,7 +24,7 @@
 //! - a [`Queue`] names the Redis keys and the consumer group both share, and gives
 //!   the operations: [`Queue::counts`], [`Queue::dead_letters`],
 //!   [`Queue::replay_dead_letters`], [`Queue::purge_dead_letters`],
-//!   [`Queue::check_layout`];
+//!   [`Queue::pause`] and [`Queue::resume`], [`Queue::check_layout`];
 //! - trace continuity: with [`Queue::with_trace_propagation`] each entry carries the
 //!   W3C trace context of the request that enqueued it, and a worker's run (feature
 //!   `tracing`) records it and can link to it (`OpenTelemetry` with the
@@ -137,10 +137,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::clock::clamp;
 use crate::dedup::DEFAULT_DEDUP_WINDOW;
 
+mod age;
 mod enqueue;
 mod memory;
 #[cfg(feature = "opentelemetry")]
 mod opentelemetry;
+pub(crate) mod pause;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod protocol;
@@ -279,6 +281,13 @@ pub struct QueueCounts {
     pub retrying: u64,
     /// In the dead-letter stream.
     pub dead_letters: u64,
+    /// Whether the queue is paused: workers take nothing ([`Queue::pause`]).
+    pub paused: bool,
+    /// How long the oldest entry waiting for a worker has waited (since the
+    /// endpoint queued it, or since its retry came due and was queued again), by
+    /// the store's clock; `None` when nothing waits. A backlog that grows old while
+    /// workers run says they do not keep up.
+    pub oldest_pending: Option<Duration>,
 }
 
 /// One entry of the dead-letter stream.
@@ -861,7 +870,9 @@ impl Queue {
         Ok(())
     }
 
-    /// How many entries wait, run, wait for a retry, and are dead letters. With the
+    /// How many entries wait, run, wait for a retry, and are dead letters, how long
+    /// the oldest waiting entry has waited, and whether the queue is
+    /// [paused](Self::pause). With the
     /// `metrics` feature the figures are also set as gauges
     /// ([`QUEUE_PENDING`](crate::receiver::metrics::QUEUE_PENDING) and the others of
     /// [`receiver::metrics`](crate::receiver::metrics)). It only reads: a missing stream or group counts as empty.
@@ -878,7 +889,9 @@ impl Queue {
         }
         #[cfg(feature = "postgres")]
         if let Some(pg) = self.pg() {
-            let counts = protocol::bounded(self.timeout, "the counts", pg.counts()).await?;
+            let mut counts = protocol::bounded(self.timeout, "the counts", pg.counts()).await?;
+            counts.paused = self.is_paused().await?;
+            counts.oldest_pending = self.oldest_pending().await?;
             #[cfg(feature = "metrics")]
             report_counts(&counts);
             return Ok(counts);
@@ -907,6 +920,8 @@ impl Queue {
             counts.retrying += retrying;
             counts.dead_letters += dead;
         }
+        counts.paused = self.is_paused().await?;
+        counts.oldest_pending = self.oldest_pending().await?;
         #[cfg(feature = "metrics")]
         report_counts(&counts);
         Ok(counts)

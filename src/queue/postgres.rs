@@ -18,7 +18,7 @@ pub(crate) struct PgQueue {
     /// The idempotency store on the same events table: its sweep deletes the done
     /// marks whose window ended.
     pub(crate) store: crate::postgres::PostgresStore,
-    tables: Tables,
+    pub(crate) tables: Tables,
     /// The `LISTEN`/`NOTIFY` channel: the jobs table's name, unquoted.
     pub(crate) channel: String,
     statements: Statements,
@@ -87,6 +87,7 @@ impl PgQueue {
     pub(crate) fn new(pool: PgPool, tables: &Tables) -> Self {
         let jobs = tables.jobs();
         let events = tables.events();
+        let state = tables.queue_state();
         let ms = "* interval '1 millisecond'";
         let statements = Statements {
             // One statement: the event id is claimed in the idempotency table (absent,
@@ -117,10 +118,12 @@ impl PgQueue {
             // backlog of entries not yet due is not scanned); each gets its
             // run's token, and the event's row in the idempotency table takes the
             // token too (unless the event is done: then the entry is not run).
+            // Nothing while the queue is paused (`queue::pause`).
             take: format!(
                 "WITH locked AS (
                     SELECT id FROM {jobs}
                     WHERE state <> 'dead' AND due_at <= now() AND id <> ALL ($5)
+                      AND NOT EXISTS (SELECT 1 FROM {state} WHERE paused)
                     ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED
                  ), numbered AS (
                     SELECT id, row_number() OVER (ORDER BY id) AS n FROM locked

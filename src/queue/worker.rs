@@ -73,6 +73,8 @@ const MAX_TAKE: usize = 1_000;
 ///   to an empty replica): the worker recreates the consumer group and goes on;
 ///   what Redis lost cannot be handled.
 /// - **Poison**: a body that no longer parses goes straight to the dead letters.
+/// - **Paused** ([`Queue::pause`]): the worker takes nothing (no new entry, no due
+///   retry, no reclaim) until [`Queue::resume`]; what runs goes on and settles.
 /// - **Tracing** (feature `tracing`): each run is a `notmeta_webhook_job` span
 ///   (`event_id`, `event_type`, `attempt`, `outcome`, and the `traceparent` the
 ///   entry carries from the request that enqueued it); the handler runs in it, and
@@ -582,6 +584,14 @@ async fn read_until<H: Handler>(
             reader.last_counts = Instant::now();
             // Sets the queue gauges; only reads, so it can hide no fault.
             let _ = shared.queue.counts().await;
+        }
+        if super::pause::holds(&shared.queue).await {
+            // Paused: nothing taken; what runs goes on and settles.
+            let pause = pin!(tokio::time::sleep(settings.poll));
+            if let Either::Right(_) = select(pause, shutdown.as_mut()).await {
+                return Ok(());
+            }
+            continue;
         }
         let mut got = promote(shared, &mut connection, &mut reader).await;
         got += reclaim(shared, &mut connection, &mut reader, &slots, tasks).await;

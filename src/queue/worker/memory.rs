@@ -49,9 +49,10 @@ pub(super) async fn read_until<H: Handler>(
         if take(shared, memory, &slots, tasks, free) > 0 {
             continue;
         }
+        // Paused: nothing is due until the resume, which is a change.
         let due = match memory.next_due() {
-            Some(at) => Either::Left(tokio::time::sleep_until(at)),
-            None => Either::Right(pending()),
+            Some(at) if !memory.is_paused() => Either::Left(tokio::time::sleep_until(at)),
+            _ => Either::Right(pending()),
         };
         if let Either::Right(_) = select(select(pin!(due), changed), shutdown.as_mut()).await {
             return Ok(());
