@@ -89,3 +89,37 @@ async fn the_queue_in_memory_pauses_and_resumes_too() {
         "a take in memory reads the flag under the queue's lock"
     );
 }
+
+/// With `metrics`, `Queue::counts` sets the paused gauge and how long the oldest
+/// waiting entry has waited.
+#[cfg(feature = "metrics")]
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn counts_set_the_paused_and_oldest_pending_gauges() {
+    use notmeta_test_support::recorder::Counters;
+    use notmeta_webhooks::receiver::metrics::{QUEUE_OLDEST_PENDING_SECONDS, QUEUE_PAUSED};
+
+    let recorder = Counters::default();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let queue = Queue::in_memory();
+    let endpoint = common::queue::enqueuer(&queue);
+    assert_eq!(
+        common::queue::send(&endpoint, &common::queue::body("evt_1"))
+            .await
+            .0,
+        200
+    );
+    queue.pause().await.unwrap();
+    tokio::time::advance(std::time::Duration::from_secs(90)).await;
+    let counts = queue.counts().await.unwrap();
+    assert!(counts.paused);
+    assert_eq!(
+        counts.oldest_pending,
+        Some(std::time::Duration::from_secs(90))
+    );
+    assert_eq!(recorder.get(QUEUE_PAUSED), 1);
+    assert_eq!(recorder.get(QUEUE_OLDEST_PENDING_SECONDS), 90);
+    queue.resume().await.unwrap();
+    let counts = queue.counts().await.unwrap();
+    assert!(!counts.paused);
+    assert_eq!(recorder.get(QUEUE_PAUSED), 0);
+}

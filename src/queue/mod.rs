@@ -1131,4 +1131,8 @@ fn report_counts(counts: &QueueCounts) {
     ::metrics::gauge!(crate::receiver::metrics::QUEUE_IN_PROGRESS).set(counts.in_progress as f64);
     ::metrics::gauge!(crate::receiver::metrics::QUEUE_RETRYING).set(counts.retrying as f64);
     ::metrics::gauge!(crate::receiver::metrics::QUEUE_DEAD_LETTERS).set(counts.dead_letters as f64);
+    ::metrics::gauge!(crate::receiver::metrics::QUEUE_PAUSED)
+        .set(f64::from(u8::from(counts.paused)));
+    let oldest = counts.oldest_pending.unwrap_or_default().as_secs_f64();
+    ::metrics::gauge!(crate::receiver::metrics::QUEUE_OLDEST_PENDING_SECONDS).set(oldest);
 }

@@ -19,7 +19,7 @@
 //! | [`QUEUE_RENEWALS_TOTAL`] | counter | | each renewal of a worker's entries |
 //! | [`QUEUE_GROUPS_RECREATED_TOTAL`] | counter | | each consumer group a worker created again |
 //! | [`QUEUE_REDIS_ERRORS_TOTAL`] | counter | `operation` | each failed Redis call of a worker (PostgreSQL statement, on a queue in PostgreSQL) |
-//! | [`QUEUE_PENDING`], [`QUEUE_IN_PROGRESS`], [`QUEUE_RETRYING`], [`QUEUE_DEAD_LETTERS`] | gauge | | set by each `Queue::counts` |
+//! | [`QUEUE_PENDING`], [`QUEUE_IN_PROGRESS`], [`QUEUE_RETRYING`], [`QUEUE_DEAD_LETTERS`], [`QUEUE_PAUSED`], [`QUEUE_OLDEST_PENDING_SECONDS`] | gauge | | set by each `Queue::counts` |
 //! | [`CIRCUIT_BREAKER_STATE`] | gauge | `breaker` | set at each change of a [circuit breaker](crate::breaker)'s state: 0 closed, 1 open, 2 half-open |
 //! | [`CIRCUIT_BREAKER_TRANSITIONS_TOTAL`] | counter | `breaker`, `to` (`open`, `half_open`, `closed`) | each change of a circuit breaker's state |
 //!
@@ -61,6 +61,11 @@ pub const QUEUE_IN_PROGRESS: &str = "notmeta_webhooks_queue_in_progress";
 pub const QUEUE_RETRYING: &str = "notmeta_webhooks_queue_retrying";
 /// Dead letters (gauge).
 pub const QUEUE_DEAD_LETTERS: &str = "notmeta_webhooks_queue_dead_letters";
+/// Whether the queue is paused (gauge: 1 paused, 0 running).
+pub const QUEUE_PAUSED: &str = "notmeta_webhooks_queue_paused";
+/// How long the oldest entry waiting for a worker has waited, in seconds (gauge; 0
+/// when nothing waits): the figure to alert on.
+pub const QUEUE_OLDEST_PENDING_SECONDS: &str = "notmeta_webhooks_queue_oldest_pending_seconds";
 /// A circuit breaker's state (gauge: 0 closed, 1 open, 2 half-open), labelled with
 /// its `breaker` name.
 pub const CIRCUIT_BREAKER_STATE: &str = "notmeta_webhooks_circuit_breaker_state";
