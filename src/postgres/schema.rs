@@ -6,7 +6,7 @@ use super::PostgresError;
 
 /// The newest schema version this crate applies (recorded in
 /// `<prefix>schema_version`).
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Each version's statements, in order; `{s}` is the quoted schema and `{p}` the
 /// prefix. Every statement is idempotent, so a half-applied version (impossible in
@@ -43,6 +43,11 @@ const VERSIONS: &[&[&str]] = &[
         r#"CREATE INDEX IF NOT EXISTS "{p}jobs_due" ON {s}."{p}jobs" (due_at) WHERE state <> 'dead'"#,
         r#"CREATE INDEX IF NOT EXISTS "{p}jobs_dead" ON {s}."{p}jobs" (id) WHERE state = 'dead'"#,
     ],
+    // 3: the queue's key limits (`queue::KeyLimit`): each entry's order key.
+    &[
+        r#"ALTER TABLE {s}."{p}jobs" ADD COLUMN IF NOT EXISTS order_key text"#,
+        r#"CREATE INDEX IF NOT EXISTS "{p}jobs_order" ON {s}."{p}jobs" (order_key, id) WHERE order_key IS NOT NULL"#,
+    ],
 ];
 
 /// The version table, created before any version is applied.
@@ -61,12 +66,13 @@ const MAX_PREFIX: usize = 40;
 /// Where the crate's tables live: a schema (default `public`) and a prefix for
 /// every table and index name (default `notmeta_webhooks_`).
 ///
-/// Version 2 has three tables (version 1 had the first and the last):
+/// Version 3 has three tables (version 1 had the first and the last; version 3
+/// added the jobs table's `order_key`):
 ///
 /// | Table | Columns | What a row is |
 /// |---|---|---|
 /// | `<prefix>events` | `event_id text PRIMARY KEY`, `token text`, `done boolean`, `expires_at timestamptz` (indexed) | one event id: claimed (`done = false`, until `expires_at`, the lease) or done (until `expires_at`, the end of the dedup window) |
-/// | `<prefix>jobs` | `id bigserial PRIMARY KEY`, `event_key text UNIQUE` (the `event_id` of `<prefix>events`), `event_id text`, `event_type text`, `body bytea`, `received_ms bigint`, `secret bigint`, `state text` (`queued`, `running`, `retrying`, `dead`), `runs integer`, `due_at timestamptz`, `token text`, `locked_by text`, `last_error text`, `dead_at timestamptz`; indexed on `due_at` where not `dead`, and on `id` where `dead` | one entry of the queue (`queue::Queue::postgres`, features `postgres` and `queue`): waiting or retrying until `due_at`, running under `token` with a lease until `due_at`, or a dead letter since `dead_at`. Done entries are deleted; the done mark is the event's row in `<prefix>events` |
+/// | `<prefix>jobs` | `id bigserial PRIMARY KEY`, `event_key text UNIQUE` (the `event_id` of `<prefix>events`), `event_id text`, `event_type text`, `body bytea`, `received_ms bigint`, `secret bigint`, `state text` (`queued`, `running`, `retrying`, `dead`), `runs integer`, `due_at timestamptz`, `token text`, `locked_by text`, `last_error text`, `dead_at timestamptz`, `order_key text` (the key of `queue::KeyLimit`, or NULL); indexed on `due_at` where not `dead`, on `id` where `dead`, and on `(order_key, id)` where it has one | one entry of the queue (`queue::Queue::postgres`, features `postgres` and `queue`): waiting or retrying until `due_at`, running under `token` with a lease until `due_at`, or a dead letter since `dead_at`. Done entries are deleted; the done mark is the event's row in `<prefix>events` |
 /// | `<prefix>schema_version` | `version integer`, `updated_at timestamptz` (one row) | the version applied |
 ///
 /// An event id of more than 256 bytes, one holding a NUL, or one starting with

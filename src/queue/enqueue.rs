@@ -259,7 +259,16 @@ impl Enqueuer {
             let received = unix_millis(self.clock.now());
             let secret = u64::try_from(secret_index).unwrap_or(u64::MAX);
             let type_ = event.type_str();
-            let queued = pg.enqueue(event.id.as_str(), type_, body, received, secret, window);
+            let key = self.queue.order_key(event);
+            let queued = pg.enqueue(
+                event.id.as_str(),
+                type_,
+                body,
+                received,
+                secret,
+                window,
+                key.as_deref(),
+            );
             return Ok(
                 match protocol::bounded(limit, "the enqueue", queued).await? {
                     true => Outcome::Queued,
@@ -337,7 +346,8 @@ impl Enqueuer {
         how: Option<&str>,
     ) -> Result<T, QueueError> {
         let id = event.id.as_str();
-        let keys = previous.keys(previous.partition_of(id));
+        let key = previous.order_key(event);
+        let keys = previous.keys(previous.partition_for(id, key.as_deref()));
         // The marks are acknowledged as this queue's writes are, whatever the
         // previous queue was configured with: they guard the same event.
         let replication = match self.queue.replication() {
@@ -365,7 +375,10 @@ impl Enqueuer {
         secret_index: usize,
     ) -> Result<Outcome, QueueError> {
         let id = event.id.as_str();
-        let keys = self.queue.keys(self.queue.partition_of(id));
+        let key = self.queue.order_key(event);
+        let keys = self
+            .queue
+            .keys(self.queue.partition_for(id, key.as_deref()));
         let connection = self.queue.connection();
         let entry = EntryRef {
             event_id: id,
@@ -374,8 +387,11 @@ impl Enqueuer {
             received: unix_millis(self.clock.now()),
             secret: u64::try_from(secret_index).unwrap_or(u64::MAX),
             attempt: 0,
+            key: key.as_deref(),
         };
-        let mut invocation = self.queue.scripts().enqueue.prepare_invoke();
+        let ordered = super::ordering::ordered_scripts(&self.queue, entry.key);
+        let script = ordered.map_or(&self.queue.scripts().enqueue, |o| &o.enqueue);
+        let mut invocation = script.prepare_invoke();
         invocation
             .key(keys.state(id))
             .key(&keys.stream)
@@ -383,6 +399,9 @@ impl Enqueuer {
             .arg(self.max_len)
             .arg(self.queue.group())
             .arg(entry);
+        if ordered.is_some() {
+            super::ordering::tail(&self.queue, &keys, entry.key, &mut invocation);
+        }
         let state: String = connection
             .write(
                 Write::Script(&invocation),

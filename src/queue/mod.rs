@@ -120,6 +120,7 @@ use crate::clock::clamp;
 use crate::dedup::DEFAULT_DEDUP_WINDOW;
 
 mod enqueue;
+mod ordering;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod protocol;
@@ -127,6 +128,7 @@ mod scripts;
 mod worker;
 
 pub use enqueue::{DEFAULT_ENQUEUE_TIMEOUT, Enqueuer};
+pub use ordering::{KeyLimit, OnDeadLetter};
 pub use worker::{Worker, WorkerStats};
 
 /// What went wrong with the queue's Redis.
@@ -292,6 +294,8 @@ pub struct Queue {
     scripts: Arc<protocol::Scripts>,
     /// How long each operation of [`Queue`] itself may wait for Redis.
     timeout: Duration,
+    /// Per-key ordering and cap ([`Queue::with_key_limit`]).
+    key_limit: Option<KeyLimit>,
 }
 
 impl fmt::Debug for Queue {
@@ -302,6 +306,7 @@ impl fmt::Debug for Queue {
             .field("group", &self.group)
             .field("partitions", &self.partitions)
             .field("dedup_window", &self.window)
+            .field("key_limit", &self.key_limit)
             .finish_non_exhaustive()
     }
 }
@@ -364,6 +369,7 @@ impl Queue {
             window: DEFAULT_DEDUP_WINDOW,
             scripts: Arc::new(protocol::Scripts::new()),
             timeout: DEFAULT_REDIS_TIMEOUT,
+            key_limit: None,
         }
     }
 
@@ -409,6 +415,7 @@ impl Queue {
             window: DEFAULT_DEDUP_WINDOW,
             scripts: Arc::new(protocol::Scripts::new()),
             timeout: DEFAULT_REDIS_TIMEOUT,
+            key_limit: None,
         })
     }
 
@@ -590,6 +597,12 @@ impl Queue {
         }
     }
 
+    /// Replaces the PostgreSQL backend (its statements depend on the key limit).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn set_pg(&mut self, pg: postgres::PgQueue) {
+        self.backend = Backend::Postgres(Arc::new(pg));
+    }
+
     /// The partition `event_id` belongs to (FNV-1a of the id, modulo the number of
     /// partitions: the same in every process).
     ///
@@ -747,12 +760,13 @@ impl Queue {
         for p in 0..self.partitions {
             let keys = self.keys(p);
             let read = async {
-                let figures: (u64, u64, u64, u64) = self
-                    .scripts
-                    .counts
-                    .key(&keys.stream)
-                    .key(&keys.retry)
-                    .key(&keys.dead)
+                let mut invocation = self.scripts.counts.prepare_invoke();
+                invocation.key(&keys.stream).key(&keys.retry).key(&keys.dead);
+                if self.key_limit.is_some() {
+                    // Entries waiting for their key's slot are pending too.
+                    invocation.key(ordering::waiting_key(&keys));
+                }
+                let figures: (u64, u64, u64, u64) = invocation
                     .arg(&*self.group)
                     .invoke_async(&mut connection)
                     .await?;
@@ -855,6 +869,7 @@ impl Queue {
                         &keys,
                         dead_id,
                         &entry.event_id,
+                        entry.key.as_deref(),
                     );
                     if protocol::bounded(self.timeout, "a replay", one).await?
                         == protocol::Replayed::Queued
@@ -909,6 +924,11 @@ impl Queue {
             u64::try_from(clamp(older_than).as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
         let mut purged = 0;
         for p in 0..self.partitions {
+            if let Some(limit) = &self.key_limit {
+                // Releases the slots the purged dead letters hold.
+                purged += ordering::purge(self, limit, &mut connection, p, age).await?;
+                continue;
+            }
             let purge = async {
                 let n: u64 = self
                     .scripts

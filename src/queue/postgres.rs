@@ -7,6 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use sqlx::PgPool;
 
+use super::ordering::{self, KeyLimit};
 use super::protocol::Settled;
 use super::{DeadLetter, QueueCounts, QueueError};
 use crate::postgres::{Tables, key, millis};
@@ -22,6 +23,8 @@ pub(crate) struct PgQueue {
     /// The `LISTEN`/`NOTIFY` channel: the jobs table's name, unquoted.
     pub(crate) channel: String,
     statements: Statements,
+    /// Key limits on: takes are serialized by an advisory lock.
+    ordered: bool,
 }
 
 impl fmt::Debug for PgQueue {
@@ -64,15 +67,30 @@ pub(crate) struct Taken {
 /// The longest age a purge compares with (in ms): a thousand years.
 const MAX_AGE_MS: i64 = 1_000 * 366 * 24 * 60 * 60 * 1_000;
 
-fn failed(error: sqlx::Error) -> QueueError {
+pub(crate) fn failed(error: sqlx::Error) -> QueueError {
     QueueError::Postgres(Box::new(error))
 }
 
 impl PgQueue {
     pub(crate) fn new(pool: PgPool, tables: &Tables) -> Self {
+        Self::build(pool, tables, None)
+    }
+
+    /// The same queue, its statements made for `limit`.
+    pub(crate) fn with_key_limit(&self, limit: Option<&KeyLimit>) -> Self {
+        Self::build(self.pool.clone(), &self.tables, limit)
+    }
+
+    fn build(pool: PgPool, tables: &Tables, limit: Option<&KeyLimit>) -> Self {
         let jobs = tables.jobs();
         let events = tables.events();
         let ms = "* interval '1 millisecond'";
+        let channel = channel(tables);
+        let ordering::PgHooks {
+            take_filter,
+            wake_done,
+            wake_dead,
+        } = ordering::PgHooks::new(&jobs, &channel, limit);
         let statements = Statements {
             // One statement: the event id is claimed in the idempotency table (absent,
             // or its row expired) only if no entry of it exists, and the entry is
@@ -88,8 +106,8 @@ impl PgQueue {
                     WHERE e.expires_at <= clock_timestamp()
                     RETURNING 1
                  ), queued AS (
-                    INSERT INTO {jobs} (event_key, event_id, event_type, body, received_ms, secret, state, due_at)
-                    SELECT $1, $2, $3, $4, $5, $6, 'queued', clock_timestamp() FROM claimed
+                    INSERT INTO {jobs} (event_key, event_id, event_type, body, received_ms, secret, state, due_at, order_key)
+                    SELECT $1, $2, $3, $4, $5, $6, 'queued', clock_timestamp(), $10 FROM claimed
                     ON CONFLICT (event_key) DO NOTHING
                     RETURNING id
                  )
@@ -104,9 +122,9 @@ impl PgQueue {
             // token too (unless the event is done: then the entry is not run).
             take: format!(
                 "WITH locked AS (
-                    SELECT id FROM {jobs}
-                    WHERE state <> 'dead' AND due_at <= now() AND id <> ALL ($5)
-                    ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED
+                    SELECT j.id FROM {jobs} AS j
+                    WHERE j.state <> 'dead' AND j.due_at <= now() AND j.id <> ALL ($5){take_filter}
+                    ORDER BY j.due_at LIMIT $1 FOR UPDATE SKIP LOCKED
                  ), numbered AS (
                     SELECT id, row_number() OVER (ORDER BY id) AS n FROM locked
                  ), taken AS (
@@ -147,7 +165,8 @@ impl PgQueue {
             // (NULL: the entry was gone).
             done: format!(
                 "WITH gone AS (
-                    DELETE FROM {jobs} WHERE id = $1 RETURNING token IS NOT DISTINCT FROM $2 AS mine
+                    DELETE FROM {jobs} WHERE id = $1
+                    RETURNING token IS NOT DISTINCT FROM $2 AS mine, order_key
                  ), marked AS (
                     INSERT INTO {events} AS e (event_id, token, done, expires_at)
                     VALUES ($3, $2, true, clock_timestamp() + $4 {ms})
@@ -156,7 +175,7 @@ impl PgQueue {
                         expires_at = greatest(e.expires_at, EXCLUDED.expires_at)
                     RETURNING 1
                  )
-                 SELECT (SELECT mine FROM gone), (SELECT count(*) FROM marked)"
+                 SELECT (SELECT mine FROM gone), (SELECT count(*) FROM marked){wake_done}"
             ),
             retry: format!(
                 "UPDATE {jobs}
@@ -172,13 +191,13 @@ impl PgQueue {
                     SET state = 'dead', token = NULL, locked_by = NULL, dead_at = clock_timestamp(),
                         last_error = $3
                     WHERE id = $1 AND token = $2
-                    RETURNING event_key
+                    RETURNING event_key, order_key
                  ), remembered AS (
                     UPDATE {events} AS e
                     SET expires_at = greatest(e.expires_at, clock_timestamp() + $4 {ms})
                     FROM dead WHERE e.event_id = dead.event_key AND NOT e.done
                  )
-                 SELECT count(*) FROM dead"
+                 SELECT (SELECT count(*) FROM dead){wake_dead}"
             ),
             skip: format!("DELETE FROM {jobs} WHERE id = $1 AND token = $2"),
             counts: format!("SELECT state, count(*) FROM {jobs} GROUP BY state"),
@@ -212,9 +231,10 @@ impl PgQueue {
         Self {
             store: crate::postgres::PostgresStore::new(pool.clone(), tables),
             pool,
-            channel: channel(tables),
+            channel,
             tables: tables.clone(),
             statements,
+            ordered: limit.is_some(),
         }
     }
 
@@ -227,6 +247,7 @@ impl PgQueue {
         received_ms: u64,
         secret: u64,
         window: Duration,
+        order_key: Option<&str>,
     ) -> Result<bool, QueueError> {
         let (queued, _): (bool, i64) = sqlx::query_as(&self.statements.enqueue)
             .bind(key(event_id).as_ref())
@@ -238,6 +259,7 @@ impl PgQueue {
             .bind(crate::dedup::ClaimToken::new().to_string())
             .bind(millis(window))
             .bind(&self.channel)
+            .bind(order_key)
             .fetch_one(&self.pool)
             .await
             .map_err(failed)?;
@@ -254,16 +276,17 @@ impl PgQueue {
         visibility: Duration,
         running: &[i64],
     ) -> Result<Vec<Taken>, QueueError> {
-        let rows: Vec<(i64, String, Vec<u8>, i32, String, bool)> =
-            sqlx::query_as(&self.statements.take)
-                .bind(i64::try_from(tokens.len()).unwrap_or(i64::MAX))
-                .bind(tokens)
-                .bind(consumer)
-                .bind(millis(visibility))
-                .bind(running)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(failed)?;
+        let query = sqlx::query_as(&self.statements.take)
+            .bind(i64::try_from(tokens.len()).unwrap_or(i64::MAX))
+            .bind(tokens)
+            .bind(consumer)
+            .bind(millis(visibility))
+            .bind(running);
+        let rows: Vec<(i64, String, Vec<u8>, i32, String, bool)> = if self.ordered {
+            ordering::pg_take_serialized(&self.pool, &self.channel, query).await?
+        } else {
+            query.fetch_all(&self.pool).await.map_err(failed)?
+        };
         Ok(rows
             .into_iter()
             .map(|(id, event_id, body, runs, token, run)| Taken {

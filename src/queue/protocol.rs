@@ -124,6 +124,8 @@ pub(crate) struct Entry {
     pub(crate) secret: u64,
     /// Failed runs before this entry was written (reset by a replay).
     pub(crate) attempt: u64,
+    /// The key its key limit counts it under (`Queue::with_key_limit`), if any.
+    pub(crate) key: Option<String>,
 }
 
 /// An entry's fields, borrowed: what is appended to a stream or a retry hash.
@@ -135,6 +137,7 @@ pub(crate) struct EntryRef<'a> {
     pub(crate) received: u64,
     pub(crate) secret: u64,
     pub(crate) attempt: u64,
+    pub(crate) key: Option<&'a str>,
 }
 
 /// The field/value pairs, in the order stored, as command arguments (nothing is
@@ -157,6 +160,10 @@ impl redis::ToRedisArgs for EntryRef<'_> {
             out.write_arg(name.as_bytes());
             value.write_redis_args(out);
         }
+        if let Some(key) = self.key {
+            out.write_arg(b"key");
+            out.write_arg(key.as_bytes());
+        }
     }
 }
 
@@ -170,6 +177,7 @@ impl Entry {
             received: self.received,
             secret: self.secret,
             attempt: self.attempt,
+            key: self.key.as_deref(),
         }
     }
 
@@ -186,6 +194,7 @@ impl Entry {
                 b"received" => entry.received = number(value).unwrap_or(0),
                 b"secret" => entry.secret = number(value).unwrap_or(0),
                 b"attempt" => entry.attempt = number(value).unwrap_or(0),
+                b"key" => entry.key = Some(text(value)),
                 _ => {}
             }
         }
@@ -443,7 +452,10 @@ pub(crate) async fn settle(
     entry: &Entry,
     how: &Settle,
 ) -> Result<Settled, QueueError> {
-    let mut invocation = queue.scripts().settle.prepare_invoke();
+    let key = entry.key.as_deref();
+    let ordered = super::ordering::ordered_scripts(queue, key);
+    let script = ordered.map_or(&queue.scripts().settle, |o| &o.settle);
+    let mut invocation = script.prepare_invoke();
     invocation
         .key(&keys.stream)
         .key(keys.state(&entry.event_id))
@@ -474,6 +486,10 @@ pub(crate) async fn settle(
             invocation.arg(entry.as_ref());
         }
         Settle::Done => {}
+    }
+    if ordered.is_some() {
+        // After every other key and argument: the scripts read them from the end.
+        super::ordering::tail(queue, keys, key, &mut invocation);
     }
     // Acknowledged by the replicas when asked: a done mark a failover can lose
     // would let the event run again.
@@ -550,16 +566,23 @@ pub(crate) async fn replay_one(
     keys: &Keys,
     dead_id: &str,
     event_id: &str,
+    key: Option<&str>,
 ) -> Result<Replayed, QueueError> {
-    let reply: String = queue
-        .scripts()
-        .replay
+    let ordered = super::ordering::ordered_scripts(queue, key);
+    let mut invocation = ordered
+        .map_or(&queue.scripts().replay, |o| &o.replay)
+        .prepare_invoke();
+    invocation
         .key(&keys.dead)
         .key(&keys.stream)
         .key(keys.state(event_id))
         .arg(dead_id)
         .arg(queue.group())
-        .arg(millis(queue.dedup_window()))
+        .arg(millis(queue.dedup_window()));
+    if ordered.is_some() {
+        super::ordering::tail(queue, keys, key, &mut invocation);
+    }
+    let reply: String = invocation
         .invoke_async(connection)
         .await?;
     match reply.as_str() {
@@ -618,6 +641,7 @@ mod tests {
             received: 1_700_000_000_000,
             secret: 1,
             attempt: 3,
+            key: None,
         };
         // What is sent, read back as Redis hands it over.
         let args = redis::ToRedisArgs::to_redis_args(&entry.as_ref());
@@ -627,5 +651,12 @@ mod tests {
         let partial = Entry::from_pairs([(&b"id"[..], &b"e"[..]), (b"attempt", b"x")]);
         assert_eq!(partial.event_id, "e");
         assert_eq!(partial.attempt, 0);
+        let keyed = Entry {
+            key: Some("conversation:c1".into()),
+            ..entry
+        };
+        let args = redis::ToRedisArgs::to_redis_args(&keyed.as_ref());
+        let back = Entry::from_pairs(args.chunks(2).map(|p| (&p[0][..], &p[1][..])));
+        assert_eq!(back, keyed);
     }
 }

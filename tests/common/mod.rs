@@ -23,6 +23,10 @@ pub mod postgres;
 #[cfg(feature = "queue")]
 pub mod queue;
 
+/// The key-limit tests' bodies, ledger, handler and many-keys run.
+#[cfg(feature = "queue")]
+pub mod ordering;
+
 /// The helpers of the tests of the queue in PostgreSQL.
 #[cfg(all(feature = "queue", feature = "postgres"))]
 pub mod pg_queue;

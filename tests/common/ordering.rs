@@ -1,0 +1,325 @@
+//! The key-limit tests' shared parts, for Redis and PostgreSQL alike: keyed event
+//! bodies, a ledger of handler starts and ends per key, a handler that fails
+//! temporarily at random (deterministically per event and attempt), and the run
+//! of many keys through several workers, one of them killed mid-run.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use notmeta_test_support::proxy::Proxy;
+use notmeta_webhooks::queue::{Queue, QueueCounts, Worker, WorkerStats};
+use notmeta_webhooks::receiver::{Handler, HandlerError};
+use notmeta_webhooks::Event;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::queue::{enqueuer, send};
+
+/// The id of event `i` of key `k`.
+pub(crate) fn event_id(k: usize, i: usize) -> String {
+    format!("e{k:03}-{i:03}")
+}
+
+/// Key and position of an event id made by [`event_id`].
+fn parse(id: &str) -> (usize, usize) {
+    let (k, i) = id[1..].split_once('-').unwrap();
+    (k.parse().unwrap(), i.parse().unwrap())
+}
+
+/// A `message.sent` event of conversation `c<k>`: its default key.
+pub(crate) fn keyed_body(k: usize, i: usize) -> Vec<u8> {
+    format!(
+        r#"{{"id":"{}","type":"message.sent","created_at":"2024-01-01T12:00:00Z","data":{{"conversation":{{"id":"c{k:03}"}},"message":{{"id":"m{i}"}}}}}}"#,
+        event_id(k, i)
+    )
+    .into_bytes()
+}
+
+#[derive(Default)]
+struct Book {
+    /// Handler starts per key, in order (event positions).
+    starts: HashMap<usize, Vec<usize>>,
+    /// Runs in progress per key.
+    running: HashMap<usize, usize>,
+    /// The most runs of one key at once, over all keys.
+    most: usize,
+    /// Runs in progress: (worker tag, event id).
+    in_flight: HashSet<(usize, String)>,
+    /// Successes per event id, by worker tag.
+    ok: HashMap<String, Vec<usize>>,
+    /// Attempts per event id.
+    attempts: HashMap<String, u32>,
+    /// What broke a rule, as it happened.
+    violations: Vec<String>,
+    /// Workers killed: their runs end at the kill, and record nothing after.
+    killed: HashSet<usize>,
+}
+
+/// What the handlers saw.
+#[derive(Clone, Default)]
+pub(crate) struct Ledger(Arc<Mutex<Book>>);
+
+impl Ledger {
+    fn enter(&self, tag: usize, id: &str, cap: usize) -> u32 {
+        let (k, i) = parse(id);
+        let mut b = self.0.lock().unwrap();
+        if b.killed.contains(&tag) {
+            return 1; // a dead process runs nothing
+        }
+        let first = !b.starts.get(&k).is_some_and(|s| s.contains(&i));
+        b.starts.entry(k).or_default().push(i);
+        let running = b.running.entry(k).or_default();
+        *running += 1;
+        let now = *running;
+        b.most = b.most.max(now);
+        if now > cap {
+            b.violations
+                .push(format!("{now} runs of key {k} at once (cap {cap}) at {id}"));
+        }
+        // Started only while fewer than `cap` of the key's earlier events are
+        // unsettled (this one takes the last slot).
+        if first {
+            let open: Vec<String> = (0..i)
+                .map(|j| event_id(k, j))
+                .filter(|e| !b.ok.contains_key(e))
+                .collect();
+            if open.len() >= cap {
+                b.violations
+                    .push(format!("{id} started while {open:?} were not done (cap {cap})"));
+            }
+        }
+        b.in_flight.insert((tag, id.to_owned()));
+        let attempts = b.attempts.entry(id.to_owned()).or_default();
+        *attempts += 1;
+        *attempts
+    }
+
+    fn leave(&self, tag: usize, id: &str, ok: bool) {
+        let (k, _) = parse(id);
+        let mut b = self.0.lock().unwrap();
+        if !b.in_flight.remove(&(tag, id.to_owned())) {
+            return; // its worker was killed meanwhile
+        }
+        *b.running.get_mut(&k).unwrap() -= 1;
+        if ok {
+            b.ok.entry(id.to_owned()).or_default().push(tag);
+        }
+    }
+
+    /// Worker `tag` is dead: its runs end now.
+    pub(crate) fn kill(&self, tag: usize) {
+        let mut b = self.0.lock().unwrap();
+        b.killed.insert(tag);
+        let ended: Vec<(usize, String)> =
+            b.in_flight.iter().filter(|(t, _)| *t == tag).cloned().collect();
+        for (t, id) in ended {
+            b.in_flight.remove(&(t, id.clone()));
+            *b.running.get_mut(&parse(&id).0).unwrap() -= 1;
+        }
+    }
+
+    /// Events that succeeded at least once.
+    pub(crate) fn succeeded(&self) -> usize {
+        self.0.lock().unwrap().ok.len()
+    }
+
+    /// How many times `id`'s handler started.
+    pub(crate) fn attempts(&self, id: &str) -> u32 {
+        self.0.lock().unwrap().attempts.get(id).copied().unwrap_or(0)
+    }
+
+    /// Whether `id` succeeded.
+    pub(crate) fn ok(&self, id: &str) -> bool {
+        self.0.lock().unwrap().ok.contains_key(id)
+    }
+
+    /// Start positions of key `k`, consecutive repeats (retries) folded.
+    pub(crate) fn order(&self, k: usize) -> Vec<usize> {
+        let b = self.0.lock().unwrap();
+        let mut order: Vec<usize> = b.starts.get(&k).cloned().unwrap_or_default();
+        order.dedup();
+        order
+    }
+
+    /// Successes recorded by worker `tag`.
+    pub(crate) fn successes_of(&self, tag: usize) -> usize {
+        let b = self.0.lock().unwrap();
+        b.ok.values().flatten().filter(|t| **t == tag).count()
+    }
+
+    /// The most runs of one key at once.
+    pub(crate) fn most(&self) -> usize {
+        self.0.lock().unwrap().most
+    }
+
+    /// Checks the rules over `keys` keys of `per_key` events each: no violation,
+    /// every event succeeded once (twice only if one success was the killed
+    /// worker's, whose settle may have been lost: the documented crash window),
+    /// and, with a cap of 1, each key's starts in enqueue order.
+    pub(crate) fn check(&self, keys: usize, per_key: usize, cap: usize) {
+        let b = self.0.lock().unwrap();
+        assert!(b.violations.is_empty(), "{:#?}", &b.violations[..b.violations.len().min(20)]);
+        for k in 0..keys {
+            for i in 0..per_key {
+                let id = event_id(k, i);
+                let ok = b.ok.get(&id).cloned().unwrap_or_default();
+                let survivors = ok.iter().filter(|t| !b.killed.contains(t)).count();
+                assert!(
+                    ok.len() == 1 || (ok.len() == 2 && survivors == 1),
+                    "{id} succeeded {} times (by workers {ok:?})",
+                    ok.len()
+                );
+            }
+            if cap == 1 {
+                let mut order = b.starts.get(&k).cloned().unwrap_or_default();
+                order.dedup();
+                assert_eq!(order, (0..per_key).collect::<Vec<_>>(), "key {k}");
+            }
+        }
+    }
+}
+
+/// Whether the run `attempt` of `id` fails temporarily: about one in five, never
+/// more than three times in a row.
+fn flaky(id: &str, attempt: u32) -> bool {
+    let mut hasher = DefaultHasher::new();
+    (id, attempt).hash(&mut hasher);
+    attempt <= 3 && hasher.finish() % 5 == 0
+}
+
+/// A handler of worker `tag` recording into `ledger`: runs 1 to 4 ms, fails
+/// temporarily at random.
+pub(crate) fn handler(ledger: &Ledger, tag: usize, cap: usize) -> impl Handler + use<> {
+    let ledger = ledger.clone();
+    move |event: Event<'static>| {
+        let ledger = ledger.clone();
+        async move {
+            let attempt = ledger.enter(tag, &event.id, cap);
+            let pause = 1 + (attempt as u64 * 7 + event.id.len() as u64) % 4;
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            let fail = flaky(&event.id, attempt);
+            ledger.leave(tag, &event.id, !fail);
+            if fail {
+                Err(HandlerError::temporary("flaky downstream"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Settings fast enough for a test: visibility 1 s, poll 10 ms, short backoff.
+pub(crate) fn fast<H: Handler>(worker: Worker<H>, name: &str) -> Worker<H> {
+    worker
+        .with_consumer_name(name)
+        .with_concurrency(8)
+        .with_max_attempts(10)
+        .with_visibility_timeout(Duration::from_secs(1))
+        .with_poll_interval(Duration::from_millis(10))
+        .with_backoff(Duration::from_millis(20), Duration::from_millis(50))
+        .with_shutdown_deadline(Duration::from_secs(5))
+}
+
+/// A worker running in a task of its own.
+pub(crate) struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<Result<WorkerStats, notmeta_webhooks::queue::QueueError>>,
+}
+
+pub(crate) fn start<H: Handler>(worker: Worker<H>) -> Running {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+    Running {
+        stop: Some(stop),
+        handle,
+    }
+}
+
+impl Running {
+    pub(crate) async fn stop(mut self) -> WorkerStats {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.handle.await.unwrap().unwrap()
+    }
+
+    pub(crate) fn abort(&self) {
+        self.handle.abort();
+    }
+}
+
+/// Waits until `done` holds (checked every 20 ms), at most `secs` seconds.
+pub(crate) async fn until(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the queue holds nothing waiting, running or retrying.
+pub(crate) async fn drained(queue: &Queue, secs: u64) -> QueueCounts {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let counts = queue.counts().await.unwrap();
+        if counts.pending + counts.in_progress + counts.retrying == 0 {
+            return counts;
+        }
+        assert!(Instant::now() < deadline, "the queue did not drain: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Enqueues `per_key` events of each of `keys` keys, interleaved (event 0 of every
+/// key, then event 1, …), each once, and a duplicate of every tenth.
+pub(crate) async fn enqueue_all(queue: &Queue, keys: usize, per_key: usize) {
+    let endpoint = enqueuer(queue);
+    for i in 0..per_key {
+        for k in 0..keys {
+            let body = keyed_body(k, i);
+            assert_eq!(send(&endpoint, &body).await.1, "OK", "{}", event_id(k, i));
+            if (k + i) % 10 == 0 {
+                assert_eq!(send(&endpoint, &body).await.1, "OK (duplicate)");
+            }
+        }
+    }
+}
+
+/// The run of many keys: two workers on `queue`, a third on `doomed` (reached
+/// through `proxy`) killed once a third of the events succeeded (its link cut for
+/// good, its task aborted), while the events are enqueued; then checks every rule.
+pub(crate) async fn many_keys(queue: &Queue, doomed: Queue, proxy: &Proxy, keys: usize, per_key: usize) {
+    let ledger = Ledger::default();
+    let a = start(fast(Worker::new(queue.clone(), handler(&ledger, 0, 1)), "a"));
+    let b = start(fast(Worker::new(queue.clone(), handler(&ledger, 1, 1)), "b"));
+    let c = start(fast(Worker::new(doomed, handler(&ledger, 2, 1)), "c"));
+    let killed = Arc::new(AtomicBool::new(false));
+    let killer = {
+        let (ledger, killed) = (ledger.clone(), Arc::clone(&killed));
+        let third = keys * per_key / 3;
+        async move {
+            until(300, "a third of the events", || ledger.succeeded() >= third).await;
+            proxy.pause();
+            proxy.cut();
+            ledger.kill(2);
+            c.abort();
+            killed.store(true, Ordering::Release);
+        }
+    };
+    tokio::join!(enqueue_all(queue, keys, per_key), killer);
+    assert!(killed.load(Ordering::Acquire));
+    let total = keys * per_key;
+    until(300, "every event", || ledger.succeeded() == total).await;
+    let counts = drained(queue, 60).await;
+    assert_eq!(counts.dead_letters, 0, "{counts:?}");
+    let stats = [a.stop().await, b.stop().await];
+    ledger.check(keys, per_key, 1);
+    assert!(stats.iter().all(|s| s.handled > 0), "{stats:?}");
+    assert!(ledger.successes_of(2) > 0, "the killed worker had run nothing");
+}
