@@ -56,7 +56,10 @@ async fn a_cap_of_two_runs_at_most_two_per_key() {
     let workers: Vec<_> = (0..3)
         .map(|tag| {
             let name = format!("w{tag}");
-            start(fast(Worker::new(queue.clone(), handler(&ledger, tag, 2)), &name))
+            start(fast(
+                Worker::new(queue.clone(), handler(&ledger, tag, 2)),
+                &name,
+            ))
         })
         .collect();
     enqueue_all(&queue, 10, 20).await;
@@ -72,16 +75,20 @@ async fn a_cap_of_two_runs_at_most_two_per_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_releases_its_key_by_default() {
     let server = PostgresServer::start();
-    dead_letters::a_dead_letter_releases_its_key(&ordered(&server.url(), KeyLimit::per_key()).await)
-        .await;
+    dead_letters::a_dead_letter_releases_its_key(
+        &ordered(&server.url(), KeyLimit::per_key()).await,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_dead_letter_blocks_its_key_until_purged() {
     let server = PostgresServer::start();
     let limit = KeyLimit::per_key().on_dead_letter(OnDeadLetter::Hold);
-    dead_letters::a_held_dead_letter_blocks_its_key_until_purged(&ordered(&server.url(), limit).await)
-        .await;
+    dead_letters::a_held_dead_letter_blocks_its_key_until_purged(
+        &ordered(&server.url(), limit).await,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,7 +113,9 @@ async fn a_retry_keeps_its_keys_slot() {
 async fn tables_at_version_2_are_upgraded_and_keep_their_entries() {
     let server = PostgresServer::start();
     let main = pool(&server.url()).await;
-    let plain = Queue::postgres(main.clone(), &Tables::default()).await.unwrap();
+    let plain = Queue::postgres(main.clone(), &Tables::default())
+        .await
+        .unwrap();
     execute(
         &main,
         "DROP INDEX notmeta_webhooks_jobs_order;
@@ -127,11 +136,17 @@ async fn tables_at_version_2_are_upgraded_and_keep_their_entries() {
     drop(plain);
     let queue = ordered(&server.url(), KeyLimit::per_key()).await;
     assert_eq!(
-        scalar(&main, "SELECT version::bigint FROM notmeta_webhooks_schema_version").await,
+        scalar(
+            &main,
+            "SELECT version::bigint FROM notmeta_webhooks_schema_version"
+        )
+        .await,
         3
     );
     assert_eq!(
-        send(&enqueuer(&queue), &common::ordering::keyed_body(0, 1)).await.1,
+        send(&enqueuer(&queue), &common::ordering::keyed_body(0, 1))
+            .await
+            .1,
         "OK"
     );
     assert_eq!(
@@ -143,7 +158,10 @@ async fn tables_at_version_2_are_upgraded_and_keep_their_entries() {
         1
     );
     let ledger = Ledger::default();
-    let worker = start(fast(Worker::new(queue.clone(), handler(&ledger, 0, 1)), "a"));
+    let worker = start(fast(
+        Worker::new(queue.clone(), handler(&ledger, 0, 1)),
+        "a",
+    ));
     until(30, "both events", || ledger.succeeded() == 2).await;
     drained(&queue, 30).await;
     worker.stop().await;

@@ -38,8 +38,10 @@ async fn many_keys_run_in_order_one_at_a_time_through_failures_and_a_killed_work
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_releases_its_key_by_default() {
     let server = RedisServer::start();
-    dead_letters::a_dead_letter_releases_its_key(&ordered(&server.url(), KeyLimit::per_key()).await)
-        .await;
+    dead_letters::a_dead_letter_releases_its_key(
+        &ordered(&server.url(), KeyLimit::per_key()).await,
+    )
+    .await;
 }
 
 /// Hold: the key stays blocked until the dead letter is purged.
@@ -47,8 +49,10 @@ async fn a_dead_letter_releases_its_key_by_default() {
 async fn a_held_dead_letter_blocks_its_key_until_purged() {
     let server = RedisServer::start();
     let limit = KeyLimit::per_key().on_dead_letter(OnDeadLetter::Hold);
-    dead_letters::a_held_dead_letter_blocks_its_key_until_purged(&ordered(&server.url(), limit).await)
-        .await;
+    dead_letters::a_held_dead_letter_blocks_its_key_until_purged(
+        &ordered(&server.url(), limit).await,
+    )
+    .await;
 }
 
 /// Hold, then replay: the replayed event runs before the key's waiting events.
@@ -76,8 +80,14 @@ async fn a_cap_of_two_runs_at_most_two_per_key() {
     let queue = ordered(&server.url(), KeyLimit::per_key().with_max_running(2)).await;
     let ledger = Ledger::default();
     let workers = [
-        start(fast(Worker::new(queue.clone(), handler(&ledger, 0, 2)), "a")),
-        start(fast(Worker::new(queue.clone(), handler(&ledger, 1, 2)), "b")),
+        start(fast(
+            Worker::new(queue.clone(), handler(&ledger, 0, 2)),
+            "a",
+        )),
+        start(fast(
+            Worker::new(queue.clone(), handler(&ledger, 1, 2)),
+            "b",
+        )),
     ];
     enqueue_all(&queue, 10, 20).await;
     until(120, "every event", || ledger.succeeded() == 200).await;
@@ -96,10 +106,12 @@ async fn without_key_limits_a_keys_events_overlap() {
     let server = RedisServer::start();
     let queue = Queue::connect(&server.url()).await.unwrap();
     let ledger = Ledger::default();
-    let worker = start(fast(Worker::new(queue.clone(), handler(&ledger, 0, 1_000)), "a"));
+    let worker = start(fast(
+        Worker::new(queue.clone(), handler(&ledger, 0, 1_000)),
+        "a",
+    ));
     enqueue_all(&queue, 2, 40).await;
     until(60, "every event", || ledger.succeeded() == 80).await;
     worker.stop().await;
     assert!(ledger.most() > 1, "a key's events never overlapped");
 }
-

@@ -75,9 +75,27 @@
 //!
 //! # Ordering
 //!
-//! None. Entries are handled concurrently, retries come back later, and NotMeta
-//! itself delivers out of order; a handler that cares compares `created_at` (or the
-//! object's own timestamps) with what it stored.
+//! None by default. Entries are handled concurrently, retries come back later, and
+//! NotMeta itself delivers out of order; a handler that cares compares `created_at`
+//! (or the object's own timestamps) with what it stored.
+//!
+//! With [`Queue::with_key_limit`] (a [`KeyLimit`]), events of one key (by default
+//! their conversation, or their user for `user.*` events) run at most N at a time
+//! (N = 1 by default), started in the order they were enqueued, on Redis and on
+//! PostgreSQL:
+//!
+//! - a retry keeps its key's slot: the key's later events wait, up to the worker's
+//!   maximum attempts; then the event goes to the dead letters and, by default
+//!   ([`OnDeadLetter::Release`]), releases its slot so the rest go on. With
+//!   [`OnDeadLetter::Hold`] the key stays blocked until the dead letter is replayed
+//!   (it runs first) or purged;
+//! - a worker that dies holding a key keeps it until its entry is reclaimed after
+//!   the visibility timeout, so the order holds;
+//! - a duplicate delivery never takes a second slot;
+//! - enqueue order is not creation order (NotMeta delivers out of order and retries
+//!   later): a handler that needs creation order still compares `created_at`.
+//!
+//! The [queue chapter](crate::guide::queue) has the details and the cost.
 //!
 //! # Scale-out on Redis Cluster
 //!
@@ -761,7 +779,10 @@ impl Queue {
             let keys = self.keys(p);
             let read = async {
                 let mut invocation = self.scripts.counts.prepare_invoke();
-                invocation.key(&keys.stream).key(&keys.retry).key(&keys.dead);
+                invocation
+                    .key(&keys.stream)
+                    .key(&keys.retry)
+                    .key(&keys.dead);
                 if self.key_limit.is_some() {
                     // Entries waiting for their key's slot are pending too.
                     invocation.key(ordering::waiting_key(&keys));

@@ -254,7 +254,10 @@ fn stored(key: String) -> String {
         return key;
     }
     use sha2::Digest as _;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(key.as_bytes())))
+    format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(key.as_bytes()))
+    )
 }
 
 impl Queue {
@@ -449,7 +452,10 @@ pub(crate) fn waiting_key(keys: &Keys) -> String {
 /// The scripts for an entry with (or without) a key: the ordered ones whenever
 /// the entry has a key or this process has a key limit (so a slot is always
 /// released, whatever this process is configured with), else none (the plain ones).
-pub(crate) fn ordered_scripts<'q>(queue: &'q Queue, key: Option<&str>) -> Option<&'q OrderedScripts> {
+pub(crate) fn ordered_scripts<'q>(
+    queue: &'q Queue,
+    key: Option<&str>,
+) -> Option<&'q OrderedScripts> {
     static DEFAULT: OnceLock<OrderedScripts> = OnceLock::new();
     match (queue.key_limit(), key) {
         (Some(limit), _) => Some(&*limit.scripts),
@@ -468,11 +474,9 @@ pub(crate) fn tail(
     key: Option<&str>,
     invocation: &mut redis::ScriptInvocation<'_>,
 ) {
-    let (cap, policy) = queue
-        .key_limit()
-        .map_or((1, OnDeadLetter::Release), |l| {
-            (l.max_running, l.on_dead_letter)
-        });
+    let (cap, policy) = queue.key_limit().map_or((1, OnDeadLetter::Release), |l| {
+        (l.max_running, l.on_dead_letter)
+    });
     let key_name = key.unwrap_or("");
     invocation
         .key(format!("{}{key_name}", hold_prefix(keys)))

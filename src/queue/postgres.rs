@@ -239,6 +239,7 @@ impl PgQueue {
     }
 
     /// Queues the event unless its id is known; `true` if queued.
+    #[allow(clippy::too_many_arguments)] // one per column the endpoint fills
     pub(crate) async fn enqueue(
         &self,
         event_id: &str,

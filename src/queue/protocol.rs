@@ -582,9 +582,7 @@ pub(crate) async fn replay_one(
     if ordered.is_some() {
         super::ordering::tail(queue, keys, key, &mut invocation);
     }
-    let reply: String = invocation
-        .invoke_async(connection)
-        .await?;
+    let reply: String = invocation.invoke_async(connection).await?;
     match reply.as_str() {
         "replayed" => Ok(Replayed::Queued),
         "skipped" => Ok(Replayed::Skipped),

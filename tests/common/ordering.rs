@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use notmeta_test_support::proxy::Proxy;
+use notmeta_webhooks::Event;
 use notmeta_webhooks::queue::{Queue, QueueCounts, Worker, WorkerStats};
 use notmeta_webhooks::receiver::{Handler, HandlerError};
-use notmeta_webhooks::Event;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -88,8 +88,9 @@ impl Ledger {
                 .filter(|e| !b.ok.contains_key(e))
                 .collect();
             if open.len() >= cap {
-                b.violations
-                    .push(format!("{id} started while {open:?} were not done (cap {cap})"));
+                b.violations.push(format!(
+                    "{id} started while {open:?} were not done (cap {cap})"
+                ));
             }
         }
         b.in_flight.insert((tag, id.to_owned()));
@@ -114,8 +115,12 @@ impl Ledger {
     pub(crate) fn kill(&self, tag: usize) {
         let mut b = self.0.lock().unwrap();
         b.killed.insert(tag);
-        let ended: Vec<(usize, String)> =
-            b.in_flight.iter().filter(|(t, _)| *t == tag).cloned().collect();
+        let ended: Vec<(usize, String)> = b
+            .in_flight
+            .iter()
+            .filter(|(t, _)| *t == tag)
+            .cloned()
+            .collect();
         for (t, id) in ended {
             b.in_flight.remove(&(t, id.clone()));
             *b.running.get_mut(&parse(&id).0).unwrap() -= 1;
@@ -129,7 +134,13 @@ impl Ledger {
 
     /// How many times `id`'s handler started.
     pub(crate) fn attempts(&self, id: &str) -> u32 {
-        self.0.lock().unwrap().attempts.get(id).copied().unwrap_or(0)
+        self.0
+            .lock()
+            .unwrap()
+            .attempts
+            .get(id)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Whether `id` succeeded.
@@ -162,7 +173,11 @@ impl Ledger {
     /// and, with a cap of 1, each key's starts in enqueue order.
     pub(crate) fn check(&self, keys: usize, per_key: usize, cap: usize) {
         let b = self.0.lock().unwrap();
-        assert!(b.violations.is_empty(), "{:#?}", &b.violations[..b.violations.len().min(20)]);
+        assert!(
+            b.violations.is_empty(),
+            "{:#?}",
+            &b.violations[..b.violations.len().min(20)]
+        );
         for k in 0..keys {
             for i in 0..per_key {
                 let id = event_id(k, i);
@@ -188,7 +203,7 @@ impl Ledger {
 fn flaky(id: &str, attempt: u32) -> bool {
     let mut hasher = DefaultHasher::new();
     (id, attempt).hash(&mut hasher);
-    attempt <= 3 && hasher.finish() % 5 == 0
+    attempt <= 3 && hasher.finish().is_multiple_of(5)
 }
 
 /// A handler of worker `tag` recording into `ledger`: runs 1 to 4 ms, fails
@@ -271,7 +286,10 @@ pub(crate) async fn drained(queue: &Queue, secs: u64) -> QueueCounts {
         if counts.pending + counts.in_progress + counts.retrying == 0 {
             return counts;
         }
-        assert!(Instant::now() < deadline, "the queue did not drain: {counts:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the queue did not drain: {counts:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -294,10 +312,22 @@ pub(crate) async fn enqueue_all(queue: &Queue, keys: usize, per_key: usize) {
 /// The run of many keys: two workers on `queue`, a third on `doomed` (reached
 /// through `proxy`) killed once a third of the events succeeded (its link cut for
 /// good, its task aborted), while the events are enqueued; then checks every rule.
-pub(crate) async fn many_keys(queue: &Queue, doomed: Queue, proxy: &Proxy, keys: usize, per_key: usize) {
+pub(crate) async fn many_keys(
+    queue: &Queue,
+    doomed: Queue,
+    proxy: &Proxy,
+    keys: usize,
+    per_key: usize,
+) {
     let ledger = Ledger::default();
-    let a = start(fast(Worker::new(queue.clone(), handler(&ledger, 0, 1)), "a"));
-    let b = start(fast(Worker::new(queue.clone(), handler(&ledger, 1, 1)), "b"));
+    let a = start(fast(
+        Worker::new(queue.clone(), handler(&ledger, 0, 1)),
+        "a",
+    ));
+    let b = start(fast(
+        Worker::new(queue.clone(), handler(&ledger, 1, 1)),
+        "b",
+    ));
     let c = start(fast(Worker::new(doomed, handler(&ledger, 2, 1)), "c"));
     let killed = Arc::new(AtomicBool::new(false));
     let killer = {
@@ -321,7 +351,10 @@ pub(crate) async fn many_keys(queue: &Queue, doomed: Queue, proxy: &Proxy, keys:
     let stats = [a.stop().await, b.stop().await];
     ledger.check(keys, per_key, 1);
     assert!(stats.iter().all(|s| s.handled > 0), "{stats:?}");
-    assert!(ledger.successes_of(2) > 0, "the killed worker had run nothing");
+    assert!(
+        ledger.successes_of(2) > 0,
+        "the killed worker had run nothing"
+    );
 }
 
 /// The dead-letter policies and retries, one scenario per function, each on a
@@ -391,8 +424,14 @@ pub(crate) mod dead_letters {
         }
         let starts = list(&[]);
         let fail = list(&[&event_id(0, 0), &event_id(1, 0)]);
-        let worker = start(fast(Worker::new(queue.clone(), failing(&starts, &fail)), "a"));
-        until(30, "both first events", || starts.lock().unwrap().len() == 2).await;
+        let worker = start(fast(
+            Worker::new(queue.clone(), failing(&starts, &fail)),
+            "a",
+        ));
+        until(30, "both first events", || {
+            starts.lock().unwrap().len() == 2
+        })
+        .await;
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         assert_eq!(starts.lock().unwrap().len(), 2, "a held key's events ran");
         // A duplicate of a blocked event is not queued again.
@@ -405,7 +444,10 @@ pub(crate) mod dead_letters {
         until(30, "the later events", || starts.lock().unwrap().len() == 6).await;
         for k in 0..2 {
             let s = starts.lock().unwrap();
-            let of_key: Vec<&String> = s[2..].iter().filter(|id| id.starts_with(&format!("e{k:03}"))).collect();
+            let of_key: Vec<&String> = s[2..]
+                .iter()
+                .filter(|id| id.starts_with(&format!("e{k:03}")))
+                .collect();
             assert_eq!(of_key, [&event_id(k, 1), &event_id(k, 2)]);
         }
         drained(queue, 30).await;
@@ -420,7 +462,10 @@ pub(crate) mod dead_letters {
         }
         let starts = list(&[]);
         let fail = list(&[&event_id(0, 0)]);
-        let worker = start(fast(Worker::new(queue.clone(), failing(&starts, &fail)), "a"));
+        let worker = start(fast(
+            Worker::new(queue.clone(), failing(&starts, &fail)),
+            "a",
+        ));
         until(30, "the first event", || starts.lock().unwrap().len() == 1).await;
         tokio::time::sleep(Duration::from_millis(1_000)).await;
         assert_eq!(starts.lock().unwrap().len(), 1, "a held key's events ran");
