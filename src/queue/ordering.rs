@@ -562,14 +562,19 @@ impl PgHooks {
             )
         };
         Self {
+            // The later running entries are counted only for an entry nothing is
+            // ahead of (a replayed one): for the blocked rows a take passes over,
+            // one probe of the (order_key, id) index each.
             take_filter: format!(
-                " AND (j.state = 'running' OR j.order_key IS NULL OR (
-                    (SELECT count(*) FROM (SELECT 1 FROM {jobs} AS b
+                " AND (j.state = 'running' OR j.order_key IS NULL OR CASE
+                    WHEN (SELECT count(*) FROM (SELECT 1 FROM {jobs} AS b
                       WHERE b.order_key = j.order_key AND b.id < j.id{dead} LIMIT {cap}) AS ahead)
-                  + (SELECT count(*) FROM (SELECT 1 FROM {jobs} AS b
+                      >= {cap} THEN false
+                    ELSE (SELECT count(*) FROM (SELECT 1 FROM {jobs} AS b
+                      WHERE b.order_key = j.order_key AND b.id < j.id{dead} LIMIT {cap}) AS ahead)
+                    + (SELECT count(*) FROM (SELECT 1 FROM {jobs} AS b
                       WHERE b.order_key = j.order_key AND b.id > j.id AND b.state = 'running'
-                      LIMIT {cap}) AS later)
-                  < {cap}))"
+                      LIMIT {cap}) AS later) < {cap} END)"
             ),
             wake_done: wake("gone"),
             wake_dead: match limit.on_dead_letter {
