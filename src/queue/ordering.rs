@@ -435,18 +435,25 @@ impl OrderedScripts {
     }
 }
 
-/// The key names of a partition's key limits.
-pub(crate) fn hold_prefix(keys: &Keys) -> String {
-    keys.stream.replace(":stream", ":hold:")
+/// `P:<name>`: a key of partition `P`'s key limits (the stream's name is `P:stream`).
+fn partition_key(keys: &Keys, name: &str) -> String {
+    let tag = keys.stream.strip_suffix(":stream").unwrap_or(&keys.stream);
+    format!("{tag}:{name}")
 }
 
+/// `P:hold:`, followed by a key: the event ids holding the key's slots.
+pub(crate) fn hold_prefix(keys: &Keys) -> String {
+    partition_key(keys, "hold:")
+}
+
+/// `P:wait:`, followed by a key: the entries waiting for the key's slot.
 fn wait_prefix(keys: &Keys) -> String {
-    keys.stream.replace(":stream", ":wait:")
+    partition_key(keys, "wait:")
 }
 
 /// `P:waiting`: how many entries wait in the partition's wait lists.
 pub(crate) fn waiting_key(keys: &Keys) -> String {
-    keys.stream.replace(":stream", ":waiting")
+    partition_key(keys, "waiting")
 }
 
 /// The scripts for an entry with (or without) a key: the ordered ones whenever
@@ -642,7 +649,7 @@ mod tests {
                 "user:u4",
             ),
             (
-                r#"{"id":"e5","type":"webhook.verified","created_at":"2024-01-01T12:00:00Z","data":{}}"#,
+                r#"{"id":"e5","type":"webhook.verified","created_at":"2024-01-01T12:00:00Z","data":{"webhook_id":"wh_1","challenge":"c"}}"#,
                 "event:e5",
             ),
             (
@@ -672,5 +679,20 @@ mod tests {
         let none = KeyLimit::per_key().with_key(|_: &Event<'_>| None);
         assert_eq!(none.key_of(&e), None);
         assert_eq!(KeyLimit::per_key().with_max_running(0).max_running(), 1);
+    }
+
+    #[test]
+    fn the_key_names_share_the_partitions_hash_tag() {
+        let tag = "{ns:stream:3}";
+        let keys = Keys {
+            stream: format!("{tag}:stream"),
+            dead: format!("{tag}:dead"),
+            retry: format!("{tag}:retry"),
+            retry_prefix: format!("{tag}:retry:"),
+            state_prefix: format!("{tag}:event:"),
+        };
+        assert_eq!(hold_prefix(&keys), "{ns:stream:3}:hold:");
+        assert_eq!(wait_prefix(&keys), "{ns:stream:3}:wait:");
+        assert_eq!(waiting_key(&keys), "{ns:stream:3}:waiting");
     }
 }
