@@ -10,9 +10,7 @@ use notmeta_webhooks::postgres::Tables;
 use notmeta_webhooks::queue::{KeyLimit, OnDeadLetter, Queue, Worker};
 
 mod common;
-use common::ordering::{
-    Ledger, dead_letters, drained, enqueue_all, fast, handler, many_keys, start, until,
-};
+use common::ordering::{Ledger, drained, fast, handler, many_keys, start, until};
 use common::pg_queue::{execute, pool, scalar};
 use common::queue::{enqueuer, send};
 
@@ -46,65 +44,7 @@ async fn many_keys_run_in_order_one_at_a_time_through_failures_and_a_killed_work
     many_keys(&queue, doomed, &proxy, 50, 20).await;
 }
 
-/// A cap of 2 with three workers racing for the same keys' entries: never more
-/// than 2 handlers of a key at once, and the cap reached.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_cap_of_two_runs_at_most_two_per_key() {
-    let server = PostgresServer::start();
-    let queue = ordered(&server.url(), KeyLimit::per_key().with_max_running(2)).await;
-    let ledger = Ledger::default();
-    let workers: Vec<_> = (0..3)
-        .map(|tag| {
-            let name = format!("w{tag}");
-            start(fast(
-                Worker::new(queue.clone(), handler(&ledger, tag, 2)),
-                &name,
-            ))
-        })
-        .collect();
-    enqueue_all(&queue, 10, 20).await;
-    until(120, "every event", || ledger.succeeded() == 200).await;
-    drained(&queue, 30).await;
-    for worker in workers {
-        worker.stop().await;
-    }
-    ledger.check(10, 20, 2);
-    assert_eq!(ledger.most(), 2, "the cap of 2 was never used");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_letter_releases_its_key_by_default() {
-    let server = PostgresServer::start();
-    dead_letters::a_dead_letter_releases_its_key(
-        &ordered(&server.url(), KeyLimit::per_key()).await,
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_held_dead_letter_blocks_its_key_until_purged() {
-    let server = PostgresServer::start();
-    let limit = KeyLimit::per_key().on_dead_letter(OnDeadLetter::Hold);
-    dead_letters::a_held_dead_letter_blocks_its_key_until_purged(
-        &ordered(&server.url(), limit).await,
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replayed_held_dead_letter_runs_first() {
-    let server = PostgresServer::start();
-    let limit = KeyLimit::per_key().on_dead_letter(OnDeadLetter::Hold);
-    dead_letters::a_replayed_held_dead_letter_runs_first(&ordered(&server.url(), limit).await)
-        .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retry_keeps_its_keys_slot() {
-    let server = PostgresServer::start();
-    dead_letters::a_retry_keeps_its_keys_slot(&ordered(&server.url(), KeyLimit::per_key()).await)
-        .await;
-}
+common::ordering::key_limit_tests!(PostgresServer::start(), ordered);
 
 /// Tables at version 2 (no order key) with an entry waiting are upgraded to
 /// version 3 by `Queue::postgres`; the waiting entry (no key) still runs, and new

@@ -21,7 +21,7 @@
 //! never takes a second slot. The enqueue, settle and replay scripts get three
 //! more keys (hold, wait, waiting) and two more arguments (the cap, 0 for an entry
 //! without a key, and the dead-letter policy) at the end of their `KEYS` and
-//! `ARGV`; [`HOOKS`] reads them and gives the scripts their `append` and
+//! `ARGV`; [`hooks`] reads them and gives the scripts their `append` and
 //! `settled` steps. The purge reads each purged dead letter's key and builds its
 //! hold and wait names from the partition's prefix (they share its hash tag, so
 //! the script still touches one slot).
@@ -306,15 +306,11 @@ impl Queue {
     }
 }
 
-/// The Lua of the key-limit steps: read the tail of `KEYS` (hold, wait, waiting)
-/// and `ARGV` (cap, policy) and define `waiting()`, `append(stream, fields,
-/// front)` and `settled(stream, mode, id)`. A cap of 0 (an entry without a key)
-/// appends and releases nothing, as [`scripts::PLAIN_HOOKS`].
-pub(crate) const HOOKS: &str = r"
-local O_CAP = tonumber(ARGV[#ARGV - 1])
-local O_POLICY = ARGV[#ARGV]
-local O_HOLD, O_WAIT, O_WAITING = KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
-local ARGV = {unpack(ARGV, 1, #ARGV - 2)}
+/// Lua shared by [`hooks`] and [`purge_script`]: `o_field(fields, name)`, a field
+/// of an entry's field/value list, and `o_fill(stream, hold, wait, cap, waiting)`,
+/// which moves a key's waiting entries into the stream while it holds fewer than
+/// `cap` slots.
+const FILL: &str = r"
 local function o_field(fields, name)
   for i = 1, #fields, 2 do
     if fields[i] == name then
@@ -322,18 +318,34 @@ local function o_field(fields, name)
     end
   end
 end
-local function o_fill(stream, hold, wait, cap)
+local function o_fill(stream, hold, wait, cap, waiting)
   while redis.call('HLEN', hold) < cap do
     local packed = redis.call('LPOP', wait)
     if not packed then
       return
     end
-    redis.call('DECR', O_WAITING)
+    redis.call('DECR', waiting)
     local fields = cmsgpack.unpack(packed)
     redis.call('XADD', stream, '*', unpack(fields))
     redis.call('HSET', hold, o_field(fields, 'id'), 1)
   end
 end
+";
+
+/// The Lua of the key-limit steps: read the tail of `KEYS` (hold, wait, waiting)
+/// and `ARGV` (cap, policy) and define `waiting()`, `append(stream, fields,
+/// front)` and `settled(stream, mode, id)`. A cap of 0 (an entry without a key)
+/// appends and releases nothing, as [`scripts::PLAIN_HOOKS`].
+pub(crate) fn hooks() -> String {
+    format!(
+        "{}{FILL}{}",
+        r"
+local O_CAP = tonumber(ARGV[#ARGV - 1])
+local O_POLICY = ARGV[#ARGV]
+local O_HOLD, O_WAIT, O_WAITING = KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
+local ARGV = {unpack(ARGV, 1, #ARGV - 2)}
+",
+        r"
 local function waiting()
   return tonumber(redis.call('GET', O_WAITING) or '0')
 end
@@ -354,17 +366,19 @@ local function append(stream, fields, front)
     redis.call('RPUSH', O_WAIT, cmsgpack.pack(fields))
   end
   redis.call('INCR', O_WAITING)
-  o_fill(stream, O_HOLD, O_WAIT, O_CAP)
+  o_fill(stream, O_HOLD, O_WAIT, O_CAP, O_WAITING)
 end
 local function settled(stream, mode, id)
   if O_CAP == 0 or (mode == 'dead' and O_POLICY == 'hold') then
     return
   end
   if redis.call('HDEL', O_HOLD, id) == 1 then
-    o_fill(stream, O_HOLD, O_WAIT, O_CAP)
+    o_fill(stream, O_HOLD, O_WAIT, O_CAP, O_WAITING)
   end
 end
-";
+"
+    )
+}
 
 /// Deletes dead letters as [`scripts::PURGE`] does, releasing the slot of each
 /// that holds one and moving the next waiting entries of its key into the stream.
@@ -372,15 +386,10 @@ end
 ///
 /// KEYS: dead, stream, waiting. ARGV: age ms (0: all), hold prefix, wait prefix,
 /// cap, count. Returns how many were deleted.
-const PURGE: &str = r"
-local O_WAITING = KEYS[3]
-local function o_field(fields, name)
-  for i = 1, #fields, 2 do
-    if fields[i] == name then
-      return fields[i + 1]
-    end
-  end
-end
+fn purge_script() -> String {
+    format!(
+        "{FILL}{}",
+        r"
 local upto = '+'
 if tonumber(ARGV[1]) > 0 then
   local t = redis.call('TIME')
@@ -397,24 +406,14 @@ for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', upto, 'COUNT', tonumber(AR
   local key, id = o_field(e[2], 'key'), o_field(e[2], 'id')
   redis.call('XDEL', KEYS[1], e[1])
   n = n + 1
-  if key and id then
-    local hold, wait = ARGV[2] .. key, ARGV[3] .. key
-    if redis.call('HDEL', hold, id) == 1 then
-      while redis.call('HLEN', hold) < cap do
-        local packed = redis.call('LPOP', wait)
-        if not packed then
-          break
-        end
-        redis.call('DECR', O_WAITING)
-        local fields = cmsgpack.unpack(packed)
-        redis.call('XADD', KEYS[2], '*', unpack(fields))
-        redis.call('HSET', hold, o_field(fields, 'id'), 1)
-      end
-    end
+  if key and id and redis.call('HDEL', ARGV[2] .. key, id) == 1 then
+    o_fill(KEYS[2], ARGV[2] .. key, ARGV[3] .. key, cap, KEYS[3])
   end
 end
 return n
-";
+"
+    )
+}
 
 /// The scripts that take and release slots.
 pub(crate) struct OrderedScripts {
@@ -427,10 +426,10 @@ pub(crate) struct OrderedScripts {
 impl OrderedScripts {
     fn new() -> Self {
         Self {
-            enqueue: Script::new(&scripts::enqueue_with(HOOKS)),
-            settle: Script::new(&scripts::settle_with(HOOKS)),
-            replay: Script::new(&scripts::replay_with(HOOKS)),
-            purge: Script::new(PURGE),
+            enqueue: Script::new(&scripts::enqueue_with(&hooks())),
+            settle: Script::new(&scripts::settle_with(&hooks())),
+            replay: Script::new(&scripts::replay_with(&hooks())),
+            purge: Script::new(&purge_script()),
         }
     }
 }

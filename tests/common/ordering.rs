@@ -357,6 +357,82 @@ pub(crate) async fn many_keys(
     );
 }
 
+/// A cap of 2, three workers racing for the same keys' entries: never more than 2
+/// handlers of a key at once, the cap reached, and an event started only while
+/// fewer than 2 of its key's earlier events were unsettled.
+pub(crate) async fn cap_of_two(queue: &Queue) {
+    let ledger = Ledger::default();
+    let workers: Vec<Running> = (0..3)
+        .map(|tag| {
+            let name = format!("w{tag}");
+            start(fast(
+                Worker::new(queue.clone(), handler(&ledger, tag, 2)),
+                &name,
+            ))
+        })
+        .collect();
+    enqueue_all(queue, 10, 20).await;
+    until(120, "every event", || ledger.succeeded() == 200).await;
+    drained(queue, 30).await;
+    for worker in workers {
+        worker.stop().await;
+    }
+    ledger.check(10, 20, 2);
+    assert_eq!(ledger.most(), 2, "the cap of 2 was never used");
+}
+
+/// The tests both backends run: `$server` starts a server (with `url()`), and
+/// `$ordered(url, limit)` makes a queue on it with that key limit.
+#[allow(unused_macros)] // used by the key-limit test files only
+macro_rules! key_limit_tests {
+    ($server:expr, $ordered:ident) => {
+        /// A cap of 2: at most 2 handlers of a key at once.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn a_cap_of_two_runs_at_most_two_per_key() {
+            let server = $server;
+            let limit = KeyLimit::per_key().with_max_running(2);
+            common::ordering::cap_of_two(&$ordered(&server.url(), limit).await).await;
+        }
+
+        /// Release (the default): a dead letter frees its key, the later events go on.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_dead_letter_releases_its_key_by_default() {
+            let server = $server;
+            let queue = $ordered(&server.url(), KeyLimit::per_key()).await;
+            common::ordering::dead_letters::a_dead_letter_releases_its_key(&queue).await;
+        }
+
+        /// Hold: the key stays blocked until the dead letter is purged.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_held_dead_letter_blocks_its_key_until_purged() {
+            let server = $server;
+            let limit = KeyLimit::per_key().on_dead_letter(OnDeadLetter::Hold);
+            let queue = $ordered(&server.url(), limit).await;
+            common::ordering::dead_letters::a_held_dead_letter_blocks_its_key_until_purged(&queue)
+                .await;
+        }
+
+        /// Hold, then replay: the replayed event runs before the key's waiting events.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_replayed_held_dead_letter_runs_first() {
+            let server = $server;
+            let limit = KeyLimit::per_key().on_dead_letter(OnDeadLetter::Hold);
+            let queue = $ordered(&server.url(), limit).await;
+            common::ordering::dead_letters::a_replayed_held_dead_letter_runs_first(&queue).await;
+        }
+
+        /// A retry keeps its key's slot.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_retry_keeps_its_keys_slot() {
+            let server = $server;
+            let queue = $ordered(&server.url(), KeyLimit::per_key()).await;
+            common::ordering::dead_letters::a_retry_keeps_its_keys_slot(&queue).await;
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use key_limit_tests;
+
 /// The dead-letter policies and retries, one scenario per function, each on a
 /// queue with the key limit its name says.
 pub(crate) mod dead_letters {
