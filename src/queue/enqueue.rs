@@ -154,7 +154,8 @@ impl Enqueuer {
     }
 
     /// Refuses new events (503, so NotMeta retries later) while a partition's stream
-    /// holds `entries` or more (waiting or running): a bound on Redis memory when the
+    /// holds `entries` or more (waiting or running; with key limits, the entries
+    /// waiting for their key's slot count too): a bound on Redis memory when the
     /// workers stop. Default: no bound. Redis only: a queue in PostgreSQL
     /// (`Queue::postgres`) is bounded by its disk, and ignores it.
     #[must_use]

@@ -248,7 +248,8 @@ impl From<crate::dedup::WriteError> for QueueError {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct QueueCounts {
-    /// Waiting in the stream for a worker.
+    /// Waiting in the stream for a worker (with key limits, also those waiting for
+    /// their key's slot).
     pub pending: u64,
     /// Delivered to a worker and not yet settled (running, or left by a worker that
     /// died and waiting to be reclaimed).
