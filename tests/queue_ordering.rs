@@ -9,7 +9,13 @@ use notmeta_test_support::proxy::Proxy;
 use notmeta_webhooks::queue::{KeyLimit, OnDeadLetter, Queue, Worker};
 
 mod common;
-use common::ordering::{Ledger, enqueue_all, fast, handler, many_keys, start, until};
+use std::time::Duration;
+
+use common::ordering::dead_letters::{failing, list};
+use common::ordering::{
+    Ledger, drained, enqueue_all, event_id, fast, handler, keyed_body, many_keys, start, until,
+};
+use common::queue::{enqueuer, send};
 
 async fn ordered(url: &str, limit: KeyLimit) -> Queue {
     Queue::connect(url)
@@ -49,4 +55,43 @@ async fn without_key_limits_a_keys_events_overlap() {
     until(60, "every event", || ledger.succeeded() == 80).await;
     worker.stop().await;
     assert!(ledger.most() > 1, "a key's events never overlapped");
+}
+
+/// An operator's purge from a process without key limits (a CLI, say) still
+/// releases the key a held dead letter blocks, and the counts there still see the
+/// events waiting for their key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_without_key_limits_still_releases_a_held_key() {
+    let server = RedisServer::start();
+    let limit = KeyLimit::per_key().on_dead_letter(OnDeadLetter::Hold);
+    let queue = ordered(&server.url(), limit).await;
+    let endpoint = enqueuer(&queue);
+    for i in 0..3 {
+        assert_eq!(send(&endpoint, &keyed_body(0, i)).await.0, 200);
+    }
+    let starts = list(&[]);
+    let fail = list(&[&event_id(0, 0)]);
+    let worker = start(fast(
+        Worker::new(queue.clone(), failing(&starts, &fail)),
+        "a",
+    ));
+    let operator = Queue::connect(&server.url())
+        .await
+        .unwrap()
+        .with_partitions(4);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while operator.counts().await.unwrap().dead_letters == 0 {
+        assert!(std::time::Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(starts.lock().unwrap().len(), 1, "a held key's events ran");
+    assert_eq!(operator.counts().await.unwrap().pending, 2);
+    assert_eq!(
+        operator.purge_dead_letters(Duration::ZERO).await.unwrap(),
+        1
+    );
+    until(30, "the rest", || starts.lock().unwrap().len() == 3).await;
+    drained(&queue, 30).await;
+    worker.stop().await;
 }

@@ -779,16 +779,14 @@ impl Queue {
         for p in 0..self.partitions {
             let keys = self.keys(p);
             let read = async {
-                let mut invocation = self.scripts.counts.prepare_invoke();
-                invocation
+                // Entries waiting for their key's slot (key limits) are pending too.
+                let figures: (u64, u64, u64, u64) = self
+                    .scripts
+                    .counts
                     .key(&keys.stream)
                     .key(&keys.retry)
-                    .key(&keys.dead);
-                if self.key_limit.is_some() {
-                    // Entries waiting for their key's slot are pending too.
-                    invocation.key(ordering::waiting_key(&keys));
-                }
-                let figures: (u64, u64, u64, u64) = invocation
+                    .key(&keys.dead)
+                    .key(ordering::waiting_key(&keys))
                     .arg(&*self.group)
                     .invoke_async(&mut connection)
                     .await?;
@@ -946,22 +944,9 @@ impl Queue {
             u64::try_from(clamp(older_than).as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
         let mut purged = 0;
         for p in 0..self.partitions {
-            if let Some(limit) = &self.key_limit {
-                // Releases the slots the purged dead letters hold.
-                purged += ordering::purge(self, limit, &mut connection, p, age).await?;
-                continue;
-            }
-            let purge = async {
-                let n: u64 = self
-                    .scripts
-                    .purge
-                    .key(self.keys(p).dead)
-                    .arg(age)
-                    .invoke_async(&mut connection)
-                    .await?;
-                Ok(n)
-            };
-            purged += protocol::bounded(self.timeout, "a purge", purge).await?;
+            // Also releases the key slots the purged dead letters hold (key limits),
+            // whatever this process is configured with.
+            purged += ordering::purge(self, &mut connection, p, age).await?;
         }
         Ok(purged)
     }

@@ -380,9 +380,13 @@ end
     )
 }
 
-/// Deletes dead letters as [`scripts::PURGE`] does, releasing the slot of each
-/// that holds one and moving the next waiting entries of its key into the stream.
-/// At most ARGV[5] per call.
+/// Deletes the dead letters given up on at least ARGV[1] ms ago, by the server's
+/// clock (a dead letter's entry id is the time it was added), oldest first, at
+/// most ARGV[5] per call; an age of 0 deletes them all, even entries whose ids run
+/// ahead of the clock (a clock stepped back, or a failover to a primary whose clock
+/// is behind). Each purged dead letter that holds its key's slot (key limits,
+/// [`OnDeadLetter::Hold`]) releases it, and the key's next waiting entries move
+/// into the stream.
 ///
 /// KEYS: dead, stream, waiting. ARGV: age ms (0: all), hold prefix, wait prefix,
 /// cap, count. Returns how many were deleted.
@@ -462,12 +466,17 @@ pub(crate) fn ordered_scripts<'q>(
     queue: &'q Queue,
     key: Option<&str>,
 ) -> Option<&'q OrderedScripts> {
-    static DEFAULT: OnceLock<OrderedScripts> = OnceLock::new();
     match (queue.key_limit(), key) {
         (Some(limit), _) => Some(&*limit.scripts),
-        (None, Some(_)) => Some(DEFAULT.get_or_init(OrderedScripts::new)),
+        (None, Some(_)) => Some(default_scripts()),
         (None, None) => None,
     }
+}
+
+/// The ordered scripts of a process without key limits (compiled once).
+fn default_scripts() -> &'static OrderedScripts {
+    static DEFAULT: OnceLock<OrderedScripts> = OnceLock::new();
+    DEFAULT.get_or_init(OrderedScripts::new)
 }
 
 /// Appends the key-limit tail (hold, wait, waiting keys; cap, policy) to a script
@@ -496,26 +505,27 @@ pub(crate) fn tail(
 /// slots they hold; returns how many.
 pub(crate) async fn purge(
     queue: &Queue,
-    limit: &KeyLimit,
     connection: &mut crate::dedup::RedisConnection,
     p: u16,
     age_ms: u64,
 ) -> Result<u64, super::QueueError> {
     const PAGE: u64 = 500;
+    let (script, cap) = match queue.key_limit() {
+        Some(limit) => (&limit.scripts.purge, limit.max_running),
+        None => (&default_scripts().purge, 1),
+    };
     let keys = queue.keys(p);
     let mut purged = 0;
     loop {
         let purge = async {
-            let n: u64 = limit
-                .scripts
-                .purge
+            let n: u64 = script
                 .key(&keys.dead)
                 .key(&keys.stream)
                 .key(waiting_key(&keys))
                 .arg(age_ms)
                 .arg(hold_prefix(&keys))
                 .arg(wait_prefix(&keys))
-                .arg(limit.max_running)
+                .arg(cap)
                 .arg(PAGE)
                 .invoke_async(connection)
                 .await?;

@@ -229,7 +229,6 @@ pub(crate) struct Scripts {
     pub(crate) promote: Script,
     pub(crate) replay: Script,
     pub(crate) counts: Script,
-    pub(crate) purge: Script,
 }
 
 impl Scripts {
@@ -246,7 +245,6 @@ impl Scripts {
             promote: Script::new(&scripts::promote()),
             replay: Script::new(&scripts::replay()),
             counts: Script::new(scripts::COUNTS),
-            purge: Script::new(scripts::PURGE),
         }
     }
 }

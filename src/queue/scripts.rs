@@ -478,37 +478,16 @@ return 'replayed'
 
 /// The partition's figures, whether or not its stream and group exist.
 ///
-/// KEYS: stream, retry set, dead, and with key limits the count of entries waiting
-/// for a key's slot (counted in the length). ARGV: group. Returns length, pending,
+/// KEYS: stream, retry set, dead, and the count of entries waiting for a key's
+/// slot (key limits; counted in the length). ARGV: group. Returns length, pending,
 /// retrying, dead.
 pub(super) const COUNTS: &str = r"
 local len = redis.call('XLEN', KEYS[1])
-if KEYS[4] then
-  len = len + tonumber(redis.call('GET', KEYS[4]) or '0')
-end
+len = len + tonumber(redis.call('GET', KEYS[4]) or '0')
 local running = 0
 local p = redis.pcall('XPENDING', KEYS[1], ARGV[1])
 if type(p) == 'table' and not p.err then
   running = p[1]
 end
 return {len, running, redis.call('ZCARD', KEYS[2]), redis.call('XLEN', KEYS[3])}
-";
-
-/// Deletes the dead letters given up on at least ARGV[1] ms ago, by the server's
-/// clock (a dead letter's entry id is the time it was added); returns how many.
-/// An age of 0 deletes them all, even entries whose ids run ahead of the clock (a
-/// clock stepped back, or a failover to a primary whose clock is behind).
-///
-/// KEYS: dead. ARGV: age ms.
-pub(super) const PURGE: &str = r"
-if tonumber(ARGV[1]) == 0 then
-  return redis.call('XTRIM', KEYS[1], 'MAXLEN', 0)
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local before = now - tonumber(ARGV[1]) + 1
-if before <= 0 then
-  return 0
-end
-return redis.call('XTRIM', KEYS[1], 'MINID', before)
 ";

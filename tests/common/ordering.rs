@@ -448,7 +448,7 @@ pub(crate) mod dead_letters {
 
     /// A handler for the dead-letter tests: records each start; fails permanently for
     /// the event ids in `fail` (until they are removed from it).
-    fn failing(
+    pub(crate) fn failing(
         starts: &Arc<Mutex<Vec<String>>>,
         fail: &Arc<Mutex<Vec<String>>>,
     ) -> impl notmeta_webhooks::receiver::Handler + use<> {
@@ -466,7 +466,7 @@ pub(crate) mod dead_letters {
         }
     }
 
-    fn list(ids: &[&str]) -> Arc<Mutex<Vec<String>>> {
+    pub(crate) fn list(ids: &[&str]) -> Arc<Mutex<Vec<String>>> {
         Arc::new(Mutex::new(ids.iter().map(|s| (*s).to_owned()).collect()))
     }
 
