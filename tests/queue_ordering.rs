@@ -95,3 +95,27 @@ async fn a_purge_without_key_limits_still_releases_a_held_key() {
     drained(&queue, 30).await;
     worker.stop().await;
 }
+
+/// On a Redis Cluster (three masters, six partitions) the key-limit scripts touch
+/// one slot each, the purge's included: a held key is released by a purge, a
+/// replayed dead letter runs first, and a cap of 2 holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_limits_work_on_a_cluster() {
+    let cluster = notmeta_test_support::RedisCluster::start(3);
+    let urls = cluster.urls();
+    let on_cluster = async |namespace: &str, limit: KeyLimit| {
+        Queue::connect_cluster(urls.iter().map(String::as_str))
+            .await
+            .unwrap()
+            .with_namespace(namespace)
+            .with_partitions(6)
+            .with_key_limit(limit)
+    };
+    let hold = KeyLimit::per_key().on_dead_letter(OnDeadLetter::Hold);
+    let queue = on_cluster("purge", hold.clone()).await;
+    common::ordering::dead_letters::a_held_dead_letter_blocks_its_key_until_purged(&queue).await;
+    let queue = on_cluster("replay", hold).await;
+    common::ordering::dead_letters::a_replayed_held_dead_letter_runs_first(&queue).await;
+    let queue = on_cluster("cap", KeyLimit::per_key().with_max_running(2)).await;
+    common::ordering::cap_of_two(&queue).await;
+}
