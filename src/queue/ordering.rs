@@ -122,7 +122,7 @@ type KeyFn = dyn Fn(&Event<'_>) -> Option<String> + Send + Sync;
 ///   "created_at":"2024-01-01T12:00:00Z","data":{"conversation":{"id":"conv_1"}}}"#)?;
 /// assert_eq!(ordered.key_of(&event).as_deref(), Some("conversation:conv_1"));
 ///
-/// // At most 4 handlers at once per tenant, named in the event's metadata.
+/// // At most 4 handlers at once per event type.
 /// let per_tenant = KeyLimit::per_key()
 ///     .with_key(|event: &Event<'_>| Some(event.type_str().to_owned()))
 ///     .with_max_running(4);
@@ -171,7 +171,10 @@ impl KeyLimit {
 
     /// The key of each event, computed when it is enqueued: events with the same
     /// key share the cap; `None` leaves the event unlimited. Many events may map
-    /// to one key (a tenant, a group of conversations).
+    /// to one key (a tenant, a group of conversations). The key must depend on the
+    /// event alone (a redelivery must get the same key: on Redis it names the
+    /// partition where the event's id is deduplicated), and the function must not
+    /// panic (it runs in the endpoint).
     #[must_use]
     pub fn with_key(
         mut self,
