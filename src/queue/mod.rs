@@ -285,7 +285,8 @@ pub struct DeadLetter {
 /// the queue's operations.
 ///
 /// Clones share the connection. Every setting must be the same in the endpoints and
-/// the workers (the namespace, the number of partitions and the group).
+/// the workers (the namespace, the number of partitions, the group, and the key
+/// limit of [`Queue::with_key_limit`]).
 ///
 /// ```no_run
 /// use notmeta_webhooks::queue::Queue;
