@@ -47,7 +47,7 @@ async fn many_keys_run_in_order_one_at_a_time_through_failures_and_a_killed_work
 common::ordering::key_limit_tests!(PostgresServer::start(), ordered);
 
 /// Tables at version 2 (no order key) with an entry waiting are upgraded to
-/// version 3 by `Queue::postgres`; the waiting entry (no key) still runs, and new
+/// the newest version by `Queue::postgres`; the waiting entry (no key) still runs, and new
 /// entries get their key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_at_version_2_are_upgraded_and_keep_their_entries() {
@@ -81,7 +81,7 @@ async fn tables_at_version_2_are_upgraded_and_keep_their_entries() {
             "SELECT version::bigint FROM notmeta_webhooks_schema_version"
         )
         .await,
-        3
+        i64::from(notmeta_webhooks::postgres::SCHEMA_VERSION)
     );
     assert_eq!(
         send(&enqueuer(&queue), &common::ordering::keyed_body(0, 1))
