@@ -24,7 +24,18 @@
 //! `ARGV`; [`hooks`] reads them and gives the scripts their `append` and
 //! `settled` steps. The purge reads each purged dead letter's key and builds its
 //! hold and wait names from the partition's prefix (they share its hash tag, so
-//! the script still touches one slot).
+//! the script still touches one slot). A replayed dead letter that must wait goes
+//! to the front of its key's list (it was enqueued before the others).
+//!
+//! # In PostgreSQL
+//!
+//! Each entry carries its key in `order_key` (schema version 3, indexed with `id`).
+//! The take adds `PgHooks::take_filter`: an entry is taken only if it is running
+//! (a reclaim), has no key, or fewer than the cap of its key's entries are earlier
+//! and unsettled (dead ones too with [`OnDeadLetter::Hold`]) or later and running
+//! (possible only after a replay). Takes run one after another under an advisory
+//! lock (`pg_take_serialized`). A done entry, or a dead one that releases its
+//! slot, sends a `NOTIFY` so the key's next entry is taken at once.
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -383,9 +394,9 @@ end
     )
 }
 
-/// Deletes the dead letters given up on at least ARGV[1] ms ago, by the server's
+/// Deletes the dead letters given up on at least `ARGV[1]` ms ago, by the server's
 /// clock (a dead letter's entry id is the time it was added), oldest first, at
-/// most ARGV[5] per call; an age of 0 deletes them all, even entries whose ids run
+/// most `ARGV[5]` per call; an age of 0 deletes them all, even entries whose ids run
 /// ahead of the clock (a clock stepped back, or a failover to a primary whose clock
 /// is behind). Each purged dead letter that holds its key's slot (key limits,
 /// [`OnDeadLetter::Hold`]) releases it, and the key's next waiting entries move
