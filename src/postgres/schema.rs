@@ -6,7 +6,7 @@ use super::PostgresError;
 
 /// The newest schema version this crate applies (recorded in
 /// `<prefix>schema_version`).
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// Each version's statements, in order; `{s}` is the quoted schema and `{p}` the
 /// prefix. Every statement is idempotent, so a half-applied version (impossible in
@@ -55,6 +55,11 @@ const VERSIONS: &[&[&str]] = &[
     paused     boolean     NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
 )"#],
+    // 5: the queue's key limits (`queue::KeyLimit`): each entry's order key.
+    &[
+        r#"ALTER TABLE {s}."{p}jobs" ADD COLUMN IF NOT EXISTS order_key text"#,
+        r#"CREATE INDEX IF NOT EXISTS "{p}jobs_order" ON {s}."{p}jobs" (order_key, id) WHERE order_key IS NOT NULL"#,
+    ],
 ];
 
 /// The version table, created before any version is applied.
@@ -73,14 +78,14 @@ const MAX_PREFIX: usize = 40;
 /// Where the crate's tables live: a schema (default `public`) and a prefix for
 /// every table and index name (default `notmeta_webhooks_`).
 ///
-/// Version 4 has four tables (version 1 had the first and the last; version 2
+/// Version 5 has four tables (version 1 had the first and the last; version 2
 /// added the jobs table, version 3 its `traceparent` and `tracestate`, version 4
-/// the queue's state table):
+/// the queue's state table, version 5 the jobs table's `order_key`):
 ///
 /// | Table | Columns | What a row is |
 /// |---|---|---|
 /// | `<prefix>events` | `event_id text PRIMARY KEY`, `token text`, `done boolean`, `expires_at timestamptz` (indexed) | one event id: claimed (`done = false`, until `expires_at`, the lease) or done (until `expires_at`, the end of the dedup window) |
-/// | `<prefix>jobs` | `id bigserial PRIMARY KEY`, `event_key text UNIQUE` (the `event_id` of `<prefix>events`), `event_id text`, `event_type text`, `body bytea`, `received_ms bigint`, `secret bigint`, `state text` (`queued`, `running`, `retrying`, `dead`), `runs integer`, `due_at timestamptz`, `token text`, `locked_by text`, `last_error text`, `dead_at timestamptz`, `traceparent text`, `tracestate text` (the W3C trace context of the request that enqueued it, or NULL; validated when read); indexed on `due_at` where not `dead`, and on `id` where `dead` | one entry of the queue (`queue::Queue::postgres`, features `postgres` and `queue`): waiting or retrying until `due_at`, running under `token` with a lease until `due_at`, or a dead letter since `dead_at`. Done entries are deleted; the done mark is the event's row in `<prefix>events` |
+/// | `<prefix>jobs` | `id bigserial PRIMARY KEY`, `event_key text UNIQUE` (the `event_id` of `<prefix>events`), `event_id text`, `event_type text`, `body bytea`, `received_ms bigint`, `secret bigint`, `state text` (`queued`, `running`, `retrying`, `dead`), `runs integer`, `due_at timestamptz`, `token text`, `locked_by text`, `last_error text`, `dead_at timestamptz`, `traceparent text`, `tracestate text` (the W3C trace context of the request that enqueued it, or NULL; validated when read), `order_key text` (the key of `queue::KeyLimit`, or NULL); indexed on `due_at` where not `dead`, on `id` where `dead`, and on `(order_key, id)` where it has one | one entry of the queue (`queue::Queue::postgres`, features `postgres` and `queue`): waiting or retrying until `due_at`, running under `token` with a lease until `due_at`, or a dead letter since `dead_at`. Done entries are deleted; the done mark is the event's row in `<prefix>events` |
 /// | `<prefix>queue_state` | `singleton boolean PRIMARY KEY`, `paused boolean`, `updated_at timestamptz` (at most one row) | the queue's pause flag (`queue::Queue::pause`); no row: running |
 /// | `<prefix>schema_version` | `version integer`, `updated_at timestamptz` (one row) | the version applied |
 ///

@@ -160,7 +160,8 @@ impl Enqueuer {
     }
 
     /// Refuses new events (503, so NotMeta retries later) while a partition's stream
-    /// holds `entries` or more (waiting or running): a bound on Redis memory when the
+    /// holds `entries` or more (waiting or running; with key limits, the entries
+    /// waiting for their key's slot count too): a bound on Redis memory when the
     /// workers stop. Default: no bound. A queue in memory ([`Queue::in_memory`])
     /// counts its entries waiting or running the same way. A queue in PostgreSQL
     /// (`Queue::postgres`) is bounded by its disk, and ignores it.
@@ -282,7 +283,8 @@ impl Enqueuer {
         let trace = trace.as_ref();
         #[cfg(feature = "postgres")]
         if let Some(pg) = self.queue.pg() {
-            let entry = self.entry(event, body, secret_index, trace);
+            let key = self.queue.order_key(event);
+            let entry = self.entry(event, body, secret_index, trace, key.as_deref());
             let queued = pg.enqueue(entry, self.window_for(event));
             return Ok(
                 match protocol::bounded(limit, "the enqueue", queued).await? {
@@ -365,7 +367,8 @@ impl Enqueuer {
         how: Option<&str>,
     ) -> Result<T, QueueError> {
         let id = event.id.as_str();
-        let keys = previous.keys(previous.partition_of(id));
+        let key = previous.order_key(event);
+        let keys = previous.keys(previous.partition_for(id, key.as_deref()));
         // The marks are acknowledged as this queue's writes are, whatever the
         // previous queue was configured with: they guard the same event.
         let replication = match self.queue.replication() {
@@ -394,10 +397,15 @@ impl Enqueuer {
         trace: Option<&TraceContext>,
     ) -> Result<Outcome, QueueError> {
         let id = event.id.as_str();
-        let keys = self.queue.keys(self.queue.partition_of(id));
+        let key = self.queue.order_key(event);
+        let keys = self
+            .queue
+            .keys(self.queue.partition_for(id, key.as_deref()));
         let connection = self.queue.connection();
-        let entry = self.entry(event, body, secret_index, trace);
-        let mut invocation = self.queue.scripts().enqueue.prepare_invoke();
+        let entry = self.entry(event, body, secret_index, trace, key.as_deref());
+        let ordered = super::ordering::ordered_scripts(&self.queue, entry.key);
+        let script = ordered.map_or(&self.queue.scripts().enqueue, |o| &o.enqueue);
+        let mut invocation = script.prepare_invoke();
         invocation
             .key(keys.state(id))
             .key(&keys.stream)
@@ -405,6 +413,9 @@ impl Enqueuer {
             .arg(self.max_len)
             .arg(self.queue.group())
             .arg(entry);
+        if ordered.is_some() {
+            super::ordering::tail(&self.queue, &keys, entry.key, &mut invocation);
+        }
         let state: String = connection
             .write(
                 Write::Script(&invocation),
@@ -431,6 +442,7 @@ impl Enqueuer {
         body: &'a [u8],
         secret_index: usize,
         trace: Option<&'a TraceContext>,
+        key: Option<&'a str>,
     ) -> EntryRef<'a> {
         EntryRef {
             event_id: event.id.as_str(),
@@ -440,6 +452,7 @@ impl Enqueuer {
             secret: u64::try_from(secret_index).unwrap_or(u64::MAX),
             attempt: 0,
             trace,
+            key,
         }
     }
 
@@ -460,6 +473,7 @@ impl Enqueuer {
             secret: u64::try_from(secret_index).unwrap_or(u64::MAX),
             attempt: 0,
             trace,
+            key: self.queue.order_key(event),
         };
         match memory.enqueue(entry, self.window_for(event), self.max_len) {
             Enqueued::Queued => Outcome::Queued,

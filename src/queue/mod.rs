@@ -93,9 +93,27 @@
 //!
 //! # Ordering
 //!
-//! None. Entries are handled concurrently, retries come back later, and NotMeta
-//! itself delivers out of order; a handler that cares compares `created_at` (or the
-//! object's own timestamps) with what it stored.
+//! None by default. Entries are handled concurrently, retries come back later, and
+//! NotMeta itself delivers out of order; a handler that cares compares `created_at`
+//! (or the object's own timestamps) with what it stored.
+//!
+//! With [`Queue::with_key_limit`] (a [`KeyLimit`]), events of one key (by default
+//! their conversation, or their user for `user.*` events) run at most N at a time
+//! (N = 1 by default), started in the order they were enqueued, on Redis and on
+//! PostgreSQL:
+//!
+//! - a retry keeps its key's slot: the key's later events wait, up to the worker's
+//!   maximum attempts; then the event goes to the dead letters and, by default
+//!   ([`OnDeadLetter::Release`]), releases its slot so the rest go on. With
+//!   [`OnDeadLetter::Hold`] the key stays blocked until the dead letter is replayed
+//!   (it runs first) or purged;
+//! - a worker that dies holding a key keeps it until its entry is reclaimed after
+//!   the visibility timeout, so the order holds;
+//! - a duplicate delivery never takes a second slot;
+//! - enqueue order is not creation order (NotMeta delivers out of order and retries
+//!   later): a handler that needs creation order still compares `created_at`.
+//!
+//! The [queue chapter](crate::guide::queue) has the details and the cost.
 //!
 //! # Scale-out on Redis Cluster
 //!
@@ -142,6 +160,7 @@ mod enqueue;
 mod memory;
 #[cfg(feature = "opentelemetry")]
 mod opentelemetry;
+mod ordering;
 pub(crate) mod pause;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -154,6 +173,7 @@ mod worker;
 pub use enqueue::{DEFAULT_ENQUEUE_TIMEOUT, Enqueuer};
 #[cfg(feature = "opentelemetry")]
 pub use opentelemetry::OpenTelemetry;
+pub use ordering::{KeyLimit, OnDeadLetter};
 pub use split::{Route, Split};
 pub use trace_context::{
     InvalidTraceContext, MAX_TRACESTATE_LEN, TRACEPARENT_LEN, TraceContext, TracePropagation,
@@ -272,7 +292,8 @@ impl From<crate::dedup::WriteError> for QueueError {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct QueueCounts {
-    /// Waiting in the stream for a worker.
+    /// Waiting in the stream for a worker (with key limits, also those waiting for
+    /// their key's slot).
     pub pending: u64,
     /// Delivered to a worker and not yet settled (running, or left by a worker that
     /// died and waiting to be reclaimed).
@@ -315,7 +336,8 @@ pub struct DeadLetter {
 /// the queue's operations.
 ///
 /// Clones share the connection. Every setting must be the same in the endpoints and
-/// the workers (the namespace, the number of partitions and the group).
+/// the workers (the namespace, the number of partitions, the group, and the key
+/// limit of [`Queue::with_key_limit`]).
 ///
 /// ```no_run
 /// use notmeta_webhooks::queue::Queue;
@@ -345,6 +367,8 @@ pub struct Queue {
     timeout: Duration,
     /// Where entries' trace context comes from (`Queue::with_trace_propagation`).
     trace: Option<Arc<dyn TracePropagation>>,
+    /// Per-key ordering and cap ([`Queue::with_key_limit`]).
+    key_limit: Option<KeyLimit>,
 }
 
 impl fmt::Debug for Queue {
@@ -355,6 +379,7 @@ impl fmt::Debug for Queue {
             .field("group", &self.group)
             .field("partitions", &self.partitions)
             .field("dedup_window", &self.window)
+            .field("key_limit", &self.key_limit)
             .finish_non_exhaustive()
     }
 }
@@ -420,6 +445,7 @@ impl Queue {
             scripts: Arc::new(protocol::Scripts::new()),
             timeout: DEFAULT_REDIS_TIMEOUT,
             trace: None,
+            key_limit: None,
         }
     }
 
@@ -466,6 +492,7 @@ impl Queue {
             scripts: Arc::new(protocol::Scripts::new()),
             timeout: DEFAULT_REDIS_TIMEOUT,
             trace: None,
+            key_limit: None,
         })
     }
 
@@ -523,6 +550,7 @@ impl Queue {
             scripts: Arc::new(protocol::Scripts::new()),
             timeout: DEFAULT_REDIS_TIMEOUT,
             trace: None,
+            key_limit: None,
         }
     }
 
@@ -726,6 +754,12 @@ impl Queue {
         }
     }
 
+    /// Replaces the PostgreSQL backend (its statements depend on the key limit).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn set_pg(&mut self, pg: postgres::PgQueue) {
+        self.backend = Backend::Postgres(Arc::new(pg));
+    }
+
     /// The partition `event_id` belongs to (FNV-1a of the id, modulo the number of
     /// partitions: the same in every process).
     ///
@@ -902,12 +936,14 @@ impl Queue {
         for p in 0..self.partitions {
             let keys = self.keys(p);
             let read = async {
+                // Entries waiting for their key's slot (key limits) are pending too.
                 let figures: (u64, u64, u64, u64) = self
                     .scripts
                     .counts
                     .key(&keys.stream)
                     .key(&keys.retry)
                     .key(&keys.dead)
+                    .key(ordering::waiting_key(&keys))
                     .arg(&*self.group)
                     .invoke_async(&mut connection)
                     .await?;
@@ -1018,6 +1054,7 @@ impl Queue {
                         &keys,
                         dead_id,
                         &entry.event_id,
+                        entry.key.as_deref(),
                     );
                     if protocol::bounded(self.timeout, "a replay", one).await?
                         == protocol::Replayed::Queued
@@ -1075,17 +1112,9 @@ impl Queue {
             u64::try_from(clamp(older_than).as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
         let mut purged = 0;
         for p in 0..self.partitions {
-            let purge = async {
-                let n: u64 = self
-                    .scripts
-                    .purge
-                    .key(self.keys(p).dead)
-                    .arg(age)
-                    .invoke_async(&mut connection)
-                    .await?;
-                Ok(n)
-            };
-            purged += protocol::bounded(self.timeout, "a purge", purge).await?;
+            // Also releases the key slots the purged dead letters hold (key limits),
+            // whatever this process is configured with.
+            purged += ordering::purge(self, &mut connection, p, age).await?;
         }
         Ok(purged)
     }

@@ -7,6 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use sqlx::PgPool;
 
+use super::ordering::{self, KeyLimit};
 use super::protocol::{EntryRef, Settled};
 use super::{DeadLetter, QueueCounts, QueueError, TraceContext};
 use crate::postgres::{Tables, key, millis};
@@ -22,6 +23,8 @@ pub(crate) struct PgQueue {
     /// The `LISTEN`/`NOTIFY` channel: the jobs table's name, unquoted.
     pub(crate) channel: String,
     statements: Statements,
+    /// Key limits on: takes are serialized by an advisory lock.
+    ordered: bool,
 }
 
 impl fmt::Debug for PgQueue {
@@ -79,16 +82,31 @@ type TakenRow = (
 /// The longest age a purge compares with (in ms): a thousand years.
 const MAX_AGE_MS: i64 = 1_000 * 366 * 24 * 60 * 60 * 1_000;
 
-fn failed(error: sqlx::Error) -> QueueError {
+pub(crate) fn failed(error: sqlx::Error) -> QueueError {
     QueueError::Postgres(Box::new(error))
 }
 
 impl PgQueue {
     pub(crate) fn new(pool: PgPool, tables: &Tables) -> Self {
+        Self::build(pool, tables, None)
+    }
+
+    /// The same queue, its statements made for `limit`.
+    pub(crate) fn with_key_limit(&self, limit: Option<&KeyLimit>) -> Self {
+        Self::build(self.pool.clone(), &self.tables, limit)
+    }
+
+    fn build(pool: PgPool, tables: &Tables, limit: Option<&KeyLimit>) -> Self {
         let jobs = tables.jobs();
         let events = tables.events();
         let state = tables.queue_state();
         let ms = "* interval '1 millisecond'";
+        let channel = channel(tables);
+        let ordering::PgHooks {
+            take_filter,
+            wake_done,
+            wake_dead,
+        } = ordering::PgHooks::new(&jobs, &channel, limit);
         let statements = Statements {
             // One statement: the event id is claimed in the idempotency table (absent,
             // or its row expired) only if no entry of it exists, and the entry is
@@ -104,8 +122,8 @@ impl PgQueue {
                     WHERE e.expires_at <= clock_timestamp()
                     RETURNING 1
                  ), queued AS (
-                    INSERT INTO {jobs} (event_key, event_id, event_type, body, received_ms, secret, state, due_at, traceparent, tracestate)
-                    SELECT $1, $2, $3, $4, $5, $6, 'queued', clock_timestamp(), $10, $11 FROM claimed
+                    INSERT INTO {jobs} (event_key, event_id, event_type, body, received_ms, secret, state, due_at, traceparent, tracestate, order_key)
+                    SELECT $1, $2, $3, $4, $5, $6, 'queued', clock_timestamp(), $10, $11, $12 FROM claimed
                     ON CONFLICT (event_key) DO NOTHING
                     RETURNING id
                  )
@@ -121,10 +139,10 @@ impl PgQueue {
             // Nothing while the queue is paused (`queue::pause`).
             take: format!(
                 "WITH locked AS (
-                    SELECT id FROM {jobs}
-                    WHERE state <> 'dead' AND due_at <= now() AND id <> ALL ($5)
-                      AND NOT EXISTS (SELECT 1 FROM {state} WHERE paused)
-                    ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED
+                    SELECT j.id FROM {jobs} AS j
+                    WHERE j.state <> 'dead' AND j.due_at <= now() AND j.id <> ALL ($5)
+                      AND NOT EXISTS (SELECT 1 FROM {state} WHERE paused){take_filter}
+                    ORDER BY j.due_at LIMIT $1 FOR UPDATE SKIP LOCKED
                  ), numbered AS (
                     SELECT id, row_number() OVER (ORDER BY id) AS n FROM locked
                  ), taken AS (
@@ -166,7 +184,8 @@ impl PgQueue {
             // (NULL: the entry was gone).
             done: format!(
                 "WITH gone AS (
-                    DELETE FROM {jobs} WHERE id = $1 RETURNING token IS NOT DISTINCT FROM $2 AS mine
+                    DELETE FROM {jobs} WHERE id = $1
+                    RETURNING token IS NOT DISTINCT FROM $2 AS mine, order_key
                  ), marked AS (
                     INSERT INTO {events} AS e (event_id, token, done, expires_at)
                     VALUES ($3, $2, true, clock_timestamp() + $4 {ms})
@@ -175,7 +194,7 @@ impl PgQueue {
                         expires_at = greatest(e.expires_at, EXCLUDED.expires_at)
                     RETURNING 1
                  )
-                 SELECT (SELECT mine FROM gone), (SELECT count(*) FROM marked)"
+                 SELECT (SELECT mine FROM gone), (SELECT count(*) FROM marked){wake_done}"
             ),
             retry: format!(
                 "UPDATE {jobs}
@@ -191,13 +210,13 @@ impl PgQueue {
                     SET state = 'dead', token = NULL, locked_by = NULL, dead_at = clock_timestamp(),
                         last_error = $3
                     WHERE id = $1 AND token = $2
-                    RETURNING event_key
+                    RETURNING event_key, order_key
                  ), remembered AS (
                     UPDATE {events} AS e
                     SET expires_at = greatest(e.expires_at, clock_timestamp() + $4 {ms})
                     FROM dead WHERE e.event_id = dead.event_key AND NOT e.done
                  )
-                 SELECT count(*) FROM dead"
+                 SELECT (SELECT count(*) FROM dead){wake_dead}"
             ),
             skip: format!("DELETE FROM {jobs} WHERE id = $1 AND token = $2"),
             counts: format!("SELECT state, count(*) FROM {jobs} GROUP BY state"),
@@ -231,13 +250,15 @@ impl PgQueue {
         Self {
             store: crate::postgres::PostgresStore::new(pool.clone(), tables),
             pool,
-            channel: channel(tables),
+            channel,
             tables: tables.clone(),
             statements,
+            ordered: limit.is_some(),
         }
     }
 
     /// Queues the event unless its id is known; `true` if queued.
+    #[allow(clippy::too_many_arguments)] // one per column the endpoint fills
     pub(crate) async fn enqueue(
         &self,
         entry: EntryRef<'_>,
@@ -256,6 +277,7 @@ impl PgQueue {
             .bind(&self.channel)
             .bind(trace.map(TraceContext::traceparent))
             .bind(trace.and_then(TraceContext::tracestate))
+            .bind(entry.key)
             .fetch_one(&self.pool)
             .await
             .map_err(failed)?;
@@ -272,15 +294,17 @@ impl PgQueue {
         visibility: Duration,
         running: &[i64],
     ) -> Result<Vec<Taken>, QueueError> {
-        let rows: Vec<TakenRow> = sqlx::query_as(&self.statements.take)
+        let query = sqlx::query_as(&self.statements.take)
             .bind(i64::try_from(tokens.len()).unwrap_or(i64::MAX))
             .bind(tokens)
             .bind(consumer)
             .bind(millis(visibility))
-            .bind(running)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(failed)?;
+            .bind(running);
+        let rows: Vec<TakenRow> = if self.ordered {
+            ordering::pg_take_serialized(&self.pool, &self.channel, query).await?
+        } else {
+            query.fetch_all(&self.pool).await.map_err(failed)?
+        };
         Ok(rows
             .into_iter()
             .map(

@@ -126,6 +126,8 @@ pub(crate) struct Entry {
     pub(crate) attempt: u64,
     /// The trace context of the request that enqueued it, if any (validated).
     pub(crate) trace: Option<TraceContext>,
+    /// The key its key limit counts it under (`Queue::with_key_limit`), if any.
+    pub(crate) key: Option<String>,
 }
 
 /// An entry's fields, borrowed: what is appended to a stream or a retry hash.
@@ -138,6 +140,7 @@ pub(crate) struct EntryRef<'a> {
     pub(crate) secret: u64,
     pub(crate) attempt: u64,
     pub(crate) trace: Option<&'a TraceContext>,
+    pub(crate) key: Option<&'a str>,
 }
 
 /// The field/value pairs, in the order stored, as command arguments (nothing is
@@ -169,6 +172,10 @@ impl redis::ToRedisArgs for EntryRef<'_> {
                 out.write_arg(state.as_bytes());
             }
         }
+        if let Some(key) = self.key {
+            out.write_arg(b"key");
+            out.write_arg(key.as_bytes());
+        }
     }
 }
 
@@ -183,6 +190,7 @@ impl Entry {
             secret: self.secret,
             attempt: self.attempt,
             trace: self.trace.as_ref(),
+            key: self.key.as_deref(),
         }
     }
 
@@ -202,6 +210,7 @@ impl Entry {
                 b"attempt" => entry.attempt = number(value).unwrap_or(0),
                 b"traceparent" => traceparent = Some(value),
                 b"tracestate" => tracestate = Some(value),
+                b"key" => entry.key = Some(text(value)),
                 _ => {}
             }
         }
@@ -237,7 +246,6 @@ pub(crate) struct Scripts {
     pub(crate) promote: Script,
     pub(crate) replay: Script,
     pub(crate) counts: Script,
-    pub(crate) purge: Script,
 }
 
 impl Scripts {
@@ -254,7 +262,6 @@ impl Scripts {
             promote: Script::new(&scripts::promote()),
             replay: Script::new(&scripts::replay()),
             counts: Script::new(scripts::COUNTS),
-            purge: Script::new(scripts::PURGE),
         }
     }
 }
@@ -460,7 +467,10 @@ pub(crate) async fn settle(
     entry: &Entry,
     how: &Settle,
 ) -> Result<Settled, QueueError> {
-    let mut invocation = queue.scripts().settle.prepare_invoke();
+    let key = entry.key.as_deref();
+    let ordered = super::ordering::ordered_scripts(queue, key);
+    let script = ordered.map_or(&queue.scripts().settle, |o| &o.settle);
+    let mut invocation = script.prepare_invoke();
     invocation
         .key(&keys.stream)
         .key(keys.state(&entry.event_id))
@@ -491,6 +501,10 @@ pub(crate) async fn settle(
             invocation.arg(entry.as_ref());
         }
         Settle::Done => {}
+    }
+    if ordered.is_some() {
+        // After every other key and argument: the scripts read them from the end.
+        super::ordering::tail(queue, keys, key, &mut invocation);
     }
     // Acknowledged by the replicas when asked: a done mark a failover can lose
     // would let the event run again.
@@ -567,18 +581,23 @@ pub(crate) async fn replay_one(
     keys: &Keys,
     dead_id: &str,
     event_id: &str,
+    key: Option<&str>,
 ) -> Result<Replayed, QueueError> {
-    let reply: String = queue
-        .scripts()
-        .replay
+    let ordered = super::ordering::ordered_scripts(queue, key);
+    let mut invocation = ordered
+        .map_or(&queue.scripts().replay, |o| &o.replay)
+        .prepare_invoke();
+    invocation
         .key(&keys.dead)
         .key(&keys.stream)
         .key(keys.state(event_id))
         .arg(dead_id)
         .arg(queue.group())
-        .arg(millis(queue.dedup_window()))
-        .invoke_async(connection)
-        .await?;
+        .arg(millis(queue.dedup_window()));
+    if ordered.is_some() {
+        super::ordering::tail(queue, keys, key, &mut invocation);
+    }
+    let reply: String = invocation.invoke_async(connection).await?;
     match reply.as_str() {
         "replayed" => Ok(Replayed::Queued),
         "skipped" => Ok(Replayed::Skipped),
@@ -636,6 +655,7 @@ mod tests {
             secret: 1,
             attempt: 3,
             trace: None,
+            key: None,
         };
         // What is sent, read back as Redis hands it over.
         let args = redis::ToRedisArgs::to_redis_args(&entry.as_ref());
@@ -645,6 +665,13 @@ mod tests {
         let partial = Entry::from_pairs([(&b"id"[..], &b"e"[..]), (b"attempt", b"x")]);
         assert_eq!(partial.event_id, "e");
         assert_eq!(partial.attempt, 0);
+        let keyed = Entry {
+            key: Some("conversation:c1".into()),
+            ..entry.clone()
+        };
+        let args = redis::ToRedisArgs::to_redis_args(&keyed.as_ref());
+        let back = Entry::from_pairs(args.chunks(2).map(|p| (&p[0][..], &p[1][..])));
+        assert_eq!(back, keyed);
         assert_eq!(partial.trace, None);
     }
 

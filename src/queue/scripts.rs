@@ -25,6 +25,11 @@
 //! event is being handled (renewals extend it) or waits for a retry (until the
 //! retry is due, plus the window).
 //!
+//! With key limits on (`Queue::with_key_limit`), the enqueue, settle and replay
+//! scripts also take and release a key's slots, through the steps `super::ordering`
+//! defines (its module docs list the keys); without, [`PLAIN_HOOKS`] make those
+//! steps a plain append.
+//!
 //! The queue's layout (its number of partitions) is kept at `{ns}:layout`, outside
 //! the partitions; it is read and written by single commands, not by these scripts.
 //!
@@ -65,6 +70,20 @@ local function group(stream, name)
 end
 ";
 
+/// The steps key limits change, without key limits: `waiting()` (entries waiting
+/// for a key's slot, none), `append(stream, fields, front)` (into the stream) and
+/// `settled(stream, mode, id)` (after a settle: nothing to release).
+pub(super) const PLAIN_HOOKS: &str = r"
+local function waiting()
+  return 0
+end
+local function append(stream, fields, front)
+  redis.call('XADD', stream, '*', unpack(fields))
+end
+local function settled(stream, mode, id)
+end
+";
+
 /// Enqueues at most once per event id: the state and the entry are written
 /// together, or neither is.
 ///
@@ -72,8 +91,13 @@ end
 /// entry's field/value pairs. Returns `queued`, `duplicate`, `full`, or `moving`
 /// (a newer layout is queueing it right now: answer 503, so it is retried).
 pub(super) fn enqueue() -> String {
+    enqueue_with(PLAIN_HOOKS)
+}
+
+/// [`enqueue`] with the given steps (see [`PLAIN_HOOKS`]).
+pub(super) fn enqueue_with(hooks: &str) -> String {
     format!(
-        "{GROUP}{}",
+        "{hooks}{GROUP}{}",
         r"
 if redis.call('EXISTS', KEYS[1]) == 1 then
   if redis.call('HGET', KEYS[1], 's') == 'moving' then
@@ -88,11 +112,11 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return 'duplicate'
 end
 local max = tonumber(ARGV[2])
-if max > 0 and redis.call('XLEN', KEYS[2]) >= max then
+if max > 0 and redis.call('XLEN', KEYS[2]) + waiting() >= max then
   return 'full'
 end
 group(KEYS[2], ARGV[3])
-redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))
+append(KEYS[2], {unpack(ARGV, 4)}, false)
 redis.call('HSET', KEYS[1], 's', 'queued')
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 'queued'
@@ -299,8 +323,13 @@ return lost
 /// only), `done_not_owner` (success recorded for an entry another worker owns) or
 /// `not_owner` (nothing changed).
 pub(super) fn settle() -> String {
+    settle_with(PLAIN_HOOKS)
+}
+
+/// [`settle`] with the given steps (see [`PLAIN_HOOKS`]).
+pub(super) fn settle_with(hooks: &str) -> String {
     format!(
-        "{OWNER}{KEEP}{}",
+        "{hooks}{OWNER}{KEEP}{}",
         r"
 local g, c, id, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local mark = 'settled:' .. id
@@ -328,6 +357,7 @@ if mode == 'done' then
   end
   redis.call('HSET', KEYS[2], 's', 'done', mark, ARGV[8] .. '/' .. result)
   keep(KEYS[2], ARGV[5])
+  settled(KEYS[1], 'done', ARGV[7])
   return result
 end
 if not mine then
@@ -344,6 +374,7 @@ if mode == 'dead' then
   local d = redis.call('XADD', KEYS[3], '*', unpack(ARGV, 9))
   redis.call('HSET', KEYS[2], 's', 'dead', 'dead', d)
   keep(KEYS[2], ARGV[5])
+  settled(KEYS[1], 'dead', ARGV[7])
 elseif mode == 'retry' then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -404,8 +435,14 @@ return 1
 /// KEYS: dead, stream, state. ARGV: dead letter id, group, window ms. Returns
 /// `replayed`, `skipped` (deleted, not queued) or `gone`.
 pub(super) fn replay() -> String {
+    replay_with(PLAIN_HOOKS)
+}
+
+/// [`replay`] with the given steps (see [`PLAIN_HOOKS`]): a replayed entry goes
+/// ahead of its key's waiting entries.
+pub(super) fn replay_with(hooks: &str) -> String {
     format!(
-        "{GROUP}{KEEP}{}",
+        "{hooks}{GROUP}{KEEP}{}",
         r"
 local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if not e[1] then
@@ -429,7 +466,7 @@ for i = 1, #f, 2 do
   end
 end
 group(KEYS[2], ARGV[2])
-redis.call('XADD', KEYS[2], '*', unpack(out))
+append(KEYS[2], out, true)
 redis.call('HSET', KEYS[3], 's', 'queued', 'runs', 0)
 redis.call('HDEL', KEYS[3], 'dead', 'run')
 keep(KEYS[3], ARGV[3])
@@ -441,33 +478,16 @@ return 'replayed'
 
 /// The partition's figures, whether or not its stream and group exist.
 ///
-/// KEYS: stream, retry set, dead. ARGV: group. Returns length, pending, retrying,
-/// dead.
+/// KEYS: stream, retry set, dead, and the count of entries waiting for a key's
+/// slot (key limits; counted in the length). ARGV: group. Returns length, pending,
+/// retrying, dead.
 pub(super) const COUNTS: &str = r"
 local len = redis.call('XLEN', KEYS[1])
+len = len + tonumber(redis.call('GET', KEYS[4]) or '0')
 local running = 0
 local p = redis.pcall('XPENDING', KEYS[1], ARGV[1])
 if type(p) == 'table' and not p.err then
   running = p[1]
 end
 return {len, running, redis.call('ZCARD', KEYS[2]), redis.call('XLEN', KEYS[3])}
-";
-
-/// Deletes the dead letters given up on at least ARGV[1] ms ago, by the server's
-/// clock (a dead letter's entry id is the time it was added); returns how many.
-/// An age of 0 deletes them all, even entries whose ids run ahead of the clock (a
-/// clock stepped back, or a failover to a primary whose clock is behind).
-///
-/// KEYS: dead. ARGV: age ms.
-pub(super) const PURGE: &str = r"
-if tonumber(ARGV[1]) == 0 then
-  return redis.call('XTRIM', KEYS[1], 'MAXLEN', 0)
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local before = now - tonumber(ARGV[1]) + 1
-if before <= 0 then
-  return 0
-end
-return redis.call('XTRIM', KEYS[1], 'MINID', before)
 ";

@@ -27,6 +27,10 @@ pub mod queue;
 #[cfg(feature = "queue")]
 pub mod outage;
 
+/// The key-limit tests' bodies, ledger, handler and many-keys run.
+#[cfg(feature = "queue")]
+pub mod ordering;
+
 /// The helpers of the tests of the queue in PostgreSQL.
 #[cfg(all(feature = "queue", feature = "postgres"))]
 pub mod pg_queue;

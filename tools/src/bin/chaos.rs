@@ -30,6 +30,13 @@
 //! before the outcome was recorded is the one window the README documents: it is
 //! counted apart ("kill window"), not as a violation.
 //!
+//! With `NOTMETA_CHAOS_KEY_LIMIT=<n>` in the environment (inherited by the child
+//! processes), the Redis queue runs with key limits: the events fall into `n` keys
+//! (by a hash of their id), each run one at a time, so the faults also hit the
+//! scripts that take and release a key's slots; the invariants are the same, and
+//! every event must still end handled (a slot never released would leave its key's
+//! later events unhandled).
+//!
 //! Exit status 1 if any violation was found. The child processes are this same
 //! binary, started with `endpoint` or `worker` as their first argument.
 
@@ -45,7 +52,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use notmeta_test_support::proxy::Proxy;
 use notmeta_test_support::redis_server::free_port;
 use notmeta_test_support::{RedisServer, Rng, TempDir};
-use notmeta_webhooks::queue::{Enqueuer, Queue, Worker};
+use notmeta_webhooks::queue::{Enqueuer, KeyLimit, Queue, Worker};
 use notmeta_webhooks::receiver::HandlerError;
 use notmeta_webhooks::{Event, Verifier, sign};
 
@@ -130,11 +137,30 @@ fn queue_for(
 ) -> impl Future<Output = Result<Queue, BoxError>> {
     let url = connection_url.to_owned();
     async move {
-        Ok(Queue::connect(&url)
+        let queue = Queue::connect(&url)
             .await?
             .with_namespace(NAMESPACE)
-            .with_partitions(partitions))
+            .with_partitions(partitions);
+        Ok(match key_groups() {
+            Some(groups) => queue.with_key_limit(KeyLimit::per_key().with_key(move |event| {
+                let hash = event
+                    .id
+                    .bytes()
+                    .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+                Some(format!("group-{}", hash % groups))
+            })),
+            None => queue,
+        })
     }
+}
+
+/// `NOTMETA_CHAOS_KEY_LIMIT`: the number of keys the events fall into, if set.
+fn key_groups() -> Option<u64> {
+    std::env::var("NOTMETA_CHAOS_KEY_LIMIT")
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
 }
 
 /// An endpoint process: the queue endpoint on `port`.

@@ -32,6 +32,12 @@
 //! # PostgreSQL. Then workers drain the queue, with a no-op (leased) handler and with
 //! # a transactional no-op handler: events/s per worker core, PostgreSQL's CPU.
 //! cargo run --release -p notmeta-tools --bin load -- postgres-compare 40000
+//!
+//! # The cost of key limits (`KeyLimit`): the same events (`message.sent` over 1,000
+//! # conversations) drained by one worker (concurrency 64, a no-op handler) without
+//! # key limits and with one handler at a time per conversation, on Redis (no
+//! # persistence) and on PostgreSQL, in one run:
+//! cargo run --release -p notmeta-tools --bin load -- queue-drain-ordered 20000 1000
 //! ```
 //!
 //! `run` reports requests/s, p50/p99 latency and a count of every status, and exits
@@ -60,7 +66,7 @@ use notmeta_test_support::{RedisServer, TempDir};
 use notmeta_webhooks::dedup::{
     Claim, ClaimToken, IdempotencyStore, MemoryStore, RedisStore, Settled, StoreError,
 };
-use notmeta_webhooks::queue::{Enqueuer, Queue, Worker};
+use notmeta_webhooks::queue::{Enqueuer, KeyLimit, Queue, Worker};
 use notmeta_webhooks::receiver::{HandlerError, Receiver};
 use notmeta_webhooks::{DEFAULT_MAX_BODY_SIZE, Event, Verifier, sign};
 
@@ -1217,6 +1223,101 @@ where
     Ok((seconds, cpu, pg_cpu, stats))
 }
 
+/// Enqueues `total` `message.sent` events over `keys` conversations into `queue`
+/// (64 at a time, in process), then drains them with one worker (concurrency 64, a
+/// no-op handler); the drain's events/s.
+async fn ordered_drain_once(queue: &Queue, total: usize, keys: usize) -> Result<f64, BoxError> {
+    use futures_util::StreamExt as _;
+    let endpoint = Enqueuer::new(Verifier::new(SECRET)?, queue.clone());
+    let endpoint = &endpoint;
+    let statuses: Vec<u16> = futures_util::stream::iter(0..total)
+        .map(|i| async move {
+            let body = format!(
+                r#"{{"id":"evt_{i}","type":"message.sent","created_at":"2024-01-01T12:00:00Z","data":{{"conversation":{{"id":"c{}"}}}}}}"#,
+                i % keys.max(1)
+            );
+            let signature = sign(body.as_bytes(), SECRET);
+            endpoint
+                .receive(body.as_bytes(), [signature.as_bytes()])
+                .await
+                .status()
+                .as_u16()
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    if statuses.iter().any(|s| *s != 200) {
+        return Err("an enqueue was refused".into());
+    }
+    let handled = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&handled);
+    let worker = Worker::new(queue.clone(), move |_: Event<'static>| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        async { Ok::<(), HandlerError>(()) }
+    })
+    .with_concurrency(64)
+    .with_poll_interval(std::time::Duration::from_millis(5));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let started = Instant::now();
+    let running = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+    while handled.load(Ordering::Relaxed) < total {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = stop.send(());
+    let stats = running.await??;
+    if stats.handled != total as u64 {
+        return Err(format!("{total} enqueued, {stats:?}").into());
+    }
+    Ok(total as f64 / seconds)
+}
+
+/// `queue-drain-ordered`: the drain rate without and with key limits, on Redis and
+/// on PostgreSQL.
+async fn queue_drain_ordered(total: usize, keys: usize) -> Result<bool, BoxError> {
+    use notmeta_test_support::PostgresServer;
+    let redis = RedisServer::start();
+    let pg = PostgresServer::start_with(&[("max_connections", "200")]);
+    println!("{total} events over {keys} keys, one worker (concurrency 64), no-op handler");
+    println!("{:<44} {:>10}", "queue", "events/s");
+    let mut rates = Vec::new();
+    for backend in ["redis", "postgres"] {
+        for ordered in [false, true] {
+            let queue = if backend == "redis" {
+                let namespace = format!("drain-{ordered}");
+                Queue::connect(&redis.url())
+                    .await?
+                    .with_namespace(namespace)
+            } else {
+                let prefix = if ordered { "ordered_" } else { "plain_" };
+                let tables = notmeta_webhooks::postgres::Tables::default().with_prefix(prefix)?;
+                Queue::postgres(pg_pool(&pg.url()).await?, &tables).await?
+            };
+            let queue = if ordered {
+                queue.with_key_limit(KeyLimit::per_key())
+            } else {
+                queue
+            };
+            let rate = ordered_drain_once(&queue, total, keys).await?;
+            let mode = if ordered {
+                "key limit, 1 per conversation"
+            } else {
+                "no key limit"
+            };
+            println!("{:<44} {rate:>10.0}", format!("{backend}, {mode}"));
+            rates.push(rate);
+        }
+    }
+    println!(
+        "ordered / unordered: redis {:.2}, postgres {:.2}",
+        rates[1] / rates[0],
+        rates[3] / rates[2]
+    );
+    Ok(true)
+}
+
 fn main() -> Result<ExitCode, BoxError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg =
@@ -1284,10 +1385,20 @@ fn main() -> Result<ExitCode, BoxError> {
                 ExitCode::FAILURE
             })
         }
+        Some("queue-drain-ordered") => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let ok = runtime.block_on(queue_drain_ordered(arg(1, 20_000), arg(2, 1_000)))?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         _ => {
             eprintln!(
                 "usage: load run <axum|actix> [requests] [connections] | load compare [requests] \
-                 | load redis-compare [requests] | load postgres-compare [requests]"
+                 | load redis-compare [requests] | load postgres-compare [requests] \
+                 | load queue-drain-ordered [events] [keys]"
             );
             Ok(ExitCode::from(2))
         }
