@@ -67,6 +67,23 @@ struct State {
     last_sweep: Option<Instant>,
     /// Paused (`Queue::pause`): nothing is taken.
     paused: bool,
+    /// The entries of each key (`Queue::with_key_limit`), dead ones included.
+    keys: HashMap<String, KeyEntries>,
+}
+
+/// The entries of one key: every one still in the queue, and those running.
+#[derive(Default)]
+struct KeyEntries {
+    live: BTreeSet<u64>,
+    running: BTreeSet<u64>,
+}
+
+/// A key limit as the takes apply it: the cap, and whether a dead letter keeps its
+/// slot (`OnDeadLetter::Hold`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cap {
+    pub(crate) max_running: u32,
+    pub(crate) hold_dead: bool,
 }
 
 /// One entry: its fields (the body and what came with it) and where it stands.
@@ -191,23 +208,36 @@ impl MemQueue {
         max: usize,
         visibility: Duration,
         running: &HashSet<u64>,
+        cap: Option<Cap>,
     ) -> Vec<Taken> {
         let now = Instant::now();
         let mut state = self.state();
         if state.paused {
             return Vec::new();
         }
-        let ids: Vec<u64> = state
+        let due: Vec<u64> = state
             .due
             .iter()
             .take_while(|(at, _)| *at <= now)
             .map(|(_, id)| *id)
             .filter(|id| !running.contains(id))
-            .take(max)
             .collect();
         let lease = after(now, visibility);
-        let mut taken = Vec::with_capacity(ids.len());
-        for id in ids {
+        let mut taken = Vec::new();
+        // Per key, the lowest entry id found blocked in this take: every later entry
+        // of that key is blocked too (it has at least as many ahead of it).
+        let mut blocked: HashMap<String, u64> = HashMap::new();
+        for id in due {
+            if taken.len() >= max {
+                break;
+            }
+            if let Some(cap) = cap
+                && let Some(key) = state.blocking_key(id, cap, &blocked)
+            {
+                let lowest = blocked.entry(key).or_insert(id);
+                *lowest = (*lowest).min(id);
+                continue;
+            }
             state.next_token += 1;
             let token = state.next_token.to_string();
             let Some(mut slot) = state.remove(id) else {
@@ -444,6 +474,9 @@ impl MemQueue {
                 state.by_event.remove(&slot.entry.event_id);
             }
         }
+        drop(state);
+        // A purged dead letter that held its key's slot frees it.
+        self.changed.notify_waiters();
         u64::try_from(old.len()).unwrap_or(u64::MAX)
     }
 }
@@ -472,7 +505,44 @@ impl State {
             self.due.insert((slot.at, id));
         }
         *self.count(&slot.stage) += 1;
+        if let Some(key) = &slot.entry.key {
+            let entries = self.keys.entry(key.clone()).or_default();
+            entries.live.insert(id);
+            if matches!(slot.stage, Stage::Running(_)) {
+                entries.running.insert(id);
+            }
+        }
         self.entries.insert(id, slot);
+    }
+
+    /// The key of entry `id` if its key limit keeps it from starting now (`None`:
+    /// it may start). An entry starts while fewer than the cap of its key's entries
+    /// are ahead of it: earlier ones not settled (waiting, running, retrying, and
+    /// dead ones with `hold_dead`), and later ones running (a replayed entry came
+    /// back behind them). A running entry whose lease lapsed is taken back as it is.
+    fn blocking_key(&self, id: u64, cap: Cap, blocked: &HashMap<String, u64>) -> Option<String> {
+        let slot = self.entries.get(&id)?;
+        let key = slot.entry.key.as_ref()?;
+        if matches!(slot.stage, Stage::Running(_)) {
+            return None;
+        }
+        if blocked.get(key).is_some_and(|lowest| *lowest < id) {
+            return Some(key.clone());
+        }
+        let entries = self.keys.get(key)?;
+        let max = usize::try_from(cap.max_running).unwrap_or(usize::MAX);
+        let earlier = entries
+            .live
+            .range(..id)
+            .filter(|other| {
+                self.entries
+                    .get(other)
+                    .is_some_and(|o| cap.hold_dead || !matches!(o.stage, Stage::Dead(_)))
+            })
+            .take(max)
+            .count();
+        let later = entries.running.range(id + 1..).take(max).count();
+        (earlier.saturating_add(later) >= max).then(|| key.clone())
     }
 
     /// Takes the entry out, with its place in the due order and the counts (the
@@ -480,6 +550,15 @@ impl State {
     fn remove(&mut self, id: u64) -> Option<Slot> {
         let slot = self.entries.remove(&id)?;
         self.due.remove(&(slot.at, id));
+        if let Some(key) = &slot.entry.key
+            && let Some(entries) = self.keys.get_mut(key)
+        {
+            entries.live.remove(&id);
+            entries.running.remove(&id);
+            if entries.live.is_empty() {
+                self.keys.remove(key);
+            }
+        }
         let count = self.count(&slot.stage);
         *count = count.saturating_sub(1);
         Some(slot)

@@ -29,13 +29,20 @@
 //!
 //! # In PostgreSQL
 //!
-//! Each entry carries its key in `order_key` (schema version 3, indexed with `id`).
+//! Each entry carries its key in `order_key` (schema version 5, indexed with `id`).
 //! The take adds `PgHooks::take_filter`: an entry is taken only if it is running
 //! (a reclaim), has no key, or fewer than the cap of its key's entries are earlier
 //! and unsettled (dead ones too with [`OnDeadLetter::Hold`]) or later and running
 //! (possible only after a replay). Takes run one after another under an advisory
 //! lock (`pg_take_serialized`). A done entry, or a dead one that releases its
 //! slot, sends a `NOTIFY` so the key's next entry is taken at once.
+//!
+//! # In memory
+//!
+//! The same rule as PostgreSQL's, checked under the queue's one lock: each key's
+//! entries (and those running) are kept in ordered sets, and a take skips an entry
+//! whose key's cap is taken by entries ahead of it. Every settle, replay and purge
+//! wakes the idle workers.
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -76,8 +83,8 @@ impl OnDeadLetter {
 
 type KeyFn = dyn Fn(&Event<'_>) -> Option<String> + Send + Sync;
 
-/// Per-key ordering and a per-key cap on running handlers, for a [`Queue`] (Redis
-/// or PostgreSQL), set with [`Queue::with_key_limit`]. Off by default.
+/// Per-key ordering and a per-key cap on running handlers, for a [`Queue`] (Redis,
+/// PostgreSQL or in memory), set with [`Queue::with_key_limit`]. Off by default.
 ///
 /// Each event gets a *key* when it is enqueued: by default its conversation's id
 /// for `conversation.*` and `message.*` events, its user's id for `user.*` events,
@@ -280,8 +287,8 @@ impl Queue {
     /// limit; on Redis, turning it on or off changes which partition an event goes
     /// to, so do it with the queue drained (as a change of
     /// [`with_partitions`](Self::with_partitions)). On PostgreSQL the tables must
-    /// be at schema version 3 ([`migrate`](crate::postgres::migrate), which
-    /// `Queue::postgres` runs).
+    /// be at schema version 5 ([`migrate`](crate::postgres::migrate), which
+    /// `Queue::postgres` runs). The queue in memory applies it as the others do.
     ///
     /// ```no_run
     /// use notmeta_webhooks::queue::{KeyLimit, Queue};
