@@ -85,7 +85,7 @@ enum Rule {
 /// let answer = split.receive(online, [sign(online, "whsec_abc123").as_bytes()]).await;
 /// assert_eq!(answer.outcome(), Outcome::Handled);
 ///
-/// let message = br#"{"id":"evt_2","type":"message.received","created_at":"2024-01-01T12:00:00Z","data":{}}"#;
+/// let message = br#"{"id":"evt_2","type":"message.received","created_at":"2024-01-01T12:00:00Z","data":{"message":{"id":"msg_1"},"conversation":{"id":"conv_1"}}}"#;
 /// let answer = split.receive(message, [sign(message, "whsec_abc123").as_bytes()]).await;
 /// assert_eq!(answer.outcome(), Outcome::Queued);
 /// assert_eq!(queue.counts().await?.pending, 1);
