@@ -45,6 +45,11 @@ impl<H: Handler> Worker<H> {
     ///   of the queue); on Redis and PostgreSQL, within the worker's
     ///   [poll interval](Self::with_poll_interval) (one [`Queue::counts`] call per
     ///   interval beside the worker's own reads).
+    /// - **A paused queue** ([`Queue::pause`]) with entries waiting is not idle, nor
+    ///   is one whose entries wait behind this worker's open
+    ///   [circuit breaker](Self::with_circuit_breaker): this waits for the resume
+    ///   (or the probe) until `limit`, and the [`QueueError::NotIdle`] it then
+    ///   returns says `paused` in its counts.
     /// - **`limit`** is a safety limit (a handler that never returns, a store that
     ///   never answers): once it has passed, the worker stops as after a shutdown
     ///   signal (running handlers get the [shutdown deadline](Self::with_shutdown_deadline))
