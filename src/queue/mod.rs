@@ -431,14 +431,12 @@ impl Keys {
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Queue {
-    /// A queue over `connection`, in the namespace `notmeta-webhooks`, with one
-    /// partition, the consumer group `workers`, a 2 h dedup window and a
-    /// [`DEFAULT_REDIS_TIMEOUT`] of 5 s.
-    #[must_use]
-    pub fn new(connection: impl Into<RedisConnection>) -> Self {
+    /// A queue on `backend` in `namespace`, with the defaults every backend starts
+    /// from.
+    fn with_backend(backend: Backend, namespace: &str) -> Self {
         Self {
-            backend: Backend::Redis(connection.into()),
-            namespace: Arc::from("notmeta-webhooks"),
+            backend: backend,
+            namespace: Arc::from(namespace),
             group: Arc::from("workers"),
             partitions: 1,
             window: DEFAULT_DEDUP_WINDOW,
@@ -447,6 +445,14 @@ impl Queue {
             trace: None,
             key_limit: None,
         }
+    }
+
+    /// A queue over `connection`, in the namespace `notmeta-webhooks`, with one
+    /// partition, the consumer group `workers`, a 2 h dedup window and a
+    /// [`DEFAULT_REDIS_TIMEOUT`] of 5 s.
+    #[must_use]
+    pub fn new(connection: impl Into<RedisConnection>) -> Self {
+        Self::with_backend(Backend::Redis(connection.into()), "notmeta-webhooks")
     }
 
     /// A queue in PostgreSQL, on `pool`, in the tables `tables` names (created or
@@ -483,17 +489,11 @@ impl Queue {
         crate::postgres::migrate(&pool, tables)
             .await
             .map_err(|e| QueueError::Postgres(Box::new(e)))?;
-        Ok(Self {
-            backend: Backend::Postgres(Arc::new(postgres::PgQueue::new(pool, tables))),
-            namespace: Arc::from(tables.prefix()),
-            group: Arc::from("workers"),
-            partitions: 1,
-            window: DEFAULT_DEDUP_WINDOW,
-            scripts: Arc::new(protocol::Scripts::new()),
-            timeout: DEFAULT_REDIS_TIMEOUT,
-            trace: None,
-            key_limit: None,
-        })
+        let pg = postgres::PgQueue::new(pool, tables);
+        Ok(Self::with_backend(
+            Backend::Postgres(Arc::new(pg)),
+            tables.prefix(),
+        ))
     }
 
     /// A queue in this process's memory, for tests and single-process prototypes:
@@ -541,17 +541,7 @@ impl Queue {
     /// ```
     #[must_use]
     pub fn in_memory() -> Self {
-        Self {
-            backend: Backend::Memory(Arc::new(memory::MemQueue::new())),
-            namespace: Arc::from("memory"),
-            group: Arc::from("workers"),
-            partitions: 1,
-            window: DEFAULT_DEDUP_WINDOW,
-            scripts: Arc::new(protocol::Scripts::new()),
-            timeout: DEFAULT_REDIS_TIMEOUT,
-            trace: None,
-            key_limit: None,
-        }
+        Self::with_backend(Backend::Memory(Arc::new(memory::MemQueue::new())), "memory")
     }
 
     /// Connects to the Redis server at `url` (`redis://host:port/db`).
