@@ -1,0 +1,294 @@
+//! Hostile settings and awkward timings against the worker's circuit breaker,
+//! rate limit, pause and `run_until_idle`, on the queue in memory (and a real
+//! `redis-server` where the backend matters): each run ends within its limit, no
+//! attempt is spent while work may not start, and no event runs twice.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use notmeta_webhooks::breaker::{BreakerState, CircuitBreaker};
+use notmeta_webhooks::queue::{Queue, QueueError, Worker};
+use notmeta_webhooks::receiver::{HandlerError, Outcome, Receiver};
+use notmeta_webhooks::{Event, Verifier, sign};
+
+mod common;
+use common::queue::{body, enqueuer, send};
+
+type Runs = Arc<Mutex<HashMap<String, usize>>>;
+
+fn ok_counting(
+    runs: &Runs,
+) -> impl Fn(Event<'static>) -> std::future::Ready<Result<(), HandlerError>> + Send + Sync + 'static
+{
+    let runs = Arc::clone(runs);
+    move |event: Event<'static>| {
+        *runs
+            .lock()
+            .unwrap()
+            .entry(event.id.as_str().to_owned())
+            .or_default() += 1;
+        std::future::ready(Ok(()))
+    }
+}
+
+async fn filled(queue: &Queue, n: usize) {
+    let endpoint = enqueuer(queue);
+    for i in 0..n {
+        assert_eq!(send(&endpoint, &body(&format!("evt_{i}"))).await.0, 200);
+    }
+}
+
+/// Opens `breaker` (threshold 1) through a receiver's failed delivery.
+async fn opened(breaker: &CircuitBreaker) {
+    let receiver = Receiver::new(Verifier::new("whsec_x").unwrap(), |_: Event<'static>| async {
+        Err::<(), _>(HandlerError::temporary("down"))
+    })
+    .with_circuit_breaker(breaker.clone());
+    let b = body("evt_open");
+    receiver.receive(&b, [sign(&b, "whsec_x").as_bytes()]).await;
+    assert!(matches!(breaker.state(), BreakerState::Open { .. }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_until_idle_with_the_breaker_open_for_ever_ends_at_its_limit_spending_nothing() {
+    let queue = Queue::in_memory();
+    filled(&queue, 3).await;
+    let breaker = CircuitBreaker::new(1, Duration::MAX);
+    opened(&breaker).await;
+    let runs = Runs::default();
+    let worker = Worker::new(queue.clone(), ok_counting(&runs)).with_circuit_breaker(breaker);
+    let started = Instant::now();
+    let result = tokio::time::timeout(
+        Duration::from_secs(20),
+        worker.run_until_idle(Duration::from_millis(500)),
+    )
+    .await
+    .expect("run_until_idle keeps to its limit");
+    assert!(
+        matches!(result, Err(QueueError::NotIdle { .. })),
+        "{result:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(runs.lock().unwrap().is_empty());
+    assert_eq!(queue.counts().await.unwrap().pending, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_until_idle_on_a_paused_queue_ends_at_its_limit_and_takes_nothing() {
+    for queue in [Queue::in_memory()] {
+        filled(&queue, 3).await;
+        queue.pause().await.unwrap();
+        let runs = Runs::default();
+        let worker = Worker::new(queue.clone(), ok_counting(&runs));
+        let result = tokio::time::timeout(
+            Duration::from_secs(20),
+            worker.run_until_idle(Duration::from_millis(500)),
+        )
+        .await
+        .expect("run_until_idle keeps to its limit");
+        match result {
+            Err(QueueError::NotIdle { left, .. }) => {
+                assert_eq!(left.pending, 3);
+                assert!(left.paused);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(runs.lock().unwrap().is_empty());
+        queue.resume().await.unwrap();
+        let worker = Worker::new(queue.clone(), ok_counting(&runs));
+        let stats = worker.run_until_idle(Duration::from_secs(30)).await.unwrap();
+        assert_eq!(stats.handled, 3);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_until_idle_with_limit_zero_never_hangs() {
+    let queue = Queue::in_memory();
+    let runs = Runs::default();
+    let idle = Worker::new(queue.clone(), ok_counting(&runs))
+        .run_until_idle(Duration::ZERO)
+        .await;
+    assert!(idle.is_ok(), "{idle:?}");
+    filled(&queue, 2).await;
+    let busy = tokio::time::timeout(
+        Duration::from_secs(20),
+        Worker::new(queue.clone(), ok_counting(&runs)).run_until_idle(Duration::ZERO),
+    )
+    .await
+    .expect("a zero limit ends at once");
+    // Either it drained in the first pass or it says what is left: never a hang.
+    if let Err(error) = busy {
+        assert!(matches!(error, QueueError::NotIdle { .. }), "{error:?}");
+    }
+}
+
+/// A probe that never returns: the limit ends the run, and the cancelled probe
+/// decides nothing, so the breaker is half-open again for the next one (a
+/// receiver sharing it runs its delivery as the probe instead of answering 503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_that_never_returns_is_cut_by_the_limit_and_leaves_the_breaker_half_open() {
+    let queue = Queue::in_memory();
+    filled(&queue, 2).await;
+    let breaker = CircuitBreaker::new(1, Duration::from_millis(100));
+    opened(&breaker).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started_runs = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&started_runs);
+    let worker = Worker::new(queue.clone(), move |_: Event<'static>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        std::future::pending::<Result<(), HandlerError>>()
+    })
+    .with_handler_isolation(false)
+    .with_circuit_breaker(breaker.clone())
+    .with_shutdown_deadline(Duration::from_millis(200));
+    let result = tokio::time::timeout(
+        Duration::from_secs(20),
+        worker.run_until_idle(Duration::from_millis(800)),
+    )
+    .await
+    .expect("the limit and the shutdown deadline end it");
+    assert!(
+        matches!(result, Err(QueueError::NotIdle { .. })),
+        "{result:?}"
+    );
+    assert_eq!(
+        started_runs.load(Ordering::SeqCst),
+        1,
+        "half-open: one probe"
+    );
+    assert_eq!(breaker.state(), BreakerState::HalfOpen);
+    let receiver = Receiver::new(Verifier::new("whsec_x").unwrap(), |_: Event<'static>| async {
+        Ok::<(), HandlerError>(())
+    })
+    .with_circuit_breaker(breaker.clone());
+    let b = body("evt_after");
+    let answer = receiver.receive(&b, [sign(&b, "whsec_x").as_bytes()]).await;
+    assert_eq!(answer.outcome(), Outcome::Handled);
+    assert_eq!(breaker.state(), BreakerState::Closed);
+}
+
+/// A panicking probe counts as a failure: the breaker opens again, and the other
+/// entries spend no attempt meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_probe_reopens_the_breaker_and_spends_one_attempt_only() {
+    let queue = Queue::in_memory();
+    filled(&queue, 5).await;
+    let breaker = CircuitBreaker::new(1, Duration::from_millis(100))
+        .with_max_cool_down(Duration::from_secs(3_600));
+    opened(&breaker).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started_runs = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&started_runs);
+    let worker = Worker::new(queue.clone(), move |_: Event<'static>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { panic!("the probe panics") }
+    })
+    .with_circuit_breaker(breaker.clone())
+    .with_backoff(Duration::ZERO, Duration::ZERO);
+    let result = worker.run_until_idle(Duration::from_secs(2)).await;
+    assert!(
+        matches!(result, Err(QueueError::NotIdle { .. })),
+        "{result:?}"
+    );
+    // The probe failed: open for 200 ms, then a probe again, 400 ms, 800 ms: a
+    // handful of runs in two seconds, never the five entries' every attempt.
+    let runs = started_runs.load(Ordering::SeqCst);
+    assert!((1..=5).contains(&runs), "{runs} runs");
+    assert!(matches!(breaker.state(), BreakerState::Open { .. }));
+}
+
+/// A worker whose `run` future is dropped mid-run: its handlers go on, renewed, and
+/// settle; a second worker with a short visibility timeout never runs them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_worker_future_leaves_no_event_to_run_twice_in_memory() {
+    let queue = Queue::in_memory();
+    filled(&queue, 4).await;
+    let runs = Runs::default();
+    let counted = Arc::clone(&runs);
+    let slow = move |event: Event<'static>| {
+        *counted
+            .lock()
+            .unwrap()
+            .entry(event.id.as_str().to_owned())
+            .or_default() += 1;
+        async {
+            tokio::time::sleep(Duration::from_millis(1_500)).await;
+            Ok::<(), HandlerError>(())
+        }
+    };
+    let visibility = Duration::from_millis(300);
+    let first = Worker::new(queue.clone(), slow.clone())
+        .with_concurrency(4)
+        .with_visibility_timeout(visibility);
+    let cut = tokio::time::timeout(
+        Duration::from_millis(200),
+        first.run(std::future::pending()),
+    )
+    .await;
+    assert!(cut.is_err(), "the run was cut short");
+    let second = Worker::new(queue.clone(), slow)
+        .with_concurrency(4)
+        .with_visibility_timeout(visibility);
+    second.run_until_idle(Duration::from_secs(30)).await.unwrap();
+    let runs = runs.lock().unwrap();
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    assert!(runs.values().all(|n| *n == 1), "{runs:?}");
+}
+
+/// Concurrent duplicates and a length bound hit at once: one entry per event id,
+/// and never more entries than the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_duplicates_and_the_length_bound_in_memory() {
+    let queue = Queue::in_memory();
+    let endpoint = enqueuer(&queue).with_max_len(10);
+    let mut sends = Vec::new();
+    for i in 0..200 {
+        let endpoint = endpoint.clone();
+        sends.push(tokio::spawn(async move {
+            let id = format!("evt_{}", i % 40);
+            send(&endpoint, &body(&id)).await.0
+        }));
+    }
+    let mut statuses = HashMap::<u16, usize>::new();
+    for s in sends {
+        *statuses.entry(s.await.unwrap()).or_default() += 1;
+    }
+    let counts = queue.counts().await.unwrap();
+    assert_eq!(counts.pending, 10, "{statuses:?}");
+    assert!(statuses.get(&503).copied().unwrap_or(0) > 0, "{statuses:?}");
+    let runs = Runs::default();
+    let stats = Worker::new(queue.clone(), ok_counting(&runs))
+        .run_until_idle(Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(stats.handled, 10);
+    assert!(runs.lock().unwrap().values().all(|n| *n == 1));
+}
+
+/// Extreme rate limits and concurrency on the queue in memory still drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extreme_rate_limits_and_concurrency_drain() {
+    for (starts, per, concurrency) in [
+        (0, Duration::from_millis(10), usize::MAX),
+        (u32::MAX, Duration::from_nanos(1), usize::MAX),
+        (5, Duration::ZERO, 0),
+        (u32::MAX, Duration::MAX, 1),
+    ] {
+        let queue = Queue::in_memory();
+        filled(&queue, 20).await;
+        let runs = Runs::default();
+        let stats = tokio::time::timeout(
+            Duration::from_secs(30),
+            Worker::new(queue.clone(), ok_counting(&runs))
+                .with_rate_limit(starts, per)
+                .with_concurrency(concurrency)
+                .run_until_idle(Duration::from_secs(20)),
+        )
+        .await
+        .expect("ends")
+        .unwrap_or_else(|e| panic!("{starts}/{per:?} x{concurrency}: {e}"));
+        assert_eq!(stats.handled, 20, "{starts}/{per:?} x{concurrency}");
+    }
+}
