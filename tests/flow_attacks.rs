@@ -292,3 +292,63 @@ async fn extreme_rate_limits_and_concurrency_drain() {
         assert_eq!(stats.handled, 20, "{starts}/{per:?} x{concurrency}");
     }
 }
+
+/// A receiver sharing a half-open breaker with a worker whose queue is empty: the
+/// worker has nothing to probe with, so the receiver's next delivery is the probe
+/// (not a 503 for as long as the worker waits for work).
+async fn an_idle_worker_leaves_the_probe_to_a_receiver_sharing_its_breaker(queue: Queue) {
+    let breaker = CircuitBreaker::new(1, Duration::from_millis(100));
+    opened(&breaker).await;
+    let runs = Runs::default();
+    let worker = Worker::new(queue.clone(), ok_counting(&runs))
+        .with_circuit_breaker(breaker.clone())
+        .with_poll_interval(Duration::from_secs(3));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+    // Past the cool-down, with the worker waiting for work.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let receiver = Receiver::new(Verifier::new("whsec_x").unwrap(), |_: Event<'static>| async {
+        Ok::<(), HandlerError>(())
+    })
+    .with_circuit_breaker(breaker.clone());
+    let mut outcomes = Vec::new();
+    for i in 0..5 {
+        let b = body(&format!("evt_inline_{i}"));
+        let answer = receiver.receive(&b, [sign(&b, "whsec_x").as_bytes()]).await;
+        outcomes.push(answer.outcome());
+        if answer.outcome() == Outcome::Handled {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(outcomes.last(), Some(&Outcome::Handled), "{outcomes:?}");
+    assert_eq!(breaker.state(), BreakerState::Closed);
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_in_memory_leaves_the_probe_to_a_receiver() {
+    an_idle_worker_leaves_the_probe_to_a_receiver_sharing_its_breaker(Queue::in_memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_on_redis_leaves_the_probe_to_a_receiver() {
+    let server = notmeta_test_support::RedisServer::start();
+    let queue = Queue::connect(&server.url()).await.unwrap();
+    an_idle_worker_leaves_the_probe_to_a_receiver_sharing_its_breaker(queue).await;
+}
+
+/// The same while the queue is paused: a paused worker takes nothing, so it must
+/// not hold the probe either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_worker_on_redis_leaves_the_probe_to_a_receiver() {
+    let server = notmeta_test_support::RedisServer::start();
+    let queue = Queue::connect(&server.url()).await.unwrap();
+    filled(&queue, 2).await;
+    queue.pause().await.unwrap();
+    an_idle_worker_leaves_the_probe_to_a_receiver_sharing_its_breaker(queue.clone()).await;
+    assert_eq!(queue.counts().await.unwrap().pending, 2);
+}

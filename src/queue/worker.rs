@@ -564,7 +564,7 @@ async fn read_until<H: Handler>(
         let Some(free) = free_slots(&slots, shutdown.as_mut()).await else {
             return Ok(());
         };
-        let Some((free, _round)) = gate::admit(shared, &slots, free, shutdown.as_mut()).await
+        let Some((free, round)) = gate::admit(shared, &slots, free, shutdown.as_mut()).await
         else {
             return Ok(());
         };
@@ -587,6 +587,7 @@ async fn read_until<H: Handler>(
         }
         if super::pause::holds(&shared.queue).await {
             // Paused: nothing taken; what runs goes on and settles.
+            drop(round);
             let pause = pin!(tokio::time::sleep(settings.poll));
             if let Either::Right(_) = select(pause, shutdown.as_mut()).await {
                 return Ok(());
@@ -599,6 +600,8 @@ async fn read_until<H: Handler>(
             read_new(shared, &mut connection, &mut reader, &slots, tasks, free).await;
         got += read;
         if got == 0 || failed {
+            // Nothing to start: an unused probe goes back while this waits.
+            drop(round);
             let pause = pin!(tokio::time::sleep(settings.poll));
             if let Either::Right(_) = select(pause, shutdown.as_mut()).await {
                 return Ok(());

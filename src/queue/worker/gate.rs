@@ -245,7 +245,9 @@ impl Gate {
 }
 
 /// One pass of the reader: the free slots it holds back, and the starts it
-/// admitted, forgotten (a probe given back) when the pass ends.
+/// admitted, forgotten (a probe given back) when the pass ends. A reader that
+/// found nothing to start drops it before it waits for work, so that a probe it
+/// cannot use goes to whoever shares the breaker (a receiver, another worker).
 pub(super) struct Round {
     _held: Option<OwnedSemaphorePermit>,
     live: Option<Arc<Mutex<Live>>>,
