@@ -352,3 +352,10 @@ async fn a_paused_worker_on_redis_leaves_the_probe_to_a_receiver() {
     an_idle_worker_leaves_the_probe_to_a_receiver_sharing_its_breaker(queue.clone()).await;
     assert_eq!(queue.counts().await.unwrap().pending, 2);
 }
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_on_postgres_leaves_the_probe_to_a_receiver() {
+    let (_server, _pool, queue) = common::pg_queue::setup().await;
+    an_idle_worker_leaves_the_probe_to_a_receiver_sharing_its_breaker(queue).await;
+}
