@@ -42,9 +42,10 @@ async fn filled(queue: &Queue, n: usize) {
 
 /// Opens `breaker` (threshold 1) through a receiver's failed delivery.
 async fn opened(breaker: &CircuitBreaker) {
-    let receiver = Receiver::new(Verifier::new("whsec_x").unwrap(), |_: Event<'static>| async {
-        Err::<(), _>(HandlerError::temporary("down"))
-    })
+    let receiver = Receiver::new(
+        Verifier::new("whsec_x").unwrap(),
+        |_: Event<'static>| async { Err::<(), _>(HandlerError::temporary("down")) },
+    )
     .with_circuit_breaker(breaker.clone());
     let b = body("evt_open");
     receiver.receive(&b, [sign(&b, "whsec_x").as_bytes()]).await;
@@ -98,7 +99,10 @@ async fn run_until_idle_on_a_paused_queue_ends_at_its_limit_and_takes_nothing() 
         assert!(runs.lock().unwrap().is_empty());
         queue.resume().await.unwrap();
         let worker = Worker::new(queue.clone(), ok_counting(&runs));
-        let stats = worker.run_until_idle(Duration::from_secs(30)).await.unwrap();
+        let stats = worker
+            .run_until_idle(Duration::from_secs(30))
+            .await
+            .unwrap();
         assert_eq!(stats.handled, 3);
     }
 }
@@ -159,9 +163,10 @@ async fn a_probe_that_never_returns_is_cut_by_the_limit_and_leaves_the_breaker_h
         "half-open: one probe"
     );
     assert_eq!(breaker.state(), BreakerState::HalfOpen);
-    let receiver = Receiver::new(Verifier::new("whsec_x").unwrap(), |_: Event<'static>| async {
-        Ok::<(), HandlerError>(())
-    })
+    let receiver = Receiver::new(
+        Verifier::new("whsec_x").unwrap(),
+        |_: Event<'static>| async { Ok::<(), HandlerError>(()) },
+    )
     .with_circuit_breaker(breaker.clone());
     let b = body("evt_after");
     let answer = receiver.receive(&b, [sign(&b, "whsec_x").as_bytes()]).await;
@@ -231,7 +236,10 @@ async fn a_dropped_worker_future_leaves_no_event_to_run_twice_in_memory() {
     let second = Worker::new(queue.clone(), slow)
         .with_concurrency(4)
         .with_visibility_timeout(visibility);
-    second.run_until_idle(Duration::from_secs(30)).await.unwrap();
+    second
+        .run_until_idle(Duration::from_secs(30))
+        .await
+        .unwrap();
     let runs = runs.lock().unwrap();
     assert_eq!(runs.len(), 4, "{runs:?}");
     assert!(runs.values().all(|n| *n == 1), "{runs:?}");
@@ -309,9 +317,10 @@ async fn an_idle_worker_leaves_the_probe_to_a_receiver_sharing_its_breaker(queue
     }));
     // Past the cool-down, with the worker waiting for work.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let receiver = Receiver::new(Verifier::new("whsec_x").unwrap(), |_: Event<'static>| async {
-        Ok::<(), HandlerError>(())
-    })
+    let receiver = Receiver::new(
+        Verifier::new("whsec_x").unwrap(),
+        |_: Event<'static>| async { Ok::<(), HandlerError>(()) },
+    )
     .with_circuit_breaker(breaker.clone());
     let mut outcomes = Vec::new();
     for i in 0..5 {
@@ -358,4 +367,63 @@ async fn a_paused_worker_on_redis_leaves_the_probe_to_a_receiver() {
 async fn an_idle_worker_on_postgres_leaves_the_probe_to_a_receiver() {
     let (_server, _pool, queue) = common::pg_queue::setup().await;
     an_idle_worker_leaves_the_probe_to_a_receiver_sharing_its_breaker(queue).await;
+}
+
+/// Concurrent deliveries of one event to a `Split`, for each route: the inline
+/// handler runs once, the queue holds one entry, and every answer is a 2xx or a
+/// retryable 409/503, never a second run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_under_concurrent_duplicates_runs_each_event_once() {
+    use notmeta_webhooks::queue::{Enqueuer, Split};
+    let queue = Queue::in_memory();
+    let runs = Runs::default();
+    let counted = Arc::clone(&runs);
+    let verifier = Verifier::new(common::queue::SECRET).unwrap();
+    let receiver = Receiver::new(verifier.clone(), move |event: Event<'static>| {
+        *counted
+            .lock()
+            .unwrap()
+            .entry(event.id.as_str().to_owned())
+            .or_default() += 1;
+        async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<(), HandlerError>(())
+        }
+    });
+    let split = Split::new(receiver, Enqueuer::new(verifier, queue.clone())).route_with(
+        |event: &Event<'_>| {
+            if event.id.as_str().starts_with("evt_inline") {
+                notmeta_webhooks::queue::Route::Inline
+            } else {
+                notmeta_webhooks::queue::Route::Queue
+            }
+        },
+    );
+    for id in ["evt_inline", "evt_queued"] {
+        let b = body(id);
+        let mut sends = Vec::new();
+        for _ in 0..40 {
+            let (split, b) = (split.clone(), b.clone());
+            sends.push(tokio::spawn(async move {
+                let signature = sign(&b, common::queue::SECRET);
+                split
+                    .receive(&b, [signature.as_bytes()])
+                    .await
+                    .status()
+                    .as_u16()
+            }));
+        }
+        for s in sends {
+            let status = s.await.unwrap();
+            assert!(matches!(status, 200 | 409 | 503), "{id}: {status}");
+        }
+    }
+    assert_eq!(queue.counts().await.unwrap().pending, 1);
+    Worker::new(queue.clone(), ok_counting(&runs))
+        .run_until_idle(Duration::from_secs(30))
+        .await
+        .unwrap();
+    let runs = runs.lock().unwrap();
+    assert_eq!(runs.get("evt_inline"), Some(&1), "{runs:?}");
+    assert_eq!(runs.get("evt_queued"), Some(&1), "{runs:?}");
 }

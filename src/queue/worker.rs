@@ -564,8 +564,7 @@ async fn read_until<H: Handler>(
         let Some(free) = free_slots(&slots, shutdown.as_mut()).await else {
             return Ok(());
         };
-        let Some((free, round)) = gate::admit(shared, &slots, free, shutdown.as_mut()).await
-        else {
+        let Some((free, round)) = gate::admit(shared, &slots, free, shutdown.as_mut()).await else {
             return Ok(());
         };
         if reader.last_layout.elapsed() >= LAYOUT_RECHECK {

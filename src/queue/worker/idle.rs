@@ -49,7 +49,10 @@ impl<H: Handler> Worker<H> {
     ///   never answers): once it has passed, the worker stops as after a shutdown
     ///   signal (running handlers get the [shutdown deadline](Self::with_shutdown_deadline))
     ///   and this returns [`QueueError::NotIdle`] with what the queue held then. It is
-    ///   clamped to 100 years.
+    ///   clamped to 100 years. A paused queue ([`Queue::pause`]) or an open
+    ///   [circuit breaker](Self::with_circuit_breaker) lets nothing start, so the
+    ///   queue never gets idle: this then ends at the limit with
+    ///   [`QueueError::NotIdle`] (its counts say `paused`), having spent no attempt.
     ///
     /// Store errors while running are retried, as in [`run`](Self::run) (a failed
     /// count is "not idle yet").

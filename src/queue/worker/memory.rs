@@ -38,8 +38,7 @@ pub(super) async fn read_until<H: Handler>(
             return Ok(());
         };
         // The circuit breaker and the rate limit: waits until they let work start.
-        let Some((free, round)) =
-            super::gate::admit(shared, &slots, free, shutdown.as_mut()).await
+        let Some((free, round)) = super::gate::admit(shared, &slots, free, shutdown.as_mut()).await
         else {
             return Ok(());
         };

@@ -68,8 +68,7 @@ pub(super) async fn read_until<H: Handler>(
         let Some(free) = free_slots(&slots, shutdown.as_mut()).await else {
             return Ok(());
         };
-        let Some((free, round)) =
-            super::gate::admit(shared, &slots, free, shutdown.as_mut()).await
+        let Some((free, round)) = super::gate::admit(shared, &slots, free, shutdown.as_mut()).await
         else {
             return Ok(());
         };
