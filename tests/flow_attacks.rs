@@ -427,3 +427,65 @@ async fn a_split_under_concurrent_duplicates_runs_each_event_once() {
     assert_eq!(runs.get("evt_inline"), Some(&1), "{runs:?}");
     assert_eq!(runs.get("evt_queued"), Some(&1), "{runs:?}");
 }
+
+/// Per consumer, how many entries of partition 0 the group's pending list holds.
+async fn pending_by_consumer(url: &str) -> HashMap<String, u64> {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let (_, _, _, consumers): (u64, Option<String>, Option<String>, Vec<(String, String)>) =
+        redis::cmd("XPENDING")
+            .arg("{notmeta-webhooks:0}:stream")
+            .arg("workers")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+    consumers
+        .into_iter()
+        .map(|(name, n)| (name, n.parse().unwrap()))
+        .collect()
+}
+
+/// Entries a dead worker left, reclaimed by a worker whose rate limit admits one
+/// start: it takes over that one only, whatever its concurrency (the others stay
+/// where they are, for a worker that may start them), so nothing sits unstarted
+/// in its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_reclaim_takes_no_more_than_it_starts_at_any_concurrency() {
+    for concurrency in [8, usize::MAX] {
+        let server = notmeta_test_support::RedisServer::start();
+        let queue = Queue::connect(&server.url()).await.unwrap();
+        filled(&queue, 5).await;
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let _: redis::Value = redis::cmd("XREADGROUP")
+            .arg(&["GROUP", "workers", "dead", "COUNT", "10", "STREAMS"])
+            .arg("{notmeta-webhooks:0}:stream")
+            .arg(">")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(
+            pending_by_consumer(&server.url()).await.get("dead"),
+            Some(&5)
+        );
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let runs = Runs::default();
+        let worker = Worker::new(queue.clone(), ok_counting(&runs))
+            .with_concurrency(concurrency)
+            .with_consumer_name("alive")
+            .with_visibility_timeout(Duration::from_millis(400))
+            .with_rate_limit(1, Duration::from_secs(3_600));
+        worker
+            .run(tokio::time::sleep(Duration::from_millis(1_500)))
+            .await
+            .unwrap();
+        let started = runs.lock().unwrap().len();
+        assert_eq!(started, 1, "x{concurrency}");
+        let pending = pending_by_consumer(&server.url()).await;
+        assert_eq!(
+            pending.get("alive").copied().unwrap_or(0),
+            0,
+            "x{concurrency}: {pending:?}"
+        );
+    }
+}

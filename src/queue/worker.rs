@@ -240,11 +240,17 @@ impl<H: Handler> Worker<H> {
 }
 
 impl<H> Worker<H> {
-    /// How many handlers run at once (at least 1, at most
-    /// `tokio::sync::Semaphore::MAX_PERMITS`; default 8).
+    /// How many handlers run at once (at least 1, at most `u32::MAX`, and
+    /// `tokio::sync::Semaphore::MAX_PERMITS` where that is less; default 8). The
+    /// bound lets a [rate limit](Self::with_rate_limit) or
+    /// [circuit breaker](Self::with_circuit_breaker) hold back every free slot it
+    /// did not admit.
     #[must_use]
     pub fn with_concurrency(mut self, handlers: usize) -> Self {
-        self.settings.concurrency = handlers.clamp(1, Semaphore::MAX_PERMITS);
+        let most = usize::try_from(u32::MAX).map_or(Semaphore::MAX_PERMITS, |most| {
+            most.min(Semaphore::MAX_PERMITS)
+        });
+        self.settings.concurrency = handlers.clamp(1, most);
         self
     }
 
