@@ -489,3 +489,83 @@ async fn a_rate_limited_reclaim_takes_no_more_than_it_starts_at_any_concurrency(
         );
     }
 }
+
+/// The queue paused while the worker's probe runs: the probe finishes, settles and
+/// closes the breaker; nothing else starts until the resume; a receiver sharing
+/// the breaker is answered 503, with a `Retry-After` of at least a second, while
+/// the probe runs.
+async fn a_pause_during_the_probe(queue: Queue) {
+    filled(&queue, 4).await;
+    let breaker = CircuitBreaker::new(1, Duration::from_millis(100));
+    opened(&breaker).await;
+    let started = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&started);
+    let worker = Worker::new(queue.clone(), move |_: Event<'static>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            Ok::<(), HandlerError>(())
+        }
+    })
+    .with_concurrency(4)
+    .with_poll_interval(Duration::from_millis(20))
+    .with_circuit_breaker(breaker.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while started.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "no probe");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    queue.pause().await.unwrap();
+    let receiver = Receiver::new(Verifier::new("whsec_x").unwrap(), |_: Event<'static>| async {
+        Ok::<(), HandlerError>(())
+    })
+    .with_circuit_breaker(breaker.clone());
+    let b = body("evt_during_probe");
+    let answer = receiver.receive(&b, [sign(&b, "whsec_x").as_bytes()]).await;
+    assert_eq!(answer.outcome(), Outcome::CircuitOpen);
+    assert!(answer.retry_after().is_some_and(|w| w > Duration::ZERO));
+    let response = answer.into_response();
+    let seconds: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(seconds >= 1, "{seconds}");
+    // The probe ends and closes the breaker; the pause holds the rest back.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(breaker.state(), BreakerState::Closed);
+    assert_eq!(started.load(Ordering::SeqCst), 1);
+    let counts = queue.counts().await.unwrap();
+    assert_eq!((counts.pending, counts.in_progress), (3, 0), "{counts:?}");
+    queue.resume().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !common::queue::drained(&queue).await {
+        assert!(Instant::now() < deadline, "not drained after the resume");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(started.load(Ordering::SeqCst), 4);
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_during_the_probe_in_memory() {
+    a_pause_during_the_probe(Queue::in_memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_during_the_probe_on_redis() {
+    let server = notmeta_test_support::RedisServer::start();
+    a_pause_during_the_probe(Queue::connect(&server.url()).await.unwrap()).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_during_the_probe_on_postgres() {
+    let (_server, _pool, queue) = common::pg_queue::setup().await;
+    a_pause_during_the_probe(queue).await;
+}
