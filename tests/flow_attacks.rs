@@ -569,3 +569,49 @@ async fn a_pause_during_the_probe_on_postgres() {
     let (_server, _pool, queue) = common::pg_queue::setup().await;
     a_pause_during_the_probe(queue).await;
 }
+
+/// The breaker opens while many handlers run: at most threshold + concurrency − 1
+/// runs fail before it holds the worker back (those already started finish), then
+/// one probe per cool-down; no entry runs out of attempts meanwhile.
+async fn the_breaker_opens_while_many_handlers_run(queue: Queue) {
+    filled(&queue, 60).await;
+    let (threshold, concurrency) = (3_u32, 16_usize);
+    let breaker = CircuitBreaker::new(threshold, Duration::from_millis(700))
+        .with_max_cool_down(Duration::from_secs(3_600));
+    let started = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&started);
+    let worker = Worker::new(queue.clone(), move |_: Event<'static>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Err::<(), _>(HandlerError::temporary("downstream down"))
+        }
+    })
+    .with_concurrency(concurrency)
+    .with_max_attempts(3)
+    .with_backoff(Duration::ZERO, Duration::ZERO)
+    .with_poll_interval(Duration::from_millis(20))
+    .with_circuit_breaker(breaker.clone());
+    let stats = worker
+        .run(tokio::time::sleep(Duration::from_millis(1_800)))
+        .await
+        .unwrap();
+    // The first burst, then a probe at 0.7 s (fails: 1.4 s more): two probes at most.
+    let runs = started.load(Ordering::SeqCst);
+    let most = threshold as usize + concurrency - 1 + 2;
+    assert!(runs <= most, "{runs} runs > {most}: {stats:?}");
+    assert!(runs >= threshold as usize, "{runs}");
+    assert_eq!(queue.counts().await.unwrap().dead_letters, 0);
+    assert!(matches!(breaker.state(), BreakerState::Open { .. }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_breaker_opens_while_many_handlers_run_in_memory() {
+    the_breaker_opens_while_many_handlers_run(Queue::in_memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_breaker_opens_while_many_handlers_run_on_redis() {
+    let server = notmeta_test_support::RedisServer::start();
+    the_breaker_opens_while_many_handlers_run(Queue::connect(&server.url()).await.unwrap()).await;
+}
