@@ -615,3 +615,27 @@ async fn the_breaker_opens_while_many_handlers_run_on_redis() {
     let server = notmeta_test_support::RedisServer::start();
     the_breaker_opens_while_many_handlers_run(Queue::connect(&server.url()).await.unwrap()).await;
 }
+
+/// A handler that blocks its thread past the limit: the run cannot end before the
+/// handler's thread is free (its entry stays renewed meanwhile, so nobody runs it
+/// twice), and then says the queue was not idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_blocking_its_thread_past_the_limit_is_waited_for() {
+    let queue = Queue::in_memory();
+    filled(&queue, 1).await;
+    let worker = Worker::new(queue.clone(), |_: Event<'static>| async {
+        std::thread::sleep(Duration::from_secs(3));
+        Ok::<(), HandlerError>(())
+    })
+    .with_shutdown_deadline(Duration::from_millis(100));
+    let started = Instant::now();
+    let result = worker.run_until_idle(Duration::from_millis(300)).await;
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(2_900), "{took:?}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    match result {
+        Err(QueueError::NotIdle { left, .. }) => assert_eq!(left.in_progress, 0, "{left:?}"),
+        Ok(stats) => panic!("idle before the limit? {stats:?}"),
+        Err(other) => panic!("{other}"),
+    }
+}

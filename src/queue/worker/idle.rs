@@ -48,7 +48,10 @@ impl<H: Handler> Worker<H> {
     /// - **`limit`** is a safety limit (a handler that never returns, a store that
     ///   never answers): once it has passed, the worker stops as after a shutdown
     ///   signal (running handlers get the [shutdown deadline](Self::with_shutdown_deadline))
-    ///   and this returns [`QueueError::NotIdle`] with what the queue held then. It is
+    ///   and this returns [`QueueError::NotIdle`] with what the queue held then. A
+    ///   handler that blocks its thread (on the blocking pool, the default) cannot be
+    ///   cancelled: as after any shutdown it is waited for, its entry renewed, so this
+    ///   returns only once that thread is free, however long after the limit. It is
     ///   clamped to 100 years. A paused queue ([`Queue::pause`]) or an open
     ///   [circuit breaker](Self::with_circuit_breaker) lets nothing start, so the
     ///   queue never gets idle: this then ends at the limit with
