@@ -51,8 +51,8 @@ impl<H: Handler> Worker<H> {
     ///   and this returns [`QueueError::NotIdle`] with what the queue held then. A
     ///   handler that blocks its thread (on the blocking pool, the default) cannot be
     ///   cancelled: as after any shutdown it is waited for, its entry renewed, so this
-    ///   returns only once that thread is free, however long after the limit. It is
-    ///   clamped to 100 years. A paused queue ([`Queue::pause`]) or an open
+    ///   returns only once that thread is free, however long after the limit. The
+    ///   limit is clamped to 100 years. A paused queue ([`Queue::pause`]) or an open
     ///   [circuit breaker](Self::with_circuit_breaker) lets nothing start, so the
     ///   queue never gets idle: this then ends at the limit with
     ///   [`QueueError::NotIdle`] (its counts say `paused`), having spent no attempt.
