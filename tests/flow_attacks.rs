@@ -639,3 +639,28 @@ async fn a_handler_blocking_its_thread_past_the_limit_is_waited_for() {
         Err(other) => panic!("{other}"),
     }
 }
+
+/// On a paused Tokio clock the queue in memory skips its waits: the rate limit's
+/// too, so a test of a rate-limited worker neither waits in real time nor spins
+/// its limit away.
+#[tokio::test(start_paused = true)]
+async fn a_paused_clock_skips_the_rate_limits_waits_in_memory() {
+    let queue = Queue::in_memory();
+    filled(&queue, 3).await;
+    let runs = Runs::default();
+    let started = Instant::now();
+    let virtual_start = tokio::time::Instant::now();
+    let stats = Worker::new(queue.clone(), ok_counting(&runs))
+        .with_rate_limit(1, Duration::from_secs(600))
+        .run_until_idle(Duration::from_secs(3 * 3_600))
+        .await
+        .unwrap();
+    assert_eq!(stats.handled, 3);
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    // Two waits of ten minutes, on the runtime's clock.
+    let waited = virtual_start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(1_100) && waited < Duration::from_secs(1_300),
+        "{waited:?}"
+    );
+}

@@ -36,7 +36,11 @@ impl<H: Handler> Worker<H> {
     ///   backoff is waited for in real time (1 s, 2 s, 4 s, … by default): in tests
     ///   set [`with_backoff`](Self::with_backoff)`(Duration::ZERO, Duration::ZERO)`
     ///   (retries at once) or a few milliseconds; on a queue in memory a paused
-    ///   Tokio clock (`#[tokio::test(start_paused = true)]`) also skips the waits.
+    ///   Tokio clock (`#[tokio::test(start_paused = true)]`) also skips the waits
+    ///   (the rate limit's too). A circuit breaker's cool-down follows the breaker's
+    ///   own clock ([`CircuitBreaker::with_clock`](crate::breaker::CircuitBreaker::with_clock),
+    ///   the system's by default), not Tokio's: on a paused clock the limit can pass
+    ///   before it does.
     /// - **An entry another worker left running** (it crashed, or its `run` was cut
     ///   short) is taken over once its visibility timeout has passed, then handled:
     ///   keep [`with_visibility_timeout`](Self::with_visibility_timeout) short in
