@@ -520,9 +520,10 @@ async fn a_pause_during_the_probe(queue: Queue) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     queue.pause().await.unwrap();
-    let receiver = Receiver::new(Verifier::new("whsec_x").unwrap(), |_: Event<'static>| async {
-        Ok::<(), HandlerError>(())
-    })
+    let receiver = Receiver::new(
+        Verifier::new("whsec_x").unwrap(),
+        |_: Event<'static>| async { Ok::<(), HandlerError>(()) },
+    )
     .with_circuit_breaker(breaker.clone());
     let b = body("evt_during_probe");
     let answer = receiver.receive(&b, [sign(&b, "whsec_x").as_bytes()]).await;
@@ -656,7 +657,11 @@ async fn a_paused_clock_skips_the_rate_limits_waits_in_memory() {
         .await
         .unwrap();
     assert_eq!(stats.handled, 3);
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     // Two waits of ten minutes, on the runtime's clock.
     let waited = virtual_start.elapsed();
     assert!(

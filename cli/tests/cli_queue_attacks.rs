@@ -69,7 +69,10 @@ async fn a_long_dead_letter_list_and_the_limit() {
     let (code, out, err) = tool(Some(&url), &["dead-letters", "--limit", "1000"]).await;
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out.lines().count(), 1 + 1_000);
-    assert!(err.contains("more dead letters than the 1000 shown"), "{err}");
+    assert!(
+        err.contains("more dead letters than the 1000 shown"),
+        "{err}"
+    );
     for limit in ["10001", "18446744073709551616", "-1"] {
         let (code, out, err) = tool(Some(&url), &["dead-letters", "--limit", limit]).await;
         assert_eq!(code, Some(2), "{limit}: {out}{err}");
@@ -143,5 +146,8 @@ async fn a_namespace_of_odd_characters_names_the_same_queue() {
     let (code, out, err) = tool(Some(&url), &["--namespace", namespace, "resume"]).await;
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(!queue.is_paused().await.unwrap());
-    assert!(!out.contains('\u{1b}') && !err.contains('\u{1b}'), "{out}{err}");
+    assert!(
+        !out.contains('\u{1b}') && !err.contains('\u{1b}'),
+        "{out}{err}"
+    );
 }
