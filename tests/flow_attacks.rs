@@ -432,13 +432,13 @@ async fn a_split_under_concurrent_duplicates_runs_each_event_once() {
 async fn pending_by_consumer(url: &str) -> HashMap<String, u64> {
     let client = redis::Client::open(url).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let (_, _, _, consumers): (u64, Option<String>, Option<String>, Vec<(String, String)>) =
-        redis::cmd("XPENDING")
-            .arg("{notmeta-webhooks:0}:stream")
-            .arg("workers")
-            .query_async(&mut connection)
-            .await
-            .unwrap();
+    type Summary = (u64, Option<String>, Option<String>, Vec<(String, String)>);
+    let (_, _, _, consumers): Summary = redis::cmd("XPENDING")
+        .arg("{notmeta-webhooks:0}:stream")
+        .arg("workers")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
     consumers
         .into_iter()
         .map(|(name, n)| (name, n.parse().unwrap()))
@@ -668,4 +668,53 @@ async fn a_paused_clock_skips_the_rate_limits_waits_in_memory() {
         waited >= Duration::from_secs(1_100) && waited < Duration::from_secs(1_300),
         "{waited:?}"
     );
+}
+
+/// Many workers on clones of a queue in memory, each cut short (its `run` future
+/// dropped) at a different moment and started again: every event runs exactly
+/// once, and the queue ends idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_cut_short_again_and_again_run_each_event_once_in_memory() {
+    let queue = Queue::in_memory();
+    filled(&queue, 300).await;
+    let runs = Runs::default();
+    let counted = Arc::clone(&runs);
+    let handler = move |event: Event<'static>| {
+        let n = {
+            let mut runs = counted.lock().unwrap();
+            let n = runs.entry(event.id.as_str().to_owned()).or_default();
+            *n += 1;
+            *n
+        };
+        async move {
+            tokio::time::sleep(Duration::from_millis(5 + (n as u64 % 3) * 10)).await;
+            Ok::<(), HandlerError>(())
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut round = 0_u64;
+    while !common::queue::drained(&queue).await {
+        assert!(Instant::now() < deadline, "not drained");
+        round += 1;
+        let mut cut = Vec::new();
+        for w in 0..5_u64 {
+            let worker = Worker::new(queue.clone(), handler.clone())
+                .with_concurrency(8)
+                .with_handler_isolation(w % 2 == 0)
+                .with_visibility_timeout(Duration::from_millis(500));
+            let after = Duration::from_millis(10 + (round * 7 + w * 13) % 60);
+            cut.push(tokio::spawn(async move {
+                let _ = tokio::time::timeout(after, worker.run(std::future::pending())).await;
+            }));
+        }
+        for c in cut {
+            c.await.unwrap();
+        }
+    }
+    let runs = runs.lock().unwrap();
+    assert_eq!(runs.len(), 300);
+    let twice: Vec<_> = runs.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "run more than once: {twice:?}");
+    let counts = queue.counts().await.unwrap();
+    assert_eq!(counts.dead_letters, 0);
 }
