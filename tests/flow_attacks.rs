@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use notmeta_webhooks::breaker::{BreakerState, CircuitBreaker};
-use notmeta_webhooks::queue::{Queue, QueueError, Worker};
-use notmeta_webhooks::receiver::{HandlerError, Outcome, Receiver};
+use notmeta_webhooks::queue::{Queue, QueueError, Worker, WorkerStats};
+use notmeta_webhooks::receiver::{Answer, Handler, HandlerError, Outcome, Receiver};
 use notmeta_webhooks::{Event, Verifier, sign};
 
 mod common;
+use common::outage::breaker_opened;
 use common::queue::{body, enqueuer, send};
 
 type Runs = Arc<Mutex<HashMap<String, usize>>>;
@@ -40,16 +41,68 @@ async fn filled(queue: &Queue, n: usize) {
     }
 }
 
-/// Opens `breaker` (threshold 1) through a receiver's failed delivery.
-async fn opened(breaker: &CircuitBreaker) {
-    let receiver = Receiver::new(
+/// A receiver whose handler succeeds, sharing `breaker`.
+fn sharing(breaker: &CircuitBreaker) -> Receiver<impl Handler> {
+    Receiver::new(
         Verifier::new("whsec_x").unwrap(),
-        |_: Event<'static>| async { Err::<(), _>(HandlerError::temporary("down")) },
+        |_: Event<'static>| async { Ok::<(), HandlerError>(()) },
     )
-    .with_circuit_breaker(breaker.clone());
-    let b = body("evt_open");
-    receiver.receive(&b, [sign(&b, "whsec_x").as_bytes()]).await;
-    assert!(matches!(breaker.state(), BreakerState::Open { .. }));
+    .with_circuit_breaker(breaker.clone())
+}
+
+/// Delivers the event `id`, signed, to `receiver`.
+async fn deliver<H: Handler>(receiver: &Receiver<H>, id: &str) -> Answer {
+    let b = body(id);
+    receiver.receive(&b, [sign(&b, "whsec_x").as_bytes()]).await
+}
+
+/// A worker running in the background until [`Running::stop`].
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<WorkerStats, QueueError>>,
+}
+
+impl Running {
+    fn start<H: Handler>(worker: Worker<H>) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(worker.run(async {
+            let _ = stopped.await;
+        }));
+        Self { stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// A scenario run on the queue in memory, on a real `redis-server` and (feature
+/// `postgres`) on a real PostgreSQL: a module of tests named after it.
+macro_rules! on_every_backend {
+    ($scenario:ident) => {
+        mod $scenario {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn in_memory() {
+                super::$scenario(Queue::in_memory()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_redis() {
+                let server = notmeta_test_support::RedisServer::start();
+                super::$scenario(Queue::connect(&server.url()).await.unwrap()).await;
+            }
+
+            #[cfg(feature = "postgres")]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_postgres() {
+                let (_server, _pool, queue) = common::pg_queue::setup().await;
+                super::$scenario(queue).await;
+            }
+        }
+    };
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,7 +110,7 @@ async fn run_until_idle_with_the_breaker_open_for_ever_ends_at_its_limit_spendin
     let queue = Queue::in_memory();
     filled(&queue, 3).await;
     let breaker = CircuitBreaker::new(1, Duration::MAX);
-    opened(&breaker).await;
+    breaker_opened(&breaker).await;
     let runs = Runs::default();
     let worker = Worker::new(queue.clone(), ok_counting(&runs)).with_circuit_breaker(breaker);
     let started = Instant::now();
@@ -136,7 +189,7 @@ async fn a_probe_that_never_returns_is_cut_by_the_limit_and_leaves_the_breaker_h
     let queue = Queue::in_memory();
     filled(&queue, 2).await;
     let breaker = CircuitBreaker::new(1, Duration::from_millis(100));
-    opened(&breaker).await;
+    breaker_opened(&breaker).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started_runs = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&started_runs);
@@ -163,13 +216,7 @@ async fn a_probe_that_never_returns_is_cut_by_the_limit_and_leaves_the_breaker_h
         "half-open: one probe"
     );
     assert_eq!(breaker.state(), BreakerState::HalfOpen);
-    let receiver = Receiver::new(
-        Verifier::new("whsec_x").unwrap(),
-        |_: Event<'static>| async { Ok::<(), HandlerError>(()) },
-    )
-    .with_circuit_breaker(breaker.clone());
-    let b = body("evt_after");
-    let answer = receiver.receive(&b, [sign(&b, "whsec_x").as_bytes()]).await;
+    let answer = deliver(&sharing(&breaker), "evt_after").await;
     assert_eq!(answer.outcome(), Outcome::Handled);
     assert_eq!(breaker.state(), BreakerState::Closed);
 }
@@ -182,7 +229,7 @@ async fn a_panicking_probe_reopens_the_breaker_and_spends_one_attempt_only() {
     filled(&queue, 5).await;
     let breaker = CircuitBreaker::new(1, Duration::from_millis(100))
         .with_max_cool_down(Duration::from_secs(3_600));
-    opened(&breaker).await;
+    breaker_opened(&breaker).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started_runs = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&started_runs);
@@ -306,26 +353,18 @@ async fn extreme_rate_limits_and_concurrency_drain() {
 /// (not a 503 for as long as the worker waits for work).
 async fn an_idle_worker_leaves_the_probe_to_a_receiver_sharing_its_breaker(queue: Queue) {
     let breaker = CircuitBreaker::new(1, Duration::from_millis(100));
-    opened(&breaker).await;
+    breaker_opened(&breaker).await;
     let runs = Runs::default();
     let worker = Worker::new(queue.clone(), ok_counting(&runs))
         .with_circuit_breaker(breaker.clone())
         .with_poll_interval(Duration::from_secs(3));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(worker.run(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(worker);
     // Past the cool-down, with the worker waiting for work.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let receiver = Receiver::new(
-        Verifier::new("whsec_x").unwrap(),
-        |_: Event<'static>| async { Ok::<(), HandlerError>(()) },
-    )
-    .with_circuit_breaker(breaker.clone());
+    let receiver = sharing(&breaker);
     let mut outcomes = Vec::new();
     for i in 0..5 {
-        let b = body(&format!("evt_inline_{i}"));
-        let answer = receiver.receive(&b, [sign(&b, "whsec_x").as_bytes()]).await;
+        let answer = deliver(&receiver, &format!("evt_inline_{i}")).await;
         outcomes.push(answer.outcome());
         if answer.outcome() == Outcome::Handled {
             break;
@@ -334,21 +373,10 @@ async fn an_idle_worker_leaves_the_probe_to_a_receiver_sharing_its_breaker(queue
     }
     assert_eq!(outcomes.last(), Some(&Outcome::Handled), "{outcomes:?}");
     assert_eq!(breaker.state(), BreakerState::Closed);
-    stop.send(()).unwrap();
-    running.await.unwrap().unwrap();
+    running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_worker_in_memory_leaves_the_probe_to_a_receiver() {
-    an_idle_worker_leaves_the_probe_to_a_receiver_sharing_its_breaker(Queue::in_memory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_worker_on_redis_leaves_the_probe_to_a_receiver() {
-    let server = notmeta_test_support::RedisServer::start();
-    let queue = Queue::connect(&server.url()).await.unwrap();
-    an_idle_worker_leaves_the_probe_to_a_receiver_sharing_its_breaker(queue).await;
-}
+on_every_backend!(an_idle_worker_leaves_the_probe_to_a_receiver_sharing_its_breaker);
 
 /// The same while the queue is paused: a paused worker takes nothing, so it must
 /// not hold the probe either.
@@ -360,13 +388,6 @@ async fn a_paused_worker_on_redis_leaves_the_probe_to_a_receiver() {
     queue.pause().await.unwrap();
     an_idle_worker_leaves_the_probe_to_a_receiver_sharing_its_breaker(queue.clone()).await;
     assert_eq!(queue.counts().await.unwrap().pending, 2);
-}
-
-#[cfg(feature = "postgres")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_worker_on_postgres_leaves_the_probe_to_a_receiver() {
-    let (_server, _pool, queue) = common::pg_queue::setup().await;
-    an_idle_worker_leaves_the_probe_to_a_receiver_sharing_its_breaker(queue).await;
 }
 
 /// Concurrent deliveries of one event to a `Split`, for each route: the inline
@@ -497,7 +518,7 @@ async fn a_rate_limited_reclaim_takes_no_more_than_it_starts_at_any_concurrency(
 async fn a_pause_during_the_probe(queue: Queue) {
     filled(&queue, 4).await;
     let breaker = CircuitBreaker::new(1, Duration::from_millis(100));
-    opened(&breaker).await;
+    breaker_opened(&breaker).await;
     let started = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&started);
     let worker = Worker::new(queue.clone(), move |_: Event<'static>| {
@@ -510,23 +531,14 @@ async fn a_pause_during_the_probe(queue: Queue) {
     .with_concurrency(4)
     .with_poll_interval(Duration::from_millis(20))
     .with_circuit_breaker(breaker.clone());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(worker.run(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(worker);
     let deadline = Instant::now() + Duration::from_secs(20);
     while started.load(Ordering::SeqCst) == 0 {
         assert!(Instant::now() < deadline, "no probe");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     queue.pause().await.unwrap();
-    let receiver = Receiver::new(
-        Verifier::new("whsec_x").unwrap(),
-        |_: Event<'static>| async { Ok::<(), HandlerError>(()) },
-    )
-    .with_circuit_breaker(breaker.clone());
-    let b = body("evt_during_probe");
-    let answer = receiver.receive(&b, [sign(&b, "whsec_x").as_bytes()]).await;
+    let answer = deliver(&sharing(&breaker), "evt_during_probe").await;
     assert_eq!(answer.outcome(), Outcome::CircuitOpen);
     assert!(answer.retry_after().is_some_and(|w| w > Duration::ZERO));
     let response = answer.into_response();
@@ -549,27 +561,10 @@ async fn a_pause_during_the_probe(queue: Queue) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(started.load(Ordering::SeqCst), 4);
-    stop.send(()).unwrap();
-    running.await.unwrap().unwrap();
+    running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pause_during_the_probe_in_memory() {
-    a_pause_during_the_probe(Queue::in_memory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pause_during_the_probe_on_redis() {
-    let server = notmeta_test_support::RedisServer::start();
-    a_pause_during_the_probe(Queue::connect(&server.url()).await.unwrap()).await;
-}
-
-#[cfg(feature = "postgres")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pause_during_the_probe_on_postgres() {
-    let (_server, _pool, queue) = common::pg_queue::setup().await;
-    a_pause_during_the_probe(queue).await;
-}
+on_every_backend!(a_pause_during_the_probe);
 
 /// The breaker opens while many handlers run: at most threshold + concurrency − 1
 /// runs fail before it holds the worker back (those already started finish), then
@@ -606,16 +601,7 @@ async fn the_breaker_opens_while_many_handlers_run(queue: Queue) {
     assert!(matches!(breaker.state(), BreakerState::Open { .. }));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_breaker_opens_while_many_handlers_run_in_memory() {
-    the_breaker_opens_while_many_handlers_run(Queue::in_memory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_breaker_opens_while_many_handlers_run_on_redis() {
-    let server = notmeta_test_support::RedisServer::start();
-    the_breaker_opens_while_many_handlers_run(Queue::connect(&server.url()).await.unwrap()).await;
-}
+on_every_backend!(the_breaker_opens_while_many_handlers_run);
 
 /// A handler that blocks its thread past the limit: the run cannot end before the
 /// handler's thread is free (its entry stays renewed meanwhile, so nobody runs it
