@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use notmeta_webhooks::breaker::{BreakerState, CircuitBreaker};
-use notmeta_webhooks::queue::{Queue, QueueError, Worker, WorkerStats};
+use notmeta_webhooks::queue::{Queue, QueueCounts, QueueError, Worker, WorkerStats};
 use notmeta_webhooks::receiver::{Answer, Handler, HandlerError, Outcome, Receiver};
 use notmeta_webhooks::{Event, Verifier, sign};
 
@@ -19,18 +19,34 @@ use common::queue::{body, enqueuer, send};
 
 type Runs = Arc<Mutex<HashMap<String, usize>>>;
 
+/// Counts a run of `event`: how many it has had, this one included.
+fn count(runs: &Runs, event: &Event<'_>) -> usize {
+    let mut runs = runs.lock().unwrap();
+    let n = runs.entry(event.id.as_str().to_owned()).or_default();
+    *n += 1;
+    *n
+}
+
 fn ok_counting(
     runs: &Runs,
 ) -> impl Fn(Event<'static>) -> std::future::Ready<Result<(), HandlerError>> + Send + Sync + 'static
 {
     let runs = Arc::clone(runs);
     move |event: Event<'static>| {
-        *runs
-            .lock()
-            .unwrap()
-            .entry(event.id.as_str().to_owned())
-            .or_default() += 1;
+        count(&runs, &event);
         std::future::ready(Ok(()))
+    }
+}
+
+/// Runs `worker` until idle with `limit`, which must end it (well within 20 s)
+/// with `NotIdle`: what the queue held then.
+async fn not_idle<H: Handler>(worker: Worker<H>, limit: Duration) -> QueueCounts {
+    let result = tokio::time::timeout(Duration::from_secs(20), worker.run_until_idle(limit))
+        .await
+        .expect("run_until_idle keeps to its limit");
+    match result {
+        Err(QueueError::NotIdle { left, .. }) => left,
+        other => panic!("{other:?}"),
     }
 }
 
@@ -114,16 +130,7 @@ async fn run_until_idle_with_the_breaker_open_for_ever_ends_at_its_limit_spendin
     let runs = Runs::default();
     let worker = Worker::new(queue.clone(), ok_counting(&runs)).with_circuit_breaker(breaker);
     let started = Instant::now();
-    let result = tokio::time::timeout(
-        Duration::from_secs(20),
-        worker.run_until_idle(Duration::from_millis(500)),
-    )
-    .await
-    .expect("run_until_idle keeps to its limit");
-    assert!(
-        matches!(result, Err(QueueError::NotIdle { .. })),
-        "{result:?}"
-    );
+    not_idle(worker, Duration::from_millis(500)).await;
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(runs.lock().unwrap().is_empty());
     assert_eq!(queue.counts().await.unwrap().pending, 3);
@@ -136,19 +143,9 @@ async fn run_until_idle_on_a_paused_queue_ends_at_its_limit_and_takes_nothing() 
         queue.pause().await.unwrap();
         let runs = Runs::default();
         let worker = Worker::new(queue.clone(), ok_counting(&runs));
-        let result = tokio::time::timeout(
-            Duration::from_secs(20),
-            worker.run_until_idle(Duration::from_millis(500)),
-        )
-        .await
-        .expect("run_until_idle keeps to its limit");
-        match result {
-            Err(QueueError::NotIdle { left, .. }) => {
-                assert_eq!(left.pending, 3);
-                assert!(left.paused);
-            }
-            other => panic!("{other:?}"),
-        }
+        let left = not_idle(worker, Duration::from_millis(500)).await;
+        assert_eq!(left.pending, 3);
+        assert!(left.paused);
         assert!(runs.lock().unwrap().is_empty());
         queue.resume().await.unwrap();
         let worker = Worker::new(queue.clone(), ok_counting(&runs));
@@ -200,16 +197,7 @@ async fn a_probe_that_never_returns_is_cut_by_the_limit_and_leaves_the_breaker_h
     .with_handler_isolation(false)
     .with_circuit_breaker(breaker.clone())
     .with_shutdown_deadline(Duration::from_millis(200));
-    let result = tokio::time::timeout(
-        Duration::from_secs(20),
-        worker.run_until_idle(Duration::from_millis(800)),
-    )
-    .await
-    .expect("the limit and the shutdown deadline end it");
-    assert!(
-        matches!(result, Err(QueueError::NotIdle { .. })),
-        "{result:?}"
-    );
+    not_idle(worker, Duration::from_millis(800)).await;
     assert_eq!(
         started_runs.load(Ordering::SeqCst),
         1,
@@ -239,11 +227,7 @@ async fn a_panicking_probe_reopens_the_breaker_and_spends_one_attempt_only() {
     })
     .with_circuit_breaker(breaker.clone())
     .with_backoff(Duration::ZERO, Duration::ZERO);
-    let result = worker.run_until_idle(Duration::from_secs(2)).await;
-    assert!(
-        matches!(result, Err(QueueError::NotIdle { .. })),
-        "{result:?}"
-    );
+    not_idle(worker, Duration::from_secs(2)).await;
     // The probe failed: open for 200 ms, then a probe again, 400 ms, 800 ms: a
     // handful of runs in two seconds, never the five entries' every attempt.
     let runs = started_runs.load(Ordering::SeqCst);
@@ -260,11 +244,7 @@ async fn a_dropped_worker_future_leaves_no_event_to_run_twice_in_memory() {
     let runs = Runs::default();
     let counted = Arc::clone(&runs);
     let slow = move |event: Event<'static>| {
-        *counted
-            .lock()
-            .unwrap()
-            .entry(event.id.as_str().to_owned())
-            .or_default() += 1;
+        count(&counted, &event);
         async {
             tokio::time::sleep(Duration::from_millis(1_500)).await;
             Ok::<(), HandlerError>(())
@@ -401,11 +381,7 @@ async fn a_split_under_concurrent_duplicates_runs_each_event_once() {
     let counted = Arc::clone(&runs);
     let verifier = Verifier::new(common::queue::SECRET).unwrap();
     let receiver = Receiver::new(verifier.clone(), move |event: Event<'static>| {
-        *counted
-            .lock()
-            .unwrap()
-            .entry(event.id.as_str().to_owned())
-            .or_default() += 1;
+        count(&counted, &event);
         async {
             tokio::time::sleep(Duration::from_millis(50)).await;
             Ok::<(), HandlerError>(())
@@ -616,15 +592,10 @@ async fn a_handler_blocking_its_thread_past_the_limit_is_waited_for() {
     })
     .with_shutdown_deadline(Duration::from_millis(100));
     let started = Instant::now();
-    let result = worker.run_until_idle(Duration::from_millis(300)).await;
+    let left = not_idle(worker, Duration::from_millis(300)).await;
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(2_900), "{took:?}");
-    assert!(took < Duration::from_secs(20), "{took:?}");
-    match result {
-        Err(QueueError::NotIdle { left, .. }) => assert_eq!(left.in_progress, 0, "{left:?}"),
-        Ok(stats) => panic!("idle before the limit? {stats:?}"),
-        Err(other) => panic!("{other}"),
-    }
+    assert_eq!(left.in_progress, 0, "{left:?}");
 }
 
 /// On a paused Tokio clock the queue in memory skips its waits: the rate limit's
@@ -666,12 +637,7 @@ async fn workers_cut_short_again_and_again_run_each_event_once_in_memory() {
     let runs = Runs::default();
     let counted = Arc::clone(&runs);
     let handler = move |event: Event<'static>| {
-        let n = {
-            let mut runs = counted.lock().unwrap();
-            let n = runs.entry(event.id.as_str().to_owned()).or_default();
-            *n += 1;
-            *n
-        };
+        let n = count(&counted, &event);
         async move {
             tokio::time::sleep(Duration::from_millis(5 + (n as u64 % 3) * 10)).await;
             Ok::<(), HandlerError>(())
