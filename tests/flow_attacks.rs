@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use notmeta_webhooks::breaker::{BreakerState, CircuitBreaker};
@@ -15,28 +15,7 @@ use notmeta_webhooks::{Event, Verifier, sign};
 
 mod common;
 use common::outage::breaker_opened;
-use common::queue::{body, enqueuer, send};
-
-type Runs = Arc<Mutex<HashMap<String, usize>>>;
-
-/// Counts a run of `event`: how many it has had, this one included.
-fn count(runs: &Runs, event: &Event<'_>) -> usize {
-    let mut runs = runs.lock().unwrap();
-    let n = runs.entry(event.id.as_str().to_owned()).or_default();
-    *n += 1;
-    *n
-}
-
-fn ok_counting(
-    runs: &Runs,
-) -> impl Fn(Event<'static>) -> std::future::Ready<Result<(), HandlerError>> + Send + Sync + 'static
-{
-    let runs = Arc::clone(runs);
-    move |event: Event<'static>| {
-        count(&runs, &event);
-        std::future::ready(Ok(()))
-    }
-}
+use common::queue::{Runs, body, count, counting, enqueuer, send};
 
 /// Runs `worker` until idle with `limit`, which must end it (well within 20 s)
 /// with `NotIdle`: what the queue held then.
@@ -128,7 +107,7 @@ async fn run_until_idle_with_the_breaker_open_for_ever_ends_at_its_limit_spendin
     let breaker = CircuitBreaker::new(1, Duration::MAX);
     breaker_opened(&breaker).await;
     let runs = Runs::default();
-    let worker = Worker::new(queue.clone(), ok_counting(&runs)).with_circuit_breaker(breaker);
+    let worker = Worker::new(queue.clone(), counting(&runs)).with_circuit_breaker(breaker);
     let started = Instant::now();
     not_idle(worker, Duration::from_millis(500)).await;
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -142,13 +121,13 @@ async fn run_until_idle_on_a_paused_queue_ends_at_its_limit_and_takes_nothing() 
         filled(&queue, 3).await;
         queue.pause().await.unwrap();
         let runs = Runs::default();
-        let worker = Worker::new(queue.clone(), ok_counting(&runs));
+        let worker = Worker::new(queue.clone(), counting(&runs));
         let left = not_idle(worker, Duration::from_millis(500)).await;
         assert_eq!(left.pending, 3);
         assert!(left.paused);
         assert!(runs.lock().unwrap().is_empty());
         queue.resume().await.unwrap();
-        let worker = Worker::new(queue.clone(), ok_counting(&runs));
+        let worker = Worker::new(queue.clone(), counting(&runs));
         let stats = worker
             .run_until_idle(Duration::from_secs(30))
             .await
@@ -161,14 +140,14 @@ async fn run_until_idle_on_a_paused_queue_ends_at_its_limit_and_takes_nothing() 
 async fn run_until_idle_with_limit_zero_never_hangs() {
     let queue = Queue::in_memory();
     let runs = Runs::default();
-    let idle = Worker::new(queue.clone(), ok_counting(&runs))
+    let idle = Worker::new(queue.clone(), counting(&runs))
         .run_until_idle(Duration::ZERO)
         .await;
     assert!(idle.is_ok(), "{idle:?}");
     filled(&queue, 2).await;
     let busy = tokio::time::timeout(
         Duration::from_secs(20),
-        Worker::new(queue.clone(), ok_counting(&runs)).run_until_idle(Duration::ZERO),
+        Worker::new(queue.clone(), counting(&runs)).run_until_idle(Duration::ZERO),
     )
     .await
     .expect("a zero limit ends at once");
@@ -294,7 +273,7 @@ async fn concurrent_duplicates_and_the_length_bound_in_memory() {
     assert_eq!(counts.pending, 10, "{statuses:?}");
     assert!(statuses.get(&503).copied().unwrap_or(0) > 0, "{statuses:?}");
     let runs = Runs::default();
-    let stats = Worker::new(queue.clone(), ok_counting(&runs))
+    let stats = Worker::new(queue.clone(), counting(&runs))
         .run_until_idle(Duration::from_secs(30))
         .await
         .unwrap();
@@ -316,7 +295,7 @@ async fn extreme_rate_limits_and_concurrency_drain() {
         let runs = Runs::default();
         let stats = tokio::time::timeout(
             Duration::from_secs(30),
-            Worker::new(queue.clone(), ok_counting(&runs))
+            Worker::new(queue.clone(), counting(&runs))
                 .with_rate_limit(starts, per)
                 .with_concurrency(concurrency)
                 .run_until_idle(Duration::from_secs(20)),
@@ -335,7 +314,7 @@ async fn an_idle_worker_leaves_the_probe_to_a_receiver_sharing_its_breaker(queue
     let breaker = CircuitBreaker::new(1, Duration::from_millis(100));
     breaker_opened(&breaker).await;
     let runs = Runs::default();
-    let worker = Worker::new(queue.clone(), ok_counting(&runs))
+    let worker = Worker::new(queue.clone(), counting(&runs))
         .with_circuit_breaker(breaker.clone())
         .with_poll_interval(Duration::from_secs(3));
     let running = Running::start(worker);
@@ -416,7 +395,7 @@ async fn a_split_under_concurrent_duplicates_runs_each_event_once() {
         }
     }
     assert_eq!(queue.counts().await.unwrap().pending, 1);
-    Worker::new(queue.clone(), ok_counting(&runs))
+    Worker::new(queue.clone(), counting(&runs))
         .run_until_idle(Duration::from_secs(30))
         .await
         .unwrap();
@@ -467,7 +446,7 @@ async fn a_rate_limited_reclaim_takes_no_more_than_it_starts_at_any_concurrency(
         );
         tokio::time::sleep(Duration::from_millis(600)).await;
         let runs = Runs::default();
-        let worker = Worker::new(queue.clone(), ok_counting(&runs))
+        let worker = Worker::new(queue.clone(), counting(&runs))
             .with_concurrency(concurrency)
             .with_consumer_name("alive")
             .with_visibility_timeout(Duration::from_millis(400))
@@ -608,7 +587,7 @@ async fn a_paused_clock_skips_the_rate_limits_waits_in_memory() {
     let runs = Runs::default();
     let started = Instant::now();
     let virtual_start = tokio::time::Instant::now();
-    let stats = Worker::new(queue.clone(), ok_counting(&runs))
+    let stats = Worker::new(queue.clone(), counting(&runs))
         .with_rate_limit(1, Duration::from_secs(600))
         .run_until_idle(Duration::from_secs(3 * 3_600))
         .await
