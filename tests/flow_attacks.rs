@@ -4,8 +4,8 @@
 //! attempt is spent while work may not start, and no event runs twice.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use notmeta_webhooks::breaker::{BreakerState, CircuitBreaker};
