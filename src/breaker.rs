@@ -49,6 +49,22 @@
 //! both, and there is one probe between them. The state is per process: each
 //! replica or worker process finds out for itself (with its own probe).
 //!
+//! Configure a breaker before you clone it: a setting
+//! ([`with_max_cool_down`](CircuitBreaker::with_max_cool_down),
+//! [`with_name`](CircuitBreaker::with_name), [`with_clock`](CircuitBreaker::with_clock))
+//! applied to a breaker that has clones returns a new breaker, closed, whose state
+//! none of those clones shares.
+//!
+//! ```
+//! use std::time::Duration;
+//! use notmeta_webhooks::breaker::CircuitBreaker;
+//!
+//! let shared = CircuitBreaker::new(1, Duration::from_secs(30));
+//! let same = shared.clone();
+//! let other = shared.clone().with_name("crm"); // a breaker of its own
+//! assert_eq!((same.name(), other.name()), ("default", "crm"));
+//! ```
+//!
 //! # Cost
 //!
 //! One uncontended mutex per delivery (taken when the delivery starts and when it

@@ -12,7 +12,7 @@ use notmeta_webhooks::queue::{Queue, Worker, WorkerStats};
 use notmeta_webhooks::receiver::HandlerError;
 
 mod common;
-use common::outage::{Downstream, flaky, outage};
+use common::outage::{Downstream, breaker_opened, flaky, outage};
 use common::queue::{body, enqueuer, run_until, send};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,19 +196,4 @@ async fn a_worker_stops_at_once_while_its_breaker_is_open() {
     .unwrap();
     assert_eq!(stats, WorkerStats::default());
     assert!(started.elapsed() < Duration::from_secs(5));
-}
-
-/// Opens `breaker` (threshold 1) through a receiver's failed delivery: the same
-/// state a worker then sees.
-async fn breaker_opened(breaker: &CircuitBreaker) {
-    use notmeta_webhooks::receiver::Receiver;
-    use notmeta_webhooks::{Verifier, sign};
-    let receiver = Receiver::new(
-        Verifier::new("whsec_x").unwrap(),
-        |_: Event<'static>| async { Err::<(), _>(HandlerError::temporary("down")) },
-    )
-    .with_circuit_breaker(breaker.clone());
-    let b = body("evt_open");
-    receiver.receive(&b, [sign(&b, "whsec_x").as_bytes()]).await;
-    assert!(matches!(breaker.state(), BreakerState::Open { .. }));
 }

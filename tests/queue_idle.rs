@@ -4,7 +4,6 @@
 //! retries are awaited, an entry another worker left running is waited for, and
 //! the limit ends a run that cannot get idle.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,36 +13,10 @@ use notmeta_webhooks::queue::{Queue, QueueError, Worker};
 use notmeta_webhooks::receiver::HandlerError;
 
 mod common;
-use common::queue::{body, enqueuer, send};
+use common::queue::{Runs, body, count, counting, enqueuer, runs_of, send};
 
 /// Far more than any run here needs.
 const LIMIT: Duration = Duration::from_secs(60);
-
-type Runs = Arc<Mutex<HashMap<String, usize>>>;
-
-fn runs_of(runs: &Runs, id: &str) -> usize {
-    runs.lock().unwrap().get(id).copied().unwrap_or(0)
-}
-
-/// Counts a run of `event`: how many it had before.
-fn count(runs: &Runs, event: &Event<'_>) -> usize {
-    let mut runs = runs.lock().unwrap();
-    let n = runs.entry(event.id.as_str().to_owned()).or_default();
-    *n += 1;
-    *n - 1
-}
-
-/// A handler that counts runs and succeeds.
-fn counting(
-    runs: &Runs,
-) -> impl Fn(Event<'static>) -> std::future::Ready<Result<(), HandlerError>> + Send + Sync + 'static
-{
-    let runs = Arc::clone(runs);
-    move |event: Event<'static>| {
-        count(&runs, &event);
-        std::future::ready(Ok(()))
-    }
-}
 
 /// Thirty events, one failing twice temporarily and one permanently, with a real
 /// backoff: everything enqueued before the call is settled when it returns.

@@ -5,7 +5,11 @@
 //!   slot of the layout key: one key for every partition), holding the Unix time in
 //!   milliseconds the queue was paused at. Absent: running. A worker reads it
 //!   (`EXISTS`) once per pass of its read loop, before it promotes retries,
-//!   reclaims or reads.
+//!   reclaims or reads. A pass that cannot read the flag (no answer within the
+//!   queue's [time limit](super::Queue::with_timeout), or a server that refuses the
+//!   key, such as an ACL that lets the workers reach only `{namespace:*}` keys)
+//!   goes on as if the queue were running: let the workers' Redis user read
+//!   `{namespace}:paused` too.
 //! - **PostgreSQL**: the one row of `<prefix>queue_state` (schema version 4). The
 //!   worker's take statement reads it itself: no statement is added.
 //! - **In memory**: a flag beside the entries, read by every take; a resume wakes

@@ -240,11 +240,17 @@ impl<H: Handler> Worker<H> {
 }
 
 impl<H> Worker<H> {
-    /// How many handlers run at once (at least 1, at most
-    /// `tokio::sync::Semaphore::MAX_PERMITS`; default 8).
+    /// How many handlers run at once (at least 1, at most `u32::MAX`, and
+    /// `tokio::sync::Semaphore::MAX_PERMITS` where that is less; default 8). The
+    /// bound lets a [rate limit](Self::with_rate_limit) or
+    /// [circuit breaker](Self::with_circuit_breaker) hold back every free slot it
+    /// did not admit.
     #[must_use]
     pub fn with_concurrency(mut self, handlers: usize) -> Self {
-        self.settings.concurrency = handlers.clamp(1, Semaphore::MAX_PERMITS);
+        let most = usize::try_from(u32::MAX).map_or(Semaphore::MAX_PERMITS, |most| {
+            most.min(Semaphore::MAX_PERMITS)
+        });
+        self.settings.concurrency = handlers.clamp(1, most);
         self
     }
 
@@ -564,8 +570,7 @@ async fn read_until<H: Handler>(
         let Some(free) = free_slots(&slots, shutdown.as_mut()).await else {
             return Ok(());
         };
-        let Some((free, _round)) = gate::admit(shared, &slots, free, shutdown.as_mut()).await
-        else {
+        let Some((free, round)) = gate::admit(shared, &slots, free, shutdown.as_mut()).await else {
             return Ok(());
         };
         if reader.last_layout.elapsed() >= LAYOUT_RECHECK {
@@ -587,6 +592,7 @@ async fn read_until<H: Handler>(
         }
         if super::pause::holds(&shared.queue).await {
             // Paused: nothing taken; what runs goes on and settles.
+            drop(round);
             let pause = pin!(tokio::time::sleep(settings.poll));
             if let Either::Right(_) = select(pause, shutdown.as_mut()).await {
                 return Ok(());
@@ -599,6 +605,8 @@ async fn read_until<H: Handler>(
             read_new(shared, &mut connection, &mut reader, &slots, tasks, free).await;
         got += read;
         if got == 0 || failed {
+            // Nothing to start: an unused probe goes back while this waits.
+            drop(round);
             let pause = pin!(tokio::time::sleep(settings.poll));
             if let Either::Right(_) = select(pause, shutdown.as_mut()).await {
                 return Ok(());

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use notmeta_webhooks::Event;
 use notmeta_webhooks::breaker::{BreakerState, CircuitBreaker};
 use notmeta_webhooks::queue::{Queue, Worker};
-use notmeta_webhooks::receiver::{Handler, HandlerError};
+use notmeta_webhooks::receiver::{Handler, HandlerError, Receiver};
+use notmeta_webhooks::{Verifier, sign};
 
 use super::queue::{body, enqueuer, run_until, send};
 
@@ -132,4 +133,17 @@ pub(crate) async fn outage(queue: Queue, events: u64, outage: Duration) {
     assert_eq!(states.first(), Some(&"closed"));
     assert!(states.contains(&"open"), "{states:?}");
     assert_eq!(states.last(), Some(&"closed"));
+}
+
+/// Opens `breaker` (threshold 1) through a receiver's failed delivery: the same
+/// state a worker then sees.
+pub(crate) async fn breaker_opened(breaker: &CircuitBreaker) {
+    let receiver = Receiver::new(
+        Verifier::new("whsec_x").unwrap(),
+        |_: Event<'static>| async { Err::<(), _>(HandlerError::temporary("down")) },
+    )
+    .with_circuit_breaker(breaker.clone());
+    let b = body("evt_open");
+    receiver.receive(&b, [sign(&b, "whsec_x").as_bytes()]).await;
+    assert!(matches!(breaker.state(), BreakerState::Open { .. }));
 }

@@ -1,10 +1,13 @@
 //! What the queue's test files share: a signing secret, event bodies, an endpoint,
 //! sending to it, and a worker run until a condition (such as drained).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use notmeta_webhooks::Event;
 use notmeta_webhooks::queue::{Enqueuer, Queue, Worker, WorkerStats};
-use notmeta_webhooks::receiver::Handler;
+use notmeta_webhooks::receiver::{Handler, HandlerError};
 use notmeta_webhooks::{Verifier, sign};
 
 /// The webhook secret of these tests.
@@ -55,4 +58,32 @@ where
 pub(crate) async fn drained(queue: &Queue) -> bool {
     let counts = queue.counts().await.unwrap();
     counts.pending + counts.in_progress + counts.retrying == 0
+}
+
+/// Runs of each event id, as a handler saw them.
+pub(crate) type Runs = Arc<Mutex<HashMap<String, usize>>>;
+
+/// How many runs `id` has had.
+pub(crate) fn runs_of(runs: &Runs, id: &str) -> usize {
+    runs.lock().unwrap().get(id).copied().unwrap_or(0)
+}
+
+/// Counts a run of `event`: how many it had before.
+pub(crate) fn count(runs: &Runs, event: &Event<'_>) -> usize {
+    let mut runs = runs.lock().unwrap();
+    let n = runs.entry(event.id.as_str().to_owned()).or_default();
+    *n += 1;
+    *n - 1
+}
+
+/// A handler that counts runs and succeeds.
+pub(crate) fn counting(
+    runs: &Runs,
+) -> impl Fn(Event<'static>) -> std::future::Ready<Result<(), HandlerError>> + Send + Sync + 'static
+{
+    let runs = Arc::clone(runs);
+    move |event: Event<'static>| {
+        count(&runs, &event);
+        std::future::ready(Ok(()))
+    }
 }

@@ -15,10 +15,12 @@ use std::fmt;
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::{Either, select};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+// The runtime's clock, as the worker's sleeps: a paused one skips the waits.
+use tokio::time::Instant;
 
 use super::{Shared, Worker};
 use crate::breaker::{Admit, CircuitBreaker, Pass, Verdict};
@@ -90,7 +92,9 @@ impl<H> Worker<H> {
     /// `R / N`. Retries, reclaimed entries and probes count like new entries.
     ///
     /// `starts` of 0 is taken as 1; `per` of zero turns the limit off; `per` is at
-    /// most [`MAX_DURATION`](crate::clock::MAX_DURATION).
+    /// most [`MAX_DURATION`](crate::clock::MAX_DURATION). Its time is the Tokio
+    /// runtime's, so a test on a paused clock (`#[tokio::test(start_paused = true)]`)
+    /// skips its waits.
     ///
     /// ```
     /// use std::time::Duration;
@@ -245,7 +249,9 @@ impl Gate {
 }
 
 /// One pass of the reader: the free slots it holds back, and the starts it
-/// admitted, forgotten (a probe given back) when the pass ends.
+/// admitted, forgotten (a probe given back) when the pass ends. A reader that
+/// found nothing to start drops it before it waits for work, so that a probe it
+/// cannot use goes to whoever shares the breaker (a receiver, another worker).
 pub(super) struct Round {
     _held: Option<OwnedSemaphorePermit>,
     live: Option<Arc<Mutex<Live>>>,

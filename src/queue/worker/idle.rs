@@ -36,7 +36,11 @@ impl<H: Handler> Worker<H> {
     ///   backoff is waited for in real time (1 s, 2 s, 4 s, … by default): in tests
     ///   set [`with_backoff`](Self::with_backoff)`(Duration::ZERO, Duration::ZERO)`
     ///   (retries at once) or a few milliseconds; on a queue in memory a paused
-    ///   Tokio clock (`#[tokio::test(start_paused = true)]`) also skips the waits.
+    ///   Tokio clock (`#[tokio::test(start_paused = true)]`) also skips the waits
+    ///   (the rate limit's too). A circuit breaker's cool-down follows the breaker's
+    ///   own clock ([`CircuitBreaker::with_clock`](crate::breaker::CircuitBreaker::with_clock),
+    ///   the system's by default), not Tokio's: on a paused clock the limit can pass
+    ///   before it does.
     /// - **An entry another worker left running** (it crashed, or its `run` was cut
     ///   short) is taken over once its visibility timeout has passed, then handled:
     ///   keep [`with_visibility_timeout`](Self::with_visibility_timeout) short in
@@ -53,8 +57,14 @@ impl<H: Handler> Worker<H> {
     /// - **`limit`** is a safety limit (a handler that never returns, a store that
     ///   never answers): once it has passed, the worker stops as after a shutdown
     ///   signal (running handlers get the [shutdown deadline](Self::with_shutdown_deadline))
-    ///   and this returns [`QueueError::NotIdle`] with what the queue held then. It is
-    ///   clamped to 100 years.
+    ///   and this returns [`QueueError::NotIdle`] with what the queue held then. A
+    ///   handler that blocks its thread (on the blocking pool, the default) cannot be
+    ///   cancelled: as after any shutdown it is waited for, its entry renewed, so this
+    ///   returns only once that thread is free, however long after the limit. The
+    ///   limit is clamped to 100 years. A paused queue ([`Queue::pause`]) or an open
+    ///   [circuit breaker](Self::with_circuit_breaker) lets nothing start, so the
+    ///   queue never gets idle: this then ends at the limit with
+    ///   [`QueueError::NotIdle`] (its counts say `paused`), having spent no attempt.
     ///
     /// Store errors while running are retried, as in [`run`](Self::run) (a failed
     /// count is "not idle yet").

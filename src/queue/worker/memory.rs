@@ -39,8 +39,7 @@ pub(super) async fn read_until<H: Handler>(
             return Ok(());
         };
         // The circuit breaker and the rate limit: waits until they let work start.
-        let Some((free, _round)) =
-            super::gate::admit(shared, &slots, free, shutdown.as_mut()).await
+        let Some((free, round)) = super::gate::admit(shared, &slots, free, shutdown.as_mut()).await
         else {
             return Ok(());
         };
@@ -50,6 +49,8 @@ pub(super) async fn read_until<H: Handler>(
         if take(shared, memory, &slots, tasks, free) > 0 {
             continue;
         }
+        // Nothing to start: an unused probe goes back while this waits.
+        drop(round);
         // Paused: nothing is due until the resume, which is a change.
         let due = match memory.next_due() {
             Some(at) if !memory.is_paused() => Either::Left(tokio::time::sleep_until(at)),

@@ -68,8 +68,7 @@ pub(super) async fn read_until<H: Handler>(
         let Some(free) = free_slots(&slots, shutdown.as_mut()).await else {
             return Ok(());
         };
-        let Some((free, _round)) =
-            super::gate::admit(shared, &slots, free, shutdown.as_mut()).await
+        let Some((free, round)) = super::gate::admit(shared, &slots, free, shutdown.as_mut()).await
         else {
             return Ok(());
         };
@@ -81,6 +80,8 @@ pub(super) async fn read_until<H: Handler>(
         }
         let (got, failed) = take(shared, pg, &slots, tasks, free).await;
         if got == 0 || failed {
+            // Nothing to start: an unused probe goes back while this waits.
+            drop(round);
             let pause = pin!(tokio::time::sleep(settings.poll));
             let woken = pin!(wake.notified());
             let waited = select(select(pause, woken), shutdown.as_mut()).await;
