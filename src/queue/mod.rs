@@ -435,7 +435,7 @@ impl Queue {
     /// from.
     fn with_backend(backend: Backend, namespace: &str) -> Self {
         Self {
-            backend: backend,
+            backend,
             namespace: Arc::from(namespace),
             group: Arc::from("workers"),
             partitions: 1,
