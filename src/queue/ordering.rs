@@ -323,7 +323,12 @@ impl Queue {
 /// Lua shared by [`hooks`] and [`purge_script`]: `o_field(fields, name)`, a field
 /// of an entry's field/value list, and `o_fill(stream, hold, wait, cap, waiting)`,
 /// which moves a key's waiting entries into the stream while it holds fewer than
-/// `cap` slots.
+/// `cap` slots. A waiting entry is dropped instead when its event holds a slot
+/// already or is settled for good (`o_settled`: done, dead or moved, read from
+/// the state hash `P:event:<id>` beside the stream `P:stream`): it is a second copy,
+/// queued again after the dedup window ended while the first one waited, and
+/// starting it would run the event beside its first copy, or leave the slot it
+/// takes held for good (a settled event's entry is acknowledged without a run).
 const FILL: &str = r"
 local function o_field(fields, name)
   for i = 1, #fields, 2 do
@@ -331,6 +336,11 @@ local function o_field(fields, name)
       return fields[i + 1]
     end
   end
+end
+local function o_settled(stream, id)
+  local state = string.sub(stream, 1, #stream - 6) .. 'event:' .. id
+  local s = redis.call('HGET', state, 's')
+  return s == 'done' or s == 'dead' or s == 'moved'
 end
 local function o_fill(stream, hold, wait, cap, waiting)
   while redis.call('HLEN', hold) < cap do
@@ -340,8 +350,11 @@ local function o_fill(stream, hold, wait, cap, waiting)
     end
     redis.call('DECR', waiting)
     local fields = cmsgpack.unpack(packed)
-    redis.call('XADD', stream, '*', unpack(fields))
-    redis.call('HSET', hold, o_field(fields, 'id'), 1)
+    local id = o_field(fields, 'id')
+    if redis.call('HEXISTS', hold, id) == 0 and not o_settled(stream, id) then
+      redis.call('XADD', stream, '*', unpack(fields))
+      redis.call('HSET', hold, id, 1)
+    end
   end
 end
 ";
@@ -349,7 +362,10 @@ end
 /// The Lua of the key-limit steps: read the tail of `KEYS` (hold, wait, waiting)
 /// and `ARGV` (cap, policy) and define `waiting()`, `append(stream, fields,
 /// front)` and `settled(stream, mode, id)`. A cap of 0 (an entry without a key)
-/// appends and releases nothing, as [`scripts::PLAIN_HOOKS`].
+/// appends and releases nothing, as [`scripts::PLAIN_HOOKS`]. `append` answers
+/// `duplicate` (and appends nothing) for a new entry (not `front`: not a replay)
+/// whose event holds a slot of its key already: the event is still queued, its
+/// state hash expired with the dedup window.
 pub(crate) fn hooks() -> String {
     format!(
         "{}{FILL}{}",
@@ -365,7 +381,14 @@ local function waiting()
 end
 local function append(stream, fields, front)
   local id = o_field(fields, 'id')
-  if O_CAP == 0 or redis.call('HEXISTS', O_HOLD, id) == 1 then
+  if O_CAP == 0 then
+    redis.call('XADD', stream, '*', unpack(fields))
+    return
+  end
+  if redis.call('HEXISTS', O_HOLD, id) == 1 then
+    if not front then
+      return 'duplicate'
+    end
     redis.call('XADD', stream, '*', unpack(fields))
     return
   end
