@@ -1,60 +1,20 @@
 //! Attacks on the queue's key limits in Redis (`Queue::with_key_limit`), against a
-//! real `redis-server`: duplicates arriving after the dedup window while their
-//! first copy still waits or holds the key's slot, hostile keys from a key
-//! function, extreme caps. Built with the `queue` feature alone.
+//! real `redis-server` and a Redis Cluster: duplicates arriving after the dedup
+//! window while their first copy still waits or holds the key's slot, hostile keys
+//! from a key function, a panicking key function. Built with the `queue` feature
+//! alone.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use notmeta_test_support::RedisServer;
-use notmeta_webhooks::Event;
+use notmeta_test_support::{RedisCluster, RedisServer};
 use notmeta_webhooks::queue::{KeyLimit, Queue, Worker};
-use notmeta_webhooks::receiver::Handler;
 
 mod common;
 use common::ordering::{drained, event_id, fast, keyed_body, start, until};
+use common::ordering_attacks::{
+    Watch, a_panicking_key_function_is_a_server_error, hostile_keys_run_in_order, hostile_limit,
+};
 use common::queue::{enqueuer, send};
-
-/// What the handlers saw: every start in order, and the most runs of one key at
-/// once (keyed by the key function's answer for the event, here the conversation).
-#[derive(Clone, Default)]
-struct Watch(Arc<Mutex<(Vec<String>, HashMap<String, usize>, usize)>>);
-
-impl Watch {
-    /// A handler that runs `ms` milliseconds, counting the runs of each
-    /// conversation (the part of the id before `-`) at once.
-    fn handler(&self, ms: u64) -> impl Handler + use<> {
-        let watch = self.clone();
-        move |event: Event<'static>| {
-            let watch = watch.clone();
-            async move {
-                let key = event.id.split('-').next().unwrap_or_default().to_owned();
-                {
-                    let mut w = watch.0.lock().unwrap();
-                    w.0.push(event.id.to_string());
-                    let now = {
-                        let n = w.1.entry(key.clone()).or_default();
-                        *n += 1;
-                        *n
-                    };
-                    w.2 = w.2.max(now);
-                }
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                *watch.0.lock().unwrap().1.get_mut(&key).unwrap() -= 1;
-                Ok(())
-            }
-        }
-    }
-
-    fn starts(&self) -> Vec<String> {
-        self.0.lock().unwrap().0.clone()
-    }
-
-    fn most(&self) -> usize {
-        self.0.lock().unwrap().2
-    }
-}
 
 /// Events that waited longer than the dedup window (no worker running) are
 /// delivered again: the copy of the event that holds the key's slot is answered
@@ -94,4 +54,40 @@ async fn a_redelivery_after_the_dedup_window_neither_doubles_nor_blocks_a_key() 
     assert_eq!(watch.most(), 1, "two runs of one key at once");
     let expected: Vec<String> = (0..3).map(|i| event_id(0, i)).collect();
     assert_eq!(watch.starts(), expected);
+}
+
+/// Hostile keys (empty, 1 MB, NUL, hash-tag braces, the scripts' own separators,
+/// unicode, a hashed key's look-alike) on four partitions: each key's events run
+/// one at a time in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_keys_keep_their_order() {
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url())
+        .await
+        .unwrap()
+        .with_partitions(4)
+        .with_key_limit(hostile_limit());
+    hostile_keys_run_in_order(&queue).await;
+}
+
+/// The same on a Redis Cluster, where a brace in a key name could move it to
+/// another slot than its partition's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_keys_keep_their_order_on_a_cluster() {
+    let cluster = RedisCluster::start(3);
+    let urls = cluster.urls();
+    let queue = Queue::connect_cluster(urls.iter().map(String::as_str))
+        .await
+        .unwrap()
+        .with_partitions(6)
+        .with_key_limit(hostile_limit());
+    hostile_keys_run_in_order(&queue).await;
+}
+
+/// A key function that panics: a server error for that event, not a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_key_function_is_answered_with_a_server_error() {
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url()).await.unwrap();
+    a_panicking_key_function_is_a_server_error(queue).await;
 }

@@ -1,0 +1,127 @@
+//! Attacks on key limits that both backends run: keys a key function may answer
+//! that are hostile to a store (empty, 1 MB, NUL, Redis hash-tag braces and the
+//! separators of the queue's own key names, unicode, a look-alike of a hashed key),
+//! a key function that panics, and a watch of the runs of each key at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use notmeta_webhooks::Event;
+use notmeta_webhooks::queue::{KeyLimit, Queue, Worker};
+use notmeta_webhooks::receiver::Handler;
+
+use super::ordering::{drained, event_id, fast, keyed_body, start, until};
+use super::queue::{enqueuer, send};
+
+/// What the handlers saw: every start in order, the runs of each conversation
+/// (the part of the event id before `-`) in progress, and the most at once.
+#[derive(Clone, Default)]
+pub(crate) struct Watch(Arc<Mutex<(Vec<String>, HashMap<String, usize>, usize)>>);
+
+impl Watch {
+    /// A handler that runs `ms` milliseconds, watched.
+    pub(crate) fn handler(&self, ms: u64) -> impl Handler + use<> {
+        let watch = self.clone();
+        move |event: Event<'static>| {
+            let watch = watch.clone();
+            async move {
+                let key = event.id.split('-').next().unwrap_or_default().to_owned();
+                {
+                    let mut w = watch.0.lock().unwrap();
+                    w.0.push(event.id.to_string());
+                    let n = w.1.entry(key.clone()).or_default();
+                    *n += 1;
+                    let now = *n;
+                    w.2 = w.2.max(now);
+                }
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                *watch.0.lock().unwrap().1.get_mut(&key).unwrap() -= 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// Every start, in order.
+    pub(crate) fn starts(&self) -> Vec<String> {
+        self.0.lock().unwrap().0.clone()
+    }
+
+    /// The starts of conversation `k`, in order.
+    pub(crate) fn starts_of(&self, k: usize) -> Vec<String> {
+        let prefix = format!("e{k:03}-");
+        self.starts()
+            .into_iter()
+            .filter(|id| id.starts_with(&prefix))
+            .collect()
+    }
+
+    /// The most runs of one conversation at once.
+    pub(crate) fn most(&self) -> usize {
+        self.0.lock().unwrap().2
+    }
+}
+
+/// The hostile keys, one per conversation `c000`, `c001`, …
+pub(crate) fn hostile_keys() -> Vec<String> {
+    vec![
+        String::new(),
+        "x".repeat(1 << 20),
+        "a\0b".to_owned(),
+        "}{evil}:hold:{".to_owned(),
+        ":wait:".to_owned(),
+        "ünï😀コード\u{202e}".to_owned(),
+        format!("sha256:{}", "0".repeat(64)),
+        "k".repeat(200),
+        "\u{7f}\u{1}\t\r\n ".to_owned(),
+    ]
+}
+
+/// A key limit whose key function answers [`hostile_keys`] by conversation.
+pub(crate) fn hostile_limit() -> KeyLimit {
+    let keys = hostile_keys();
+    KeyLimit::per_key().with_key(move |event: &Event<'_>| {
+        let k: usize = event.id[1..4].parse().ok()?;
+        keys.get(k).cloned()
+    })
+}
+
+/// Each hostile key's events (`queue` has [`hostile_limit`]) run one at a time, in
+/// enqueue order, every one once; a duplicate is answered as one.
+pub(crate) async fn hostile_keys_run_in_order(queue: &Queue) {
+    let keys = hostile_keys().len();
+    let per_key = 5;
+    let endpoint = enqueuer(queue);
+    for i in 0..per_key {
+        for k in 0..keys {
+            assert_eq!(send(&endpoint, &keyed_body(k, i)).await.1, "OK");
+        }
+    }
+    assert_eq!(send(&endpoint, &keyed_body(1, 1)).await.1, "OK (duplicate)");
+    let watch = Watch::default();
+    let worker = start(fast(Worker::new(queue.clone(), watch.handler(20)), "a"));
+    until(60, "every event", || watch.starts().len() >= keys * per_key).await;
+    drained(queue, 30).await;
+    worker.stop().await;
+    assert_eq!(watch.most(), 1, "two runs of one key at once");
+    assert_eq!(watch.starts().len(), keys * per_key);
+    for k in 0..keys {
+        let expected: Vec<String> = (0..per_key).map(|i| event_id(k, i)).collect();
+        assert_eq!(watch.starts_of(k), expected, "key {k}");
+    }
+}
+
+/// A key function that panics for one event: the endpoint answers it with a server
+/// error (NotMeta delivers it again later) instead of panicking, and goes on with
+/// the others.
+pub(crate) async fn a_panicking_key_function_is_a_server_error(queue: Queue) {
+    let queue = queue.with_key_limit(KeyLimit::per_key().with_key(|event: &Event<'_>| {
+        assert!(!event.id.starts_with("e001"), "no key for {}", event.id);
+        Some("one".to_owned())
+    }));
+    let endpoint = enqueuer(&queue);
+    let (status, _) = send(&endpoint, &keyed_body(1, 0)).await;
+    assert!((500..600).contains(&status), "answered {status}");
+    assert_eq!(send(&endpoint, &keyed_body(0, 0)).await.1, "OK");
+    assert_eq!(queue.counts().await.unwrap().pending, 1);
+}
