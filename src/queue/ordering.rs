@@ -184,8 +184,10 @@ impl KeyLimit {
     /// key share the cap; `None` leaves the event unlimited. Many events may map
     /// to one key (a tenant, a group of conversations). The key must depend on the
     /// event alone (a redelivery must get the same key: on Redis it names the
-    /// partition where the event's id is deduplicated), and the function must not
-    /// panic (it runs in the endpoint).
+    /// partition where the event's id is deduplicated), and the function should not
+    /// panic: it runs in the endpoint, which answers an event whose key function
+    /// panicked as one whose handler panicked (500 `Internal error`, so NotMeta
+    /// delivers it again later) and queues nothing.
     #[must_use]
     pub fn with_key(
         mut self,
@@ -195,7 +197,9 @@ impl KeyLimit {
         self
     }
 
-    /// How many events of one key run at once (at least 1; default 1).
+    /// How many events of one key run at once (default 1; 0 is taken as 1, and
+    /// `u32::MAX` leaves the key's events unlimited in number but still handed out
+    /// in enqueue order).
     #[must_use]
     pub fn with_max_running(mut self, n: u32) -> Self {
         self.max_running = n.max(1);
