@@ -29,7 +29,7 @@
 //!
 //! # In PostgreSQL
 //!
-//! Each entry carries its key in `order_key` (schema version 3, indexed with `id`).
+//! Each entry carries its key in `order_key` (schema version 5, indexed with `id`).
 //! The take adds `PgHooks::take_filter`: an entry is taken only if it is running
 //! (a reclaim), has no key, or fewer than the cap of its key's entries are earlier
 //! and unsettled (dead ones too with [`OnDeadLetter::Hold`]) or later and running
@@ -284,7 +284,7 @@ impl Queue {
     /// limit; on Redis, turning it on or off changes which partition an event goes
     /// to, so do it with the queue drained (as a change of
     /// [`with_partitions`](Self::with_partitions)). On PostgreSQL the tables must
-    /// be at schema version 3 ([`migrate`](crate::postgres::migrate), which
+    /// be at schema version 5 ([`migrate`](crate::postgres::migrate), which
     /// `Queue::postgres` runs).
     ///
     /// ```no_run
