@@ -1,0 +1,71 @@
+//! Key limits on the queue in memory (`Queue::in_memory().with_key_limit(..)`):
+//! the same promises as on Redis and PostgreSQL (per-key order and cap through
+//! random temporary failures and several workers, a cap of 2, the dead-letter
+//! policies, retries keeping their slot). Built with the `queue` feature alone.
+
+use notmeta_webhooks::queue::{KeyLimit, OnDeadLetter, Queue, Worker};
+
+mod common;
+use common::ordering::dead_letters;
+use common::ordering::{Ledger, drained, enqueue_all, fast, handler, start, until};
+
+fn ordered(limit: KeyLimit) -> Queue {
+    Queue::in_memory().with_key_limit(limit)
+}
+
+/// 20 keys × 15 events, a handler failing temporarily at random, three workers of
+/// 8 handlers: each key's handlers start in enqueue order, one at a time, and every
+/// event is handled once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_keys_run_in_order_one_at_a_time() {
+    let queue = ordered(KeyLimit::per_key());
+    let ledger = Ledger::default();
+    let workers: Vec<_> = (0..3)
+        .map(|tag| {
+            let name = format!("w{tag}");
+            start(fast(
+                Worker::new(queue.clone(), handler(&ledger, tag, 1)),
+                &name,
+            ))
+        })
+        .collect();
+    enqueue_all(&queue, 20, 15).await;
+    until(120, "every event", || ledger.succeeded() == 300).await;
+    drained(&queue, 30).await;
+    for worker in workers {
+        worker.stop().await;
+    }
+    ledger.check(20, 15, 1);
+}
+
+/// A cap of 2: at most 2 handlers of a key at once, and 2 reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cap_of_two_runs_at_most_two_per_key() {
+    common::ordering::cap_of_two(&ordered(KeyLimit::per_key().with_max_running(2))).await;
+}
+
+/// Release (the default): a dead letter frees its key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_releases_its_key_by_default() {
+    dead_letters::a_dead_letter_releases_its_key(&ordered(KeyLimit::per_key())).await;
+}
+
+/// Hold: the key stays blocked until the dead letter is purged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_dead_letter_blocks_its_key_until_purged() {
+    let queue = ordered(KeyLimit::per_key().on_dead_letter(OnDeadLetter::Hold));
+    dead_letters::a_held_dead_letter_blocks_its_key_until_purged(&queue).await;
+}
+
+/// Hold, then replay: the replayed event runs before the key's waiting events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_held_dead_letter_runs_first() {
+    let queue = ordered(KeyLimit::per_key().on_dead_letter(OnDeadLetter::Hold));
+    dead_letters::a_replayed_held_dead_letter_runs_first(&queue).await;
+}
+
+/// A retry keeps its key's slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_keeps_its_keys_slot() {
+    dead_letters::a_retry_keeps_its_keys_slot(&ordered(KeyLimit::per_key())).await;
+}
