@@ -36,6 +36,11 @@
 //! (possible only after a replay). Takes run one after another under an advisory
 //! lock (`pg_take_serialized`). A done entry, or a dead one that releases its
 //! slot, sends a `NOTIFY` so the key's next entry is taken at once.
+//!
+//! # In memory
+//!
+//! The in-memory queue applies the PostgreSQL rule under its lock. The limit is
+//! kept in its shared state, so every clone of the queue has it.
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -76,8 +81,8 @@ impl OnDeadLetter {
 
 type KeyFn = dyn Fn(&Event<'_>) -> Option<String> + Send + Sync;
 
-/// Per-key ordering and a per-key cap on running handlers, for a [`Queue`] (Redis
-/// or PostgreSQL), set with [`Queue::with_key_limit`]. Off by default.
+/// Per-key ordering and a per-key cap on running handlers, for a [`Queue`] (Redis,
+/// PostgreSQL, or in memory), set with [`Queue::with_key_limit`]. Off by default.
 ///
 /// Each event gets a *key* when it is enqueued: by default its conversation's id
 /// for `conversation.*` and `message.*` events, its user's id for `user.*` events,
@@ -302,6 +307,10 @@ impl Queue {
         if let Some(pg) = self.pg() {
             let ordered = pg.with_key_limit(Some(&limit));
             self.set_pg(ordered);
+        }
+        if let Some(memory) = self.memory() {
+            let hold = limit.on_dead_letter == OnDeadLetter::Hold;
+            memory.set_key_limit(limit.max_running, hold);
         }
         self.key_limit = Some(limit);
         self
