@@ -7,20 +7,16 @@
 use std::time::Duration;
 
 use notmeta_test_support::{RedisCluster, RedisServer};
-use notmeta_webhooks::queue::{KeyLimit, Queue, Worker};
+use notmeta_webhooks::queue::{KeyLimit, Queue};
 
 mod common;
-use common::ordering::{drained, event_id, fast, keyed_body, start, until};
 use common::ordering_attacks::{
-    Watch, a_panicking_key_function_is_a_server_error, hostile_keys_run_in_order, hostile_limit,
+    a_panicking_key_function_is_a_server_error,
+    a_redelivery_after_the_window_neither_doubles_nor_blocks, hostile_keys_run_in_order,
+    hostile_limit,
 };
-use common::queue::{enqueuer, send};
 
-/// Events that waited longer than the dedup window (no worker running) are
-/// delivered again: the copy of the event that holds the key's slot is answered
-/// as a duplicate (it is still queued), the copy of the waiting one never runs
-/// beside or after its first copy, and the key is not left blocked: its next
-/// event runs.
+/// A redelivery after the dedup window of a key's queued events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivery_after_the_dedup_window_neither_doubles_nor_blocks_a_key() {
     let server = RedisServer::start();
@@ -29,31 +25,18 @@ async fn a_redelivery_after_the_dedup_window_neither_doubles_nor_blocks_a_key() 
         .unwrap()
         .with_dedup_window(Duration::from_secs(1))
         .with_key_limit(KeyLimit::per_key());
-    let endpoint = enqueuer(&queue);
-    for i in 0..2 {
-        assert_eq!(send(&endpoint, &keyed_body(0, i)).await.1, "OK");
-    }
-    // The window passes while both wait (event 0 holds the slot, 1 waits for it).
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
-    assert_eq!(
-        send(&endpoint, &keyed_body(0, 0)).await.1,
-        "OK (duplicate)",
-        "the event holding the key's slot was queued a second time"
-    );
-    assert_eq!(send(&endpoint, &keyed_body(0, 1)).await.0, 200);
-    assert_eq!(send(&endpoint, &keyed_body(0, 2)).await.1, "OK");
+    a_redelivery_after_the_window_neither_doubles_nor_blocks(&queue).await;
+}
 
-    let watch = Watch::default();
-    let worker = start(fast(Worker::new(queue.clone(), watch.handler(300)), "a"));
-    until(30, "the key's last event", || {
-        watch.starts().contains(&event_id(0, 2))
-    })
-    .await;
-    drained(&queue, 30).await;
-    worker.stop().await;
-    assert_eq!(watch.most(), 1, "two runs of one key at once");
-    let expected: Vec<String> = (0..3).map(|i| event_id(0, i)).collect();
-    assert_eq!(watch.starts(), expected);
+/// A cap of `u32::MAX` lets a key's events run at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_cap_runs_a_keys_events_at_once() {
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url())
+        .await
+        .unwrap()
+        .with_key_limit(KeyLimit::per_key().with_max_running(u32::MAX));
+    common::ordering_attacks::the_largest_cap_runs_a_keys_events_at_once(&queue).await;
 }
 
 /// Hostile keys (empty, 1 MB, NUL, hash-tag braces, the scripts' own separators,

@@ -17,7 +17,14 @@ use super::queue::{enqueuer, send};
 /// What the handlers saw: every start in order, the runs of each conversation
 /// (the part of the event id before `-`) in progress, and the most at once.
 #[derive(Clone, Default)]
-pub(crate) struct Watch(Arc<Mutex<(Vec<String>, HashMap<String, usize>, usize)>>);
+pub(crate) struct Watch(Arc<Mutex<Seen>>);
+
+#[derive(Default)]
+struct Seen {
+    starts: Vec<String>,
+    running: HashMap<String, usize>,
+    most: usize,
+}
 
 impl Watch {
     /// A handler that runs `ms` milliseconds, watched.
@@ -29,14 +36,14 @@ impl Watch {
                 let key = event.id.split('-').next().unwrap_or_default().to_owned();
                 {
                     let mut w = watch.0.lock().unwrap();
-                    w.0.push(event.id.to_string());
-                    let n = w.1.entry(key.clone()).or_default();
+                    w.starts.push(event.id.to_string());
+                    let n = w.running.entry(key.clone()).or_default();
                     *n += 1;
                     let now = *n;
-                    w.2 = w.2.max(now);
+                    w.most = w.most.max(now);
                 }
                 tokio::time::sleep(Duration::from_millis(ms)).await;
-                *watch.0.lock().unwrap().1.get_mut(&key).unwrap() -= 1;
+                *watch.0.lock().unwrap().running.get_mut(&key).unwrap() -= 1;
                 Ok(())
             }
         }
@@ -44,7 +51,7 @@ impl Watch {
 
     /// Every start, in order.
     pub(crate) fn starts(&self) -> Vec<String> {
-        self.0.lock().unwrap().0.clone()
+        self.0.lock().unwrap().starts.clone()
     }
 
     /// The starts of conversation `k`, in order.
@@ -58,7 +65,7 @@ impl Watch {
 
     /// The most runs of one conversation at once.
     pub(crate) fn most(&self) -> usize {
-        self.0.lock().unwrap().2
+        self.0.lock().unwrap().most
     }
 }
 
@@ -124,4 +131,53 @@ pub(crate) async fn a_panicking_key_function_is_a_server_error(queue: Queue) {
     assert!((500..600).contains(&status), "answered {status}");
     assert_eq!(send(&endpoint, &keyed_body(0, 0)).await.1, "OK");
     assert_eq!(queue.counts().await.unwrap().pending, 1);
+}
+
+/// Events that waited longer than the dedup window (`queue`'s window is 1 s; no
+/// worker running) are delivered again: the copy of the event that holds the key's
+/// slot is answered as a duplicate (it is still queued), the copy of the waiting
+/// one never runs beside or after its first copy, and the key is not left blocked:
+/// its next event runs.
+pub(crate) async fn a_redelivery_after_the_window_neither_doubles_nor_blocks(queue: &Queue) {
+    let endpoint = enqueuer(queue);
+    for i in 0..2 {
+        assert_eq!(send(&endpoint, &keyed_body(0, i)).await.1, "OK");
+    }
+    // The window passes while both wait (event 0 holds the slot, 1 waits for it).
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(
+        send(&endpoint, &keyed_body(0, 0)).await.1,
+        "OK (duplicate)",
+        "the event holding the key's slot was queued a second time"
+    );
+    assert_eq!(send(&endpoint, &keyed_body(0, 1)).await.0, 200);
+    assert_eq!(send(&endpoint, &keyed_body(0, 2)).await.1, "OK");
+
+    let watch = Watch::default();
+    let worker = start(fast(Worker::new(queue.clone(), watch.handler(300)), "a"));
+    until(30, "the key's last event", || {
+        watch.starts().contains(&event_id(0, 2))
+    })
+    .await;
+    drained(queue, 30).await;
+    worker.stop().await;
+    assert_eq!(watch.most(), 1, "two runs of one key at once");
+    let expected: Vec<String> = (0..3).map(|i| event_id(0, i)).collect();
+    assert_eq!(watch.starts(), expected);
+}
+
+/// A cap of `u32::MAX` (`queue` has it): a key's events run at once, as many as
+/// the worker's concurrency (8), and each once.
+pub(crate) async fn the_largest_cap_runs_a_keys_events_at_once(queue: &Queue) {
+    let endpoint = enqueuer(queue);
+    for i in 0..16 {
+        assert_eq!(send(&endpoint, &keyed_body(0, i)).await.1, "OK");
+    }
+    let watch = Watch::default();
+    let worker = start(fast(Worker::new(queue.clone(), watch.handler(500)), "a"));
+    until(60, "every event", || watch.starts().len() >= 16).await;
+    drained(queue, 30).await;
+    worker.stop().await;
+    assert_eq!(watch.starts().len(), 16);
+    assert!(watch.most() > 1, "a cap of u32::MAX ran one at a time");
 }
