@@ -69,3 +69,33 @@ async fn a_replayed_held_dead_letter_runs_first() {
 async fn a_retry_keeps_its_keys_slot() {
     dead_letters::a_retry_keeps_its_keys_slot(&ordered(KeyLimit::per_key())).await;
 }
+
+/// Hostile keys (empty, 1 MB, NUL, braces, separators, unicode) keep their order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_keys_keep_their_order() {
+    let queue = ordered(common::ordering_attacks::hostile_limit());
+    common::ordering_attacks::hostile_keys_run_in_order(&queue).await;
+}
+
+/// A redelivery after the dedup window of a key's queued events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivery_after_the_dedup_window_neither_doubles_nor_blocks_a_key() {
+    let queue = Queue::in_memory()
+        .with_dedup_window(std::time::Duration::from_secs(1))
+        .with_key_limit(KeyLimit::per_key());
+    common::ordering_attacks::a_redelivery_after_the_window_neither_doubles_nor_blocks(&queue)
+        .await;
+}
+
+/// A cap of `u32::MAX` lets a key's events run at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_cap_runs_a_keys_events_at_once() {
+    let queue = ordered(KeyLimit::per_key().with_max_running(u32::MAX));
+    common::ordering_attacks::the_largest_cap_runs_a_keys_events_at_once(&queue).await;
+}
+
+/// A key function that panics: a server error for that event, not a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_key_function_is_answered_with_a_server_error() {
+    common::ordering_attacks::a_panicking_key_function_is_a_server_error(Queue::in_memory()).await;
+}
