@@ -74,3 +74,53 @@ async fn a_panicking_key_function_is_answered_with_a_server_error() {
     let queue = Queue::connect(&server.url()).await.unwrap();
     a_panicking_key_function_is_a_server_error(queue).await;
 }
+
+/// A worker cut off from Redis for longer than the visibility timeout while its
+/// handler runs: another worker takes the entry over and runs it again. The key's
+/// next event starts only once the event succeeded, but the first success (the
+/// cut-off worker's, recorded whoever ran it) releases the slot while the other run
+/// goes on: the next event overlaps it, as the documentation says (two runs of the
+/// key at once, no more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_taken_over_overlaps_the_keys_next_event_only_as_documented() {
+    use common::ordering::{event_id, fast, keyed_body, start, until};
+    use common::ordering_attacks::Watch;
+    use common::queue::{enqueuer, send};
+    use notmeta_test_support::proxy::Proxy;
+    use notmeta_webhooks::queue::Worker;
+
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port).await;
+    let ordered = async |url: &str| {
+        Queue::connect(url)
+            .await
+            .unwrap()
+            .with_key_limit(KeyLimit::per_key())
+    };
+    let near = ordered(&server.url()).await;
+    let far = ordered(&proxy.redis_url()).await;
+    let endpoint = enqueuer(&near);
+    for i in 0..2 {
+        assert_eq!(send(&endpoint, &keyed_body(0, i)).await.1, "OK");
+    }
+    let watch = Watch::default();
+    let a = start(fast(Worker::new(far, watch.handler(3_000)), "a"));
+    until(30, "the first run", || !watch.starts().is_empty()).await;
+    proxy.pause();
+    let b = start(fast(Worker::new(near.clone(), watch.handler(3_000)), "b"));
+    until(30, "the run taken over", || watch.starts().len() == 2).await;
+    proxy.resume();
+    until(60, "the key's next event", || {
+        watch.starts().contains(&event_id(0, 1))
+    })
+    .await;
+    common::ordering::drained(&near, 30).await;
+    let stats = [a.stop().await, b.stop().await];
+    assert!(stats.iter().any(|s| s.lost > 0), "{stats:?}");
+    let seen = watch.starts_with_running();
+    assert!(seen.iter().all(|(_, n)| *n <= 2), "{seen:?}");
+    assert_eq!(
+        watch.starts(),
+        [event_id(0, 0), event_id(0, 0), event_id(0, 1)]
+    );
+}

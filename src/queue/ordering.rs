@@ -119,10 +119,13 @@ type KeyFn = dyn Fn(&Event<'_>) -> Option<String> + Send + Sync;
 /// What it cannot give: NotMeta delivers out of order and retries failed
 /// deliveries later, so the order of enqueue is not the order in which events were
 /// created. A handler that needs creation order still compares `created_at` (or
-/// the object's own timestamps) with what it stored. And a run whose entry another
-/// worker took over (it lost its store for longer than the visibility timeout,
-/// counted [`WorkerStats::lost`](super::WorkerStats::lost)) may overlap the key's
-/// next event.
+/// the object's own timestamps) with what it stored. And when another worker took
+/// over an entry whose run goes on (its worker lost its store for longer than the
+/// visibility timeout, counted [`WorkerStats::lost`](super::WorkerStats::lost)),
+/// the event runs twice, possibly at once (the queue's crash window), and the
+/// first of the two runs to succeed releases the slot (a success is recorded
+/// whoever ran it): the key's next events may then start while the other run still
+/// goes on, one run beyond the cap per event taken over.
 ///
 /// On Redis, all events of a key are in one partition
 /// ([`Queue::with_partitions`]): the partition is chosen by the key. A key longer

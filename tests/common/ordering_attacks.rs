@@ -22,6 +22,8 @@ pub(crate) struct Watch(Arc<Mutex<Seen>>);
 #[derive(Default)]
 struct Seen {
     starts: Vec<String>,
+    /// Runs of the event's conversation in progress at each start, itself included.
+    at_start: Vec<usize>,
     running: HashMap<String, usize>,
     most: usize,
 }
@@ -40,6 +42,7 @@ impl Watch {
                     let n = w.running.entry(key.clone()).or_default();
                     *n += 1;
                     let now = *n;
+                    w.at_start.push(now);
                     w.most = w.most.max(now);
                 }
                 tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -52,6 +55,17 @@ impl Watch {
     /// Every start, in order.
     pub(crate) fn starts(&self) -> Vec<String> {
         self.0.lock().unwrap().starts.clone()
+    }
+
+    /// The starts with the runs of their conversation in progress then (the
+    /// started one included).
+    pub(crate) fn starts_with_running(&self) -> Vec<(String, usize)> {
+        let w = self.0.lock().unwrap();
+        w.starts
+            .iter()
+            .cloned()
+            .zip(w.at_start.iter().copied())
+            .collect()
     }
 
     /// The starts of conversation `k`, in order.
