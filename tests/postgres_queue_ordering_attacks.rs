@@ -108,3 +108,15 @@ async fn the_largest_cap_runs_a_keys_events_at_once() {
         .with_key_limit(KeyLimit::per_key().with_max_running(u32::MAX));
     common::ordering_attacks::the_largest_cap_runs_a_keys_events_at_once(&q).await;
 }
+
+/// Release: a dead letter replayed while its key's next event runs waits for it,
+/// then runs before the key's later events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_dead_letter_replayed_mid_run_waits_then_goes_first() {
+    let server = PostgresServer::start();
+    let queue = queue(&server.url())
+        .await
+        .with_key_limit(KeyLimit::per_key());
+    common::ordering_attacks::a_released_dead_letter_replayed_mid_run_waits_then_goes_first(&queue)
+        .await;
+}

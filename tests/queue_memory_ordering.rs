@@ -99,3 +99,12 @@ async fn the_largest_cap_runs_a_keys_events_at_once() {
 async fn a_panicking_key_function_is_answered_with_a_server_error() {
     common::ordering_attacks::a_panicking_key_function_is_a_server_error(Queue::in_memory()).await;
 }
+
+/// Release: a dead letter replayed while its key's next event runs waits for it,
+/// then runs before the key's later events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_dead_letter_replayed_mid_run_waits_then_goes_first() {
+    let queue = ordered(KeyLimit::per_key());
+    common::ordering_attacks::a_released_dead_letter_replayed_mid_run_waits_then_goes_first(&queue)
+        .await;
+}

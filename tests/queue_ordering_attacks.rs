@@ -124,3 +124,16 @@ async fn a_run_taken_over_overlaps_the_keys_next_event_only_as_documented() {
         [event_id(0, 0), event_id(0, 0), event_id(0, 1)]
     );
 }
+
+/// Release: a dead letter replayed while its key's next event runs waits for it,
+/// then runs before the key's later events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_dead_letter_replayed_mid_run_waits_then_goes_first() {
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url())
+        .await
+        .unwrap()
+        .with_key_limit(KeyLimit::per_key());
+    common::ordering_attacks::a_released_dead_letter_replayed_mid_run_waits_then_goes_first(&queue)
+        .await;
+}

@@ -195,3 +195,43 @@ pub(crate) async fn the_largest_cap_runs_a_keys_events_at_once(queue: &Queue) {
     assert_eq!(watch.starts().len(), 16);
     assert!(watch.most() > 1, "a cap of u32::MAX ran one at a time");
 }
+
+/// Release (the default): a key's first event goes to the dead letters, its second
+/// runs (slowly); the dead letter is replayed while the second runs and a third
+/// waits: the replayed event starts only once the second ended (the cap holds) and
+/// before the third (it was enqueued first).
+pub(crate) async fn a_released_dead_letter_replayed_mid_run_waits_then_goes_first(queue: &Queue) {
+    use notmeta_webhooks::receiver::HandlerError;
+    let endpoint = enqueuer(queue);
+    for i in 0..3 {
+        assert_eq!(send(&endpoint, &keyed_body(0, i)).await.1, "OK");
+    }
+    let watch = Watch::default();
+    let refuse = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let handler = {
+        let (inner, refuse) = (Arc::new(watch.handler(1_500)), Arc::clone(&refuse));
+        move |event: Event<'static>| {
+            let refused = *event.id == event_id(0, 0)
+                && refuse.swap(false, std::sync::atomic::Ordering::AcqRel);
+            let run = Arc::clone(&inner);
+            async move {
+                if refused {
+                    return Err(HandlerError::permanent("refused once"));
+                }
+                run.call(event).await
+            }
+        }
+    };
+    let worker = start(fast(Worker::new(queue.clone(), handler), "a"));
+    until(30, "the second event", || {
+        watch.starts().contains(&event_id(0, 1))
+    })
+    .await;
+    assert_eq!(queue.replay_dead_letters(10).await.unwrap(), 1);
+    until(60, "every event", || watch.starts().len() == 3).await;
+    drained(queue, 30).await;
+    worker.stop().await;
+    assert_eq!(watch.most(), 1, "{:?}", watch.starts_with_running());
+    let expected = [event_id(0, 1), event_id(0, 0), event_id(0, 2)];
+    assert_eq!(watch.starts(), expected);
+}
