@@ -137,3 +137,52 @@ async fn a_released_dead_letter_replayed_mid_run_waits_then_goes_first() {
     common::ordering_attacks::a_released_dead_letter_replayed_mid_run_waits_then_goes_first(&queue)
         .await;
 }
+
+/// Redis with an append-only file, killed and restarted while two workers run 10
+/// keys × 10 events (a handler failing temporarily at random): the slots and the
+/// waiting entries survive with the rest, so each key's handlers still start in
+/// order, one at a time, and every event is handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_restart_mid_run_keeps_every_key_in_order() {
+    use common::ordering::{Ledger, drained, enqueue_all, fast, handler, start, until};
+    use notmeta_webhooks::queue::Worker;
+
+    let dir = std::env::temp_dir().join(format!(
+        "notmeta-order-restart-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let server = std::sync::Arc::new(std::sync::Mutex::new(RedisServer::start_durable(&dir)));
+    let url = server.lock().unwrap().url();
+    let queue = Queue::connect(&url)
+        .await
+        .unwrap()
+        .with_partitions(2)
+        .with_key_limit(KeyLimit::per_key());
+    let ledger = Ledger::default();
+    let workers: Vec<_> = (0..2)
+        .map(|tag| {
+            let name = format!("w{tag}");
+            start(fast(
+                Worker::new(queue.clone(), handler(&ledger, tag, 1)),
+                &name,
+            ))
+        })
+        .collect();
+    enqueue_all(&queue, 10, 10).await;
+    until(60, "a third of the events", || ledger.succeeded() >= 33).await;
+    let restarting = std::sync::Arc::clone(&server);
+    tokio::task::spawn_blocking(move || restarting.lock().unwrap().restart())
+        .await
+        .unwrap();
+    until(120, "every event", || ledger.succeeded() == 100).await;
+    drained(&queue, 60).await;
+    for worker in workers {
+        worker.stop().await;
+    }
+    ledger.check(10, 10, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
