@@ -120,3 +120,15 @@ async fn a_released_dead_letter_replayed_mid_run_waits_then_goes_first() {
     common::ordering_attacks::a_released_dead_letter_replayed_mid_run_waits_then_goes_first(&queue)
         .await;
 }
+
+/// A worker configured without the key limit the endpoints have still runs a key's
+/// events one at a time, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_without_the_key_limit_keeps_the_order() {
+    let server = PostgresServer::start();
+    let endpoint = queue(&server.url())
+        .await
+        .with_key_limit(KeyLimit::per_key());
+    let plain = queue(&server.url()).await;
+    common::ordering_attacks::a_worker_without_the_limit_keeps_the_order(&endpoint, plain).await;
+}

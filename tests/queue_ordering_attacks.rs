@@ -186,3 +186,16 @@ async fn a_redis_restart_mid_run_keeps_every_key_in_order() {
     ledger.check(10, 10, 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A worker configured without the key limit the endpoints have still runs a key's
+/// events one at a time, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_without_the_key_limit_keeps_the_order() {
+    let server = RedisServer::start();
+    let endpoint = Queue::connect(&server.url())
+        .await
+        .unwrap()
+        .with_key_limit(KeyLimit::per_key());
+    let plain = Queue::connect(&server.url()).await.unwrap();
+    common::ordering_attacks::a_worker_without_the_limit_keeps_the_order(&endpoint, plain).await;
+}

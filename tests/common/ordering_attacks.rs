@@ -235,3 +235,21 @@ pub(crate) async fn a_released_dead_letter_replayed_mid_run_waits_then_goes_firs
     let expected = [event_id(0, 1), event_id(0, 0), event_id(0, 2)];
     assert_eq!(watch.starts(), expected);
 }
+
+/// Events queued through `endpoint` (with key limits) and run by a worker on
+/// `plain` (the same queue, without key limits: a process configured apart): a
+/// key's events still run one at a time, in order.
+pub(crate) async fn a_worker_without_the_limit_keeps_the_order(endpoint: &Queue, plain: Queue) {
+    let sender = enqueuer(endpoint);
+    for i in 0..4 {
+        assert_eq!(send(&sender, &keyed_body(0, i)).await.1, "OK");
+    }
+    let watch = Watch::default();
+    let worker = start(fast(Worker::new(plain, watch.handler(200)), "a"));
+    until(60, "every event", || watch.starts().len() >= 4).await;
+    drained(endpoint, 30).await;
+    worker.stop().await;
+    assert_eq!(watch.most(), 1, "{:?}", watch.starts_with_running());
+    let expected: Vec<String> = (0..4).map(|i| event_id(0, i)).collect();
+    assert_eq!(watch.starts(), expected);
+}
