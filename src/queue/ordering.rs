@@ -93,6 +93,11 @@ type KeyFn = dyn Fn(&Event<'_>) -> Option<String> + Send + Sync;
 /// at a time (1 by default: one at a time); events of different keys run
 /// concurrently. The key is stored with the entry, so the endpoints
 /// ([`Enqueuer`](super::Enqueuer)) and the workers must be given the same limit.
+/// A worker or operator process given none treats an entry that has a key as
+/// under the default limit (one at a time, dead letters releasing their slot), so
+/// a process configured apart never runs a key's events at once; on PostgreSQL
+/// its takes are not serialized, so a dead letter it replays may start beside the
+/// key's next event.
 ///
 /// What holds:
 ///
@@ -610,16 +615,16 @@ pub(crate) struct PgHooks {
 
 #[cfg(feature = "postgres")]
 impl PgHooks {
+    /// Without a key limit in this process, an entry with a key (queued by an
+    /// endpoint that has one) is taken as under the default limit (one at a time,
+    /// dead letters releasing), as a Redis worker without one settles it: a
+    /// worker configured apart from the endpoints does not run a key's events at
+    /// once. Entries without a key pass the filter's first test.
     pub(crate) fn new(jobs: &str, channel: &str, limit: Option<&KeyLimit>) -> Self {
-        let Some(limit) = limit else {
-            return Self {
-                take_filter: String::new(),
-                wake_done: String::new(),
-                wake_dead: String::new(),
-            };
-        };
-        let cap = limit.max_running;
-        let dead = match limit.on_dead_letter {
+        let (cap, policy) = limit.map_or((1, OnDeadLetter::Release), |limit| {
+            (limit.max_running, limit.on_dead_letter)
+        });
+        let dead = match policy {
             OnDeadLetter::Hold => "",
             OnDeadLetter::Release => " AND b.state <> 'dead'",
         };
@@ -646,7 +651,7 @@ impl PgHooks {
                       LIMIT {cap}) AS later) < {cap} END)"
             ),
             wake_done: wake("gone"),
-            wake_dead: match limit.on_dead_letter {
+            wake_dead: match policy {
                 OnDeadLetter::Release => wake("dead"),
                 OnDeadLetter::Hold => String::new(),
             },
