@@ -3,11 +3,11 @@
 //! random temporary failures and several workers, a cap of 2, the dead-letter
 //! policies, retries keeping their slot). Built with the `queue` feature alone.
 
-use notmeta_webhooks::queue::{KeyLimit, OnDeadLetter, Queue, Worker};
+use notmeta_webhooks::queue::{KeyLimit, OnDeadLetter, Queue};
 
 mod common;
 use common::ordering::dead_letters;
-use common::ordering::{Ledger, drained, enqueue_all, fast, handler, start, until};
+use common::ordering::{Ledger, drained, enqueue_all, until};
 
 fn ordered(limit: KeyLimit) -> Queue {
     Queue::in_memory().with_key_limit(limit)
@@ -20,15 +20,7 @@ fn ordered(limit: KeyLimit) -> Queue {
 async fn many_keys_run_in_order_one_at_a_time() {
     let queue = ordered(KeyLimit::per_key());
     let ledger = Ledger::default();
-    let workers: Vec<_> = (0..3)
-        .map(|tag| {
-            let name = format!("w{tag}");
-            start(fast(
-                Worker::new(queue.clone(), handler(&ledger, tag, 1)),
-                &name,
-            ))
-        })
-        .collect();
+    let workers = common::ordering::workers(&queue, &ledger, 3, 1);
     enqueue_all(&queue, 20, 15).await;
     until(120, "every event", || ledger.succeeded() == 300).await;
     drained(&queue, 30).await;

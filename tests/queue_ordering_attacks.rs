@@ -144,8 +144,7 @@ async fn a_released_dead_letter_replayed_mid_run_waits_then_goes_first() {
 /// order, one at a time, and every event is handled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_restart_mid_run_keeps_every_key_in_order() {
-    use common::ordering::{Ledger, drained, enqueue_all, fast, handler, start, until};
-    use notmeta_webhooks::queue::Worker;
+    use common::ordering::{Ledger, drained, enqueue_all, until};
 
     let dir = std::env::temp_dir().join(format!(
         "notmeta-order-restart-{}-{}",
@@ -163,15 +162,7 @@ async fn a_redis_restart_mid_run_keeps_every_key_in_order() {
         .with_partitions(2)
         .with_key_limit(KeyLimit::per_key());
     let ledger = Ledger::default();
-    let workers: Vec<_> = (0..2)
-        .map(|tag| {
-            let name = format!("w{tag}");
-            start(fast(
-                Worker::new(queue.clone(), handler(&ledger, tag, 1)),
-                &name,
-            ))
-        })
-        .collect();
+    let workers = common::ordering::workers(&queue, &ledger, 2, 1);
     enqueue_all(&queue, 10, 10).await;
     until(60, "a third of the events", || ledger.succeeded() >= 33).await;
     let restarting = std::sync::Arc::clone(&server);
