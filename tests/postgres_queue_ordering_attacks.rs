@@ -132,3 +132,13 @@ async fn a_worker_without_the_key_limit_keeps_the_order() {
     let plain = queue(&server.url()).await;
     common::ordering_attacks::a_worker_without_the_limit_keeps_the_order(&endpoint, plain).await;
 }
+
+/// A pause while a key's events run, then a resume: order and cap hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_mid_run_keeps_the_order() {
+    let server = PostgresServer::start();
+    let queue = queue(&server.url())
+        .await
+        .with_key_limit(KeyLimit::per_key());
+    common::ordering_attacks::a_pause_mid_run_keeps_the_order(&queue).await;
+}

@@ -100,3 +100,10 @@ async fn a_released_dead_letter_replayed_mid_run_waits_then_goes_first() {
     common::ordering_attacks::a_released_dead_letter_replayed_mid_run_waits_then_goes_first(&queue)
         .await;
 }
+
+/// A pause while a key's events run, then a resume: order and cap hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_mid_run_keeps_the_order() {
+    let queue = ordered(KeyLimit::per_key());
+    common::ordering_attacks::a_pause_mid_run_keeps_the_order(&queue).await;
+}

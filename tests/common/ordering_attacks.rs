@@ -253,3 +253,33 @@ pub(crate) async fn a_worker_without_the_limit_keeps_the_order(endpoint: &Queue,
     let expected: Vec<String> = (0..4).map(|i| event_id(0, i)).collect();
     assert_eq!(watch.starts(), expected);
 }
+
+/// The queue paused while a key's events run (each settle moves the key's next
+/// entry forward, but nothing new starts), then resumed: the rest run, in order,
+/// one at a time.
+pub(crate) async fn a_pause_mid_run_keeps_the_order(queue: &Queue) {
+    let endpoint = enqueuer(queue);
+    for i in 0..6 {
+        assert_eq!(send(&endpoint, &keyed_body(0, i)).await.1, "OK");
+    }
+    let watch = Watch::default();
+    let worker = start(fast(Worker::new(queue.clone(), watch.handler(300)), "a"));
+    until(30, "the second event", || watch.starts().len() >= 2).await;
+    queue.pause().await.unwrap();
+    // The run in progress ends; nothing starts while paused.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let paused = watch.starts().len();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(
+        watch.starts().len(),
+        paused,
+        "an event started while paused"
+    );
+    queue.resume().await.unwrap();
+    until(60, "every event", || watch.starts().len() >= 6).await;
+    drained(queue, 30).await;
+    worker.stop().await;
+    assert_eq!(watch.most(), 1, "{:?}", watch.starts_with_running());
+    let expected: Vec<String> = (0..6).map(|i| event_id(0, i)).collect();
+    assert_eq!(watch.starts(), expected);
+}
