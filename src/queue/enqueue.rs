@@ -250,7 +250,16 @@ impl Enqueuer {
                 self.report(Some(&event), outcome, Some(secret_index));
                 return admit::answer(&event, outcome);
             }
-            let outcome = match self.enqueue(&event, body, secret_index, trace).await {
+            // The key function is the application's code: a panic in it is answered
+            // as one in a handler would be (500, delivered again later).
+            let key = std::panic::AssertUnwindSafe(|| self.queue.order_key(&event));
+            let Ok(key) = std::panic::catch_unwind(key) else {
+                let outcome = Outcome::Panicked;
+                self.report(Some(&event), outcome, Some(secret_index));
+                return outcome.into();
+            };
+            let key = key.as_deref();
+            let outcome = match self.enqueue(&event, body, secret_index, trace, key).await {
                 Ok(outcome) => outcome,
                 Err(error) => {
                     report::store_failed("enqueue", &StoreError::new(error));
@@ -275,16 +284,16 @@ impl Enqueuer {
         body: &[u8],
         secret_index: usize,
         trace: Option<TraceContext>,
+        key: Option<&str>,
     ) -> Result<Outcome, QueueError> {
         let limit = self.timeout;
         if let Some(memory) = self.queue.memory() {
-            return Ok(self.enqueue_in_memory(memory, event, body, secret_index, trace));
+            return Ok(self.enqueue_in_memory(memory, event, body, secret_index, trace, key));
         }
         let trace = trace.as_ref();
         #[cfg(feature = "postgres")]
         if let Some(pg) = self.queue.pg() {
-            let key = self.queue.order_key(event);
-            let entry = self.entry(event, body, secret_index, trace, key.as_deref());
+            let entry = self.entry(event, body, secret_index, trace, key);
             let queued = pg.enqueue(entry, self.window_for(event));
             return Ok(
                 match protocol::bounded(limit, "the enqueue", queued).await? {
@@ -301,7 +310,7 @@ impl Enqueuer {
                 .as_ref()
                 .filter(|p| !p.is_postgres() && !p.is_in_memory())
             else {
-                return self.append(event, body, secret_index, trace).await;
+                return self.append(event, body, secret_index, trace, key).await;
             };
             previous.verify_layout().await?;
             if !self.mark_moving(previous, event).await? {
@@ -310,7 +319,7 @@ impl Enqueuer {
             // An append that fails without an answer (it may have been applied)
             // leaves the mark at `moving`: the previous layout's endpoints answer 503
             // until this one has queued it. One refused for sure takes it back.
-            let outcome = self.append(event, body, secret_index, trace).await?;
+            let outcome = self.append(event, body, secret_index, trace, key).await?;
             match outcome {
                 Outcome::Queued | Outcome::Duplicate => {
                     self.mark_moved(previous, event, true).await?;
@@ -395,14 +404,12 @@ impl Enqueuer {
         body: &[u8],
         secret_index: usize,
         trace: Option<&TraceContext>,
+        key: Option<&str>,
     ) -> Result<Outcome, QueueError> {
         let id = event.id.as_str();
-        let key = self.queue.order_key(event);
-        let keys = self
-            .queue
-            .keys(self.queue.partition_for(id, key.as_deref()));
+        let keys = self.queue.keys(self.queue.partition_for(id, key));
         let connection = self.queue.connection();
-        let entry = self.entry(event, body, secret_index, trace, key.as_deref());
+        let entry = self.entry(event, body, secret_index, trace, key);
         let ordered = super::ordering::ordered_scripts(&self.queue, entry.key);
         let script = ordered.map_or(&self.queue.scripts().enqueue, |o| &o.enqueue);
         let mut invocation = script.prepare_invoke();
@@ -464,6 +471,7 @@ impl Enqueuer {
         body: &[u8],
         secret_index: usize,
         trace: Option<TraceContext>,
+        key: Option<&str>,
     ) -> Outcome {
         let entry = protocol::Entry {
             event_id: event.id.as_str().to_owned(),
@@ -473,7 +481,7 @@ impl Enqueuer {
             secret: u64::try_from(secret_index).unwrap_or(u64::MAX),
             attempt: 0,
             trace,
-            key: self.queue.order_key(event),
+            key: key.map(str::to_owned),
         };
         match memory.enqueue(entry, self.window_for(event), self.max_len) {
             Enqueued::Queued => Outcome::Queued,

@@ -67,23 +67,11 @@ struct State {
     last_sweep: Option<Instant>,
     /// Paused (`Queue::pause`): nothing is taken.
     paused: bool,
-    /// The entries of each key (`Queue::with_key_limit`), dead ones included.
-    keys: HashMap<String, KeyEntries>,
-}
-
-/// The entries of one key: every one still in the queue, and those running.
-#[derive(Default)]
-struct KeyEntries {
-    live: BTreeSet<u64>,
-    running: BTreeSet<u64>,
-}
-
-/// A key limit as the takes apply it: the cap, and whether a dead letter keeps its
-/// slot (`OnDeadLetter::Hold`).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Cap {
-    pub(crate) max_running: u32,
-    pub(crate) hold_dead: bool,
+    /// Key limits (`Queue::with_key_limit`): the cap per key, and whether a dead
+    /// letter holds its slot.
+    key_limit: Option<(u32, bool)>,
+    /// The entries of each key, by id (some may be gone: pruned when met).
+    by_key: HashMap<String, BTreeSet<u64>>,
 }
 
 /// One entry: its fields (the body and what came with it) and where it stands.
@@ -187,6 +175,9 @@ impl MemQueue {
         let id = state.next_id;
         state.next_id += 1;
         state.by_event.insert(entry.event_id.clone(), id);
+        if let Some(key) = &entry.key {
+            state.by_key.entry(key.clone()).or_default().insert(id);
+        }
         let slot = Slot {
             entry,
             runs: 0,
@@ -208,34 +199,32 @@ impl MemQueue {
         max: usize,
         visibility: Duration,
         running: &HashSet<u64>,
-        cap: Option<Cap>,
     ) -> Vec<Taken> {
         let now = Instant::now();
         let mut state = self.state();
         if state.paused {
             return Vec::new();
         }
-        let due: Vec<u64> = state
+        let limit = state.key_limit;
+        let ids: Vec<u64> = state
             .due
             .iter()
             .take_while(|(at, _)| *at <= now)
             .map(|(_, id)| *id)
             .filter(|id| !running.contains(id))
+            .take(if limit.is_some() { usize::MAX } else { max })
             .collect();
         let lease = after(now, visibility);
-        let mut taken = Vec::new();
-        // Per key, the lowest entry id found blocked in this take: every later entry
-        // of that key is blocked too (it has at least as many ahead of it).
-        let mut blocked: HashMap<String, u64> = HashMap::new();
-        for id in due {
-            if taken.len() >= max {
+        let mut taken = Vec::with_capacity(ids.len().min(max));
+        // Per key, the first entry refused: the key's later entries are refused too.
+        let mut blocked = HashMap::new();
+        for id in ids {
+            if taken.len() == max {
                 break;
             }
-            if let Some(cap) = cap
-                && let Some(key) = state.blocking_key(id, cap, &blocked)
+            if let Some((cap, hold)) = limit
+                && !state.may_start(id, cap, hold, &mut blocked)
             {
-                let lowest = blocked.entry(key).or_insert(id);
-                *lowest = (*lowest).min(id);
                 continue;
             }
             state.next_token += 1;
@@ -269,8 +258,15 @@ impl MemQueue {
     }
 
     /// When the next entry is due (an entry running here included: its lease).
+    /// With key limits, the entries due already are left out: a take just found
+    /// them waiting for their key, and a settle that frees it is a change.
     pub(crate) fn next_due(&self) -> Option<Instant> {
-        self.state().due.first().map(|(at, _)| *at)
+        let state = self.state();
+        if state.key_limit.is_some() {
+            let now = Instant::now();
+            return state.due.iter().map(|(at, _)| *at).find(|at| *at > now);
+        }
+        state.due.first().map(|(at, _)| *at)
     }
 
     /// Renews the running entries `(id, token)` for `visibility`; returns the ids
@@ -400,6 +396,12 @@ impl MemQueue {
         }
     }
 
+    /// Turns key limits on: at most `cap` entries of a key run at once, started in
+    /// enqueue order; `hold`: a dead letter keeps its slot.
+    pub(crate) fn set_key_limit(&self, cap: u32, hold: bool) {
+        self.state().key_limit = Some((cap, hold));
+    }
+
     /// Pauses or resumes the takes; a resume wakes the idle workers.
     pub(crate) fn set_paused(&self, paused: bool) {
         self.state().paused = paused;
@@ -460,7 +462,7 @@ impl MemQueue {
         moved
     }
 
-    /// Deletes the dead letters given up on at least `older_than` ago.
+    /// Deletes the dead letters given up on at least `older_than` ago (a change).
     pub(crate) fn purge(&self, older_than: Duration) -> u64 {
         let now = Instant::now();
         let mut state = self.state();
@@ -475,13 +477,63 @@ impl MemQueue {
             }
         }
         drop(state);
-        // A purged dead letter that held its key's slot frees it.
+        // A purged dead letter may have held its key (key limits): wake the workers.
         self.changed.notify_waiters();
         u64::try_from(old.len()).unwrap_or(u64::MAX)
     }
 }
 
 impl State {
+    /// Whether entry `id` may start under key limits (the PostgreSQL take's rule):
+    /// it is running (a reclaim), has no key, or fewer than `cap` of its key's
+    /// entries are earlier and unsettled (dead ones too with `hold`) or later and
+    /// running (only after a replay). A refused entry goes into `blocked` (the
+    /// lowest id refused per key): each later entry of the key has it ahead too.
+    fn may_start(
+        &mut self,
+        id: u64,
+        cap: u32,
+        hold: bool,
+        blocked: &mut HashMap<String, u64>,
+    ) -> bool {
+        let Some(slot) = self.entries.get(&id) else {
+            return false;
+        };
+        let Some(key) = slot.entry.key.as_ref() else {
+            return true;
+        };
+        if matches!(slot.stage, Stage::Running(_)) {
+            return true;
+        }
+        if blocked.get(key).is_some_and(|refused| *refused < id) {
+            return false;
+        }
+        let Some(ids) = self.by_key.get_mut(key) else {
+            return true;
+        };
+        let entries = &self.entries;
+        ids.retain(|other| entries.contains_key(other));
+        let ahead = ids
+            .iter()
+            .filter(|other| **other != id)
+            .filter(|other| {
+                let stage = &entries[*other].stage;
+                if **other < id {
+                    !matches!(stage, Stage::Dead(_)) || hold
+                } else {
+                    matches!(stage, Stage::Running(_))
+                }
+            })
+            .take(usize::try_from(cap).unwrap_or(usize::MAX))
+            .count();
+        if u32::try_from(ahead).unwrap_or(u32::MAX) < cap {
+            return true;
+        }
+        let refused = blocked.entry(key.clone()).or_insert(id);
+        *refused = (*refused).min(id);
+        false
+    }
+
     /// The dead letters, oldest first, with their error text.
     fn dead(&self) -> impl Iterator<Item = (u64, &Slot, &str)> {
         self.entries
@@ -505,44 +557,7 @@ impl State {
             self.due.insert((slot.at, id));
         }
         *self.count(&slot.stage) += 1;
-        if let Some(key) = &slot.entry.key {
-            let entries = self.keys.entry(key.clone()).or_default();
-            entries.live.insert(id);
-            if matches!(slot.stage, Stage::Running(_)) {
-                entries.running.insert(id);
-            }
-        }
         self.entries.insert(id, slot);
-    }
-
-    /// The key of entry `id` if its key limit keeps it from starting now (`None`:
-    /// it may start). An entry starts while fewer than the cap of its key's entries
-    /// are ahead of it: earlier ones not settled (waiting, running, retrying, and
-    /// dead ones with `hold_dead`), and later ones running (a replayed entry came
-    /// back behind them). A running entry whose lease lapsed is taken back as it is.
-    fn blocking_key(&self, id: u64, cap: Cap, blocked: &HashMap<String, u64>) -> Option<String> {
-        let slot = self.entries.get(&id)?;
-        let key = slot.entry.key.as_ref()?;
-        if matches!(slot.stage, Stage::Running(_)) {
-            return None;
-        }
-        if blocked.get(key).is_some_and(|lowest| *lowest < id) {
-            return Some(key.clone());
-        }
-        let entries = self.keys.get(key)?;
-        let max = usize::try_from(cap.max_running).unwrap_or(usize::MAX);
-        let earlier = entries
-            .live
-            .range(..id)
-            .filter(|other| {
-                self.entries
-                    .get(other)
-                    .is_some_and(|o| cap.hold_dead || !matches!(o.stage, Stage::Dead(_)))
-            })
-            .take(max)
-            .count();
-        let later = entries.running.range(id + 1..).take(max).count();
-        (earlier.saturating_add(later) >= max).then(|| key.clone())
     }
 
     /// Takes the entry out, with its place in the due order and the counts (the
@@ -550,15 +565,6 @@ impl State {
     fn remove(&mut self, id: u64) -> Option<Slot> {
         let slot = self.entries.remove(&id)?;
         self.due.remove(&(slot.at, id));
-        if let Some(key) = &slot.entry.key
-            && let Some(entries) = self.keys.get_mut(key)
-        {
-            entries.live.remove(&id);
-            entries.running.remove(&id);
-            if entries.live.is_empty() {
-                self.keys.remove(key);
-            }
-        }
         let count = self.count(&slot.stage);
         *count = count.saturating_sub(1);
         Some(slot)
@@ -573,8 +579,8 @@ impl State {
         }
     }
 
-    /// Forgets the event ids whose window ended and that have no entry, at most once
-    /// per [`SWEEP_EVERY`].
+    /// Forgets the event ids whose window ended and that have no entry, and the
+    /// keys that have none, at most once per [`SWEEP_EVERY`].
     fn sweep(&mut self, now: Instant) {
         if self
             .last_sweep
@@ -586,5 +592,10 @@ impl State {
         let by_event = &self.by_event;
         self.marks
             .retain(|id, mark| mark.until > now || by_event.contains_key(id));
+        let entries = &self.entries;
+        self.by_key.retain(|_, ids| {
+            ids.retain(|id| entries.contains_key(id));
+            !ids.is_empty()
+        });
     }
 }

@@ -99,8 +99,8 @@
 //!
 //! With [`Queue::with_key_limit`] (a [`KeyLimit`]), events of one key (by default
 //! their conversation, or their user for `user.*` events) run at most N at a time
-//! (N = 1 by default), started in the order they were enqueued, on Redis and on
-//! PostgreSQL:
+//! (N = 1 by default), started in the order they were enqueued, on Redis, on
+//! PostgreSQL and in memory:
 //!
 //! - a retry keeps its key's slot: the key's later events wait, up to the worker's
 //!   maximum attempts; then the event goes to the dead letters and, by default

@@ -39,10 +39,8 @@
 //!
 //! # In memory
 //!
-//! The same rule as PostgreSQL's, checked under the queue's one lock: each key's
-//! entries (and those running) are kept in ordered sets, and a take skips an entry
-//! whose key's cap is taken by entries ahead of it. Every settle, replay and purge
-//! wakes the idle workers.
+//! The in-memory queue applies the PostgreSQL rule under its lock. The limit is
+//! kept in its shared state, so every clone of the queue has it.
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -84,7 +82,7 @@ impl OnDeadLetter {
 type KeyFn = dyn Fn(&Event<'_>) -> Option<String> + Send + Sync;
 
 /// Per-key ordering and a per-key cap on running handlers, for a [`Queue`] (Redis,
-/// PostgreSQL or in memory), set with [`Queue::with_key_limit`]. Off by default.
+/// PostgreSQL, or in memory), set with [`Queue::with_key_limit`]. Off by default.
 ///
 /// Each event gets a *key* when it is enqueued: by default its conversation's id
 /// for `conversation.*` and `message.*` events, its user's id for `user.*` events,
@@ -95,6 +93,11 @@ type KeyFn = dyn Fn(&Event<'_>) -> Option<String> + Send + Sync;
 /// at a time (1 by default: one at a time); events of different keys run
 /// concurrently. The key is stored with the entry, so the endpoints
 /// ([`Enqueuer`](super::Enqueuer)) and the workers must be given the same limit.
+/// A worker or operator process given none treats an entry that has a key as
+/// under the default limit (one at a time, dead letters releasing their slot), so
+/// a process configured apart never runs a key's events at once; on PostgreSQL
+/// its takes are not serialized, so a dead letter it replays may start beside the
+/// key's next event.
 ///
 /// What holds:
 ///
@@ -121,10 +124,13 @@ type KeyFn = dyn Fn(&Event<'_>) -> Option<String> + Send + Sync;
 /// What it cannot give: NotMeta delivers out of order and retries failed
 /// deliveries later, so the order of enqueue is not the order in which events were
 /// created. A handler that needs creation order still compares `created_at` (or
-/// the object's own timestamps) with what it stored. And a run whose entry another
-/// worker took over (it lost its store for longer than the visibility timeout,
-/// counted [`WorkerStats::lost`](super::WorkerStats::lost)) may overlap the key's
-/// next event.
+/// the object's own timestamps) with what it stored. And when another worker took
+/// over an entry whose run goes on (its worker lost its store for longer than the
+/// visibility timeout, counted [`WorkerStats::lost`](super::WorkerStats::lost)),
+/// the event runs twice, possibly at once (the queue's crash window), and the
+/// first of the two runs to succeed releases the slot (a success is recorded
+/// whoever ran it): the key's next events may then start while the other run still
+/// goes on, one run beyond the cap per event taken over.
 ///
 /// On Redis, all events of a key are in one partition
 /// ([`Queue::with_partitions`]): the partition is chosen by the key. A key longer
@@ -191,8 +197,10 @@ impl KeyLimit {
     /// key share the cap; `None` leaves the event unlimited. Many events may map
     /// to one key (a tenant, a group of conversations). The key must depend on the
     /// event alone (a redelivery must get the same key: on Redis it names the
-    /// partition where the event's id is deduplicated), and the function must not
-    /// panic (it runs in the endpoint).
+    /// partition where the event's id is deduplicated), and the function should not
+    /// panic: it runs in the endpoint, which answers an event whose key function
+    /// panicked as one whose handler panicked (500 `Internal error`, so NotMeta
+    /// delivers it again later) and queues nothing.
     #[must_use]
     pub fn with_key(
         mut self,
@@ -202,7 +210,9 @@ impl KeyLimit {
         self
     }
 
-    /// How many events of one key run at once (at least 1; default 1).
+    /// How many events of one key run at once (default 1; 0 is taken as 1, and
+    /// `u32::MAX` leaves the key's events unlimited in number but still handed out
+    /// in enqueue order).
     #[must_use]
     pub fn with_max_running(mut self, n: u32) -> Self {
         self.max_running = n.max(1);
@@ -288,7 +298,7 @@ impl Queue {
     /// to, so do it with the queue drained (as a change of
     /// [`with_partitions`](Self::with_partitions)). On PostgreSQL the tables must
     /// be at schema version 5 ([`migrate`](crate::postgres::migrate), which
-    /// `Queue::postgres` runs). The queue in memory applies it as the others do.
+    /// `Queue::postgres` runs).
     ///
     /// ```no_run
     /// use notmeta_webhooks::queue::{KeyLimit, Queue};
@@ -305,6 +315,10 @@ impl Queue {
         if let Some(pg) = self.pg() {
             let ordered = pg.with_key_limit(Some(&limit));
             self.set_pg(ordered);
+        }
+        if let Some(memory) = self.memory() {
+            let hold = limit.on_dead_letter == OnDeadLetter::Hold;
+            memory.set_key_limit(limit.max_running, hold);
         }
         self.key_limit = Some(limit);
         self
@@ -330,7 +344,12 @@ impl Queue {
 /// Lua shared by [`hooks`] and [`purge_script`]: `o_field(fields, name)`, a field
 /// of an entry's field/value list, and `o_fill(stream, hold, wait, cap, waiting)`,
 /// which moves a key's waiting entries into the stream while it holds fewer than
-/// `cap` slots.
+/// `cap` slots. A waiting entry is dropped instead when its event holds a slot
+/// already or is settled for good (`o_settled`: done, dead or moved, read from
+/// the state hash `P:event:<id>` beside the stream `P:stream`): it is a second copy,
+/// queued again after the dedup window ended while the first one waited, and
+/// starting it would run the event beside its first copy, or leave the slot it
+/// takes held for good (a settled event's entry is acknowledged without a run).
 const FILL: &str = r"
 local function o_field(fields, name)
   for i = 1, #fields, 2 do
@@ -338,6 +357,11 @@ local function o_field(fields, name)
       return fields[i + 1]
     end
   end
+end
+local function o_settled(stream, id)
+  local state = string.sub(stream, 1, #stream - 6) .. 'event:' .. id
+  local s = redis.call('HGET', state, 's')
+  return s == 'done' or s == 'dead' or s == 'moved'
 end
 local function o_fill(stream, hold, wait, cap, waiting)
   while redis.call('HLEN', hold) < cap do
@@ -347,8 +371,11 @@ local function o_fill(stream, hold, wait, cap, waiting)
     end
     redis.call('DECR', waiting)
     local fields = cmsgpack.unpack(packed)
-    redis.call('XADD', stream, '*', unpack(fields))
-    redis.call('HSET', hold, o_field(fields, 'id'), 1)
+    local id = o_field(fields, 'id')
+    if redis.call('HEXISTS', hold, id) == 0 and not o_settled(stream, id) then
+      redis.call('XADD', stream, '*', unpack(fields))
+      redis.call('HSET', hold, id, 1)
+    end
   end
 end
 ";
@@ -356,7 +383,10 @@ end
 /// The Lua of the key-limit steps: read the tail of `KEYS` (hold, wait, waiting)
 /// and `ARGV` (cap, policy) and define `waiting()`, `append(stream, fields,
 /// front)` and `settled(stream, mode, id)`. A cap of 0 (an entry without a key)
-/// appends and releases nothing, as [`scripts::PLAIN_HOOKS`].
+/// appends and releases nothing, as [`scripts::PLAIN_HOOKS`]. `append` answers
+/// `duplicate` (and appends nothing) for a new entry (not `front`: not a replay)
+/// whose event holds a slot of its key already: the event is still queued, its
+/// state hash expired with the dedup window.
 pub(crate) fn hooks() -> String {
     format!(
         "{}{FILL}{}",
@@ -372,7 +402,14 @@ local function waiting()
 end
 local function append(stream, fields, front)
   local id = o_field(fields, 'id')
-  if O_CAP == 0 or redis.call('HEXISTS', O_HOLD, id) == 1 then
+  if O_CAP == 0 then
+    redis.call('XADD', stream, '*', unpack(fields))
+    return
+  end
+  if redis.call('HEXISTS', O_HOLD, id) == 1 then
+    if not front then
+      return 'duplicate'
+    end
     redis.call('XADD', stream, '*', unpack(fields))
     return
   end
@@ -578,16 +615,16 @@ pub(crate) struct PgHooks {
 
 #[cfg(feature = "postgres")]
 impl PgHooks {
+    /// Without a key limit in this process, an entry with a key (queued by an
+    /// endpoint that has one) is taken as under the default limit (one at a time,
+    /// dead letters releasing), as a Redis worker without one settles it: a
+    /// worker configured apart from the endpoints does not run a key's events at
+    /// once. Entries without a key pass the filter's first test.
     pub(crate) fn new(jobs: &str, channel: &str, limit: Option<&KeyLimit>) -> Self {
-        let Some(limit) = limit else {
-            return Self {
-                take_filter: String::new(),
-                wake_done: String::new(),
-                wake_dead: String::new(),
-            };
-        };
-        let cap = limit.max_running;
-        let dead = match limit.on_dead_letter {
+        let (cap, policy) = limit.map_or((1, OnDeadLetter::Release), |limit| {
+            (limit.max_running, limit.on_dead_letter)
+        });
+        let dead = match policy {
             OnDeadLetter::Hold => "",
             OnDeadLetter::Release => " AND b.state <> 'dead'",
         };
@@ -614,7 +651,7 @@ impl PgHooks {
                       LIMIT {cap}) AS later) < {cap} END)"
             ),
             wake_done: wake("gone"),
-            wake_dead: match limit.on_dead_letter {
+            wake_dead: match policy {
                 OnDeadLetter::Release => wake("dead"),
                 OnDeadLetter::Hold => String::new(),
             },

@@ -71,8 +71,9 @@ end
 ";
 
 /// The steps key limits change, without key limits: `waiting()` (entries waiting
-/// for a key's slot, none), `append(stream, fields, front)` (into the stream) and
-/// `settled(stream, mode, id)` (after a settle: nothing to release).
+/// for a key's slot, none), `append(stream, fields, front)` (into the stream; with
+/// key limits it may answer `duplicate` instead) and `settled(stream, mode, id)`
+/// (after a settle: nothing to release).
 pub(super) const PLAIN_HOOKS: &str = r"
 local function waiting()
   return 0
@@ -116,7 +117,9 @@ if max > 0 and redis.call('XLEN', KEYS[2]) + waiting() >= max then
   return 'full'
 end
 group(KEYS[2], ARGV[3])
-append(KEYS[2], {unpack(ARGV, 4)}, false)
+if append(KEYS[2], {unpack(ARGV, 4)}, false) == 'duplicate' then
+  return 'duplicate'
+end
 redis.call('HSET', KEYS[1], 's', 'queued')
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 'queued'
@@ -465,11 +468,12 @@ for i = 1, #f, 2 do
     out[#out + 1] = f[i + 1]
   end
 end
-group(KEYS[2], ARGV[2])
-append(KEYS[2], out, true)
 redis.call('HSET', KEYS[3], 's', 'queued', 'runs', 0)
 redis.call('HDEL', KEYS[3], 'dead', 'run')
 keep(KEYS[3], ARGV[3])
+-- After the state says queued: a key's steps drop an entry whose event is dead.
+group(KEYS[2], ARGV[2])
+append(KEYS[2], out, true)
 redis.call('XDEL', KEYS[1], ARGV[1])
 return 'replayed'
 "

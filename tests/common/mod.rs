@@ -31,6 +31,10 @@ pub mod outage;
 #[cfg(feature = "queue")]
 pub mod ordering;
 
+/// Attacks on key limits both backends run: hostile keys, a panicking key function.
+#[cfg(feature = "queue")]
+pub mod ordering_attacks;
+
 /// The helpers of the tests of the queue in PostgreSQL.
 #[cfg(all(feature = "queue", feature = "postgres"))]
 pub mod pg_queue;

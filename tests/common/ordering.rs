@@ -357,20 +357,26 @@ pub(crate) async fn many_keys(
     );
 }
 
+/// `n` workers (tags 0 to `n - 1`, named `w<tag>`) on `queue`, each with
+/// [`handler`] recording into `ledger` for a cap of `cap`.
+pub(crate) fn workers(queue: &Queue, ledger: &Ledger, n: usize, cap: usize) -> Vec<Running> {
+    (0..n)
+        .map(|tag| {
+            let name = format!("w{tag}");
+            start(fast(
+                Worker::new(queue.clone(), handler(ledger, tag, cap)),
+                &name,
+            ))
+        })
+        .collect()
+}
+
 /// A cap of 2, three workers racing for the same keys' entries: never more than 2
 /// handlers of a key at once, the cap reached, and an event started only while
 /// fewer than 2 of its key's earlier events were unsettled.
 pub(crate) async fn cap_of_two(queue: &Queue) {
     let ledger = Ledger::default();
-    let workers: Vec<Running> = (0..3)
-        .map(|tag| {
-            let name = format!("w{tag}");
-            start(fast(
-                Worker::new(queue.clone(), handler(&ledger, tag, 2)),
-                &name,
-            ))
-        })
-        .collect();
+    let workers = workers(queue, &ledger, 3, 2);
     enqueue_all(queue, 10, 20).await;
     until(120, "every event", || ledger.succeeded() == 200).await;
     drained(queue, 30).await;

@@ -15,9 +15,8 @@ use super::{
     Flight, Settle, Shared, Tasks, count_renewals, decide, free_slots, mark_lost, next_renewal,
     settle_with, start,
 };
-use crate::queue::OnDeadLetter;
 use crate::queue::QueueError;
-use crate::queue::memory::{Cap, MemQueue, Taken};
+use crate::queue::memory::{MemQueue, Taken};
 use crate::receiver::Handler;
 
 /// Takes due entries for the free slots and starts them, until `shutdown`
@@ -75,11 +74,7 @@ fn take<H: Handler>(
         .keys()
         .filter_map(|(_, id)| id.parse().ok())
         .collect();
-    let cap = shared.queue.key_limit().map(|limit| Cap {
-        max_running: limit.max_running(),
-        hold_dead: limit.dead_letter_policy() == OnDeadLetter::Hold,
-    });
-    let taken = memory.take(free, shared.settings.visibility, &running, cap);
+    let taken = memory.take(free, shared.settings.visibility, &running);
     let mut got = 0;
     for entry in taken {
         let key = (0, entry.id.to_string());
