@@ -69,6 +69,7 @@ pub(crate) mod age;
 pub(crate) mod delivery;
 pub(crate) mod endpoint;
 mod handler;
+pub(crate) mod keeper;
 mod handler_ext;
 pub mod metrics;
 mod outcome;
@@ -106,8 +107,9 @@ struct Settings {
     dedup_window: Duration,
     max_event_age: Option<Duration>,
     body_read_timeout: Duration,
-    /// Whether a handler with a lease store runs on the blocking pool.
-    isolate: bool,
+    /// Whether a handler with a lease store runs on the blocking pool; `None`:
+    /// only when the store has no lease keeper.
+    isolate: Option<bool>,
 }
 
 /// A ready-made webhook endpoint, independent of any server library.
@@ -148,6 +150,8 @@ pub struct Receiver<H, S = MemoryStore> {
     hook: Option<report::Hook>,
     breaker: Option<CircuitBreaker>,
     settings: Settings,
+    /// The keeper of the store's leases, for a store with leases.
+    keeper: Option<Arc<keeper::Slot>>,
 }
 
 /// Clones share the handler and the idempotency store: build one receiver and give
@@ -162,6 +166,7 @@ impl<H, S> Clone for Receiver<H, S> {
             hook: self.hook.clone(),
             breaker: self.breaker.clone(),
             settings: self.settings,
+            keeper: self.keeper.clone(),
         }
     }
 }
@@ -198,8 +203,9 @@ impl<H: Handler> Receiver<H> {
                 dedup_window: DEFAULT_DEDUP_WINDOW,
                 max_event_age: None,
                 body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
-                isolate: true,
+                isolate: None,
             },
+            keeper: None,
         }
     }
 }
@@ -256,6 +262,7 @@ impl<H, S> Receiver<H, S> {
     #[must_use]
     pub fn with_store<T: IdempotencyStore>(self, mut store: T) -> Receiver<H, T> {
         store.use_clock(Arc::clone(&self.clock));
+        let keeper = store.lease().map(|_| Arc::default());
         Receiver {
             verifier: self.verifier,
             handler: self.handler,
@@ -264,6 +271,7 @@ impl<H, S> Receiver<H, S> {
             hook: self.hook,
             breaker: self.breaker,
             settings: self.settings,
+            keeper,
         }
     }
 
@@ -271,6 +279,7 @@ impl<H, S> Receiver<H, S> {
     #[must_use]
     pub fn without_dedup(mut self) -> Self {
         self.store = None;
+        self.keeper = None;
         self
     }
 
@@ -349,7 +358,7 @@ impl<H, S> Receiver<H, S> {
     /// ```
     #[must_use]
     pub fn with_handler_isolation(mut self, isolate: bool) -> Self {
-        self.settings.isolate = isolate;
+        self.settings.isolate = Some(isolate);
         self
     }
 
@@ -553,6 +562,7 @@ impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
                 store: self.store.clone(),
                 hook: self.hook.clone(),
                 settings: self.settings,
+                keeper: self.keeper.clone(),
             };
             let run = task.run(Box::new(event.into_owned()), held, secret_index);
             let run = crate::breaker::recorded(pass, run);
