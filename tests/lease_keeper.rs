@@ -354,3 +354,120 @@ fn a_claim_the_keeper_finds_lost_is_reported_lost() {
     assert_eq!(reports.load(Ordering::SeqCst), 1);
     assert!(lost.load(Ordering::SeqCst), "the lost lease was not reported");
 }
+
+/// A keeper whose Redis restarts (AOF `always`, so the claim survives) or freezes
+/// for a moment while a handler runs: the renewals that fail are counted as store
+/// failures, the next ones go out once Redis answers again (the keeper's connection
+/// is re-established), and the claim is kept to the end.
+#[test]
+fn renewals_resume_after_redis_restarts_or_stalls() {
+    let _serial = serial();
+    let dir = notmeta_test_support::TempDir::new("keeper-aof");
+    let mut redis = RedisServer::start_durable(dir.path());
+    let runtime = runtime(2);
+    let lease = Duration::from_secs(3);
+    let runs = Runs::default();
+    let lost = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&lost);
+    let url = redis.url();
+    let open = |runtime: &Runtime| {
+        runtime
+            .block_on(RedisStore::connect(&url))
+            .unwrap()
+            .with_lease(lease)
+    };
+    let receiver = Arc::new(
+        Receiver::new(Verifier::new(SECRET).unwrap(), blocking(&runs, lease * 7 / 3))
+            .with_store(open(&runtime))
+            .on_outcome(move |report: &DeliveryReport<'_>| {
+                if report.lease_lost {
+                    seen.store(true, Ordering::SeqCst);
+                }
+            }),
+    );
+    let other = Receiver::new(
+        Verifier::new(SECRET).unwrap(),
+        blocking(&runs, Duration::ZERO),
+    )
+    .with_store(open(&runtime));
+    for (i, fault) in [(1, "restart"), (2, "stall")] {
+        let delivery = runtime.spawn({
+            let receiver = Arc::clone(&receiver);
+            async move { receive(&*receiver, i).await }
+        });
+        wait_for("the handler", Duration::from_secs(5), || {
+            runs.lock().unwrap().contains_key(&i)
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        if fault == "restart" {
+            redis.restart();
+        } else {
+            redis.pause();
+            std::thread::sleep(Duration::from_secs(1));
+            redis.resume();
+        }
+        // Past the claim's first lease: held only if renewals went out again.
+        std::thread::sleep(lease * 4 / 3);
+        let duplicate = runtime.block_on(async {
+            // The other receiver's connection may need a moment after a restart.
+            for _ in 0..20 {
+                match receive(&other, i).await {
+                    Outcome::StoreUnavailable => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    outcome => return outcome,
+                }
+            }
+            Outcome::StoreUnavailable
+        });
+        assert_eq!(duplicate, Outcome::InProgress, "after a {fault}");
+        assert_eq!(runtime.block_on(delivery).unwrap(), Outcome::Handled);
+        assert_eq!(runs.lock().unwrap().get(&i), Some(&1), "after a {fault}");
+    }
+    assert!(!lost.load(Ordering::SeqCst));
+}
+
+/// Leases at their bounds: the shortest a store allows (1 s) is renewed often
+/// enough under a handler that blocks for 4 leases, and the longest (100 years) is
+/// never due and still lets the keeper end with its receiver.
+#[test]
+fn the_shortest_and_the_longest_lease() {
+    let _serial = serial();
+    let redis = RedisServer::start();
+    let runtime = runtime(2);
+    let runs = Runs::default();
+    let long = Receiver::new(
+        Verifier::new(SECRET).unwrap(),
+        blocking(&runs, Duration::from_millis(50)),
+    )
+    .with_store(redis_store(&redis, &runtime).with_lease(Duration::MAX));
+    assert_eq!(runtime.block_on(receive(&long, 1)), Outcome::Handled);
+    assert_eq!(keeper_threads(), 1);
+    drop(long);
+    wait_for("the keeper to end", Duration::from_secs(2), || {
+        keeper_threads() == 0
+    });
+
+    let short = Arc::new(
+        Receiver::new(Verifier::new(SECRET).unwrap(), blocking(&runs, LEASE * 4))
+            .with_store(redis_store(&redis, &runtime).with_lease(Duration::ZERO)),
+    );
+    let delivery = runtime.spawn({
+        let short = Arc::clone(&short);
+        async move { receive(&*short, 2).await }
+    });
+    wait_for("the handler", Duration::from_secs(5), || {
+        runs.lock().unwrap().contains_key(&2)
+    });
+    let other = Receiver::new(
+        Verifier::new(SECRET).unwrap(),
+        blocking(&runs, Duration::ZERO),
+    )
+    .with_store(redis_store(&redis, &runtime));
+    for _ in 0..3 {
+        std::thread::sleep(LEASE);
+        assert_eq!(runtime.block_on(receive(&other, 2)), Outcome::InProgress);
+    }
+    assert_eq!(runtime.block_on(delivery).unwrap(), Outcome::Handled);
+    assert_eq!(runs.lock().unwrap().get(&2), Some(&1));
+}

@@ -268,11 +268,16 @@ impl RedisStore {
             .write(Write::Script(&invocation), key.as_bytes(), CALL_LIMIT)
             .await
             .map_err(StoreError::new)?;
-        Ok(if flag == 1 {
-            Settled::Recorded
-        } else {
-            Settled::LeaseLost
-        })
+        Ok(settled(flag))
+    }
+}
+
+/// A token script's answer: 1 is [`Settled::Recorded`].
+fn settled(flag: i64) -> Settled {
+    if flag == 1 {
+        Settled::Recorded
+    } else {
+        Settled::LeaseLost
     }
 }
 
@@ -404,16 +409,7 @@ impl IdempotencyStore for RedisStore {
                 claims.len()
             )));
         }
-        Ok(flags
-            .into_iter()
-            .map(|flag| {
-                if flag == 1 {
-                    Settled::Recorded
-                } else {
-                    Settled::LeaseLost
-                }
-            })
-            .collect())
+        Ok(flags.into_iter().map(settled).collect())
     }
 
     /// A new connection to the same server or cluster, unless the store was built

@@ -218,11 +218,15 @@ async fn keep<S: IdempotencyStore>(
         if claims.is_empty() {
             continue;
         }
+        // Reported once per claim, as each delivery's own renewal would be.
+        let failed_each = |error: &StoreError| {
+            for _ in &claims {
+                report::store_failed("renew", error);
+            }
+        };
         let Some(own) = &own else {
             if let Some(error) = &failed {
-                for _ in &claims {
-                    report::store_failed("renew", error);
-                }
+                failed_each(error);
             }
             continue;
         };
@@ -252,11 +256,7 @@ async fn keep<S: IdempotencyStore>(
                     }
                 }
             }
-            Err(error) => {
-                for _ in &claims {
-                    report::store_failed("renew", &error);
-                }
-            }
+            Err(error) => failed_each(&error),
         }
     }
 }
