@@ -21,7 +21,8 @@ const LEASE: Duration = Duration::from_secs(1);
 /// The tests count keeper threads: one at a time.
 fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn body(i: usize) -> Vec<u8> {
@@ -105,9 +106,7 @@ fn blocking_together(
 /// "in progress", and each handler runs once. (They start blocking together: a
 /// handler that blocks a worker also stalls the tasks queued on that worker, such
 /// as the return of a pooled PostgreSQL connection another claim waits for.)
-fn blocked_workers_keep_their_claims<S: IdempotencyStore + Clone>(
-    open: impl Fn(&Runtime) -> S,
-) {
+fn blocked_workers_keep_their_claims<S: IdempotencyStore + Clone>(open: impl Fn(&Runtime) -> S) {
     let busy = runtime(2);
     let other = runtime(1);
     let runs = Runs::default();
@@ -118,8 +117,11 @@ fn blocked_workers_keep_their_claims<S: IdempotencyStore + Clone>(
         )
         .with_store(open(&busy)),
     );
-    let duplicate = Receiver::new(Verifier::new(SECRET).unwrap(), blocking(&runs, Duration::ZERO))
-        .with_store(open(&other));
+    let duplicate = Receiver::new(
+        Verifier::new(SECRET).unwrap(),
+        blocking(&runs, Duration::ZERO),
+    )
+    .with_store(open(&other));
     let first: Vec<_> = (1..=2)
         .map(|i| {
             let receiver = Arc::clone(&receiver);
@@ -212,15 +214,22 @@ fn the_renewals_of_all_deliveries_in_flight_take_one_round_trip() {
     let runs = Runs::default();
     let counted = Arc::clone(&runs);
     let receiver = Arc::new(
-        Receiver::new(Verifier::new(SECRET).unwrap(), move |event: Event<'static>| {
-            *counted.lock().unwrap().entry(index(&event)).or_default() += 1;
-            // Event 0 warms up: Redis has every script once it has run.
-            let long = if index(&event) == 0 { LEASE / 2 } else { LEASE * 7 / 2 };
-            async move {
-                tokio::time::sleep(long).await;
-                Ok::<(), HandlerError>(())
-            }
-        })
+        Receiver::new(
+            Verifier::new(SECRET).unwrap(),
+            move |event: Event<'static>| {
+                *counted.lock().unwrap().entry(index(&event)).or_default() += 1;
+                // Event 0 warms up: Redis has every script once it has run.
+                let long = if index(&event) == 0 {
+                    LEASE / 2
+                } else {
+                    LEASE * 7 / 2
+                };
+                async move {
+                    tokio::time::sleep(long).await;
+                    Ok::<(), HandlerError>(())
+                }
+            },
+        )
         .with_store(redis_store(&redis, &runtime)),
     );
     assert_eq!(runtime.block_on(receive(&*receiver, 0)), Outcome::Handled);
@@ -237,9 +246,8 @@ fn the_renewals_of_all_deliveries_in_flight_take_one_round_trip() {
     }
     let elapsed = started.elapsed();
     let after = command_calls(&redis, &runtime);
-    let delta = |name: &str| {
-        after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0)
-    };
+    let delta =
+        |name: &str| after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0);
     // Scripts: one completion per delivery, and the renewals.
     let scripts = delta("evalsha") + delta("eval");
     let ticks = u64::try_from(elapsed.as_millis() / (LEASE / 3).as_millis()).unwrap() + 1;
@@ -352,7 +360,10 @@ fn a_claim_the_keeper_finds_lost_is_reported_lost() {
     redis_cli(&["DEL", "lost:event:evt_1"]);
     assert_eq!(runtime.block_on(delivery).unwrap(), Outcome::Handled);
     assert_eq!(reports.load(Ordering::SeqCst), 1);
-    assert!(lost.load(Ordering::SeqCst), "the lost lease was not reported");
+    assert!(
+        lost.load(Ordering::SeqCst),
+        "the lost lease was not reported"
+    );
 }
 
 /// A keeper whose Redis restarts (AOF `always`, so the claim survives) or freezes
@@ -377,13 +388,16 @@ fn renewals_resume_after_redis_restarts_or_stalls() {
             .with_lease(lease)
     };
     let receiver = Arc::new(
-        Receiver::new(Verifier::new(SECRET).unwrap(), blocking(&runs, lease * 7 / 3))
-            .with_store(open(&runtime))
-            .on_outcome(move |report: &DeliveryReport<'_>| {
-                if report.lease_lost {
-                    seen.store(true, Ordering::SeqCst);
-                }
-            }),
+        Receiver::new(
+            Verifier::new(SECRET).unwrap(),
+            blocking(&runs, lease * 7 / 3),
+        )
+        .with_store(open(&runtime))
+        .on_outcome(move |report: &DeliveryReport<'_>| {
+            if report.lease_lost {
+                seen.store(true, Ordering::SeqCst);
+            }
+        }),
     );
     let other = Receiver::new(
         Verifier::new(SECRET).unwrap(),

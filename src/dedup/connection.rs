@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 
 use std::time::Duration;
 
@@ -146,15 +147,16 @@ pub struct RedisConnection {
     inner: Inner,
     replication: Replication,
     /// How it connected, so that a connection of its own can be opened again
-    /// ([`reopen`](Self::reopen)); `None` when built from a bare connection.
-    origin: Option<Origin>,
+    /// ([`reopen`](Self::reopen)); `None` when built from a bare connection. Shared
+    /// by clones: a clone per call costs a reference count, not a copy of the client.
+    origin: Option<Arc<Origin>>,
 }
 
 /// What a connection was opened from.
 #[derive(Clone)]
 enum Origin {
     Single(redis::Client),
-    Cluster(redis::cluster::ClusterClient),
+    Cluster(Box<redis::cluster::ClusterClient>),
 }
 
 #[derive(Clone)]
@@ -188,12 +190,12 @@ impl RedisConnection {
     ///
     /// If `url` is not a Redis URL or the server cannot be reached.
     pub async fn connect(url: &str) -> redis::RedisResult<Self> {
-        Self::open(Origin::Single(redis::Client::open(url)?)).await
+        Self::open(Arc::new(Origin::Single(redis::Client::open(url)?))).await
     }
 
     /// Opens a new connection from `origin`, remembered for [`reopen`](Self::reopen).
-    async fn open(origin: Origin) -> redis::RedisResult<Self> {
-        let inner = match &origin {
+    async fn open(origin: Arc<Origin>) -> redis::RedisResult<Self> {
+        let inner = match &*origin {
             Origin::Single(client) => {
                 let config = ConnectionManagerConfig::new()
                     .set_response_timeout(None)
@@ -233,7 +235,7 @@ impl RedisConnection {
         let client = redis::cluster::ClusterClient::builder(nodes.into_iter().collect::<Vec<_>>())
             .connection_timeout(Self::CONNECT_TIMEOUT)
             .build()?;
-        Self::open(Origin::Cluster(client)).await
+        Self::open(Arc::new(Origin::Cluster(Box::new(client)))).await
     }
 
     /// Whether this is a cluster connection.

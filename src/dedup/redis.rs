@@ -377,10 +377,7 @@ impl IdempotencyStore for RedisStore {
     /// [`with_replicas`](Self::with_replicas)). On a cluster, whose keys live on
     /// several nodes, one renewal script per claim, all sent at once over the
     /// cluster's multiplexed connections.
-    async fn renew_many(
-        &self,
-        claims: &[(&str, &ClaimToken)],
-    ) -> Result<Vec<Settled>, StoreError> {
+    async fn renew_many(&self, claims: &[(&str, &ClaimToken)]) -> Result<Vec<Settled>, StoreError> {
         if claims.is_empty() {
             return Ok(Vec::new());
         }

@@ -498,10 +498,7 @@ impl IdempotencyStore for PostgresStore {
 
     /// One statement (an `UPDATE … FROM unnest(…)`) for every claim, on the
     /// database server's clock as every renewal.
-    async fn renew_many(
-        &self,
-        claims: &[(&str, &ClaimToken)],
-    ) -> Result<Vec<Settled>, StoreError> {
+    async fn renew_many(&self, claims: &[(&str, &ClaimToken)]) -> Result<Vec<Settled>, StoreError> {
         if claims.is_empty() {
             return Ok(Vec::new());
         }
@@ -530,8 +527,7 @@ impl IdempotencyStore for PostgresStore {
     /// connect options on the runtime that polls the future (it does not sweep).
     fn on_own_connection(
         &self,
-    ) -> Option<impl std::future::Future<Output = Result<Self, StoreError>> + Send + 'static>
-    {
+    ) -> Option<impl std::future::Future<Output = Result<Self, StoreError>> + Send + 'static> {
         let options = self.pool.connect_options();
         let mut store = self.clone();
         store.sweep = None;

@@ -260,4 +260,3 @@ async fn keep<S: IdempotencyStore>(
         }
     }
 }
-
