@@ -1,6 +1,8 @@
 //! One Redis connection type for a single server and for a Redis Cluster.
 
 use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
 
 use std::time::Duration;
 
@@ -144,6 +146,17 @@ pub(crate) enum Write<'a> {
 pub struct RedisConnection {
     inner: Inner,
     replication: Replication,
+    /// How it connected, so that a connection of its own can be opened again
+    /// ([`reopen`](Self::reopen)); `None` when built from a bare connection. Shared
+    /// by clones: a clone per call costs a reference count, not a copy of the client.
+    origin: Option<Arc<Origin>>,
+}
+
+/// What a connection was opened from.
+#[derive(Clone)]
+enum Origin {
+    Single(redis::Client),
+    Cluster(Box<redis::cluster::ClusterClient>),
 }
 
 #[derive(Clone)]
@@ -177,13 +190,36 @@ impl RedisConnection {
     ///
     /// If `url` is not a Redis URL or the server cannot be reached.
     pub async fn connect(url: &str) -> redis::RedisResult<Self> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(None)
-            .set_connection_timeout(Some(Self::CONNECT_TIMEOUT));
-        Ok(ConnectionManager::new_with_config(client, config)
-            .await?
-            .into())
+        Self::open(Arc::new(Origin::Single(redis::Client::open(url)?))).await
+    }
+
+    /// Opens a new connection from `origin`, remembered for [`reopen`](Self::reopen).
+    async fn open(origin: Arc<Origin>) -> redis::RedisResult<Self> {
+        let inner = match &*origin {
+            Origin::Single(client) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_response_timeout(None)
+                    .set_connection_timeout(Some(Self::CONNECT_TIMEOUT));
+                Inner::Single(ConnectionManager::new_with_config(client.clone(), config).await?)
+            }
+            Origin::Cluster(client) => Inner::Cluster(client.get_async_connection().await?),
+        };
+        Ok(Self {
+            inner,
+            replication: Replication::Primary,
+            origin: Some(origin),
+        })
+    }
+
+    /// A new connection of its own to the same server or cluster, with the same
+    /// [`Replication`], opened on the runtime that polls the returned future; `None`
+    /// for a connection built from a bare `ConnectionManager` or `ClusterConnection`,
+    /// which does not say how to connect again.
+    pub(crate) fn reopen(
+        &self,
+    ) -> Option<impl Future<Output = redis::RedisResult<Self>> + Send + 'static> {
+        let (origin, replication) = (self.origin.clone()?, self.replication);
+        Some(async move { Ok(Self::open(origin).await?.with_replication(replication)) })
     }
 
     /// Connects to a Redis Cluster through any of its `nodes` (the others are
@@ -199,7 +235,7 @@ impl RedisConnection {
         let client = redis::cluster::ClusterClient::builder(nodes.into_iter().collect::<Vec<_>>())
             .connection_timeout(Self::CONNECT_TIMEOUT)
             .build()?;
-        Ok(client.get_async_connection().await?.into())
+        Self::open(Arc::new(Origin::Cluster(Box::new(client)))).await
     }
 
     /// Whether this is a cluster connection.
@@ -325,6 +361,7 @@ impl From<ConnectionManager> for RedisConnection {
         Self {
             inner: Inner::Single(connection),
             replication: Replication::Primary,
+            origin: None,
         }
     }
 }
@@ -334,6 +371,7 @@ impl From<ClusterConnection> for RedisConnection {
         Self {
             inner: Inner::Cluster(connection),
             replication: Replication::Primary,
+            origin: None,
         }
     }
 }

@@ -216,6 +216,45 @@ pub trait IdempotencyStore: Send + Sync + 'static {
         token: &ClaimToken,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Extends every claim of `claims` (event id, token) by another
+    /// [`lease`](Self::lease), answering in the same order what [`renew`](Self::renew)
+    /// would for each. The receiver renews all the claims of its deliveries in flight
+    /// with one call per third of the lease, so a store that can do it in one round
+    /// trip (`RedisStore`, `PostgresStore`) should. This default renews them one after
+    /// another; an error fails the whole call (no claim is known renewed).
+    fn renew_many(
+        &self,
+        claims: &[(&str, &ClaimToken)],
+    ) -> impl Future<Output = Result<Vec<Settled>, StoreError>> + Send {
+        async move {
+            let mut settled = Vec::with_capacity(claims.len());
+            for (event_id, token) in claims {
+                settled.push(self.renew(event_id, token).await?);
+            }
+            Ok(settled)
+        }
+    }
+
+    /// The same store (same data, same settings) on a connection of its own,
+    /// opened on the runtime that polls the returned future, or `None` if the store
+    /// cannot open one (the default).
+    ///
+    /// A receiver with a store that has a [`lease`](Self::lease) renews its
+    /// deliveries' claims from a thread of its own, with its own current-thread
+    /// runtime and the store this returns, so that handlers blocking every thread
+    /// of the application's runtime cannot stall the renewals; its handlers then run
+    /// in their delivery's task. For a store that answers `None` here, the handler
+    /// runs on Tokio's blocking pool instead, and the claim is renewed from the
+    /// delivery's task (see `Receiver::with_handler_isolation`).
+    fn on_own_connection(
+        &self,
+    ) -> Option<impl Future<Output = Result<Self, StoreError>> + Send + 'static>
+    where
+        Self: Sized,
+    {
+        None::<std::future::Pending<Result<Self, StoreError>>>
+    }
+
     /// Adopts the receiver's clock ([`Receiver::with_clock`]) so that one injected
     /// time source drives both. Stores that keep time elsewhere (a Redis server's
     /// clock) ignore it, which is what this default does.

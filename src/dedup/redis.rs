@@ -24,6 +24,21 @@ end
 return 0
 ";
 
+/// Extends the lease (`ARGV[1]`) of each claim `KEYS[i]` whose token is
+/// `ARGV[i + 1]`: 1 for each renewed, 0 for each lost.
+const RENEW_MANY: &str = r"
+local renewed = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == 'claim:' .. ARGV[i + 1] then
+    redis.call('PEXPIRE', key, ARGV[1])
+    renewed[i] = 1
+  else
+    renewed[i] = 0
+  end
+end
+return renewed
+";
+
 /// Records done if this token holds the claim or the id is free; never overwrites
 /// another delivery's claim or result. The done mark names the token, so the same
 /// completion sent again (its first reply lost) is recognised as applied.
@@ -102,6 +117,7 @@ pub struct RedisStore {
     namespace: String,
     lease: Duration,
     renew: Script,
+    renew_many: Script,
     complete: Script,
     release: Script,
 }
@@ -156,6 +172,7 @@ impl RedisStore {
             namespace: "notmeta-webhooks".to_owned(),
             lease: Self::DEFAULT_LEASE,
             renew: Script::new(RENEW),
+            renew_many: Script::new(RENEW_MANY),
             complete: Script::new(COMPLETE),
             release: Script::new(RELEASE),
         }
@@ -251,11 +268,16 @@ impl RedisStore {
             .write(Write::Script(&invocation), key.as_bytes(), CALL_LIMIT)
             .await
             .map_err(StoreError::new)?;
-        Ok(if flag == 1 {
-            Settled::Recorded
-        } else {
-            Settled::LeaseLost
-        })
+        Ok(settled(flag))
+    }
+}
+
+/// A token script's answer: 1 is [`Settled::Recorded`].
+fn settled(flag: i64) -> Settled {
+    if flag == 1 {
+        Settled::Recorded
+    } else {
+        Settled::LeaseLost
     }
 }
 
@@ -348,6 +370,56 @@ impl IdempotencyStore for RedisStore {
         // not acknowledged is a store failure (logged and counted, `renew`); the
         // handler goes on, and the guide says what is then not covered.
         self.flag(&self.renew, event_id, token, millis(self.lease), true)
+    }
+
+    /// On a single server, one script over every claim's key: one round trip
+    /// (followed by `WAIT` in the same pipeline with
+    /// [`with_replicas`](Self::with_replicas)). On a cluster, whose keys live on
+    /// several nodes, one renewal script per claim, all sent at once over the
+    /// cluster's multiplexed connections.
+    async fn renew_many(&self, claims: &[(&str, &ClaimToken)]) -> Result<Vec<Settled>, StoreError> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.connection.is_cluster() {
+            let renewals = claims.iter().map(|(id, token)| self.renew(id, token));
+            return futures_util::future::join_all(renewals)
+                .await
+                .into_iter()
+                .collect();
+        }
+        let keys: Vec<String> = claims.iter().map(|(id, _)| self.key(id)).collect();
+        let mut invocation = self.renew_many.prepare_invoke();
+        invocation.arg(millis(self.lease));
+        for (key, (_, token)) in keys.iter().zip(claims) {
+            invocation.key(key).arg(token.to_string());
+        }
+        let flags: Vec<i64> = self
+            .connection
+            .write(Write::Script(&invocation), keys[0].as_bytes(), CALL_LIMIT)
+            .await
+            .map_err(StoreError::new)?;
+        if flags.len() != claims.len() {
+            return Err(StoreError::new(format!(
+                "{} renewals answered for {} claims",
+                flags.len(),
+                claims.len()
+            )));
+        }
+        Ok(flags.into_iter().map(settled).collect())
+    }
+
+    /// A new connection to the same server or cluster, unless the store was built
+    /// from a bare `ConnectionManager` or `ClusterConnection` (then `None`).
+    fn on_own_connection(
+        &self,
+    ) -> Option<impl Future<Output = Result<Self, StoreError>> + Send + 'static> {
+        let reopen = self.connection.reopen()?;
+        let mut store = self.clone();
+        Some(async move {
+            store.connection = reopen.await.map_err(StoreError::new)?;
+            Ok(store)
+        })
     }
 
     fn complete(

@@ -27,6 +27,9 @@ pub(super) struct Statements {
     /// ended; returns whether it claimed and, if not, whether the id is done.
     claim: String,
     renew: String,
+    /// `renew` for many claims at once (ids and tokens as two arrays); returns the
+    /// 1-based position of each claim renewed.
+    renew_many: String,
     /// Records done if this token holds the claim, or the id is free.
     pub(super) complete: String,
     pub(super) mark_in_transaction: String,
@@ -112,6 +115,14 @@ impl Statements {
                  SET expires_at = CASE WHEN done THEN expires_at
                                        ELSE clock_timestamp() + $3 * interval '1 millisecond' END
                  WHERE event_id = $1 AND token = $2"
+            ),
+            renew_many: format!(
+                "UPDATE {events} AS e
+                 SET expires_at = CASE WHEN e.done THEN e.expires_at
+                                       ELSE clock_timestamp() + $3 * interval '1 millisecond' END
+                 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS c(event_id, token, i)
+                 WHERE e.event_id = c.event_id AND e.token = c.token
+                 RETURNING c.i"
             ),
             complete: format!(
                 "INSERT INTO {events} AS e (event_id, token, done, expires_at)
@@ -483,6 +494,51 @@ impl IdempotencyStore for PostgresStore {
             .await
             .map_err(store_error)?;
         Ok(settled(renewed.rows_affected()))
+    }
+
+    /// One statement (an `UPDATE … FROM unnest(…)`) for every claim, on the
+    /// database server's clock as every renewal.
+    async fn renew_many(&self, claims: &[(&str, &ClaimToken)]) -> Result<Vec<Settled>, StoreError> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = claims.iter().map(|(id, _)| key(id).into_owned()).collect();
+        let tokens: Vec<String> = claims.iter().map(|(_, token)| token.to_string()).collect();
+        let renewed: Vec<i64> = sqlx::query_scalar(&self.statements.renew_many)
+            .bind(ids)
+            .bind(tokens)
+            .bind(millis(self.lease))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        let mut settled = vec![Settled::LeaseLost; claims.len()];
+        for position in renewed {
+            let slot = usize::try_from(position - 1)
+                .ok()
+                .and_then(|i| settled.get_mut(i));
+            if let Some(slot) = slot {
+                *slot = Settled::Recorded;
+            }
+        }
+        Ok(settled)
+    }
+
+    /// The same store on a pool of one connection of its own, made with this pool's
+    /// connect options on the runtime that polls the future (it does not sweep).
+    fn on_own_connection(
+        &self,
+    ) -> Option<impl std::future::Future<Output = Result<Self, StoreError>> + Send + 'static> {
+        let options = self.pool.connect_options();
+        let mut store = self.clone();
+        store.sweep = None;
+        Some(async move {
+            store.pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with((*options).clone())
+                .await
+                .map_err(store_error)?;
+            Ok(store)
+        })
     }
 
     async fn complete(

@@ -20,6 +20,7 @@ use std::time::Duration;
 use futures_util::FutureExt as _;
 use futures_util::future::{Either, select};
 
+use super::keeper::{self, Keeper, Registration};
 use super::report::{self, DeliveryReport};
 use super::{Claimed, Handler, HandlerError, Outcome, Settings};
 use crate::dedup::{ClaimToken, IdempotencyStore, Settled, StoreError};
@@ -37,6 +38,8 @@ pub(super) struct Task<H, S> {
     pub(super) store: Option<Arc<S>>,
     pub(super) hook: Option<report::Hook>,
     pub(super) settings: Settings,
+    /// The keeper of the store's leases, for a store with leases.
+    pub(super) keeper: Option<Arc<keeper::Slot>>,
 }
 
 /// A claim this delivery holds.
@@ -88,10 +91,18 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
         };
         let limit = self.settings.store_timeout;
         let lease = self.store.as_ref().and_then(|s| s.lease());
+        // The store's lease keeper renews the claim from a thread of its own, if the
+        // store has one: the handler then runs in this task unless isolation was
+        // asked for. Without a keeper it is isolated unless asked otherwise.
+        let keeper = match (&held, lease, &self.store, &self.keeper) {
+            (Some(_), Some(_), Some(store), Some(slot)) => slot.keeper(store, limit),
+            _ => None,
+        };
+        let isolate = self.settings.isolate.unwrap_or(keeper.is_none());
         // An isolated handler can outlive this task: it settles the claim itself if
         // this task is gone by the time it ends (see `Handoff`).
         let handoff = match (&held, lease) {
-            (Some(_), Some(_)) if self.settings.isolate => Some(Arc::new(Handoff::default())),
+            (Some(_), Some(_)) if isolate => Some(Arc::new(Handoff::default())),
             _ => None,
         };
         // From here on the claim is settled, however the delivery ends (see
@@ -122,7 +133,7 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
                     event,
                     claim: Some(held.claimed()),
                 };
-                Box::pin(self.run_renewing(call, claim, lease, handoff)).await
+                Box::pin(self.run_renewing(call, claim, lease, handoff, keeper)).await
             }
             _ => {
                 let call = Call {
@@ -187,24 +198,35 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
         }
     }
 
-    /// For stores with leases: the claim's lease is renewed from this task while the
-    /// handler runs. The handler runs on Tokio's blocking pool (driven by
-    /// `Handle::block_on`) unless isolation is off, so that even a handler that
-    /// blocks its thread cannot stall the runtime's timers and I/O. Past the time
-    /// limit the handler is cancelled at its next `.await`; the claim is kept (and
-    /// renewed) until it has really stopped. An isolated handler that outlives this
-    /// task settles the claim itself when it ends (`handoff`).
+    /// For stores with leases: the claim's lease is renewed while the handler runs,
+    /// by the store's lease keeper (`keeper`, a thread of its own that blocked
+    /// runtime threads cannot stall) or, for a store without one, from this task.
+    /// The handler runs in this task, or, isolated (`handoff`), on Tokio's blocking
+    /// pool (driven by `Handle::block_on`), where a handler that blocks its thread
+    /// cannot stall the runtime's timers and I/O. Past the time limit the handler
+    /// is cancelled at its next `.await`; the claim is kept (and renewed) until it
+    /// has really stopped. An isolated handler that outlives this task settles the
+    /// claim itself when it ends, and its claim stays registered with the keeper
+    /// until then.
     async fn run_renewing(
         &self,
         call: Call,
         claim: ClaimRef<'_, S>,
         lease: Duration,
         handoff: Option<Arc<Handoff>>,
+        keeper: Option<&Keeper>,
     ) -> (Outcome, Option<HandlerError>, Settled) {
         let lost = AtomicBool::new(false);
-        let every = (lease / 3).max(Duration::from_millis(10));
         let (store, id, token) = (&**claim.store, claim.id, &claim.held.token);
-        let renewing = renew(store, id, token, every, claim.limit, &lost);
+        let mut registration = keeper.map(|keeper| keeper.register(id, *token));
+        let watch = registration.as_ref().map(Registration::watch);
+        let renewing = match &registration {
+            Some(_) => Either::Left(std::future::pending()),
+            None => {
+                let every = (lease / 3).max(Duration::from_millis(10));
+                Either::Right(renew(store, id, token, every, claim.limit, &lost))
+            }
+        };
         let deadline = tokio::time::sleep(self.settings.handler_timeout);
         let ran = match handoff {
             Some(handoff) => {
@@ -215,19 +237,22 @@ impl<H: Handler, S: IdempotencyStore> Task<H, S> {
                     token: *token,
                     window: claim.held.window,
                     limit: claim.limit,
+                    registration: registration.take(),
                 };
                 let ended = move |complete| orphan.ended(complete);
                 run_beside_with(&self.handler, call, true, renewing, deadline, ended).await
             }
             None => run_beside(&self.handler, call, false, renewing, deadline).await,
         };
+        // Deregistered before the claim is settled.
+        drop(registration);
         let (outcome, error) = match ran {
             Ran::Finished(result) => from_result(result),
             Ran::Stopped => (Outcome::TimedOut, None),
             // A runtime shutting down cancels the task: answered like a panic.
             Ran::Panicked | Ran::Cancelled => (Outcome::Panicked, None),
         };
-        let renewal = if lost.load(Ordering::Relaxed) {
+        let renewal = if lost.load(Ordering::Relaxed) || watch.is_some_and(|w| w.lost()) {
             Settled::LeaseLost
         } else {
             Settled::Recorded
@@ -279,12 +304,17 @@ struct Orphan<S> {
     token: ClaimToken,
     window: Duration,
     limit: Duration,
+    /// The claim's registration with the lease keeper, if the store has one: it is
+    /// renewed until the handler ends, even if the delivery is gone.
+    registration: Option<Registration>,
 }
 
 impl<S: IdempotencyStore> Orphan<S> {
     /// The handler ended (`complete`: with an outcome recorded as done); settles the
     /// claim if the delivery is gone.
-    fn ended(self, complete: bool) {
+    fn ended(mut self, complete: bool) {
+        // Deregistered before the claim is settled (by either).
+        drop(self.registration.take());
         let ended = if complete {
             Handoff::ENDED_DONE
         } else {

@@ -18,7 +18,11 @@
 //!    duplicate is answered 200 (handled already) or 503 (still being handled).
 //! 5. **Handle** in a task of its own: the handler runs under the time limit with
 //!    panics caught, and its claim is held (renewed, for stores with leases) until it
-//!    has really stopped. A client that disconnects does not cancel it.
+//!    has really stopped. A client that disconnects does not cancel it. For a store
+//!    with leases, the receiver's lease keeper (a thread of its own, started with the
+//!    first such delivery and ended with the receiver) renews the claims of every
+//!    delivery in flight in one store call per third of the lease (see
+//!    [`Receiver::with_handler_isolation`]).
 //! 6. **Settle**: done after success or a permanent failure, released otherwise,
 //!    tried three times if the store fails. Then the answer is sent.
 //!
@@ -70,6 +74,7 @@ pub(crate) mod delivery;
 pub(crate) mod endpoint;
 mod handler;
 mod handler_ext;
+pub(crate) mod keeper;
 pub mod metrics;
 mod outcome;
 pub(crate) mod report;
@@ -106,8 +111,9 @@ struct Settings {
     dedup_window: Duration,
     max_event_age: Option<Duration>,
     body_read_timeout: Duration,
-    /// Whether a handler with a lease store runs on the blocking pool.
-    isolate: bool,
+    /// Whether a handler with a lease store runs on the blocking pool; `None`:
+    /// only when the store has no lease keeper.
+    isolate: Option<bool>,
 }
 
 /// A ready-made webhook endpoint, independent of any server library.
@@ -148,6 +154,8 @@ pub struct Receiver<H, S = MemoryStore> {
     hook: Option<report::Hook>,
     breaker: Option<CircuitBreaker>,
     settings: Settings,
+    /// The keeper of the store's leases, for a store with leases.
+    keeper: Option<Arc<keeper::Slot>>,
 }
 
 /// Clones share the handler and the idempotency store: build one receiver and give
@@ -162,6 +170,7 @@ impl<H, S> Clone for Receiver<H, S> {
             hook: self.hook.clone(),
             breaker: self.breaker.clone(),
             settings: self.settings,
+            keeper: self.keeper.clone(),
         }
     }
 }
@@ -198,8 +207,9 @@ impl<H: Handler> Receiver<H> {
                 dedup_window: DEFAULT_DEDUP_WINDOW,
                 max_event_age: None,
                 body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
-                isolate: true,
+                isolate: None,
             },
+            keeper: None,
         }
     }
 }
@@ -256,6 +266,7 @@ impl<H, S> Receiver<H, S> {
     #[must_use]
     pub fn with_store<T: IdempotencyStore>(self, mut store: T) -> Receiver<H, T> {
         store.use_clock(Arc::clone(&self.clock));
+        let keeper = store.lease().map(|_| Arc::default());
         Receiver {
             verifier: self.verifier,
             handler: self.handler,
@@ -264,6 +275,7 @@ impl<H, S> Receiver<H, S> {
             hook: self.hook,
             breaker: self.breaker,
             settings: self.settings,
+            keeper,
         }
     }
 
@@ -271,6 +283,7 @@ impl<H, S> Receiver<H, S> {
     #[must_use]
     pub fn without_dedup(mut self) -> Self {
         self.store = None;
+        self.keeper = None;
         self
     }
 
@@ -308,32 +321,45 @@ impl<H, S> Receiver<H, S> {
     }
 
     /// Whether, with a store whose claims have a lease (such as `RedisStore`), the
-    /// handler runs on Tokio's blocking pool (the default) or in the delivery's own
-    /// task.
+    /// handler runs on Tokio's blocking pool (`true`) or in the delivery's own task
+    /// (`false`).
     ///
-    /// On the blocking pool, a handler that blocks its thread (synchronous I/O, a
-    /// long computation, `std::thread::sleep`) cannot stall the runtime's timers and
-    /// I/O, so its claim's lease is renewed whatever it does, and other requests are
-    /// still answered. The hand-off to another thread costs CPU time and two context
-    /// switches per delivery.
+    /// **Default**: in the delivery's task for a store that has a lease keeper
+    /// (`RedisStore` and `PostgresStore` have one, see
+    /// [`IdempotencyStore::on_own_connection`]), on the blocking pool for one that
+    /// has not. The keeper renews the claims of all the receiver's deliveries from
+    /// a thread of its own, with its own Tokio runtime and its own store
+    /// connection, so a handler that blocks its thread (synchronous I/O, a long
+    /// computation, `std::thread::sleep`), even one that blocks every worker of the
+    /// runtime, cannot stall the renewal of its claim. Without a keeper the claim
+    /// is renewed from the delivery's task, and only the blocking pool keeps a
+    /// blocking handler from stalling it.
     ///
-    /// `false` keeps the handler in the delivery's task, beside the renewal of its
-    /// lease: the right choice when every handler only `.await`s. A handler that
-    /// then blocks its thread for longer than the lease stalls its renewal, and
-    /// another replica may run a duplicate once the lease has lapsed.
+    /// `true` runs the handler on the blocking pool all the same: a handler that
+    /// blocks its thread then does not hold one of the runtime's workers (other
+    /// requests, and the other tasks queued on that worker, go on), and its time
+    /// limit can cut its delivery short (answered 503 once the limit passes) while
+    /// it still runs. The hand-off to another thread costs CPU time and two context
+    /// switches per delivery. Choose it if handlers block their thread for long.
+    ///
+    /// `false` keeps the handler in the delivery's task. With a store without a
+    /// keeper, the claim is then renewed beside the handler in the same task: a
+    /// handler that blocks its thread for longer than the lease stalls its renewal,
+    /// and another replica may run a duplicate once the lease has lapsed.
     ///
     /// Stores without leases ([`MemoryStore`]) always run the handler in the
     /// delivery's task: their claims cannot lapse.
     ///
     /// An isolated handler can outlive its delivery (a blocking handler cannot be
     /// stopped): a delivery cut short keeps the claim while the handler runs, and the
-    /// handler's task settles it when it ends. One limit remains: the lease is
-    /// renewed from the delivery's task, so a runtime that shuts down while an
-    /// isolated handler blocks its thread stops the renewal while Tokio waits for the
-    /// handler; once the lease lapses, a retry on another replica can run the handler
-    /// beside it. Shut down gracefully (stop taking requests and wait for the
-    /// deliveries in flight before the runtime stops), and give the store a lease
-    /// longer than the longest handler.
+    /// handler's task settles it when it ends; with a keeper, the claim is renewed
+    /// until then. Without a keeper one limit remains: the lease is renewed from the
+    /// delivery's task, so a runtime that shuts down while an isolated handler
+    /// blocks its thread stops the renewal while Tokio waits for the handler; once
+    /// the lease lapses, a retry on another replica can run the handler beside it.
+    /// Shut down gracefully (stop taking requests and wait for the deliveries in
+    /// flight before the runtime stops), and give the store a lease longer than the
+    /// longest handler.
     ///
     /// ```
     /// use notmeta_webhooks::receiver::{HandlerError, Receiver};
@@ -341,15 +367,16 @@ impl<H, S> Receiver<H, S> {
     ///
     /// # fn main() -> Result<(), notmeta_webhooks::Error> {
     /// let receiver = Receiver::new(Verifier::new("whsec_abc123")?, |event: Event<'static>| async move {
-    ///     // Only `.await`s: nothing here blocks the thread.
+    ///     // Blocks its thread for a long while: kept off the runtime's workers.
+    ///     std::thread::sleep(std::time::Duration::from_secs(5));
     ///     Ok::<(), HandlerError>(())
     /// })
-    /// .with_handler_isolation(false);
+    /// .with_handler_isolation(true);
     /// # Ok(()) }
     /// ```
     #[must_use]
     pub fn with_handler_isolation(mut self, isolate: bool) -> Self {
-        self.settings.isolate = isolate;
+        self.settings.isolate = Some(isolate);
         self
     }
 
@@ -553,6 +580,7 @@ impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
                 store: self.store.clone(),
                 hook: self.hook.clone(),
                 settings: self.settings,
+                keeper: self.keeper.clone(),
             };
             let run = task.run(Box::new(event.into_owned()), held, secret_index);
             let run = crate::breaker::recorded(pass, run);
