@@ -11,6 +11,7 @@ use super::Event;
 use super::id::EventId;
 use super::kind::{EventKind, deserialize_kind};
 use super::lenient;
+use super::shared::Body;
 use super::timestamp::Timestamp;
 use crate::error::Error;
 
@@ -174,7 +175,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor<'de> {
             id,
             created_at,
             kind,
-            raw: Cow::Borrowed(self.body),
+            raw: Body::Cow(Cow::Borrowed(self.body)),
         })
     }
 }
