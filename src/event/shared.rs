@@ -80,6 +80,10 @@ impl Hash for Text<'_> {
 /// The body of an event: borrowed, owned, or the shared copy of an owned event.
 #[derive(Clone)]
 pub(crate) enum Body<'a> {
+    /// Checked to be UTF-8 (every event parsed from a body).
+    Str(&'a str),
+    /// Not checked (only while parsing reports where a body that is not UTF-8
+    /// stops being JSON).
     Cow(Cow<'a, [u8]>),
     Shared(Arc<str>),
 }
@@ -87,6 +91,7 @@ pub(crate) enum Body<'a> {
 impl Body<'_> {
     pub(crate) fn as_bytes(&self) -> &[u8] {
         match self {
+            Body::Str(text) => text.as_bytes(),
             Body::Cow(bytes) => bytes,
             Body::Shared(text) => text.as_bytes(),
         }
@@ -100,10 +105,11 @@ impl Body<'_> {
         let (base, len) = (self.as_bytes().as_ptr() as usize, self.as_bytes().len());
         let text = match self {
             Body::Shared(text) => text,
+            Body::Str(text) => Arc::from(text),
+            // Not reached (an event's body is checked to be UTF-8 when it is
+            // parsed), but a body that were not would simply not be shared.
             Body::Cow(bytes) => match std::str::from_utf8(&bytes) {
                 Ok(text) => Arc::from(text),
-                // An event's body is checked to be UTF-8 when it is parsed: not
-                // reached, but a body that were not would simply not be shared.
                 Err(_) => return (Body::Cow(Cow::Owned(bytes.into_owned())), Owner::NONE),
             },
         };
