@@ -4,6 +4,7 @@ use serde::Deserialize;
 
 use super::lenient::opt_object;
 use super::objects::{Conversation, User};
+use super::shared::Owner;
 
 /// The payload of `conversation.created`, `conversation.unassigned`,
 /// `conversation.closed` and `conversation.reopened`.
@@ -37,9 +38,14 @@ impl ConversationPayload<'_> {
     /// A copy that owns its data, free of the body's lifetime.
     #[must_use]
     pub fn into_owned(self) -> ConversationPayload<'static> {
+        self.owned_in(&Owner::NONE)
+    }
+
+    /// A copy that owns its data, identifiers in `owner`'s shared body.
+    pub(crate) fn owned_in(self, owner: &Owner) -> ConversationPayload<'static> {
         ConversationPayload {
-            conversation: self.conversation.map(Conversation::into_owned),
-            user: self.user.map(User::into_owned),
+            conversation: self.conversation.map(|v| v.owned_in(owner)),
+            user: self.user.map(|v| v.owned_in(owner)),
         }
     }
 }
@@ -76,9 +82,14 @@ impl ConversationAssigned<'_> {
     /// A copy that owns its data, free of the body's lifetime.
     #[must_use]
     pub fn into_owned(self) -> ConversationAssigned<'static> {
+        self.owned_in(&Owner::NONE)
+    }
+
+    /// A copy that owns its data, identifiers in `owner`'s shared body.
+    pub(crate) fn owned_in(self, owner: &Owner) -> ConversationAssigned<'static> {
         ConversationAssigned {
-            conversation: self.conversation.into_owned(),
-            user: self.user.into_owned(),
+            conversation: self.conversation.owned_in(owner),
+            user: self.user.owned_in(owner),
         }
     }
 }

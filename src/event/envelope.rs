@@ -11,6 +11,7 @@ use super::Event;
 use super::id::EventId;
 use super::kind::{EventKind, deserialize_kind};
 use super::lenient;
+use super::shared::Body;
 use super::timestamp::Timestamp;
 use crate::error::Error;
 
@@ -30,16 +31,19 @@ pub(crate) fn parse(body: &[u8]) -> Result<Event<'_>, Error> {
             // Cold path: where serde_json meets the bad bytes, it says where; bad
             // bytes only in a skipped field are refused all the same.
             return Err(
-                match tracked(serde_json::Deserializer::from_slice(body), body) {
+                match tracked(
+                    serde_json::Deserializer::from_slice(body),
+                    Body::Cow(Cow::Borrowed(body)),
+                ) {
                     (Err(e), path) => Error::json(e, path),
                     (Ok(_), _) => Error::invalid_event(format!("the body is not UTF-8: {utf8}")),
                 },
             );
         }
     };
-    parse_from(serde_json::Deserializer::from_str(text), body).map_err(|e| {
+    parse_from(serde_json::Deserializer::from_str(text), text).map_err(|e| {
         // Cold path: parse again, tracking where the error happened.
-        let (_, path) = tracked(serde_json::Deserializer::from_str(text), body);
+        let (_, path) = tracked(serde_json::Deserializer::from_str(text), Body::Str(text));
         Error::json(e, path)
     })
 }
@@ -47,7 +51,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<Event<'_>, Error> {
 /// Parses while tracking the JSON path, for error reports.
 fn tracked<'de, R: serde_json::de::Read<'de>>(
     mut de: serde_json::Deserializer<R>,
-    body: &'de [u8],
+    body: Body<'de>,
 ) -> (Result<Event<'de>, serde_json::Error>, Option<String>) {
     let mut track = serde_path_to_error::Track::new();
     let parsed = serde_path_to_error::Deserializer::new(&mut de, &mut track)
@@ -59,15 +63,16 @@ fn tracked<'de, R: serde_json::de::Read<'de>>(
 
 fn parse_from<'de, R: serde_json::de::Read<'de>>(
     mut de: serde_json::Deserializer<R>,
-    body: &'de [u8],
+    body: &'de str,
 ) -> Result<Event<'de>, serde_json::Error> {
+    let body = Body::Str(body);
     let event = de.deserialize_map(EnvelopeVisitor { body })?;
     de.end()?;
     Ok(event)
 }
 
 struct EnvelopeVisitor<'a> {
-    body: &'a [u8],
+    body: Body<'a>,
 }
 
 enum Field {
@@ -174,7 +179,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor<'de> {
             id,
             created_at,
             kind,
-            raw: Cow::Borrowed(self.body),
+            raw: self.body,
         })
     }
 }

@@ -5,7 +5,8 @@ use std::fmt;
 
 use serde::de::{Deserialize, Deserializer};
 
-use super::lenient::{cow_str, own};
+use super::lenient::cow_str;
+use super::shared::{Owner, Text};
 
 macro_rules! string_newtype {
     ($(#[$doc:meta])* $name:ident, $example:literal) => {
@@ -22,74 +23,79 @@ macro_rules! string_newtype {
         #[doc = concat!("assert_eq!(id.to_string(), \"", $example, "\");")]
         /// ```
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name<'a>(Cow<'a, str>);
+        pub struct $name<'a>(Text<'a>);
 
         impl<'a> $name<'a> {
             /// The identifier as a string slice.
             #[must_use]
             pub fn as_str(&self) -> &str {
-                &self.0
+                self.0.as_str()
             }
 
             /// A copy that owns its data, free of the body's lifetime.
             #[must_use]
             pub fn into_owned(self) -> $name<'static> {
-                $name(own(self.0))
+                self.owned_in(&Owner::NONE)
+            }
+
+            /// A copy that owns its data, in `owner`'s shared body if it lies there.
+            pub(crate) fn owned_in(self, owner: &Owner) -> $name<'static> {
+                $name(self.0.owned_in(owner))
             }
         }
 
         impl<'a> From<Cow<'a, str>> for $name<'a> {
             fn from(s: Cow<'a, str>) -> Self {
-                Self(s)
+                Self(Text::Cow(s))
             }
         }
 
         impl<'a> From<&'a str> for $name<'a> {
             fn from(s: &'a str) -> Self {
-                Self(Cow::Borrowed(s))
+                Self(Text::Cow(Cow::Borrowed(s)))
             }
         }
 
         impl From<String> for $name<'static> {
             fn from(s: String) -> Self {
-                Self(Cow::Owned(s))
+                Self(Text::Cow(Cow::Owned(s)))
             }
         }
 
         impl AsRef<str> for $name<'_> {
             fn as_ref(&self) -> &str {
-                &self.0
+                self.0.as_str()
             }
         }
 
         impl std::ops::Deref for $name<'_> {
             type Target = str;
             fn deref(&self) -> &str {
-                &self.0
+                self.0.as_str()
             }
         }
 
         impl fmt::Display for $name<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(self.0.as_str())
             }
         }
 
         impl PartialEq<str> for $name<'_> {
             fn eq(&self, other: &str) -> bool {
-                *self.0 == *other
+                self.0.as_str() == other
             }
         }
 
         impl PartialEq<&str> for $name<'_> {
             fn eq(&self, other: &&str) -> bool {
-                *self.0 == **other
+                self.0.as_str() == *other
             }
         }
 
         impl<'de: 'a, 'a> Deserialize<'de> for $name<'a> {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                cow_str(d).map(Self)
+                cow_str(d).map(|s| Self(Text::Cow(s)))
             }
         }
     };

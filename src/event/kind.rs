@@ -14,6 +14,7 @@ use super::lenient;
 use super::message::{MessageFailed, MessagePayload, MessageReceived};
 use super::objects::{Conversation, ErrorInfo, Message, User};
 use super::raw::RawJson;
+use super::shared::Owner;
 use super::user::UserPayload;
 use super::webhook::{WebhookFailed, WebhookVerified};
 
@@ -93,8 +94,13 @@ macro_rules! event_types {
             /// A copy that owns its data, free of the body's lifetime.
             #[must_use]
             pub fn into_owned(self) -> EventKind<'static> {
+                self.owned_in(&Owner::NONE)
+            }
+
+            /// A copy that owns its data, identifiers in `owner`'s shared body.
+            pub(crate) fn owned_in(self, owner: &Owner) -> EventKind<'static> {
                 match self {
-                    $( EventKind::$variant(p) => EventKind::$variant(p.into_owned()), )+
+                    $( EventKind::$variant(p) => EventKind::$variant(p.owned_in(owner)), )+
                     EventKind::Unknown { event_type, data } => EventKind::Unknown {
                         event_type: lenient::own(event_type),
                         data: data.into_owned(),

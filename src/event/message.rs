@@ -4,6 +4,7 @@ use serde::Deserialize;
 
 use super::lenient::opt_object;
 use super::objects::{Conversation, ErrorInfo, Message};
+use super::shared::Owner;
 
 /// The payload of `message.received` (documented): the incoming message and its
 /// conversation. Both objects are required.
@@ -34,9 +35,14 @@ impl MessageReceived<'_> {
     /// A copy that owns its data, free of the body's lifetime.
     #[must_use]
     pub fn into_owned(self) -> MessageReceived<'static> {
+        self.owned_in(&Owner::NONE)
+    }
+
+    /// A copy that owns its data, identifiers in `owner`'s shared body.
+    pub(crate) fn owned_in(self, owner: &Owner) -> MessageReceived<'static> {
         MessageReceived {
-            message: self.message.into_owned(),
-            conversation: self.conversation.into_owned(),
+            message: self.message.owned_in(owner),
+            conversation: self.conversation.owned_in(owner),
         }
     }
 }
@@ -72,9 +78,14 @@ impl MessagePayload<'_> {
     /// A copy that owns its data, free of the body's lifetime.
     #[must_use]
     pub fn into_owned(self) -> MessagePayload<'static> {
+        self.owned_in(&Owner::NONE)
+    }
+
+    /// A copy that owns its data, identifiers in `owner`'s shared body.
+    pub(crate) fn owned_in(self, owner: &Owner) -> MessagePayload<'static> {
         MessagePayload {
-            message: self.message.map(Message::into_owned),
-            conversation: self.conversation.map(Conversation::into_owned),
+            message: self.message.map(|v| v.owned_in(owner)),
+            conversation: self.conversation.map(|v| v.owned_in(owner)),
         }
     }
 }
@@ -106,8 +117,13 @@ impl MessageFailed<'_> {
     /// A copy that owns its data, free of the body's lifetime.
     #[must_use]
     pub fn into_owned(self) -> MessageFailed<'static> {
+        self.owned_in(&Owner::NONE)
+    }
+
+    /// A copy that owns its data, identifiers in `owner`'s shared body.
+    pub(crate) fn owned_in(self, owner: &Owner) -> MessageFailed<'static> {
         MessageFailed {
-            message: self.message.map(Message::into_owned),
+            message: self.message.map(|v| v.owned_in(owner)),
             error: self.error.map(ErrorInfo::into_owned),
         }
     }

@@ -62,12 +62,11 @@
 //! # Ok::<(), notmeta_webhooks::Error>(())
 //! ```
 
-use std::borrow::Cow;
-
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use crate::error::Error;
+use shared::Body;
 
 mod challenge;
 mod conversation;
@@ -80,6 +79,7 @@ mod message;
 mod objects;
 mod open_enums;
 mod raw;
+mod shared;
 mod timestamp;
 mod user;
 mod webhook;
@@ -135,7 +135,7 @@ pub struct Event<'a> {
     pub created_at: Timestamp,
     /// The typed payload.
     pub kind: EventKind<'a>,
-    raw: Cow<'a, [u8]>,
+    raw: Body<'a>,
 }
 
 impl<'a> Event<'a> {
@@ -182,7 +182,7 @@ impl<'a> Event<'a> {
     /// [Storing, queueing and replaying events](crate::event#storing-queueing-and-replaying-events)).
     #[must_use]
     pub fn raw_body(&self) -> &[u8] {
-        &self.raw
+        self.raw.as_bytes()
     }
 
     /// Deserialises the `data` object into your own type: the way to reach fields
@@ -213,7 +213,7 @@ impl<'a> Event<'a> {
         struct DataOnly<T> {
             data: T,
         }
-        data::from_json::<DataOnly<T>>(&self.raw).map(|d| d.data)
+        data::from_json::<DataOnly<T>>(self.raw.as_bytes()).map(|d| d.data)
     }
 
     /// The challenge string, if this is a `webhook.verified` event.
@@ -233,8 +233,12 @@ impl<'a> Event<'a> {
         }
     }
 
-    /// A copy that owns all its data, free of the body's lifetime (copies the body and
-    /// every borrowed string once).
+    /// A copy that owns all its data, free of the body's lifetime.
+    ///
+    /// The body is copied once, into a shared allocation that the identifiers
+    /// ([`EventId`] and the others) point into: cloning them then copies nothing.
+    /// Other strings (texts, names, phone numbers, values of open enums that this
+    /// version does not know) are copied one by one.
     ///
     /// ```
     /// use notmeta_webhooks::Event;
@@ -247,11 +251,12 @@ impl<'a> Event<'a> {
     /// ```
     #[must_use]
     pub fn into_owned(self) -> Event<'static> {
+        let (raw, owner) = self.raw.into_owned();
         Event {
-            id: self.id.into_owned(),
+            id: self.id.owned_in(&owner),
             created_at: self.created_at,
-            kind: self.kind.into_owned(),
-            raw: Cow::Owned(self.raw.into_owned()),
+            kind: self.kind.owned_in(&owner),
+            raw,
         }
     }
 }
@@ -284,7 +289,7 @@ impl Serialize for Event<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         // An event's body was checked to be UTF-8 and one JSON object when it was
         // parsed, so neither step can fail; they are still reported, not unwrapped.
-        let text = std::str::from_utf8(&self.raw).map_err(serde::ser::Error::custom)?;
+        let text = std::str::from_utf8(self.raw.as_bytes()).map_err(serde::ser::Error::custom)?;
         let raw: &RawValue = serde_json::from_str(text).map_err(serde::ser::Error::custom)?;
         raw.serialize(s)
     }

@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use super::lenient::{opt_string, opt_timestamp, own};
+use super::shared::Owner;
 use super::{
     ConversationId, ConversationStatus, MessageId, MessageType, Timestamp, UserId, UserRole,
 };
@@ -54,10 +55,15 @@ impl Conversation<'_> {
     /// A copy that owns its data, free of the body's lifetime.
     #[must_use]
     pub fn into_owned(self) -> Conversation<'static> {
+        self.owned_in(&Owner::NONE)
+    }
+
+    /// A copy that owns its data, identifiers in `owner`'s shared body.
+    pub(crate) fn owned_in(self, owner: &Owner) -> Conversation<'static> {
         Conversation {
-            id: self.id.map(ConversationId::into_owned),
+            id: self.id.map(|v| v.owned_in(owner)),
             status: self.status.map(ConversationStatus::into_owned),
-            assigned_to: self.assigned_to.map(UserId::into_owned),
+            assigned_to: self.assigned_to.map(|v| v.owned_in(owner)),
             created_at: self.created_at,
             assigned_at: self.assigned_at,
         }
@@ -110,9 +116,14 @@ impl Message<'_> {
     /// A copy that owns its data, free of the body's lifetime.
     #[must_use]
     pub fn into_owned(self) -> Message<'static> {
+        self.owned_in(&Owner::NONE)
+    }
+
+    /// A copy that owns its data, identifiers in `owner`'s shared body.
+    pub(crate) fn owned_in(self, owner: &Owner) -> Message<'static> {
         Message {
-            id: self.id.map(MessageId::into_owned),
-            conversation_id: self.conversation_id.map(ConversationId::into_owned),
+            id: self.id.map(|v| v.owned_in(owner)),
+            conversation_id: self.conversation_id.map(|v| v.owned_in(owner)),
             from: self.from.map(own),
             to: self.to.map(own),
             kind: self.kind.map(MessageType::into_owned),
@@ -159,8 +170,13 @@ impl User<'_> {
     /// A copy that owns its data, free of the body's lifetime.
     #[must_use]
     pub fn into_owned(self) -> User<'static> {
+        self.owned_in(&Owner::NONE)
+    }
+
+    /// A copy that owns its data, identifiers in `owner`'s shared body.
+    pub(crate) fn owned_in(self, owner: &Owner) -> User<'static> {
         User {
-            id: self.id.map(UserId::into_owned),
+            id: self.id.map(|v| v.owned_in(owner)),
             name: self.name.map(own),
             email: self.email.map(own),
             role: self.role.map(UserRole::into_owned),

@@ -4,6 +4,7 @@ use serde::Deserialize;
 
 use super::lenient::opt_object;
 use super::objects::User;
+use super::shared::Owner;
 
 /// The payload of `user.created`, `user.updated`, `user.deleted`, `user.online` and
 /// `user.offline`: the user concerned (optional: NotMeta's documentation shows no
@@ -31,8 +32,13 @@ impl UserPayload<'_> {
     /// A copy that owns its data, free of the body's lifetime.
     #[must_use]
     pub fn into_owned(self) -> UserPayload<'static> {
+        self.owned_in(&Owner::NONE)
+    }
+
+    /// A copy that owns its data, identifiers in `owner`'s shared body.
+    pub(crate) fn owned_in(self, owner: &Owner) -> UserPayload<'static> {
         UserPayload {
-            user: self.user.map(User::into_owned),
+            user: self.user.map(|v| v.owned_in(owner)),
         }
     }
 }

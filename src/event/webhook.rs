@@ -7,6 +7,7 @@ use serde::Deserialize;
 use super::WebhookId;
 use super::lenient::{cow_str, opt_object, opt_string, own};
 use super::objects::ErrorInfo;
+use super::shared::Owner;
 
 /// The payload of `webhook.verified` (documented): the challenge NotMeta sends when a
 /// webhook is created. Answer it with [`WebhookVerified::response`] (or let an adapter
@@ -38,8 +39,13 @@ impl WebhookVerified<'_> {
     /// A copy that owns its data, free of the body's lifetime.
     #[must_use]
     pub fn into_owned(self) -> WebhookVerified<'static> {
+        self.owned_in(&Owner::NONE)
+    }
+
+    /// A copy that owns its data, identifiers in `owner`'s shared body.
+    pub(crate) fn owned_in(self, owner: &Owner) -> WebhookVerified<'static> {
         WebhookVerified {
-            webhook_id: self.webhook_id.into_owned(),
+            webhook_id: self.webhook_id.owned_in(owner),
             challenge: own(self.challenge),
         }
     }
@@ -72,8 +78,13 @@ impl WebhookFailed<'_> {
     /// A copy that owns its data, free of the body's lifetime.
     #[must_use]
     pub fn into_owned(self) -> WebhookFailed<'static> {
+        self.owned_in(&Owner::NONE)
+    }
+
+    /// A copy that owns its data, identifiers in `owner`'s shared body.
+    pub(crate) fn owned_in(self, owner: &Owner) -> WebhookFailed<'static> {
         WebhookFailed {
-            webhook_id: self.webhook_id.map(WebhookId::into_owned),
+            webhook_id: self.webhook_id.map(|v| v.owned_in(owner)),
             error: self.error.map(ErrorInfo::into_owned),
         }
     }
