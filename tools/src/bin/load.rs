@@ -17,21 +17,27 @@
 //! cargo run --release -p notmeta-tools --bin load -- compare 50000
 //!
 //! # The inline axum endpoint with the in-memory store against the same endpoint with
-//! # `RedisStore` and the queue endpoint (Redis Streams), at 16 and 64 connections,
-//! # then a worker draining what was enqueued; with a redis-server (started here)
-//! # without persistence and one with `appendfsync always`. A floor row serves the
-//! # in-memory endpoint plus `RedisStore`'s claim alone (one round trip per delivery):
-//! # a practical ceiling for one round trip per delivery over this client.
-//! cargo run --release -p notmeta-tools --bin load -- redis-compare 60000
+//! # `RedisStore` (its defaults; handler isolated; not isolated) and the queue endpoint
+//! # (Redis Streams), at 16 and 64 connections, then workers draining what was
+//! # enqueued; with a redis-server (started here) without persistence and one with
+//! # `appendfsync always`. A floor row serves the in-memory endpoint plus
+//! # `RedisStore`'s claim alone (one round trip per delivery). Per row: requests/s,
+//! # the receiver's CPU µs per delivery (its /proc stat), redis-server's (`INFO cpu`),
+//! # and the round trips per delivery (a second receiver of the kind, its store
+//! # reached through a counting proxy, sent deliveries one at a time); per drain:
+//! # events/s, the worker's and redis-server's CPU µs per event, round trips per event
+//! # at concurrency 1 and 64, events/s per worker core. Also the round trips per
+//! # renewal period with 32 live claims, and a line per target with its measure.
+//! cargo run --release -p notmeta-tools --bin load -- redis-compare 40000
 //!
 //! # The inline axum endpoint with the in-memory store against the same endpoint
 //! # with `PostgresStore` (a no-op handler) and with a transactional no-op handler
 //! # (the done mark committed in the handler's transaction), on a PostgreSQL server
 //! # (started here) with `synchronous_commit` on and one with it off, and the queue
-//! # endpoint on PostgreSQL; throughput and CPU per delivery of the receiver and of
-//! # PostgreSQL. Then workers drain the queue, with a no-op (leased) handler and with
-//! # a transactional no-op handler: events/s per worker core, PostgreSQL's CPU.
-//! cargo run --release -p notmeta-tools --bin load -- postgres-compare 40000
+//! # endpoint on PostgreSQL; the same columns as `redis-compare` (PostgreSQL's CPU:
+//! # its postmaster and every backend). Then workers drain the queue, with a no-op
+//! # (leased) handler and with a transactional no-op handler.
+//! cargo run --release -p notmeta-tools --bin load -- postgres-compare 12000
 //!
 //! # The cost of key limits (`KeyLimit`): the same events (`message.sent` over 1,000
 //! # conversations) drained by one worker (concurrency 64, a no-op handler) without
@@ -180,52 +186,44 @@ fn serve(kind: &str) -> Result<(), BoxError> {
                 serve_axum(app).await
             })
         }
-        "axum-redis" | "axum-redis-async" | "axum-redis-default" => {
+        "axum-redis" | "axum-redis-async" | "axum-redis-default" | "axum-redis-renew" => {
             // The inline endpoint with the Redis idempotency store (the default
             // dedup window and lease), as every replica of a scaled-out receiver runs:
             // the handler isolated, or (`-async`) in the delivery's task, or
-            // (`-default`) as the receiver's default has it.
+            // (`-default`) as the receiver's default has it. `-renew`: handlers longer
+            // than a renewal period (the shortest lease, handlers that sleep through
+            // several renewals).
             let isolate = match kind {
                 "axum-redis" => Some(true),
                 "axum-redis-async" => Some(false),
                 _ => None,
             };
+            let renew = kind == "axum-redis-renew";
             let url = std::env::var("NOTMETA_LOAD_REDIS")?;
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 // A namespace per kind: the kinds share a redis-server in
                 // `redis-compare`, and each must see fresh ids.
                 let store = RedisStore::connect(&url).await?.with_namespace(kind);
-                let receiver =
-                    Receiver::new(Verifier::new(SECRET)?, |_event: Event<'static>| async {
+                let store = if renew {
+                    store.with_lease(RENEWAL_LEASE)
+                } else {
+                    store
+                };
+                let receiver = Receiver::new(
+                    Verifier::new(SECRET)?,
+                    move |_event: Event<'static>| async move {
+                        if renew {
+                            tokio::time::sleep(RENEWAL_HANDLER).await;
+                        }
                         Ok::<(), HandlerError>(())
-                    })
-                    .with_store(store);
+                    },
+                )
+                .with_store(store);
                 let receiver = match isolate {
                     Some(isolate) => receiver.with_handler_isolation(isolate),
                     None => receiver,
                 };
-                let app = axum::Router::new()
-                    .route("/webhooks", notmeta_webhooks::axum::endpoint(receiver));
-                serve_axum(app).await
-            })
-        }
-        "axum-redis-renew" => {
-            // Handlers longer than a renewal period: `RedisStore` with the shortest
-            // lease, handlers that sleep through several renewals.
-            let url = std::env::var("NOTMETA_LOAD_REDIS")?;
-            let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(async {
-                let store = RedisStore::connect(&url)
-                    .await?
-                    .with_namespace(kind)
-                    .with_lease(RENEWAL_LEASE);
-                let receiver =
-                    Receiver::new(Verifier::new(SECRET)?, |_event: Event<'static>| async {
-                        tokio::time::sleep(RENEWAL_HANDLER).await;
-                        Ok::<(), HandlerError>(())
-                    })
-                    .with_store(store);
                 let app = axum::Router::new()
                     .route("/webhooks", notmeta_webhooks::axum::endpoint(receiver));
                 serve_axum(app).await
@@ -1252,20 +1250,26 @@ where
     Ok((seconds, cpu, store_cpu, stats))
 }
 
-/// Enqueues events `from..from + count` (valid, ~1 KiB) into `queue`, 64 at a time,
-/// in this process.
-async fn enqueue(queue: &Queue, from: usize, count: usize) -> Result<(), BoxError> {
+/// Enqueues the events `ids` into `queue`, 64 at a time, in this process: `signed`
+/// gives an id's body and signature.
+async fn enqueue(
+    queue: &Queue,
+    ids: std::ops::Range<usize>,
+    signed: impl Fn(usize) -> (Bytes, String),
+) -> Result<(), BoxError> {
     use futures_util::StreamExt as _;
     let endpoint = Enqueuer::new(Verifier::new(SECRET)?, queue.clone());
     let endpoint = &endpoint;
-    let statuses: Vec<u16> = futures_util::stream::iter(from..from + count)
-        .map(|n| async move {
-            let (body, signature) = request(n, Kind::Valid, &Bytes::new());
-            endpoint
-                .receive(&body, [signature.as_bytes()])
-                .await
-                .status()
-                .as_u16()
+    let statuses: Vec<u16> = futures_util::stream::iter(ids)
+        .map(|n| {
+            let (body, signature) = signed(n);
+            async move {
+                endpoint
+                    .receive(&body, [signature.as_bytes()])
+                    .await
+                    .status()
+                    .as_u16()
+            }
         })
         .buffer_unordered(64)
         .collect()
@@ -1274,6 +1278,11 @@ async fn enqueue(queue: &Queue, from: usize, count: usize) -> Result<(), BoxErro
         return Err("an enqueue was refused".into());
     }
     Ok(())
+}
+
+/// A valid ~1 KiB event, signed, for [`enqueue`].
+fn valid(n: usize) -> (Bytes, String) {
+    request(n, Kind::Valid, &Bytes::new())
 }
 
 /// Events each drain's round-trip count is taken over.
@@ -1310,7 +1319,7 @@ async fn drain_trips(
             )
         }
     };
-    enqueue(&watch, from, TRIP_EVENTS).await?;
+    enqueue(&watch, from..from + TRIP_EVENTS, valid).await?;
     let before = Trips::mark(&proxy, store);
     let pg = pool.as_ref().map(|pool| (pool, &tables));
     let drained = drain(&queue, &watch, handling, concurrency, store, pg).await?;
@@ -1514,7 +1523,7 @@ async fn redis_compare(total: usize) -> Result<bool, BoxError> {
             if handling != Handling::Default {
                 // As many as the first drain, at most half a side's requests.
                 let count = drained.min(total / 2);
-                enqueue(&queue, offset, count).await?;
+                enqueue(&queue, offset..offset + count, valid).await?;
                 offset += count;
             }
             let d = match drain(&queue, &queue, handling, 64, store, None).await {
@@ -1639,7 +1648,7 @@ async fn postgres_compare(total: usize) -> Result<bool, BoxError> {
             let waiting = queue.counts().await?.pending;
             if waiting == 0 || handling == Handling::Transactional {
                 let count = total * 2;
-                enqueue(&queue, offset, count).await?;
+                enqueue(&queue, offset..offset + count, valid).await?;
                 offset += count;
             }
             let d = match drain(&queue, &queue, handling, 64, store, Some((&pool, &tables))).await {
@@ -1689,28 +1698,15 @@ fn pg_queue_tables() -> Result<notmeta_webhooks::postgres::Tables, BoxError> {
 /// (64 at a time, in process), then drains them with one worker (concurrency 64, a
 /// no-op handler); the drain's events/s.
 async fn ordered_drain_once(queue: &Queue, total: usize, keys: usize) -> Result<f64, BoxError> {
-    use futures_util::StreamExt as _;
-    let endpoint = Enqueuer::new(Verifier::new(SECRET)?, queue.clone());
-    let endpoint = &endpoint;
-    let statuses: Vec<u16> = futures_util::stream::iter(0..total)
-        .map(|i| async move {
-            let body = format!(
-                r#"{{"id":"evt_{i}","type":"message.sent","created_at":"2024-01-01T12:00:00Z","data":{{"conversation":{{"id":"c{}"}}}}}}"#,
-                i % keys.max(1)
-            );
-            let signature = sign(body.as_bytes(), SECRET);
-            endpoint
-                .receive(body.as_bytes(), [signature.as_bytes()])
-                .await
-                .status()
-                .as_u16()
-        })
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    if statuses.iter().any(|s| *s != 200) {
-        return Err("an enqueue was refused".into());
-    }
+    enqueue(queue, 0..total, |i| {
+        let body = Bytes::from(format!(
+            r#"{{"id":"evt_{i}","type":"message.sent","created_at":"2024-01-01T12:00:00Z","data":{{"conversation":{{"id":"c{}"}}}}}}"#,
+            i % keys.max(1)
+        ));
+        let signature = sign(&body, SECRET);
+        (body, signature)
+    })
+    .await?;
     let handled = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&handled);
     let worker = Worker::new(queue.clone(), move |_: Event<'static>| {
