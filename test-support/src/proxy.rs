@@ -1,8 +1,9 @@
 //! A TCP proxy on loopback that injects network faults between a client and a
 //! server: pauses, held replies, latency, a byte-rate limit, and cut connections.
+//! It also counts round trips: see [`Proxy::round_trips`].
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +41,8 @@ pub struct Proxy {
     changed: watch::Sender<u64>,
     /// … and this one to close every open connection.
     cuts: Arc<AtomicU64>,
+    /// Request→reply turns, over every connection.
+    turns: Arc<AtomicU64>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -52,7 +55,13 @@ impl Proxy {
         let faults = Arc::new(Mutex::new(Faults::default()));
         let (changed, _) = watch::channel(0u64);
         let cuts = Arc::new(AtomicU64::new(0));
-        let state = (Arc::clone(&faults), changed.clone(), Arc::clone(&cuts));
+        let turns = Arc::new(AtomicU64::new(0));
+        let state = (
+            Arc::clone(&faults),
+            changed.clone(),
+            Arc::clone(&cuts),
+            Arc::clone(&turns),
+        );
         let accept = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
@@ -66,6 +75,8 @@ impl Proxy {
                 let (cr, cw) = client.into_split();
                 let (sr, sw) = server.into_split();
                 let generation = state.2.load(Ordering::SeqCst);
+                // Set when the client has sent bytes since the server last replied.
+                let awaiting = Arc::new(AtomicBool::new(false));
                 for (from, to, way) in [
                     (PumpRead::Client(cr), PumpWrite::Server(sw), Way::Up),
                     (PumpRead::Server(sr), PumpWrite::Client(cw), Way::Down),
@@ -73,7 +84,13 @@ impl Proxy {
                     let faults = Arc::clone(&state.0);
                     let changed = state.1.subscribe();
                     let cuts = Arc::clone(&state.2);
-                    tokio::spawn(pump(from, to, way, faults, changed, cuts, generation));
+                    let turns = Turns {
+                        awaiting: Arc::clone(&awaiting),
+                        count: Arc::clone(&state.3),
+                    };
+                    tokio::spawn(pump(
+                        from, to, way, faults, changed, cuts, turns, generation,
+                    ));
                 }
             }
         });
@@ -82,8 +99,20 @@ impl Proxy {
             faults,
             changed,
             cuts,
+            turns,
             accept,
         }
+    }
+
+    /// Round trips so far, over every connection: the times a server began to reply
+    /// after its client had sent something since the server's last reply. Bytes the
+    /// client writes before the reply arrives belong to the same round trip, so a
+    /// pipeline (several commands or statements written before the first reply is
+    /// read) counts once, and so does a request the client writes in several pieces.
+    /// Exact while each connection carries one exchange at a time; requests of
+    /// independent callers multiplexed on one connection may share a turn.
+    pub fn round_trips(&self) -> u64 {
+        self.turns.load(Ordering::SeqCst)
     }
 
     /// The port it listens on.
@@ -173,6 +202,14 @@ impl PumpWrite {
     }
 }
 
+/// A connection's round-trip count: `awaiting` is set by the client's bytes and
+/// cleared, counting one, by the server's first bytes after them.
+struct Turns {
+    awaiting: Arc<AtomicBool>,
+    count: Arc<AtomicU64>,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn pump(
     mut from: PumpRead,
     mut to: PumpWrite,
@@ -180,6 +217,7 @@ async fn pump(
     faults: Arc<Mutex<Faults>>,
     mut changed: watch::Receiver<u64>,
     cuts: Arc<AtomicU64>,
+    turns: Turns,
     generation: u64,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
@@ -234,8 +272,62 @@ async fn pump(
         if !pause.is_zero() {
             tokio::time::sleep(pause).await;
         }
+        // Marked before the request reaches the server, so its reply finds the mark.
+        match way {
+            Way::Up => turns.awaiting.store(true, Ordering::SeqCst),
+            Way::Down => {
+                if turns.awaiting.swap(false, Ordering::SeqCst) {
+                    turns.count.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
         if cut(&cuts) || to.half().write_all(&buf[..n]).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RedisServer;
+
+    /// Writes `request` in one piece and reads until `replies` lines came back.
+    async fn exchange(stream: &mut TcpStream, request: &[u8], replies: usize) {
+        stream.write_all(request).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        while got.iter().filter(|b| **b == b'\n').count() < replies {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed");
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    #[tokio::test]
+    async fn counts_a_round_trip_per_reply_awaited_and_a_pipeline_once() {
+        let redis = RedisServer::start();
+        let proxy = Proxy::start(redis.port).await;
+        let mut client = TcpStream::connect(("127.0.0.1", proxy.port()))
+            .await
+            .unwrap();
+        assert_eq!(proxy.round_trips(), 0);
+        exchange(&mut client, b"PING\r\n", 1).await;
+        assert_eq!(proxy.round_trips(), 1);
+        // Two commands in one write: one round trip.
+        exchange(&mut client, b"PING\r\nPING\r\n", 2).await;
+        assert_eq!(proxy.round_trips(), 2);
+        // A command written in two pieces, the reply awaited once: one round trip.
+        client.write_all(b"PI").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        exchange(&mut client, b"NG\r\n", 1).await;
+        assert_eq!(proxy.round_trips(), 3);
+        // Another connection adds its own.
+        let mut other = TcpStream::connect(("127.0.0.1", proxy.port()))
+            .await
+            .unwrap();
+        exchange(&mut other, b"PING\r\n", 1).await;
+        exchange(&mut client, b"PING\r\n", 1).await;
+        assert_eq!(proxy.round_trips(), 5);
     }
 }

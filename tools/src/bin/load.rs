@@ -17,21 +17,27 @@
 //! cargo run --release -p notmeta-tools --bin load -- compare 50000
 //!
 //! # The inline axum endpoint with the in-memory store against the same endpoint with
-//! # `RedisStore` and the queue endpoint (Redis Streams), at 16 and 64 connections,
-//! # then a worker draining what was enqueued; with a redis-server (started here)
-//! # without persistence and one with `appendfsync always`. A floor row serves the
-//! # in-memory endpoint plus `RedisStore`'s claim alone (one round trip per delivery):
-//! # a practical ceiling for one round trip per delivery over this client.
-//! cargo run --release -p notmeta-tools --bin load -- redis-compare 60000
+//! # `RedisStore` (its defaults; handler isolated; not isolated) and the queue endpoint
+//! # (Redis Streams), at 16 and 64 connections, then workers draining what was
+//! # enqueued; with a redis-server (started here) without persistence and one with
+//! # `appendfsync always`. A floor row serves the in-memory endpoint plus
+//! # `RedisStore`'s claim alone (one round trip per delivery). Per row: requests/s,
+//! # the receiver's CPU µs per delivery (its /proc stat), redis-server's (`INFO cpu`),
+//! # and the round trips per delivery (a second receiver of the kind, its store
+//! # reached through a counting proxy, sent deliveries one at a time); per drain:
+//! # events/s, the worker's and redis-server's CPU µs per event, round trips per event
+//! # at concurrency 1 and 64, events/s per worker core. Also the round trips per
+//! # renewal period with 32 live claims, and a line per target with its measure.
+//! cargo run --release -p notmeta-tools --bin load -- redis-compare 40000
 //!
 //! # The inline axum endpoint with the in-memory store against the same endpoint
 //! # with `PostgresStore` (a no-op handler) and with a transactional no-op handler
 //! # (the done mark committed in the handler's transaction), on a PostgreSQL server
 //! # (started here) with `synchronous_commit` on and one with it off, and the queue
-//! # endpoint on PostgreSQL; throughput and CPU per delivery of the receiver and of
-//! # PostgreSQL. Then workers drain the queue, with a no-op (leased) handler and with
-//! # a transactional no-op handler: events/s per worker core, PostgreSQL's CPU.
-//! cargo run --release -p notmeta-tools --bin load -- postgres-compare 40000
+//! # endpoint on PostgreSQL; the same columns as `redis-compare` (PostgreSQL's CPU:
+//! # its postmaster and every backend). Then workers drain the queue, with a no-op
+//! # (leased) handler and with a transactional no-op handler.
+//! cargo run --release -p notmeta-tools --bin load -- postgres-compare 12000
 //!
 //! # The cost of key limits (`KeyLimit`): the same events (`message.sent` over 1,000
 //! # conversations) drained by one worker (concurrency 64, a no-op handler) without
@@ -62,6 +68,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use notmeta_test_support::proxy::Proxy;
 use notmeta_test_support::{RedisServer, TempDir};
 use notmeta_webhooks::dedup::{
     Claim, ClaimToken, IdempotencyStore, MemoryStore, RedisStore, Settled, StoreError,
@@ -179,23 +186,44 @@ fn serve(kind: &str) -> Result<(), BoxError> {
                 serve_axum(app).await
             })
         }
-        "axum-redis" | "axum-redis-async" => {
+        "axum-redis" | "axum-redis-async" | "axum-redis-default" | "axum-redis-renew" => {
             // The inline endpoint with the Redis idempotency store (the default
-            // dedup window and lease), as every replica of a scaled-out receiver runs;
-            // `-async`: with the handler in the delivery's task (isolation off).
-            let isolate = kind == "axum-redis";
+            // dedup window and lease), as every replica of a scaled-out receiver runs:
+            // the handler isolated, or (`-async`) in the delivery's task, or
+            // (`-default`) as the receiver's default has it. `-renew`: handlers longer
+            // than a renewal period (the shortest lease, handlers that sleep through
+            // several renewals).
+            let isolate = match kind {
+                "axum-redis" => Some(true),
+                "axum-redis-async" => Some(false),
+                _ => None,
+            };
+            let renew = kind == "axum-redis-renew";
             let url = std::env::var("NOTMETA_LOAD_REDIS")?;
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
-                // A namespace per kind: both kinds share a redis-server in
+                // A namespace per kind: the kinds share a redis-server in
                 // `redis-compare`, and each must see fresh ids.
                 let store = RedisStore::connect(&url).await?.with_namespace(kind);
-                let receiver =
-                    Receiver::new(Verifier::new(SECRET)?, |_event: Event<'static>| async {
+                let store = if renew {
+                    store.with_lease(RENEWAL_LEASE)
+                } else {
+                    store
+                };
+                let receiver = Receiver::new(
+                    Verifier::new(SECRET)?,
+                    move |_event: Event<'static>| async move {
+                        if renew {
+                            tokio::time::sleep(RENEWAL_HANDLER).await;
+                        }
                         Ok::<(), HandlerError>(())
-                    })
-                    .with_store(store)
-                    .with_handler_isolation(isolate);
+                    },
+                )
+                .with_store(store);
+                let receiver = match isolate {
+                    Some(isolate) => receiver.with_handler_isolation(isolate),
+                    None => receiver,
+                };
                 let app = axum::Router::new()
                     .route("/webhooks", notmeta_webhooks::axum::endpoint(receiver));
                 serve_axum(app).await
@@ -769,187 +797,85 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
-/// `INFO cpu` of a redis-server: its CPU seconds, user + system (main and
-/// background threads).
-fn redis_cpu_seconds(port: u16) -> f64 {
-    let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string(), "info", "cpu"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    out.lines()
-        .filter_map(|l| {
-            l.strip_prefix("used_cpu_sys:")
-                .or_else(|| l.strip_prefix("used_cpu_user:"))
-        })
-        .filter_map(|v| v.trim().parse::<f64>().ok())
-        .sum()
+// ------------------------------------------------------------- what a store costs
+
+/// The server a store runs on: its CPU time, and (through a [`Proxy`]) the round
+/// trips made to it, are what the store comparisons report.
+#[derive(Clone, Copy, Debug)]
+enum StoreServer {
+    /// A redis-server on this loopback port.
+    Redis(u16),
+    /// A PostgreSQL server: its postmaster's pid, and its loopback port.
+    Postgres(u32, u16),
 }
 
-/// What Redis costs an endpoint: the inline endpoint (axum, no-op handler) with the
-/// default in-memory store, against the same endpoint with [`RedisStore`] and the
-/// queue endpoint, each on a redis-server without persistence and on one with
-/// `appendonly yes` and `appendfsync always`; alternating slices, at 16 and 64
-/// connections. Then a worker (no-op handler) drains each queue, with its handler
-/// isolated (the default); the queue is filled again with as many events and a
-/// worker without isolation drains it.
-async fn redis_compare(total: usize) -> Result<bool, BoxError> {
-    const SLICES: usize = 8;
-    let dir = TempDir::new("load-aof");
-    let redis = [
-        ("no persistence", RedisServer::start()),
-        ("AOF, fsync always", RedisServer::start_durable(dir.path())),
-    ];
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
-    println!(
-        "{total} requests per side and connection count, in {SLICES} alternating slices; \
-         {cores} cores shared by the load, the receivers and redis-server"
-    );
-    println!(
-        "{:<50} {:>5} {:>10} {:>9} {:>9} {:>7}",
-        "endpoint", "conns", "req/s", "p50 µs", "p99 µs", "ratio"
-    );
-    let mut ok = true;
-    let mut offset = 0;
-    for connections in [16, 64] {
-        let mut servers = vec![(
-            "inline, MemoryStore".to_owned(),
-            Server::start("axum-default")?,
-        )];
-        for (name, server) in &redis {
-            servers.push((
-                format!("inline, RedisStore, {name}"),
-                Server::start_with_redis("axum-redis", &server.url())?,
-            ));
-            servers.push((
-                format!("inline, RedisStore, not isolated, {name}"),
-                Server::start_with_redis("axum-redis-async", &server.url())?,
-            ));
-        }
-        // The floor: one round trip per delivery, nothing more (no persistence).
-        servers.push((
-            "floor: in-memory + RedisStore claim only".to_owned(),
-            Server::start_with_redis("axum-redis-floor", &redis[0].1.url())?,
-        ));
-        for (name, server) in &redis {
-            servers.push((
-                format!("queue, {name}"),
-                Server::start_with_redis("axum-queue", &server.url())?,
-            ));
-        }
-        // Warm-up: connections, buffers, the Lua script cache.
-        for (_, server) in &servers {
-            drive(server.addr, offset, offset + total / 10, connections, false).await;
-        }
-        offset += total / 10;
-        let mut results: Vec<(Tally, f64)> =
-            servers.iter().map(|_| (Tally::default(), 0.0)).collect();
-        for slice in 0..SLICES {
-            let from = offset + slice * total / SLICES;
-            let to = offset + (slice + 1) * total / SLICES;
-            for ((name, server), (tally, seconds)) in servers.iter().zip(&mut results) {
-                let (t, s) = drive(server.addr, from, to, connections, false).await;
-                if t.wrong + t.dropped != 0 {
-                    println!("{name}: statuses {:?}, dropped {}", t.statuses, t.dropped);
-                    ok = false;
-                }
-                tally.absorb(t);
-                *seconds += s;
-            }
-        }
-        offset += total;
-        let inline_rate = results[0].0.requests() as f64 / results[0].1;
-        for ((name, _), (tally, seconds)) in servers.iter().zip(&mut results) {
-            let rate = tally.requests() as f64 / *seconds;
-            println!(
-                "{name:<50} {connections:>5} {rate:>10.0} {:>9} {:>9} {:>7.2}",
-                tally.percentile(0.50),
-                tally.percentile(0.99),
-                rate / inline_rate
-            );
+impl StoreServer {
+    fn redis(server: &RedisServer) -> Self {
+        Self::Redis(server.port)
+    }
+
+    fn postgres(server: &notmeta_test_support::PostgresServer) -> Self {
+        Self::Postgres(server.pid(), server.port())
+    }
+
+    fn port(self) -> u16 {
+        match self {
+            Self::Redis(port) | Self::Postgres(_, port) => port,
         }
     }
 
-    // The worker drains what the queue endpoints enqueued: warm-ups and slices.
-    println!();
-    println!(
-        "{:<40} {:>8} {:>10} {:>12} {:>12} {:>12}",
-        "worker (no-op handler)",
-        "events",
-        "events/s",
-        "worker cores",
-        "redis cores",
-        "events/s/core"
-    );
-    let pid = std::process::id().to_string();
-    let drains = redis
-        .iter()
-        .flat_map(|redis| [(redis, true), (redis, false)]);
-    let mut drained = 0;
-    for ((name, server), isolate) in drains {
-        let queue = Queue::connect(&server.url()).await?.with_namespace("load");
-        if !isolate {
-            // As many events again as the isolated worker drained, for the worker
-            // without isolation.
-            let filler = Server::start_with_redis("axum-queue", &server.url())?;
-            let count = drained;
-            let (t, _) = drive(filler.addr, offset, offset + count, 64, false).await;
-            offset += count;
-            ok &= t.wrong + t.dropped == 0;
+    /// Its URL, or that of a proxy to it on `port`.
+    fn url_at(self, port: u16) -> String {
+        match self {
+            Self::Redis(_) => format!("redis://127.0.0.1:{port}/"),
+            Self::Postgres(..) => format!("postgres://postgres@127.0.0.1:{port}/postgres"),
         }
-        let waiting = queue.counts().await?.pending;
-        let handled = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&handled);
-        let worker = Worker::new(
-            queue.clone(),
-            move |_event: notmeta_webhooks::Event<'static>| {
-                counter.fetch_add(1, Ordering::Relaxed);
-                async { Ok::<(), HandlerError>(()) }
-            },
-        )
-        .with_concurrency(64)
-        .with_poll_interval(std::time::Duration::from_millis(5))
-        .with_handler_isolation(isolate);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (cpu0, redis0) = (
-            cpu_seconds(&pid).unwrap_or(0.0),
-            redis_cpu_seconds(server.port),
-        );
-        let started = Instant::now();
-        let running = tokio::spawn(worker.run(async {
-            let _ = stopped.await;
-        }));
-        // Drained: nothing waiting, nothing in progress (acknowledged and deleted).
-        loop {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            let counts = queue.counts().await?;
-            if counts.pending == 0 && counts.in_progress == 0 {
-                break;
-            }
-        }
-        let seconds = started.elapsed().as_secs_f64();
-        let cpu = cpu_seconds(&pid).unwrap_or(0.0) - cpu0;
-        let redis_cpu = redis_cpu_seconds(server.port) - redis0;
-        let _ = stop.send(());
-        let stats = running.await??;
-        let n = handled.load(Ordering::Relaxed);
-        drained = n;
-        if n == 0 || n as u64 != waiting || stats.handled != waiting {
-            println!("{name}: {waiting} waiting, {n} handled, {stats:?}");
-            ok = false;
-        }
-        let rate = n as f64 / seconds;
-        let label = if isolate { "" } else { ", not isolated" };
-        println!(
-            "{:<40} {n:>8} {rate:>10.0} {:>12.2} {:>12.2} {:>12.0}",
-            format!("queue, {name}{label}"),
-            cpu / seconds,
-            redis_cpu / seconds,
-            rate / (cpu / seconds).max(f64::EPSILON)
-        );
     }
-    println!("{}", if ok { "PASS" } else { "FAIL" });
-    Ok(ok)
+
+    /// The variable that gives a receiver (`serve`) the URL.
+    fn env(self) -> &'static str {
+        match self {
+            Self::Redis(_) => "NOTMETA_LOAD_REDIS",
+            Self::Postgres(..) => "NOTMETA_LOAD_POSTGRES",
+        }
+    }
+
+    /// CPU seconds (user + system) the server has used: redis-server's `INFO cpu`
+    /// (main and background threads), or PostgreSQL's postmaster and every process
+    /// whose parent it is.
+    fn cpu_seconds(self) -> f64 {
+        match self {
+            Self::Redis(port) => ["used_cpu_sys", "used_cpu_user"]
+                .iter()
+                .filter_map(|name| redis_info(port, "cpu", name))
+                .sum(),
+            Self::Postgres(postmaster, _) => postgres_cpu_seconds(postmaster),
+        }
+    }
+
+    /// Commands Redis has processed (`INFO stats` `total_commands_processed`: each
+    /// command of a pipeline or a `MULTI` counts, and so does each command a script
+    /// runs, besides the script's own); `None` for PostgreSQL.
+    fn commands(self) -> Option<f64> {
+        match self {
+            Self::Redis(port) => redis_info(port, "stats", "total_commands_processed"),
+            Self::Postgres(..) => None,
+        }
+    }
+}
+
+/// A field of a redis-server's `INFO section`.
+fn redis_info(port: u16, section: &str, field: &str) -> Option<f64> {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "info", section])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// CPU seconds of a PostgreSQL server: its postmaster and every process whose
@@ -971,30 +897,712 @@ fn postgres_cpu_seconds(postmaster: u32) -> f64 {
         .sum()
 }
 
+/// An endpoint to compare: its row's label, the receiver kind served (`serve`), and
+/// the store server it uses (none: the in-memory store).
+struct Spec {
+    name: String,
+    kind: &'static str,
+    store: Option<StoreServer>,
+}
+
+impl Spec {
+    fn new(name: impl Into<String>, kind: &'static str, store: Option<StoreServer>) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            store,
+        }
+    }
+
+    /// Its receiver, its store reached at `port` (the server's own, or a proxy's).
+    fn start(&self, port: Option<u16>) -> Result<Server, BoxError> {
+        match self.store {
+            None => Server::start(self.kind),
+            Some(store) => Server::start_with_env(
+                self.kind,
+                store.env(),
+                &store.url_at(port.unwrap_or(store.port())),
+            ),
+        }
+    }
+}
+
+/// Round trips (and, on Redis, commands) per delivery or per event.
+#[derive(Clone, Copy, Debug, Default)]
+struct Trips {
+    round_trips: f64,
+    commands: Option<f64>,
+}
+
+impl Trips {
+    /// What `proxy` and `store` counted between `before` and now, per `n`.
+    fn since(before: (u64, Option<f64>), proxy: &Proxy, store: StoreServer, n: usize) -> Self {
+        let n = n.max(1) as f64;
+        Self {
+            round_trips: (proxy.round_trips() - before.0) as f64 / n,
+            // One `INFO` (the previous reading) is counted between two readings.
+            commands: before
+                .1
+                .zip(store.commands())
+                .map(|(a, b)| (b - a - 1.0) / n),
+        }
+    }
+
+    fn mark(proxy: &Proxy, store: StoreServer) -> (u64, Option<f64>) {
+        (proxy.round_trips(), store.commands())
+    }
+}
+
+/// Deliveries sent one at a time to measure round trips, after as many again to warm up.
+const TRIP_DELIVERIES: usize = 200;
+
+/// Round trips per delivery of `spec`: a receiver of its kind of its own, its store
+/// reached through a counting [`Proxy`], is sent [`TRIP_DELIVERIES`] deliveries one at
+/// a time (one connection), ids from `from`, after as many to warm up (connections,
+/// prepared statements, scripts). With one delivery in flight, each request→reply
+/// turn on a store connection is one round trip the delivery waited for.
+async fn delivery_trips(spec: &Spec, store: StoreServer, from: usize) -> Result<Trips, BoxError> {
+    let proxy = Proxy::start(store.port()).await;
+    let server = spec.start(Some(proxy.port()))?;
+    let (warm, _) = drive(server.addr, from, from + TRIP_DELIVERIES, 1, false).await;
+    let before = Trips::mark(&proxy, store);
+    let from = from + TRIP_DELIVERIES;
+    let (t, _) = drive(server.addr, from, from + TRIP_DELIVERIES, 1, false).await;
+    let trips = Trips::since(before, &proxy, store, t.requests());
+    if warm.wrong + warm.dropped + t.wrong + t.dropped != 0 || t.requests() != TRIP_DELIVERIES {
+        return Err(format!("{}: statuses {:?}", spec.name, t.statuses).into());
+    }
+    Ok(trips)
+}
+
+/// One endpoint's totals over its slices at one connection count.
+#[derive(Default)]
+struct Measured {
+    tally: Tally,
+    seconds: f64,
+    /// The receiver's CPU seconds.
+    cpu: f64,
+    /// The store server's CPU seconds.
+    store_cpu: f64,
+}
+
+impl Measured {
+    fn rate(&self) -> f64 {
+        self.tally.requests() as f64 / self.seconds
+    }
+
+    /// Receiver CPU µs per request answered.
+    fn cpu_per(&self) -> f64 {
+        self.cpu / self.tally.requests().max(1) as f64 * 1e6
+    }
+}
+
+/// Every endpoint's results at one connection count, in the order of the specs.
+struct Compared {
+    connections: usize,
+    measured: Vec<Measured>,
+}
+
+/// Serves every endpoint of `specs` (the first is the baseline the ratios divide by)
+/// and, at 16 and then 64 connections, alternates `slices` slices of `total` fresh
+/// valid deliveries among them after a warm-up of a tenth; reads each receiver's and
+/// its store server's CPU time around each of its slices. Before that, the round
+/// trips per delivery of each endpoint with a store ([`delivery_trips`]). Prints a
+/// row per endpoint and connection count; ids from `offset`, which it moves on.
+async fn compare_endpoints(
+    specs: &[Spec],
+    total: usize,
+    slices: usize,
+    offset: &mut usize,
+    ok: &mut bool,
+) -> Result<(Vec<Option<Trips>>, Vec<Compared>), BoxError> {
+    let mut trips = Vec::new();
+    for spec in specs {
+        trips.push(match spec.store {
+            Some(store) => {
+                let t = delivery_trips(spec, store, *offset).await?;
+                *offset += 2 * TRIP_DELIVERIES;
+                Some(t)
+            }
+            None => None,
+        });
+    }
+    let commands = specs
+        .iter()
+        .any(|s| matches!(s.store, Some(StoreServer::Redis(_))));
+    let width = specs.iter().map(|s| s.name.len()).max().unwrap_or(8);
+    println!(
+        "{:<width$} {:>5} {:>8} {:>8} {:>8} {:>6} {:>12} {:>13} {:>7}{}",
+        "endpoint",
+        "conns",
+        "req/s",
+        "p50 µs",
+        "p99 µs",
+        "ratio",
+        "recv µs/del",
+        "store µs/del",
+        "rt/del",
+        if commands { "  cmds/del" } else { "" }
+    );
+    let mut all = Vec::new();
+    for connections in [16, 64] {
+        let servers = specs
+            .iter()
+            .map(|spec| spec.start(None))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Warm-up: connections, buffers, pools, prepared statements, scripts.
+        for server in &servers {
+            drive(
+                server.addr,
+                *offset,
+                *offset + total / 10,
+                connections,
+                false,
+            )
+            .await;
+        }
+        *offset += total / 10;
+        let mut results: Vec<Measured> = specs.iter().map(|_| Measured::default()).collect();
+        for slice in 0..slices {
+            let from = *offset + slice * total / slices;
+            let to = *offset + (slice + 1) * total / slices;
+            for ((spec, server), m) in specs.iter().zip(&servers).zip(&mut results) {
+                let pid = server.child.id().to_string();
+                let store_cpu = || spec.store.map_or(0.0, StoreServer::cpu_seconds);
+                let before = (cpu_seconds(&pid).unwrap_or(0.0), store_cpu());
+                let (t, s) = drive(server.addr, from, to, connections, false).await;
+                m.cpu += cpu_seconds(&pid).unwrap_or(0.0) - before.0;
+                m.store_cpu += store_cpu() - before.1;
+                if t.wrong + t.dropped != 0 {
+                    println!(
+                        "{}: statuses {:?}, dropped {}",
+                        spec.name, t.statuses, t.dropped
+                    );
+                    *ok = false;
+                }
+                m.tally.absorb(t);
+                m.seconds += s;
+            }
+        }
+        *offset += total;
+        let baseline = results[0].rate();
+        for ((spec, m), trips) in specs.iter().zip(&mut results).zip(&trips) {
+            let n = m.tally.requests().max(1) as f64;
+            let dash = || "-".to_owned();
+            let store_per = spec
+                .store
+                .map_or_else(dash, |_| format!("{:.0}", m.store_cpu / n * 1e6));
+            let rt = trips.map_or_else(dash, |t| format!("{:.2}", t.round_trips));
+            let cmds = trips
+                .and_then(|t| t.commands)
+                .map_or_else(dash, |c| format!("{c:.2}"));
+            println!(
+                "{:<width$} {connections:>5} {:>8.0} {:>8} {:>8} {:>6.2} {:>12.0} {store_per:>13} {rt:>7}{}",
+                spec.name,
+                m.rate(),
+                m.tally.percentile(0.50),
+                m.tally.percentile(0.99),
+                m.rate() / baseline,
+                m.cpu_per(),
+                if commands {
+                    format!(" {cmds:>9}")
+                } else {
+                    String::new()
+                }
+            );
+        }
+        all.push(Compared {
+            connections,
+            measured: results,
+        });
+    }
+    Ok((trips, all))
+}
+
+/// How a drain's no-op handler runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Handling {
+    /// As the worker's default isolation has it.
+    Default,
+    /// Isolated (`true`) or not, set with `with_handler_isolation`.
+    Isolated(bool),
+    /// A transactional no-op handler (PostgreSQL): the done mark committed in its
+    /// transaction.
+    Transactional,
+}
+
+impl Handling {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Default => "default isolation",
+            Self::Isolated(true) => "isolated",
+            Self::Isolated(false) => "not isolated",
+            Self::Transactional => "transactional",
+        }
+    }
+
+    fn apply<H>(self, worker: Worker<H>, concurrency: usize) -> Worker<H> {
+        let worker = worker
+            .with_concurrency(concurrency)
+            .with_poll_interval(std::time::Duration::from_millis(5));
+        match self {
+            Self::Isolated(isolate) => worker.with_handler_isolation(isolate),
+            Self::Default | Self::Transactional => worker,
+        }
+    }
+}
+
+/// What a drain measured.
+struct Drained {
+    events: usize,
+    seconds: f64,
+    /// This process's CPU seconds (the worker's).
+    cpu: f64,
+    /// The store server's CPU seconds.
+    store_cpu: f64,
+}
+
+/// Drains `queue` with one worker in this process (`concurrency`, poll 5 ms, a no-op
+/// handler run as `handling`; `pg`: the pool and tables of a transactional handler's
+/// store) until `watch` (the same queue, perhaps over another connection) has nothing
+/// waiting, running or retrying. Checks that every waiting event was handled once.
+async fn drain(
+    queue: &Queue,
+    watch: &Queue,
+    handling: Handling,
+    concurrency: usize,
+    store: StoreServer,
+    pg: Option<(&sqlx::PgPool, &notmeta_webhooks::postgres::Tables)>,
+) -> Result<Drained, BoxError> {
+    let waiting = watch.counts().await?.pending;
+    let handled = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&handled);
+    let (seconds, cpu, store_cpu, stats) = match (handling, pg) {
+        (Handling::Transactional, Some((pool, tables))) => {
+            let pg_store = notmeta_webhooks::postgres::PostgresStore::new(pool.clone(), tables);
+            let handler = pg_store.transactional(move |_event: Event<'static>, _tx| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                Box::pin(async { Ok::<(), HandlerError>(()) })
+            });
+            let worker = handling.apply(Worker::new(queue.clone(), handler), concurrency);
+            timed_drain(watch, store, |stop| worker.run(stop)).await?
+        }
+        (Handling::Transactional, None) => {
+            return Err("a transactional handler needs PostgreSQL".into());
+        }
+        _ => {
+            let handler = move |_event: Event<'static>| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                async { Ok::<(), HandlerError>(()) }
+            };
+            let worker = handling.apply(Worker::new(queue.clone(), handler), concurrency);
+            timed_drain(watch, store, |stop| worker.run(stop)).await?
+        }
+    };
+    let events = handled.load(Ordering::Relaxed);
+    if events == 0 || events as u64 != waiting || stats.handled != waiting {
+        return Err(format!("{waiting} waiting, {events} handled, {stats:?}").into());
+    }
+    Ok(Drained {
+        events,
+        seconds,
+        cpu,
+        store_cpu,
+    })
+}
+
+/// Runs a worker (`run`, given the shutdown signal) until `queue` is drained;
+/// returns the seconds taken, this process's and the store server's CPU seconds
+/// meanwhile, and the worker's stats.
+async fn timed_drain<F>(
+    queue: &Queue,
+    store: StoreServer,
+    run: impl FnOnce(futures_util::future::BoxFuture<'static, ()>) -> F,
+) -> Result<(f64, f64, f64, notmeta_webhooks::queue::WorkerStats), BoxError>
+where
+    F: Future<
+            Output = Result<
+                notmeta_webhooks::queue::WorkerStats,
+                notmeta_webhooks::queue::QueueError,
+            >,
+        > + Send
+        + 'static,
+{
+    let pid = std::process::id().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (cpu0, store0) = (cpu_seconds(&pid).unwrap_or(0.0), store.cpu_seconds());
+    let started = Instant::now();
+    let running = tokio::spawn(run(Box::pin(async {
+        let _ = stopped.await;
+    })));
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        let c = queue.counts().await?;
+        if c.pending + c.in_progress + c.retrying == 0 {
+            break;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(&pid).unwrap_or(0.0) - cpu0;
+    let store_cpu = store.cpu_seconds() - store0;
+    let _ = stop.send(());
+    let stats = running.await??;
+    Ok((seconds, cpu, store_cpu, stats))
+}
+
+/// Enqueues the events `ids` into `queue`, 64 at a time, in this process: `signed`
+/// gives an id's body and signature.
+async fn enqueue(
+    queue: &Queue,
+    ids: std::ops::Range<usize>,
+    signed: impl Fn(usize) -> (Bytes, String),
+) -> Result<(), BoxError> {
+    use futures_util::StreamExt as _;
+    let endpoint = Enqueuer::new(Verifier::new(SECRET)?, queue.clone());
+    let endpoint = &endpoint;
+    let statuses: Vec<u16> = futures_util::stream::iter(ids)
+        .map(|n| {
+            let (body, signature) = signed(n);
+            async move {
+                endpoint
+                    .receive(&body, [signature.as_bytes()])
+                    .await
+                    .status()
+                    .as_u16()
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    if statuses.iter().any(|s| *s != 200) {
+        return Err("an enqueue was refused".into());
+    }
+    Ok(())
+}
+
+/// A valid ~1 KiB event, signed, for [`enqueue`].
+fn valid(n: usize) -> (Bytes, String) {
+    request(n, Kind::Valid, &Bytes::new())
+}
+
+/// Events each drain's round-trip count is taken over.
+const TRIP_EVENTS: usize = 500;
+
+/// Round trips per event of a drain: [`TRIP_EVENTS`] events (ids from `from`) are
+/// enqueued into a queue of their own (Redis namespace or PostgreSQL tables
+/// `probe`), then a worker whose store connections go through a counting [`Proxy`]
+/// drains them at `concurrency` (polls that find nothing included; the drain's
+/// progress is read over a direct connection). At concurrency 1 each turn is a
+/// round trip the event waited for; at 64, independent requests multiplexed on one
+/// connection may share a turn, so it is a lower bound.
+async fn drain_trips(
+    store: StoreServer,
+    handling: Handling,
+    concurrency: usize,
+    from: usize,
+) -> Result<Trips, BoxError> {
+    let proxy = Proxy::start(store.port()).await;
+    let (direct, through) = (store.url_at(store.port()), store.url_at(proxy.port()));
+    let tables = notmeta_webhooks::postgres::Tables::default().with_prefix("probe_")?;
+    let (watch, queue, pool) = match store {
+        StoreServer::Redis(_) => (
+            Queue::connect(&direct).await?.with_namespace("probe"),
+            Queue::connect(&through).await?.with_namespace("probe"),
+            None,
+        ),
+        StoreServer::Postgres(..) => {
+            let pool = pg_pool(&through).await?;
+            (
+                Queue::postgres(pg_pool(&direct).await?, &tables).await?,
+                Queue::postgres(pool.clone(), &tables).await?,
+                Some(pool),
+            )
+        }
+    };
+    enqueue(&watch, from..from + TRIP_EVENTS, valid).await?;
+    let before = Trips::mark(&proxy, store);
+    let pg = pool.as_ref().map(|pool| (pool, &tables));
+    let drained = drain(&queue, &watch, handling, concurrency, store, pg).await?;
+    Ok(Trips::since(before, &proxy, store, drained.events))
+}
+
+/// The header of the drains' table.
+fn print_drain_header(width: usize) {
+    println!(
+        "{:<width$} {:>7} {:>9} {:>13} {:>12} {:>10} {:>10} {:>13}",
+        "worker (no-op handler, concurrency 64)",
+        "events",
+        "events/s",
+        "worker µs/ev",
+        "store µs/ev",
+        "rt/ev @1",
+        "rt/ev @64",
+        "events/s/core",
+    );
+}
+
+/// A drain's row: `d` measured at concurrency 64, `alone` and `at_64` the round
+/// trips of [`drain_trips`] at 1 and 64; returns the events/s per worker core.
+fn print_drain_row(width: usize, label: &str, d: &Drained, alone: Trips, at_64: Trips) -> f64 {
+    let n = d.events.max(1) as f64;
+    let per_core = n / d.cpu.max(f64::EPSILON);
+    println!(
+        "{label:<width$} {:>7} {:>9.0} {:>13.1} {:>12.1} {:>10.2} {:>10.2} {per_core:>13.0}",
+        d.events,
+        n / d.seconds,
+        d.cpu / n * 1e6,
+        d.store_cpu / n * 1e6,
+        alone.round_trips,
+        at_64.round_trips,
+    );
+    per_core
+}
+
+/// The lease of the renewal measurement's claims (the shortest a store takes)…
+const RENEWAL_LEASE: std::time::Duration = std::time::Duration::from_secs(1);
+/// … renewed every third of it (as the receiver does) …
+const RENEWAL_PERIOD: std::time::Duration = std::time::Duration::from_millis(333);
+/// … by handlers that run this long.
+const RENEWAL_HANDLER: std::time::Duration = std::time::Duration::from_millis(2_500);
+/// Live claims at once.
+const RENEWAL_CLAIMS: usize = 32;
+
+/// Round trips (and commands) per renewal period while [`RENEWAL_CLAIMS`] claims are
+/// live on `RedisStore` (lease [`RENEWAL_LEASE`], handlers of [`RENEWAL_HANDLER`]): a
+/// receiver whose store goes through a counting [`Proxy`] is sent that many
+/// deliveries, one per connection, their starts spread evenly over one renewal period
+/// (so that renewals made claim by claim do not fall together); the count runs, one
+/// period at a time, from when every claim is live until the first handler ends, when
+/// only renewals reach Redis.
+async fn renewal_trips(redis: &RedisServer, from: usize) -> Result<Renewals, BoxError> {
+    let store = StoreServer::redis(redis);
+    let proxy = Proxy::start(store.port()).await;
+    let server = Server::start_with_redis("axum-redis-renew", &proxy.redis_url())?;
+    let addr = server.addr;
+    // A first delivery opens the store's connection and loads its scripts.
+    let (warm, _) = drive(addr, from, from + 1, 1, false).await;
+    let started = tokio::time::Instant::now();
+    let deliveries: Vec<_> = (0..RENEWAL_CLAIMS)
+        .map(|i| {
+            tokio::spawn(async move {
+                let at = RENEWAL_PERIOD * u32::try_from(i).unwrap_or(0)
+                    / u32::try_from(RENEWAL_CLAIMS).unwrap_or(1);
+                tokio::time::sleep_until(started + at).await;
+                drive(addr, from + 1 + i, from + 2 + i, 1, false).await.0
+            })
+        })
+        .collect();
+    // Counted period by period: renewals made one by one may share a turn when the
+    // receiver's threads wake late (a starved machine), never the reverse, so the
+    // busiest period is the closest to the true count.
+    let margin = std::time::Duration::from_millis(60);
+    let first = started + RENEWAL_PERIOD + margin;
+    let periods = ((RENEWAL_HANDLER - RENEWAL_PERIOD - 2 * margin).as_secs_f64()
+        / RENEWAL_PERIOD.as_secs_f64()) as u32;
+    tokio::time::sleep_until(first).await;
+    let before = Trips::mark(&proxy, store);
+    let mut busiest = 0;
+    let mut last = proxy.round_trips();
+    for period in 1..=periods {
+        tokio::time::sleep_until(first + RENEWAL_PERIOD * period).await;
+        let now = proxy.round_trips();
+        busiest = busiest.max(now - last);
+        last = now;
+    }
+    let trips = Trips::since(before, &proxy, store, periods as usize);
+    let mut tally = warm;
+    for delivery in deliveries {
+        tally.absorb(delivery.await?);
+    }
+    if tally.wrong + tally.dropped != 0 || tally.requests() != RENEWAL_CLAIMS + 1 {
+        return Err(format!("renewals: statuses {:?}", tally.statuses).into());
+    }
+    Ok(Renewals {
+        periods,
+        mean: trips,
+        busiest,
+    })
+}
+
+/// Round trips per renewal period: the mean over `periods`, and the busiest period's.
+#[derive(Debug)]
+struct Renewals {
+    periods: u32,
+    mean: Trips,
+    busiest: u64,
+}
+
+/// What Redis costs an endpoint: the inline endpoint (axum, no-op handler) with the
+/// default in-memory store, against the same endpoint with [`RedisStore`] (its
+/// defaults; handler isolated; not isolated) and the queue endpoint, each on a
+/// redis-server without persistence and on one with `appendonly yes` and
+/// `appendfsync always` (the defaults row on the first only), and a floor (the
+/// in-memory endpoint plus `RedisStore`'s claim alone); alternating slices, at 16 and
+/// 64 connections ([`compare_endpoints`]). Then the renewals of live claims
+/// ([`renewal_trips`]). Then a worker (no-op handler) drains each queue with its
+/// default isolation; the queue is filled again (as many events, at most half of
+/// `total`) for a worker with the handler isolated, and again for one without
+/// isolation; after each, the round trips per event ([`drain_trips`]). Last, a line
+/// per target with its measure.
+async fn redis_compare(total: usize) -> Result<bool, BoxError> {
+    const SLICES: usize = 8;
+    let dir = TempDir::new("load-aof");
+    let redis = [
+        ("no persistence", RedisServer::start()),
+        ("AOF, fsync always", RedisServer::start_durable(dir.path())),
+    ];
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    println!(
+        "{total} requests per side and connection count, in {SLICES} alternating slices; \
+         {cores} cores shared by the load, the receivers and redis-server"
+    );
+    let store = |i: usize| Some(StoreServer::redis(&redis[i].1));
+    let mut specs = vec![Spec::new("inline, MemoryStore", "axum-default", None)];
+    specs.push(Spec::new(
+        format!("inline, RedisStore, defaults, {}", redis[0].0),
+        "axum-redis-default",
+        store(0),
+    ));
+    for (i, (name, _)) in redis.iter().enumerate() {
+        specs.push(Spec::new(
+            format!("inline, RedisStore, isolated, {name}"),
+            "axum-redis",
+            store(i),
+        ));
+        specs.push(Spec::new(
+            format!("inline, RedisStore, not isolated, {name}"),
+            "axum-redis-async",
+            store(i),
+        ));
+    }
+    // The floor: one round trip per delivery, nothing more (no persistence).
+    specs.push(Spec::new(
+        "floor: in-memory + RedisStore claim only",
+        "axum-redis-floor",
+        store(0),
+    ));
+    for (i, (name, _)) in redis.iter().enumerate() {
+        specs.push(Spec::new(format!("queue, {name}"), "axum-queue", store(i)));
+    }
+    let mut ok = true;
+    let mut offset = 0;
+    let (trips, compared) = compare_endpoints(&specs, total, SLICES, &mut offset, &mut ok).await?;
+
+    println!();
+    let renewals = renewal_trips(&redis[0].1, offset).await?;
+    offset += RENEWAL_CLAIMS + 1;
+    println!(
+        "renewals, RedisStore, {}: {RENEWAL_CLAIMS} live claims (lease {RENEWAL_LEASE:?}, \
+         renewed every {RENEWAL_PERIOD:?}), over {} periods: {:.2} round trips per period \
+         (the busiest: {}), {} commands per period",
+        redis[0].0,
+        renewals.periods,
+        renewals.mean.round_trips,
+        renewals.busiest,
+        renewals
+            .mean
+            .commands
+            .map_or_else(|| "-".to_owned(), |c| format!("{c:.1}"))
+    );
+
+    // The worker drains what the queue endpoints enqueued (warm-ups, slices, round
+    // trips), then as many again for each next worker.
+    println!();
+    let width = 56;
+    print_drain_header(width);
+    let mut drained: usize = 0;
+    let mut drain_per_core = None;
+    for (name, server) in &redis {
+        let store = StoreServer::redis(server);
+        let queue = Queue::connect(&server.url()).await?.with_namespace("load");
+        for handling in [
+            Handling::Default,
+            Handling::Isolated(true),
+            Handling::Isolated(false),
+        ] {
+            if handling != Handling::Default {
+                // As many as the first drain, at most half a side's requests.
+                let count = drained.min(total / 2);
+                enqueue(&queue, offset..offset + count, valid).await?;
+                offset += count;
+            }
+            let d = match drain(&queue, &queue, handling, 64, store, None).await {
+                Ok(d) => d,
+                Err(e) => {
+                    println!("{name}, {}: {e}", handling.label());
+                    ok = false;
+                    continue;
+                }
+            };
+            drained = d.events;
+            let alone = drain_trips(store, handling, 1, offset).await?;
+            offset += TRIP_EVENTS;
+            let at_64 = drain_trips(store, handling, 64, offset).await?;
+            offset += TRIP_EVENTS;
+            let label = format!("queue, {name}, {}", handling.label());
+            let per_core = print_drain_row(width, &label, &d, alone, at_64);
+            if handling == Handling::Default && drain_per_core.is_none() {
+                drain_per_core = Some(per_core);
+            }
+        }
+    }
+
+    // The targets, on Redis without persistence.
+    println!();
+    let ratios: Vec<String> = compared
+        .iter()
+        .map(|c| {
+            let ratio = c.measured[1].cpu_per() / c.measured[0].cpu_per();
+            format!("{ratio:.2}× at {} connections", c.connections)
+        })
+        .collect();
+    println!(
+        "RedisStore receiver CPU ÷ memory: {} (target ≤ 1.9×)",
+        ratios.join(", ")
+    );
+    println!(
+        "RedisStore round trips per delivery, handler shorter than a renewal period: {:.2} \
+         (target ≤ 2)",
+        trips[1].map_or(f64::NAN, |t| t.round_trips)
+    );
+    println!(
+        "RedisStore round trips per renewal period, {RENEWAL_CLAIMS} live claims: {:.2}, \
+         the busiest period {} (target ≤ 1)",
+        renewals.mean.round_trips, renewals.busiest
+    );
+    println!(
+        "worker drain, Redis without persistence: {:.0} events/s per worker core \
+         (target ≥ 50,000)",
+        drain_per_core.unwrap_or(f64::NAN)
+    );
+    println!("{}", if ok { "PASS" } else { "FAIL" });
+    Ok(ok)
+}
+
 /// What PostgreSQL costs an endpoint: the inline axum endpoint (no-op handler) with
 /// the in-memory store, against the same endpoint with [`PostgresStore`] and with a
-/// transactional handler, on a server with `synchronous_commit = on` and one with it
-/// off, and the queue endpoint on PostgreSQL; alternating slices at 16 and 64
-/// connections. Reports throughput, its ratio to the in-memory endpoint, and the CPU
-/// per delivery of the receiver process and of the PostgreSQL server. Then a worker
-/// (in this process, concurrency 64) drains each server's queue with a no-op handler
-/// (leased); the queue is filled again and a worker with a transactional no-op
-/// handler drains it.
+/// transactional handler (each with sqlx's ping before each use and without), on a
+/// server with `synchronous_commit = on` and one with it off, and the queue endpoint
+/// on PostgreSQL; alternating slices at 16 and 64 connections
+/// ([`compare_endpoints`]). Then a worker (in this process, concurrency 64) drains
+/// each server's queue with a no-op handler (leased); the queue is filled again and a
+/// worker with a transactional no-op handler drains it.
 ///
 /// [`PostgresStore`]: notmeta_webhooks::postgres::PostgresStore
 async fn postgres_compare(total: usize) -> Result<bool, BoxError> {
     use notmeta_test_support::PostgresServer;
     const SLICES: usize = 6;
-    // Four receivers per server, each with a pool of up to 80 connections.
+    // Four receivers per server, each with a pool of up to 80 connections, and the
+    // probes'.
     let postgres = [
         (
             "sync commit on",
-            PostgresServer::start_with(&[("max_connections", "400")]),
+            PostgresServer::start_with(&[("max_connections", "500")]),
         ),
         (
             "sync commit off",
             PostgresServer::start_with(&[
-                ("max_connections", "400"),
+                ("max_connections", "500"),
                 ("synchronous_commit", "off"),
             ]),
         ),
@@ -1005,158 +1613,67 @@ async fn postgres_compare(total: usize) -> Result<bool, BoxError> {
          {cores} cores shared by the load, the receivers and PostgreSQL \
          (fsync off: commits wait for the WAL write, not for the disk)"
     );
-    println!(
-        "{:<54} {:>5} {:>9} {:>8} {:>8} {:>6} {:>12} {:>10}",
-        "endpoint", "conns", "req/s", "p50 µs", "p99 µs", "ratio", "recv µs/del", "pg µs/del"
-    );
+    let mut specs = vec![Spec::new("inline, MemoryStore", "axum-default", None)];
+    for (name, server) in &postgres {
+        let store = Some(StoreServer::postgres(server));
+        for (kind, label) in [
+            ("axum-postgres", "PostgresStore"),
+            ("axum-postgres-noping", "PostgresStore, no ping"),
+            ("axum-postgres-tx", "transactional"),
+            ("axum-postgres-tx-noping", "transactional, no ping"),
+        ] {
+            specs.push(Spec::new(format!("inline, {label}, {name}"), kind, store));
+        }
+        specs.push(Spec::new(
+            format!("queue endpoint (enqueue), {name}"),
+            "axum-pgqueue",
+            store,
+        ));
+    }
     let mut ok = true;
     let mut offset = 0;
-    for connections in [16, 64] {
-        // (name, server, the PostgreSQL server it uses)
-        let mut servers = vec![(
-            "inline, MemoryStore".to_owned(),
-            Server::start("axum-default")?,
-            None,
-        )];
-        for (name, server) in &postgres {
-            for (kind, label) in [
-                ("axum-postgres", "PostgresStore"),
-                ("axum-postgres-noping", "PostgresStore, no ping"),
-                ("axum-postgres-tx", "transactional"),
-                ("axum-postgres-tx-noping", "transactional, no ping"),
-            ] {
-                servers.push((
-                    format!("inline, {label}, {name}"),
-                    Server::start_with_env(kind, "NOTMETA_LOAD_POSTGRES", &server.url())?,
-                    Some(server.pid()),
-                ));
-            }
-            servers.push((
-                format!("queue endpoint (enqueue), {name}"),
-                Server::start_with_env("axum-pgqueue", "NOTMETA_LOAD_POSTGRES", &server.url())?,
-                Some(server.pid()),
-            ));
-        }
-        for (_, server, _) in &servers {
-            drive(server.addr, offset, offset + total / 10, connections, false).await;
-        }
-        offset += total / 10;
-        // (tally, seconds, receiver CPU seconds, PostgreSQL CPU seconds)
-        let mut results: Vec<(Tally, f64, f64, f64)> = servers
-            .iter()
-            .map(|_| (Tally::default(), 0.0, 0.0, 0.0))
-            .collect();
-        for slice in 0..SLICES {
-            let from = offset + slice * total / SLICES;
-            let to = offset + (slice + 1) * total / SLICES;
-            for ((name, server, pg), (tally, seconds, cpu, pg_cpu)) in
-                servers.iter().zip(&mut results)
-            {
-                let pid = server.child.id().to_string();
-                let before = (
-                    cpu_seconds(&pid).unwrap_or(0.0),
-                    pg.map_or(0.0, postgres_cpu_seconds),
-                );
-                let (t, s) = drive(server.addr, from, to, connections, false).await;
-                *cpu += cpu_seconds(&pid).unwrap_or(0.0) - before.0;
-                *pg_cpu += pg.map_or(0.0, postgres_cpu_seconds) - before.1;
-                if t.wrong + t.dropped != 0 {
-                    println!("{name}: statuses {:?}, dropped {}", t.statuses, t.dropped);
-                    ok = false;
-                }
-                tally.absorb(t);
-                *seconds += s;
-            }
-        }
-        offset += total;
-        let inline_rate = results[0].0.requests() as f64 / results[0].1;
-        for ((name, _, pg), (tally, seconds, cpu, pg_cpu)) in servers.iter().zip(&mut results) {
-            let n = tally.requests() as f64;
-            let rate = n / *seconds;
-            let pg_per = if pg.is_some() {
-                format!("{:.0}", *pg_cpu / n * 1e6)
-            } else {
-                "-".to_owned()
-            };
-            println!(
-                "{name:<54} {connections:>5} {rate:>9.0} {:>8} {:>8} {:>6.2} {:>12.0} {pg_per:>10}",
-                tally.percentile(0.50),
-                tally.percentile(0.99),
-                rate / inline_rate,
-                *cpu / n * 1e6,
-            );
-        }
-    }
+    compare_endpoints(&specs, total, SLICES, &mut offset, &mut ok).await?;
 
     // Workers (in this process, concurrency 64) drain what the queue endpoints
     // enqueued; the queue is filled again with as many events for the next worker.
     println!();
-    println!(
-        "{:<54} {:>7} {:>9} {:>12} {:>10} {:>13} {:>10}",
-        "worker (no-op handler)",
-        "events",
-        "events/s",
-        "worker cores",
-        "pg cores",
-        "events/s/core",
-        "pg µs/ev"
-    );
+    let width = 56;
+    print_drain_header(width);
     for (name, server) in &postgres {
+        let store = StoreServer::postgres(server);
         let pool = pg_pool(&server.url()).await?;
-        let queue = Queue::postgres(pool.clone(), &pg_queue_tables()?).await?;
-        for transactional in [false, true] {
+        let tables = pg_queue_tables()?;
+        let queue = Queue::postgres(pool.clone(), &tables).await?;
+        for handling in [Handling::Default, Handling::Transactional] {
             let waiting = queue.counts().await?.pending;
-            if waiting == 0 || transactional {
-                let filler =
-                    Server::start_with_env("axum-pgqueue", "NOTMETA_LOAD_POSTGRES", &server.url())?;
+            if waiting == 0 || handling == Handling::Transactional {
                 let count = total * 2;
-                let (t, _) = drive(filler.addr, offset, offset + count, 64, false).await;
+                enqueue(&queue, offset..offset + count, valid).await?;
                 offset += count;
-                if t.wrong + t.dropped != 0 {
-                    println!(
-                        "filling, {name}: statuses {:?}, dropped {}",
-                        t.statuses, t.dropped
-                    );
+            }
+            let d = match drain(&queue, &queue, handling, 64, store, Some((&pool, &tables))).await {
+                Ok(d) => d,
+                Err(e) => {
+                    println!("{name}, {}: {e}", handling.label());
                     ok = false;
+                    continue;
                 }
-            }
-            let waiting = queue.counts().await?.pending;
-            let handled = Arc::new(AtomicUsize::new(0));
-            let counter = Arc::clone(&handled);
-            let (seconds, cpu, pg_cpu, stats) = if transactional {
-                use notmeta_webhooks::postgres::PostgresStore;
-                let store = PostgresStore::new(pool.clone(), &pg_queue_tables()?);
-                let handler = store.transactional(move |_event: Event<'static>, _tx| {
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    Box::pin(async { Ok::<(), HandlerError>(()) })
-                });
-                let worker = pg_worker(Worker::new(queue.clone(), handler));
-                pg_drain(&queue, server.pid(), |stop| worker.run(stop)).await?
-            } else {
-                let worker = pg_worker(Worker::new(queue.clone(), move |_: Event<'static>| {
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    async { Ok::<(), HandlerError>(()) }
-                }));
-                pg_drain(&queue, server.pid(), |stop| worker.run(stop)).await?
             };
-            let n = handled.load(Ordering::Relaxed);
-            if n == 0 || n as u64 != waiting || stats.handled != waiting {
-                println!("{name}: {waiting} waiting, {n} handled, {stats:?}");
-                ok = false;
-            }
-            let rate = n as f64 / seconds;
-            let mode = if transactional {
+            let alone = drain_trips(store, handling, 1, offset).await?;
+            offset += TRIP_EVENTS;
+            let at_64 = drain_trips(store, handling, 64, offset).await?;
+            offset += TRIP_EVENTS;
+            let mode = if handling == Handling::Transactional {
                 "transactional"
             } else {
                 "leased"
             };
-            println!(
-                "{:<54} {n:>7} {rate:>9.0} {:>12.2} {:>10.2} {:>13.0} {:>10.0}",
-                format!("queue worker, {mode}, {name}"),
-                cpu / seconds,
-                pg_cpu / seconds,
-                rate / (cpu / seconds).max(f64::EPSILON),
-                pg_cpu / n.max(1) as f64 * 1e6
+            print_drain_row(
+                width,
+                &format!("queue worker, {mode}, {name}"),
+                &d,
+                alone,
+                at_64,
             );
         }
     }
@@ -1177,78 +1694,19 @@ fn pg_queue_tables() -> Result<notmeta_webhooks::postgres::Tables, BoxError> {
     Ok(notmeta_webhooks::postgres::Tables::default().with_prefix("load_queue_")?)
 }
 
-/// The drain's worker settings: as in `redis-compare`.
-fn pg_worker<H>(worker: Worker<H>) -> Worker<H> {
-    worker
-        .with_concurrency(64)
-        .with_poll_interval(std::time::Duration::from_millis(5))
-}
-
-/// Runs a worker (`run`, given the shutdown signal) until the PostgreSQL queue is
-/// drained; returns the seconds taken, this process's and PostgreSQL's (postmaster
-/// `pg`) CPU seconds meanwhile, and the worker's stats.
-async fn pg_drain<F>(
-    queue: &Queue,
-    pg: u32,
-    run: impl FnOnce(futures_util::future::BoxFuture<'static, ()>) -> F,
-) -> Result<(f64, f64, f64, notmeta_webhooks::queue::WorkerStats), BoxError>
-where
-    F: Future<
-            Output = Result<
-                notmeta_webhooks::queue::WorkerStats,
-                notmeta_webhooks::queue::QueueError,
-            >,
-        > + Send
-        + 'static,
-{
-    let pid = std::process::id().to_string();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (cpu0, pg0) = (cpu_seconds(&pid).unwrap_or(0.0), postgres_cpu_seconds(pg));
-    let started = Instant::now();
-    let running = tokio::spawn(run(Box::pin(async {
-        let _ = stopped.await;
-    })));
-    loop {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        let c = queue.counts().await?;
-        if c.pending + c.in_progress + c.retrying == 0 {
-            break;
-        }
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(&pid).unwrap_or(0.0) - cpu0;
-    let pg_cpu = postgres_cpu_seconds(pg) - pg0;
-    let _ = stop.send(());
-    let stats = running.await??;
-    Ok((seconds, cpu, pg_cpu, stats))
-}
-
 /// Enqueues `total` `message.sent` events over `keys` conversations into `queue`
 /// (64 at a time, in process), then drains them with one worker (concurrency 64, a
 /// no-op handler); the drain's events/s.
 async fn ordered_drain_once(queue: &Queue, total: usize, keys: usize) -> Result<f64, BoxError> {
-    use futures_util::StreamExt as _;
-    let endpoint = Enqueuer::new(Verifier::new(SECRET)?, queue.clone());
-    let endpoint = &endpoint;
-    let statuses: Vec<u16> = futures_util::stream::iter(0..total)
-        .map(|i| async move {
-            let body = format!(
-                r#"{{"id":"evt_{i}","type":"message.sent","created_at":"2024-01-01T12:00:00Z","data":{{"conversation":{{"id":"c{}"}}}}}}"#,
-                i % keys.max(1)
-            );
-            let signature = sign(body.as_bytes(), SECRET);
-            endpoint
-                .receive(body.as_bytes(), [signature.as_bytes()])
-                .await
-                .status()
-                .as_u16()
-        })
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    if statuses.iter().any(|s| *s != 200) {
-        return Err("an enqueue was refused".into());
-    }
+    enqueue(queue, 0..total, |i| {
+        let body = Bytes::from(format!(
+            r#"{{"id":"evt_{i}","type":"message.sent","created_at":"2024-01-01T12:00:00Z","data":{{"conversation":{{"id":"c{}"}}}}}}"#,
+            i % keys.max(1)
+        ));
+        let signature = sign(&body, SECRET);
+        (body, signature)
+    })
+    .await?;
     let handled = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&handled);
     let worker = Worker::new(queue.clone(), move |_: Event<'static>| {
