@@ -162,12 +162,37 @@ struct Run {
     status_errors: u64,
     socket_errors: u64,
     p99_us: u64,
+    /// The server's CPU time (user and system, all its threads) over the run.
+    server_cpu_seconds: f64,
 }
 
 impl Run {
     fn rate(&self) -> f64 {
         self.requests as f64 / self.seconds
     }
+
+    /// The server's CPU time per request, in µs.
+    fn cpu_us(&self) -> f64 {
+        self.server_cpu_seconds * 1e6 / self.requests as f64
+    }
+}
+
+/// The CPU time a process has used (user and system, all its threads, those ended
+/// included), from `/proc/<pid>/stat`, in seconds; 0 where there is no `/proc`.
+fn process_cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // utime and stime, in clock ticks (USER_HZ, 100 on Linux), are the 12th and 13th
+    // fields after the command name, which may hold spaces.
+    let after_name = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
+    let ticks: u64 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
 }
 
 /// How wrk is run.
@@ -184,7 +209,9 @@ impl Wrk {
         requests: &Path,
         connections: usize,
         seconds: u64,
+        server: u32,
     ) -> Result<Run, BoxError> {
+        let cpu_before = process_cpu_seconds(server);
         let output = Command::new("wrk")
             .arg(format!("-t{}", self.threads))
             .arg(format!("-c{connections}"))
@@ -198,6 +225,7 @@ impl Wrk {
             .arg(self.threads.to_string())
             .stdin(Stdio::null())
             .output()?;
+        let server_cpu_seconds = process_cpu_seconds(server) - cpu_before;
         let stdout = String::from_utf8_lossy(&output.stdout);
         let line = stdout.lines().find_map(|l| l.strip_prefix("WRK "));
         let (true, Some(line)) = (output.status.success(), line) else {
@@ -221,6 +249,7 @@ impl Wrk {
             status_errors: field("status")?,
             socket_errors: field("connect")? + field("read")? + field("write")? + field("timeout")?,
             p99_us: field("p99_us")?,
+            server_cpu_seconds,
         })
     }
 }
@@ -354,21 +383,36 @@ fn compare_all(
                 for i in [round % 2, 1 - round % 2] {
                     let served = Served::start(&options.serve_with, &sides[i])?;
                     if options.warm_up > 0 {
-                        let run = wrk.run(&served.addr, warm_up, connections, options.warm_up)?;
+                        let run = wrk.run(
+                            &served.addr,
+                            warm_up,
+                            connections,
+                            options.warm_up,
+                            served.child.id(),
+                        )?;
                         ok &= judge(&sides[i], "warm-up", &run, slice, options.threads);
                     }
-                    let run = wrk.run(&served.addr, measured, connections, options.seconds)?;
+                    let run = wrk.run(
+                        &served.addr,
+                        measured,
+                        connections,
+                        options.seconds,
+                        served.child.id(),
+                    )?;
                     ok &= judge(&sides[i], "run", &run, slice, options.threads);
                     drop(served);
                     runs[i].push(run);
                 }
                 let (bare, endpoint) = (runs[0][round], runs[1][round]);
                 println!(
-                    "  {server} {connections} round {}: bare {:.0}/s, endpoint {:.0}/s, {:.3}",
+                    "  {server} {connections} round {}: bare {:.0}/s, endpoint {:.0}/s, {:.3}; \
+                     server CPU per request bare {:.1} µs, endpoint {:.1} µs",
                     round + 1,
                     bare.rate(),
                     endpoint.rate(),
-                    endpoint.rate() / bare.rate()
+                    endpoint.rate() / bare.rate(),
+                    bare.cpu_us(),
+                    endpoint.cpu_us(),
                 );
             }
             rows.push((server.clone(), connections, runs));
@@ -376,36 +420,50 @@ fn compare_all(
     }
     println!();
     println!(
-        "{:<7} {:>5}  {:>27}  {:>27}  {:>21}  {:>15}  {:>7}",
+        "{:<7} {:>5}  {:>27}  {:>29}  {:>21}  {:>17}  {:>21}  {:>15}  {:>7}",
         "server",
         "conns",
         "bare req/s median [range]",
         "endpoint req/s median [range]",
         "endpoint÷bare [range]",
-        "p99 µs bare/end",
+        "CPU µs/req b/e",
+        "CPU bare÷end [range]",
+        "p99 µs b/e",
         "non-2xx"
     );
     for (server, connections, [bare, endpoint]) in rows {
-        let rates =
-            |runs: &[Run]| median_and_range(&runs.iter().map(Run::rate).collect::<Vec<_>>());
-        let ratios: Vec<f64> = bare
-            .iter()
-            .zip(&endpoint)
-            .map(|(b, e)| e.rate() / b.rate())
-            .collect();
-        let p99 = |runs: &[Run]| {
-            median_and_range(&runs.iter().map(|r| r.p99_us as f64).collect::<Vec<_>>()).0
+        let of = |runs: &[Run], f: fn(&Run) -> f64| {
+            median_and_range(&runs.iter().map(f).collect::<Vec<_>>())
+        };
+        let paired = |f: fn(&Run, &Run) -> f64| {
+            median_and_range(
+                &bare
+                    .iter()
+                    .zip(&endpoint)
+                    .map(|(b, e)| f(b, e))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let range = |(m, lo, hi): (f64, f64, f64), digits: usize| {
+            format!("{m:.digits$} [{lo:.digits$}–{hi:.digits$}]")
         };
         let non_2xx: u64 = bare.iter().chain(&endpoint).map(|r| r.status_errors).sum();
-        let (b, b_lo, b_hi) = rates(&bare);
-        let (e, e_lo, e_hi) = rates(&endpoint);
-        let (r, r_lo, r_hi) = median_and_range(&ratios);
         println!(
-            "{server:<7} {connections:>5}  {:>27}  {:>29}  {:>21}  {:>15}  {non_2xx:>7}",
-            format!("{b:.0} [{b_lo:.0}–{b_hi:.0}]"),
-            format!("{e:.0} [{e_lo:.0}–{e_hi:.0}]"),
-            format!("{r:.3} [{r_lo:.3}–{r_hi:.3}]"),
-            format!("{:.0}/{:.0}", p99(&bare), p99(&endpoint)),
+            "{server:<7} {connections:>5}  {:>27}  {:>29}  {:>21}  {:>17}  {:>21}  {:>15}  {non_2xx:>7}",
+            range(of(&bare, Run::rate), 0),
+            range(of(&endpoint, Run::rate), 0),
+            range(paired(|b, e| e.rate() / b.rate()), 3),
+            format!(
+                "{:.1}/{:.1}",
+                of(&bare, Run::cpu_us).0,
+                of(&endpoint, Run::cpu_us).0
+            ),
+            range(paired(|b, e| b.cpu_us() / e.cpu_us()), 3),
+            format!(
+                "{:.0}/{:.0}",
+                of(&bare, |r| r.p99_us as f64).0,
+                of(&endpoint, |r| r.p99_us as f64).0
+            ),
         );
     }
     if !ok {
