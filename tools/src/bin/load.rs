@@ -44,6 +44,10 @@
 //! # key limits and with one handler at a time per conversation, on Redis (no
 //! # persistence) and on PostgreSQL, in one run:
 //! cargo run --release -p notmeta-tools --bin load -- queue-drain-ordered 20000 1000
+//!
+//! # The endpoints against bare handlers measured with wrk, an independent client
+//! # (see load/wrk.rs):
+//! cargo run --release -p notmeta-tools --bin load -- wrk-compare
 //! ```
 //!
 //! `run` reports requests/s, p50/p99 latency and a count of every status, and exits
@@ -76,6 +80,9 @@ use notmeta_webhooks::dedup::{
 use notmeta_webhooks::queue::{Enqueuer, KeyLimit, Queue, Worker};
 use notmeta_webhooks::receiver::{HandlerError, Receiver};
 use notmeta_webhooks::{DEFAULT_MAX_BODY_SIZE, Event, Verifier, sign};
+
+#[path = "load/wrk.rs"]
+mod wrk;
 
 const SECRET: &str = "whsec_load";
 /// The receiver's dedup store: ids are remembered for [`DEDUP_WINDOW`], so at the
@@ -1782,6 +1789,7 @@ fn main() -> Result<ExitCode, BoxError> {
         |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     match args.first().map(String::as_str) {
         Some("serve") => {
+            wrk::exit_with_parent();
             serve(args.get(1).map_or("axum", String::as_str))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -1843,6 +1851,12 @@ fn main() -> Result<ExitCode, BoxError> {
                 ExitCode::FAILURE
             })
         }
+        Some("wrk-compare") => wrk::compare(&args[1..]),
+        Some("wrk-requests") => {
+            let path = args.get(1).ok_or("wrk-requests FILE [count]")?;
+            wrk::write_requests(path.as_ref(), 1_000_000_000, arg(2, 120_000))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some("queue-drain-ordered") => {
             let runtime = tokio::runtime::Runtime::new()?;
             let ok = runtime.block_on(queue_drain_ordered(arg(1, 20_000), arg(2, 1_000)))?;
@@ -1856,7 +1870,8 @@ fn main() -> Result<ExitCode, BoxError> {
             eprintln!(
                 "usage: load run <axum|actix> [requests] [connections] | load compare [requests] \
                  | load redis-compare [requests] | load postgres-compare [requests] \
-                 | load queue-drain-ordered [events] [keys]"
+                 | load queue-drain-ordered [events] [keys] | load wrk-compare [options] \
+                 | load wrk-requests FILE [count]"
             );
             Ok(ExitCode::from(2))
         }
