@@ -1,6 +1,7 @@
 //! One Redis connection type for a single server and for a Redis Cluster.
 
 use std::fmt;
+use std::sync::Arc;
 
 use std::time::Duration;
 
@@ -144,6 +145,16 @@ pub(crate) enum Write<'a> {
 pub struct RedisConnection {
     inner: Inner,
     replication: Replication,
+    /// How it was connected, to open another connection like it; `None` when made
+    /// from a connection opened elsewhere.
+    opener: Option<Arc<Opener>>,
+}
+
+/// What opens a connection like this one.
+#[derive(Clone)]
+enum Opener {
+    Single(redis::Client),
+    Cluster(Box<redis::cluster::ClusterClient>),
 }
 
 #[derive(Clone)]
@@ -177,13 +188,42 @@ impl RedisConnection {
     ///
     /// If `url` is not a Redis URL or the server cannot be reached.
     pub async fn connect(url: &str) -> redis::RedisResult<Self> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(None)
-            .set_connection_timeout(Some(Self::CONNECT_TIMEOUT));
-        Ok(ConnectionManager::new_with_config(client, config)
-            .await?
-            .into())
+        Self::open(Arc::new(Opener::Single(redis::Client::open(url)?))).await
+    }
+
+    async fn open(opener: Arc<Opener>) -> redis::RedisResult<Self> {
+        let inner = match &*opener {
+            Opener::Single(client) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_response_timeout(None)
+                    .set_connection_timeout(Some(Self::CONNECT_TIMEOUT));
+                Inner::Single(ConnectionManager::new_with_config(client.clone(), config).await?)
+            }
+            Opener::Cluster(client) => Inner::Cluster(client.get_async_connection().await?),
+        };
+        Ok(Self {
+            inner,
+            replication: Replication::Primary,
+            opener: Some(opener),
+        })
+    }
+
+    /// A new connection to the same server or cluster, with the same replication
+    /// setting, sharing nothing with this one (its I/O runs on the runtime that
+    /// calls this); `None` when this one was made from a connection opened
+    /// elsewhere (`From<ConnectionManager>`, `From<ClusterConnection>`).
+    pub(crate) async fn reopen(&self) -> Option<redis::RedisResult<Self>> {
+        let opener = self.opener.clone()?;
+        Some(
+            Self::open(opener)
+                .await
+                .map(|c| c.with_replication(self.replication)),
+        )
+    }
+
+    /// Whether [`reopen`](Self::reopen) can open another connection like this one.
+    pub(crate) fn can_reopen(&self) -> bool {
+        self.opener.is_some()
     }
 
     /// Connects to a Redis Cluster through any of its `nodes` (the others are
@@ -199,7 +239,7 @@ impl RedisConnection {
         let client = redis::cluster::ClusterClient::builder(nodes.into_iter().collect::<Vec<_>>())
             .connection_timeout(Self::CONNECT_TIMEOUT)
             .build()?;
-        Ok(client.get_async_connection().await?.into())
+        Self::open(Arc::new(Opener::Cluster(Box::new(client)))).await
     }
 
     /// Whether this is a cluster connection.
@@ -325,6 +365,7 @@ impl From<ConnectionManager> for RedisConnection {
         Self {
             inner: Inner::Single(connection),
             replication: Replication::Primary,
+            opener: None,
         }
     }
 }
@@ -334,6 +375,7 @@ impl From<ClusterConnection> for RedisConnection {
         Self {
             inner: Inner::Cluster(connection),
             replication: Replication::Primary,
+            opener: None,
         }
     }
 }
