@@ -38,6 +38,13 @@
 //! # key limits and with one handler at a time per conversation, on Redis (no
 //! # persistence) and on PostgreSQL, in one run:
 //! cargo run --release -p notmeta-tools --bin load -- queue-drain-ordered 20000 1000
+//!
+//! # One worker (concurrency 64, a no-op handler, the default settings otherwise)
+//! # draining events enqueued in process beforehand, on Redis without persistence and
+//! # with `appendfsync always`, its handler isolation as by default and turned on:
+//! # events/s, the CPU of the worker's process and of redis-server, events/s per
+//! # worker core:
+//! cargo run --release -p notmeta-tools --bin load -- queue-drain 40000
 //! ```
 //!
 //! `run` reports requests/s, p50/p99 latency and a count of every status, and exits
@@ -1227,15 +1234,32 @@ where
 /// (64 at a time, in process), then drains them with one worker (concurrency 64, a
 /// no-op handler); the drain's events/s.
 async fn ordered_drain_once(queue: &Queue, total: usize, keys: usize) -> Result<f64, BoxError> {
+    fill(queue, 0..total, |i| {
+        format!(
+            r#"{{"id":"evt_{i}","type":"message.sent","created_at":"2024-01-01T12:00:00Z","data":{{"conversation":{{"id":"c{}"}}}}}}"#,
+            i % keys.max(1)
+        )
+    })
+    .await?;
+    let (worker, handled) = counting_worker(queue);
+    let worker = worker.with_poll_interval(std::time::Duration::from_millis(5));
+    let seconds = drain(worker, &handled, total).await?;
+    Ok(total as f64 / seconds)
+}
+
+/// Enqueues the events `body` makes of `ids` into `queue` (64 at a time, in
+/// process); an error if any is refused.
+async fn fill(
+    queue: &Queue,
+    ids: std::ops::Range<usize>,
+    body: impl Fn(usize) -> String,
+) -> Result<(), BoxError> {
     use futures_util::StreamExt as _;
     let endpoint = Enqueuer::new(Verifier::new(SECRET)?, queue.clone());
-    let endpoint = &endpoint;
-    let statuses: Vec<u16> = futures_util::stream::iter(0..total)
+    let (endpoint, body) = (&endpoint, &body);
+    let refused = futures_util::stream::iter(ids)
         .map(|i| async move {
-            let body = format!(
-                r#"{{"id":"evt_{i}","type":"message.sent","created_at":"2024-01-01T12:00:00Z","data":{{"conversation":{{"id":"c{}"}}}}}}"#,
-                i % keys.max(1)
-            );
+            let body = body(i);
             let signature = sign(body.as_bytes(), SECRET);
             endpoint
                 .receive(body.as_bytes(), [signature.as_bytes()])
@@ -1244,26 +1268,47 @@ async fn ordered_drain_once(queue: &Queue, total: usize, keys: usize) -> Result<
                 .as_u16()
         })
         .buffer_unordered(64)
-        .collect()
+        .filter(|status| std::future::ready(*status != 200))
+        .count()
         .await;
-    if statuses.iter().any(|s| *s != 200) {
-        return Err("an enqueue was refused".into());
+    if refused > 0 {
+        return Err(format!("{refused} enqueues refused").into());
     }
+    Ok(())
+}
+
+/// A worker on `queue` with a no-op handler and concurrency 64 (the default
+/// settings otherwise), and its count of events handled.
+fn counting_worker(
+    queue: &Queue,
+) -> (
+    Worker<impl notmeta_webhooks::receiver::Handler + use<>>,
+    Arc<AtomicUsize>,
+) {
     let handled = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&handled);
     let worker = Worker::new(queue.clone(), move |_: Event<'static>| {
         counter.fetch_add(1, Ordering::Relaxed);
         async { Ok::<(), HandlerError>(()) }
     })
-    .with_concurrency(64)
-    .with_poll_interval(std::time::Duration::from_millis(5));
+    .with_concurrency(64);
+    (worker, handled)
+}
+
+/// Runs `worker` until `handled` reaches `total`, then stops it: the seconds until
+/// then. An error unless it handled exactly `total`.
+async fn drain<H: notmeta_webhooks::receiver::Handler>(
+    worker: Worker<H>,
+    handled: &AtomicUsize,
+    total: usize,
+) -> Result<f64, BoxError> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
     let running = tokio::spawn(worker.run(async {
         let _ = stopped.await;
     }));
     while handled.load(Ordering::Relaxed) < total {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     let seconds = started.elapsed().as_secs_f64();
     let _ = stop.send(());
@@ -1271,7 +1316,7 @@ async fn ordered_drain_once(queue: &Queue, total: usize, keys: usize) -> Result<
     if stats.handled != total as u64 {
         return Err(format!("{total} enqueued, {stats:?}").into());
     }
-    Ok(total as f64 / seconds)
+    Ok(seconds)
 }
 
 /// `queue-drain-ordered`: the drain rate without and with key limits, on Redis and
@@ -1315,6 +1360,64 @@ async fn queue_drain_ordered(total: usize, keys: usize) -> Result<bool, BoxError
         rates[1] / rates[0],
         rates[3] / rates[2]
     );
+    Ok(true)
+}
+
+/// `queue-drain`: one worker (concurrency 64, no-op handler, default settings
+/// otherwise) drains `total` events enqueued beforehand, on a redis-server without
+/// persistence and on one with `appendfsync always`, with its handler isolation as
+/// by default and turned on; events/s, worker process and redis-server CPU.
+async fn queue_drain(total: usize) -> Result<bool, BoxError> {
+    let dir = TempDir::new("drain-aof");
+    let redis = [
+        ("no persistence", RedisServer::start()),
+        ("AOF always", RedisServer::start_durable(dir.path())),
+    ];
+    println!("{total} events per drain, one worker (concurrency 64), no-op handler");
+    println!(
+        "{:<34} {:>10} {:>12} {:>12} {:>14}",
+        "queue", "events/s", "worker cores", "redis cores", "events/s/core"
+    );
+    let pid = std::process::id().to_string();
+    let mut offset = 0;
+    for (name, server) in &redis {
+        for isolation in [None, Some(true)] {
+            let queue = Queue::connect(&server.url()).await?.with_namespace("drain");
+            fill(&queue, offset..offset + total, |i| {
+                format!(
+                    r#"{{"id":"evt_{i}","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{{}}}}"#
+                )
+            })
+            .await?;
+            offset += total;
+            let (worker, handled) = counting_worker(&queue);
+            let worker = match isolation {
+                Some(isolate) => worker.with_handler_isolation(isolate),
+                None => worker,
+            };
+            let (cpu0, redis0) = (
+                cpu_seconds(&pid).unwrap_or(0.0),
+                redis_cpu_seconds(server.port),
+            );
+            // The CPU read after the worker has stopped: its shutdown counts too.
+            let seconds = drain(worker, &handled, total).await?;
+            let cpu = cpu_seconds(&pid).unwrap_or(0.0) - cpu0;
+            let redis_cpu = redis_cpu_seconds(server.port) - redis0;
+            let rate = total as f64 / seconds;
+            let label = if isolation.is_some() {
+                ", isolated"
+            } else {
+                ""
+            };
+            println!(
+                "{:<34} {rate:>10.0} {:>12.2} {:>12.2} {:>14.0}",
+                format!("{name}{label}"),
+                cpu / seconds,
+                redis_cpu / seconds,
+                rate / (cpu / seconds).max(f64::EPSILON)
+            );
+        }
+    }
     Ok(true)
 }
 
@@ -1385,6 +1488,15 @@ fn main() -> Result<ExitCode, BoxError> {
                 ExitCode::FAILURE
             })
         }
+        Some("queue-drain") => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let ok = runtime.block_on(queue_drain(arg(1, 40_000)))?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Some("queue-drain-ordered") => {
             let runtime = tokio::runtime::Runtime::new()?;
             let ok = runtime.block_on(queue_drain_ordered(arg(1, 20_000), arg(2, 1_000)))?;
@@ -1398,7 +1510,7 @@ fn main() -> Result<ExitCode, BoxError> {
             eprintln!(
                 "usage: load run <axum|actix> [requests] [connections] | load compare [requests] \
                  | load redis-compare [requests] | load postgres-compare [requests] \
-                 | load queue-drain-ordered [events] [keys]"
+                 | load queue-drain [events] | load queue-drain-ordered [events] [keys]"
             );
             Ok(ExitCode::from(2))
         }
