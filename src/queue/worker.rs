@@ -411,13 +411,13 @@ impl<H> Shared<H> {
     /// Waits for the next renewal, every third of the visibility timeout; `false`
     /// (at once) once the worker is closed and nothing runs here any more.
     async fn next_tick(&self) -> bool {
-        let at = tokio::time::Instant::now() + self.settings.renew_every();
+        let mut sleep = pin!(tokio::time::sleep(self.settings.renew_every()));
         loop {
             if self.ended() {
                 return false;
             }
             let woken = pin!(self.wake.notified());
-            if let Either::Left(_) = select(pin!(tokio::time::sleep_until(at)), woken).await {
+            if let Either::Left(_) = select(sleep.as_mut(), woken).await {
                 return !self.ended();
             }
         }
