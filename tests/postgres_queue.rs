@@ -687,3 +687,21 @@ async fn a_previous_queue_in_postgres_is_ignored() {
     assert_eq!(queue.counts().await.unwrap().pending, 1);
     assert_eq!(pg_queue.counts().await.unwrap(), Default::default());
 }
+
+/// Handlers block both threads of the worker's runtime for five visibility
+/// timeouts, the worker's settings the defaults: its renewals, on a thread and a
+/// connection of their own, keep the leases, so a worker on another runtime never
+/// takes the entries over.
+#[test]
+fn handlers_blocking_every_thread_keep_their_entries() {
+    let server = notmeta_test_support::PostgresServer::start();
+    let url = server.url();
+    common::blocked::blocked_threads_keep_their_entries(move || {
+        let url = url.clone();
+        async move {
+            Queue::postgres(pool(&url).await, &Tables::default())
+                .await
+                .unwrap()
+        }
+    });
+}

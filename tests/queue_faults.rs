@@ -1122,3 +1122,17 @@ async fn a_short_dedup_window_does_not_expire_while_the_handler_runs() {
         ledger.overlaps.lock().unwrap()
     );
 }
+
+/// Handlers block both threads of the worker's runtime for five visibility
+/// timeouts, the worker's settings the defaults: its renewals, on a thread and a
+/// connection of their own, keep the entries, so a worker on another runtime
+/// never takes them over.
+#[test]
+fn handlers_blocking_every_thread_keep_their_entries() {
+    let server = RedisServer::start();
+    let url = server.url();
+    common::blocked::blocked_threads_keep_their_entries(move || {
+        let url = url.clone();
+        async move { Queue::connect(&url).await.unwrap() }
+    });
+}

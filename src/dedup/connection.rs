@@ -222,6 +222,11 @@ impl RedisConnection {
         Some(async move { Ok(Self::open(origin).await?.with_replication(replication)) })
     }
 
+    /// Whether [`reopen`](Self::reopen) can open another connection like this one.
+    pub(crate) fn can_reopen(&self) -> bool {
+        self.origin.is_some()
+    }
+
     /// Connects to a Redis Cluster through any of its `nodes` (the others are
     /// discovered).
     ///

@@ -324,9 +324,11 @@ impl PgQueue {
             .collect())
     }
 
-    /// Renews the running entries `(id, token)`; returns the ids still held.
+    /// Renews the running entries `(id, token)` over `pool` (the queue's, or a
+    /// worker's own); returns the ids still held.
     pub(crate) async fn renew(
         &self,
+        pool: &PgPool,
         entries: &[(i64, String)],
         visibility: Duration,
     ) -> Result<Vec<i64>, QueueError> {
@@ -335,7 +337,7 @@ impl PgQueue {
             .bind(ids)
             .bind(tokens)
             .bind(millis(visibility))
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
             .await
             .map_err(failed)
     }

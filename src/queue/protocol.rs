@@ -490,9 +490,9 @@ pub(crate) async fn settle(
         .arg(delay)
         .arg(&entry.event_id)
         .arg(&consumer.token);
-    let now = super::unix_millis(std::time::SystemTime::now()).to_string();
     match how {
         Settle::Dead(error) => {
+            let now = super::unix_millis(std::time::SystemTime::now()).to_string();
             invocation.arg(entry.as_ref());
             invocation.arg("error").arg(error.as_str());
             invocation.arg("failed").arg(now.as_str());

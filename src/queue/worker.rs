@@ -55,7 +55,13 @@ const MAX_TAKE: usize = 1_000;
 ///   [`with_max_attempts`](Self::with_max_attempts) runs in all, then dead-lettered.
 /// - **No time limit**: a running handler keeps its entry (renewed every third of the
 ///   [visibility timeout](Self::with_visibility_timeout), for every running entry
-///   in one call per partition), however long it runs. Renewal keeps an entry only
+///   in one call per partition), however long it runs. The renewals run on a
+///   thread of their own (`notmeta-renewal`, with a Tokio runtime and a connection
+///   of their own, for as long as [`run`](Self::run) or a handler it started
+///   runs), so a handler that blocks its thread, even every thread of the runtime,
+///   stalls no renewal; handlers therefore run in their entry's task, without a
+///   hand-off to another thread (see
+///   [`with_handler_isolation`](Self::with_handler_isolation)). Renewal keeps an entry only
 ///   while this worker still owns it; an entry another worker took over meanwhile
 ///   (this one lost Redis for longer than the visibility timeout) is counted
 ///   `lost` and logged, and its run's result is not applied as if owned, except a
@@ -84,8 +90,8 @@ const MAX_TAKE: usize = 1_000;
 ///   worker stops reading and waits for running handlers up to the
 ///   [shutdown deadline](Self::with_shutdown_deadline); then the rest are
 ///   cancelled at their next `.await`. An entry is never given up while its handler
-///   may still run: the worker keeps renewing it until the handler has stopped (an
-///   isolated handler blocking its thread is waited for), and then leaves it to be
+///   may still run: the worker keeps renewing it until the handler has stopped (a
+///   handler blocking its thread is waited for), and then leaves it to be
 ///   reclaimed after the visibility timeout, not at once. Work a handler hands to
 ///   another thread and stops awaiting (a `spawn_blocking` whose handle it drops)
 ///   is beyond what the worker can see: keep the visibility timeout above such
@@ -156,7 +162,9 @@ struct Settings {
     poll: Duration,
     shutdown_deadline: Duration,
     consumer: String,
-    isolate: bool,
+    /// Set by `with_handler_isolation`; otherwise off where the renewal runs on a
+    /// thread of its own (see `renews_apart`).
+    isolate: Option<bool>,
     gate: gate::Gate,
 }
 
@@ -232,7 +240,7 @@ impl<H: Handler> Worker<H> {
                 poll: Duration::from_millis(100),
                 shutdown_deadline: Duration::from_secs(30),
                 consumer: format!("worker-{}-{}", std::process::id(), &token[..8]),
-                isolate: true,
+                isolate: None,
                 gate: gate::Gate::default(),
             },
         }
@@ -254,16 +262,27 @@ impl<H> Worker<H> {
         self
     }
 
-    /// Whether the handler runs on Tokio's blocking pool (the default) or in the
-    /// task that renews its entry, as
-    /// [`Receiver::with_handler_isolation`](crate::receiver::Receiver::with_handler_isolation)
-    /// explains: `false` saves a hand-off to another thread per event, for handlers
-    /// that only `.await`. A handler that then blocks its thread for longer than the
-    /// visibility timeout stalls the renewal, and another worker may run the event
-    /// again.
+    /// Whether each handler runs on Tokio's blocking pool (`true`) or in its entry's
+    /// task on the caller's runtime (`false`).
+    ///
+    /// Off by default on Redis and PostgreSQL: the worker renews its entries on a
+    /// thread of its own, with a runtime and a connection of its own, so a handler
+    /// that blocks its thread (even every thread of the runtime) for longer than
+    /// the visibility timeout stalls neither the renewal of its entry nor its
+    /// guarantee, and the hand-off to another thread (tens of µs of CPU per event)
+    /// is not paid. Isolation on still lets a handler that blocks leave the
+    /// runtime's threads to the other handlers and to the reading.
+    ///
+    /// On by default where the renewals run on the caller's runtime: in memory
+    /// (they follow Tokio's clock, which a test may pause) and on Redis over a
+    /// connection made from a `ConnectionManager` or `ClusterConnection` opened
+    /// elsewhere (the worker cannot open another like it). There, turned off, a
+    /// handler that blocks every thread of the runtime for longer than the
+    /// visibility timeout stalls the renewal, and another worker may run the
+    /// event again.
     #[must_use]
     pub fn with_handler_isolation(mut self, isolate: bool) -> Self {
-        self.settings.isolate = isolate;
+        self.settings.isolate = Some(isolate);
         self
     }
 
@@ -335,6 +354,13 @@ struct Shared<H> {
     handler: Arc<H>,
     settings: Settings,
     counters: Counters,
+    /// Whether handlers run on Tokio's blocking pool.
+    isolate: bool,
+    /// The key names of each partition (Redis), made once.
+    keys: Vec<Keys>,
+    /// Wakes the keeper once the worker is closed, and as entries land after that,
+    /// so that it ends as soon as nothing runs here any more.
+    wake: Notify,
     /// Entries being run (or settled) here, by (partition, entry id).
     in_flight: Mutex<HashMap<(u16, String), Arc<Flight>>>,
     /// Fired at the shutdown deadline: running handlers are cancelled, and settles
@@ -377,6 +403,26 @@ impl<H> Shared<H> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The worker is closed and nothing runs here any more: the keeper ends.
+    fn ended(&self) -> bool {
+        self.closed.load(Ordering::Acquire) && self.flights().is_empty()
+    }
+
+    /// Waits for the next renewal, every third of the visibility timeout; `false`
+    /// (at once) once the worker is closed and nothing runs here any more.
+    async fn next_tick(&self) -> bool {
+        let mut sleep = pin!(tokio::time::sleep(self.settings.renew_every()));
+        loop {
+            if self.ended() {
+                return false;
+            }
+            let woken = pin!(self.wake.notified());
+            if let Either::Left(_) = select(sleep.as_mut(), woken).await {
+                return !self.ended();
+            }
+        }
+    }
+
     fn stopped(&self) -> impl Future<Output = ()> + '_ {
         let notified = self.stopped.notified();
         async move {
@@ -413,6 +459,7 @@ struct Closing<H>(Arc<Shared<H>>);
 impl<H> Drop for Closing<H> {
     fn drop(&mut self) {
         self.0.closed.store(true, Ordering::Release);
+        self.0.wake.notify_one();
     }
 }
 
@@ -447,6 +494,9 @@ struct Landed<'a, H> {
 impl<H> Drop for Landed<'_, H> {
     fn drop(&mut self) {
         self.shared.flights().remove(self.key);
+        if self.shared.closed.load(Ordering::Acquire) {
+            self.shared.wake.notify_one();
+        }
     }
 }
 
@@ -487,11 +537,21 @@ impl<H: Handler> Worker<H> {
             token: crate::dedup::ClaimToken::new().to_string(),
             visibility: self.settings.visibility,
         };
+        let apart = renews_apart(&self.queue);
         let shared = Arc::new(Shared {
             consumer,
+            isolate: self.settings.isolate.unwrap_or(!apart),
+            keys: if in_redis(&self.queue) {
+                (0..self.queue.partitions())
+                    .map(|p| self.queue.keys(p))
+                    .collect()
+            } else {
+                Vec::new()
+            },
             queue: self.queue,
             handler: self.handler,
             settings: self.settings,
+            wake: Notify::new(),
             counters: Counters::default(),
             in_flight: Mutex::new(HashMap::new()),
             stopped: Notify::new(),
@@ -502,11 +562,16 @@ impl<H: Handler> Worker<H> {
         // (instead of `shutdown` completing), running handlers go on to their end
         // and settle, their entries renewed until then, as if the deadline were
         // infinite.
+        let keeper = start_keeper(&shared, apart)?;
         let closing = Closing(Arc::clone(&shared));
         let mut tasks = Tasks::default();
-        let ended = keep_and_read(&shared, &mut tasks, shutdown).await;
+        let ended = read(&shared, &mut tasks, shutdown).await;
         drain(&shared, &mut tasks).await;
         drop(closing);
+        if let Some(keeper) = keeper {
+            // Woken by the closing, it ends at once unless a renewal is under way.
+            let _ = keeper.await;
+        }
         let c = &shared.counters;
         let stats = WorkerStats {
             handled: c.handled.load(Ordering::Relaxed),
@@ -520,25 +585,98 @@ impl<H: Handler> Worker<H> {
     }
 }
 
-/// Starts the keeper, then reads and starts entries until `shutdown` completes,
-/// from Redis or PostgreSQL.
-async fn keep_and_read<H: Handler>(
+/// Whether the worker's renewals run on a thread of their own, over a connection
+/// of their own, so that handlers blocking every thread of the caller's runtime
+/// cannot stall them (and handlers need no isolation): on PostgreSQL, and on Redis
+/// when the queue's connection can be opened again (made from a URL). In memory the
+/// renewals follow Tokio's clock, on the caller's runtime.
+fn renews_apart(queue: &Queue) -> bool {
+    if queue.memory().is_some() {
+        return false;
+    }
+    #[cfg(feature = "postgres")]
+    if queue.pg().is_some() {
+        return true;
+    }
+    queue.connection().can_reopen()
+}
+
+/// Whether the queue is in Redis.
+fn in_redis(queue: &Queue) -> bool {
+    #[cfg(feature = "postgres")]
+    if queue.pg().is_some() {
+        return false;
+    }
+    queue.memory().is_none()
+}
+
+/// Starts the keeper: on a thread of its own when `apart` (then the receiver
+/// completes once it has ended), else as a task of the caller's runtime.
+///
+/// # Errors
+///
+/// If the thread or its runtime cannot be made.
+fn start_keeper<H: Handler>(
+    shared: &Arc<Shared<H>>,
+    apart: bool,
+) -> Result<Option<tokio::sync::oneshot::Receiver<()>>, QueueError> {
+    let shared = Arc::clone(shared);
+    if let Some(memory) = shared.queue.memory() {
+        let memory = Arc::clone(memory);
+        tokio::spawn(memory::keep(shared, memory));
+        return Ok(None);
+    }
+    if !apart {
+        tokio::spawn(keep(shared, false));
+        return Ok(None);
+    }
+    #[cfg(feature = "postgres")]
+    if let Some(pg) = shared.queue.pg() {
+        let pg = Arc::clone(pg);
+        return keep_apart(move || pg::keep(shared, pg)).map(Some);
+    }
+    keep_apart(move || keep(shared, true)).map(Some)
+}
+
+/// Runs the future `make` returns on a thread of its own, in a current-thread
+/// runtime of its own; the receiver completes once it has ended (and its runtime,
+/// with the connections opened on it, is gone).
+fn keep_apart<F, Fut>(make: F) -> Result<tokio::sync::oneshot::Receiver<()>, QueueError>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(QueueError::new)?;
+    let (done, ended) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("notmeta-renewal".to_owned())
+        .spawn(move || {
+            runtime.block_on(make());
+            drop(runtime);
+            let _ = done.send(());
+        })
+        .map_err(QueueError::new)?;
+    Ok(ended)
+}
+
+/// Reads and starts entries until `shutdown` completes, from the queue's backend.
+async fn read<H: Handler>(
     shared: &Arc<Shared<H>>,
     tasks: &mut Tasks,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), QueueError> {
     if let Some(memory) = shared.queue.memory() {
         let memory = Arc::clone(memory);
-        tokio::spawn(memory::keep(Arc::clone(shared), Arc::clone(&memory)));
         return memory::read_until(shared, &memory, tasks, shutdown).await;
     }
     #[cfg(feature = "postgres")]
     if let Some(pg) = shared.queue.pg() {
         let pg = Arc::clone(pg);
-        tokio::spawn(pg::keep(Arc::clone(shared), Arc::clone(&pg)));
         return pg::read_until(shared, &pg, tasks, shutdown).await;
     }
-    tokio::spawn(keep(Arc::clone(shared)));
     read_until(shared, tasks, shutdown).await
 }
 
@@ -777,7 +915,7 @@ async fn drain<H>(shared: &Shared<H>, tasks: &mut Tasks) {
     if let Either::Left(_) = select(joined.as_mut(), pin!(deadline)).await {
         return;
     }
-    // Cancelled at their next `.await`; an isolated handler's thread is waited for,
+    // Cancelled at their next `.await`; a handler blocking its thread is waited for,
     // and its entry renewed meanwhile.
     shared.stop();
     joined.await;
@@ -854,46 +992,72 @@ where
 
 /// Renews every running entry, one call per partition, every third of the
 /// visibility timeout; marks those another worker took over. Ends once the worker
-/// is closed and nothing runs here any more.
-async fn keep<H>(shared: Arc<Shared<H>>) {
-    let mut connection = shared.queue.connection().clone();
-    let consumer = &shared.consumer;
-    loop {
-        tokio::time::sleep(shared.settings.renew_every()).await;
-        if shared.closed.load(Ordering::Acquire) && shared.flights().is_empty() {
-            return;
-        }
-        let mut by_partition: HashMap<u16, Vec<(String, Arc<Flight>)>> = HashMap::new();
-        for ((p, id), flight) in shared.flights().iter() {
-            if !flight.lost.load(Ordering::Relaxed) {
-                by_partition
-                    .entry(*p)
-                    .or_default()
-                    .push((id.clone(), Arc::clone(flight)));
+/// is closed and nothing runs here any more. `own`: over a connection of its own,
+/// opened (and, while that fails, tried again at each renewal) on the runtime
+/// this runs on; else over the queue's.
+async fn keep<H>(shared: Arc<Shared<H>>, own: bool) {
+    let queue = shared.queue.connection();
+    let open = || async {
+        let opened = async {
+            Ok(match queue.reopen() {
+                Some(opening) => Some(opening.await?),
+                None => None,
+            })
+        };
+        match shared.bounded("a renewal", opened).await {
+            Ok(connection) => connection,
+            Err(e) => {
+                warn("renew", &e);
+                None
             }
         }
-        for (p, flights) in by_partition {
-            for chunk in flights.chunks(500) {
-                let entries: Vec<(String, String)> = chunk
-                    .iter()
-                    .map(|(id, flight)| (id.clone(), flight.event_id.clone()))
-                    .collect();
-                let renewed =
-                    protocol::renew(&shared.queue, &mut connection, p, consumer, &entries);
-                match shared.bounded("a renewal", renewed).await {
-                    Ok(lost) => {
-                        count_renewals(entries.len().saturating_sub(lost.len()));
-                        for (id, flight) in chunk {
-                            if lost.contains(id) && !flight.settling.load(Ordering::Relaxed) {
-                                flight.lost.store(true, Ordering::Relaxed);
-                                warn_text(
-                                    "an entry being handled was taken over by another worker",
-                                );
-                            }
+    };
+    let mut connection = if own {
+        open().await
+    } else {
+        Some(queue.clone())
+    };
+    while shared.next_tick().await {
+        if connection.is_none() {
+            connection = open().await;
+        }
+        if let Some(connection) = connection.as_mut() {
+            renew_all(&shared, connection).await;
+        }
+    }
+}
+
+/// Renews every running entry not lost, one call per partition (500 entries at
+/// most per call); marks those another worker took over.
+async fn renew_all<H>(shared: &Shared<H>, connection: &mut RedisConnection) {
+    let consumer = &shared.consumer;
+    let mut by_partition: HashMap<u16, Vec<(String, Arc<Flight>)>> = HashMap::new();
+    for ((p, id), flight) in shared.flights().iter() {
+        if !flight.lost.load(Ordering::Relaxed) {
+            by_partition
+                .entry(*p)
+                .or_default()
+                .push((id.clone(), Arc::clone(flight)));
+        }
+    }
+    for (p, flights) in by_partition {
+        for chunk in flights.chunks(500) {
+            let entries: Vec<(String, String)> = chunk
+                .iter()
+                .map(|(id, flight)| (id.clone(), flight.event_id.clone()))
+                .collect();
+            let renewed = protocol::renew(&shared.queue, connection, p, consumer, &entries);
+            match shared.bounded("a renewal", renewed).await {
+                Ok(lost) => {
+                    count_renewals(entries.len().saturating_sub(lost.len()));
+                    for (id, flight) in chunk {
+                        if lost.contains(id) && !flight.settling.load(Ordering::Relaxed) {
+                            flight.lost.store(true, Ordering::Relaxed);
+                            warn_text("an entry being handled was taken over by another worker");
                         }
                     }
-                    Err(e) => warn("renew", &e),
                 }
+                Err(e) => warn("renew", &e),
             }
         }
     }
@@ -906,8 +1070,7 @@ async fn keep<H>(shared: Arc<Shared<H>>) {
 async fn next_renewal<H, I: std::str::FromStr>(
     shared: &Shared<H>,
 ) -> Option<Vec<(I, Arc<Flight>)>> {
-    tokio::time::sleep(shared.settings.renew_every()).await;
-    if shared.closed.load(Ordering::Acquire) && shared.flights().is_empty() {
+    if !shared.next_tick().await {
         return None;
     }
     Some(
@@ -942,12 +1105,14 @@ async fn process<H: Handler>(
     if shared.is_stopped.load(Ordering::Acquire) {
         return;
     }
-    let keys = shared.queue.keys(p);
+    let Some(keys) = shared.keys.get(usize::from(p)) else {
+        return;
+    };
     let mut connection = shared.queue.connection().clone();
     let begun = protocol::begin(
         &shared.queue,
         &mut connection,
-        &keys,
+        keys,
         &shared.consumer,
         entry_id,
         event_id,
@@ -980,7 +1145,7 @@ async fn process<H: Handler>(
     };
     settle(
         shared,
-        &keys,
+        keys,
         entry_id,
         &Entry {
             attempt: runs,
@@ -1093,7 +1258,7 @@ async fn run<H: Handler>(
             event: Box::new(event),
             claim,
         },
-        shared.settings.isolate,
+        shared.isolate,
         pending(),
         shared.stopped(),
     )

@@ -23,6 +23,11 @@ pub mod postgres;
 #[cfg(feature = "queue")]
 pub mod queue;
 
+/// A worker whose handlers block every thread of its runtime, against another
+/// that would take over its entries: both backends run it.
+#[cfg(feature = "queue")]
+pub mod blocked;
+
 /// A downstream down for a while, played against a worker with a circuit breaker.
 #[cfg(feature = "queue")]
 pub mod outage;

@@ -189,7 +189,15 @@ async fn process<H: Handler>(
 /// visibility timeout (the entry's lease and its event's claim); marks those
 /// another worker took over. Ends once the worker is closed and nothing runs here
 /// any more.
+///
+/// Over a connection of its own, outside the queue's pool (a pool of one, on the
+/// same connect options, opened on the runtime this runs on): handlers blocking
+/// the threads of the caller's runtime, or holding every connection of the
+/// queue's pool, cannot hold up a renewal.
 pub(super) async fn keep<H>(shared: Arc<Shared<H>>, pg: Arc<PgQueue>) {
+    let own = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with((*pg.pool.connect_options()).clone());
     while let Some(flights) = next_renewal::<H, i64>(&shared).await {
         if flights.is_empty() {
             continue;
@@ -198,7 +206,7 @@ pub(super) async fn keep<H>(shared: Arc<Shared<H>>, pg: Arc<PgQueue>) {
             .iter()
             .map(|(id, flight)| (*id, flight.token.clone()))
             .collect();
-        let renewed = pg.renew(&entries, shared.settings.visibility);
+        let renewed = pg.renew(&own, &entries, shared.settings.visibility);
         match shared.bounded("a renewal", renewed).await {
             Ok(held) => {
                 count_renewals(held.len());
@@ -207,6 +215,7 @@ pub(super) async fn keep<H>(shared: Arc<Shared<H>>, pg: Arc<PgQueue>) {
             Err(e) => warn("renew", &e),
         }
     }
+    own.close().await;
 }
 
 /// Listens on the queue's channel and wakes the reader on each notification (an

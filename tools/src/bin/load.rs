@@ -48,6 +48,13 @@
 //! # The endpoints against bare handlers measured with wrk, an independent client
 //! # (see load/wrk.rs):
 //! cargo run --release -p notmeta-tools --bin load -- wrk-compare
+//!
+//! # One worker (concurrency 64, a no-op handler, the default settings otherwise)
+//! # draining events enqueued in process beforehand, on Redis without persistence and
+//! # with `appendfsync always`, its handler isolation as by default and turned on:
+//! # events/s, the CPU of the worker's process and of redis-server, events/s per
+//! # worker core:
+//! cargo run --release -p notmeta-tools --bin load -- queue-drain 40000
 //! ```
 //!
 //! `run` reports requests/s, p50/p99 latency and a count of every status, and exits
@@ -1714,21 +1721,44 @@ async fn ordered_drain_once(queue: &Queue, total: usize, keys: usize) -> Result<
         (body, signature)
     })
     .await?;
+    let (worker, handled) = counting_worker(queue);
+    let worker = worker.with_poll_interval(std::time::Duration::from_millis(5));
+    let seconds = drain(worker, &handled, total).await?;
+    Ok(total as f64 / seconds)
+}
+
+/// A worker on `queue` with a no-op handler and concurrency 64 (the default
+/// settings otherwise), and its count of events handled.
+fn counting_worker(
+    queue: &Queue,
+) -> (
+    Worker<impl notmeta_webhooks::receiver::Handler + use<>>,
+    Arc<AtomicUsize>,
+) {
     let handled = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&handled);
     let worker = Worker::new(queue.clone(), move |_: Event<'static>| {
         counter.fetch_add(1, Ordering::Relaxed);
         async { Ok::<(), HandlerError>(()) }
     })
-    .with_concurrency(64)
-    .with_poll_interval(std::time::Duration::from_millis(5));
+    .with_concurrency(64);
+    (worker, handled)
+}
+
+/// Runs `worker` until `handled` reaches `total`, then stops it: the seconds until
+/// then. An error unless it handled exactly `total`.
+async fn drain<H: notmeta_webhooks::receiver::Handler>(
+    worker: Worker<H>,
+    handled: &AtomicUsize,
+    total: usize,
+) -> Result<f64, BoxError> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
     let running = tokio::spawn(worker.run(async {
         let _ = stopped.await;
     }));
     while handled.load(Ordering::Relaxed) < total {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     let seconds = started.elapsed().as_secs_f64();
     let _ = stop.send(());
@@ -1736,7 +1766,7 @@ async fn ordered_drain_once(queue: &Queue, total: usize, keys: usize) -> Result<
     if stats.handled != total as u64 {
         return Err(format!("{total} enqueued, {stats:?}").into());
     }
-    Ok(total as f64 / seconds)
+    Ok(seconds)
 }
 
 /// `queue-drain-ordered`: the drain rate without and with key limits, on Redis and
@@ -1780,6 +1810,66 @@ async fn queue_drain_ordered(total: usize, keys: usize) -> Result<bool, BoxError
         rates[1] / rates[0],
         rates[3] / rates[2]
     );
+    Ok(true)
+}
+
+/// `queue-drain`: one worker (concurrency 64, no-op handler, default settings
+/// otherwise) drains `total` events enqueued beforehand, on a redis-server without
+/// persistence and on one with `appendfsync always`, with its handler isolation as
+/// by default and turned on; events/s, worker process and redis-server CPU.
+async fn queue_drain(total: usize) -> Result<bool, BoxError> {
+    let dir = TempDir::new("drain-aof");
+    let redis = [
+        ("no persistence", RedisServer::start()),
+        ("AOF always", RedisServer::start_durable(dir.path())),
+    ];
+    println!("{total} events per drain, one worker (concurrency 64), no-op handler");
+    println!(
+        "{:<34} {:>10} {:>12} {:>12} {:>14}",
+        "queue", "events/s", "worker cores", "redis cores", "events/s/core"
+    );
+    let pid = std::process::id().to_string();
+    let mut offset = 0;
+    for (name, server) in &redis {
+        for isolation in [None, Some(true)] {
+            let queue = Queue::connect(&server.url()).await?.with_namespace("drain");
+            enqueue(&queue, offset..offset + total, |i| {
+                let body = Bytes::from(format!(
+                    r#"{{"id":"evt_{i}","type":"user.online","created_at":"2024-01-01T12:00:00Z","data":{{}}}}"#
+                ));
+                let signature = sign(&body, SECRET);
+                (body, signature)
+            })
+            .await?;
+            offset += total;
+            let (worker, handled) = counting_worker(&queue);
+            let worker = match isolation {
+                Some(isolate) => worker.with_handler_isolation(isolate),
+                None => worker,
+            };
+            let (cpu0, redis0) = (
+                cpu_seconds(&pid).unwrap_or(0.0),
+                StoreServer::redis(server).cpu_seconds(),
+            );
+            // The CPU read after the worker has stopped: its shutdown counts too.
+            let seconds = drain(worker, &handled, total).await?;
+            let cpu = cpu_seconds(&pid).unwrap_or(0.0) - cpu0;
+            let redis_cpu = StoreServer::redis(server).cpu_seconds() - redis0;
+            let rate = total as f64 / seconds;
+            let label = if isolation.is_some() {
+                ", isolated"
+            } else {
+                ""
+            };
+            println!(
+                "{:<34} {rate:>10.0} {:>12.2} {:>12.2} {:>14.0}",
+                format!("{name}{label}"),
+                cpu / seconds,
+                redis_cpu / seconds,
+                rate / (cpu / seconds).max(f64::EPSILON)
+            );
+        }
+    }
     Ok(true)
 }
 
@@ -1857,6 +1947,15 @@ fn main() -> Result<ExitCode, BoxError> {
             wrk::write_requests(path.as_ref(), 1_000_000_000, arg(2, 120_000))?;
             Ok(ExitCode::SUCCESS)
         }
+        Some("queue-drain") => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let ok = runtime.block_on(queue_drain(arg(1, 40_000)))?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Some("queue-drain-ordered") => {
             let runtime = tokio::runtime::Runtime::new()?;
             let ok = runtime.block_on(queue_drain_ordered(arg(1, 20_000), arg(2, 1_000)))?;
@@ -1870,7 +1969,7 @@ fn main() -> Result<ExitCode, BoxError> {
             eprintln!(
                 "usage: load run <axum|actix> [requests] [connections] | load compare [requests] \
                  | load redis-compare [requests] | load postgres-compare [requests] \
-                 | load queue-drain-ordered [events] [keys] | load wrk-compare [options] \
+                 | load queue-drain-ordered [events] [keys] | load queue-drain [events] | load wrk-compare [options] \
                  | load wrk-requests FILE [count]"
             );
             Ok(ExitCode::from(2))
