@@ -1723,7 +1723,7 @@ async fn ordered_drain_once(queue: &Queue, total: usize, keys: usize) -> Result<
     .await?;
     let (worker, handled) = counting_worker(queue);
     let worker = worker.with_poll_interval(std::time::Duration::from_millis(5));
-    let seconds = drain(worker, &handled, total).await?;
+    let seconds = drain_all(worker, &handled, total).await?;
     Ok(total as f64 / seconds)
 }
 
@@ -1747,7 +1747,7 @@ fn counting_worker(
 
 /// Runs `worker` until `handled` reaches `total`, then stops it: the seconds until
 /// then. An error unless it handled exactly `total`.
-async fn drain<H: notmeta_webhooks::receiver::Handler>(
+async fn drain_all<H: notmeta_webhooks::receiver::Handler>(
     worker: Worker<H>,
     handled: &AtomicUsize,
     total: usize,
@@ -1852,7 +1852,7 @@ async fn queue_drain(total: usize) -> Result<bool, BoxError> {
                 StoreServer::redis(server).cpu_seconds(),
             );
             // The CPU read after the worker has stopped: its shutdown counts too.
-            let seconds = drain(worker, &handled, total).await?;
+            let seconds = drain_all(worker, &handled, total).await?;
             let cpu = cpu_seconds(&pid).unwrap_or(0.0) - cpu0;
             let redis_cpu = StoreServer::redis(server).cpu_seconds() - redis0;
             let rate = total as f64 / seconds;
