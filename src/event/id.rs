@@ -38,6 +38,13 @@ macro_rules! string_newtype {
                 self.owned_in(&Owner::NONE)
             }
 
+            /// Whether it points into an owned event's shared body.
+            #[cfg(test)]
+            #[allow(dead_code, reason = "the tests look at some of the identifier types only")]
+            pub(crate) fn shares_body(&self) -> bool {
+                matches!(self.0, Text::Shared { .. })
+            }
+
             /// A copy that owns its data, in `owner`'s shared body if it lies there.
             pub(crate) fn owned_in(self, owner: &Owner) -> $name<'static> {
                 $name(self.0.owned_in(owner))

@@ -171,3 +171,29 @@ impl Owner {
         Text::Cow(own(s))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Event, EventKind};
+
+    #[test]
+    fn the_owned_event_shares_its_body_and_equals_the_borrowed_one() {
+        let body = br#"{"id":"evt_1","type":"message.received","created_at":"2024-01-01T12:00:00Z",
+          "data":{"message":{"id":"msg_\u00e9","conversation_id":"conv_1","text":"Hola"},
+                  "conversation":{"id":"conv_1"}}}"#;
+        let event = Event::parse_unverified(body).unwrap();
+        let owned = event.clone().into_owned();
+        assert_eq!(owned, event);
+        assert_eq!(owned.raw_body(), body);
+        assert!(owned.id.shares_body());
+        let EventKind::MessageReceived(m) = &owned.kind else {
+            unreachable!()
+        };
+        // An escaped id was copied when parsed: it stays a string of its own.
+        assert_eq!(m.message.id.as_deref(), Some("msg_é"));
+        assert!(!m.message.id.as_ref().unwrap().shares_body());
+        assert!(m.message.conversation_id.as_ref().unwrap().shares_body());
+        // Owning it again keeps the one copy.
+        assert_eq!(owned.clone().into_owned(), event);
+    }
+}
