@@ -205,13 +205,12 @@ struct Wrk {
 impl Wrk {
     fn run(
         &self,
-        addr: &str,
+        server: &Served,
         requests: &Path,
         connections: usize,
         seconds: u64,
-        server: u32,
     ) -> Result<Run, BoxError> {
-        let cpu_before = process_cpu_seconds(server);
+        let cpu_before = process_cpu_seconds(server.child.id());
         let output = Command::new("wrk")
             .arg(format!("-t{}", self.threads))
             .arg(format!("-c{connections}"))
@@ -219,13 +218,13 @@ impl Wrk {
             .arg("--latency")
             .arg("-s")
             .arg(&self.script)
-            .arg(format!("http://{addr}/webhooks"))
+            .arg(format!("http://{}/webhooks", server.addr))
             .arg("--")
             .arg(requests)
             .arg(self.threads.to_string())
             .stdin(Stdio::null())
             .output()?;
-        let server_cpu_seconds = process_cpu_seconds(server) - cpu_before;
+        let server_cpu_seconds = process_cpu_seconds(server.child.id()) - cpu_before;
         let stdout = String::from_utf8_lossy(&output.stdout);
         let line = stdout.lines().find_map(|l| l.strip_prefix("WRK "));
         let (true, Some(line)) = (output.status.success(), line) else {
@@ -382,26 +381,18 @@ fn compare_all(
                 // The side that goes first alternates from round to round.
                 for i in [round % 2, 1 - round % 2] {
                     let served = Served::start(&options.serve_with, &sides[i])?;
-                    if options.warm_up > 0 {
-                        let run = wrk.run(
-                            &served.addr,
-                            warm_up,
-                            connections,
-                            options.warm_up,
-                            served.child.id(),
-                        )?;
-                        ok &= judge(&sides[i], "warm-up", &run, slice, options.threads);
+                    let mut last = Run::default();
+                    for (what, file, seconds) in [
+                        ("warm-up", warm_up, options.warm_up),
+                        ("run", measured, options.seconds),
+                    ] {
+                        if seconds > 0 {
+                            last = wrk.run(&served, file, connections, seconds)?;
+                            ok &= judge(&sides[i], what, &last, slice, options.threads);
+                        }
                     }
-                    let run = wrk.run(
-                        &served.addr,
-                        measured,
-                        connections,
-                        options.seconds,
-                        served.child.id(),
-                    )?;
-                    ok &= judge(&sides[i], "run", &run, slice, options.threads);
                     drop(served);
-                    runs[i].push(run);
+                    runs[i].push(last);
                 }
                 let (bare, endpoint) = (runs[0][round], runs[1][round]);
                 println!(
