@@ -81,9 +81,22 @@ where
     let running_a = a.spawn(worker.run(async {
         let _ = stopped_a.await;
     }));
-    // Both threads of A's runtime blocked at once: nothing of it runs.
+    // Both threads of A's runtime blocked at once, nothing of it runs: by both
+    // handlers, or by one and a task that blocks too (Tokio may hold the second
+    // entry's task behind the first, on the first's thread).
+    wait("a handler of A blocking", || {
+        blocked.load(Ordering::SeqCst) >= 1
+    });
+    if blocked.load(Ordering::SeqCst) < 2 {
+        let blocked = Arc::clone(&blocked);
+        drop(a.spawn(async move {
+            blocked.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(block);
+            blocked.fetch_sub(1, Ordering::SeqCst);
+        }));
+    }
     wait("both of A's threads blocked", || {
-        blocked.load(Ordering::SeqCst) == 2
+        blocked.load(Ordering::SeqCst) >= 2
     });
     // B, on a runtime of its own, takes over any entry idle for the visibility
     // timeout.
