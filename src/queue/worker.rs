@@ -382,6 +382,10 @@ struct Flight {
     settling: AtomicBool,
     /// Another worker took it over.
     lost: AtomicBool,
+    /// Renewals so far. They run on the renewal thread and are counted when the
+    /// entry's task ends, in the worker's own context (so a thread-local metrics
+    /// recorder sees them).
+    renewed: AtomicU64,
 }
 
 impl Flight {
@@ -391,6 +395,17 @@ impl Flight {
             token,
             settling: AtomicBool::new(false),
             lost: AtomicBool::new(false),
+            renewed: AtomicU64::new(0),
+        }
+    }
+
+    /// A renewal found the entry held (`true`), or taken over by another worker.
+    fn renewal(&self, held: bool) {
+        if held {
+            self.renewed.fetch_add(1, Ordering::Relaxed);
+        } else if !self.settling.load(Ordering::Relaxed) {
+            self.lost.store(true, Ordering::Relaxed);
+            warn_text("an entry being handled was taken over by another worker");
         }
     }
 }
@@ -493,7 +508,10 @@ struct Landed<'a, H> {
 
 impl<H> Drop for Landed<'_, H> {
     fn drop(&mut self) {
-        self.shared.flights().remove(self.key);
+        let flight = self.shared.flights().remove(self.key);
+        if let Some(flight) = flight {
+            count_renewals(flight.renewed.load(Ordering::Relaxed));
+        }
         if self.shared.closed.load(Ordering::Acquire) {
             self.shared.wake.notify_one();
         }
@@ -1049,12 +1067,8 @@ async fn renew_all<H>(shared: &Shared<H>, connection: &mut RedisConnection) {
             let renewed = protocol::renew(&shared.queue, connection, p, consumer, &entries);
             match shared.bounded("a renewal", renewed).await {
                 Ok(lost) => {
-                    count_renewals(entries.len().saturating_sub(lost.len()));
                     for (id, flight) in chunk {
-                        if lost.contains(id) && !flight.settling.load(Ordering::Relaxed) {
-                            flight.lost.store(true, Ordering::Relaxed);
-                            warn_text("an entry being handled was taken over by another worker");
-                        }
+                        flight.renewal(!lost.contains(id));
                     }
                 }
                 Err(e) => warn("renew", &e),
@@ -1087,10 +1101,7 @@ async fn next_renewal<H, I: std::str::FromStr>(
 /// took them over), unless they were settling.
 fn mark_lost<I>(flights: &[(I, Arc<Flight>)], held: impl Fn(&I) -> bool) {
     for (id, flight) in flights {
-        if !held(id) && !flight.settling.load(Ordering::Relaxed) {
-            flight.lost.store(true, Ordering::Relaxed);
-            warn_text("an entry being handled was taken over by another worker");
-        }
+        flight.renewal(held(id));
     }
 }
 
@@ -1387,9 +1398,11 @@ fn count(_what: &'static str) {
         .increment(1);
 }
 
-fn count_renewals(_n: usize) {
+fn count_renewals(_n: u64) {
     #[cfg(feature = "metrics")]
-    ::metrics::counter!(crate::receiver::metrics::QUEUE_RENEWALS_TOTAL).increment(_n as u64);
+    if _n > 0 {
+        ::metrics::counter!(crate::receiver::metrics::QUEUE_RENEWALS_TOTAL).increment(_n);
+    }
 }
 
 fn count_heal() {

@@ -9,14 +9,14 @@
 //! |---|---|---|---|
 //! | [`DELIVERIES_TOTAL`] | counter | `outcome` ([`Outcome::as_str`](super::Outcome::as_str)) | once per delivery answered by a [`Receiver`](super::Receiver) |
 //! | [`HANDLER_SECONDS`] | histogram | | a handler's run time, for deliveries that ran it |
-//! | [`LEASE_RENEWALS_TOTAL`] | counter | | each renewal of a claim's lease |
+//! | [`LEASE_RENEWALS_TOTAL`] | counter | | each renewal of a claim's lease (by the lease keeper's thread, so a thread-local recorder does not see it) |
 //! | [`LEASES_LOST_TOTAL`] | counter | | each lease lost while its handler ran |
 //! | [`STORE_ERRORS_TOTAL`] | counter | `operation` | each idempotency store call that failed |
 //! | [`SETTLE_FAILURES_TOTAL`] | counter | `operation` | each outcome that could not be recorded in the store |
 //! | [`ENQUEUED_TOTAL`] | counter | `outcome` | once per delivery answered by the queue's endpoint (feature `queue`) |
 //! | [`QUEUE_HANDLER_SECONDS`] | histogram | | a queue worker's handler run time |
 //! | [`QUEUE_RUNS_TOTAL`] | counter | `outcome` | each handler run by a queue worker |
-//! | [`QUEUE_RENEWALS_TOTAL`] | counter | | each renewal of a worker's entries |
+//! | [`QUEUE_RENEWALS_TOTAL`] | counter | | each renewal of a worker's entries, counted when the entry's run ends, in the worker's own context |
 //! | [`QUEUE_GROUPS_RECREATED_TOTAL`] | counter | | each consumer group a worker created again |
 //! | [`QUEUE_REDIS_ERRORS_TOTAL`] | counter | `operation` | each failed Redis call of a worker (PostgreSQL statement, on a queue in PostgreSQL) |
 //! | [`QUEUE_PENDING`], [`QUEUE_IN_PROGRESS`], [`QUEUE_RETRYING`], [`QUEUE_DEAD_LETTERS`], [`QUEUE_PAUSED`], [`QUEUE_OLDEST_PENDING_SECONDS`] | gauge | | set by each `Queue::counts` |

@@ -12,8 +12,7 @@ use futures_util::future::{Either, select};
 use tokio::sync::Semaphore;
 
 use super::{
-    Flight, Settle, Shared, Tasks, count_renewals, decide, free_slots, mark_lost, next_renewal,
-    settle_with, start,
+    Flight, Settle, Shared, Tasks, decide, free_slots, mark_lost, next_renewal, settle_with, start,
 };
 use crate::queue::QueueError;
 use crate::queue::memory::{MemQueue, Taken};
@@ -134,7 +133,6 @@ pub(super) async fn keep<H>(shared: Arc<Shared<H>>, memory: Arc<MemQueue>) {
             .map(|(id, flight)| (*id, flight.token.clone()))
             .collect();
         let held = memory.renew(&entries, shared.settings.visibility);
-        count_renewals(held.len());
         mark_lost(&flights, |id| held.contains(id));
     }
 }

@@ -13,8 +13,8 @@ use sqlx::postgres::PgListener;
 use tokio::sync::{Notify, Semaphore};
 
 use super::{
-    Flight, Settle, Shared, Tasks, count_renewals, decide, free_slots, mark_lost, next_renewal,
-    settle_with, start, warn,
+    Flight, Settle, Shared, Tasks, decide, free_slots, mark_lost, next_renewal, settle_with, start,
+    warn,
 };
 use crate::dedup::ClaimToken;
 use crate::queue::QueueError;
@@ -209,7 +209,6 @@ pub(super) async fn keep<H>(shared: Arc<Shared<H>>, pg: Arc<PgQueue>) {
         let renewed = pg.renew(&own, &entries, shared.settings.visibility);
         match shared.bounded("a renewal", renewed).await {
             Ok(held) => {
-                count_renewals(held.len());
                 mark_lost(&flights, |id| held.contains(id));
             }
             Err(e) => warn("renew", &e),
