@@ -1,0 +1,203 @@
+//! Attacks on the lease keeper against a real Redis: a keeper whose own connection
+//! is refused, a handler blocking the only thread of a `#[tokio::test]` runtime,
+//! and thousands of claims renewed at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::keeper::{LEASE, Runs, SECRET, index, receive, runtime, serial, wait_for};
+use notmeta_test_support::RedisServer;
+use notmeta_webhooks::dedup::RedisStore;
+use notmeta_webhooks::receiver::{HandlerError, Outcome, Receiver};
+use notmeta_webhooks::{Event, Verifier};
+use tokio::runtime::Runtime;
+
+/// Counts its runs, then sleeps `sleep` (awaiting) and blocks its thread `block`.
+fn handler(
+    runs: &Runs,
+    sleep: Duration,
+    block: Duration,
+) -> impl notmeta_webhooks::receiver::Handler {
+    let runs = Arc::clone(runs);
+    move |event: Event<'static>| {
+        *runs.lock().unwrap().entry(index(&event)).or_default() += 1;
+        async move {
+            tokio::time::sleep(sleep).await;
+            std::thread::sleep(block);
+            Ok::<(), HandlerError>(())
+        }
+    }
+}
+
+async fn redis_store(redis: &RedisServer) -> RedisStore {
+    RedisStore::connect(&redis.url())
+        .await
+        .unwrap()
+        .with_lease(LEASE)
+}
+
+/// A receiver on `busy` whose handlers await 2.5 leases, and another on `other`
+/// (the same Redis) whose handlers return at once.
+fn pair(
+    redis: &RedisServer,
+    runs: &Runs,
+    busy: &Runtime,
+    other: &Runtime,
+) -> (
+    Arc<Receiver<impl notmeta_webhooks::receiver::Handler, RedisStore>>,
+    Receiver<impl notmeta_webhooks::receiver::Handler, RedisStore>,
+) {
+    let receiver = Receiver::new(
+        Verifier::new(SECRET).unwrap(),
+        handler(runs, LEASE * 5 / 2, Duration::ZERO),
+    )
+    .with_store(busy.block_on(redis_store(redis)));
+    let duplicate = Receiver::new(
+        Verifier::new(SECRET).unwrap(),
+        handler(runs, Duration::ZERO, Duration::ZERO),
+    )
+    .with_store(other.block_on(redis_store(redis)));
+    (Arc::new(receiver), duplicate)
+}
+
+/// A handler blocks the only thread of a `#[tokio::test]` (current-thread) runtime
+/// for 2.5 leases; the same event delivered meanwhile to another receiver, from a
+/// runtime of its own, is answered "in progress" and the handler runs once.
+#[tokio::test]
+// The test's only thread holds the serial lock throughout, on purpose.
+#[allow(clippy::await_holding_lock)]
+async fn a_handler_blocking_a_current_thread_test_runtime_keeps_its_claim() {
+    let _serial = serial();
+    let redis = RedisServer::start();
+    let runs = Runs::default();
+    let receiver = Receiver::new(
+        Verifier::new(SECRET).unwrap(),
+        handler(&runs, Duration::ZERO, LEASE * 5 / 2),
+    )
+    .with_store(redis_store(&redis).await);
+    let duplicate = std::thread::spawn({
+        let runs = Arc::clone(&runs);
+        let url = redis.url();
+        move || {
+            let other = runtime(1);
+            let store = other
+                .block_on(RedisStore::connect(&url))
+                .unwrap()
+                .with_lease(LEASE);
+            let receiver = Receiver::new(
+                Verifier::new(SECRET).unwrap(),
+                handler(&runs, Duration::ZERO, Duration::ZERO),
+            )
+            .with_store(store);
+            wait_for("the handler", Duration::from_secs(5), || {
+                runs.lock().unwrap().contains_key(&1)
+            });
+            std::thread::sleep(LEASE * 3 / 2);
+            other.block_on(receive(&receiver, 1))
+        }
+    });
+    assert_eq!(receive(&receiver, 1).await, Outcome::Handled);
+    assert_eq!(duplicate.join().unwrap(), Outcome::InProgress);
+    assert_eq!(*runs.lock().unwrap(), HashMap::from([(1, 1)]));
+}
+
+/// Three thousand handlers run at once on a two-thread runtime for 2.5 leases: one
+/// `renew_many` of three thousand keys per tick keeps every claim, so a duplicate of
+/// each, delivered 1.5 leases in to another receiver, is answered "in progress".
+#[test]
+fn thousands_of_claims_are_renewed_at_once() {
+    const HANDLERS: usize = 3000;
+    let _serial = serial();
+    let redis = RedisServer::start();
+    let (busy, other) = (runtime(2), runtime(1));
+    let runs = Runs::default();
+    let (receiver, duplicate) = pair(&redis, &runs, &busy, &other);
+    let deliveries: Vec<_> = (0..HANDLERS)
+        .map(|i| {
+            let receiver = Arc::clone(&receiver);
+            busy.spawn(async move { receive(&*receiver, i).await })
+        })
+        .collect();
+    wait_for("every handler", Duration::from_secs(10), || {
+        runs.lock().unwrap().len() == HANDLERS
+    });
+    let started = Instant::now();
+    std::thread::sleep(LEASE * 3 / 2);
+    let outcomes = other.block_on(async {
+        let mut outcomes = HashMap::<Outcome, usize>::new();
+        for i in (0..HANDLERS).step_by(100) {
+            *outcomes.entry(receive(&duplicate, i).await).or_default() += 1;
+        }
+        outcomes
+    });
+    assert!(
+        started.elapsed() < LEASE * 5 / 2,
+        "duplicates sent too late"
+    );
+    assert_eq!(
+        outcomes,
+        HashMap::from([(Outcome::InProgress, HANDLERS / 100)])
+    );
+    for delivery in deliveries {
+        assert_eq!(busy.block_on(delivery).unwrap(), Outcome::Handled);
+    }
+    assert!(runs.lock().unwrap().values().all(|&runs| runs == 1));
+}
+
+/// Redis refuses the keeper's own connection (`maxclients` reached once the
+/// receivers' connections are open): the receiver's own connection still works, so
+/// the keeper renews the claim on it while the handler runs; a duplicate delivered 1.5 leases in is answered
+/// "in progress" and the handler runs once.
+#[test]
+fn a_claim_is_kept_when_the_keepers_connection_is_refused() {
+    let _serial = serial();
+    let redis = RedisServer::start();
+    let (busy, other) = (runtime(2), runtime(1));
+    let runs = Runs::default();
+    let (receiver, duplicate) = pair(&redis, &runs, &busy, &other);
+    // Connections open stay (this one too, to lift the limit); no new one is
+    // accepted.
+    let mut admin = other.block_on(async {
+        let client = redis::Client::open(redis.url()).unwrap();
+        client.get_multiplexed_async_connection().await.unwrap()
+    });
+    let mut admin_cmd = |args: &[&str]| {
+        other.block_on(async {
+            let mut cmd = redis::cmd(args[0]);
+            for arg in &args[1..] {
+                cmd.arg(*arg);
+            }
+            cmd.query_async::<redis::Value>(&mut admin).await.unwrap()
+        })
+    };
+    admin_cmd(&["CONFIG", "SET", "maxclients", "1"]);
+    let delivery = busy.spawn({
+        let receiver = Arc::clone(&receiver);
+        async move { receive(&*receiver, 1).await }
+    });
+    wait_for("the handler", Duration::from_secs(5), || {
+        runs.lock().unwrap().contains_key(&1)
+    });
+    std::thread::sleep(LEASE * 3 / 2);
+    let outcome = other.block_on(receive(&duplicate, 1));
+    assert_eq!(busy.block_on(delivery).unwrap(), Outcome::Handled);
+    // Room again, to read how many connections were refused.
+    admin_cmd(&["CONFIG", "SET", "maxclients", "100"]);
+    let redis::Value::BulkString(stats) = admin_cmd(&["INFO", "stats"]) else {
+        panic!("INFO is not a string");
+    };
+    let stats = String::from_utf8(stats).unwrap();
+    let refused: u64 = stats
+        .lines()
+        .find_map(|line| line.strip_prefix("rejected_connections:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(refused > 0, "the keeper's connection was not refused");
+    assert_eq!(outcome, Outcome::InProgress);
+    assert_eq!(runs.lock().unwrap().get(&1), Some(&1));
+}
