@@ -1,9 +1,9 @@
-//! Attacks on the lease keeper against a real Redis: a keeper whose own connection
-//! is refused, a handler blocking the only thread of a `#[tokio::test]` runtime,
-//! and thousands of claims renewed at once.
+//! Attacks on the lease keeper and the queue worker's renewal thread against a real
+//! Redis: their own connection refused, a handler blocking the only thread of a
+//! `#[tokio::test]` runtime, and thousands of claims renewed at once.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod common;
@@ -149,8 +149,8 @@ fn thousands_of_claims_are_renewed_at_once() {
 
 /// Redis refuses the keeper's own connection (`maxclients` reached once the
 /// receivers' connections are open): the receiver's own connection still works, so
-/// the keeper renews the claim on it while the handler runs; a duplicate delivered 1.5 leases in is answered
-/// "in progress" and the handler runs once.
+/// the keeper renews the claim on it while the handler runs; a duplicate delivered
+/// 1.5 leases in is answered "in progress" and the handler runs once.
 #[test]
 fn a_claim_is_kept_when_the_keepers_connection_is_refused() {
     let _serial = serial();
@@ -158,22 +158,7 @@ fn a_claim_is_kept_when_the_keepers_connection_is_refused() {
     let (busy, other) = (runtime(2), runtime(1));
     let runs = Runs::default();
     let (receiver, duplicate) = pair(&redis, &runs, &busy, &other);
-    // Connections open stay (this one too, to lift the limit); no new one is
-    // accepted.
-    let mut admin = other.block_on(async {
-        let client = redis::Client::open(redis.url()).unwrap();
-        client.get_multiplexed_async_connection().await.unwrap()
-    });
-    let mut admin_cmd = |args: &[&str]| {
-        other.block_on(async {
-            let mut cmd = redis::cmd(args[0]);
-            for arg in &args[1..] {
-                cmd.arg(*arg);
-            }
-            cmd.query_async::<redis::Value>(&mut admin).await.unwrap()
-        })
-    };
-    admin_cmd(&["CONFIG", "SET", "maxclients", "1"]);
+    let admin = refuse_new_clients(&redis, &other);
     let delivery = busy.spawn({
         let receiver = Arc::clone(&receiver);
         async move { receive(&*receiver, 1).await }
@@ -184,20 +169,116 @@ fn a_claim_is_kept_when_the_keepers_connection_is_refused() {
     std::thread::sleep(LEASE * 3 / 2);
     let outcome = other.block_on(receive(&duplicate, 1));
     assert_eq!(busy.block_on(delivery).unwrap(), Outcome::Handled);
-    // Room again, to read how many connections were refused.
-    admin_cmd(&["CONFIG", "SET", "maxclients", "100"]);
-    let redis::Value::BulkString(stats) = admin_cmd(&["INFO", "stats"]) else {
-        panic!("INFO is not a string");
-    };
-    let stats = String::from_utf8(stats).unwrap();
-    let refused: u64 = stats
-        .lines()
-        .find_map(|line| line.strip_prefix("rejected_connections:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let refused = lift_limit(&other, admin);
     assert!(refused > 0, "the keeper's connection was not refused");
     assert_eq!(outcome, Outcome::InProgress);
     assert_eq!(runs.lock().unwrap().get(&1), Some(&1));
+}
+
+/// Redis refuses the renewal thread's own connection of a queue worker
+/// (`maxclients` reached once the workers' queues are connected): the worker's
+/// entry must still be renewed while its handler runs (five visibility timeouts),
+/// so another worker never takes it over and the handler runs once.
+#[cfg(feature = "queue")]
+#[test]
+fn a_queue_entry_is_kept_when_the_renewal_connection_is_refused() {
+    use common::queue::{body as queue_body, drained, enqueuer, send};
+    use notmeta_webhooks::queue::{Queue, Worker};
+
+    let _serial = serial();
+    let redis = RedisServer::start();
+    let (a, b, b2) = (runtime(2), runtime(1), runtime(1));
+    let visibility = Duration::from_millis(300);
+    let (queue_a, queue_b) = (
+        a.block_on(Queue::connect(&redis.url())).unwrap(),
+        b.block_on(Queue::connect(&redis.url())).unwrap(),
+    );
+    a.block_on(async {
+        assert_eq!(send(&enqueuer(&queue_a), &queue_body("evt_1")).await.0, 200);
+    });
+    let runs = Arc::new(Mutex::new(HashMap::<&str, usize>::new()));
+    let worker = |name: &'static str, queue: Queue, sleep: Duration| {
+        let runs = Arc::clone(&runs);
+        Worker::new(queue, move |_: Event<'static>| {
+            *runs.lock().unwrap().entry(name).or_default() += 1;
+            async move {
+                tokio::time::sleep(sleep).await;
+                Ok::<(), HandlerError>(())
+            }
+        })
+        .with_consumer_name(name)
+        .with_visibility_timeout(visibility)
+        .with_poll_interval(Duration::from_millis(10))
+    };
+    let admin = refuse_new_clients(&redis, &b2);
+    let (stop_a, stopped_a) = tokio::sync::oneshot::channel::<()>();
+    let running_a = a.spawn(worker("A", queue_a.clone(), visibility * 5).run(async {
+        let _ = stopped_a.await;
+    }));
+    wait_for("A's handler", Duration::from_secs(5), || {
+        runs.lock().unwrap().contains_key("A")
+    });
+    let (stop_b, stopped_b) = tokio::sync::oneshot::channel::<()>();
+    let running_b = b.spawn(worker("B", queue_b, Duration::ZERO).run(async {
+        let _ = stopped_b.await;
+    }));
+    let b_thread = std::thread::spawn(move || b.block_on(running_b));
+    a.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !drained(&queue_a).await {
+            assert!(Instant::now() < deadline, "the queue was not drained");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(visibility * 2).await;
+    });
+    stop_a.send(()).unwrap();
+    stop_b.send(()).unwrap();
+    let stats_a = a.block_on(running_a).unwrap().unwrap();
+    let stats_b = b_thread.join().unwrap().unwrap().unwrap();
+    let refused = lift_limit(&b2, admin);
+    assert!(refused > 0, "no connection was refused");
+    assert_eq!(
+        *runs.lock().unwrap(),
+        HashMap::from([("A", 1)]),
+        "A {stats_a:?}, B {stats_b:?}"
+    );
+}
+
+/// Sets Redis's client limit to 1: the connections open stay (the one returned
+/// too, to lift the limit with), no new one is accepted.
+fn refuse_new_clients(redis: &RedisServer, runtime: &Runtime) -> redis::aio::MultiplexedConnection {
+    runtime.block_on(async {
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("CONFIG")
+            .arg(&["SET", "maxclients", "1"])
+            .query_async::<()>(&mut admin)
+            .await
+            .unwrap();
+        admin
+    })
+}
+
+/// Lifts the client limit set by [`refuse_new_clients`]; how many connections
+/// Redis refused so far.
+fn lift_limit(runtime: &Runtime, mut admin: redis::aio::MultiplexedConnection) -> u64 {
+    runtime.block_on(async {
+        redis::cmd("CONFIG")
+            .arg(&["SET", "maxclients", "100"])
+            .query_async::<()>(&mut admin)
+            .await
+            .unwrap();
+        let stats: String = redis::cmd("INFO")
+            .arg("stats")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        stats
+            .lines()
+            .find_map(|line| line.strip_prefix("rejected_connections:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    })
 }

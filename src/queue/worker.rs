@@ -1017,12 +1017,30 @@ async fn keep<H>(shared: Arc<Shared<H>>, own: bool) {
     } else {
         Some(queue.clone())
     };
-    while shared.next_tick().await {
-        if connection.is_none() {
-            connection = open().await;
+    let mut opening = None;
+    loop {
+        // While its own connection is refused (the server's client limit, say), it
+        // is opened again during the wait for the next tick.
+        let tick = pin!(shared.next_tick());
+        let more = if connection.is_some() {
+            tick.await
+        } else {
+            let reopening = opening.get_or_insert_with(|| Box::pin(open()));
+            match select(tick, reopening).await {
+                Either::Left((more, _)) => more,
+                Either::Right((opened, tick)) => {
+                    (connection, opening) = (opened, None);
+                    tick.await
+                }
+            }
+        };
+        if !more {
+            return;
         }
-        if let Some(connection) = connection.as_mut() {
-            renew_all(&shared, connection).await;
+        match connection.as_mut() {
+            Some(connection) => renew_all(&shared, connection).await,
+            // Renewed on the worker's connection meanwhile: they would lapse.
+            None => renew_all(&shared, &mut queue.clone()).await,
         }
     }
 }
