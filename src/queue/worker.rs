@@ -1012,15 +1012,12 @@ async fn keep<H>(shared: Arc<Shared<H>>, own: bool) {
             }
         }
     };
-    let mut connection = if own {
-        open().await
-    } else {
-        Some(queue.clone())
-    };
+    // Its own connection is opened beside the renewals (the first tick and any
+    // while the server refuses it, at its client limit say): meanwhile they go out
+    // on the worker's connection, given up once its own is open.
+    let mut connection = if own { None } else { Some(queue.clone()) };
     let mut opening = None;
     loop {
-        // While its own connection is refused (the server's client limit, say), it
-        // is opened again during the wait for the next tick.
         let tick = pin!(shared.next_tick());
         let more = if connection.is_some() {
             tick.await
@@ -1037,10 +1034,20 @@ async fn keep<H>(shared: Arc<Shared<H>>, own: bool) {
         if !more {
             return;
         }
-        match connection.as_mut() {
-            Some(connection) => renew_all(&shared, connection).await,
-            // Renewed on the worker's connection meanwhile: they would lapse.
-            None => renew_all(&shared, &mut queue.clone()).await,
+        if connection.is_none() {
+            let mut shared_connection = queue.clone();
+            let reopening = opening.get_or_insert_with(|| Box::pin(open()));
+            let renewing = pin!(renew_all(&shared, &mut shared_connection));
+            if let Either::Right((opened, renewing)) = select(renewing, reopening).await {
+                opening = None;
+                match opened {
+                    Some(opened) => connection = Some(opened),
+                    None => renewing.await,
+                }
+            }
+        }
+        if let Some(connection) = connection.as_mut() {
+            renew_all(&shared, connection).await;
         }
     }
 }
