@@ -1,6 +1,6 @@
 //! Attacks on the lease keeper and the queue worker's renewal thread against a real
-//! Redis: their own connection refused, a handler blocking the only thread of a
-//! `#[tokio::test]` runtime, and thousands of claims renewed at once.
+//! Redis and PostgreSQL: their own connection refused, a handler blocking the only
+//! thread of a `#[tokio::test]` runtime, and thousands of claims renewed at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -159,16 +159,7 @@ fn a_claim_is_kept_when_the_keepers_connection_is_refused() {
     let runs = Runs::default();
     let (receiver, duplicate) = pair(&redis, &runs, &busy, &other);
     let admin = refuse_new_clients(&redis, &other);
-    let delivery = busy.spawn({
-        let receiver = Arc::clone(&receiver);
-        async move { receive(&*receiver, 1).await }
-    });
-    wait_for("the handler", Duration::from_secs(5), || {
-        runs.lock().unwrap().contains_key(&1)
-    });
-    std::thread::sleep(LEASE * 3 / 2);
-    let outcome = other.block_on(receive(&duplicate, 1));
-    assert_eq!(busy.block_on(delivery).unwrap(), Outcome::Handled);
+    let outcome = deliver_twice(&busy, &receiver, &other, &duplicate, &runs);
     let refused = lift_limit(&other, admin);
     assert!(refused > 0, "the keeper's connection was not refused");
     assert_eq!(outcome, Outcome::InProgress);
@@ -281,4 +272,92 @@ fn lift_limit(runtime: &Runtime, mut admin: redis::aio::MultiplexedConnection) -
             .parse()
             .unwrap()
     })
+}
+
+/// A PostgreSQL server with no room for the keeper's extra connection
+/// (`max_connections` taken by the receivers' pools and one more client): the
+/// keeper renews on the receiver's pool, so a duplicate delivered 1.5 leases in is
+/// answered "in progress" and the handler runs once.
+#[cfg(feature = "postgres")]
+#[test]
+fn a_postgres_claim_is_kept_when_the_server_has_no_room_for_the_keeper() {
+    use notmeta_test_support::PostgresServer;
+    use notmeta_webhooks::postgres::{PostgresStore, Tables};
+    use sqlx::Connection;
+
+    let _serial = serial();
+    let server = PostgresServer::start_with(&[
+        ("max_connections", "3"),
+        ("superuser_reserved_connections", "0"),
+    ]);
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", server.port());
+    let (busy, other) = (runtime(2), runtime(1));
+    let open = |runtime: &Runtime| {
+        runtime.block_on(async {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .connect(&url)
+                .await
+                .unwrap();
+            PostgresStore::open(pool, &Tables::default())
+                .await
+                .unwrap()
+                .with_lease(LEASE)
+        })
+    };
+    let runs = Runs::default();
+    let receiver = Arc::new(
+        Receiver::new(
+            Verifier::new(SECRET).unwrap(),
+            handler(&runs, LEASE * 5 / 2, Duration::ZERO),
+        )
+        .with_store(open(&busy)),
+    );
+    let duplicate = Receiver::new(
+        Verifier::new(SECRET).unwrap(),
+        handler(&runs, Duration::ZERO, Duration::ZERO),
+    )
+    .with_store(open(&other));
+    // The last slot.
+    let filler = other.block_on(sqlx::PgConnection::connect(&url)).unwrap();
+    assert!(
+        other.block_on(sqlx::PgConnection::connect(&url)).is_err(),
+        "the server had room for another connection"
+    );
+    assert_eq!(
+        deliver_twice(&busy, &receiver, &other, &duplicate, &runs),
+        Outcome::InProgress
+    );
+    assert_eq!(runs.lock().unwrap().get(&1), Some(&1));
+    drop(filler);
+}
+
+/// Delivers event 1 to `receiver` on `busy` and, 1.5 leases after its handler
+/// started, to `duplicate` on `other`; asserts the first was handled, and returns
+/// the duplicate's outcome.
+fn deliver_twice<H, S, D, T>(
+    busy: &Runtime,
+    receiver: &Arc<Receiver<H, S>>,
+    other: &Runtime,
+    duplicate: &Receiver<D, T>,
+    runs: &Runs,
+) -> Outcome
+where
+    H: notmeta_webhooks::receiver::Handler,
+    S: notmeta_webhooks::dedup::IdempotencyStore,
+    D: notmeta_webhooks::receiver::Handler,
+    T: notmeta_webhooks::dedup::IdempotencyStore,
+{
+    let delivery = busy.spawn({
+        let receiver = Arc::clone(receiver);
+        async move { receive(&*receiver, 1).await }
+    });
+    wait_for("the handler", Duration::from_secs(5), || {
+        runs.lock().unwrap().contains_key(&1)
+    });
+    std::thread::sleep(LEASE * 3 / 2);
+    let outcome = other.block_on(receive(duplicate, 1));
+    assert_eq!(busy.block_on(delivery).unwrap(), Outcome::Handled);
+    outcome
 }
