@@ -5,73 +5,20 @@
 //! reported lost; the thread ends with the receiver.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::keeper::{
+    LEASE, Runs, SECRET, index, keeper_threads, receive, runtime, serial, wait_for,
+};
 use notmeta_test_support::RedisServer;
 use notmeta_webhooks::dedup::{IdempotencyStore, RedisStore};
 use notmeta_webhooks::receiver::{DeliveryReport, HandlerError, Outcome, Receiver};
-use notmeta_webhooks::{Event, Verifier, sign};
-use tokio::runtime::{Builder, Runtime};
-
-const SECRET: &str = "whsec_lease_keeper";
-const LEASE: Duration = Duration::from_secs(1);
-
-/// The tests count keeper threads: one at a time.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn body(i: usize) -> Vec<u8> {
-    format!(
-        r#"{{"id":"evt_{i}","type":"user.online","created_at":"2024-01-01T00:00:00Z","data":{{}}}}"#
-    )
-    .into_bytes()
-}
-
-fn index(event: &Event<'_>) -> usize {
-    event.id.as_str()["evt_".len()..].parse().unwrap()
-}
-
-async fn receive<S: IdempotencyStore>(
-    receiver: &Receiver<impl notmeta_webhooks::receiver::Handler, S>,
-    i: usize,
-) -> Outcome {
-    let body = body(i);
-    let header = sign(&body, SECRET);
-    receiver.receive(&body, [header.as_bytes()]).await.outcome()
-}
-
-/// Threads of this process named as the keeper's.
-fn keeper_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-        .filter(|name| name.trim() == "notmeta-keeper")
-        .count()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn runtime(workers: usize) -> Runtime {
-    Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Runs per event id, shared by every receiver of a test.
-type Runs = Arc<Mutex<HashMap<usize, usize>>>;
+use notmeta_webhooks::{Event, Verifier};
+use tokio::runtime::Runtime;
 
 /// A handler that counts its runs and blocks its thread for `block`.
 fn blocking(runs: &Runs, block: Duration) -> impl notmeta_webhooks::receiver::Handler {

@@ -1030,14 +1030,39 @@ async fn keep<H>(shared: Arc<Shared<H>>, own: bool) {
             }
         }
     };
-    let mut connection = if own {
-        open().await
-    } else {
-        Some(queue.clone())
-    };
-    while shared.next_tick().await {
+    // Its own connection is opened beside the renewals (the first tick and any
+    // while the server refuses it, at its client limit say): meanwhile they go out
+    // on the worker's connection, given up once its own is open.
+    let mut connection = if own { None } else { Some(queue.clone()) };
+    let mut opening = None;
+    loop {
+        let tick = pin!(shared.next_tick());
+        let more = if connection.is_some() {
+            tick.await
+        } else {
+            let reopening = opening.get_or_insert_with(|| Box::pin(open()));
+            match select(tick, reopening).await {
+                Either::Left((more, _)) => more,
+                Either::Right((opened, tick)) => {
+                    (connection, opening) = (opened, None);
+                    tick.await
+                }
+            }
+        };
+        if !more {
+            return;
+        }
         if connection.is_none() {
-            connection = open().await;
+            let mut shared_connection = queue.clone();
+            let reopening = opening.get_or_insert_with(|| Box::pin(open()));
+            let renewing = pin!(renew_all(&shared, &mut shared_connection));
+            if let Either::Right((opened, renewing)) = select(renewing, reopening).await {
+                opening = None;
+                match opened {
+                    Some(opened) => connection = Some(opened),
+                    None => renewing.await,
+                }
+            }
         }
         if let Some(connection) = connection.as_mut() {
             renew_all(&shared, connection).await;

@@ -10,7 +10,9 @@
 //! third of the lease the keeper renews every claim registered with one
 //! [`IdempotencyStore::renew_many`] call, each bounded by the store time limit, and
 //! marks the claims the store reports lost. A store that cannot open a connection of
-//! its own gets no keeper: its deliveries renew their claims themselves.
+//! its own gets no keeper: its deliveries renew their claims themselves. Until the
+//! keeper's own connection is open (or while the server refuses it), the keeper
+//! renews on the receiver's connection, each call within a third of the lease.
 //!
 //! The thread ends as soon as the receiver and its deliveries are gone (the keeper's
 //! closing channel is dropped with them).
@@ -181,7 +183,8 @@ impl Keeper {
 
 /// The keeper's work: opens the store's own connection (again at each tick until it
 /// succeeds, while the receiver's store still exists), then renews every live claim
-/// every third of the lease. Never ends while the receiver exists.
+/// every third of the lease, on the receiver's connection while its own cannot be
+/// opened. Never ends while the receiver exists.
 async fn keep<S: IdempotencyStore>(
     receivers: Weak<S>,
     registry: Arc<Registry>,
@@ -192,7 +195,7 @@ async fn keep<S: IdempotencyStore>(
     // Opening may take longer than one call (a connection and its handshake).
     let opening = limit.max(Duration::from_secs(1));
     let mut own: Option<S> = None;
-    let mut failed: Option<StoreError> = None;
+    let mut opening_task: Option<tokio::task::JoinHandle<Result<S, StoreError>>> = None;
     let mut first = true;
     loop {
         if !first {
@@ -200,18 +203,28 @@ async fn keep<S: IdempotencyStore>(
         }
         first = false;
         if own.is_none() {
-            // The receiver's store, held only while the connection opens.
-            let Some(store) = receivers.upgrade() else {
-                return;
-            };
-            let Some(open) = store.on_own_connection() else {
-                return;
-            };
-            let opened = bounded(opening, open).await;
-            drop(store);
-            match opened {
-                Ok(opened) => own = Some(opened),
-                Err(error) => failed = Some(error),
+            if opening_task.is_none() {
+                // The receiver's store, held only while the opening starts.
+                let Some(store) = receivers.upgrade() else {
+                    return;
+                };
+                let Some(open) = store.on_own_connection() else {
+                    return;
+                };
+                drop(store);
+                opening_task = Some(tokio::spawn(bounded(opening, open)));
+            }
+            // Opened beside the renewals, which meanwhile use the receiver's
+            // connection.
+            if let Some(task) = opening_task.take_if(|task| task.is_finished()) {
+                match task
+                    .await
+                    .map_err(StoreError::new)
+                    .and_then(|opened| opened)
+                {
+                    Ok(opened) => own = Some(opened),
+                    Err(error) => report::store_failed("renew", &error),
+                }
             }
         }
         let claims = registry.live();
@@ -224,17 +237,25 @@ async fn keep<S: IdempotencyStore>(
                 report::store_failed("renew", error);
             }
         };
-        let Some(own) = &own else {
-            if let Some(error) = &failed {
-                failed_each(error);
+        // Until the keeper's own connection is open (or while it is refused: the
+        // server's client limit, say), the claims are renewed on the receiver's,
+        // within a tick: that connection stalls with its runtime's workers.
+        let shared;
+        let (store, within) = match &own {
+            Some(own) => (own, limit),
+            None => {
+                let Some(store) = receivers.upgrade() else {
+                    return;
+                };
+                shared = store;
+                (&*shared, limit.min(every))
             }
-            continue;
         };
         let asked: Vec<(&str, &ClaimToken)> = claims
             .iter()
             .map(|claim| (&*claim.id, &claim.token))
             .collect();
-        let renewed = match bounded(limit, own.renew_many(&asked)).await {
+        let renewed = match bounded(within, store.renew_many(&asked)).await {
             Ok(renewed) if renewed.len() == claims.len() => Ok(renewed),
             Ok(renewed) => Err(StoreError::new(format!(
                 "{} renewals answered for {} claims",

@@ -15,6 +15,10 @@
 #[cfg(feature = "receiver")]
 pub mod harness;
 
+/// The lease keeper tests' secret, bodies, delivery, threads and runtimes.
+#[cfg(feature = "redis")]
+pub mod keeper;
+
 /// The PostgreSQL tests' pool and the child processes their crash tests kill.
 #[cfg(feature = "postgres")]
 pub mod postgres;
