@@ -223,6 +223,7 @@ impl RedisConnection {
     }
 
     /// Whether [`reopen`](Self::reopen) can open another connection like this one.
+    #[cfg(feature = "queue")]
     pub(crate) fn can_reopen(&self) -> bool {
         self.origin.is_some()
     }
