@@ -3,7 +3,7 @@
 //! thread of a `#[tokio::test]` runtime, and thousands of claims renewed at once.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -187,7 +187,7 @@ fn a_queue_entry_is_kept_when_the_renewal_connection_is_refused() {
     a.block_on(async {
         assert_eq!(send(&enqueuer(&queue_a), &queue_body("evt_1")).await.0, 200);
     });
-    let runs = Arc::new(Mutex::new(HashMap::<&str, usize>::new()));
+    let runs = Arc::new(std::sync::Mutex::new(HashMap::<&str, usize>::new()));
     let worker = |name: &'static str, queue: Queue, sleep: Duration| {
         let runs = Arc::clone(&runs);
         Worker::new(queue, move |_: Event<'static>| {
