@@ -321,6 +321,13 @@ mod queue {
         until_200(id, || async { send(enqueuer, &body(id)).await.0 }).await;
     }
 
+    /// Whether the queue's stream on `node` has no entry pending in the workers'
+    /// group (every run read from it is settled).
+    fn nothing_pending(cluster: &RedisCluster, node: usize) -> bool {
+        let pending = cluster.cli(node, &["xpending", "{f:0}:stream", "workers"]);
+        pending.lines().next().map(str::trim) == Some("0")
+    }
+
     /// How many times each of `ids` ran.
     fn count(runs: &Runs, ids: &[String]) -> Vec<usize> {
         let runs = runs.lock().unwrap();
@@ -352,8 +359,11 @@ mod queue {
         }))
         .await;
         let answered = answered_200(&during, &statuses);
-        // What was answered 200 runs before the failover.
+        // What was answered 200 runs, and is settled, before the failover. (A run
+        // still settling when the primary dies settles on the new primary, which
+        // then holds its done mark: that event, sent again, is not run again.)
         until("handled", || count(&runs, &answered).iter().all(|n| *n > 0)).await;
+        until("settled", || nothing_pending(&cluster, shard.primary)).await;
 
         let mut cluster = cluster;
         lose_primary(&mut cluster, shard, &live);
