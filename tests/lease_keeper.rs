@@ -53,7 +53,11 @@ fn blocking_together(
 /// "in progress", and each handler runs once. (They start blocking together: a
 /// handler that blocks a worker also stalls the tasks queued on that worker, such
 /// as the return of a pooled PostgreSQL connection another claim waits for.)
-fn blocked_workers_keep_their_claims<S: IdempotencyStore + Clone>(open: impl Fn(&Runtime) -> S) {
+/// `ids`: the two events' numbers.
+fn blocked_workers_keep_their_claims<S: IdempotencyStore + Clone>(
+    ids: [usize; 2],
+    open: impl Fn(&Runtime) -> S,
+) {
     let busy = runtime(2);
     let other = runtime(1);
     let runs = Runs::default();
@@ -69,7 +73,8 @@ fn blocked_workers_keep_their_claims<S: IdempotencyStore + Clone>(open: impl Fn(
         blocking(&runs, Duration::ZERO),
     )
     .with_store(open(&other));
-    let first: Vec<_> = (1..=2)
+    let first: Vec<_> = ids
+        .into_iter()
         .map(|i| {
             let receiver = Arc::clone(&receiver);
             busy.spawn(async move { receive(&*receiver, i).await })
@@ -78,8 +83,9 @@ fn blocked_workers_keep_their_claims<S: IdempotencyStore + Clone>(open: impl Fn(
     wait_for("both handlers", Duration::from_secs(5), || {
         runs.lock().unwrap().len() == 2
     });
+    assert_eq!(keeper_threads(), 1, "the keeper renews the claims");
     std::thread::sleep(LEASE * 2);
-    for i in 1..=2 {
+    for i in ids {
         assert_eq!(
             other.block_on(receive(&duplicate, i)),
             Outcome::InProgress,
@@ -89,10 +95,10 @@ fn blocked_workers_keep_their_claims<S: IdempotencyStore + Clone>(open: impl Fn(
     for handle in first {
         assert_eq!(busy.block_on(handle).unwrap(), Outcome::Handled);
     }
-    for i in 1..=2 {
+    for i in ids {
         assert_eq!(other.block_on(receive(&duplicate, i)), Outcome::Duplicate);
     }
-    assert_eq!(*runs.lock().unwrap(), HashMap::from([(1, 1), (2, 1)]));
+    assert_eq!(*runs.lock().unwrap(), HashMap::from(ids.map(|i| (i, 1))));
 }
 
 fn redis_store(redis: &RedisServer, runtime: &Runtime) -> RedisStore {
@@ -106,7 +112,29 @@ fn redis_store(redis: &RedisServer, runtime: &Runtime) -> RedisStore {
 fn handlers_blocking_every_worker_keep_their_redis_claims() {
     let _serial = serial();
     let redis = RedisServer::start();
-    blocked_workers_keep_their_claims(|runtime| redis_store(&redis, runtime));
+    blocked_workers_keep_their_claims([1, 2], |runtime| redis_store(&redis, runtime));
+}
+
+/// The same on a Redis Cluster: the keeper opens a cluster connection of its own
+/// (the receiver's is driven by the blocked runtime) and renews claims that live
+/// on different shards.
+#[test]
+fn handlers_blocking_every_worker_keep_their_redis_cluster_claims() {
+    let _serial = serial();
+    let cluster = notmeta_test_support::RedisCluster::start(3);
+    let urls = cluster.urls();
+    // The two events' claims are on two shards.
+    assert_ne!(
+        cluster.shard("notmeta-webhooks:event:evt_1").primary,
+        cluster.shard("notmeta-webhooks:event:evt_3").primary,
+        "pick ids on two shards"
+    );
+    blocked_workers_keep_their_claims([1, 3], |runtime| {
+        runtime
+            .block_on(RedisStore::connect_cluster(urls.iter().map(String::as_str)))
+            .unwrap()
+            .with_lease(LEASE)
+    });
 }
 
 #[cfg(feature = "postgres")]
@@ -118,7 +146,7 @@ fn handlers_blocking_every_worker_keep_their_postgres_claims() {
     let _serial = serial();
     let server = PostgresServer::start();
     let url = format!("postgres://postgres@127.0.0.1:{}/postgres", server.port());
-    blocked_workers_keep_their_claims(|runtime| {
+    blocked_workers_keep_their_claims([1, 2], |runtime| {
         runtime.block_on(async {
             let pool = sqlx::PgPool::connect(&url).await.unwrap();
             PostgresStore::open(pool, &Tables::default())
