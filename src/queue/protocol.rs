@@ -267,15 +267,19 @@ impl Scripts {
 }
 
 /// `future`'s result, or a time-out error after `limit`.
-pub(crate) async fn bounded<T>(
+///
+/// A combinator rather than an `async fn`: the future it returns holds `future`
+/// once, where each `async fn` layer would hold a copy of it beside its own state
+/// (a worker's start of a run was three times the size of its Redis call, and
+/// every move copied it).
+pub(crate) fn bounded<T>(
     limit: Duration,
     what: &'static str,
     future: impl Future<Output = Result<T, QueueError>>,
-) -> Result<T, QueueError> {
-    match tokio::time::timeout(limit, future).await {
-        Ok(result) => result,
-        Err(_) => Err(QueueError::timeout(what, limit)),
-    }
+) -> impl Future<Output = Result<T, QueueError>> {
+    futures_util::FutureExt::map(tokio::time::timeout(limit, future), move |result| {
+        result.unwrap_or_else(|_| Err(QueueError::timeout(what, limit)))
+    })
 }
 
 fn unexpected(what: &str, value: &Value) -> QueueError {

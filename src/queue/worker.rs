@@ -458,12 +458,12 @@ impl<H> Shared<H> {
     }
 
     /// Runs `future` within the Redis time limit.
-    async fn bounded<T>(
+    fn bounded<T>(
         &self,
         what: &'static str,
         future: impl Future<Output = Result<T, QueueError>>,
-    ) -> Result<T, QueueError> {
-        protocol::bounded(self.queue.timeout(), what, future).await
+    ) -> impl Future<Output = Result<T, QueueError>> {
+        protocol::bounded(self.queue.timeout(), what, future)
     }
 }
 

@@ -52,8 +52,8 @@
 //! # One worker (concurrency 64, a no-op handler, the default settings otherwise)
 //! # draining events enqueued in process beforehand, on Redis without persistence and
 //! # with `appendfsync always`, its handler isolation as by default and turned on:
-//! # events/s, the CPU of the worker's process and of redis-server, events/s per
-//! # worker core:
+//! # events/s, the CPU of the worker's process and of redis-server (in cores and in
+//! # µs per event), events/s per worker core:
 //! cargo run --release -p notmeta-tools --bin load -- queue-drain 40000
 //! ```
 //!
@@ -1816,7 +1816,8 @@ async fn queue_drain_ordered(total: usize, keys: usize) -> Result<bool, BoxError
 /// `queue-drain`: one worker (concurrency 64, no-op handler, default settings
 /// otherwise) drains `total` events enqueued beforehand, on a redis-server without
 /// persistence and on one with `appendfsync always`, with its handler isolation as
-/// by default and turned on; events/s, worker process and redis-server CPU.
+/// by default and turned on; events/s, worker process and redis-server CPU (in
+/// cores, and in µs per event).
 async fn queue_drain(total: usize) -> Result<bool, BoxError> {
     let dir = TempDir::new("drain-aof");
     let redis = [
@@ -1825,8 +1826,14 @@ async fn queue_drain(total: usize) -> Result<bool, BoxError> {
     ];
     println!("{total} events per drain, one worker (concurrency 64), no-op handler");
     println!(
-        "{:<34} {:>10} {:>12} {:>12} {:>14}",
-        "queue", "events/s", "worker cores", "redis cores", "events/s/core"
+        "{:<34} {:>10} {:>12} {:>12} {:>14} {:>16} {:>15}",
+        "queue",
+        "events/s",
+        "worker cores",
+        "redis cores",
+        "events/s/core",
+        "worker µs/event",
+        "redis µs/event"
     );
     let pid = std::process::id().to_string();
     let mut offset = 0;
@@ -1862,11 +1869,13 @@ async fn queue_drain(total: usize) -> Result<bool, BoxError> {
                 ""
             };
             println!(
-                "{:<34} {rate:>10.0} {:>12.2} {:>12.2} {:>14.0}",
+                "{:<34} {rate:>10.0} {:>12.2} {:>12.2} {:>14.0} {:>16.1} {:>15.1}",
                 format!("{name}{label}"),
                 cpu / seconds,
                 redis_cpu / seconds,
-                rate / (cpu / seconds).max(f64::EPSILON)
+                rate / (cpu / seconds).max(f64::EPSILON),
+                cpu * 1e6 / total as f64,
+                redis_cpu * 1e6 / total as f64
             );
         }
     }
