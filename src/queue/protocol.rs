@@ -240,6 +240,7 @@ pub(crate) struct Scripts {
     pub(crate) mark_moved: Script,
     pub(crate) take: Script,
     pub(crate) begin: Script,
+    pub(crate) begin_many: Script,
     pub(crate) renew: Script,
     pub(crate) settle: Script,
     pub(crate) due: Script,
@@ -256,6 +257,7 @@ impl Scripts {
             mark_moved: Script::new(scripts::MARK_MOVED),
             take: Script::new(scripts::TAKE),
             begin: Script::new(&scripts::begin()),
+            begin_many: Script::new(&scripts::begin_many()),
             renew: Script::new(&scripts::renew()),
             settle: Script::new(&scripts::settle()),
             due: Script::new(scripts::DUE),
@@ -368,6 +370,56 @@ pub(crate) async fn begin(
         Err(error) => return Err(error.into()),
     };
     Ok((begun(reply)?, acknowledged))
+}
+
+/// Starts the runs of `entries` ((entry id, event id), all of the partition of
+/// `keys`) for `consumer` in one script, each as [`begin`] would: one answer per
+/// entry, in their order, and whether the replicas acknowledged the starts.
+pub(crate) async fn begin_many(
+    queue: &Queue,
+    connection: &mut RedisConnection,
+    keys: &Keys,
+    consumer: &Consumer,
+    entries: &[(String, String)],
+) -> Result<(Vec<Begun>, bool), QueueError> {
+    let keep = millis(queue.dedup_window().saturating_add(consumer.visibility));
+    let mut invocation = queue.scripts().begin_many.prepare_invoke();
+    invocation.key(&keys.stream);
+    for (_, event_id) in entries {
+        invocation.key(keys.state(event_id));
+    }
+    invocation
+        .arg(queue.group())
+        .arg(&consumer.name)
+        .arg(keep)
+        .arg(&consumer.token);
+    for (entry_id, _) in entries {
+        invocation.arg(entry_id);
+    }
+    let written = connection
+        .write(
+            Write::Script(&invocation),
+            keys.stream.as_bytes(),
+            queue.timeout(),
+        )
+        .await;
+    let (reply, acknowledged) = match written {
+        Ok(reply) => (reply, true),
+        Err(WriteError::NotReplicated(error)) => (error.written, false),
+        Err(error) => return Err(error.into()),
+    };
+    let Value::Array(answers) = reply else {
+        return Err(unexpected("start of runs", &reply));
+    };
+    if answers.len() != entries.len() {
+        return Err(QueueError::new(format!(
+            "{} answers from Redis to the start of {} runs",
+            answers.len(),
+            entries.len()
+        )));
+    }
+    let begun = answers.into_iter().map(begun).collect::<Result<_, _>>()?;
+    Ok((begun, acknowledged))
 }
 
 /// Whether `consumer` still owns `entry_id`, the answer acknowledged by the

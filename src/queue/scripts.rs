@@ -225,60 +225,89 @@ end
 return out
 ";
 
-/// Starts a run: checks that this consumer owns the entry and that its event is not
-/// settled for good (done, dead, or queued by a newer layout), counts the run
-/// (once, however often this is sent), and returns the entry.
+/// `start(stream, state, group, consumer, id, keep, token)` starts a run: checks
+/// that this consumer owns the entry and that its event is not settled for good
+/// (done, dead, or queued by a newer layout), counts the run (once, however often
+/// this is sent), and returns the entry.
 ///
-/// KEYS: stream, state. ARGV: group, consumer, entry id, how long to keep the state
-/// at least (the window plus the visibility timeout, so it outlives every renewal
-/// interval), run token.
+/// Arguments: the stream and the event's state key, the group, the consumer, the
+/// entry id, how long to keep the state at least (the window plus the visibility
+/// timeout, so it outlives every renewal interval), the run token.
 /// Returns `{'run', runs, fields}`, `{'settled', state}` (acknowledged, not to run),
 /// `{'gone'}` (the entry no longer exists; acknowledged) or `{'not_owner'}`.
 ///
 /// The runs counted survive a lost state hash: an entry written for a retry says how
 /// many runs came before it (`attempt`).
+const START: &str = r"
+local function start(stream, state, g, c, id, ms, token)
+  if owner(stream, g, id) ~= c then
+    return {'not_owner'}
+  end
+  local e = redis.call('XRANGE', stream, id, id)
+  if not e[1] then
+    redis.call('XACK', stream, g, id)
+    return {'gone'}
+  end
+  local s = redis.call('HGET', state, 's')
+  if s == 'done' or s == 'dead' or s == 'moved' then
+    redis.call('XACK', stream, g, id)
+    redis.call('XDEL', stream, id)
+    return {'settled', s}
+  end
+  -- The run starts now: its entry is idle from now, not from when it was handed out.
+  redis.call('XCLAIM', stream, g, c, 0, id, 'JUSTID')
+  local run = token .. '/' .. id
+  local runs = tonumber(redis.call('HGET', state, 'runs') or '0')
+  if redis.call('HGET', state, 'run') ~= run then
+    local before = 0
+    local f = e[1][2]
+    for i = 1, #f, 2 do
+      if f[i] == 'attempt' then
+        before = tonumber(f[i + 1]) or 0
+      end
+    end
+    if runs < before then
+      runs = before
+    end
+    runs = runs + 1
+    redis.call('HSET', state, 'runs', runs, 'run', run)
+  end
+  if not s then
+    redis.call('HSET', state, 's', 'queued')
+  end
+  keep(state, ms)
+  return {'run', runs, e[1][2]}
+end
+";
+
+/// Starts a run (see [`START`]).
+///
+/// KEYS: stream, state. ARGV: group, consumer, entry id, how long to keep the state
+/// at least, run token. Returns what [`START`] returns.
 pub(super) fn begin() -> String {
     format!(
-        "{OWNER}{KEEP}{}",
+        "{OWNER}{KEEP}{START}{}",
         r"
-local g, c, id = ARGV[1], ARGV[2], ARGV[3]
-if owner(KEYS[1], g, id) ~= c then
-  return {'not_owner'}
+return start(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+"
+    )
+}
+
+/// Starts the runs of several entries of one partition at once, each as [`begin`]
+/// would, one after the other.
+///
+/// KEYS: stream, then the state of each entry's event. ARGV: group, consumer, how
+/// long to keep each state at least, run token, then the entry ids (in the order of
+/// their states). Returns one [`START`] answer per entry, in their order.
+pub(super) fn begin_many() -> String {
+    format!(
+        "{OWNER}{KEEP}{START}{}",
+        r"
+local out = {}
+for i = 5, #ARGV do
+  out[#out + 1] = start(KEYS[1], KEYS[i - 3], ARGV[1], ARGV[2], ARGV[i], ARGV[3], ARGV[4])
 end
-local e = redis.call('XRANGE', KEYS[1], id, id)
-if not e[1] then
-  redis.call('XACK', KEYS[1], g, id)
-  return {'gone'}
-end
-local s = redis.call('HGET', KEYS[2], 's')
-if s == 'done' or s == 'dead' or s == 'moved' then
-  redis.call('XACK', KEYS[1], g, id)
-  redis.call('XDEL', KEYS[1], id)
-  return {'settled', s}
-end
--- The run starts now: its entry is idle from now, not from when it was handed out.
-redis.call('XCLAIM', KEYS[1], g, c, 0, id, 'JUSTID')
-local run = ARGV[5] .. '/' .. id
-local runs = tonumber(redis.call('HGET', KEYS[2], 'runs') or '0')
-if redis.call('HGET', KEYS[2], 'run') ~= run then
-  local before = 0
-  local f = e[1][2]
-  for i = 1, #f, 2 do
-    if f[i] == 'attempt' then
-      before = tonumber(f[i + 1]) or 0
-    end
-  end
-  if runs < before then
-    runs = before
-  end
-  runs = runs + 1
-  redis.call('HSET', KEYS[2], 'runs', runs, 'run', run)
-end
-if not s then
-  redis.call('HSET', KEYS[2], 's', 'queued')
-end
-keep(KEYS[2], ARGV[4])
-return {'run', runs, e[1][2]}
+return out
 "
     )
 }

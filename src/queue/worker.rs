@@ -852,7 +852,8 @@ async fn reclaim<H: Handler>(
                         reader.recheck[i] = false;
                     }
                     for (entry_id, event_id) in entries {
-                        got += usize::from(spawn(shared, slots, tasks, p, entry_id, event_id));
+                        got +=
+                            usize::from(spawn(shared, slots, tasks, p, entry_id, event_id, None));
                     }
                 }
                 Err(e) => {
@@ -890,8 +891,12 @@ async fn read_new<H: Handler>(
         let taken = protocol::take(&shared.queue, connection, p, consumer, Take::New, room);
         match shared.bounded("a read", taken).await {
             Ok((_, entries)) => {
+                let mut begun = begin_all(shared, connection, p, &entries).await;
                 for (entry_id, event_id) in entries {
-                    got += usize::from(spawn(shared, slots, tasks, p, entry_id, event_id));
+                    let begun = begun
+                        .as_mut()
+                        .and_then(|(all, acknowledged)| Some((all.next()?, *acknowledged)));
+                    got += usize::from(spawn(shared, slots, tasks, p, entry_id, event_id, begun));
                 }
             }
             Err(e) => {
@@ -906,6 +911,29 @@ async fn read_new<H: Handler>(
     }
     reader.start = (reader.start + 1) % partitions;
     (got, failed)
+}
+
+/// Starts the runs of entries just read, in one script: their answers in order,
+/// and whether the replicas acknowledged them; `None` if that failed (each entry's
+/// task then starts its run itself: a start sent again is not counted twice).
+async fn begin_all<H>(
+    shared: &Shared<H>,
+    connection: &mut RedisConnection,
+    p: u16,
+    entries: &[(String, String)],
+) -> Option<(std::vec::IntoIter<Begun>, bool)> {
+    let keys = shared.keys.get(usize::from(p))?;
+    if entries.is_empty() {
+        return None;
+    }
+    let begun = protocol::begin_many(&shared.queue, connection, keys, &shared.consumer, entries);
+    match shared.bounded("the start of runs", begun).await {
+        Ok((begun, acknowledged)) => Some((begun.into_iter(), acknowledged)),
+        Err(e) => {
+            warn("start", &e);
+            None
+        }
+    }
 }
 
 /// After an error that says the consumer group is missing (Redis lost its data),
@@ -940,6 +968,8 @@ async fn drain<H>(shared: &Shared<H>, tasks: &mut Tasks) {
 }
 
 /// Starts a task for an entry, unless it runs here already; whether one started.
+/// `begun`: the start of its run, if made already (with the replicas'
+/// acknowledgement), else the task makes it.
 fn spawn<H: Handler>(
     shared: &Arc<Shared<H>>,
     slots: &Arc<Semaphore>,
@@ -947,6 +977,7 @@ fn spawn<H: Handler>(
     partition: u16,
     entry_id: String,
     event_id: String,
+    begun: Option<(Begun, bool)>,
 ) -> bool {
     let key = (partition, entry_id.clone());
     let flight = Flight::new(event_id.clone(), String::new());
@@ -957,7 +988,7 @@ fn spawn<H: Handler>(
         key,
         flight,
         move |shared, flight| async move {
-            process(&shared, partition, &entry_id, &event_id, &flight).await;
+            process(&shared, partition, &entry_id, &event_id, &flight, begun).await;
         },
     )
 }
@@ -1130,13 +1161,15 @@ fn mark_lost<I>(flights: &[(I, Arc<Flight>)], held: impl Fn(&I) -> bool) {
     }
 }
 
-/// One entry: start the run, run the handler, settle.
+/// One entry: start the run (unless `begun` is its start, made already), run the
+/// handler, settle.
 async fn process<H: Handler>(
     shared: &Shared<H>,
     p: u16,
     entry_id: &str,
     event_id: &str,
     flight: &Flight,
+    begun: Option<(Begun, bool)>,
 ) {
     if shared.is_stopped.load(Ordering::Acquire) {
         return;
@@ -1144,16 +1177,22 @@ async fn process<H: Handler>(
     let Some(keys) = shared.keys.get(usize::from(p)) else {
         return;
     };
-    let mut connection = shared.queue.connection().clone();
-    let begun = protocol::begin(
-        &shared.queue,
-        &mut connection,
-        keys,
-        &shared.consumer,
-        entry_id,
-        event_id,
-    );
-    let (runs, entry) = match shared.bounded("the start of a run", begun).await {
+    let begun = match begun {
+        Some(begun) => Ok(begun),
+        None => {
+            let mut connection = shared.queue.connection().clone();
+            let begun = protocol::begin(
+                &shared.queue,
+                &mut connection,
+                keys,
+                &shared.consumer,
+                entry_id,
+                event_id,
+            );
+            shared.bounded("the start of a run", begun).await
+        }
+    };
+    let (runs, entry) = match begun {
         Ok((Begun::Run(runs, entry), acknowledged)) => {
             if !acknowledged && !confirm(shared, p, entry_id, event_id).await {
                 return;
