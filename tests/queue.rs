@@ -773,3 +773,87 @@ async fn with_replicas_the_previous_layout_s_marks_are_acknowledged_too() {
     let (status, text) = send(&enqueuer(&new), &body("evt_new")).await;
     assert_eq!((status, text.as_str()), (200, "OK"));
 }
+
+/// How many scripts Redis ran since its statistics were last reset.
+async fn scripts_run(redis: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(redis)
+        .await
+        .unwrap();
+    info.lines()
+        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
+        .filter_map(|line| {
+            line.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// The runs of the entries one read hands over start in one script, and successes
+/// that end together are recorded together: 64 events handled at once (each
+/// handler waits until all have started) take far fewer scripts than the two per
+/// event a start and a settle each would (128), reads and reclaims included; each
+/// event runs once and is settled.
+#[tokio::test]
+async fn runs_start_and_successes_settle_in_batches() {
+    const N: usize = 64;
+    let server = RedisServer::start();
+    let queue = Queue::connect(&server.url()).await.unwrap();
+    let enqueuer = enqueuer(&queue);
+    for i in 0..N {
+        assert_eq!(
+            send(&enqueuer, &body(&format!("evt_batch_{i}"))).await.0,
+            200
+        );
+    }
+    let mut redis = connection(&server).await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    let runs: Arc<std::sync::Mutex<HashMap<String, usize>>> = Arc::default();
+    let worker = Worker::new(queue.clone(), {
+        let (started, runs) = (Arc::clone(&started), Arc::clone(&runs));
+        move |event: Event<'static>| {
+            let started = Arc::clone(&started);
+            *runs
+                .lock()
+                .unwrap()
+                .entry(event.id.to_string())
+                .or_default() += 1;
+            async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                while started.load(Ordering::SeqCst) < N {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Ok::<(), HandlerError>(())
+            }
+        }
+    })
+    .with_concurrency(N);
+    // Done once the stream is empty (each settled entry is deleted), asked without
+    // a script.
+    let mut polling = connection(&server).await;
+    let stats = run_until(worker, async || {
+        let left: u64 = polling.xlen("{notmeta-webhooks:0}:stream").await.unwrap();
+        left == 0 && started.load(Ordering::SeqCst) == N
+    })
+    .await;
+    let scripts = scripts_run(&mut redis).await;
+    assert_eq!(stats.handled, N as u64);
+    let runs = runs.lock().unwrap();
+    assert_eq!(runs.len(), N);
+    assert!(runs.values().all(|n| *n == 1), "{runs:?}");
+    assert!(
+        scripts <= 32,
+        "{scripts} scripts for {N} events (two each would be {})",
+        2 * N
+    );
+}

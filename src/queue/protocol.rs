@@ -243,6 +243,7 @@ pub(crate) struct Scripts {
     pub(crate) begin_many: Script,
     pub(crate) renew: Script,
     pub(crate) settle: Script,
+    pub(crate) settle_done_many: Script,
     pub(crate) due: Script,
     pub(crate) promote: Script,
     pub(crate) replay: Script,
@@ -260,6 +261,7 @@ impl Scripts {
             begin_many: Script::new(&scripts::begin_many()),
             renew: Script::new(&scripts::renew()),
             settle: Script::new(&scripts::settle()),
+            settle_done_many: Script::new(&scripts::settle_done_many()),
             due: Script::new(scripts::DUE),
             promote: Script::new(&scripts::promote()),
             replay: Script::new(&scripts::replay()),
@@ -571,8 +573,13 @@ pub(crate) async fn settle(
             queue.timeout(),
         )
         .await?;
+    settled(&reply)
+}
+
+/// What a settle's answer says.
+fn settled(reply: &str) -> Result<Settled, QueueError> {
     // Sent again after it was applied: what the first try found.
-    let first = reply.strip_prefix("repeated:").unwrap_or(&reply);
+    let first = reply.strip_prefix("repeated:").unwrap_or(reply);
     match first {
         "applied" => Ok(Settled::Applied),
         "done" => Ok(Settled::AlreadyDone),
@@ -582,6 +589,52 @@ pub(crate) async fn settle(
             "unexpected settle reply from Redis: {reply:?}"
         ))),
     }
+}
+
+/// Records the successes of `entries` ((entry id, event id), all of the partition
+/// of `keys`, none with a key limit) for `consumer` in one script, each as
+/// [`settle`] with [`Settle::Done`] would: one answer per entry, in their order.
+pub(crate) async fn settle_done_many(
+    queue: &Queue,
+    connection: &mut RedisConnection,
+    keys: &Keys,
+    consumer: &Consumer,
+    entries: &[(String, String)],
+) -> Result<Vec<Settled>, QueueError> {
+    let mut invocation = queue.scripts().settle_done_many.prepare_invoke();
+    invocation
+        .key(&keys.stream)
+        .key(&keys.dead)
+        .key(&keys.retry);
+    for (_, event_id) in entries {
+        invocation
+            .key(keys.state(event_id))
+            .key(keys.retry_hash(event_id));
+    }
+    invocation
+        .arg(queue.group())
+        .arg(&consumer.name)
+        .arg(millis(queue.dedup_window()))
+        .arg(&consumer.token);
+    for (entry_id, event_id) in entries {
+        invocation.arg(entry_id).arg(event_id);
+    }
+    // Acknowledged by the replicas when asked, as each settle is.
+    let replies: Vec<String> = connection
+        .write(
+            Write::Script(&invocation),
+            keys.stream.as_bytes(),
+            queue.timeout(),
+        )
+        .await?;
+    if replies.len() != entries.len() {
+        return Err(QueueError::new(format!(
+            "{} answers from Redis to {} settles",
+            replies.len(),
+            entries.len()
+        )));
+    }
+    replies.iter().map(|reply| settled(reply)).collect()
 }
 
 /// Moves partition `p`'s due retries back into its stream (at most `limit`);

@@ -358,12 +358,71 @@ pub(super) fn settle() -> String {
     settle_with(PLAIN_HOOKS)
 }
 
+/// `done(stream, state, dead, retry, retry_hash, group, consumer, id, window,
+/// event_id, token)` records a success (see [`settle`]): the event marked done, the
+/// entry deleted, and any retry scheduled or dead letter written for it removed,
+/// whoever owns the entry. Answers as [`settle`] does.
+const DONE: &str = r"
+local function done(stream, state, dead, retry, retry_hash, g, c, id, window, event_id, token)
+  local mark = 'settled:' .. id
+  local before = redis.call('HGET', state, mark)
+  if before and string.sub(before, 1, #token + 1) == token .. '/' then
+    return 'repeated:' .. string.sub(before, #token + 2)
+  end
+  local mine = owner(stream, g, id) == c
+  if mine then
+    redis.call('XACK', stream, g, id)
+  end
+  redis.call('XDEL', stream, id)
+  local d = redis.call('HGET', state, 'dead')
+  if d then
+    redis.call('XDEL', dead, d)
+    redis.call('HDEL', state, 'dead')
+  end
+  redis.call('ZREM', retry, event_id)
+  redis.call('DEL', retry_hash)
+  local result = 'done_not_owner'
+  if mine then
+    result = 'applied'
+  end
+  redis.call('HSET', state, 's', 'done', mark, token .. '/' .. result)
+  keep(state, window)
+  settled(stream, 'done', event_id)
+  return result
+end
+";
+
+/// Records the successes of several entries of one partition at once, each as
+/// [`settle`] with mode `done` would, one after the other; without key limits.
+///
+/// KEYS: stream, dead, retry set, then the state and the retry hash of each entry's
+/// event. ARGV: group, consumer, window ms, run token, then each entry's id and its
+/// event's id (in the order of their keys). Returns one [`settle`] answer per
+/// entry, in their order.
+pub(super) fn settle_done_many() -> String {
+    format!(
+        "{PLAIN_HOOKS}{OWNER}{KEEP}{DONE}{}",
+        r"
+local out = {}
+local n = (#ARGV - 4) / 2
+for i = 1, n do
+  local k, a = 2 + 2 * i, 3 + 2 * i
+  out[i] = done(KEYS[1], KEYS[k], KEYS[2], KEYS[3], KEYS[k + 1], ARGV[1], ARGV[2], ARGV[a], ARGV[3], ARGV[a + 1], ARGV[4])
+end
+return out
+"
+    )
+}
+
 /// [`settle`] with the given steps (see [`PLAIN_HOOKS`]).
 pub(super) fn settle_with(hooks: &str) -> String {
     format!(
-        "{hooks}{OWNER}{KEEP}{}",
+        "{hooks}{OWNER}{KEEP}{DONE}{}",
         r"
 local g, c, id, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if mode == 'done' then
+  return done(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], g, c, id, ARGV[5], ARGV[7], ARGV[8])
+end
 local mark = 'settled:' .. id
 local before = redis.call('HGET', KEYS[2], mark)
 if before and string.sub(before, 1, #ARGV[8] + 1) == ARGV[8] .. '/' then
@@ -371,27 +430,6 @@ if before and string.sub(before, 1, #ARGV[8] + 1) == ARGV[8] .. '/' then
 end
 local mine = owner(KEYS[1], g, id) == c
 local s = redis.call('HGET', KEYS[2], 's')
-if mode == 'done' then
-  if mine then
-    redis.call('XACK', KEYS[1], g, id)
-  end
-  redis.call('XDEL', KEYS[1], id)
-  local d = redis.call('HGET', KEYS[2], 'dead')
-  if d then
-    redis.call('XDEL', KEYS[3], d)
-    redis.call('HDEL', KEYS[2], 'dead')
-  end
-  redis.call('ZREM', KEYS[4], ARGV[7])
-  redis.call('DEL', KEYS[5])
-  local result = 'done_not_owner'
-  if mine then
-    result = 'applied'
-  end
-  redis.call('HSET', KEYS[2], 's', 'done', mark, ARGV[8] .. '/' .. result)
-  keep(KEYS[2], ARGV[5])
-  settled(KEYS[1], 'done', ARGV[7])
-  return result
-end
 if not mine then
   return 'not_owner'
 end

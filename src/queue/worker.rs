@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::future::{Either, select};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::protocol::{self, Begun, Consumer, Entry, Settle, Settled, Take};
@@ -358,6 +358,9 @@ struct Shared<H> {
     isolate: bool,
     /// The key names of each partition (Redis), made once.
     keys: Vec<Keys>,
+    /// The settler of each partition (Redis): it records the successes the entry
+    /// tasks send it, as many at once as are waiting.
+    settlers: Vec<mpsc::UnboundedSender<Success>>,
     /// Wakes the keeper once the worker is closed, and as entries land after that,
     /// so that it ends as soon as nothing runs here any more.
     wake: Notify,
@@ -556,16 +559,33 @@ impl<H: Handler> Worker<H> {
             visibility: self.settings.visibility,
         };
         let apart = renews_apart(&self.queue);
+        let keys: Vec<Keys> = if in_redis(&self.queue) {
+            (0..self.queue.partitions())
+                .map(|p| self.queue.keys(p))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // Each ends once the worker's state is gone (its sender with it).
+        let settlers = keys
+            .iter()
+            .map(|keys| {
+                let (sender, successes) = mpsc::unbounded_channel();
+                let settler = settle_successes(
+                    self.queue.clone(),
+                    keys.clone(),
+                    consumer.clone(),
+                    successes,
+                );
+                tokio::spawn(settler);
+                sender
+            })
+            .collect();
         let shared = Arc::new(Shared {
             consumer,
             isolate: self.settings.isolate.unwrap_or(!apart),
-            keys: if in_redis(&self.queue) {
-                (0..self.queue.partitions())
-                    .map(|p| self.queue.keys(p))
-                    .collect()
-            } else {
-                Vec::new()
-            },
+            keys,
+            settlers,
             queue: self.queue,
             handler: self.handler,
             settings: self.settings,
@@ -1006,7 +1026,7 @@ fn start<H, W, Fut>(
 ) -> bool
 where
     H: Send + Sync + 'static,
-    W: FnOnce(Arc<Shared<H>>, Arc<Flight>) -> Fut,
+    W: FnOnce(Arc<Shared<H>>, Arc<Flight>) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let (flight, permit, ticket) = {
@@ -1026,7 +1046,6 @@ where
         flights.insert(key.clone(), Arc::clone(&flight));
         (flight, permit, ticket)
     };
-    let task = work(Arc::clone(shared), flight);
     let shared = Arc::clone(shared);
     tasks.spawn(async move {
         let _permit = permit;
@@ -1034,6 +1053,10 @@ where
             shared: &shared,
             key: &key,
         };
+        // The run's future is made and boxed once the task runs: the task stays
+        // small, and spawning it copies no more than what `work` holds (a run's
+        // whole state, copied at each move, cost a tenth of a drain's CPU).
+        let task = Box::pin(work(Arc::clone(&shared), flight));
         gate::carry(ticket, task).await;
     });
     true
@@ -1220,6 +1243,7 @@ async fn process<H: Handler>(
     };
     settle(
         shared,
+        p,
         keys,
         entry_id,
         &Entry {
@@ -1390,6 +1414,7 @@ async fn run_traced<H: Handler>(
 /// meanwhile) until it is applied or the shutdown deadline has passed.
 async fn settle<H>(
     shared: &Shared<H>,
+    p: u16,
     keys: &Keys,
     entry_id: &str,
     entry: &Entry,
@@ -1397,7 +1422,33 @@ async fn settle<H>(
     flight: &Flight,
 ) {
     let consumer = &shared.consumer;
+    // A success without a key limit goes to its partition's settler, which records
+    // it with the others waiting.
+    let settler = match how {
+        Settle::Done
+            if super::ordering::ordered_scripts(&shared.queue, entry.key.as_deref()).is_none() =>
+        {
+            shared.settlers.get(usize::from(p))
+        }
+        _ => None,
+    };
     settle_with(shared, how, flight, || async {
+        if let Some(settler) = settler {
+            let (answer, answered) = oneshot::channel();
+            let success = Success {
+                entry_id: entry_id.to_owned(),
+                event_id: entry.event_id.clone(),
+                answer,
+            };
+            if settler.send(success).is_ok() {
+                let answered = async {
+                    answered
+                        .await
+                        .unwrap_or_else(|_| Err(QueueError::new("the settler stopped")))
+                };
+                return shared.bounded("a settle", answered).await;
+            }
+        }
         let mut connection = shared.queue.connection().clone();
         let settle = protocol::settle(
             &shared.queue,
@@ -1411,6 +1462,68 @@ async fn settle<H>(
         shared.bounded("a settle", settle).await
     })
     .await;
+}
+
+/// The most successes one script records.
+const SETTLE_BATCH: usize = 100;
+
+/// A success to record (Redis), sent to its partition's settler.
+struct Success {
+    entry_id: String,
+    event_id: String,
+    answer: oneshot::Sender<Result<Settled, QueueError>>,
+}
+
+/// A partition's settler: records the successes its entry tasks send, all those
+/// waiting (up to [`SETTLE_BATCH`]) in one script, one script at a time, each
+/// within the queue's time limit; ends once every sender is gone. A success whose
+/// task stopped waiting (it timed out, and sends it again) is left out: recording
+/// it twice would be harmless, as a settle sent again is recognised.
+async fn settle_successes(
+    queue: Queue,
+    keys: Keys,
+    consumer: Consumer,
+    mut successes: mpsc::UnboundedReceiver<Success>,
+) {
+    let mut connection = queue.connection().clone();
+    let mut batch: Vec<Success> = Vec::new();
+    while let Some(first) = successes.recv().await {
+        batch.push(first);
+        while batch.len() < SETTLE_BATCH {
+            match successes.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        batch.retain(|success| !success.answer.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        let entries: Vec<(String, String)> = batch
+            .iter_mut()
+            .map(|s| {
+                (
+                    std::mem::take(&mut s.entry_id),
+                    std::mem::take(&mut s.event_id),
+                )
+            })
+            .collect();
+        let settled =
+            protocol::settle_done_many(&queue, &mut connection, &keys, &consumer, &entries);
+        match protocol::bounded(queue.timeout(), "a settle", settled).await {
+            Ok(settled) => {
+                for (success, settled) in batch.drain(..).zip(settled) {
+                    let _ = success.answer.send(Ok(settled));
+                }
+            }
+            Err(error) => {
+                let text = error.to_string();
+                for success in batch.drain(..) {
+                    let _ = success.answer.send(Err(QueueError::new(text.clone())));
+                }
+            }
+        }
+    }
 }
 
 /// Applies a settle with `attempt`, trying again while the store fails until it is

@@ -53,7 +53,7 @@
 //! # draining events enqueued in process beforehand, on Redis without persistence and
 //! # with `appendfsync always`, its handler isolation as by default and turned on:
 //! # events/s, the CPU of the worker's process and of redis-server (in cores and in
-//! # µs per event), events/s per worker core:
+//! # µs per event), events/s per worker core, scripts per event:
 //! cargo run --release -p notmeta-tools --bin load -- queue-drain 40000
 //! ```
 //!
@@ -876,6 +876,29 @@ impl StoreServer {
             Self::Postgres(..) => None,
         }
     }
+}
+
+/// How many scripts a redis-server has run (`INFO commandstats`, `EVALSHA` and
+/// `EVAL` calls; the scripts' own commands are not counted).
+fn redis_scripts(port: u16) -> f64 {
+    let Ok(out) = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "info", "commandstats"])
+        .output()
+    else {
+        return 0.0;
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+        .sum()
 }
 
 /// A field of a redis-server's `INFO section`.
@@ -1817,7 +1840,7 @@ async fn queue_drain_ordered(total: usize, keys: usize) -> Result<bool, BoxError
 /// otherwise) drains `total` events enqueued beforehand, on a redis-server without
 /// persistence and on one with `appendfsync always`, with its handler isolation as
 /// by default and turned on; events/s, worker process and redis-server CPU (in
-/// cores, and in µs per event).
+/// cores, and in µs per event), and the scripts Redis ran per event.
 async fn queue_drain(total: usize) -> Result<bool, BoxError> {
     let dir = TempDir::new("drain-aof");
     let redis = [
@@ -1826,14 +1849,15 @@ async fn queue_drain(total: usize) -> Result<bool, BoxError> {
     ];
     println!("{total} events per drain, one worker (concurrency 64), no-op handler");
     println!(
-        "{:<34} {:>10} {:>12} {:>12} {:>14} {:>16} {:>15}",
+        "{:<34} {:>10} {:>12} {:>12} {:>14} {:>16} {:>15} {:>15}",
         "queue",
         "events/s",
         "worker cores",
         "redis cores",
         "events/s/core",
         "worker µs/event",
-        "redis µs/event"
+        "redis µs/event",
+        "scripts/event"
     );
     let pid = std::process::id().to_string();
     let mut offset = 0;
@@ -1854,14 +1878,16 @@ async fn queue_drain(total: usize) -> Result<bool, BoxError> {
                 Some(isolate) => worker.with_handler_isolation(isolate),
                 None => worker,
             };
-            let (cpu0, redis0) = (
+            let (cpu0, redis0, scripts0) = (
                 cpu_seconds(&pid).unwrap_or(0.0),
                 StoreServer::redis(server).cpu_seconds(),
+                redis_scripts(server.port),
             );
             // The CPU read after the worker has stopped: its shutdown counts too.
             let seconds = drain_all(worker, &handled, total).await?;
             let cpu = cpu_seconds(&pid).unwrap_or(0.0) - cpu0;
             let redis_cpu = StoreServer::redis(server).cpu_seconds() - redis0;
+            let scripts = redis_scripts(server.port) - scripts0;
             let rate = total as f64 / seconds;
             let label = if isolation.is_some() {
                 ", isolated"
@@ -1869,13 +1895,14 @@ async fn queue_drain(total: usize) -> Result<bool, BoxError> {
                 ""
             };
             println!(
-                "{:<34} {rate:>10.0} {:>12.2} {:>12.2} {:>14.0} {:>16.1} {:>15.1}",
+                "{:<34} {rate:>10.0} {:>12.2} {:>12.2} {:>14.0} {:>16.1} {:>15.1} {:>15.2}",
                 format!("{name}{label}"),
                 cpu / seconds,
                 redis_cpu / seconds,
                 rate / (cpu / seconds).max(f64::EPSILON),
                 cpu * 1e6 / total as f64,
-                redis_cpu * 1e6 / total as f64
+                redis_cpu * 1e6 / total as f64,
+                scripts / total as f64
             );
         }
     }
