@@ -65,6 +65,10 @@
 //! - **Each entry is handled once.** A worker marks the event done and acknowledges
 //!   the entry in one script, and checks the mark (and that it still owns the
 //!   entry) in one script before every run: new, retried, reclaimed or replayed.
+//!   (On Redis, the runs of the new entries one read hands over start in one script
+//!   together, and successes of entries without a key limit that end together are
+//!   recorded in one script: each entry is checked and written as it would be
+//!   alone, atomically.)
 //!   "Done" always wins: it is recorded even by a worker that lost the entry to
 //!   another meanwhile, and removes any retry or dead letter of the event; a stale
 //!   worker's failure is not applied. The one window that remains: a worker that
@@ -78,8 +82,8 @@
 //!   longer than the visibility timeout, is reclaimed by another (`XAUTOCLAIM`).
 //! - **Bounded**: acknowledged entries are deleted from the stream (`XDEL`), so the
 //!   stream holds only what is waiting or running; [`Enqueuer::with_max_len`] bounds
-//!   it further (503 when full). A read hands out entry ids only: each run fetches
-//!   its one entry.
+//!   it further (503 when full). A read hands out entry ids only: the start of each
+//!   run fetches its one entry.
 //! - **Explicit time limits**: the connection has no reply limit of its own; the
 //!   endpoint's enqueue has [`Enqueuer::with_timeout`] (2 s), every call of a worker
 //!   and of [`Queue`]'s operations [`Queue::with_timeout`] (5 s).
