@@ -1,6 +1,6 @@
 //! The worker: reads the queue and runs the handler.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::{Future, pending};
 use std::pin::{Pin, pin};
@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::future::{Either, select};
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::protocol::{self, Begun, Consumer, Entry, Settle, Settled, Take};
@@ -503,15 +503,16 @@ impl Tasks {
     }
 }
 
-/// Removes an entry from the in-flight map when its task ends, or is dropped.
-struct Landed<'a, H> {
-    shared: &'a Shared<H>,
-    key: &'a (u16, String),
+/// Removes an entry from the in-flight map when its task ends, or is dropped (or
+/// its admission is dropped before its task started).
+struct Landed<H> {
+    shared: Arc<Shared<H>>,
+    key: (u16, String),
 }
 
-impl<H> Drop for Landed<'_, H> {
+impl<H> Drop for Landed<H> {
     fn drop(&mut self) {
-        let flight = self.shared.flights().remove(self.key);
+        let flight = self.shared.flights().remove(&self.key);
         if let Some(flight) = flight {
             count_renewals(flight.renewed.load(Ordering::Relaxed));
         }
@@ -777,8 +778,10 @@ async fn read_until<H: Handler>(
         }
         let mut got = promote(shared, &mut connection, &mut reader).await;
         got += reclaim(shared, &mut connection, &mut reader, &slots, tasks).await;
+        // What the pass admits, less what the reclaim started.
+        let left = free.saturating_sub(got);
         let (read, failed) =
-            read_new(shared, &mut connection, &mut reader, &slots, tasks, free).await;
+            read_new(shared, &mut connection, &mut reader, &slots, tasks, left).await;
         got += read;
         if got == 0 || failed {
             // Nothing to start: an unused probe goes back while this waits.
@@ -872,8 +875,7 @@ async fn reclaim<H: Handler>(
                         reader.recheck[i] = false;
                     }
                     for (entry_id, event_id) in entries {
-                        got +=
-                            usize::from(spawn(shared, slots, tasks, p, entry_id, event_id, None));
+                        got += usize::from(spawn(shared, slots, tasks, p, entry_id, event_id));
                     }
                 }
                 Err(e) => {
@@ -904,19 +906,37 @@ async fn read_new<H: Handler>(
     let (mut got, mut failed) = (0, false);
     for i in 0..partitions {
         let p = (reader.start + i) % partitions;
-        let room = slots.available_permits().min(free);
+        let room = slots.available_permits().min(free.saturating_sub(got));
         if room == 0 {
             break;
         }
         let taken = protocol::take(&shared.queue, connection, p, consumer, Take::New, room);
         match shared.bounded("a read", taken).await {
             Ok((_, entries)) => {
-                let mut begun = begin_all(shared, connection, p, &entries).await;
-                for (entry_id, event_id) in entries {
+                // Only entries admitted (a slot, the gate's ticket, their place in
+                // flight) have their runs started: one the gate refuses is left
+                // unstarted, and taken back later with no run counted.
+                let admitted: Vec<_> = entries
+                    .into_iter()
+                    .filter_map(|(entry_id, event_id)| {
+                        let key = (p, entry_id.clone());
+                        let flight = Flight::new(event_id.clone(), String::new());
+                        Some((admit(shared, slots, key, flight)?, entry_id, event_id))
+                    })
+                    .collect();
+                let ids: Vec<(String, String)> = admitted
+                    .iter()
+                    .map(|(_, entry_id, event_id)| (entry_id.clone(), event_id.clone()))
+                    .collect();
+                let mut begun = begin_all(shared, connection, p, &ids).await;
+                for (admission, entry_id, event_id) in admitted {
                     let begun = begun
                         .as_mut()
                         .and_then(|(all, acknowledged)| Some((all.next()?, *acknowledged)));
-                    got += usize::from(spawn(shared, slots, tasks, p, entry_id, event_id, begun));
+                    launch(tasks, admission, move |shared, flight| async move {
+                        process(&shared, p, &entry_id, &event_id, &flight, begun).await;
+                    });
+                    got += 1;
                 }
             }
             Err(e) => {
@@ -987,9 +1007,8 @@ async fn drain<H>(shared: &Shared<H>, tasks: &mut Tasks) {
     joined.await;
 }
 
-/// Starts a task for an entry, unless it runs here already; whether one started.
-/// `begun`: the start of its run, if made already (with the replicas'
-/// acknowledgement), else the task makes it.
+/// Starts a task for an entry (its task starts its run), unless it runs here
+/// already; whether one started.
 fn spawn<H: Handler>(
     shared: &Arc<Shared<H>>,
     slots: &Arc<Semaphore>,
@@ -997,7 +1016,6 @@ fn spawn<H: Handler>(
     partition: u16,
     entry_id: String,
     event_id: String,
-    begun: Option<(Begun, bool)>,
 ) -> bool {
     let key = (partition, entry_id.clone());
     let flight = Flight::new(event_id.clone(), String::new());
@@ -1008,14 +1026,14 @@ fn spawn<H: Handler>(
         key,
         flight,
         move |shared, flight| async move {
-            process(&shared, partition, &entry_id, &event_id, &flight, begun).await;
+            process(&shared, partition, &entry_id, &event_id, &flight, None).await;
         },
     )
 }
 
 /// Starts `work` for the entry `key` in a task of its own, holding a slot, unless
-/// the entry runs here already; whether it started. The entry is in the in-flight
-/// map (which the keeper renews) until the task ends.
+/// the entry runs here already or is not admitted; whether it started. The entry
+/// is in the in-flight map (which the keeper renews) until the task ends.
 fn start<H, W, Fut>(
     shared: &Arc<Shared<H>>,
     slots: &Arc<Semaphore>,
@@ -1029,37 +1047,77 @@ where
     W: FnOnce(Arc<Shared<H>>, Arc<Flight>) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let (flight, permit, ticket) = {
-        let mut flights = shared.flights();
-        if flights.contains_key(&key) {
-            // Running here already: the reclaim only reset its idle time.
-            return false;
+    match admit(shared, slots, key, flight) {
+        Some(admission) => {
+            launch(tasks, admission, work);
+            true
         }
-        // The reader asked for no more entries than there were free slots.
-        let Ok(permit) = Arc::clone(slots).try_acquire_owned() else {
-            return false;
-        };
-        let Some(ticket) = shared.settings.gate.ticket() else {
-            return false;
-        };
-        let flight = Arc::new(flight);
-        flights.insert(key.clone(), Arc::clone(&flight));
-        (flight, permit, ticket)
-    };
-    let shared = Arc::clone(shared);
+        None => false,
+    }
+}
+
+/// An entry admitted to run here: its slot, the gate's ticket, and its place in
+/// the in-flight map (given up if this is dropped before its task starts).
+struct Admission<H> {
+    landed: Landed<H>,
+    flight: Arc<Flight>,
+    permit: OwnedSemaphorePermit,
+    ticket: gate::Ticket,
+}
+
+/// Admits the entry `key` to run here: `None` if it runs here already, no slot is
+/// free, or the gate admits no more in this pass.
+fn admit<H>(
+    shared: &Arc<Shared<H>>,
+    slots: &Arc<Semaphore>,
+    key: (u16, String),
+    flight: Flight,
+) -> Option<Admission<H>> {
+    let mut flights = shared.flights();
+    if flights.contains_key(&key) {
+        // Running here already: the reclaim only reset its idle time.
+        return None;
+    }
+    // The reader asked for no more entries than there were free slots.
+    let permit = Arc::clone(slots).try_acquire_owned().ok()?;
+    let ticket = shared.settings.gate.ticket()?;
+    let flight = Arc::new(flight);
+    flights.insert(key.clone(), Arc::clone(&flight));
+    drop(flights);
+    Some(Admission {
+        landed: Landed {
+            shared: Arc::clone(shared),
+            key,
+        },
+        flight,
+        permit,
+        ticket,
+    })
+}
+
+/// Runs `work` for an admitted entry in a task of its own.
+fn launch<H, W, Fut>(tasks: &mut Tasks, admission: Admission<H>, work: W)
+where
+    H: Send + Sync + 'static,
+    W: FnOnce(Arc<Shared<H>>, Arc<Flight>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Admission {
+        landed,
+        flight,
+        permit,
+        ticket,
+    } = admission;
     tasks.spawn(async move {
         let _permit = permit;
-        let _landed = Landed {
-            shared: &shared,
-            key: &key,
-        };
+        let shared = Arc::clone(&landed.shared);
+        let _landed = landed;
         // The run's future is made and boxed once the task runs: the task stays
         // small, and spawning it copies no more than what `work` holds (a run's
         // whole state, copied at each move, cost a tenth of a drain's CPU).
-        let task = Box::pin(work(Arc::clone(&shared), flight));
+        let task = Box::pin(work(shared, flight));
         gate::carry(ticket, task).await;
     });
-    true
 }
 
 /// Renews every running entry, one call per partition, every third of the
@@ -1441,12 +1499,13 @@ async fn settle<H>(
                 answer,
             };
             if settler.send(success).is_ok() {
-                let answered = async {
-                    answered
-                        .await
-                        .unwrap_or_else(|_| Err(QueueError::new("the settler stopped")))
-                };
-                return shared.bounded("a settle", answered).await;
+                // Not bounded here: the settler answers each success it takes, each
+                // of its scripts within the time limit (a wait bounded here would
+                // count the time queued behind other scripts, and send again what
+                // is about to be recorded).
+                return answered
+                    .await
+                    .unwrap_or_else(|_| Err(QueueError::new("the settler stopped")));
             }
         }
         let mut connection = shared.queue.connection().clone();
@@ -1474,11 +1533,12 @@ struct Success {
     answer: oneshot::Sender<Result<Settled, QueueError>>,
 }
 
-/// A partition's settler: records the successes its entry tasks send, all those
-/// waiting (up to [`SETTLE_BATCH`]) in one script, one script at a time, each
-/// within the queue's time limit; ends once every sender is gone. A success whose
-/// task stopped waiting (it timed out, and sends it again) is left out: recording
-/// it twice would be harmless, as a settle sent again is recognised.
+/// A partition's settler: records the successes its entry tasks send, those
+/// waiting (up to [`SETTLE_BATCH`] at a time) in one script, one script at a time,
+/// each within the queue's time limit, and answers each; ends once every sender is
+/// gone. Before each script it takes every success waiting and leaves out those
+/// whose task stopped waiting (it was stopped, or sent it again): while Redis
+/// stalls, what waits here stays about one success per waiting task.
 async fn settle_successes(
     queue: Queue,
     keys: Keys,
@@ -1486,16 +1546,20 @@ async fn settle_successes(
     mut successes: mpsc::UnboundedReceiver<Success>,
 ) {
     let mut connection = queue.connection().clone();
-    let mut batch: Vec<Success> = Vec::new();
-    while let Some(first) = successes.recv().await {
-        batch.push(first);
-        while batch.len() < SETTLE_BATCH {
-            match successes.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+    let mut waiting: VecDeque<Success> = VecDeque::new();
+    loop {
+        if waiting.is_empty() {
+            match successes.recv().await {
+                Some(first) => waiting.push_back(first),
+                None => return,
             }
         }
-        batch.retain(|success| !success.answer.is_closed());
+        while let Ok(next) = successes.try_recv() {
+            waiting.push_back(next);
+        }
+        waiting.retain(|success| !success.answer.is_closed());
+        let n = waiting.len().min(SETTLE_BATCH);
+        let mut batch: Vec<Success> = waiting.drain(..n).collect();
         if batch.is_empty() {
             continue;
         }
@@ -1512,13 +1576,13 @@ async fn settle_successes(
             protocol::settle_done_many(&queue, &mut connection, &keys, &consumer, &entries);
         match protocol::bounded(queue.timeout(), "a settle", settled).await {
             Ok(settled) => {
-                for (success, settled) in batch.drain(..).zip(settled) {
+                for (success, settled) in batch.into_iter().zip(settled) {
                     let _ = success.answer.send(Ok(settled));
                 }
             }
             Err(error) => {
                 let text = error.to_string();
-                for success in batch.drain(..) {
+                for success in batch {
                     let _ = success.answer.send(Err(QueueError::new(text.clone())));
                 }
             }

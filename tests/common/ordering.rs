@@ -257,11 +257,17 @@ pub(crate) fn start<H: Handler>(worker: Worker<H>) -> Running {
 }
 
 impl Running {
+    /// Stops the worker and waits (at most a minute: a worker that does not
+    /// return fails the test) for its stats.
     pub(crate) async fn stop(mut self) -> WorkerStats {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        self.handle.await.unwrap().unwrap()
+        tokio::time::timeout(Duration::from_secs(60), self.handle)
+            .await
+            .expect("run did not return")
+            .unwrap()
+            .unwrap()
     }
 
     pub(crate) fn abort(&self) {
