@@ -356,22 +356,32 @@ pub(crate) async fn begin(
         .arg(entry_id)
         .arg(keep)
         .arg(&consumer.token);
-    // Acknowledged by the replicas when asked: the handler runs only once they know
-    // this worker owns the entry, so a failover cannot hand it to another meanwhile.
+    let (reply, acknowledged) = write_start(queue, connection, keys, &invocation).await?;
+    Ok((begun(reply)?, acknowledged))
+}
+
+/// Runs a start script: its reply, and whether the replicas acknowledged it.
+/// Acknowledged by the replicas when asked: the handler runs only once they know
+/// this worker owns the entry, so a failover cannot hand it to another meanwhile.
+async fn write_start(
+    queue: &Queue,
+    connection: &mut RedisConnection,
+    keys: &Keys,
+    invocation: &redis::ScriptInvocation<'_>,
+) -> Result<(Value, bool), QueueError> {
     let written = connection
         .write(
-            Write::Script(&invocation),
+            Write::Script(invocation),
             keys.stream.as_bytes(),
             queue.timeout(),
         )
         .await;
-    let (reply, acknowledged) = match written {
-        Ok(reply) => (reply, true),
+    match written {
+        Ok(reply) => Ok((reply, true)),
         // Applied on the primary, not (yet) on the replicas.
-        Err(WriteError::NotReplicated(error)) => (error.written, false),
-        Err(error) => return Err(error.into()),
-    };
-    Ok((begun(reply)?, acknowledged))
+        Err(WriteError::NotReplicated(error)) => Ok((error.written, false)),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Starts the runs of `entries` ((entry id, event id), all of the partition of
@@ -398,18 +408,7 @@ pub(crate) async fn begin_many(
     for (entry_id, _) in entries {
         invocation.arg(entry_id);
     }
-    let written = connection
-        .write(
-            Write::Script(&invocation),
-            keys.stream.as_bytes(),
-            queue.timeout(),
-        )
-        .await;
-    let (reply, acknowledged) = match written {
-        Ok(reply) => (reply, true),
-        Err(WriteError::NotReplicated(error)) => (error.written, false),
-        Err(error) => return Err(error.into()),
-    };
+    let (reply, acknowledged) = write_start(queue, connection, keys, &invocation).await?;
     let Value::Array(answers) = reply else {
         return Err(unexpected("start of runs", &reply));
     };
