@@ -152,6 +152,15 @@ fn receiver(c: &mut Criterion<cpu_time::Clock>) {
     group.bench_function("answer", |b| {
         b.iter(|| black_box(Answer::from(black_box(Outcome::Handled)).into_response()))
     });
+    // What the `receive` rows below pay for `block_on` itself: a boxed future that
+    // is ready at its first poll, as a delivery with a handler that never waits is.
+    group.bench_function("block_on_ready", |b| {
+        b.iter(|| {
+            let ready: futures_util::future::BoxFuture<'_, u8> =
+                Box::pin(std::future::ready(black_box(1)));
+            black_box(runtime.block_on(ready))
+        })
+    });
     group.bench_function("receive_without_dedup", |b| {
         b.iter(|| {
             let (body, header) = next();

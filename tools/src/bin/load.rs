@@ -161,6 +161,27 @@ impl IdempotencyStore for FloorStore {
     }
 }
 
+/// The `-verify` servers' whole handler: verify and parse the event, answer 200 (or
+/// 400 if it is refused), nothing else. What any endpoint that verifies pays at the
+/// least: the ceiling for the ready-made endpoints under the same client.
+fn verified_status(
+    verifier: &Verifier,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> http::StatusCode {
+    let values = headers
+        .get_all(notmeta_webhooks::SIGNATURE_HEADER)
+        .iter()
+        .map(http::HeaderValue::as_bytes);
+    match verifier.verify(body, values).and_then(|v| v.parse()) {
+        Ok(event) => {
+            std::hint::black_box(event);
+            http::StatusCode::OK
+        }
+        Err(_) => http::StatusCode::BAD_REQUEST,
+    }
+}
+
 /// Serves `app` on a free loopback port, announcing it as the parent expects.
 async fn serve_axum(app: axum::Router) -> Result<(), BoxError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -295,12 +316,32 @@ fn serve(kind: &str) -> Result<(), BoxError> {
                 serve_axum(app).await
             })
         }
-        "axum" | "axum-default" | "axum-bare" => {
+        "axum" | "axum-default" | "axum-bare" | "axum-verify" | "axum-nodedup" => {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 let app = if kind == "axum" {
                     axum::Router::new()
                         .route("/webhooks", notmeta_webhooks::axum::endpoint(receiver()))
+                } else if kind == "axum-verify" {
+                    // A bare handler that verifies and parses the event and does
+                    // nothing else: what any verifying endpoint cannot avoid.
+                    let verifier = Verifier::new(SECRET)?;
+                    axum::Router::new().route(
+                        "/webhooks",
+                        axum::routing::post(
+                            move |headers: http::HeaderMap, body: Bytes| async move {
+                                verified_status(&verifier, &headers, &body)
+                            },
+                        ),
+                    )
+                } else if kind == "axum-nodedup" {
+                    let receiver =
+                        Receiver::new(Verifier::new(SECRET)?, |_event: Event<'static>| async {
+                            Ok::<(), HandlerError>(())
+                        })
+                        .without_dedup();
+                    axum::Router::new()
+                        .route("/webhooks", notmeta_webhooks::axum::endpoint(receiver))
                 } else if kind == "axum-default" {
                     // The default in-memory store (500,000 ids), as an application
                     // that sets nothing has.
@@ -322,13 +363,42 @@ fn serve(kind: &str) -> Result<(), BoxError> {
                 serve_axum(app).await
             })
         }
-        "actix" | "actix-bare" => {
+        "actix" | "actix-bare" | "actix-verify" => {
             let bare = kind == "actix-bare";
+            let verify = kind == "actix-verify";
+            let verifier = Verifier::new(SECRET)?;
             actix_web::rt::System::new().block_on(async move {
                 let receiver = receiver();
                 let server = actix_web::HttpServer::new(move || {
                     let app = actix_web::App::new();
-                    if bare {
+                    let verifier = verifier.clone();
+                    if verify {
+                        app.route(
+                            "/webhooks",
+                            actix_web::web::post().to(
+                                move |request: actix_web::HttpRequest,
+                                      body: actix_web::web::Bytes| {
+                                    let verifier = verifier.clone();
+                                    async move {
+                                        let values = request
+                                            .headers()
+                                            .get_all(notmeta_webhooks::SIGNATURE_HEADER.as_str())
+                                            .map(|v| v.as_bytes());
+                                        let ok = verifier
+                                            .verify(&body, values)
+                                            .and_then(|v| v.parse())
+                                            .map(std::hint::black_box)
+                                            .is_ok();
+                                        if ok {
+                                            actix_web::HttpResponse::Ok().body("OK")
+                                        } else {
+                                            actix_web::HttpResponse::BadRequest().finish()
+                                        }
+                                    }
+                                },
+                            ),
+                        )
+                    } else if bare {
                         app.route(
                             "/webhooks",
                             actix_web::web::post().to(|body: actix_web::web::Bytes| async move {
@@ -395,10 +465,13 @@ fn serve(kind: &str) -> Result<(), BoxError> {
                 serve_axum(app).await
             })
         }
-        "tower" | "tower-bare" => {
+        "tower" | "tower-bare" | "tower-verify" => {
             use hyper_util::rt::{TokioExecutor, TokioIo};
             use hyper_util::server::conn::auto;
             let bare = kind == "tower-bare";
+            let verifier = (kind == "tower-verify")
+                .then(|| Verifier::new(SECRET))
+                .transpose()?;
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async move {
                 let service = notmeta_webhooks::tower::WebhookService::new(receiver());
@@ -408,7 +481,28 @@ fn serve(kind: &str) -> Result<(), BoxError> {
                     let (socket, _) = listener.accept().await?;
                     let io = TokioIo::new(socket);
                     let builder = auto::Builder::new(TokioExecutor::new());
-                    if bare {
+                    if let Some(verifier) = verifier.clone() {
+                        // hyper, the whole body read, verified and parsed.
+                        tokio::spawn(async move {
+                            let verify = hyper::service::service_fn(
+                                move |request: http::Request<hyper::body::Incoming>| {
+                                    let verifier = verifier.clone();
+                                    async move {
+                                        let (parts, body) = request.into_parts();
+                                        let body = body.collect().await?.to_bytes();
+                                        let status =
+                                            verified_status(&verifier, &parts.headers, &body);
+                                        let mut response = http::Response::new(Full::new(
+                                            Bytes::from_static(b"OK"),
+                                        ));
+                                        *response.status_mut() = status;
+                                        Ok::<_, hyper::Error>(response)
+                                    }
+                                },
+                            );
+                            let _ = builder.serve_connection(io, verify).await;
+                        });
+                    } else if bare {
                         // hyper alone: read the whole body, answer 200.
                         tokio::spawn(async move {
                             let bare = hyper::service::service_fn(

@@ -264,6 +264,10 @@ struct Options {
     threads: usize,
     requests: usize,
     serve_with: PathBuf,
+    /// What the endpoint is compared with: `bare` (the framework's handler that reads
+    /// the body and answers 200) or `verify` (that handler, verifying and parsing the
+    /// event too: what any verifying endpoint pays at the least).
+    baseline: String,
 }
 
 impl Options {
@@ -277,6 +281,7 @@ impl Options {
             threads: 2,
             requests: 120_000,
             serve_with: std::env::current_exe()?,
+            baseline: "bare".into(),
         };
         let mut args = args.iter();
         while let Some(name) = args.next() {
@@ -293,6 +298,10 @@ impl Options {
                 "--threads" => options.threads = value.parse()?,
                 "--requests" => options.requests = value.parse()?,
                 "--serve-with" => options.serve_with = value.into(),
+                "--baseline" if ["bare", "verify"].contains(&value.as_str()) => {
+                    options.baseline = value.clone();
+                }
+                "--baseline" => return Err("--baseline is bare or verify".into()),
                 other => return Err(format!("unknown option {other}").into()),
             }
         }
@@ -329,7 +338,8 @@ fn median_and_range(values: &[f64]) -> (f64, f64, f64) {
 }
 
 /// `load wrk-compare [--servers axum,actix,tower] [--connections 16,64] [--rounds 5]
-/// [--seconds 3] [--warm-up 1] [--threads 2] [--requests 120000] [--serve-with PATH]`.
+/// [--seconds 3] [--warm-up 1] [--threads 2] [--requests 120000] [--serve-with PATH]
+/// [--baseline bare|verify]`.
 pub(super) fn compare(args: &[String]) -> Result<ExitCode, BoxError> {
     let options = Options::parse(args)?;
     if let Err(error) = Command::new("wrk").arg("-v").output() {
@@ -363,19 +373,20 @@ fn compare_all(
     println!(
         "wrk -t{} -d{}s --latency, {} rounds per side after a {} s warm-up, fresh server \
          processes each round ({}); ~1 KiB signed message.received events, {} distinct ids \
-         per run",
+         per run; the endpoint against the {} handler",
         options.threads,
         options.seconds,
         options.rounds,
         options.warm_up,
         options.serve_with.display(),
-        options.requests
+        options.requests,
+        options.baseline,
     );
     let mut rows = Vec::new();
     let mut ok = true;
     for server in &options.servers {
         for &connections in &options.connections {
-            let sides = [format!("{server}-bare"), server.clone()];
+            let sides = [format!("{server}-{}", options.baseline), server.clone()];
             let mut runs: [Vec<Run>; 2] = [Vec::new(), Vec::new()];
             for round in 0..options.rounds {
                 // The side that goes first alternates from round to round.
@@ -396,9 +407,10 @@ fn compare_all(
                 }
                 let (bare, endpoint) = (runs[0][round], runs[1][round]);
                 println!(
-                    "  {server} {connections} round {}: bare {:.0}/s, endpoint {:.0}/s, {:.3}; \
-                     server CPU per request bare {:.1} µs, endpoint {:.1} µs",
+                    "  {server} {connections} round {}: {} {:.0}/s, endpoint {:.0}/s, {:.3}; \
+                     server CPU per request {1} {:.1} µs, endpoint {:.1} µs",
                     round + 1,
+                    options.baseline,
                     bare.rate(),
                     endpoint.rate(),
                     endpoint.rate() / bare.rate(),
@@ -414,11 +426,11 @@ fn compare_all(
         "{:<7} {:>5}  {:>27}  {:>29}  {:>21}  {:>17}  {:>21}  {:>15}  {:>7}",
         "server",
         "conns",
-        "bare req/s median [range]",
+        format!("{} req/s median [range]", options.baseline),
         "endpoint req/s median [range]",
-        "endpoint÷bare [range]",
+        format!("endpoint÷{} [range]", options.baseline),
         "CPU µs/req b/e",
-        "CPU bare÷end [range]",
+        format!("CPU {}÷end [range]", options.baseline),
         "p99 µs b/e",
         "non-2xx"
     );
