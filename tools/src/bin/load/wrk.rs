@@ -268,6 +268,10 @@ struct Options {
     /// the body and answers 200) or `verify` (that handler, verifying and parsing the
     /// event too: what any verifying endpoint pays at the least).
     baseline: String,
+    /// The other side: the ready-made endpoint (``, the default), or another server
+    /// of the same framework (`verify`; `nodedup`, axum only: the endpoint without
+    /// de-duplication), to split the endpoint's cost into its parts.
+    endpoint: String,
 }
 
 impl Options {
@@ -282,6 +286,7 @@ impl Options {
             requests: 120_000,
             serve_with: std::env::current_exe()?,
             baseline: "bare".into(),
+            endpoint: String::new(),
         };
         let mut args = args.iter();
         while let Some(name) = args.next() {
@@ -302,6 +307,10 @@ impl Options {
                     options.baseline = value.clone();
                 }
                 "--baseline" => return Err("--baseline is bare or verify".into()),
+                "--endpoint" if ["verify", "nodedup"].contains(&value.as_str()) => {
+                    options.endpoint = value.clone();
+                }
+                "--endpoint" => return Err("--endpoint is verify or nodedup".into()),
                 other => return Err(format!("unknown option {other}").into()),
             }
         }
@@ -339,7 +348,7 @@ fn median_and_range(values: &[f64]) -> (f64, f64, f64) {
 
 /// `load wrk-compare [--servers axum,actix,tower] [--connections 16,64] [--rounds 5]
 /// [--seconds 3] [--warm-up 1] [--threads 2] [--requests 120000] [--serve-with PATH]
-/// [--baseline bare|verify]`.
+/// [--baseline bare|verify] [--endpoint verify|nodedup]`.
 pub(super) fn compare(args: &[String]) -> Result<ExitCode, BoxError> {
     let options = Options::parse(args)?;
     if let Err(error) = Command::new("wrk").arg("-v").output() {
@@ -373,20 +382,29 @@ fn compare_all(
     println!(
         "wrk -t{} -d{}s --latency, {} rounds per side after a {} s warm-up, fresh server \
          processes each round ({}); ~1 KiB signed message.received events, {} distinct ids \
-         per run; the endpoint against the {} handler",
+         per run; the {} handler against the {} one",
         options.threads,
         options.seconds,
         options.rounds,
         options.warm_up,
         options.serve_with.display(),
         options.requests,
+        if options.endpoint.is_empty() {
+            "endpoint"
+        } else {
+            &options.endpoint
+        },
         options.baseline,
     );
     let mut rows = Vec::new();
     let mut ok = true;
     for server in &options.servers {
         for &connections in &options.connections {
-            let sides = [format!("{server}-{}", options.baseline), server.clone()];
+            let endpoint = match options.endpoint.as_str() {
+                "" => server.clone(),
+                other => format!("{server}-{other}"),
+            };
+            let sides = [format!("{server}-{}", options.baseline), endpoint];
             let mut runs: [Vec<Run>; 2] = [Vec::new(), Vec::new()];
             for round in 0..options.rounds {
                 // The side that goes first alternates from round to round.
