@@ -292,8 +292,25 @@ async fn many_replicas_under_every_fault_take_each_effect_exactly_once() {
 /// limit; NotMeta retries through a second replica. Whatever the first delivery was
 /// answered, the event ends answered 200 with exactly one effect, and an event
 /// answered 200 by the first delivery has its effect.
+///
+/// Sixteen events, a fault each, one after the other (the fault is the proxy's, so
+/// the events of one run cannot overlap); the two halves run as two tests, each on
+/// its own server, so that they run side by side.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commits_whose_answers_are_held_or_lost_count_once() {
+    ambiguous_commits(0..8).await;
+}
+
+/// The second half of [`commits_whose_answers_are_held_or_lost_count_once`]: the
+/// faults that come later after the handler returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn later_commits_whose_answers_are_held_or_lost_count_once() {
+    ambiguous_commits(8..16).await;
+}
+
+/// Event `n` of `events`: its fault comes 20 ms × (`n` / 2) after its handler
+/// returned; an odd `n` pauses the connections, an even one holds their replies.
+async fn ambiguous_commits(events: std::ops::Range<u64>) {
     let (server, direct) = setup().await;
     let proxy = Arc::new(Proxy::start(server.port()).await);
     proxy.set_latency(Duration::from_millis(40));
@@ -335,7 +352,7 @@ async fn commits_whose_answers_are_held_or_lost_count_once() {
         other_store,
     );
     let mut report = Vec::new();
-    for n in 0..16u64 {
+    for n in events {
         let pause = n % 2 == 1;
         let offset = Duration::from_millis(20 * (n / 2));
         let id = format!("evt_ambiguous_{n}");
