@@ -268,13 +268,22 @@ struct Options {
     /// the body and answers 200) or `verify` (that handler, verifying and parsing the
     /// event too: what any verifying endpoint pays at the least).
     baseline: String,
-    /// The other side: the ready-made endpoint (``, the default), or another server
+    /// The other side: the ready-made endpoint (empty, the default), or another server
     /// of the same framework (`verify`; `nodedup`, axum only: the endpoint without
     /// de-duplication), to split the endpoint's cost into its parts.
     endpoint: String,
 }
 
 impl Options {
+    /// The name of the side compared with the baseline.
+    fn other(&self) -> &str {
+        if self.endpoint.is_empty() {
+            "endpoint"
+        } else {
+            &self.endpoint
+        }
+    }
+
     fn parse(args: &[String]) -> Result<Self, BoxError> {
         let mut options = Self {
             servers: vec!["axum".into(), "actix".into(), "tower".into()],
@@ -382,18 +391,14 @@ fn compare_all(
     println!(
         "wrk -t{} -d{}s --latency, {} rounds per side after a {} s warm-up, fresh server \
          processes each round ({}); ~1 KiB signed message.received events, {} distinct ids \
-         per run; the {} handler against the {} one",
+         per run; the {} side against the {} one",
         options.threads,
         options.seconds,
         options.rounds,
         options.warm_up,
         options.serve_with.display(),
         options.requests,
-        if options.endpoint.is_empty() {
-            "endpoint"
-        } else {
-            &options.endpoint
-        },
+        options.other(),
         options.baseline,
     );
     let mut rows = Vec::new();
@@ -425,15 +430,16 @@ fn compare_all(
                 }
                 let (bare, endpoint) = (runs[0][round], runs[1][round]);
                 println!(
-                    "  {server} {connections} round {}: {} {:.0}/s, endpoint {:.0}/s, {:.3}; \
-                     server CPU per request {1} {:.1} µs, endpoint {:.1} µs",
-                    round + 1,
-                    options.baseline,
+                    "  {server} {connections} round {n}: {base} {:.0}/s, {other} {:.0}/s, {:.3}; \
+                     server CPU per request {base} {:.1} µs, {other} {:.1} µs",
                     bare.rate(),
                     endpoint.rate(),
                     endpoint.rate() / bare.rate(),
                     bare.cpu_us(),
                     endpoint.cpu_us(),
+                    n = round + 1,
+                    base = options.baseline,
+                    other = options.other(),
                 );
             }
             rows.push((server.clone(), connections, runs));
@@ -445,8 +451,8 @@ fn compare_all(
         "server",
         "conns",
         format!("{} req/s median [range]", options.baseline),
-        "endpoint req/s median [range]",
-        format!("endpoint÷{} [range]", options.baseline),
+        format!("{} req/s median [range]", options.other()),
+        format!("{}÷{} [range]", options.other(), options.baseline),
         "CPU µs/req b/e",
         format!("CPU {}÷end [range]", options.baseline),
         "p99 µs b/e",
