@@ -606,19 +606,21 @@ pub(crate) fn enter(breaker: Option<&CircuitBreaker>) -> Result<Pass, Duration> 
 }
 
 /// `delivery`, with its outcome recorded in `pass` when it ends.
-pub(crate) async fn recorded(
+pub(crate) fn recorded(
     pass: Pass,
     delivery: impl std::future::Future<Output = crate::receiver::Outcome>,
-) -> crate::receiver::Outcome {
+) -> impl std::future::Future<Output = crate::receiver::Outcome> {
     use crate::receiver::Outcome;
-    let outcome = delivery.await;
-    let verdict = match outcome {
-        Outcome::Handled => Verdict::Success,
-        Outcome::TemporaryFailure | Outcome::Panicked | Outcome::TimedOut => Verdict::Failure,
-        _ => Verdict::Neutral,
-    };
-    pass.record(verdict);
-    outcome
+    // A combinator rather than an `async fn`, which would hold the delivery twice.
+    futures_util::FutureExt::map(delivery, move |outcome| {
+        let verdict = match outcome {
+            Outcome::Handled => Verdict::Success,
+            Outcome::TemporaryFailure | Outcome::Panicked | Outcome::TimedOut => Verdict::Failure,
+            _ => Verdict::Neutral,
+        };
+        pass.record(verdict);
+        outcome
+    })
 }
 
 #[cfg(test)]

@@ -292,13 +292,28 @@ impl RedisConnection {
         key: &[u8],
         limit: Duration,
     ) -> Result<T, WriteError> {
-        let mut connection = self.clone();
         let Replication::Replicas { replicas, timeout } = self.replication else {
+            let mut connection = self.clone();
             return Ok(match write {
                 Write::Script(invocation) => invocation.invoke_async(&mut connection).await?,
                 Write::Cmd(cmd) => cmd.query_async(&mut connection).await?,
             });
         };
+        // Boxed: the pipeline's state would otherwise make every write's future (and
+        // every future that holds one) several times larger.
+        Box::pin(self.write_replicated(write, key, limit, replicas, timeout)).await
+    }
+
+    /// [`write`](Self::write) followed by `WAIT` for `replicas`.
+    async fn write_replicated<T: FromRedisValue>(
+        &self,
+        write: Write<'_>,
+        key: &[u8],
+        limit: Duration,
+        replicas: u32,
+        timeout: Duration,
+    ) -> Result<T, WriteError> {
+        let mut connection = self.clone();
         let waited = timeout.min(limit / 2).max(Duration::from_millis(1));
         let wait_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
         let mut pipeline = redis::pipe();

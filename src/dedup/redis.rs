@@ -243,6 +243,66 @@ impl RedisStore {
         format!("{}:event:{event_id}", self.namespace)
     }
 
+    /// The rest of [`claim`](IdempotencyStore::claim) once its `SET NX` was refused:
+    /// a `GET` tells done from in progress. The key can vanish between the refused
+    /// `SET` and the `GET` (a claim released or expired meanwhile): then claiming
+    /// again is the right answer.
+    async fn claim_taken(
+        &self,
+        event_id: &str,
+        token: ClaimToken,
+        key: &str,
+        claim: &str,
+        set: &redis::Cmd,
+    ) -> Result<Claim, StoreError> {
+        let mut connection = self.connection.clone();
+        for tries in 0..CLAIM_TRIES {
+            if tries > 0 {
+                let set: redis::Value = self
+                    .connection
+                    .write(Write::Cmd(set), key.as_bytes(), CALL_LIMIT)
+                    .await
+                    .map_err(StoreError::new)?;
+                if set != redis::Value::Nil {
+                    return Ok(Claim::Claimed(token));
+                }
+            }
+            let held: Option<String> = redis::cmd("GET")
+                .arg(key)
+                .query_async(&mut connection)
+                .await
+                .map_err(StoreError::new)?;
+            match held.as_deref() {
+                None => continue,
+                Some(v) if v == "done" || v.starts_with("done:") => return Ok(Claim::Done),
+                // Its own claim: the SET was applied but its reply lost, and sent again.
+                Some(v) if v == claim => {
+                    // Acknowledged by the replicas, when asked, before it counts: the
+                    // first SET's WAIT never answered. Extending the lease is a write,
+                    // so its WAIT covers the SET too.
+                    if self.replication() != Replication::Primary {
+                        let lease = millis(self.lease);
+                        let renewed = self
+                            .flag(&self.renew, event_id, &token, lease, true)
+                            .await?;
+                        if renewed != Settled::Recorded {
+                            continue;
+                        }
+                    }
+                    return Ok(Claim::Claimed(token));
+                }
+                Some(v) if v.starts_with("claim:") => return Ok(Claim::InProgress),
+                Some(other) => {
+                    return Err(StoreError::new(format!(
+                        "unexpected value {other:?} at {key}"
+                    )));
+                }
+            }
+        }
+        // Claimed and freed again each time: another delivery is busy with it.
+        Ok(Claim::InProgress)
+    }
+
     /// Runs a token script; `acknowledged`: as a write the replicas acknowledge
     /// when asked ([`with_replicas`](Self::with_replicas)). 1 is
     /// [`Settled::Recorded`].
@@ -305,58 +365,22 @@ impl IdempotencyStore for RedisStore {
         let token = ClaimToken::new();
         let key = self.key(event_id);
         let claim = format!("claim:{token}");
-        let mut connection = self.connection.clone();
-        // The key can vanish between the refused SET and the GET (a claim released
-        // or expired meanwhile): then claiming again is the right answer.
         let mut set = redis::cmd("SET");
         set.arg(&key)
             .arg(&claim)
             .arg("NX")
             .arg("PX")
             .arg(millis(self.lease));
-        for _ in 0..CLAIM_TRIES {
-            let set: redis::Value = self
-                .connection
-                .write(Write::Cmd(&set), key.as_bytes(), CALL_LIMIT)
-                .await
-                .map_err(StoreError::new)?;
-            if set != redis::Value::Nil {
-                return Ok(Claim::Claimed(token));
-            }
-            let held: Option<String> = redis::cmd("GET")
-                .arg(&key)
-                .query_async(&mut connection)
-                .await
-                .map_err(StoreError::new)?;
-            match held.as_deref() {
-                None => continue,
-                Some(v) if v == "done" || v.starts_with("done:") => return Ok(Claim::Done),
-                // Its own claim: the SET was applied but its reply lost, and sent again.
-                Some(v) if v == claim => {
-                    // Acknowledged by the replicas, when asked, before it counts: the
-                    // first SET's WAIT never answered. Extending the lease is a write,
-                    // so its WAIT covers the SET too.
-                    if self.replication() != Replication::Primary {
-                        let lease = millis(self.lease);
-                        let renewed = self
-                            .flag(&self.renew, event_id, &token, lease, true)
-                            .await?;
-                        if renewed != Settled::Recorded {
-                            continue;
-                        }
-                    }
-                    return Ok(Claim::Claimed(token));
-                }
-                Some(v) if v.starts_with("claim:") => return Ok(Claim::InProgress),
-                Some(other) => {
-                    return Err(StoreError::new(format!(
-                        "unexpected value {other:?} at {key}"
-                    )));
-                }
-            }
+        let first: redis::Value = self
+            .connection
+            .write(Write::Cmd(&set), key.as_bytes(), CALL_LIMIT)
+            .await
+            .map_err(StoreError::new)?;
+        if first != redis::Value::Nil {
+            return Ok(Claim::Claimed(token));
         }
-        // Claimed and freed again each time: another delivery is busy with it.
-        Ok(Claim::InProgress)
+        // Boxed: the rarer path's state stays out of every claim's future.
+        Box::pin(self.claim_taken(event_id, token, &key, &claim, &set)).await
     }
 
     fn renew(

@@ -1416,8 +1416,8 @@ async fn run<H: Handler>(
             claim,
         },
         shared.isolate,
-        pending(),
-        shared.stopped(),
+        pin!(pending()),
+        pin!(shared.stopped()),
     )
     .await;
     gate::ran(&ran);

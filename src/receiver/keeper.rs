@@ -212,7 +212,9 @@ async fn keep<S: IdempotencyStore>(
                     return;
                 };
                 drop(store);
-                opening_task = Some(tokio::spawn(bounded(opening, open)));
+                opening_task = Some(tokio::spawn(async move {
+                    bounded(opening, std::pin::pin!(open)).await
+                }));
             }
             // Opened beside the renewals, which meanwhile use the receiver's
             // connection.
@@ -255,7 +257,7 @@ async fn keep<S: IdempotencyStore>(
             .iter()
             .map(|claim| (&*claim.id, &claim.token))
             .collect();
-        let renewed = match bounded(within, store.renew_many(&asked)).await {
+        let renewed = match bounded(within, std::pin::pin!(store.renew_many(&asked))).await {
             Ok(renewed) if renewed.len() == claims.len() => Ok(renewed),
             Ok(renewed) => Err(StoreError::new(format!(
                 "{} renewals answered for {} claims",

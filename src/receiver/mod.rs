@@ -56,6 +56,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -552,9 +553,8 @@ impl<H: Handler, S: IdempotencyStore> Receiver<H, S> {
             let held = match &self.store {
                 None => None,
                 Some(store) => {
-                    let claim =
-                        bounded(self.settings.store_timeout, store.claim(event.id.as_str()));
-                    let outcome = match claim.await {
+                    let limit = self.settings.store_timeout;
+                    let outcome = match bounded(limit, pin!(store.claim(event.id.as_str()))).await {
                         Ok(Claim::Claimed(token)) => {
                             let window = self.window_for(&event);
                             Ok(Held { token, window })
