@@ -111,6 +111,17 @@ impl Default for ClaimToken {
     }
 }
 
+impl ClaimToken {
+    /// Its 32 lower-case hex digits, without an allocation (what `Display` writes).
+    #[cfg(feature = "redis")]
+    pub(crate) fn hex(&self) -> [u8; 32] {
+        let mut digits = [0; 32];
+        hex::encode_to_slice(self.0.to_be_bytes(), &mut digits)
+            .expect("16 bytes are 32 hex digits");
+        digits
+    }
+}
+
 /// 32 lower-case hex digits (for stores that keep the token as text).
 impl fmt::Display for ClaimToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

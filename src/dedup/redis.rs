@@ -15,6 +15,9 @@ use crate::clock::clamp;
 /// `GET`.
 const CLAIM_TRIES: usize = 3;
 
+/// What a claimed key holds before its token.
+const CLAIM_PREFIX: &str = "claim:";
+
 /// Extends the lease of the claim this token holds.
 const RENEW: &str = r"
 if redis.call('GET', KEYS[1]) == 'claim:' .. ARGV[1] then
@@ -240,7 +243,13 @@ impl RedisStore {
     }
 
     fn key(&self, event_id: &str) -> String {
-        format!("{}:event:{event_id}", self.namespace)
+        const MIDDLE: &str = ":event:";
+        // Sized at once: `format!` would grow it, an allocation each time.
+        let mut key = String::with_capacity(self.namespace.len() + MIDDLE.len() + event_id.len());
+        key.push_str(&self.namespace);
+        key.push_str(MIDDLE);
+        key.push_str(event_id);
+        key
     }
 
     /// The rest of [`claim`](IdempotencyStore::claim) once its `SET NX` was refused:
@@ -291,7 +300,7 @@ impl RedisStore {
                     }
                     return Ok(Claim::Claimed(token));
                 }
-                Some(v) if v.starts_with("claim:") => return Ok(Claim::InProgress),
+                Some(v) if v.starts_with(CLAIM_PREFIX) => return Ok(Claim::InProgress),
                 Some(other) => {
                     return Err(StoreError::new(format!(
                         "unexpected value {other:?} at {key}"
@@ -316,7 +325,7 @@ impl RedisStore {
     ) -> Result<Settled, StoreError> {
         let key = self.key(event_id);
         let mut invocation = script.key(&key);
-        invocation.arg(token.to_string()).arg(ms);
+        invocation.arg(&token.hex()[..]).arg(ms);
         let connection = if acknowledged {
             self.connection.clone()
         } else {
@@ -364,9 +373,13 @@ impl IdempotencyStore for RedisStore {
     async fn claim(&self, event_id: &str) -> Result<Claim, StoreError> {
         let token = ClaimToken::new();
         let key = self.key(event_id);
-        let claim = format!("claim:{token}");
-        let mut set = redis::cmd("SET");
-        set.arg(&key)
+        let mut claim = String::with_capacity(CLAIM_PREFIX.len() + 32);
+        claim.push_str(CLAIM_PREFIX);
+        claim.extend(token.hex().map(char::from));
+        // `SET key claim:<token> NX PX <ms>`, sized at once.
+        let mut set = redis::Cmd::with_capacity(6, key.len() + claim.len() + 32);
+        set.arg("SET")
+            .arg(&key)
             .arg(&claim)
             .arg("NX")
             .arg("PX")
@@ -416,7 +429,7 @@ impl IdempotencyStore for RedisStore {
         let mut invocation = self.renew_many.prepare_invoke();
         invocation.arg(millis(self.lease));
         for (key, (_, token)) in keys.iter().zip(claims) {
-            invocation.key(key).arg(token.to_string());
+            invocation.key(key).arg(&token.hex()[..]);
         }
         let flags: Vec<i64> = self
             .connection
