@@ -139,10 +139,12 @@ pub(crate) async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
 /// all dead letters.
 pub(crate) async fn dead_letter(queue: &Queue, ids: &[&str]) {
     enqueue(queue, ids).await;
+    // Counted before the worker starts: read after, it could already include some of
+    // these, and the wait below would never end.
+    let before = queue.counts().await.unwrap().dead_letters;
     let runs = Runs::default();
     let running = Running::start(worker(queue, &runs, true));
     let want = u64::try_from(ids.len()).unwrap();
-    let before = queue.counts().await.unwrap().dead_letters;
     wait_for("the events are dead letters", async || {
         let counts = queue.counts().await.unwrap();
         counts.dead_letters >= before + want && counts.pending + counts.in_progress == 0
