@@ -113,7 +113,6 @@ impl Default for ClaimToken {
 
 impl ClaimToken {
     /// Its 32 lower-case hex digits, without an allocation (what `Display` writes).
-    #[cfg(feature = "redis")]
     pub(crate) fn hex(&self) -> [u8; 32] {
         let mut digits = [0; 32];
         hex::encode_to_slice(self.0.to_be_bytes(), &mut digits)
@@ -125,7 +124,7 @@ impl ClaimToken {
 /// 32 lower-case hex digits (for stores that keep the token as text).
 impl fmt::Display for ClaimToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
+        f.write_str(std::str::from_utf8(&self.hex()).expect("hex digits are ASCII"))
     }
 }
 
@@ -273,5 +272,19 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     /// [`Receiver::with_clock`]: crate::receiver::Receiver::with_clock
     fn use_clock(&mut self, clock: Arc<dyn Clock>) {
         let _ = clock;
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::ClaimToken;
+
+    #[test]
+    fn a_token_is_32_zero_padded_lower_case_hex_digits() {
+        for value in [0, 5, 0xAB << 64, u128::MAX, ClaimToken::new().0] {
+            let token = ClaimToken(value);
+            assert_eq!(token.to_string(), format!("{value:032x}"));
+            assert_eq!(token.hex(), *format!("{value:032x}").as_bytes());
+        }
     }
 }
